@@ -1,0 +1,1 @@
+"""Processed scenes, voxelization, weak labels and the training data pipeline."""

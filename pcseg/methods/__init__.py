@@ -1,0 +1,1 @@
+"""Training methods: each turns model outputs + a batch into named loss terms."""

@@ -1,0 +1,37 @@
+"""Shared test fixtures: seeding and the location of the real scans (skip when absent)."""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_DATA = Path(os.environ.get("PCSEG_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
+
+
+@pytest.fixture(autouse=True)
+def _seed() -> None:
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def real_data() -> Path:
+    """Path of ../shared/data/real; skips the test when it is absent."""
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"real data folder {REAL_DATA} not present")
+    return REAL_DATA
+
+
+def pytest_collection_modifyitems(config, items):  # noqa: D103
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="no CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
