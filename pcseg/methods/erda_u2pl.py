@@ -1,0 +1,177 @@
+"""ERDA + U2PL negatives: ERDA's soft pseudo-label loss plus U2PL's contrastive term.
+
+``loss = ERDA loss + lambda_c * L_contrastive`` where
+
+* the ERDA loss is computed by an owned :class:`pcseg.methods.erda.ERDA` (composition:
+  ``CE on labelled voxels + w * mean_unlabelled H(p, q)``, prototype pseudo-labeller,
+  all of ERDA's options via ``erda={...}``);
+* ``L_contrastive`` is U2PL's InfoNCE term (:class:`pcseg.methods.u2pl.U2PLContrast`):
+  anchors of class c are labelled voxels of class c and reliable unlabelled voxels whose
+  predicted class is c (with prob(c) > 0.3), the positive is the class centre, and the
+  negatives come from per-class FIFO queues filled with unreliable voxels that are
+  confidently NOT c (c ranked in [low_rank, high_rank) of the prediction) and with
+  labelled voxels of another class that rank c in their top ``low_rank``.
+
+Where the probabilities and the keys come from (``use_teacher``):
+
+* ``True`` (default): an EMA teacher of the student network and representation head, as
+  in U2PL (:class:`pcseg.methods.u2pl.EMATeacher`, decay ``min(1 - 1/(k+1), ema_decay)``).
+  The teacher's probabilities define the entropy split, the ranks and the anchor
+  threshold; its representations are the class centres and the queue keys. Costs one
+  extra forward pass (no backward) per step.
+* ``False``: no teacher; the student's own detached prediction ``softmax(logits)`` and
+  detached representations play the teacher's role (cheaper; keys drift faster).
+
+The reliable/unreliable split is U2PL's: among the unlabelled voxels the alpha_t % with
+the highest entropy are unreliable, ``alpha_t = alpha_0 (1 - t/T)`` (see
+:mod:`pcseg.methods.u2pl`). Only the contrastive term uses it; ERDA's loss still covers
+ALL unlabelled voxels.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from pcseg.methods.base import Method
+from pcseg.methods.erda import ERDA
+from pcseg.methods.u2pl import (
+    EMATeacher,
+    U2PLContrast,
+    _check_common,
+    ema_decay_at,
+    split_diagnostics,
+    teacher_split,
+    unreliable_percent,
+)
+
+
+class ERDAWithU2PLNegatives(Method):
+    """ERDA loss + lambda_c * U2PL contrastive loss with unreliable negatives.
+
+    Args:
+        num_classes: K.
+        feature_dim: D of the decoder features.
+        erda: keyword arguments of :class:`pcseg.methods.erda.ERDA` (weight, tau,
+            momentum, variant, class_weights, label_smoothing); defaults are ERDA's.
+        lambda_c: weight of the contrastive term (0.1).
+        use_teacher: EMA teacher (True) or the detached student (False) as the source of
+            probabilities and keys.
+        alpha_0, ema_decay, teacher_bn, anchor_split: as in :class:`pcseg.methods.u2pl.U2PL`
+            (20, 0.99, "train", "reliable").
+        rep_dim, queue_capacity, num_anchors, num_negatives, temperature,
+        anchor_prob_threshold, neg_prob_threshold, low_rank, high_rank, min_queue, seed:
+            see :class:`pcseg.methods.u2pl.U2PLContrast`.
+        input_builder: teacher input builder (default: ``pcseg.sparse.SparseTensor``).
+
+    forward returns ERDA's terms and diagnostics (``loss_sup``, ``loss_erda``,
+    ``diag/pseudo_acc`` = ERDA's p accuracy, ...), ``loss_contrastive``, ``loss`` (=
+    ERDA's ``loss`` + lambda_c * ``loss_contrastive``) and ``diag/teacher_acc`` (argmax of
+    the teacher / detached student on unlabelled voxels vs hidden GT),
+    ``diag/reliable_frac``, ``diag/reliable_acc``, ``diag/queue_fill``, ``diag/alpha_t``,
+    ``diag/contrast_classes``, ``diag/neg_keys_pushed``.
+    """
+
+    name = "erda_u2pl"
+
+    def __init__(
+        self,
+        num_classes: int,
+        feature_dim: int,
+        erda: dict[str, Any] | None = None,
+        lambda_c: float = 0.1,
+        use_teacher: bool = True,
+        alpha_0: float = 20.0,
+        ema_decay: float = 0.99,
+        teacher_bn: str = "train",
+        anchor_split: str = "reliable",
+        rep_dim: int = 64,
+        queue_capacity: int = 10000,
+        num_anchors: int = 256,
+        num_negatives: int = 50,
+        temperature: float = 0.5,
+        anchor_prob_threshold: float = 0.3,
+        neg_prob_threshold: float = 1.0,
+        low_rank: int = 3,
+        high_rank: int = 20,
+        min_queue: int = 1,
+        seed: int = 0,
+        input_builder: Callable[[dict[str, Any], torch.device], Any] | None = None,
+    ) -> None:
+        super().__init__(num_classes, feature_dim)
+        _check_common(self.name, 0.0, lambda_c, alpha_0, ema_decay, anchor_split, 0.0)
+        if erda is not None and not isinstance(erda, dict):
+            raise ValueError(f"{self.name}: erda must be a dict of ERDA options, got {type(erda).__name__}")
+        self.erda = ERDA(self.num_classes, self.feature_dim, **(erda or {}))
+        self.lambda_c = float(lambda_c)
+        self.use_teacher = bool(use_teacher)
+        self.alpha_0 = float(alpha_0)
+        self.ema_decay = float(ema_decay)
+        self.anchor_split = anchor_split
+        self.contrast = U2PLContrast(
+            self.num_classes, self.feature_dim, rep_dim, queue_capacity, num_anchors,
+            num_negatives, temperature, anchor_prob_threshold, neg_prob_threshold,
+            low_rank, high_rank, min_queue, seed,
+        )
+        self.teacher: EMATeacher | None = (
+            EMATeacher(self.contrast.rep_head, teacher_bn, input_builder) if self.use_teacher else None
+        )
+        self.register_buffer("steps_done", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("total_steps", torch.zeros((), dtype=torch.int64))
+
+    def on_train_start(self, model: nn.Module) -> None:
+        """Create the EMA teacher (when ``use_teacher``) as a frozen copy of ``model``."""
+        if self.teacher is not None:
+            self.teacher.attach(model)
+
+    def after_optimizer_step(self, model: nn.Module, iteration: int, total_iterations: int) -> None:
+        """EMA teacher update (when ``use_teacher``); advances t of alpha_t."""
+        if self.teacher is not None:
+            self.teacher.update(model, self.contrast.rep_head, ema_decay_at(iteration, self.ema_decay))
+        self.steps_done.fill_(int(iteration) + 1)
+        self.total_steps.fill_(max(int(total_iterations), 0))
+
+    def alpha_t(self) -> float:
+        """Current unreliable percentage alpha_0 (1 - t/T)."""
+        return unreliable_percent(self.alpha_0, int(self.steps_done), int(self.total_steps))
+
+    @torch.no_grad()
+    def pseudo_label_probs(
+        self, logits: torch.Tensor, features: torch.Tensor
+    ) -> torch.Tensor | None:
+        """ERDA's pseudo-label distribution p (the soft targets of the unlabelled loss)."""
+        return self.erda.pseudo_label_probs(logits, features)
+
+    def forward(  # type: ignore[override]
+        self, logits: torch.Tensor, features: torch.Tensor, batch: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
+        """See :meth:`pcseg.methods.base.Method.forward` and the class docstring."""
+        out = self.erda(logits, features, batch)  # validates the inputs
+        weak = batch["weak_labels"].to(device=logits.device, dtype=torch.int64)
+        rep_s = self.contrast.rep_head(features)
+        if self.teacher is not None:
+            prob, rep_t = self.teacher.predict(batch, logits.device)
+            if prob.shape != logits.shape:
+                raise RuntimeError(
+                    f"{self.name}: teacher logits {tuple(prob.shape)} do not match the "
+                    f"student's {tuple(logits.shape)}"
+                )
+        else:
+            prob = torch.softmax(logits.detach().float(), dim=1)
+            rep_t = rep_s.detach()
+        alpha = self.alpha_t()
+        split = teacher_split(prob, weak, alpha, self.anchor_split)
+        loss_con, info = self.contrast(
+            rep_s, rep_t, prob, weak, split["anchor_ok"], split["unreliable"],
+            update_queues=self.training,
+        )
+        diags = split_diagnostics(split, batch, self.contrast.queues, alpha)
+        if "diag/pseudo_acc" in diags:  # keep ERDA's diag/pseudo_acc (accuracy of p)
+            diags["diag/teacher_acc"] = diags.pop("diag/pseudo_acc")
+        out.update(diags)
+        out["diag/contrast_classes"] = torch.tensor(float(info["classes"]), device=logits.device)
+        out["diag/neg_keys_pushed"] = info["pushed"].sum().to(torch.float32).to(logits.device)
+        out["loss_contrastive"] = loss_con
+        out["loss"] = out["loss"] + self.lambda_c * loss_con.to(out["loss"].dtype)
+        return out

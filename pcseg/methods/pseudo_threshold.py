@@ -1,0 +1,110 @@
+"""Confidence-thresholded hard pseudo-labels (the selective self-training ERDA argues against).
+
+Loss = CE(q, y) on the labelled voxels + w * CE(q, argmax q) averaged over the UNLABELLED
+voxels (``weak_labels == -1``) whose max softmax probability is strictly greater than the
+threshold. The hard pseudo-label ``argmax q`` and the selection are computed from the
+DETACHED prediction, so the gradient of the pseudo term w.r.t. the logits of a selected
+voxel is ``(q - onehot(argmax q)) / N_selected``. When no voxel is selected the term is 0
+(connected to the graph, not NaN).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from pcseg.methods.base import Method
+from pcseg.methods.supervised import (
+    _class_weights_tensor,
+    check_inputs,
+    hidden_accuracy,
+    labelled_cross_entropy,
+    supervision_diagnostics,
+    zero_with_graph,
+)
+
+
+class PseudoThreshold(Method):
+    """Labelled CE + w * CE on confident unlabelled voxels with detached hard pseudo-labels.
+
+    Args:
+        num_classes: K.
+        feature_dim: D (unused; part of the common constructor).
+        weight: w, weight of the pseudo-label term (default 1.0, the FixMatch / U2PL
+            unsupervised-loss weight).
+        threshold: a voxel is selected when max_k q_k > threshold (default 0.95).
+        class_weights: optional K weights of the labelled cross-entropy.
+        label_smoothing: label smoothing of the labelled cross-entropy (default 0).
+
+    forward returns ``loss`` (= loss_sup + w * loss_pseudo), ``loss_sup``, ``loss_pseudo``
+    (mean CE over the selected voxels), ``diag/pseudo_selected_frac`` (selected / unlabelled
+    voxels; omitted when there is no unlabelled voxel), ``diag/pseudo_acc`` (accuracy of the
+    selected pseudo-labels vs the hidden ground truth; omitted when undefined),
+    ``diag/pred_acc_unlabelled``, ``diag/labelled_frac``.
+    """
+
+    name = "pseudo_threshold"
+
+    def __init__(
+        self,
+        num_classes: int,
+        feature_dim: int,
+        weight: float = 1.0,
+        threshold: float = 0.95,
+        class_weights: Sequence[float] | None = None,
+        label_smoothing: float = 0.0,
+    ) -> None:
+        super().__init__(num_classes, feature_dim)
+        if not (float(weight) >= 0.0 and math.isfinite(float(weight))):
+            raise ValueError(f"{self.name}: weight must be a finite number >= 0, got {weight}")
+        if not 0.0 <= float(threshold) < 1.0:
+            raise ValueError(f"{self.name}: threshold must be in [0, 1), got {threshold}")
+        if not 0.0 <= float(label_smoothing) < 1.0:
+            raise ValueError(f"{self.name}: label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.weight = float(weight)
+        self.threshold = float(threshold)
+        self.label_smoothing = float(label_smoothing)
+        self.register_buffer(
+            "class_weights",
+            _class_weights_tensor(class_weights, self.num_classes, self.name),
+            persistent=False,
+        )
+
+    @torch.no_grad()
+    def select(self, logits: torch.Tensor, weak_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Detached selection: ((M,) bool mask of selected unlabelled voxels, (M,) argmax q)."""
+        x = logits.detach()
+        if x.dtype in (torch.float16, torch.bfloat16):
+            x = x.float()
+        conf, pseudo = torch.softmax(x, dim=1).max(1)
+        return (weak_labels == -1) & (conf > self.threshold), pseudo
+
+    def forward(  # type: ignore[override]
+        self, logits: torch.Tensor, features: torch.Tensor, batch: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
+        """See :meth:`pcseg.methods.base.Method.forward`; ``features`` are ignored."""
+        weak = check_inputs(logits, None, batch, self.num_classes, None, self.name)
+        loss_sup = labelled_cross_entropy(logits, weak, self.class_weights, self.label_smoothing)
+        sel, pseudo = self.select(logits, weak)
+        if bool(sel.any()):
+            loss_pseudo = F.cross_entropy(logits[sel], pseudo[sel])
+        else:
+            loss_pseudo = zero_with_graph(logits)
+        out: dict[str, torch.Tensor] = {
+            "loss": loss_sup + self.weight * loss_pseudo,
+            "loss_sup": loss_sup,
+            "loss_pseudo": loss_pseudo,
+        }
+        unl = weak == -1
+        n_unl = int(unl.sum())
+        if n_unl:
+            out["diag/pseudo_selected_frac"] = torch.tensor(
+                float(sel.sum()) / n_unl, device=logits.device
+            )
+        acc = hidden_accuracy(pseudo, batch, sel)
+        if acc is not None:
+            out["diag/pseudo_acc"] = acc
+        out.update(supervision_diagnostics(logits, weak, batch))
+        return out
