@@ -21,3 +21,14 @@ def test_interrupted_write_leaves_nothing(tmp_path):
             raise RuntimeError("killed")
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_file_gets_normal_permissions(tmp_path):
+    import os
+
+    from pcseg.utils.io import atomic_write_text
+
+    atomic_write_text(tmp_path / "x.txt", "hi")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (os.stat(tmp_path / "x.txt").st_mode & 0o777) == (0o666 & ~mask)

@@ -1,0 +1,320 @@
+"""Loading what the viewer shows: a processed scene, its weak labels and a run's predictions.
+
+Accepted paths (see docs/ARCHITECTURE.md sections 2 and 6):
+
+* a processed folder ``OUT/`` (``meta.json``, ``scenes/<id>.npz|json``, ``labels/<spec>/<id>.npy``);
+* a single processed scene ``OUT/scenes/<id>.npz`` (or its ``.json``);
+* a run folder ``RUN/`` whose ``config.yaml`` has ``data: {root: OUT, label_spec: SPEC}``; its
+  predictions are ``RUN/test/predictions/<id>.npz`` (pred, pseudo, confidence, entropy over the
+  scene's ORIGINAL points).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from pcseg.viz.palettes import get_palette
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class ViewData:
+    """Everything the colour modes of one scene need.
+
+    Attributes:
+        name, dataset: scene id and dataset name.
+        class_names: K class names in training order.
+        palette: (K, 3) uint8 RGB class colours.
+        coords: (N, 3) float32 metres; feats: (N, C) float32; feat_kind: 'rgb' | 'remission'.
+        semantic: (N,) int64 ground truth in [0, K) or -1.
+        labelled: (N,) bool, True where the point is weakly labelled under ``label_spec``; None
+            when no spec is loaded.
+        pred, pseudo: (N,) int64 or None; confidence, entropy: (N,) float32 or None.
+        files: paths the data came from (for messages).
+    """
+
+    name: str
+    dataset: str
+    class_names: tuple[str, ...]
+    palette: np.ndarray
+    coords: np.ndarray
+    feats: np.ndarray
+    feat_kind: str
+    semantic: np.ndarray
+    labelled: np.ndarray | None = None
+    label_spec: str | None = None
+    pred: np.ndarray | None = None
+    pseudo: np.ndarray | None = None
+    confidence: np.ndarray | None = None
+    entropy: np.ndarray | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def num_points(self) -> int:
+        return int(len(self.coords))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"missing file {path}")
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            obj = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return obj
+
+
+def _spec_dirnames(spec: str) -> list[str]:
+    """Folder names a label spec may be stored under (the project's spec_dirname first)."""
+    names = []
+    try:
+        from pcseg.data.weak_labels import spec_dirname  # type: ignore
+
+        names.append(spec_dirname(spec))
+    except (ImportError, AttributeError, ValueError):
+        pass
+    names += [spec.replace("%", "pct"), spec]
+    return [n for i, n in enumerate(names) if n and "/" not in n and n not in names[:i]]
+
+
+@dataclass
+class ViewSource:
+    """A browsable set of scenes: a processed folder, optionally with a run's predictions.
+
+    Attributes:
+        processed: the processed folder.
+        scenes: scene ids in browsing order.
+        label_spec: weak-label spec whose indices are loaded (None: none).
+        run_dir: the run folder when predictions are available.
+        kitti_yaml: optional semantic-kitti.yaml for the SemanticKITTI palette.
+    """
+
+    processed: Path
+    scenes: list[str]
+    label_spec: str | None = None
+    run_dir: Path | None = None
+    kitti_yaml: str | None = None
+
+    @property
+    def predictions_dir(self) -> Path | None:
+        return None if self.run_dir is None else self.run_dir / "test" / "predictions"
+
+    def index(self, scene: str) -> int:
+        """Position of ``scene`` in :attr:`scenes`; ValueError listing some available ids."""
+        try:
+            return self.scenes.index(scene)
+        except ValueError:
+            some = ", ".join(self.scenes[:8]) + (" ..." if len(self.scenes) > 8 else "")
+            where = self.predictions_dir if self.run_dir is not None else self.processed / "scenes"
+            raise ValueError(f"scene {scene!r} not found in {where} (available: {some})") from None
+
+    def load(self, scene: str | None = None) -> ViewData:
+        """Load ``scene`` (default: the first) as :class:`ViewData`."""
+        if not self.scenes:
+            raise ValueError(f"no scenes found in {self.processed / 'scenes'}")
+        scene = self.scenes[0] if scene is None else scene
+        self.index(scene)
+        view = load_processed_scene(self.processed, scene, self.label_spec, self.kitti_yaml)
+        if self.run_dir is not None:
+            attach_predictions(view, self.predictions_dir / f"{scene}.npz")
+        return view
+
+
+def load_processed_scene(processed: str | os.PathLike, scene: str, label_spec: str | None = None,
+                         kitti_yaml: str | os.PathLike | None = None) -> ViewData:
+    """Read ``processed/scenes/<scene>.npz|json`` (and ``labels/<spec>/<scene>.npy`` when
+    ``label_spec`` is given) into :class:`ViewData`. Errors name the missing / bad file."""
+    processed = Path(processed)
+    npz_path = processed / "scenes" / f"{scene}.npz"
+    json_path = processed / "scenes" / f"{scene}.json"
+    if not npz_path.is_file():
+        raise FileNotFoundError(f"missing scene file {npz_path}")
+    info = _read_json(json_path) if json_path.is_file() else None
+    if info is None:
+        raise FileNotFoundError(f"missing scene metadata {json_path} (scene incomplete?)")
+    meta_path = processed / "meta.json"
+    meta = _read_json(meta_path) if meta_path.is_file() else {}
+    with np.load(npz_path) as z:
+        for key in ("coords", "feats", "semantic"):
+            if key not in z.files:
+                raise ValueError(f"{npz_path}: missing array {key!r} (has {sorted(z.files)})")
+        coords = np.asarray(z["coords"], dtype=np.float32)
+        feats = np.asarray(z["feats"], dtype=np.float32)
+        semantic = np.asarray(z["semantic"])
+    if coords.ndim != 2 or coords.shape[1] != 3:
+        raise ValueError(f"{npz_path}: coords must be (N, 3), got {coords.shape}")
+    n = len(coords)
+    if feats.ndim != 2 or len(feats) != n:
+        raise ValueError(f"{npz_path}: feats must be (N={n}, C), got {feats.shape}")
+    if semantic.shape != (n,) or not np.issubdtype(semantic.dtype, np.integer):
+        raise ValueError(f"{npz_path}: semantic must be ({n},) integers, got {semantic.shape} {semantic.dtype}")
+    dataset = str(info.get("dataset", meta.get("dataset", "unknown")))
+    names = info.get("class_names") or meta.get("class_names")
+    if not names:
+        raise ValueError(f"{json_path}: no 'class_names' (nor in {meta_path})")
+    names = tuple(str(s) for s in names)
+    semantic = semantic.astype(np.int64)
+    if n and (semantic.max() >= len(names) or semantic.min() < -1):
+        raise ValueError(f"{npz_path}: semantic labels in [{semantic.min()}, {semantic.max()}], "
+                         f"expected -1 or [0, {len(names) - 1}]")
+    feat_kind = str(info.get("feat_kind", "rgb" if feats.shape[1] >= 3 else "remission"))
+    view = ViewData(
+        name=scene, dataset=dataset, class_names=names,
+        palette=get_palette(dataset, names, kitti_yaml),
+        coords=coords, feats=feats, feat_kind=feat_kind, semantic=semantic,
+        files={"scene": str(npz_path)},
+    )
+    if label_spec:
+        view.labelled, lab_path = load_labelled_mask(processed, label_spec, scene, n)
+        view.label_spec = label_spec
+        view.files["labels"] = str(lab_path)
+    return view
+
+
+def load_labelled_mask(processed: str | os.PathLike, spec: str, scene: str,
+                       num_points: int) -> tuple[np.ndarray, Path]:
+    """(N,) bool mask of the points labelled under ``spec`` (from
+    ``labels/<spec_dirname>/<scene>.npy``: sorted unique int indices) and the file read."""
+    processed = Path(processed)
+    labels_root = processed / "labels"
+    folder = next((labels_root / d for d in _spec_dirnames(spec) if (labels_root / d).is_dir()), None)
+    if folder is None:
+        have = sorted(p.name for p in labels_root.iterdir() if p.is_dir()) if labels_root.is_dir() else []
+        raise FileNotFoundError(
+            f"no label folder for spec {spec!r} under {labels_root} "
+            f"(tried {', '.join(_spec_dirnames(spec))}; available: {', '.join(have) or 'none'})")
+    path = folder / f"{scene}.npy"
+    if not path.is_file():
+        raise FileNotFoundError(f"missing weak-label file {path}")
+    idx = np.load(path)
+    if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
+        raise ValueError(f"{path}: expected a 1-D integer index array, got {idx.shape} {idx.dtype}")
+    if idx.size and (idx.min() < 0 or idx.max() >= num_points):
+        raise ValueError(f"{path}: indices in [{idx.min()}, {idx.max()}] outside the scene's "
+                         f"{num_points} points")
+    mask = np.zeros(num_points, dtype=bool)
+    mask[idx.astype(np.int64)] = True
+    return mask, path
+
+
+def attach_predictions(view: ViewData, path: str | os.PathLike) -> ViewData:
+    """Fill ``view.pred/pseudo/confidence/entropy`` from a predictions ``.npz`` (over the
+    ORIGINAL points; ``pred`` required, the others optional). Returns ``view``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"missing predictions file {path}")
+    n = view.num_points
+    with np.load(path) as z:
+        if "pred" not in z.files:
+            raise ValueError(f"{path}: missing array 'pred' (has {sorted(z.files)})")
+        arrays = {k: np.asarray(z[k]) for k in ("pred", "pseudo", "confidence", "entropy") if k in z.files}
+    for key, arr in arrays.items():
+        if arr.shape != (n,):
+            raise ValueError(f"{path}: {key} has shape {arr.shape}, but scene {view.name} has "
+                             f"{n} points ({view.files.get('scene', '')})")
+    for key in ("pred", "pseudo"):
+        if key in arrays:
+            arr = arrays[key]
+            if not np.issubdtype(arr.dtype, np.integer):
+                raise ValueError(f"{path}: {key} must be integers, got {arr.dtype}")
+            arr = arr.astype(np.int64)
+            if n and (arr.max() >= view.num_classes or arr.min() < -1):
+                raise ValueError(f"{path}: {key} values in [{arr.min()}, {arr.max()}], expected -1 "
+                                 f"or [0, {view.num_classes - 1}]")
+            setattr(view, key, arr)
+    for key in ("confidence", "entropy"):
+        if key in arrays:
+            setattr(view, key, arrays[key].astype(np.float32))
+    view.files["predictions"] = str(path)
+    return view
+
+
+def _resolve_data_root(root: str, run_dir: Path, config_path: Path) -> Path:
+    p = Path(os.path.expanduser(root))
+    tries = [p] if p.is_absolute() else [Path.cwd() / p, run_dir / p, run_dir.parent / p, REPO_ROOT / p]
+    for t in tries:
+        if (t / "meta.json").is_file() or (t / "scenes").is_dir():
+            return t.resolve()
+    raise FileNotFoundError(
+        f"{config_path}: data.root {root!r} is not a processed folder (no meta.json / scenes/); "
+        f"tried {', '.join(str(t) for t in tries)}")
+
+
+def _scene_ids(folder: Path, suffix: str = ".npz") -> list[str]:
+    return sorted(p.name[: -len(suffix)] for p in folder.glob(f"*{suffix}")
+                  if not p.name.startswith("."))
+
+
+def open_source(path: str | os.PathLike, label_spec: str | None = None,
+                kitti_yaml: str | os.PathLike | None = None) -> ViewSource:
+    """Interpret ``path`` (processed folder, single scene file, or run folder) as a
+    :class:`ViewSource`. ``label_spec`` overrides the run config's ``data.label_spec``;
+    for a processed folder without one, the only spec present (if exactly one) is used."""
+    path = Path(path)
+    kitti = None if kitti_yaml is None else str(kitti_yaml)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if path.is_file():
+        if path.suffix not in (".npz", ".json") or path.parent.name != "scenes":
+            raise ValueError(f"{path}: expected a processed scene OUT/scenes/<id>.npz, a processed "
+                             f"folder or a run folder")
+        processed = path.parent.parent
+        src = ViewSource(processed, [path.stem], label_spec, None, kitti)
+        return src
+    if (path / "config.yaml").is_file():
+        import yaml
+
+        cfg_path = path / "config.yaml"
+        with open(cfg_path, "r", encoding="utf-8") as f:
+            cfg = yaml.safe_load(f) or {}
+        data = cfg.get("data") if isinstance(cfg, dict) else None
+        if not isinstance(data, dict) or not data.get("root"):
+            raise ValueError(f"{cfg_path}: missing key data.root (the processed folder)")
+        processed = _resolve_data_root(str(data["root"]), path, cfg_path)
+        spec = label_spec if label_spec is not None else data.get("label_spec")
+        pred_dir = path / "test" / "predictions"
+        scenes = _scene_ids(pred_dir) if pred_dir.is_dir() else []
+        if not scenes:
+            import warnings
+
+            warnings.warn(f"no predictions in {pred_dir} (run tools/test.py); showing the "
+                          f"processed scenes of {processed} without predictions")
+            return ViewSource(processed, _scene_ids(processed / "scenes"),
+                              str(spec) if spec else None, None, kitti)
+        return ViewSource(processed, scenes, str(spec) if spec else None, path, kitti)
+    if (path / "meta.json").is_file() or (path / "scenes").is_dir():
+        spec = label_spec
+        if spec is None and (path / "meta.json").is_file():
+            specs = _read_json(path / "meta.json").get("label_specs") or []
+            if len(specs) == 1:
+                spec = str(specs[0])
+        scenes = _scene_ids(path / "scenes")
+        if not scenes:
+            raise ValueError(f"no scenes/*.npz in processed folder {path}")
+        return ViewSource(path, scenes, spec, None, kitti)
+    raise ValueError(f"{path}: neither a run folder (config.yaml), a processed folder "
+                     f"(meta.json, scenes/) nor a scene file")
+
+
+def load_view_data(path: str | os.PathLike, scene: str | None = None,
+                   label_spec: str | None = None,
+                   kitti_yaml: str | os.PathLike | None = None) -> ViewData:
+    """Load one scene for viewing from a processed folder, a scene file or a run folder.
+
+    ``scene`` defaults to the first scene (sorted ids; for a run, the first with
+    predictions). ``label_spec`` (e.g. ``'1%'``) selects the weak labels to show; a run
+    uses its config's ``data.label_spec`` by default.
+    """
+    return open_source(path, label_spec, kitti_yaml).load(scene)
