@@ -1,0 +1,238 @@
+"""Read / write the processed folder (docs/ARCHITECTURE.md section 2).
+
+```
+OUT/
+  meta.json                     {"dataset", "class_names", "voxel_size", "splits": {split: [ids]},
+                                 "label_specs": [...], "seed"}
+  summary.json                  written by tools/prepare_data.py
+  scenes/<scene_id>.npz         coords float32 (N,3), feats float32 (N,C), semantic int64 (N,),
+                                instance int64 (N,)
+  scenes/<scene_id>.json        {"name", "dataset", "class_names", "source", "num_points",
+                                 "feat_kind": "rgb"|"remission", "class_counts": [...], "extra"}
+  labels/<spec_dirname>/<scene_id>.npy   int64 sorted unique indices into the original points
+```
+
+Every write is atomic (``pcseg.utils.io``). A scene is complete when its ``.npz`` and
+``.json`` exist (the ``.npz`` is written first, the ``.json`` last).
+"""
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pcseg.data.classes import class_names as dataset_class_names
+from pcseg.data.scene import Scene
+from pcseg.data.weak_labels import LabelSpec, spec_dirname
+from pcseg.utils.io import atomic_save_npy, atomic_save_npz, atomic_write_json
+
+SCENE_ARRAYS = ("coords", "feats", "semantic", "instance")
+META_KEYS = ("dataset", "class_names", "voxel_size", "splits", "label_specs", "seed")
+
+
+def scene_npz_path(out: str | Path, scene_id: str) -> Path:
+    """``OUT/scenes/<scene_id>.npz``."""
+    return Path(out) / "scenes" / f"{scene_id}.npz"
+
+
+def scene_json_path(out: str | Path, scene_id: str) -> Path:
+    """``OUT/scenes/<scene_id>.json``."""
+    return Path(out) / "scenes" / f"{scene_id}.json"
+
+
+def labels_path(out: str | Path, spec: str | LabelSpec, scene_id: str) -> Path:
+    """``OUT/labels/<spec_dirname(spec)>/<scene_id>.npy``."""
+    return Path(out) / "labels" / spec_dirname(spec) / f"{scene_id}.npy"
+
+
+def feat_kind(feats: np.ndarray) -> str:
+    """'rgb' for (N, 3) features, 'remission' for (N, 1); ValueError otherwise."""
+    c = feats.shape[1] if feats.ndim == 2 else -1
+    if c == 3:
+        return "rgb"
+    if c == 1:
+        return "remission"
+    raise ValueError(f"feats must be (N, 3) RGB or (N, 1) remission, got shape {feats.shape}")
+
+
+def _class_counts(semantic: np.ndarray, num_classes: int) -> list[int]:
+    sem = semantic[semantic >= 0]
+    if sem.size and sem.max() >= num_classes:
+        raise ValueError(f"semantic label {int(sem.max())} >= number of classes {num_classes}")
+    return np.bincount(sem, minlength=num_classes).astype(np.int64).tolist()
+
+
+def write_scene(out: str | Path, scene: Scene, class_names: Sequence[str] | None = None) -> None:
+    """Write ``scenes/<name>.npz`` then ``scenes/<name>.json`` atomically.
+
+    Args:
+        out: processed folder.
+        scene: the scene; arrays are stored as coords/feats float32, semantic/instance int64.
+        class_names: defaults to ``pcseg.data.classes.class_names(scene.dataset)``.
+    """
+    names = list(class_names) if class_names is not None else list(dataset_class_names(scene.dataset))
+    coords = np.asarray(scene.coords, dtype=np.float32)
+    feats = np.asarray(scene.feats, dtype=np.float32)
+    semantic = np.asarray(scene.semantic).astype(np.int64)
+    instance = np.asarray(scene.instance).astype(np.int64)
+    info = {
+        "name": scene.name,
+        "dataset": scene.dataset,
+        "class_names": names,
+        "source": str(scene.source),
+        "num_points": int(len(coords)),
+        "feat_kind": feat_kind(feats),
+        "class_counts": _class_counts(semantic, len(names)),
+        "extra": scene.extra,
+    }
+    atomic_save_npz(scene_npz_path(out, scene.name), coords=coords, feats=feats,
+                    semantic=semantic, instance=instance)
+    atomic_write_json(scene_json_path(out, scene.name), info)
+
+
+def read_scene_info(out: str | Path, scene_id: str) -> dict[str, Any]:
+    """Contents of ``scenes/<scene_id>.json`` (ValueError naming the path if missing/corrupt)."""
+    path = scene_json_path(out, scene_id)
+    info = _read_json(path, "scene info")
+    for key in ("name", "dataset", "num_points", "feat_kind", "class_counts"):
+        if key not in info:
+            raise ValueError(f"scene info {path}: missing field {key!r}")
+    return info
+
+
+def read_scene(out: str | Path, scene_id: str) -> Scene:
+    """Load a processed scene as a :class:`Scene` (arrays as written by :func:`write_scene`).
+
+    Raises:
+        ValueError: a file is missing, unreadable, or has wrong keys / shapes (path named).
+    """
+    path = scene_npz_path(out, scene_id)
+    info = read_scene_info(out, scene_id)
+    if not path.is_file():
+        raise ValueError(f"processed scene {path} does not exist")
+    try:
+        with np.load(path) as z:
+            missing = [k for k in SCENE_ARRAYS if k not in z.files]
+            if missing:
+                raise ValueError(f"missing arrays {missing} (has {z.files})")
+            arrays = {k: z[k] for k in SCENE_ARRAYS}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise ValueError(f"processed scene {path} is corrupt: {e}") from e
+    n = len(arrays["coords"])
+    if arrays["coords"].shape != (n, 3) or arrays["coords"].dtype != np.float32:
+        raise ValueError(f"processed scene {path}: coords must be float32 (N, 3), got "
+                         f"{arrays['coords'].dtype} {arrays['coords'].shape}")
+    if arrays["feats"].ndim != 2 or len(arrays["feats"]) != n:
+        raise ValueError(f"processed scene {path}: feats must be (N, C) with N={n}, got {arrays['feats'].shape}")
+    for k in ("semantic", "instance"):
+        if arrays[k].shape != (n,) or arrays[k].dtype != np.int64:
+            raise ValueError(f"processed scene {path}: {k} must be int64 ({n},), got "
+                             f"{arrays[k].dtype} {arrays[k].shape}")
+    if info["num_points"] != n:
+        raise ValueError(f"processed scene {path}: {n} points but {scene_json_path(out, scene_id)} "
+                         f"says num_points={info['num_points']}")
+    return Scene(
+        name=str(info["name"]), dataset=str(info["dataset"]),
+        coords=arrays["coords"], feats=arrays["feats"].astype(np.float32),
+        semantic=arrays["semantic"], instance=arrays["instance"],
+        source=str(info.get("source", "")), extra=dict(info.get("extra") or {}),
+    )
+
+
+def write_labels(out: str | Path, spec: str | LabelSpec, scene_id: str, idx: np.ndarray) -> Path:
+    """Write ``labels/<spec_dirname>/<scene_id>.npy`` atomically.
+
+    ``idx`` must be sorted unique non-negative integer indices; stored as int64.
+    Returns the path written.
+    """
+    arr = np.asarray(idx)
+    if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"labels for {scene_id} / {spec}: expected 1-D integer indices, got "
+                         f"{arr.dtype} {arr.shape}")
+    arr = arr.astype(np.int64)
+    if arr.size and (arr[0] < 0 or np.any(np.diff(arr) <= 0)):
+        raise ValueError(f"labels for {scene_id} / {spec}: indices must be sorted, unique and >= 0")
+    path = labels_path(out, spec, scene_id)
+    atomic_save_npy(path, arr)
+    return path
+
+
+def read_labels(out: str | Path, spec: str | LabelSpec, scene_id: str,
+                num_points: int | None = None) -> np.ndarray:
+    """Read ``labels/<spec_dirname>/<scene_id>.npy`` -> (L,) int64 sorted unique indices.
+
+    Raises ValueError naming the path when missing, corrupt, not sorted/unique, or
+    (when ``num_points`` is given) out of range.
+    """
+    path = labels_path(out, spec, scene_id)
+    if not path.is_file():
+        raise ValueError(f"label file {path} does not exist (run tools/prepare_data.py --labels {spec})")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise ValueError(f"label file {path} is corrupt: {e}") from e
+    if arr.ndim != 1 or arr.dtype != np.int64:
+        raise ValueError(f"label file {path}: expected 1-D int64, got {arr.dtype} {arr.shape}")
+    if arr.size and (arr[0] < 0 or np.any(np.diff(arr) <= 0)):
+        raise ValueError(f"label file {path}: indices must be sorted, unique and >= 0")
+    if num_points is not None and arr.size and arr[-1] >= num_points:
+        raise ValueError(f"label file {path}: index {int(arr[-1])} out of range for {num_points} points")
+    return arr
+
+
+def write_meta(out: str | Path, meta: dict[str, Any]) -> None:
+    """Write ``meta.json`` atomically (must hold every key of :data:`META_KEYS`)."""
+    missing = [k for k in META_KEYS if k not in meta]
+    if missing:
+        raise ValueError(f"meta for {out}: missing keys {missing}")
+    atomic_write_json(Path(out) / "meta.json", meta)
+
+
+def read_meta(out: str | Path) -> dict[str, Any]:
+    """Read ``meta.json`` (ValueError naming the path if missing, corrupt or incomplete)."""
+    path = Path(out) / "meta.json"
+    meta = _read_json(path, "meta")
+    missing = [k for k in META_KEYS if k not in meta]
+    if missing:
+        raise ValueError(f"meta {path}: missing keys {missing}")
+    return meta
+
+
+def is_scene_done(out: str | Path, scene_id: str, specs: Iterable[str | LabelSpec] = ()) -> bool:
+    """True when the scene's ``.npz``, ``.json`` and the label file of every spec exist."""
+    if not (scene_npz_path(out, scene_id).is_file() and scene_json_path(out, scene_id).is_file()):
+        return False
+    return all(labels_path(out, s, scene_id).is_file() for s in specs)
+
+
+def split_scenes(out: str | Path, split: str | Sequence[str]) -> list[str]:
+    """Scene ids of ``split`` (a split name from meta.json, ``'all'``, or a list of names)."""
+    meta = read_meta(out)
+    splits = meta["splits"]
+    names = [split] if isinstance(split, str) else list(split)
+    ids: list[str] = []
+    for s in names:
+        if s == "all" and "all" not in splits:
+            lst = [i for v in splits.values() for i in v]
+        elif s in splits:
+            lst = splits[s]
+        else:
+            raise ValueError(f"split {s!r} not in {Path(out) / 'meta.json'} (has {sorted(splits)})")
+        ids.extend(lst)
+    return list(dict.fromkeys(ids))
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise ValueError(f"{what} file {path} does not exist")
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{what} file {path} is corrupt: {e}") from e
+    if not isinstance(obj, dict):
+        raise ValueError(f"{what} file {path}: expected a JSON object, got {type(obj).__name__}")
+    return obj

@@ -1,0 +1,250 @@
+"""tools/prepare_data.py end to end on a fake reader (one broken scene), resume, atomicity."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import pathlib
+import sys
+import types
+import warnings
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from pcseg.data import processed
+from pcseg.data.classes import S3DIS_CLASSES
+from pcseg.data.scene import Scene
+from pcseg.data.weak_labels import sample_weak_labels
+
+
+def _load_tool():
+    spec = importlib.util.spec_from_file_location("prepare_data", REPO / "tools" / "prepare_data.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["prepare_data"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+prepare_data = _load_tool()
+
+SPLITS = {"train": ["Area_1_room_1", "Area_1_bad", "Area_1_room_2"], "val": ["Area_5_room_1"]}
+
+
+def _fake_scene(scene_id: str) -> Scene:
+    rng = np.random.default_rng(zlib.crc32(scene_id.encode()))
+    n = int(rng.integers(3000, 5000))
+    coords = (rng.random((n, 3)) * [5.0, 4.0, 3.0]).astype(np.float32)
+    sem = rng.integers(-1, 13, n)
+    return Scene(name=scene_id, dataset="s3dis", coords=coords, feats=rng.random((n, 3)).astype(np.float32),
+                 semantic=sem, instance=np.where(sem >= 0, sem * 3 + (coords[:, 0] > 2.5), -1),
+                 source=f"fake://{scene_id}")
+
+
+def _fake_reader(broken: set[str] | None = None) -> types.ModuleType:
+    broken = {"Area_1_bad"} if broken is None else broken
+    mod = types.ModuleType("fake_reader")
+    mod.SPLITS = {k: tuple(v) for k, v in SPLITS.items()}
+    mod.calls = []
+
+    def list_scenes(raw: Path, split: str) -> list[str]:
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}")
+        return list(SPLITS[split])
+
+    def read_scene(raw: Path, scene_id: str) -> Scene:
+        mod.calls.append(scene_id)
+        if scene_id in broken:
+            raise ValueError(f"{raw}/{scene_id}.txt line 3: expected 6 numbers, got 'x y'")
+        return _fake_scene(scene_id)
+
+    mod.list_scenes, mod.read_scene = list_scenes, read_scene
+    return mod
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    reader = _fake_reader()
+    monkeypatch.setitem(prepare_data.READERS, "s3dis", reader)
+    return reader
+
+
+def _run(out: Path, *extra: str) -> int:
+    return prepare_data.main(["--dataset", "s3dis", "--raw", "/nonexistent/raw", "--out", str(out),
+                              "--labels", "1%", "1pt", "--seed", "5", *extra])
+
+
+GOOD = ["Area_1_room_1", "Area_1_room_2", "Area_5_room_1"]
+
+
+def test_end_to_end_with_broken_scene(fake, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _run(out) == 0
+    printed = capsys.readouterr()
+    assert "Area_1_bad" in printed.out + printed.err and "line 3" in printed.out
+    meta = processed.read_meta(out)
+    assert meta["splits"] == SPLITS and meta["voxel_size"] == 0.05 and meta["seed"] == 5
+    assert meta["label_specs"] == ["1%", "1pt"] and meta["class_names"] == list(S3DIS_CLASSES)
+    assert not processed.is_scene_done(out, "Area_1_bad")
+    hist = np.zeros(13, np.int64)
+    counts = {"1%": 0, "1pt": 0}
+    points = 0
+    for sid in GOOD:
+        ref = _fake_scene(sid)
+        got = processed.read_scene(out, sid)
+        np.testing.assert_array_equal(got.coords, ref.coords)
+        np.testing.assert_array_equal(got.semantic, ref.semantic)
+        for spec in counts:
+            lab = processed.read_labels(out, spec, sid)
+            np.testing.assert_array_equal(lab, sample_weak_labels(ref, spec, 5, 0.05))
+            counts[spec] += len(lab)
+        hist += np.bincount(ref.semantic[ref.semantic >= 0], minlength=13)
+        points += ref.num_points
+    s = json.loads((out / "summary.json").read_text())
+    assert (s["scenes"], s["scenes_total"], s["processed"], s["skipped"], s["failed"]) == (3, 4, 3, 0, 1)
+    assert s["points"] == points and s["labelled_points"] == int(hist.sum())
+    assert s["class_histogram"] == {n: int(c) for n, c in zip(S3DIS_CLASSES, hist)}
+    assert s["failures"] == [{"scene": "Area_1_bad",
+                              "error": "ValueError: /nonexistent/raw/Area_1_bad.txt line 3: "
+                                       "expected 6 numbers, got 'x y'"}]
+    for spec, c in counts.items():
+        assert s["label_specs"][spec]["labelled"] == c
+        assert s["label_specs"][spec]["pct_of_points"] == pytest.approx(100 * c / points)
+    assert s["label_specs"]["1pt"]["labelled"] == 3 * 13  # one point per class per scene
+
+
+def test_resume_skips_finished_scenes(fake, tmp_path):
+    out = tmp_path / "out"
+    assert _run(out) == 0
+    stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix in (".npz", ".npy")}
+    fake.calls.clear()
+    assert _run(out) == 0
+    assert fake.calls == ["Area_1_bad"]  # only the failed scene is read again
+    s = json.loads((out / "summary.json").read_text())
+    assert (s["processed"], s["skipped"], s["failed"], s["scenes"]) == (0, 3, 1, 3)
+    assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
+    # a new spec only adds its labels; scene files are not rewritten, the reader not called
+    fake.calls.clear()
+    assert _run(out, "--labels", "1%", "1pt", "sqn1%") == 0  # later --labels wins in argparse
+    assert fake.calls == ["Area_1_bad"]
+    assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
+    for sid in GOOD:
+        np.testing.assert_array_equal(processed.read_labels(out, "sqn1%", sid),
+                                      sample_weak_labels(_fake_scene(sid), "sqn1%", 5, 0.05))
+    assert processed.read_meta(out)["label_specs"] == ["1%", "1pt", "sqn1%"]
+    # --overwrite redoes everything
+    fake.calls.clear()
+    assert _run(out, "--overwrite") == 0
+    assert sorted(fake.calls) == sorted(GOOD + ["Area_1_bad"])
+    # a conflicting seed without --overwrite is refused
+    with pytest.raises(SystemExit, match="seed"):
+        prepare_data.main(["--dataset", "s3dis", "--raw", "/x", "--out", str(out), "--seed", "6"])
+
+
+def test_interrupted_write_leaves_no_partial_file(fake, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    real_write = pathlib.Path.write_bytes
+    calls = {"n": 0}
+
+    def dying_write(self, data):  # the 4th file write is killed half way
+        calls["n"] += 1
+        if calls["n"] == 4:
+            real_write(self, data[: len(data) // 2])
+            raise KeyboardInterrupt
+        return real_write(self, data)
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        _run(out)
+    monkeypatch.setattr(pathlib.Path, "write_bytes", real_write)
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert not [p for p in files if p.name.endswith(".tmp")]
+    for p in files:  # whatever exists is complete
+        if p.suffix == ".npz":
+            with np.load(p) as z:
+                assert len(z["coords"]) > 0
+        elif p.suffix == ".npy":
+            np.load(p)
+        else:
+            json.loads(p.read_text())
+    # meta.json and the first scene's .npz and .json were written; its first label file was killed
+    assert sorted(p.relative_to(out).as_posix() for p in files) == [
+        "meta.json", "scenes/Area_1_room_1.json", "scenes/Area_1_room_1.npz"]
+    assert _run(out) == 0  # resume completes the job
+    clean = tmp_path / "clean"
+    assert _run(clean) == 0
+    for sid in GOOD:
+        for spec in ("1%", "1pt"):
+            np.testing.assert_array_equal(processed.read_labels(out, spec, sid),
+                                          processed.read_labels(clean, spec, sid))
+
+
+def test_workers_give_identical_output(fake, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert _run(a) == 0
+    assert _run(b, "--workers", "2") == 0
+    for sid in GOOD:
+        for spec in ("1%", "1pt"):
+            np.testing.assert_array_equal(processed.read_labels(a, spec, sid), processed.read_labels(b, spec, sid))
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+    assert sa["failures"] == sb["failures"] and sa["label_specs"] == sb["label_specs"]
+
+
+def test_all_failed_gives_nonzero_exit(monkeypatch, tmp_path):
+    monkeypatch.setitem(prepare_data.READERS, "s3dis", _fake_reader(broken=set(GOOD) | {"Area_1_bad"}))
+    assert _run(tmp_path / "out", "--split", "val") == 1
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert s["scenes"] == 0 and [f["scene"] for f in s["failures"]] == ["Area_5_room_1"]
+
+
+def test_limited_annotation_and_bad_arguments(fake, tmp_path):
+    ann = tmp_path / "points3.json"
+    ann.write_text(json.dumps({"Area_1_room_1": [9, 2, 5], "Area_5_room_1": [0]}))
+    out = tmp_path / "out"
+    assert _run(out, "--split", "train", "val", "--limited-annotation", str(ann), "--voxel-size", "0") == 0
+    assert processed.read_labels(out, "import:points3", "Area_1_room_1").tolist() == [2, 5, 9]
+    assert processed.read_labels(out, "import:points3", "Area_1_room_2").size == 0
+    assert (out / "labels" / "import_points3" / "Area_5_room_1.npy").is_file()
+    assert processed.read_meta(out)["voxel_size"] == 0.0
+    with pytest.raises(SystemExit) as e:
+        prepare_data.main(["--dataset", "s3dis", "--raw", "/x", "--out", str(out), "--labels", "2x"])
+    assert e.value.code == 2
+    assert _run(tmp_path / "o2", "--split", "nosuch") == 1
+    assert _run(tmp_path / "o3", "--labels", "import:points3") == 1  # imported spec without its file
+
+
+def test_end_to_end_synthetic_s3dis(tmp_path):
+    """Real S3DIS reader on the synthetic raw set (with injected damage), 2 workers, then the dataset."""
+    from data_prep import s3dis, synthetic
+    from data_prep.common import DataWarning
+    from pcseg.data.dataset import SegmentationDataset, collate
+
+    raw = synthetic.write_synthetic_s3dis(tmp_path / "raw", num_areas=2, rooms_per_area=1, damage=True)
+    out = tmp_path / "out"
+    assert prepare_data.main(["--dataset", "s3dis", "--raw", str(raw), "--out", str(out),
+                              "--labels", "1%", "1pt", "--workers", "2"]) == 0
+    meta = processed.read_meta(out)
+    warnings.simplefilter("ignore", DataWarning)  # the reference reads below repeat the reader's warnings
+    ids = s3dis.list_scenes(raw, "all")
+    assert meta["splits"]["train"] == ids == meta["splits"]["all"] and len(ids) == 2
+    assert "val" not in meta["splits"]  # Area_5 is not in the synthetic set: split left out
+    s = json.loads((out / "summary.json").read_text())
+    hist = np.zeros(13, np.int64)
+    points = 0
+    for sid in ids:
+        ref = s3dis.read_scene(raw, sid)
+        got = processed.read_scene(out, sid)
+        np.testing.assert_array_equal(got.coords, ref.coords)
+        np.testing.assert_array_equal(got.semantic, ref.semantic)
+        np.testing.assert_array_equal(processed.read_labels(out, "1%", sid),
+                                      sample_weak_labels(ref, "1%", 0, 0.05))
+        hist += np.bincount(ref.semantic[ref.semantic >= 0], minlength=13)
+        points += ref.num_points
+    assert (s["scenes"], s["failed"], s["points"]) == (len(ids), 0, points)
+    assert list(s["class_histogram"].values()) == hist.tolist()
+    assert any("NUL byte" in w for w in s["warnings"])  # the reader's repair is reported
+    ds = SegmentationDataset(out, "all", "1%", None, mode="test")
+    b = collate([ds[1]])
+    assert b["inverse"].shape[0] == b["point_labels"].shape[0] == processed.read_scene_info(out, ids[-1])["num_points"]
