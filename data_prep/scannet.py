@@ -1,0 +1,478 @@
+"""ScanNet v2 reader.
+
+Raw layout (``RAW`` = the ScanNet download folder)::
+
+    RAW/scans/<scene>/<scene>_vh_clean_2.ply                  mesh, vertex x y z red green blue [alpha]
+    RAW/scans/<scene>/<scene>_vh_clean_2.0.010000.segs.json   {"segIndices": [segment id per vertex]}
+    RAW/scans/<scene>/<scene>.aggregation.json                {"segGroups": [{"id", "objectId", "segments", "label"}]}
+                                                              (fallback: <scene>_vh_clean.aggregation.json)
+    RAW/scans/<scene>/<scene>.txt                             optional, "axisAlignment = 16 numbers"
+    RAW/scans_test/<scene>/<scene>_vh_clean_2.ply             test scenes: no aggregation -> labels -1
+    RAW/scannetv2-labels.combined.tsv                         (or RAW/meta/, or label_map_file=...)
+    RAW/scannetv2_{train,val,test}.txt                        (or RAW/meta/, RAW/Tasks/Benchmark/, or split_dir=...)
+
+Points are the mesh vertices. A vertex takes the label of the segGroup holding its segment
+(raw category -> ``nyu40id`` via the tsv -> one of the 20 benchmark classes, else -1) and
+instance id = the group's ``objectId`` (``id`` when absent). When a segment is claimed by
+several groups the LAST group in the file wins (as ScanNet's own export scripts do);
+the number of such segments is recorded in ``extra['overlapping_segments']``. Vertices in
+no group get semantic and instance -1. Raw categories missing from the tsv map to -1 with
+a warning.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from data_prep.common import check_scene_name, expand_split, first_existing, warn
+from pcseg.data.classes import SCANNET_NYU40_IDS
+from pcseg.data.scene import Scene
+
+DATASET = "scannet"
+LABEL_MAP_NAME = "scannetv2-labels.combined.tsv"
+
+#: Split name -> official list files (1201 / 312 / 100 scenes). :func:`list_scenes` also
+#: accepts ``trainval`` (train + val), ``all`` (train + val + test; every scene folder on
+#: disk when the lists are absent) and ``+`` joins.
+SPLITS: dict[str, tuple[str, ...]] = {
+    "train": ("scannetv2_train.txt",),
+    "val": ("scannetv2_val.txt",),
+    "test": ("scannetv2_test.txt",),
+}
+_ALL_SPLITS: dict[str, tuple[str, ...]] = {
+    **SPLITS,
+    "trainval": SPLITS["train"] + SPLITS["val"],
+    "all": SPLITS["train"] + SPLITS["val"] + SPLITS["test"],
+}
+
+_SCENE_RE = re.compile(r"^scene\d{4}_\d{2}$")
+
+#: NYU40 id (0..40) -> benchmark class index, or -1.
+NYU40_TO_INDEX = np.full(41, -1, dtype=np.int64)
+NYU40_TO_INDEX[list(SCANNET_NYU40_IDS)] = np.arange(len(SCANNET_NYU40_IDS))
+
+
+# --------------------------------------------------------------------------- label map
+
+
+def _split_lines(text: str) -> list[str]:
+    """Physical lines of ``text`` with any run of trailing CRs removed (LF, CRLF, CRCRLF, CR)."""
+    if "\n" not in text and "\r" in text:
+        return text.split("\r")
+    return [line.rstrip("\r") for line in text.split("\n")]
+
+
+def read_label_table(path: Path) -> list[dict[str, str]]:
+    """Read ``scannetv2-labels.combined.tsv`` as a list of rows {column: stripped cell}.
+
+    Accepts LF, CRLF, ``\\r\\r\\n`` and CR line endings, a UTF-8 BOM, blank lines, cells
+    with leading/trailing spaces, and rows whose trailing empty cells were dropped (they
+    are padded with ``''``). A row with more non-empty cells than the header raises
+    ``ValueError`` naming the file and line. Every returned row also has ``'_line'``
+    (1-based physical line number).
+    """
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read ScanNet label table {path}: {e}") from e
+    header: list[str] | None = None
+    rows: list[dict[str, str]] = []
+    for lineno, line in enumerate(_split_lines(text), start=1):
+        if not line.strip():
+            continue
+        cells = [c.strip() for c in line.split("\t")]
+        if header is None:
+            header = cells
+            continue
+        if len(cells) > len(header):
+            extra = cells[len(header):]
+            if any(extra):
+                raise ValueError(
+                    f"{path}:{lineno}: {len(cells)} tab-separated cells, header has {len(header)}"
+                )
+            cells = cells[: len(header)]
+        cells += [""] * (len(header) - len(cells))
+        row = dict(zip(header, cells))
+        row["_line"] = str(lineno)
+        rows.append(row)
+    if header is None:
+        raise ValueError(f"{path}: empty label table")
+    return rows
+
+
+def read_label_map(
+    path: Path, key: str = "raw_category", value: str = "nyu40id"
+) -> dict[str, int]:
+    """``raw_category -> nyu40id`` (or other columns) from the label tsv.
+
+    Raises ``ValueError`` naming file and line for a missing column, a non-integer value,
+    or one key mapped to two different values. A key repeated with the same value is fine.
+    """
+    rows = read_label_table(path)
+    if rows and (key not in rows[0] or value not in rows[0]):
+        raise ValueError(f"{path}: columns {key!r} and {value!r} required, header is {list(rows[0])[:-1]}")
+    out: dict[str, int] = {}
+    first_line: dict[str, str] = {}
+    for row in rows:
+        k, v = row[key], row[value]
+        try:
+            iv = int(v)
+        except ValueError:
+            raise ValueError(f"{path}:{row['_line']}: {value} {v!r} is not an integer") from None
+        if k in out and out[k] != iv:
+            raise ValueError(
+                f"{path}:{row['_line']}: {key} {k!r} maps to {iv}, but line "
+                f"{first_line[k]} maps it to {out[k]}"
+            )
+        out.setdefault(k, iv)
+        first_line.setdefault(k, row["_line"])
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_label_map(path: str, mtime_ns: int) -> dict[str, int]:
+    return read_label_map(Path(path))
+
+
+def find_label_map(raw: Path, label_map_file: Path | None = None) -> Path:
+    """Locate the label tsv: ``label_map_file``, else RAW/ or RAW/meta/."""
+    if label_map_file is not None:
+        if not Path(label_map_file).is_file():
+            raise ValueError(f"ScanNet label map {label_map_file} not found")
+        return Path(label_map_file)
+    raw = Path(raw)
+    cands = [raw / LABEL_MAP_NAME, raw / "meta" / LABEL_MAP_NAME]
+    found = first_existing(cands)
+    if found is None:
+        raise ValueError(
+            f"ScanNet label map {LABEL_MAP_NAME} not found in {[str(c) for c in cands]}; "
+            "pass label_map_file="
+        )
+    return found
+
+
+def raw_category_to_index(label_map: Mapping[str, int]) -> dict[str, int]:
+    """raw_category -> benchmark class index (0..19) or -1, through NYU40 ids."""
+    out = {}
+    for k, nyu in label_map.items():
+        out[k] = int(NYU40_TO_INDEX[nyu]) if 0 <= nyu <= 40 else -1
+    return out
+
+
+# --------------------------------------------------------------------------- splits
+
+
+def find_split_file(raw: Path, name: str, split_dir: Path | None = None) -> Path | None:
+    """Locate an official split list ``name`` in split_dir, RAW, RAW/meta or RAW/Tasks/Benchmark."""
+    raw = Path(raw)
+    dirs = [Path(split_dir)] if split_dir is not None else []
+    dirs += [raw, raw / "meta", raw / "Tasks" / "Benchmark"]
+    return first_existing(d / name for d in dirs)
+
+
+def read_split_file(path: Path) -> list[str]:
+    """Scene ids of an official split list (one per line; any line ending)."""
+    text = Path(path).read_bytes().decode("utf-8-sig")
+    out = []
+    for lineno, line in enumerate(_split_lines(text), start=1):
+        s = line.strip()
+        if not s:
+            continue
+        if not _SCENE_RE.match(s):
+            raise ValueError(f"{path}:{lineno}: {s!r} is not a ScanNet scene id (sceneXXXX_YY)")
+        out.append(s)
+    return out
+
+
+def scene_dir(raw: Path, scene_id: str) -> Path | None:
+    """``RAW/scans/<scene>`` or ``RAW/scans_test/<scene>``, whichever exists (else None)."""
+    raw = Path(raw)
+    return first_existing([raw / "scans" / scene_id, raw / "scans_test" / scene_id])
+
+
+def list_scenes(raw: Path, split: str, split_dir: Path | None = None) -> list[str]:
+    """Scene ids of ``split`` (:data:`SPLITS`, ``trainval``, ``all``, ``+`` joins) present on disk.
+
+    The official lists define the splits; listed scenes absent under RAW/scans and
+    RAW/scans_test are skipped with one warning. Without list files, ``all`` falls back
+    to every scene folder on disk; other splits raise ``ValueError``.
+    """
+    raw = Path(raw)
+    files = expand_split(split, _ALL_SPLITS, "ScanNet")
+    listed: list[str] = []
+    for name in files:
+        path = find_split_file(raw, name, split_dir)
+        if path is None:
+            if split == "all":
+                return _scenes_on_disk(raw)
+            raise ValueError(
+                f"ScanNet split list {name} not found in {split_dir or ''} {raw}, {raw / 'meta'}, "
+                f"{raw / 'Tasks' / 'Benchmark'}; pass split_dir="
+            )
+        listed += [s for s in read_split_file(path) if s not in listed]
+    present = [s for s in listed if scene_dir(raw, s) is not None]
+    if len(present) < len(listed):
+        miss = [s for s in listed if s not in set(present)]
+        warn(f"{raw}: {len(miss)} of {len(listed)} scenes of split {split!r} not on disk "
+             f"(e.g. {miss[:3]}); skipped")
+    return [check_scene_name(s) for s in present]
+
+
+def _scenes_on_disk(raw: Path) -> list[str]:
+    out = []
+    for sub in ("scans", "scans_test"):
+        d = raw / sub
+        if d.is_dir():
+            out += sorted(p.name for p in d.iterdir() if p.is_dir() and _SCENE_RE.match(p.name))
+    if not out:
+        raise ValueError(f"{raw}: no scene folders under scans/ or scans_test/")
+    return out
+
+
+# --------------------------------------------------------------------------- scenes
+
+
+def read_mesh_vertices(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """PLY vertices -> (xyz (V,3) float32, rgb (V,3) float32 in [0,1])."""
+    from plyfile import PlyData
+
+    try:
+        ply = PlyData.read(str(path))
+        v = ply["vertex"].data
+    except Exception as e:  # plyfile raises several types on bad files
+        raise ValueError(f"cannot read PLY mesh {path}: {e}") from e
+    names = v.dtype.names or ()
+    need = ("x", "y", "z", "red", "green", "blue")
+    missing = [n for n in need if n not in names]
+    if missing:
+        raise ValueError(f"{path}: vertex properties {missing} missing (have {list(names)})")
+    xyz = np.stack([v["x"], v["y"], v["z"]], axis=1).astype(np.float32)
+    rgb = np.stack([v["red"], v["green"], v["blue"]], axis=1).astype(np.float64)
+    if np.issubdtype(v["red"].dtype, np.integer):
+        rgb /= 255.0
+    return xyz, rgb.astype(np.float32)
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(Path(path).read_bytes())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"cannot parse JSON {path}: {e}") from e
+
+
+def read_axis_alignment(path: Path) -> list[float] | None:
+    """``axisAlignment = m00 .. m33`` from ``<scene>.txt`` (row-major 4x4), or None."""
+    if not Path(path).is_file():
+        return None
+    for line in Path(path).read_text(errors="replace").splitlines():
+        if line.strip().startswith("axisAlignment"):
+            vals = line.split("=", 1)[1].split()
+            if len(vals) != 16:
+                raise ValueError(f"{path}: axisAlignment has {len(vals)} numbers, expected 16")
+            return [float(x) for x in vals]
+    return None
+
+
+def labels_from_aggregation(
+    seg_indices: np.ndarray,
+    seg_groups: list[dict[str, Any]],
+    category_to_index: Mapping[str, int],
+    source: str,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per-vertex (semantic, instance, overlapping segment count) from segments + groups.
+
+    ``seg_indices`` (V,) int64 segment id per vertex; each group needs ``segments`` and
+    ``label``; instance = ``objectId`` (or ``id``). Later groups override earlier ones.
+    """
+    seg_sem: dict[int, int] = {}
+    seg_inst: dict[int, int] = {}
+    overlaps = 0
+    unknown: set[str] = set()
+    for gi, g in enumerate(seg_groups):
+        try:
+            label = str(g["label"])
+            segs = g["segments"]
+            oid = g.get("objectId", g.get("id"))
+            if oid is None:
+                raise KeyError("objectId/id")
+            oid = int(oid)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{source}: segGroups[{gi}] lacks a valid {e}") from None
+        if label in category_to_index:
+            cls = category_to_index[label]
+        else:
+            unknown.add(label)
+            cls = -1
+        for s in segs:
+            s = int(s)
+            if s in seg_inst:
+                overlaps += 1
+            seg_sem[s] = cls
+            seg_inst[s] = oid
+    if unknown:
+        warn(f"{source}: raw categories {sorted(unknown)} not in the label map; labelled -1")
+    uniq, inv = np.unique(seg_indices, return_inverse=True)
+    sem_u = np.array([seg_sem.get(int(s), -1) for s in uniq], dtype=np.int64)
+    inst_u = np.array([seg_inst.get(int(s), -1) for s in uniq], dtype=np.int64)
+    return sem_u[inv], inst_u[inv], overlaps
+
+
+def read_scene(
+    raw: Path,
+    scene_id: str,
+    *,
+    label_map_file: Path | None = None,
+    align: bool = False,
+) -> Scene:
+    """Read one ScanNet scan as a :class:`Scene` (points = mesh vertices, in file order).
+
+    Args:
+        raw: the ScanNet folder (layout in the module docstring).
+        scene_id: ``sceneXXXX_YY``.
+        label_map_file: the label tsv when not in RAW/ or RAW/meta/.
+        align: apply the scene's axisAlignment matrix (from ``<scene>.txt``) to coords.
+
+    Returns:
+        Scene: coords (V,3) float32, feats (V,3) float32 RGB in [0,1], semantic (V,) int64
+        in [0,20) or -1, instance (V,) int64 objectId or -1. ``extra``: num_vertices,
+        split_dir ('scans' | 'scans_test'), has_labels, axis_alignment (16 floats or None),
+        aligned, overlapping_segments.
+    """
+    if not _SCENE_RE.match(scene_id):
+        raise ValueError(f"ScanNet scene id {scene_id!r} is not of the form sceneXXXX_YY")
+    d = scene_dir(raw, scene_id)
+    if d is None:
+        raise ValueError(f"ScanNet scene {scene_id!r} not found under {Path(raw) / 'scans'} "
+                         f"or {Path(raw) / 'scans_test'}")
+    ply = d / f"{scene_id}_vh_clean_2.ply"
+    if not ply.is_file():
+        raise ValueError(f"{ply} not found")
+    xyz, rgb = read_mesh_vertices(ply)
+    n = len(xyz)
+    agg = first_existing([d / f"{scene_id}.aggregation.json", d / f"{scene_id}_vh_clean.aggregation.json"])
+    segs_path = d / f"{scene_id}_vh_clean_2.0.010000.segs.json"
+    overlaps = 0
+    if agg is None:
+        semantic = np.full(n, -1, dtype=np.int64)
+        instance = np.full(n, -1, dtype=np.int64)
+    else:
+        if not segs_path.is_file():
+            raise ValueError(f"{segs_path} not found (needed with {agg.name})")
+        segs = _load_json(segs_path)
+        if not isinstance(segs, dict) or "segIndices" not in segs:
+            raise ValueError(f"{segs_path}: no 'segIndices' key")
+        seg_indices = np.asarray(segs["segIndices"], dtype=np.int64)
+        if seg_indices.shape != (n,):
+            raise ValueError(
+                f"{segs_path}: {seg_indices.shape[0] if seg_indices.ndim else 0} segIndices, "
+                f"mesh {ply.name} has {n} vertices"
+            )
+        groups = _load_json(agg)
+        if not isinstance(groups, dict) or "segGroups" not in groups:
+            raise ValueError(f"{agg}: no 'segGroups' key")
+        tsv = find_label_map(raw, label_map_file)
+        label_map = _cached_label_map(str(tsv.resolve()), os.stat(tsv).st_mtime_ns)
+        semantic, instance, overlaps = labels_from_aggregation(
+            seg_indices, groups["segGroups"], raw_category_to_index(label_map), str(agg)
+        )
+        if overlaps:
+            warn(f"{agg}: {overlaps} segments belong to several segGroups; the last group wins")
+    axis = read_axis_alignment(d / f"{scene_id}.txt")
+    if align:
+        if axis is None:
+            raise ValueError(f"{scene_id}: align=True but no axisAlignment in {d / (scene_id + '.txt')}")
+        m = np.asarray(axis, dtype=np.float64).reshape(4, 4)
+        xyz = (xyz.astype(np.float64) @ m[:3, :3].T + m[:3, 3]).astype(np.float32)
+    return Scene(
+        name=check_scene_name(scene_id),
+        dataset=DATASET,
+        coords=np.ascontiguousarray(xyz, dtype=np.float32),
+        feats=np.ascontiguousarray(rgb, dtype=np.float32),
+        semantic=semantic,
+        instance=instance,
+        source=str(d),
+        extra={
+            "num_vertices": int(n),
+            "split_dir": d.parent.name,
+            "has_labels": agg is not None,
+            "axis_alignment": axis,
+            "aligned": bool(align),
+            "overlapping_segments": int(overlaps),
+        },
+    )
+
+
+# --------------------------------------------------------------------------- limited annotations
+
+
+def _torch_load(path: Path, trusted: bool) -> Any:
+    import torch
+
+    if trusted:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    core = getattr(np, "_core", None) or np.core  # numpy 2 / numpy 1
+    safe: list[Any] = [np.ndarray, np.dtype, core.multiarray._reconstruct, bytes]
+    safe += [type(np.dtype(t)) for t in ("int64", "int32", "int16", "uint64", "uint32", "uint16",
+                                         "float64", "float32", "bool")]
+    with torch.serialization.safe_globals(safe):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def load_limited_annotation(
+    path: Path, num_vertices: Mapping[str, int] | None = None, *, trusted: bool = False
+) -> dict[str, np.ndarray]:
+    """Import an official ScanNet data-efficient ("limited annotations") point file.
+
+    The file ``torch.load``s to ``{scene_name: vertex indices}`` (numpy array, tensor or
+    list). Args: ``num_vertices`` maps scene -> vertex count to check indices are in
+    range (scenes absent from it are only checked for sign); ``trusted=True`` allows a
+    full pickle load (``weights_only=False``) for files the safe loader rejects.
+
+    Returns {scene: sorted unique int64 (K,) vertex indices}. Raises ``ValueError`` naming
+    the file and scene for a wrong container, non-integer or non-1-D values, negative or
+    out-of-range indices. Duplicated indices are dropped with a warning.
+    """
+    import torch
+
+    path = Path(path)
+    try:
+        obj = _torch_load(path, trusted)
+    except Exception as e:
+        raise ValueError(
+            f"cannot torch.load limited-annotation file {path}: {e} "
+            "(pass trusted=True for a full pickle load of a file you trust)"
+        ) from e
+    if not isinstance(obj, Mapping):
+        raise ValueError(f"{path}: expected a dict scene -> vertex indices, got {type(obj).__name__}")
+    out: dict[str, np.ndarray] = {}
+    for scene, idx in obj.items():
+        if not isinstance(scene, str) or not _SCENE_RE.match(scene):
+            raise ValueError(f"{path}: key {scene!r} is not a ScanNet scene id")
+        if isinstance(idx, torch.Tensor):
+            idx = idx.detach().cpu().numpy()
+        arr = np.asarray(idx)
+        if arr.ndim != 1 or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
+            raise ValueError(
+                f"{path}: {scene}: expected a 1-D integer array, got shape {arr.shape} dtype {arr.dtype}"
+            )
+        arr = arr.astype(np.int64)
+        if arr.size and arr.min() < 0:
+            raise ValueError(f"{path}: {scene}: negative vertex index {int(arr.min())}")
+        if num_vertices is not None and scene in num_vertices and arr.size:
+            nv = int(num_vertices[scene])
+            if arr.max() >= nv:
+                raise ValueError(
+                    f"{path}: {scene}: vertex index {int(arr.max())} out of range for {nv} vertices"
+                )
+        uniq = np.unique(arr)
+        if uniq.size != arr.size:
+            warn(f"{path}: {scene}: {arr.size - uniq.size} duplicated vertex indices dropped")
+        out[scene] = uniq
+    return out
