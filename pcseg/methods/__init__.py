@@ -11,14 +11,18 @@ from typing import Any, Callable
 
 from pcseg.methods.base import Method
 from pcseg.methods.erda import ERDA
+from pcseg.methods.erda_u2pl import ERDAWithU2PLNegatives
 from pcseg.methods.pseudo_threshold import PseudoThreshold
 from pcseg.methods.supervised import SupervisedOnly
+from pcseg.methods.u2pl import U2PL
 
 #: name -> builder ``(num_classes, feature_dim, **options) -> Method``
 METHODS: dict[str, Callable[..., Method]] = {
     "supervised": SupervisedOnly,
     "erda": ERDA,
     "pseudo_threshold": PseudoThreshold,
+    "u2pl": U2PL,
+    "erda_u2pl": ERDAWithU2PLNegatives,
 }
 
 
@@ -57,4 +61,4 @@ def build_method(name: str, num_classes: int, feature_dim: int, **kwargs: Any) -
     return builder(num_classes, feature_dim, **kwargs)
 
 
-__all__ = ["METHODS", "Method", "build_method", "method_options", "ERDA", "PseudoThreshold", "SupervisedOnly"]
+__all__ = ["METHODS", "Method", "build_method", "method_options", "ERDA", "ERDAWithU2PLNegatives", "PseudoThreshold", "SupervisedOnly", "U2PL"]

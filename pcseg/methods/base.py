@@ -46,9 +46,13 @@ class Method(nn.Module):
 
     @torch.no_grad()
     def pseudo_label_probs(
-        self, logits: torch.Tensor, features: torch.Tensor
+        self, logits: torch.Tensor, features: torch.Tensor, batch: dict[str, Any] | None = None
     ) -> torch.Tensor | None:
-        """(M, K) pseudo-label distribution p for the viewer / diagnostics, or None."""
+        """(M, K) pseudo-label distribution p for the viewer / diagnostics, or None.
+
+        ``batch`` (the collated input) is passed by the evaluator for methods whose
+        pseudo-labels need another forward pass (U2PL's teacher).
+        """
         return None
 
     def on_train_start(self, model: nn.Module) -> None:

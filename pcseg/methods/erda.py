@@ -210,7 +210,7 @@ class ERDA(Method):
 
     @torch.no_grad()
     def pseudo_label_probs(
-        self, logits: torch.Tensor, features: torch.Tensor
+        self, logits: torch.Tensor, features: torch.Tensor, batch: dict | None = None
     ) -> torch.Tensor | None:
         """(M, K) pseudo-label distribution p (0 on uninitialised classes), or None before
         any prototype is initialised.

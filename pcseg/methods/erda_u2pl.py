@@ -138,7 +138,7 @@ class ERDAWithU2PLNegatives(Method):
 
     @torch.no_grad()
     def pseudo_label_probs(
-        self, logits: torch.Tensor, features: torch.Tensor
+        self, logits: torch.Tensor, features: torch.Tensor, batch: dict | None = None
     ) -> torch.Tensor | None:
         """ERDA's pseudo-label distribution p (the soft targets of the unlabelled loss)."""
         return self.erda.pseudo_label_probs(logits, features)

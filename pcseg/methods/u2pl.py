@@ -863,7 +863,7 @@ class U2PL(Method):
         return unreliable_percent(self.alpha_0, int(self.steps_done), int(self.total_steps))
 
     @torch.no_grad()
-    def pseudo_label_probs(  # type: ignore[override]
+    def pseudo_label_probs(
         self, logits: torch.Tensor, features: torch.Tensor, batch: dict[str, Any] | None = None
     ) -> torch.Tensor | None:
         """(M, K) teacher probabilities (teacher in eval mode) for ``batch``; None when no
