@@ -1,0 +1,83 @@
+"""Atomic checkpoints and random-number-generator state capture.
+
+A checkpoint (``RUN/checkpoints/last.pt`` / ``best.pt``) is a dict::
+
+    {"format": 1, "model": state_dict, "method": state_dict, "optimizer": ...,
+     "scheduler": ..., "scaler": ... or None, "rng": get_rng_state(), "iteration": int,
+     "epoch": int, "epoch_step": int, "best_miou": float, "best_iteration": int,
+     "best_epoch": int, "history": {...}, "config": resolved config dict,
+     "class_names": [...], "in_channels": int, "num_classes": int}
+
+It is written with :func:`pcseg.utils.io.atomic_save_with`, so an interrupted save
+never leaves a truncated ``last.pt``.
+"""
+from __future__ import annotations
+
+import contextlib
+import random
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from pcseg.utils.io import atomic_save_with
+
+CHECKPOINT_FORMAT = 1
+
+
+def get_rng_state() -> dict[str, Any]:
+    """Python, NumPy, torch CPU and (if available) every CUDA device's RNG state."""
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`get_rng_state` captured."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"].cpu() if hasattr(state["torch"], "cpu") else state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        n = min(len(cuda_states), torch.cuda.device_count())
+        for i in range(n):
+            torch.cuda.set_rng_state(cuda_states[i].cpu(), i)
+
+
+@contextlib.contextmanager
+def preserve_rng() -> Iterator[None]:
+    """Run a block (validation, a checkpoint) without disturbing any global RNG stream."""
+    state = get_rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """Write ``state`` (plus the format tag) to ``path`` atomically with torch.save."""
+    payload = dict(state)
+    payload["format"] = CHECKPOINT_FORMAT
+    atomic_save_with(path, lambda p: torch.save(payload, p))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint`; clear error when missing/invalid."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - re-raised with the path
+        raise ValueError(f"checkpoint {path} cannot be read: {e}") from e
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"checkpoint {path} is not a pcseg checkpoint (no 'model' entry)")
+    if state.get("format", CHECKPOINT_FORMAT) > CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint {path} has format {state['format']}, newer than this code")
+    return state

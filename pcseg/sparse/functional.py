@@ -1,0 +1,178 @@
+"""Gather-GEMM-scatter sparse convolution with a hand-written backward.
+
+Weight layout: ``weight`` has shape ``(K, C_in, C_out)`` where ``K = kernel_size ** 3``
+and offset ``k = (iz * ks + iy) * ks + ix`` -- z varies slowest, x fastest, as in
+MinkowskiEngine (see :func:`pcseg.sparse.kernel_map.kernel_offsets`). For a pair
+``(i, o)`` of offset ``k``: ``out[o] += in[i] @ weight[k]``.  The equivalent dense
+``torch.nn.functional.conv3d`` weight on a ``(B, C, X, Y, Z)`` grid is
+``w_dense[:, :, ix, iy, iz] = weight[k].T`` (and ``conv_transpose3d``:
+``w_dense[:, :, ix, iy, iz] = weight[k]``).
+
+Forward, per block of pairs (:meth:`KernelMap.chunks`): ``G = in.index_select(in_idx)``;
+one ``mm`` per offset segment into a buffer ``Y``; ``out.index_add_(out_idx, Y)``.  The
+submanifold centre offset is a plain ``in @ W[centre]`` with no gather.
+Backward: ``grad_in = scatter(grad_out[out_idx] @ W[k]^T)`` and
+``grad_W[k] = in[in_idx]^T @ grad_out[out_idx]`` (gathers recomputed, never stored).
+
+Autocast: the op is decorated with ``torch.amp.custom_fwd/custom_bwd`` for the device of
+the input; under autocast features and weight are cast to the autocast dtype (fp16 /
+bf16) and the gradients are returned in the dtypes of the original inputs.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .kernel_map import KernelMap
+
+#: on CPU a block of gathered pairs holds at most this many elements (rows * channels):
+#: 2 MB of fp32 keeps the gather -> GEMM -> scatter working set in cache
+BLOCK_ELEMS = 1 << 19
+#: on accelerators blocks only bound the temporary memory (64 MB of fp32); fewer launches
+BLOCK_ELEMS_GPU = 1 << 24
+
+
+def _block_rows(cin: int, cout: int, device: torch.device) -> int:
+    elems = BLOCK_ELEMS if device.type == "cpu" else BLOCK_ELEMS_GPU
+    return max(elems // max(cin, cout, 1), 256)
+
+
+def _conv_forward(x: Tensor, w: Tensor, kmap: KernelMap) -> Tensor:
+    """(n_in, C_in) x (K, C_in, C_out) -> (n_out, C_out); x and w of one dtype, contiguous."""
+    cin, cout = w.shape[1], w.shape[2]
+    ws = w.unbind(0)
+    if kmap.identity is not None:
+        out = torch.mm(x, ws[kmap.identity])
+    elif kmap.out_unique:
+        out = x.new_empty((kmap.n_out, cout))
+    else:
+        out = x.new_zeros((kmap.n_out, cout))
+    if kmap.ptr[-1] == 0:
+        return out
+    copy = kmap.out_unique and kmap.identity is None
+    for in_idx, out_idx, rows, segs in kmap.chunks(_block_rows(cin, cout, x.device)):
+        g = x.index_select(0, in_idx)
+        if len(segs) == 1:
+            y = torch.mm(g, ws[segs[0][0]])
+        else:
+            y = x.new_empty((rows, cout))
+            for k, ra, rb in segs:
+                torch.mm(g[ra:rb], ws[k], out=y[ra:rb])
+        if copy:
+            out.index_copy_(0, out_idx, y)
+        else:
+            out.index_add_(0, out_idx, y)
+    return out
+
+
+def _conv_backward(x: Tensor, w: Tensor, go: Tensor, kmap: KernelMap, need_x: bool,
+                   need_w: bool) -> tuple[Tensor | None, Tensor | None]:
+    """Gradients w.r.t. x (n_in, C_in) and w (K, C_in, C_out) given go (n_out, C_out)."""
+    cin, cout = w.shape[1], w.shape[2]
+    gx = gw = None
+    wts = w.transpose(1, 2).unbind(0)
+    if need_w:
+        gw = torch.zeros_like(w)
+    if need_x:
+        if kmap.identity is not None:
+            gx = torch.mm(go, wts[kmap.identity])
+        elif kmap.in_unique:
+            gx = x.new_empty((kmap.n_in, cin))
+        else:
+            gx = x.new_zeros((kmap.n_in, cin))
+    if need_w and kmap.identity is not None:
+        torch.mm(x.t(), go, out=gw[kmap.identity])
+    if kmap.ptr[-1] == 0 or not (need_x or need_w):
+        return gx, gw
+    gws = gw.unbind(0) if gw is not None else None
+    copy = kmap.in_unique and kmap.identity is None
+    for in_idx, out_idx, rows, segs in kmap.chunks(_block_rows(cin, cout, x.device)):
+        gout = go.index_select(0, out_idx)
+        if gws is not None:
+            gin_t = x.index_select(0, in_idx).t()
+            for k, ra, rb in segs:
+                gws[k].addmm_(gin_t[:, ra:rb], gout[ra:rb])
+        if gx is not None:
+            if len(segs) == 1:
+                y = torch.mm(gout, wts[segs[0][0]])
+            else:
+                y = x.new_empty((rows, cin))
+                for k, ra, rb in segs:
+                    torch.mm(gout[ra:rb], wts[k], out=y[ra:rb])
+            if copy:
+                gx.index_copy_(0, in_idx, y)
+            else:
+                gx.index_add_(0, in_idx, y)
+    return gx, gw
+
+
+def _fwd(ctx, feats: Tensor, weight: Tensor, kmap: KernelMap, device_type: str) -> Tensor:
+    if torch.is_autocast_enabled(device_type):
+        dt = torch.get_autocast_dtype(device_type)
+    else:
+        dt = torch.promote_types(feats.dtype, weight.dtype)
+    x = feats.to(dt).contiguous()
+    w = weight.to(dt).contiguous()
+    ctx.kmap = kmap
+    ctx.in_dtypes = (feats.dtype, weight.dtype)
+    ctx.save_for_backward(x, w)
+    return _conv_forward(x, w, kmap)
+
+
+def _bwd(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+    x, w = ctx.saved_tensors
+    need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+    go = grad_out.to(w.dtype).contiguous()
+    gx, gw = _conv_backward(x, w, go, ctx.kmap, need_x, need_w)
+    if gx is not None:
+        gx = gx.to(ctx.in_dtypes[0])
+    if gw is not None:
+        gw = gw.to(ctx.in_dtypes[1])
+    return gx, gw, None
+
+
+def _make_function(device_type: str) -> type[torch.autograd.Function]:
+    class _SparseConv(torch.autograd.Function):
+        @staticmethod
+        @torch.amp.custom_fwd(device_type=device_type)
+        def forward(ctx, feats: Tensor, weight: Tensor, kmap: KernelMap) -> Tensor:  # type: ignore[override]
+            return _fwd(ctx, feats, weight, kmap, device_type)
+
+        @staticmethod
+        @torch.amp.custom_bwd(device_type=device_type)
+        def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+            return _bwd(ctx, grad_out)
+
+    _SparseConv.__name__ = _SparseConv.__qualname__ = f"SparseConv_{device_type}"
+    return _SparseConv
+
+
+_FUNCTIONS: dict[str, type[torch.autograd.Function]] = {}
+
+
+def sparse_conv(feats: Tensor, weight: Tensor, kmap: KernelMap) -> Tensor:
+    """Sparse convolution ``out[o] = sum_k sum_{(i, o) in map_k} feats[i] @ weight[k]``.
+
+    Args:
+        feats: (n_in, C_in) floating features on the map's device.
+        weight: (K, C_in, C_out), K = ``kmap.kernel_volume``, MinkowskiEngine offset order.
+        kmap: the :class:`KernelMap` (from a :class:`CoordinateManager`).
+    Returns:
+        (n_out, C_out) features, in the autocast dtype under autocast, else the promoted
+        dtype of ``feats`` and ``weight``.
+    """
+    if feats.dim() != 2 or feats.shape[0] != kmap.n_in:
+        raise ValueError(f"sparse_conv: feats must be ({kmap.n_in}, C_in), got {tuple(feats.shape)}")
+    if weight.dim() != 3 or weight.shape[0] != kmap.kernel_volume or weight.shape[1] != feats.shape[1]:
+        raise ValueError(
+            f"sparse_conv: weight must be ({kmap.kernel_volume}, {feats.shape[1]}, C_out), got {tuple(weight.shape)}"
+        )
+    if feats.device != kmap.device or weight.device != feats.device:
+        raise ValueError(
+            f"sparse_conv: feats on {feats.device}, weight on {weight.device}, kernel map on {kmap.device}"
+        )
+    dev = feats.device.type
+    fn = _FUNCTIONS.get(dev)
+    if fn is None:
+        fn = _FUNCTIONS[dev] = _make_function(dev)
+    return fn.apply(feats, weight, kmap)

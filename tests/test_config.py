@@ -1,0 +1,139 @@
+"""Config loading: defaults, validation errors, _base_ merge, --set overrides, save round-trip."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+from pcseg.config import (
+    Config, ConfigError, config_from_dict, config_to_dict, load_config, parse_override, save_config,
+)
+
+ALL_CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
+
+
+def _write(path: Path, obj) -> Path:
+    path.write_text(yaml.safe_dump(obj) if not isinstance(obj, str) else obj)
+    return path
+
+
+def test_defaults_and_minimal_file(tmp_path):
+    f = _write(tmp_path / "a.yaml", {"train": {"iterations": 5}})
+    cfg = load_config(f)
+    assert isinstance(cfg, Config)
+    assert cfg.train.iterations == 5 and cfg.train.lr == 0.1 and cfg.method.name == "supervised"
+    assert cfg.data.voxel_size == 0.05 and cfg.method.kwargs == {}
+
+
+def test_unknown_key_names_file_and_suggests(tmp_path):
+    f = _write(tmp_path / "x.yaml", {"train": {"iterations": 5, "lrr": 0.1}})
+    with pytest.raises(ConfigError) as e:
+        load_config(f)
+    assert str(e.value) == f"{f}: unknown key 'train.lrr' (did you mean 'train.lr'?)"
+    f2 = _write(tmp_path / "y.yaml", {"trian": {"iterations": 5}})
+    with pytest.raises(ConfigError, match=r"unknown key 'trian' \(did you mean 'train'\?\)"):
+        load_config(f2)
+
+
+@pytest.mark.parametrize("section,key,value,expect", [
+    ("train", "lr", "fast", "key 'train.lr' expects float, got str 'fast'"),
+    ("train", "iterations", 2.5, "key 'train.iterations' expects int or null, got float 2.5"),
+    ("train", "amp", 1, "key 'train.amp' expects bool, got int 1"),
+    ("data", "batch_size", "8", "key 'data.batch_size' expects int, got str '8'"),
+    ("train", "optimizer", "adam", "key 'train.optimizer' must be one of 'sgd', 'adamw', got 'adam' (did you mean 'adamw'?)"),
+])
+def test_wrong_types(tmp_path, section, key, value, expect):
+    f = _write(tmp_path / "t.yaml", {"train": {"iterations": 3}, section: {key: value}} if section != "train"
+               else {"train": {"iterations": 3, key: value}})
+    with pytest.raises(ConfigError) as e:
+        load_config(f)
+    assert str(e.value) == f"{f}: {expect}"
+
+
+def test_numeric_string_floats_and_int_to_float(tmp_path):
+    # PyYAML reads 1e-4 (no dot) as a string: accepted for float keys
+    f = _write(tmp_path / "n.yaml", "train: {iterations: 3, weight_decay: 1e-4, lr: 1}\n")
+    cfg = load_config(f)
+    assert cfg.train.weight_decay == pytest.approx(1e-4) and isinstance(cfg.train.lr, float)
+
+
+def test_cross_field_checks(tmp_path):
+    with pytest.raises(ConfigError, match="set train.iterations or train.epochs"):
+        load_config(_write(tmp_path / "a.yaml", {"train": {"lr": 0.1}}))
+    with pytest.raises(ConfigError, match="data.batch_size must be > 0"):
+        load_config(_write(tmp_path / "b.yaml", {"train": {"epochs": 1}, "data": {"batch_size": 0}}))
+    with pytest.raises(ConfigError, match="data.label_spec: unknown label spec '2 percent'"):
+        load_config(_write(tmp_path / "c.yaml", {"train": {"epochs": 1}, "data": {"label_spec": "2 percent"}}))
+    with pytest.raises(ConfigError, match="unknown method.name 'erdaa' \\(did you mean 'erda'\\?\\)"):
+        load_config(_write(tmp_path / "d.yaml", {"train": {"epochs": 1}, "method": {"name": "erdaa"}}))
+    with pytest.raises(ConfigError, match="unknown key 'method.wieght' \\(did you mean 'method.weight'\\?\\)"):
+        load_config(_write(tmp_path / "e.yaml", {"train": {"epochs": 1}, "method": {"name": "erda", "wieght": 0.1}}))
+
+
+def test_base_merge_relative_and_delete(tmp_path):
+    (tmp_path / "sub").mkdir()
+    _write(tmp_path / "base.yaml", {
+        "data": {"root": "data/x", "voxel_size": 0.04, "batch_size": 4},
+        "train": {"iterations": 100, "lr": 0.2},
+        "method": {"name": "erda", "weight": 0.1, "tau": 0.5},
+    })
+    _write(tmp_path / "sub" / "mid.yaml", {"_base_": "../base.yaml", "data": {"batch_size": 2}})
+    child = _write(tmp_path / "sub" / "child.yaml", {
+        "_base_": ["mid.yaml"], "train": {"lr": 0.05}, "method": {"weight": 0.01}, "run_dir": "runs/c",
+    })
+    cfg = load_config(child)
+    assert cfg.data.root == "data/x" and cfg.data.voxel_size == 0.04 and cfg.data.batch_size == 2
+    assert cfg.train.iterations == 100 and cfg.train.lr == 0.05
+    assert cfg.method.name == "erda" and cfg.method.kwargs == {"weight": 0.01, "tau": 0.5}
+    assert cfg.run_dir == "runs/c"
+    repl = _write(tmp_path / "sub" / "repl.yaml", {"_base_": "mid.yaml", "method": {"_delete_": True, "name": "supervised"}})
+    assert load_config(repl).method.kwargs == {}
+    # an error inside a base file names that file
+    _write(tmp_path / "bad_base.yaml", {"train": {"iterations": 1, "momentun": 0.9}})
+    bad = _write(tmp_path / "bad.yaml", {"_base_": "bad_base.yaml"})
+    with pytest.raises(ConfigError, match=r"bad_base.yaml: unknown key 'train.momentun' \(did you mean 'train.momentum'\?\)"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="_base_ file 'nope.yaml' not found"):
+        load_config(_write(tmp_path / "nb.yaml", {"_base_": "nope.yaml"}))
+    _write(tmp_path / "cyc1.yaml", {"_base_": "cyc2.yaml"})
+    _write(tmp_path / "cyc2.yaml", {"_base_": "cyc1.yaml"})
+    with pytest.raises(ConfigError, match="_base_ cycle"):
+        load_config(tmp_path / "cyc1.yaml")
+
+
+def test_overrides(tmp_path):
+    f = _write(tmp_path / "o.yaml", {"train": {"iterations": 10}})
+    cfg = load_config(f, ["train.lr=0.01", "method.name=erda", "method.weight=0.5", "data.max_voxels=null",
+                          "train.betas=[0.8, 0.9]", "run_dir=runs/o"])
+    assert cfg.train.lr == 0.01 and cfg.method.name == "erda" and cfg.method.kwargs == {"weight": 0.5}
+    assert cfg.data.max_voxels is None and cfg.train.betas == [0.8, 0.9] and cfg.run_dir == "runs/o"
+    assert parse_override("a.b.c=1") == {"a": {"b": {"c": 1}}}
+    with pytest.raises(ConfigError, match=r"--set train.lrr=1: unknown key 'train.lrr' \(did you mean 'train.lr'\?\)"):
+        load_config(f, ["train.lrr=1"])
+    with pytest.raises(ConfigError, match=r"--set train.lr=abc: key 'train.lr' expects float, got str 'abc'"):
+        load_config(f, ["train.lr=abc"])
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_config(f, ["train.lr"])
+
+
+def test_save_round_trip(tmp_path):
+    f = _write(tmp_path / "r.yaml", {"train": {"iterations": 7, "weight_decay": 0.001},
+                                      "method": {"name": "erda", "weight": 0.1, "variant": "da"},
+                                      "data": {"augmentations": ["rotate_z", {"name": "scale", "low": 0.8}]}})
+    cfg = load_config(f, ["train.seed=3"])
+    out = tmp_path / "run" / "config.yaml"
+    save_config(cfg, out)
+    again = load_config(out)
+    assert again == cfg
+    assert config_from_dict(config_to_dict(cfg)) == cfg
+    assert not list(out.parent.glob(".*.tmp"))  # atomic write leaves no temp file
+
+
+@pytest.mark.parametrize("path", ALL_CONFIGS, ids=[str(p.relative_to(REPO / "configs")) for p in ALL_CONFIGS])
+def test_every_shipped_config_validates(path):
+    cfg = load_config(path)
+    assert cfg.train.iterations or cfg.train.epochs
+    if path.name != "base.yaml":
+        assert cfg.run_dir != "runs/default", f"{path} should name its own run_dir"

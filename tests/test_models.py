@@ -1,0 +1,189 @@
+"""MinkUNet family: parameter counts from an independent formula, forward/backward, API."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pcseg.models import MODELS, MinkUNet, build_model, count_parameters
+from pcseg.sparse import SparseTensor
+
+# The MinkowskiEngine examples/minkunet.py definitions, restated as data.
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Many tiny parallel ops are pathological on an oversubscribed 2-core machine
+    (OpenMP barriers wait for descheduled threads): run these small tests on one thread."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+BASIC, BOTTLENECK = "basic", "bottleneck"
+DEFAULT = (32, 64, 128, 256, 256, 128, 96, 96)
+SPEC = {
+    "MinkUNet14A": (BASIC, (1,) * 8, (32, 64, 128, 256, 128, 128, 96, 96)),
+    "MinkUNet34C": (BASIC, (2, 3, 4, 6, 2, 2, 2, 2), DEFAULT),
+    "MinkUNet50": (BOTTLENECK, (2, 3, 4, 6, 2, 2, 2, 2), DEFAULT),
+    "MinkUNet18D": (BASIC, (2,) * 8, (32, 64, 128, 256, 384, 384, 384, 384)),
+    "MinkUNet101": (BOTTLENECK, (2, 3, 4, 23, 2, 2, 2, 2), DEFAULT),
+}
+
+
+def reference_param_count(block: str, layers, planes, cin: int, ncls: int, init: int = 32) -> int:
+    """Count from the definition: conv k^3*cin*cout (no bias), BN 2*C, head cin*K + K."""
+    def conv(k, a, b):
+        return k ** 3 * a * b
+
+    def bn(c):
+        return 2 * c
+
+    exp = 1 if block == BASIC else 4
+
+    def stage(inpl, p, n):
+        total = 0
+        for j in range(n):
+            if block == BASIC:
+                total += conv(3, inpl, p) + bn(p) + conv(3, p, p) + bn(p)
+            else:
+                total += conv(1, inpl, p) + bn(p) + conv(3, p, p) + bn(p) + conv(1, p, 4 * p) + bn(4 * p)
+            if j == 0 and inpl != p * exp:  # projection shortcut: 1x1 conv + BN
+                total += conv(1, inpl, p * exp) + bn(p * exp)
+            inpl = p * exp
+        return total, inpl
+
+    total = conv(5, cin, init) + bn(init)
+    inpl = init
+    for i in range(4):  # encoder: stride-2 k=2 conv keeping channels + BN, then blocks
+        total += conv(2, inpl, inpl) + bn(inpl)
+        t, inpl = stage(inpl, planes[i], layers[i])
+        total += t
+    skips = [planes[2] * exp, planes[1] * exp, planes[0] * exp, init]
+    for i in range(4):  # decoder: transposed k=2 conv + BN, concat skip, blocks
+        total += conv(2, inpl, planes[4 + i]) + bn(planes[4 + i])
+        t, inpl = stage(planes[4 + i] + skips[i], planes[4 + i], layers[4 + i])
+        total += t
+    return total + inpl * ncls + ncls
+
+
+@pytest.mark.parametrize("name", list(SPEC))
+def test_parameter_count_matches_reference_formula(name):
+    block, layers, planes = SPEC[name]
+    model = build_model(name, 3, 20)
+    assert count_parameters(model) == reference_param_count(block, layers, planes, 3, 20)
+    assert model.feature_dim == planes[7] * (1 if block == BASIC else 4)
+
+
+def test_minkunet34c_known_size():
+    # 37,856,052 = the count of an independently written spconv MinkUNet34C (3 in, 20 classes)
+    assert count_parameters(build_model("MinkUNet34C", 3, 20)) == 37_856_052
+    assert count_parameters(build_model("MinkUNet34", 3, 20)) == 37_856_052
+
+
+def test_all_names_build_and_unknown_name_lists_valid_ones():
+    expected = {"MinkUNet14", "MinkUNet14A", "MinkUNet14B", "MinkUNet14C", "MinkUNet14D", "MinkUNet18",
+                "MinkUNet18A", "MinkUNet18B", "MinkUNet18D", "MinkUNet34", "MinkUNet34A", "MinkUNet34B",
+                "MinkUNet34C", "MinkUNet50", "MinkUNet101"}
+    assert set(MODELS) == expected
+    for name in ("MinkUNet14B", "MinkUNet34B"):
+        m = build_model(name, 1, 5)
+        assert isinstance(m, MinkUNet) and m.num_classes == 5
+    with pytest.raises(ValueError, match="MinkUNet34C") as ei:
+        build_model("MinkUNet35", 3, 20)
+    assert "MinkUNet101" in str(ei.value)
+
+
+def surface_scene(n: int, seed: int) -> torch.Tensor:
+    """(M, 3) int voxels of a small room-like scene: floor, two walls, a box (surfaces)."""
+    g = torch.Generator().manual_seed(seed)
+    pts = []
+    u = torch.rand(n, 2, generator=g) * 24
+    pts.append(torch.stack([u[:, 0], u[:, 1], torch.zeros(n)], 1))
+    pts.append(torch.stack([torch.zeros(n), u[:, 0], u[:, 1] * 0.5], 1))
+    pts.append(torch.stack([u[:, 0], torch.full((n,), 23.0), u[:, 1] * 0.5], 1))
+    b = torch.rand(n, 2, generator=g) * 6
+    pts.append(torch.stack([b[:, 0] + 8, b[:, 1] + 8, torch.full((n,), 6.0)], 1))
+    p = torch.cat(pts) + torch.randn(4 * n, 3, generator=g) * 0.3 - 4  # some negative coords
+    return torch.unique(torch.floor(p).to(torch.int32), dim=0)
+
+
+def two_scene_batch(C: int = 3) -> SparseTensor:
+    s0, s1 = surface_scene(700, 0), surface_scene(500, 1)
+    return SparseTensor.from_scenes([s0, s1], [torch.randn(len(s0), C), torch.randn(len(s1), C)])
+
+
+def test_minkunet34c_forward_backward_two_scenes():
+    x = two_scene_batch()
+    m = len(x)
+    assert 1500 < m < 6000
+    model = build_model("MinkUNet34C", 3, 13)
+    logits, feats = model(x)
+    assert logits.shape == (m, 13) and feats.shape == (m, model.feature_dim) and model.feature_dim == 96
+    loss = torch.nn.functional.cross_entropy(logits, torch.randint(0, 13, (m,))) + feats.pow(2).mean()
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+        assert torch.isfinite(p.grad).all(), name
+    assert float(model.conv0p1s1.weight.grad.abs().sum()) > 0
+    assert float(model.block4[0].conv1.weight.grad.abs().sum()) > 0
+
+
+def test_minkunet50_forward_shapes():
+    x = two_scene_batch(C=1)
+    model = build_model("MinkUNet50", 1, 7)
+    with torch.no_grad():
+        logits, feats = model(x)
+    assert logits.shape == (len(x), 7) and feats.shape == (len(x), 384) and model.feature_dim == 384
+
+
+def test_output_rows_follow_input_order_and_maps_built_once():
+    """Shuffling the input rows permutes the outputs the same way (float64, train-mode BN),
+    and one forward builds every kernel map exactly once."""
+    x = two_scene_batch()
+    model = build_model("MinkUNet14A", 3, 4).double()
+    xs = x.sorted()
+    xs = xs.replace_feats(xs.feats.double())
+    logits, feats = model(xs)
+    log = xs.manager.build_log
+    assert len(log) == len(set(log))
+    want = {("subm", 1, 1, 5, 1)} | {("subm", s, s, 3, 1) for s in (1, 2, 4, 8, 16)} \
+        | {("down", s, 2 * s, 2, 1) for s in (1, 2, 4, 8)}
+    assert set(log) == want
+    perm = torch.randperm(len(xs))
+    xp = SparseTensor(xs.coords[perm], xs.feats[perm])
+    assert not xp.manager.is_sorted
+    logits_p, feats_p = model(xp)
+    torch.testing.assert_close(logits_p, logits[perm], rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(feats_p, feats[perm], rtol=1e-9, atol=1e-9)
+
+
+def test_head_is_linear_on_features():
+    x = two_scene_batch()
+    model = build_model("MinkUNet14A", 3, 6).eval()
+    with torch.no_grad():
+        logits, feats = model(x)
+    torch.testing.assert_close(logits, feats @ model.final.weight.t() + model.final.bias)
+
+
+@pytest.mark.gpu
+def test_cuda_autocast_matches_cpu_fp32():
+    x = two_scene_batch()
+    model = build_model("MinkUNet34C", 3, 8)
+    labels = torch.randint(0, 8, (len(x),))
+    logits, _ = model(x)
+    torch.nn.functional.cross_entropy(logits, labels).backward()
+    ref_grad = model.conv0p1s1.weight.grad.clone()
+    model_c = build_model("MinkUNet34C", 3, 8).cuda()
+    model_c.load_state_dict(model.state_dict())
+    xc = SparseTensor(x.coords.cuda(), x.feats.cuda())
+    with torch.autocast("cuda", dtype=torch.float16):
+        logits_c, feats_c = model_c(xc)
+        loss = torch.nn.functional.cross_entropy(logits_c.float(), labels.cuda())
+    loss.backward()
+    assert torch.isfinite(logits_c.float()).all()
+    rel = (logits_c.float().cpu() - logits.detach()).norm() / logits.detach().norm()
+    assert rel < 2e-2, rel
+    g = model_c.conv0p1s1.weight.grad.float().cpu()
+    assert torch.isfinite(g).all()
+    cos = torch.nn.functional.cosine_similarity(g.flatten(), ref_grad.flatten(), dim=0)
+    assert cos > 0.98, cos

@@ -1,0 +1,216 @@
+"""tools/train.py + tools/test.py end to end on a tiny synthetic dataset.
+
+tools/train.py generates the synthetic raw data and prepares it (data.synthetic, data.raw);
+tools/test.py's metrics.json is checked against a brute-force recomputation from the
+saved per-point predictions and the processed ground truth; submission files are checked
+for shape, dtype and the class -> benchmark id mapping.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import REPO
+from pcseg.data import processed
+from pcseg.data.classes import SCANNET_NYU40_IDS
+
+
+def _tool(name: str):
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+train_tool = _tool("train")
+test_tool = _tool("test")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 4-iteration ERDA run whose data tools/train.py generates and prepares itself."""
+    root = tmp_path_factory.mktemp("tools")
+    cfg = {
+        "data": {"dataset": "s3dis", "root": str(root / "processed"), "raw": str(root / "raw"),
+                 "synthetic": {"num_areas": 2, "rooms_per_area": 1, "seed": 1, "spacing": 0.1},
+                 "prepare_splits": ["Area_1", "Area_2"], "label_spec": "1%", "voxel_size": 0.1,
+                 "max_voxels": 600, "batch_size": 1, "train_split": "Area_1", "val_split": "Area_2",
+                 "test_split": "Area_2"},
+        "model": {"name": "MinkUNet14A", "planes": [8] * 8, "init_dim": 8},
+        "method": {"name": "erda", "weight": 0.1, "momentum": 0.5},
+        "train": {"iterations": 4, "optimizer": "adamw", "lr": 0.01, "scheduler": "constant",
+                  "log_every": 2, "progress": False, "device": "cpu"},
+        "run_dir": str(root / "run"),
+    }
+    path = root / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    summary = train_tool.main([str(path), "--set", "train.seed=1"])
+    return path, root, summary
+
+
+def _brute_metrics(root: Path, pred_dir: Path, scenes: list[str], k: int):
+    tp = np.zeros(k)
+    fp = np.zeros(k)
+    fn = np.zeros(k)
+    for s in scenes:
+        gt = processed.read_scene(root / "processed", s).semantic
+        pred = np.load(pred_dir / f"{s}.npz")["pred"]
+        assert pred.shape == gt.shape
+        lab = gt >= 0
+        for c in range(k):
+            tp[c] += np.sum((pred == c) & (gt == c))
+            fp[c] += np.sum((pred == c) & lab & (gt != c))
+            fn[c] += np.sum((gt == c) & (pred != c))
+    iou = [tp[c] / (tp[c] + fp[c] + fn[c]) if tp[c] + fp[c] + fn[c] > 0 else math.nan for c in range(k)]
+    gt_n = tp + fn
+    oa = tp.sum() / gt_n.sum()
+    macc = np.mean([tp[c] / gt_n[c] for c in range(k) if gt_n[c] > 0])
+    return iou, float(np.nanmean(iou)), float(oa), float(macc)
+
+
+def test_train_tool_generates_prepares_and_trains(trained):
+    path, root, summary = trained
+    assert (root / "raw" / "Area_1").is_dir() and (root / "processed" / "meta.json").is_file()
+    assert (root / "processed" / "labels" / "1pct").is_dir()
+    assert summary["finished"] and summary["iterations"] == 4
+    saved = yaml.safe_load((root / "run" / "config.yaml").read_text())
+    assert saved["train"]["seed"] == 1 and saved["method"]["name"] == "erda"
+    assert json.loads((root / "run" / "summary.json").read_text())["iterations"] == 4
+
+
+def test_test_tool_metrics_match_brute_force(trained):
+    path, root, _ = trained
+    m = test_tool.main([str(path), "--checkpoint", str(root / "run" / "checkpoints" / "last.pt"),
+                        "--no-progress"])
+    out = root / "run" / "test"
+    saved = json.loads((out / "metrics.json").read_text())
+    k = len(saved["class_names"])
+    scenes = processed.split_scenes(root / "processed", "Area_2")
+    assert saved["scenes"] == scenes
+    iou, miou, oa, macc = _brute_metrics(root, out / "predictions", scenes, k)
+    assert saved["miou"] == pytest.approx(miou, abs=1e-12)
+    assert saved["oa"] == pytest.approx(oa, abs=1e-12)
+    assert saved["macc"] == pytest.approx(macc, abs=1e-12)
+    for name, v in zip(saved["class_names"], iou):
+        got = saved["per_class_iou"][name]
+        assert (got is None and math.isnan(v)) or got == pytest.approx(v, abs=1e-12)
+    assert np.asarray(saved["confusion"]).shape == (k, k)
+    assert m["miou"] == pytest.approx(miou, abs=1e-12)
+    for s in scenes:
+        z = np.load(out / "predictions" / f"{s}.npz")
+        n = processed.read_scene_info(root / "processed", s)["num_points"]
+        assert z["pred"].dtype == np.int64 and z["pseudo"].dtype == np.int64
+        assert z["confidence"].dtype == np.float32 and z["entropy"].dtype == np.float32
+        assert all(len(z[key]) == n for key in ("pred", "pseudo", "confidence", "entropy"))
+        assert (z["confidence"] > 0).all() and (z["confidence"] <= 1 + 1e-6).all()
+        assert (z["entropy"] >= -1e-6).all() and (z["entropy"] <= math.log(k) + 1e-5).all()
+        assert (z["pseudo"] >= 0).all() and (z["pseudo"] < k).all()  # ERDA prototypes exist
+
+
+def test_tta_and_checkpoint_config(trained):
+    path, root, _ = trained
+    out = root / "tta"
+    m = test_tool.main(["--checkpoint", str(root / "run" / "checkpoints" / "best.pt"), "--out", str(out),
+                        "--set", "test.tta_rotations=2", "test.tta_flips=true", "--no-progress"])
+    assert m["tta"]["passes"] == 4
+    scenes = processed.split_scenes(root / "processed", "Area_2")
+    _, miou, oa, _ = _brute_metrics(root, out / "predictions", scenes, len(m["class_names"]))
+    assert m["miou"] == pytest.approx(miou, abs=1e-12) and m["oa"] == pytest.approx(oa, abs=1e-12)
+
+
+def test_submission_files(trained, tmp_path):
+    path, root, _ = trained
+    ckpt = str(root / "run" / "checkpoints" / "last.pt")
+    scenes = processed.split_scenes(root / "processed", "Area_2")
+    # ScanNet: one NYU40 id per vertex
+    test_tool.main([str(path), "--checkpoint", ckpt, "--out", str(tmp_path / "sn"), "--no-progress",
+                    "--set", "data.dataset=scannet"])
+    # SemanticKITTI: uint32 raw ids via learning_map_inv (learning id = class + 1)
+    inv = {0: 0, **{i: 100 + 3 * i for i in range(1, 20)}}
+    ypath = tmp_path / "semantic-kitti.yaml"
+    ypath.write_text(yaml.safe_dump({"learning_map_inv": inv}))
+    test_tool.main([str(path), "--checkpoint", ckpt, "--out", str(tmp_path / "sk"), "--no-progress",
+                    "--set", "data.dataset=semantickitti", f"data.semantickitti_yaml={ypath}"])
+    for s in scenes:
+        pred = np.load(tmp_path / "sn" / "predictions" / f"{s}.npz")["pred"]
+        lines = (tmp_path / "sn" / "submission" / f"{s}.txt").read_text().split()
+        assert len(lines) == len(pred)
+        assert [int(v) for v in lines] == [SCANNET_NYU40_IDS[p] for p in pred]
+        raw = np.fromfile(tmp_path / "sk" / "submission" / f"{s}.label", dtype="<u4")
+        assert raw.dtype == np.uint32 and raw.shape == pred.shape
+        np.testing.assert_array_equal(raw, [inv[p + 1] for p in pred])
+
+
+def test_kitti_submission_layout(tmp_path):
+    from pcseg.config import Config
+    from pcseg.engine.evaluate import _write_submission
+
+    cfg = Config()
+    cfg.data.dataset = "semantickitti"
+    y = tmp_path / "k.yaml"
+    y.write_text(yaml.safe_dump({"learning_map_inv": {i: 10 + i for i in range(20)}}))
+    cfg.data.semantickitti_yaml = str(y)
+    p = _write_submission(cfg, tmp_path, tmp_path, "08_000123", np.array([0, 18, 5]), {})
+    assert p == tmp_path / "submission" / "sequences" / "08" / "predictions" / "000123.label"
+    np.testing.assert_array_equal(np.fromfile(p, dtype="<u4"), [11, 29, 16])
+
+
+def test_no_argument_train_uses_demo_config_with_repo_paths():
+    cfg = train_tool.build_config(train_tool.parse_args([]))
+    assert cfg.method.name == "erda"
+    assert Path(cfg.data.root) == REPO / "data" / "demo" / "processed"
+    assert Path(cfg.run_dir) == REPO / "runs" / "demo" / "erda"
+
+
+def test_config_errors_exit_cleanly(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {iterations: 2, lrr: 0.1}\n")
+    with pytest.raises(SystemExit, match=r"unknown key 'train.lrr' \(did you mean 'train.lr'\?\)"):
+        train_tool.main([str(bad)])
+
+
+def test_compare_methods_table(trained, tmp_path):
+    """tools/compare_methods.py: 2 methods x 2 seeds on the tiny data; the table's numbers are
+    the mean +- sample std of the per-run test mIoUs it also writes to JSON."""
+    path, root, _ = trained
+    base = yaml.safe_load(path.read_text())
+    base["train"].update(iterations=2, log_every=1)
+    cdir = tmp_path / "cfgs"
+    cdir.mkdir()
+    (cdir / "base.yaml").write_text(yaml.safe_dump(base))
+    (cdir / "supervised.yaml").write_text("_base_: base.yaml\nmethod: {_delete_: true, name: supervised}\n")
+    (cdir / "erda.yaml").write_text("_base_: base.yaml\nmethod: {name: erda, weight: 0.1}\n")
+    cmp_tool = _tool("compare_methods")
+    res = cmp_tool.main(["--config-dir", str(cdir), "--methods", "supervised,erda", "--seeds", "0,1",
+                         "--run-root", str(tmp_path / "runs"), "--out", str(tmp_path / "t.md"),
+                         "--json", str(tmp_path / "r.json")])
+    assert set(res) == {"supervised", "erda"} and all(len(v) == 2 for v in res.values())
+    table = (tmp_path / "t.md").read_text()
+    for m, runs in res.items():
+        v = [100 * r["miou"] for r in runs]
+        assert f"| {m} | {np.mean(v):.2f} ± {np.std(v, ddof=1):.2f} |" in table
+        for r in runs:
+            got = json.loads((Path(r["run_dir"]) / "test" / "metrics.json").read_text())["miou"]
+            assert got == r["miou"]
+    assert res["erda"][0]["pseudo_acc_first_last"] is not None
+    assert res["supervised"][0]["pseudo_acc_first_last"] is None
+    assert json.loads((tmp_path / "r.json").read_text())["erda"][1]["seed"] == 1
+    # a second call reuses the finished runs (no retraining): same numbers
+    again = cmp_tool.main(["--config-dir", str(cdir), "--methods", "erda", "--seeds", "0",
+                           "--run-root", str(tmp_path / "runs")])
+    assert again["erda"][0]["miou"] == res["erda"][0]["miou"]

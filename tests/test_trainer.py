@@ -1,0 +1,228 @@
+"""Trainer: overfit check, end-to-end run outputs, exact resume, 2-process CPU DDP, schedules.
+
+All runs use a tiny synthetic S3DIS-format dataset (2 areas x 2 rooms at 10 cm spacing,
+voxel 0.1 m, crops of <= 600 voxels) and a MinkUNet14A slimmed to 8 channels.
+"""
+from __future__ import annotations
+
+import math
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pcseg.config import TrainConfig, config_from_dict
+from pcseg.engine.checkpoint import load_checkpoint
+from pcseg.engine.data import ResumableBatchSampler, build_dataset, sample_seed
+from pcseg.engine.optim import build_optimizer, build_scheduler, lr_factor_fn
+from pcseg.engine.trainer import TrainModule, build_method, build_model, train
+
+
+def _prepare(root: Path) -> Path:
+    import importlib.util
+
+    from conftest import REPO
+    from data_prep.synthetic import write_synthetic_s3dis
+
+    raw = root / "raw"
+    write_synthetic_s3dis(raw, num_areas=2, rooms_per_area=2, seed=0, spacing=0.1)
+    spec = importlib.util.spec_from_file_location("prep_tool", REPO / "tools" / "prepare_data.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = root / "processed"
+    assert mod.main(["--dataset", "s3dis", "--raw", str(raw), "--out", str(out), "--voxel-size", "0.1",
+                     "--labels", "1%", "--split", "Area_1", "Area_2"]) == 0
+    return out
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny sparse convs are fastest single-threaded (and 2 threads on a busy 2-core box crawl)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    return _prepare(tmp_path_factory.mktemp("tiny_s3dis"))
+
+
+def tiny_cfg(root: Path, run_dir: Path, method: dict | None = None, **train_over):
+    train = {"iterations": 6, "optimizer": "adamw", "lr": 0.01, "scheduler": "onecycle",
+             "log_every": 1, "val_every": 0, "progress": False, "device": "cpu", "seed": 0}
+    train.update(train_over)
+    return config_from_dict({
+        "data": {"dataset": "s3dis", "root": str(root), "label_spec": "1%", "voxel_size": 0.1,
+                 "max_voxels": 600, "batch_size": 2, "train_split": "Area_1", "val_split": "Area_2",
+                 "test_split": "Area_2"},
+        "model": {"name": "MinkUNet14A", "planes": [8] * 8, "init_dim": 8},
+        "method": method or {"name": "erda", "weight": 0.1, "momentum": 0.9},
+        "train": train,
+        "run_dir": str(run_dir),
+    }, "tiny")
+
+
+def test_overfits_a_fixed_batch(data_root):
+    torch.manual_seed(0)
+    cfg = tiny_cfg(data_root, data_root / "unused", method={"name": "supervised"})
+    cfg.data.label_spec = "full"
+    ds = build_dataset(cfg, "Area_1", "train")
+    from pcseg.data.dataset import collate
+
+    batch = collate([ds.get_sample(0, np.random.default_rng(0)), ds.get_sample(1, np.random.default_rng(1))])
+    model = build_model(cfg, ds.in_channels, ds.num_classes)
+    module = TrainModule(model, build_method(cfg, ds.num_classes, model.feature_dim))
+    opt = torch.optim.AdamW(module.parameters(), lr=0.01)
+    losses = []
+    for _ in range(30):
+        loss = module(batch)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_end_to_end_outputs(data_root, tmp_path):
+    run = tmp_path / "run"
+    cfg = tiny_cfg(data_root, run, iterations=4, val_every=2, log_every=2)
+    s = train(cfg)
+    for rel in ("config.yaml", "summary.json", "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (run / rel).is_file(), rel
+    assert s["finished"] and s["iterations"] == 4 and len(s["loss_history"]) == 4
+    assert 0.0 <= s["best_miou"] <= 1.0 and s["best_iteration"] in (2, 4)
+    assert [v["iteration"] for v in s["val_history"]] == [2, 4]
+    assert s["iterations_per_s"] > 0 and s["peak_memory_mb"] > 0
+    assert "diag/protos_initialised" in s["final_diagnostics"]
+    ck = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert ck["iteration"] == 4 and ck["num_classes"] == 13 and ck["in_channels"] == 3
+    assert ck["method"]["proto_initialised"].any()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    ea = EventAccumulator(str(run / "tb"))
+    ea.Reload()
+    tags = set(ea.Tags()["scalars"])
+    for tag in ("train/loss", "train/loss_sup", "train/loss_erda", "train/lr", "val/miou",
+                "diag/pseudo_entropy", "diag/labelled_frac"):
+        assert tag in tags, (tag, sorted(tags))
+    logged = [e.value for e in ea.Scalars("train/loss")]
+    assert logged == pytest.approx([np.mean(s["loss_history"][0:2]), np.mean(s["loss_history"][2:4])], rel=1e-6)
+
+
+def test_resume_continues_exactly(data_root, tmp_path):
+    n = 6
+    full = train(tiny_cfg(data_root, tmp_path / "a", iterations=n, deterministic=True, val_every=2))
+    first = train(tiny_cfg(data_root, tmp_path / "b", iterations=n, deterministic=True, val_every=2, stop_at=3))
+    assert not first["finished"] and len(first["loss_history"]) == 3
+    # same config (stop_at included): a resumed run goes past stop_at
+    resumed = train(tiny_cfg(data_root, tmp_path / "b", iterations=n, deterministic=True, val_every=2,
+                             stop_at=3), resume=True)
+    assert resumed["finished"]
+    assert resumed["loss_history"] == full["loss_history"]  # exact float equality
+    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
+    for part in ("model", "method"):
+        for k in a[part]:
+            assert torch.equal(a[part][k], b[part][k]), (part, k)
+    assert a["best"] == b["best"]
+
+
+def _ddp_worker(rank: int, world: int, port: int, cfg_dict: dict, out: str) -> None:
+    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
+                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    torch.set_num_threads(1)
+    cfg = config_from_dict(cfg_dict, "ddp")
+
+    def keep(module, r):
+        torch.save({"model": module.model.state_dict(), "method": module.method.state_dict()},
+                   Path(out) / f"rank{r}.pt")
+
+    s = train(cfg, on_finish=keep)
+    torch.save(s["loss_history"], Path(out) / f"loss{rank}.pt")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_cpu_ranks_stay_identical(data_root, tmp_path):
+    from pcseg.config import config_to_dict
+
+    cfg = tiny_cfg(data_root, tmp_path / "ddp", iterations=3, val_every=0)
+    cfg.data.batch_size = 1
+    cfg.data.loop = 2  # 4 samples per epoch: each rank sees 2 different ones
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), config_to_dict(cfg), str(tmp_path)),
+                                nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    for part in ("model", "method"):
+        assert r0[part].keys() == r1[part].keys()
+        for k in r0[part]:
+            assert torch.equal(r0[part][k], r1[part][k]), (part, k)
+    assert r0["method"]["proto_initialised"].any()
+    l0, l1 = (torch.load(tmp_path / f"loss{r}.pt") for r in (0, 1))
+    assert l0 != l1  # the ranks trained on different samples, yet their weights agree
+    assert (tmp_path / "ddp" / "checkpoints" / "last.pt").is_file()
+
+
+def test_sampler_is_resumable_and_sharded():
+    full = ResumableBatchSampler(7, 2, seed=3)
+    it = iter(full)
+    seq = [next(it) for _ in range(10)]  # 4 batches per epoch, crossing epochs
+    resumed = ResumableBatchSampler(7, 2, seed=3, start_epoch=1, start_step=2)
+    it2 = iter(resumed)
+    assert [next(it2) for _ in range(4)] == seq[6:10]
+    assert sorted(i for b in full.epoch_batches(0) for i, _ in b) == list(range(7))
+    r0, r1 = (ResumableBatchSampler(7, 2, seed=3, rank=r, world_size=2) for r in (0, 1))
+    idx0 = [i for b in r0.epoch_batches(0) for i, _ in b]
+    idx1 = [i for b in r1.epoch_batches(0) for i, _ in b]
+    assert len(idx0) == len(idx1) == 4 and set(idx0) | set(idx1) == set(range(7))
+    assert seq[0][0][1] == sample_seed(3, 0, 0)
+
+
+@pytest.mark.parametrize("kind", ["poly", "cosine", "constant", "onecycle"])
+def test_schedules_match_formulas(kind):
+    cfg = TrainConfig(iterations=20, scheduler=kind, lr=0.1, warmup=4 if kind != "onecycle" else 0,
+                      optimizer="sgd", momentum=0.9)
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = build_optimizer([p], cfg)
+    sch = build_scheduler(opt, cfg, 20)
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sch.step()
+    t = np.arange(20)
+    if kind == "onecycle":
+        up = 6  # pct_start 0.3 of 20 steps
+        assert lrs[0] == pytest.approx(0.1 / 25) and max(lrs) == pytest.approx(0.1, rel=1e-3)
+        assert int(np.argmax(lrs)) in (up - 1, up) and lrs[-1] < lrs[0]
+        return
+    main = {"poly": (1 - t / 20) ** 0.9, "cosine": 0.5 * (1 + np.cos(np.pi * t / 20)),
+            "constant": np.ones(20)}[kind]
+    at4 = main[4]
+    expect = np.where(t < 4, (0.001 * (1 - t / 4) + t / 4) * at4, main) * 0.1
+    np.testing.assert_allclose(lrs, expect, rtol=1e-9)
+    assert lr_factor_fn(cfg, 20)(10) == pytest.approx(main[10])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("amp_dtype", ["bf16", "fp16"])
+def test_cuda_amp_run_and_resume(data_root, tmp_path, amp_dtype):
+    over = {"device": "cuda", "amp": True, "amp_dtype": amp_dtype, "iterations": 4, "val_every": 2,
+            "deterministic": True, "grad_clip": 1.0}
+    full = train(tiny_cfg(data_root, tmp_path / "a", **over))
+    assert full["finished"] and full["device"].startswith("cuda")
+    assert all(math.isfinite(v) for v in full["loss_history"])
+    assert full["peak_memory_kind"] == "cuda_max_allocated"
+    train(tiny_cfg(data_root, tmp_path / "b", stop_at=2, **over))
+    resumed = train(tiny_cfg(data_root, tmp_path / "b", **over), resume=True)
+    assert len(resumed["loss_history"]) == 4
+    ck = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
+    assert (ck["scaler"] is not None) == (amp_dtype == "fp16")
