@@ -20,14 +20,17 @@ bf16) and the gradients are returned in the dtypes of the original inputs.
 """
 from __future__ import annotations
 
+import threading
+
 import torch
 from torch import Tensor
 
 from .kernel_map import KernelMap
 
-#: on CPU a block of gathered pairs holds at most this many elements (rows * channels):
-#: 2 MB of fp32 keeps the gather -> GEMM -> scatter working set in cache
-BLOCK_ELEMS = 1 << 19
+#: on CPU a block of gathered pairs holds at most this many elements (rows * channels),
+#: 16 MB of fp32. Scratch buffers are reused, so big blocks cost no page faults, and few
+#: blocks mean few parallel regions, which matters on an oversubscribed machine.
+BLOCK_ELEMS = 1 << 22
 #: on accelerators blocks only bound the temporary memory (64 MB of fp32); fewer launches
 BLOCK_ELEMS_GPU = 1 << 24
 
@@ -35,6 +38,31 @@ BLOCK_ELEMS_GPU = 1 << 24
 def _block_rows(cin: int, cout: int, device: torch.device) -> int:
     elems = BLOCK_ELEMS if device.type == "cpu" else BLOCK_ELEMS_GPU
     return max(elems // max(cin, cout, 1), 256)
+
+
+class _Workspace(threading.local):
+    """Per-thread scratch buffers reused across calls (no page faults from fresh large
+    allocations on every block). Only temporaries live here, never autograd outputs."""
+
+    def __init__(self) -> None:
+        self.bufs: dict[tuple, Tensor] = {}
+
+    def get(self, slot: int, rows: int, cols: int, like: Tensor) -> Tensor:
+        n = rows * cols
+        key = (slot, like.device, like.dtype)
+        buf = self.bufs.get(key)
+        if buf is None or buf.numel() < n:
+            buf = torch.empty(max(n, 1 << 16), dtype=like.dtype, device=like.device)
+            self.bufs[key] = buf
+        return buf[:n].view(rows, cols)
+
+
+_WS = _Workspace()
+
+
+def clear_workspace() -> None:
+    """Free the scratch buffers of the calling thread."""
+    _WS.bufs.clear()
 
 
 def _conv_forward(x: Tensor, w: Tensor, kmap: KernelMap) -> Tensor:
@@ -51,13 +79,10 @@ def _conv_forward(x: Tensor, w: Tensor, kmap: KernelMap) -> Tensor:
         return out
     copy = kmap.out_unique and kmap.identity is None
     for in_idx, out_idx, rows, segs in kmap.chunks(_block_rows(cin, cout, x.device)):
-        g = x.index_select(0, in_idx)
-        if len(segs) == 1:
-            y = torch.mm(g, ws[segs[0][0]])
-        else:
-            y = x.new_empty((rows, cout))
-            for k, ra, rb in segs:
-                torch.mm(g[ra:rb], ws[k], out=y[ra:rb])
+        g = torch.index_select(x, 0, in_idx, out=_WS.get(0, rows, cin, x))
+        y = _WS.get(1, rows, cout, x)
+        for k, ra, rb in segs:
+            torch.mm(g[ra:rb], ws[k], out=y[ra:rb])
         if copy:
             out.index_copy_(0, out_idx, y)
         else:
@@ -87,18 +112,16 @@ def _conv_backward(x: Tensor, w: Tensor, go: Tensor, kmap: KernelMap, need_x: bo
     gws = gw.unbind(0) if gw is not None else None
     copy = kmap.in_unique and kmap.identity is None
     for in_idx, out_idx, rows, segs in kmap.chunks(_block_rows(cin, cout, x.device)):
-        gout = go.index_select(0, out_idx)
+        gout = torch.index_select(go, 0, out_idx, out=_WS.get(0, rows, cout, go))
         if gws is not None:
-            gin_t = x.index_select(0, in_idx).t()
+            gin_t = torch.index_select(x, 0, in_idx, out=_WS.get(1, rows, cin, x)).t()
             for k, ra, rb in segs:
                 gws[k].addmm_(gin_t[:, ra:rb], gout[ra:rb])
         if gx is not None:
-            if len(segs) == 1:
-                y = torch.mm(gout, wts[segs[0][0]])
-            else:
-                y = x.new_empty((rows, cin))
-                for k, ra, rb in segs:
-                    torch.mm(gout[ra:rb], wts[k], out=y[ra:rb])
+            # slot 1 held the gathered inputs, fully consumed by the addmm_ calls above
+            y = _WS.get(1, rows, cin, x)
+            for k, ra, rb in segs:
+                torch.mm(gout[ra:rb], wts[k], out=y[ra:rb])
             if copy:
                 gx.index_copy_(0, in_idx, y)
             else:
@@ -106,8 +129,15 @@ def _conv_backward(x: Tensor, w: Tensor, go: Tensor, kmap: KernelMap, need_x: bo
     return gx, gw
 
 
+def _autocast_on(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except (RuntimeError, ValueError):
+        return False
+
+
 def _fwd(ctx, feats: Tensor, weight: Tensor, kmap: KernelMap, device_type: str) -> Tensor:
-    if torch.is_autocast_enabled(device_type):
+    if _autocast_on(device_type):
         dt = torch.get_autocast_dtype(device_type)
     else:
         dt = torch.promote_types(feats.dtype, weight.dtype)
@@ -132,14 +162,24 @@ def _bwd(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
 
 
 def _make_function(device_type: str) -> type[torch.autograd.Function]:
+    try:
+        fwd_deco = torch.amp.custom_fwd(device_type=device_type)
+        bwd_deco = torch.amp.custom_bwd(device_type=device_type)
+    except (RuntimeError, ValueError, AssertionError):  # a device type autocast does not know
+
+        def fwd_deco(f):  # type: ignore[no-redef]
+            return f
+
+        bwd_deco = fwd_deco
+
     class _SparseConv(torch.autograd.Function):
         @staticmethod
-        @torch.amp.custom_fwd(device_type=device_type)
+        @fwd_deco
         def forward(ctx, feats: Tensor, weight: Tensor, kmap: KernelMap) -> Tensor:  # type: ignore[override]
             return _fwd(ctx, feats, weight, kmap, device_type)
 
         @staticmethod
-        @torch.amp.custom_bwd(device_type=device_type)
+        @bwd_deco
         def backward(ctx, grad_out: Tensor):  # type: ignore[override]
             return _bwd(ctx, grad_out)
 

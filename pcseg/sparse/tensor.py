@@ -104,14 +104,37 @@ class CoordinateManager:
                 )
         if keys.numel() and bool(torch.equal(perm, torch.arange(keys.numel(), device=keys.device))):
             perm = None
-        self._levels: dict[int, _Level] = {stride: _Level(stride, keys, sorted_keys, perm, coords)}
+        self._init_state(_Level(stride, keys, sorted_keys, perm, coords))
+
+    def _init_state(self, base: _Level, origin_inverse: Tensor | None = None) -> None:
+        self._levels: dict[int, _Level] = {base.stride: base}
         #: for a manager made by :meth:`SparseTensor.sorted`: (N,) int64 row of the sorted
         #: tensor holding each row of the original tensor (None otherwise)
-        self.origin_inverse: Tensor | None = None
+        self.origin_inverse = origin_inverse
         self._maps: dict[tuple, KernelMap] = {}
         self._batch_size: int | None = None
         #: every kernel map actually built, as its cache key (kind, in_s, out_s, ks, dil)
         self.build_log: list[tuple] = []
+
+    @classmethod
+    def _sorted_copy(cls, other: "CoordinateManager") -> "CoordinateManager":
+        """Manager of ``other``'s base coordinates reordered to ascending keys (no re-validation)."""
+        lvl = other._levels[other.base_stride]
+        perm = lvl.perm
+        if perm is None:
+            raise ValueError("_sorted_copy: the base level is already sorted")
+        mgr = cls.__new__(cls)
+        mgr.device, mgr.coord_dtype, mgr.base_stride = other.device, other.coord_dtype, other.base_stride
+        inv = torch.empty_like(perm)
+        inv[perm] = torch.arange(perm.numel(), device=perm.device)
+        coords = other.coords(other.base_stride).index_select(0, perm)
+        mgr._init_state(_Level(other.base_stride, lvl.sorted_keys, lvl.sorted_keys, None, coords), inv)
+        mgr._batch_size = other._batch_size
+        return mgr
+
+    def base_perm(self) -> Tensor | None:
+        """(N,) int64 base-level rows in ascending key order, or None when already sorted."""
+        return self._levels[self.base_stride].perm
 
     # ----------------------------------------------------------------- levels
     @property
@@ -410,17 +433,9 @@ class SparseTensor:
         m = self.manager
         if self.stride != m.base_stride or m.is_sorted:
             return self
-        lvl = m._levels[m.base_stride]
-        perm = lvl.perm
+        perm = m.base_perm()
         assert perm is not None
-        coords = self.coords.index_select(0, perm)
-        mgr = CoordinateManager.__new__(CoordinateManager)
-        mgr.device, mgr.coord_dtype, mgr.base_stride = m.device, m.coord_dtype, m.base_stride
-        mgr._levels = {m.base_stride: _Level(m.base_stride, lvl.sorted_keys, lvl.sorted_keys, None, coords)}
-        mgr._maps, mgr._batch_size, mgr.build_log = {}, m._batch_size, []
-        inv = torch.empty_like(perm)
-        inv[perm] = torch.arange(perm.numel(), device=perm.device)
-        mgr.origin_inverse = inv
+        mgr = CoordinateManager._sorted_copy(m)
         return SparseTensor._derived(self.feats.index_select(0, perm), self.stride, mgr)
 
     def unsort_feats(self, feats: Tensor | None = None) -> Tensor:
