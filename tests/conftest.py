@@ -35,3 +35,8 @@ def pytest_collection_modifyitems(config, items):  # noqa: D103
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+# Test cases are small: one thread is as fast as two for them and, on a shared 2-core
+# machine, avoids OpenMP threads spinning against each other (a 25x slow-down was seen).
+torch.set_num_threads(1)

@@ -179,6 +179,9 @@ def add_sparse_arguments(p: argparse.ArgumentParser) -> None:
                    help="OMP_WAIT_POLICY of the measurement processes; 'passive' avoids the collapse of "
                         "multi-threaded runs on a machine busier than its core count")
     p.add_argument("--json", type=Path, default=None, help="write results to this JSON file")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile one iteration per implementation (single-threaded on CPU) of every case "
+                        "and print the time per category (GEMM, gather, scatter, kernel map, BatchNorm, ...)")
     p.add_argument("--no-memory", dest="memory", action="store_false",
                    help="skip the separate peak-memory pass of every measurement")
     p.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
@@ -378,6 +381,62 @@ def _model_steps(impl: str, coords: Any, feats: Any, spec: dict[str, Any], dev: 
     return {"forward": forward, "backward": backward, "versions": versions}
 
 
+#: torch.profiler op names per category of the time breakdown (``--profile``)
+PROFILE_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "gemm": ("aten::mm", "aten::addmm_", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::matmul"),
+    "gather": ("aten::index_select", "aten::index", "aten::gather"),
+    "scatter": ("aten::scatter_add_", "aten::index_add_", "aten::index_copy_", "aten::index_put_",
+                "aten::_index_put_impl_", "aten::scatter_reduce_"),
+    "kernel_map": ("aten::searchsorted", "aten::sort", "aten::unique_dim", "aten::_unique2", "aten::unique_consecutive",
+                   "aten::nonzero", "aten::bincount", "aten::argsort", "aten::bitwise_and", "aten::bitwise_or",
+                   "aten::bitwise_right_shift", "aten::bitwise_left_shift", "aten::__rshift__", "aten::__lshift__",
+                   "aten::eq", "aten::ne", "aten::clamp_", "aten::cumsum", "aten::arange", "aten::remainder",
+                   "aten::floor_divide", "aten::div", "aten::masked_select", "aten::where"),
+    "batchnorm": ("aten::native_batch_norm", "aten::native_batch_norm_backward"),
+    "relu_add_cat": ("aten::relu_", "aten::relu", "aten::clamp_min_", "aten::clamp_min", "aten::threshold_backward",
+                     "aten::add", "aten::add_", "aten::cat"),
+    "alloc_fill": ("aten::empty", "aten::zeros", "aten::zero_", "aten::fill_", "aten::new_zeros",
+                   "aten::new_empty", "aten::empty_like", "aten::zeros_like", "aten::copy_", "aten::to",
+                   "aten::_to_copy", "aten::contiguous", "aten::clone"),
+    "loss_head": ("aten::_log_softmax", "aten::_log_softmax_backward_data", "aten::nll_loss_forward",
+                  "aten::nll_loss_backward", "aten::linear", "aten::t"),
+    # spconv's C++ gather / scatter-add loops and pair generation run inside these autograd
+    # functions (self time), its GEMMs are aten::mm
+    "spconv_cpp_gather_scatter_pairs": ("SubMConvFunction", "SubMConvFunctionBackward", "SparseConvFunction",
+                                        "SparseConvFunctionBackward", "SparseInverseConvFunction",
+                                        "SparseInverseConvFunctionBackward"),
+}
+
+
+def _profile_step(run: Callable[[], Any], dev: Any) -> dict[str, Any]:
+    """Self time (s) per :data:`PROFILE_CATEGORIES` category of one ``run()`` under torch.profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        t0 = time.perf_counter()
+        run()
+        _sync(dev)
+        wall = time.perf_counter() - t0
+    lookup = {name: cat for cat, names in PROFILE_CATEGORIES.items() for name in names}
+    cats: dict[str, float] = {}
+    other: dict[str, float] = {}
+    for e in prof.key_averages():
+        t = (e.self_device_time_total if dev.type == "cuda" else e.self_cpu_time_total) / 1e6
+        if t <= 0:
+            continue
+        cat = lookup.get(e.key)
+        if cat is None:
+            other[e.key] = other.get(e.key, 0.0) + t
+        else:
+            cats[cat] = cats.get(cat, 0.0) + t
+    cats["other"] = sum(other.values())
+    total = sum(cats.values())
+    return {"wall_s": wall, "profiled_self_s": total, "seconds": cats,
+            "percent": {k: 100 * v / total for k, v in cats.items()} if total else {},
+            "other_top": dict(sorted(other.items(), key=lambda kv: -kv[1])[:8])}
+
+
 def _sparse_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """One measurement (case x implementation x threads) in this fresh process.
 
@@ -421,6 +480,9 @@ def _sparse_worker(spec: dict[str, Any]) -> dict[str, Any]:
 
     for _ in range(int(spec["warmup"])):
         iteration()
+    if spec.get("mode") == "profile":
+        return {"impl": impl, "case": case, "threads": int(spec["threads"]), "device": str(dev),
+                "voxels": int(coords.shape[0]), "profile": _profile_step(iteration, dev)}
     # memory baseline after the warm-up: one-time costs (library buffers, thread pools) excluded
     base_rss, _ = _rss_mib()
     hwm_ok = _reset_hwm()
@@ -635,6 +697,26 @@ def bench_sparse(args: argparse.Namespace) -> dict[str, Any]:
                           + (f", peak {r['peak_mib']:.0f} MiB" if r.get("peak_mib") is not None else "")
                           + f"  ({time.perf_counter() - t0:.0f} s)")
             res["cases"][case] = {**info, "runs": runs, "ratios": _case_ratios(case, runs, args)}
+            if args.profile:
+                prof: dict[str, Any] = {}
+                for impl in runnable:
+                    nt = 1 if args.device == "cpu" else args.threads
+                    spec = {"case": case, "impl": impl, "label": f"{impl}_prof", "threads": nt,
+                            "device": args.device, "inputs": str(tmp / f"{case}.pt"), "repeats": 1,
+                            "warmup": 1, "channels": args.channels, "model": args.model, "mode": "profile",
+                            "in_channels": info.get("in_channels", 0), "num_classes": info.get("num_classes", 0),
+                            "omp_wait_policy": args.omp_wait_policy}
+                    r = _run_worker(spec, tmp, args.timeout)
+                    prof[impl] = r.get("profile", r)
+                    if "error" in r:
+                        print(f"[sparse]   profile {impl}: ERROR {r['error']}")
+                    else:
+                        pr = r["profile"]
+                        parts = ", ".join(f"{k} {v:.2f}s ({pr['percent'][k]:.0f}%)"
+                                          for k, v in sorted(pr["seconds"].items(), key=lambda kv: -kv[1]) if v > 0)
+                        print(f"[sparse]   profile {impl} ({nt} thread{'s' if nt > 1 else ''}, one iteration, "
+                              f"wall {pr['wall_s']:.2f}s): {parts}")
+                res["cases"][case]["profile"] = prof
     res["loadavg_end"] = list(_os.getloadavg()) if hasattr(_os, "getloadavg") else None
     b = res["cases"].get("b", {}).get("ratios", {})
     res["ratio_vs_spconv"] = b.get("time_vs_spconv")
