@@ -98,7 +98,7 @@ def results_table(results: dict[str, dict[str, Any]]) -> str:
         rows.append(
             f"| {METHOD_TITLES.get(method, method)} | {100 * m['miou']:.1f} | {100 * m['oa']:.1f} | "
             f"{100 * m['macc']:.1f} | {'-' if pacc is None else f'{100 * pacc:.1f}'} | "
-            f"{s.get('time_s', float('nan')):.0f} s |"
+            f"{s.get('train_time_s', float('nan')):.0f} s |"
         )
     return "\n".join(rows)
 
