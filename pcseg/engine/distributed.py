@@ -13,20 +13,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from pcseg.methods.distributed import get_rank, get_world_size, is_distributed  # noqa: F401 (re-exported)
 
-def is_distributed() -> bool:
-    """True inside an initialised process group."""
-    return dist.is_available() and dist.is_initialized()
-
-
-def get_rank() -> int:
-    """Rank of this process (0 when not distributed)."""
-    return dist.get_rank() if is_distributed() else 0
-
-
-def get_world_size() -> int:
-    """Number of processes (1 when not distributed)."""
-    return dist.get_world_size() if is_distributed() else 1
 
 
 def is_main_process() -> bool:
