@@ -28,8 +28,10 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
+# OMP_WAIT_POLICY=PASSIVE: OpenMP threads sleep instead of spinning between the many short
+# parallel regions of sparse convolution; on a busy machine spinning threads slowed training >10x.
 demo: $(STAMP)
-	$(PY) tools/demo.py --out $(DEMO_OUT)
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(PY) tools/demo.py --out $(DEMO_OUT)
 
 benchmark: $(STAMP)
 	$(PY) tools/benchmark.py sparse --json bench_sparse.json
