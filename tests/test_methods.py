@@ -254,6 +254,41 @@ def test_prototypes_start_at_zero_and_accumulate_ema() -> None:
     assert method.proto_initialised.tolist() == [True, True, True, False]
 
 
+def test_zero_start_ema_gives_the_bias_corrected_pseudo_labels() -> None:
+    """The zero start is the bias-corrected EMA in direction: after n_k updates of class k,
+    c_k / (1 - m^n_k) (explicit weights (1-m) m^(n_k - j) / (1 - m^n_k) over the batch means,
+    summing to 1) gives the same p as the stored c_k, for any m, with classes updated an
+    unequal number of times."""
+    m = 0.9
+    method = ERDA(K, D, momentum=m, tau=0.2).double()
+    batches = [make_batch(labelled=lab, seed=s) for s, lab in
+               ((21, {0: 0, 1: 1}), (22, {0: 1, 1: 2, 2: 0}), (23, {0: 0, 3: 0, 5: 2}))]
+    means: dict[int, list[np.ndarray]] = {c: [] for c in range(K)}
+    for logits, features, batch in batches:
+        u = np_normalise_rows(np_head(method, features.numpy()))
+        weak = batch["weak_labels"].numpy()
+        for c in range(K):
+            if (weak == c).any():
+                means[c].append(u[weak == c].mean(0))
+        method(logits, features, batch)
+    corrected = np.zeros((K, D))
+    for c, ms in means.items():
+        n = len(ms)
+        for j, mu in enumerate(ms, start=1):
+            corrected[c] += (1 - m) * m ** (n - j) / (1 - m ** n) * mu
+    assert [len(means[c]) for c in range(K)] == [3, 2, 2, 0]
+    logits, features, batch = make_batch(seed=24)
+    method.eval()  # no update; head with running statistics for both sides
+    u = method.embed(features)
+    p_stored = method.pseudo_log_probs(u).exp().detach().numpy()
+    e = copy.deepcopy(method.head).eval()(features).detach().numpy()
+    init = np.array([True, True, True, False])
+    p_ref, _ = np_pq(e, corrected, init, logits.numpy(), 0.2)
+    np.testing.assert_allclose(p_stored, p_ref, rtol=1e-9, atol=1e-12)
+    # the weights of a class with 3 updates are far from uniform: a real EMA, not a mean
+    assert abs((1 - m) * m ** 2 / (1 - m ** 3) - 1 / 3) > 0.03
+
+
 def test_no_prototype_update_in_eval_mode() -> None:
     method = ERDA(K, D).double()
     logits, features, batch = make_batch(seed=8)
