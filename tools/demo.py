@@ -75,14 +75,14 @@ def run_method(method: str, out: Path, seed: int, overrides: list[str]) -> dict[
 
 def render(run_dir: Path, out_png: Path, curves_png: Path) -> str:
     """Panel GT | weak | pseudo | pred | error of the first test scene, and the training curves."""
+    from pcseg.viz.colors import available_modes
     from pcseg.viz.curves import plot_curves
     from pcseg.viz.data import load_view_data
     from pcseg.viz.render import render_modes
 
     view = load_view_data(run_dir)
-    modes = ["gt", "weak", "pseudo", "pred", "error"]
-    if view.pseudo is None:
-        modes.remove("pseudo")
+    # supervised-only has no pseudo-labels: its panel leaves that mode out
+    modes = [m for m in ("gt", "weak", "pseudo", "pred", "error") if m in available_modes(view)]
     render_modes(view, modes, out_png, view="iso", width=560, height=420)
     plot_curves(run_dir, curves_png)
     return view.name
