@@ -50,8 +50,10 @@ from torch import nn
 from pcseg.methods.base import Method
 from pcseg.methods.distributed import all_reduce_sum
 from pcseg.methods.supervised import (
-    _class_weights_tensor,
     check_inputs,
+    check_nonnegative,
+    check_unit_interval,
+    _class_weights_tensor,
     hidden_accuracy,
     labelled_cross_entropy,
     supervision_diagnostics,
@@ -138,14 +140,11 @@ class ERDA(Method):
         super().__init__(num_classes, feature_dim)
         if variant not in VARIANTS:
             raise ValueError(f"{self.name}: variant must be one of {VARIANTS}, got {variant!r}")
-        if not (float(weight) >= 0.0 and math.isfinite(float(weight))):
-            raise ValueError(f"{self.name}: weight must be a finite number >= 0, got {weight}")
+        check_nonnegative(self.name, "weight", weight)
         if not (float(tau) > 0.0 and math.isfinite(float(tau))):
             raise ValueError(f"{self.name}: tau must be > 0, got {tau}")
-        if not 0.0 <= float(momentum) < 1.0:
-            raise ValueError(f"{self.name}: momentum must be in [0, 1), got {momentum}")
-        if not 0.0 <= float(label_smoothing) < 1.0:
-            raise ValueError(f"{self.name}: label_smoothing must be in [0, 1), got {label_smoothing}")
+        check_unit_interval(self.name, "momentum", momentum)
+        check_unit_interval(self.name, "label_smoothing", label_smoothing)
         self.weight = float(weight)
         self.tau = float(tau)
         self.momentum = float(momentum)

@@ -9,7 +9,6 @@ voxel is ``(q - onehot(argmax q)) / N_selected``. When no voxel is selected the 
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import torch
@@ -17,8 +16,10 @@ import torch.nn.functional as F
 
 from pcseg.methods.base import Method
 from pcseg.methods.supervised import (
-    _class_weights_tensor,
     check_inputs,
+    check_nonnegative,
+    check_unit_interval,
+    _class_weights_tensor,
     hidden_accuracy,
     labelled_cross_entropy,
     supervision_diagnostics,
@@ -57,12 +58,9 @@ class PseudoThreshold(Method):
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__(num_classes, feature_dim)
-        if not (float(weight) >= 0.0 and math.isfinite(float(weight))):
-            raise ValueError(f"{self.name}: weight must be a finite number >= 0, got {weight}")
-        if not 0.0 <= float(threshold) < 1.0:
-            raise ValueError(f"{self.name}: threshold must be in [0, 1), got {threshold}")
-        if not 0.0 <= float(label_smoothing) < 1.0:
-            raise ValueError(f"{self.name}: label_smoothing must be in [0, 1), got {label_smoothing}")
+        check_nonnegative(self.name, "weight", weight)
+        check_unit_interval(self.name, "threshold", threshold)
+        check_unit_interval(self.name, "label_smoothing", label_smoothing)
         self.weight = float(weight)
         self.threshold = float(threshold)
         self.label_smoothing = float(label_smoothing)

@@ -5,12 +5,26 @@ cross-entropy, the hidden-label diagnostics), so the other methods import them f
 """
 from __future__ import annotations
 
+import math
+
 from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from pcseg.methods.base import Method
+
+
+def check_nonnegative(who: str, name: str, value: float) -> None:
+    """Raise ValueError unless ``value`` is a finite number >= 0 (message names ``who.name``)."""
+    if not (math.isfinite(float(value)) and float(value) >= 0.0):
+        raise ValueError(f"{who}: {name} must be a finite number >= 0, got {value}")
+
+
+def check_unit_interval(who: str, name: str, value: float) -> None:
+    """Raise ValueError unless 0 <= ``value`` < 1 (message names ``who.name``)."""
+    if not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"{who}: {name} must be in [0, 1), got {value}")
 
 
 def check_inputs(
@@ -176,8 +190,7 @@ class SupervisedOnly(Method):
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__(num_classes, feature_dim)
-        if not 0.0 <= float(label_smoothing) < 1.0:
-            raise ValueError(f"{self.name}: label_smoothing must be in [0, 1), got {label_smoothing}")
+        check_unit_interval(self.name, "label_smoothing", label_smoothing)
         self.label_smoothing = float(label_smoothing)
         w = _class_weights_tensor(class_weights, self.num_classes, self.name)
         # a buffer so it follows .to(device); not persistent: it comes from the config

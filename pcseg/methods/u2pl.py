@@ -96,8 +96,10 @@ from torch import nn
 from pcseg.methods.base import Method
 from pcseg.methods.distributed import get_world_size, is_distributed
 from pcseg.methods.supervised import (
-    _class_weights_tensor,
     check_inputs,
+    check_nonnegative,
+    check_unit_interval,
+    _class_weights_tensor,
     hidden_accuracy,
     labelled_cross_entropy,
     supervision_diagnostics,
@@ -929,14 +931,11 @@ def _check_common(
     label_smoothing: float,
 ) -> None:
     """Validate the settings shared by U2PL and ERDAWithU2PLNegatives (ValueError naming them)."""
-    for name, v in (("lambda_u", lambda_u), ("lambda_c", lambda_c)):
-        if not (math.isfinite(float(v)) and float(v) >= 0.0):
-            raise ValueError(f"{who}: {name} must be a finite number >= 0, got {v}")
+    check_nonnegative(who, "lambda_u", lambda_u)
+    check_nonnegative(who, "lambda_c", lambda_c)
     if not 0.0 <= float(alpha_0) <= 100.0:
         raise ValueError(f"{who}: alpha_0 must be a percentage in [0, 100], got {alpha_0}")
-    if not 0.0 <= float(ema_decay) < 1.0:
-        raise ValueError(f"{who}: ema_decay must be in [0, 1), got {ema_decay}")
+    check_unit_interval(who, "ema_decay", ema_decay)
     if anchor_split not in ANCHOR_SPLITS:
         raise ValueError(f"{who}: anchor_split must be one of {ANCHOR_SPLITS}, got {anchor_split!r}")
-    if not 0.0 <= float(label_smoothing) < 1.0:
-        raise ValueError(f"{who}: label_smoothing must be in [0, 1), got {label_smoothing}")
+    check_unit_interval(who, "label_smoothing", label_smoothing)
