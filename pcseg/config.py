@@ -190,6 +190,10 @@ class TestConfig:
     save_predictions: bool = True
     #: write benchmark submission files (ScanNet .txt, SemanticKITTI .label)
     submission: bool = True
+    #: which points enter the metrics: 'all' labelled points, or 'unlabelled' = only points
+    #: that carry no weak label under data.label_spec and share no voxel with one (the
+    #: transductive score of a weakly labelled scene, e.g. the real SemanticKITTI scan)
+    score: Literal["all", "unlabelled"] = "all"
 
 
 @dataclass

@@ -133,6 +133,38 @@ def test_tta_and_checkpoint_config(trained):
     assert m["miou"] == pytest.approx(miou, abs=1e-12) and m["oa"] == pytest.approx(oa, abs=1e-12)
 
 
+def test_unlabelled_scoring_leaves_out_weak_voxels(trained, tmp_path):
+    """test.score=unlabelled scores only points that share no voxel with a weak label."""
+    path, root, _ = trained
+    out = tmp_path / "unl"
+    m = test_tool.main([str(path), "--checkpoint", str(root / "run" / "checkpoints" / "last.pt"),
+                        "--split", "Area_1", "--out", str(out), "--set", "test.score=unlabelled",
+                        "--no-progress"])
+    assert m["score"] == "unlabelled"
+    k = len(m["class_names"])
+    conf = np.zeros((k, k), dtype=np.int64)
+    left_out = 0
+    for s in processed.split_scenes(root / "processed", "Area_1"):
+        scene = processed.read_scene(root / "processed", s)
+        weak = processed.read_labels(root / "processed", "1%", s, num_points=len(scene.semantic))
+        assert len(weak) > 0
+        keys = [tuple(v) for v in np.floor(scene.coords.astype(np.float64) / 0.1).astype(np.int64)]
+        weak_keys = {keys[i] for i in weak}
+        pred = np.load(out / "predictions" / f"{s}.npz")["pred"]
+        for i, (key, g) in enumerate(zip(keys, scene.semantic)):  # brute-force loop over points
+            if key in weak_keys:
+                left_out += int(g >= 0)
+            elif g >= 0:
+                conf[g, pred[i]] += 1
+    assert left_out > 0
+    assert np.array_equal(np.asarray(m["confusion"]), conf)
+    assert m["num_points"] == conf.sum()
+    with pytest.raises(ValueError, match="label_spec"):
+        test_tool.main([str(path), "--checkpoint", str(root / "run" / "checkpoints" / "last.pt"),
+                        "--out", str(tmp_path / "x"), "--set", "test.score=unlabelled", "data.label_spec=full",
+                        "--no-progress"])
+
+
 def test_submission_files(trained, tmp_path):
     path, root, _ = trained
     ckpt = str(root / "run" / "checkpoints" / "last.pt")

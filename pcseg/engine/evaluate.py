@@ -212,7 +212,13 @@ def _evaluate(cfg: Config, checkpoint: str | Path, split: str | None, out_dir: s
     model, method, state = load_model_for_eval(cfg, checkpoint, device)
     class_names = list(state.get("class_names") or [])
     variants = tta_variants(cfg.test.tta_rotations, cfg.test.tta_flips)
-    datasets = [build_dataset(cfg, split, "test", transforms=v, with_weak_labels=False) for v in variants]
+    unlabelled_only = cfg.test.score == "unlabelled"
+    if unlabelled_only and cfg.data.label_spec == "full":
+        raise ValueError("test.score='unlabelled' needs a weak data.label_spec (e.g. '1%'); with "
+                         "'full' every labelled point is a training label and none is left to score")
+    # the first variant is the untransformed scene: its weak labels mark the voxels to leave out
+    datasets = [build_dataset(cfg, split, "test", transforms=v, with_weak_labels=unlabelled_only and i == 0)
+                for i, v in enumerate(variants)]
     base = datasets[0]
     if not class_names:
         class_names = list(base.class_names)
@@ -246,7 +252,12 @@ def _evaluate(cfg: Config, checkpoint: str | Path, split: str | None, out_dir: s
         labels = batches[0]["point_labels"]
         mean = (prob / len(batches)).cpu().numpy()
         pred = mean.argmax(1).astype(np.int64)
-        conf.update(pred, labels)
+        if unlabelled_only:
+            weak_voxel = batches[0]["weak_labels"] >= 0
+            keep = ~weak_voxel[batches[0]["inverse"]]
+            conf.update(pred[keep.numpy()], labels[keep])
+        else:
+            conf.update(pred, labels)
         scenes.append({"name": name, "num_points": n})
         if cfg.test.save_predictions:
             atomic_save_npz(out / "predictions" / f"{name}.npz", pred=pred,
@@ -259,11 +270,13 @@ def _evaluate(cfg: Config, checkpoint: str | Path, split: str | None, out_dir: s
     metrics.update({
         "split": split, "checkpoint": str(checkpoint), "iteration": state.get("iteration"),
         "tta": {"rotations": cfg.test.tta_rotations, "flips": cfg.test.tta_flips, "passes": len(variants)},
+        "score": cfg.test.score,
         "scenes": [s["name"] for s in scenes], "seconds": time.time() - t0,
         "method": cfg.method.name, "model": cfg.model.name,
     })
     atomic_write_json(out / "metrics.json", json_safe(metrics))
-    print(f"[test] {len(scenes)} scenes of split {split!r}, {metrics['num_points']:,} labelled points, "
+    scored = "points without a weak label" if unlabelled_only else "labelled points"
+    print(f"[test] {len(scenes)} scenes of split {split!r}, {metrics['num_points']:,} {scored}, "
           f"{len(variants)} pass(es) per scene")
     print(format_table(metrics))
     return metrics
