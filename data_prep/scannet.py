@@ -412,67 +412,33 @@ def read_scene(
 # --------------------------------------------------------------------------- limited annotations
 
 
-def _torch_load(path: Path, trusted: bool) -> Any:
-    import torch
-
-    if trusted:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    core = getattr(np, "_core", None) or np.core  # numpy 2 / numpy 1
-    safe: list[Any] = [np.ndarray, np.dtype, core.multiarray._reconstruct, bytes]
-    safe += [type(np.dtype(t)) for t in ("int64", "int32", "int16", "uint64", "uint32", "uint16",
-                                         "float64", "float32", "bool")]
-    with torch.serialization.safe_globals(safe):
-        return torch.load(path, map_location="cpu", weights_only=True)
-
-
 def load_limited_annotation(
     path: Path, num_vertices: Mapping[str, int] | None = None, *, trusted: bool = False
 ) -> dict[str, np.ndarray]:
     """Import an official ScanNet data-efficient ("limited annotations") point file.
 
     The file ``torch.load``s to ``{scene_name: vertex indices}`` (numpy array, tensor or
-    list). Args: ``num_vertices`` maps scene -> vertex count to check indices are in
-    range (scenes absent from it are only checked for sign); ``trusted=True`` allows a
-    full pickle load (``weights_only=False``) for files the safe loader rejects.
+    list); ``.json`` / ``.npz`` work too (:func:`pcseg.data.weak_labels.read_index_mapping`).
+    Args: ``num_vertices`` maps scene -> vertex count to check indices are in range (scenes
+    absent from it are only checked for sign); ``trusted=True`` allows a full pickle load
+    for files the safe loader rejects.
 
     Returns {scene: sorted unique int64 (K,) vertex indices}. Raises ``ValueError`` naming
-    the file and scene for a wrong container, non-integer or non-1-D values, negative or
-    out-of-range indices. Duplicated indices are dropped with a warning.
+    the file and scene for a wrong container, a key that is not a ScanNet scene id,
+    non-integer or non-1-D values, negative or out-of-range indices. Duplicated indices
+    are dropped with a warning.
     """
-    import torch
+    from pcseg.data.weak_labels import import_indices, read_index_mapping
 
     path = Path(path)
-    try:
-        obj = _torch_load(path, trusted)
-    except Exception as e:
-        raise ValueError(
-            f"cannot torch.load limited-annotation file {path}: {e} "
-            "(pass trusted=True for a full pickle load of a file you trust)"
-        ) from e
-    if not isinstance(obj, Mapping):
-        raise ValueError(f"{path}: expected a dict scene -> vertex indices, got {type(obj).__name__}")
-    out: dict[str, np.ndarray] = {}
-    for scene, idx in obj.items():
+    mapping = read_index_mapping(path, trusted)
+    for scene, idx in mapping.items():
         if not isinstance(scene, str) or not _SCENE_RE.match(scene):
             raise ValueError(f"{path}: key {scene!r} is not a ScanNet scene id")
-        if isinstance(idx, torch.Tensor):
-            idx = idx.detach().cpu().numpy()
-        arr = np.asarray(idx)
-        if arr.ndim != 1 or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
-            raise ValueError(
-                f"{path}: {scene}: expected a 1-D integer array, got shape {arr.shape} dtype {arr.dtype}"
-            )
-        arr = arr.astype(np.int64)
-        if arr.size and arr.min() < 0:
-            raise ValueError(f"{path}: {scene}: negative vertex index {int(arr.min())}")
-        if num_vertices is not None and scene in num_vertices and arr.size:
-            nv = int(num_vertices[scene])
-            if arr.max() >= nv:
-                raise ValueError(
-                    f"{path}: {scene}: vertex index {int(arr.max())} out of range for {nv} vertices"
-                )
-        uniq = np.unique(arr)
-        if uniq.size != arr.size:
-            warn(f"{path}: {scene}: {arr.size - uniq.size} duplicated vertex indices dropped")
-        out[scene] = uniq
-    return out
+        n = len(idx) if hasattr(idx, "__len__") and np.ndim(idx) == 1 else 0
+        if n and len(np.unique(np.asarray(idx))) != n:
+            warn(f"{path}: {scene}: {n - len(np.unique(np.asarray(idx)))} duplicated vertex indices dropped")
+    try:
+        return import_indices(mapping, num_vertices)
+    except ValueError as e:
+        raise ValueError(f"limited-annotation file {path}: {e}") from e

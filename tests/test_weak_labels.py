@@ -158,6 +158,13 @@ def test_import_indices(tmp_path):
     with pytest.raises(ValueError, match="bad.json.*mapping"):
         load_limited_annotation(tmp_path / "bad.json")
     assert isinstance(parse_spec("import:points20"), LabelSpec)
+    # a pickle with more than arrays / tensors needs an explicit trusted (full) load
+    torch.save({"scene0000_00": range(3)}, f)
+    with pytest.raises(ValueError, match="points20.pth.*trust"):
+        load_limited_annotation(f)
+    np.testing.assert_array_equal(load_limited_annotation(f, trusted=True)["scene0000_00"], [0, 1, 2])
+    with pytest.raises(ValueError, match=r"points20.pth.*scene0000_00.*index 2 out of range for 2 points"):
+        load_limited_annotation(f, num_points={"scene0000_00": 2}, trusted=True)
 
 
 def _kitti_scene(real: Path) -> Scene:

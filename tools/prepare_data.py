@@ -75,6 +75,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of the weak-label draws (default 0)")
     p.add_argument("--workers", type=int, default=1, help="processes (default 1 = in-process)")
     p.add_argument("--overwrite", action="store_true", help="redo scenes that are already done")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow a full pickle load of --limited-annotation .pth files that hold more than "
+                        "numpy arrays / tensors (only for files you trust)")
     p.add_argument("--limited-annotation", nargs="+", type=Path, default=[], metavar="FILE",
                    help="official limited-annotation index files ({scene: indices}, .pth/.json/.npz); "
                         "each becomes label spec 'import:<file stem>'")
@@ -246,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     imported: dict[str, dict[str, np.ndarray]] = {}
     for f in args.limited_annotation:
         name = parse_spec(f"import:{f.stem}").name
-        imported[name] = load_limited_annotation(f)
+        imported[name] = load_limited_annotation(f, trusted=args.trust_pickle)
         if name not in specs:
             specs.append(name)
 

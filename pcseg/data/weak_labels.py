@@ -232,23 +232,24 @@ def import_indices(
     """Validate imported labelled-point indices (e.g. ScanNet limited annotations).
 
     Args:
-        mapping: {scene name: array-like of point indices} (numpy, list or torch tensor).
+        mapping: {scene name: 1-D array-like of point indices} (numpy, list or torch tensor).
         num_points: optional {scene name: N}; indices must then lie in [0, N).
 
     Returns:
-        {scene name: (L,) int64 sorted unique indices}.
+        {scene name: (L,) int64 sorted unique indices} (duplicates dropped).
 
     Raises:
-        ValueError: non-integer, negative or out-of-range indices (scene named).
+        ValueError: not 1-D, non-integer, negative or out-of-range indices (scene named).
     """
     out: dict[str, np.ndarray] = {}
     for name, idx in mapping.items():
         if hasattr(idx, "detach"):  # torch tensor
             idx = idx.detach().cpu().numpy()
         arr = np.asarray(idx)
-        if arr.size and not np.issubdtype(arr.dtype, np.integer):
-            raise ValueError(f"imported labels for scene {name!r}: expected integer indices, got {arr.dtype}")
-        arr = np.unique(arr.astype(np.int64).ravel())
+        if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+            raise ValueError(f"imported labels for scene {name!r}: expected a 1-D integer array of "
+                             f"indices, got shape {arr.shape} dtype {arr.dtype}")
+        arr = np.unique(arr.astype(np.int64))
         if arr.size and arr[0] < 0:
             raise ValueError(f"imported labels for scene {name!r}: negative index {int(arr[0])}")
         if num_points is not None and name in num_points and arr.size and arr[-1] >= num_points[name]:
@@ -260,12 +261,27 @@ def import_indices(
     return out
 
 
-def load_limited_annotation(path: str | Path) -> dict[str, np.ndarray]:
-    """Read an index file: ``.pth``/``.pt`` (the official ScanNet files, ``torch.load`` ->
-    {scene: indices}), ``.json`` ({scene: [indices]}) or ``.npz`` (one array per scene).
+def _torch_load(path: Path, trusted: bool) -> Any:
+    """torch.load with only numpy arrays / dtypes allowed unless ``trusted`` (full unpickler)."""
+    import torch
 
-    Returns the validated mapping (:func:`import_indices`). Raises ValueError naming the
-    file when it cannot be read or is not a mapping.
+    if trusted:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    core = getattr(np, "_core", None) or np.core  # numpy 2 / numpy 1
+    safe: list[Any] = [np.ndarray, np.dtype, core.multiarray._reconstruct, bytes]
+    safe += [type(np.dtype(t)) for t in ("int64", "int32", "int16", "uint64", "uint32", "uint16",
+                                         "float64", "float32", "bool")]
+    with torch.serialization.safe_globals(safe):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def read_index_mapping(path: str | Path, trusted: bool = False) -> Mapping[str, Any]:
+    """Read an index file into its raw {scene: indices} mapping (not validated).
+
+    ``.pth``/``.pt``/no suffix: ``torch.load`` (the official ScanNet files; only numpy arrays
+    and tensors are unpickled unless ``trusted``), ``.json`` ({scene: [indices]}), ``.npz``
+    (one array per scene). Raises ValueError naming the file when it cannot be read or
+    does not hold a mapping.
     """
     path = Path(path)
     if not path.is_file():
@@ -280,19 +296,25 @@ def load_limited_annotation(path: str | Path) -> dict[str, np.ndarray]:
             with np.load(path) as z:
                 obj = {k: z[k] for k in z.files}
         else:
-            import torch
-
-            try:
-                obj = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception:  # numpy arrays inside: needs the full unpickler (trusted file)
-                obj = torch.load(path, map_location="cpu", weights_only=False)
+            obj = _torch_load(path, trusted)
     except Exception as e:
-        raise ValueError(f"cannot read limited-annotation file {path}: {e}") from e
+        hint = "" if trusted else " (a file you trust may need a full pickle load: trusted=True / --trust-pickle)"
+        raise ValueError(f"cannot read limited-annotation file {path}: {e}{hint}") from e
     if not isinstance(obj, Mapping):
         raise ValueError(
             f"limited-annotation file {path}: expected a mapping scene -> indices, got {type(obj).__name__}"
         )
+    return obj
+
+
+def load_limited_annotation(path: str | Path, num_points: Mapping[str, int] | None = None,
+                            trusted: bool = False) -> dict[str, np.ndarray]:
+    """Read and validate an index file (:func:`read_index_mapping` + :func:`import_indices`).
+
+    Returns {scene: (L,) int64 sorted unique indices}; errors name the file and the scene.
+    """
+    obj = read_index_mapping(path, trusted)
     try:
-        return import_indices(obj)
+        return import_indices(obj, num_points)
     except ValueError as e:
         raise ValueError(f"limited-annotation file {path}: {e}") from e
