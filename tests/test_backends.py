@@ -206,3 +206,39 @@ def test_minkunet_spconv_equals_torch(train):
         torch.testing.assert_close(sd2["bn0.running_mean"], sd1["bn0.running_mean"], rtol=0, atol=1e-12)
         torch.testing.assert_close(sd2["block8.0.norm2.running_var"], sd1["block8.0.norm2.running_var"],
                                    rtol=0, atol=1e-12)
+
+
+@pytest.mark.skipif(not HAS_ME, reason="MinkowskiEngine not installed")
+@pytest.mark.parametrize("train", [True, False])
+def test_minkunet_minkowski_equals_torch(train):
+    """The same MinkUNet on MinkowskiEngine 0.5.4 (CPU) gives pcseg's logits and gradients."""
+    torch.manual_seed(0)
+    coords, feats = small_scene()
+    ref = build_model("MinkUNet14A", 3, 7, backend="torch").double()
+    for mod in ref.modules():
+        if isinstance(mod, torch.nn.BatchNorm1d):
+            with torch.no_grad():
+                mod.running_mean.uniform_(-0.1, 0.1)
+                mod.running_var.uniform_(0.5, 1.5)
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.2, 0.2)
+    alt = build_model("MinkUNet14A", 3, 7, backend="minkowski").double()
+    assert alt.backend.name == "minkowski"
+    alt.load_state_dict(state_dict_to_minkowski(ref.state_dict()))
+    ref.train(train)
+    alt.train(train)
+    logits1, feat1 = ref(SparseTensor(coords, feats))
+    logits2, feat2 = alt(SparseTensor(coords, feats))
+    assert logits1.shape == logits2.shape == (coords.shape[0], 7)
+    torch.testing.assert_close(logits2, logits1, rtol=0, atol=1e-10)
+    torch.testing.assert_close(feat2, feat1, rtol=0, atol=1e-10)
+    assert logits1.std() > 1e-3
+    if train:
+        target = torch.randn_like(logits1)
+        ((logits1 - target) ** 2).mean().backward()
+        ((logits2 - target) ** 2).mean().backward()
+        g1 = {k: p.grad for k, p in ref.named_parameters()}
+        g2 = state_dict_from_minkowski({k: p.grad for k, p in alt.named_parameters()})
+        assert g1.keys() == g2.keys()
+        for k in g1:
+            torch.testing.assert_close(g2[k], g1[k], rtol=1e-7, atol=1e-10, msg=k)
