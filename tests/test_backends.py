@@ -158,87 +158,68 @@ def test_spconv_adapter_argument_checks():
     assert torch.equal(indices_to_coords(a.indices, a.pcseg_origin), coords)
 
 
-@needs_spconv
-@pytest.mark.parametrize("train", [True, False])
-def test_minkunet_spconv_equals_torch(train):
-    from pcseg.sparse.backend_spconv import num_threads, state_dict_from_spconv, state_dict_to_spconv
-
+def _model_pair(backend: str, to_backend) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """A float64 MinkUNet14A on the torch backend with non-trivial BN statistics, and the same
+    model on ``backend`` loaded from it through ``to_backend`` (a state-dict converter)."""
     torch.manual_seed(0)
-    coords, feats = small_scene()
     ref = build_model("MinkUNet14A", 3, 7, backend="torch").double()
-    # make BN statistics non-trivial so eval mode is a real test
-    for mod in ref.modules():
+    for mod in ref.modules():  # non-trivial BN statistics so eval mode is a real test
         if isinstance(mod, torch.nn.BatchNorm1d):
             with torch.no_grad():
                 mod.running_mean.uniform_(-0.1, 0.1)
                 mod.running_var.uniform_(0.5, 1.5)
                 mod.weight.uniform_(0.5, 1.5)
                 mod.bias.uniform_(-0.2, 0.2)
-    alt = build_model("MinkUNet14A", 3, 7, backend="spconv").double()
-    assert alt.backend.name == "spconv"
-    alt.load_state_dict(state_dict_to_spconv(ref.state_dict()))
+    alt = build_model("MinkUNet14A", 3, 7, backend=backend).double()
+    assert alt.backend.name == backend
+    alt.load_state_dict(to_backend(ref.state_dict()))
+    return ref, alt
+
+
+def _check_same_outputs_and_grads(ref, alt, from_backend, train: bool) -> None:
+    """Forward both models on small_scene(); logits / features to 1e-10, and in train mode
+    every parameter gradient (mapped back through ``from_backend``) and BN running stats."""
+    coords, feats = small_scene()
     ref.train(train)
     alt.train(train)
-
-    # one thread each: spconv needs it without the patch, and it keeps the test fast on a
-    # shared 2-core machine (OpenMP with 2 threads on a busy machine can be 10x slower)
-    with num_threads(1):
-        logits1, feat1 = ref(SparseTensor(coords, feats))
-        logits2, feat2 = alt(SparseTensor(coords, feats))
+    logits1, feat1 = ref(SparseTensor(coords, feats))
+    logits2, feat2 = alt(SparseTensor(coords, feats))
     assert logits1.shape == logits2.shape == (coords.shape[0], 7)
     assert feat2.shape == (coords.shape[0], alt.feature_dim)
     torch.testing.assert_close(logits2, logits1, rtol=0, atol=1e-10)
     torch.testing.assert_close(feat2, feat1, rtol=0, atol=1e-10)
     assert logits1.std() > 1e-3
+    if not train:
+        return
+    target = torch.randn_like(logits1)
+    ((logits1 - target) ** 2).mean().backward()
+    ((logits2 - target) ** 2).mean().backward()
+    g1 = {k: p.grad for k, p in ref.named_parameters()}
+    g2 = from_backend({k: p.grad for k, p in alt.named_parameters()})
+    assert g1.keys() == g2.keys()
+    for k in g1:
+        torch.testing.assert_close(g2[k], g1[k], rtol=1e-7, atol=1e-10, msg=k)
+    sd1, sd2 = ref.state_dict(), from_backend(alt.state_dict())
+    torch.testing.assert_close(sd2["bn0.running_mean"], sd1["bn0.running_mean"], rtol=0, atol=1e-12)
+    torch.testing.assert_close(sd2["block8.0.norm2.running_var"], sd1["block8.0.norm2.running_var"],
+                               rtol=0, atol=1e-12)
 
-    if train:
-        target = torch.randn_like(logits1)
-        with num_threads(1):
-            ((logits1 - target) ** 2).mean().backward()
-            ((logits2 - target) ** 2).mean().backward()
-        g1 = {k: p.grad for k, p in ref.named_parameters()}
-        g2 = state_dict_from_spconv({k: p.grad for k, p in alt.named_parameters()})
-        assert g1.keys() == g2.keys()
-        for k in g1:
-            torch.testing.assert_close(g2[k], g1[k], rtol=1e-7, atol=1e-10, msg=k)
-        # running statistics were updated identically
-        sd1, sd2 = ref.state_dict(), alt.state_dict()
-        torch.testing.assert_close(sd2["bn0.running_mean"], sd1["bn0.running_mean"], rtol=0, atol=1e-12)
-        torch.testing.assert_close(sd2["block8.0.norm2.running_var"], sd1["block8.0.norm2.running_var"],
-                                   rtol=0, atol=1e-12)
+
+@needs_spconv
+@pytest.mark.parametrize("train", [True, False])
+def test_minkunet_spconv_equals_torch(train):
+    from pcseg.sparse.backend_spconv import num_threads, state_dict_from_spconv, state_dict_to_spconv
+
+    ref, alt = _model_pair("spconv", state_dict_to_spconv)
+    # one thread: spconv needs it without the patch, and it keeps the test fast on a
+    # shared 2-core machine (OpenMP with 2 threads on a busy machine can be 10x slower)
+    with num_threads(1):
+        _check_same_outputs_and_grads(ref, alt, state_dict_from_spconv, train)
 
 
 @pytest.mark.skipif(not HAS_ME, reason="MinkowskiEngine not installed")
 @pytest.mark.parametrize("train", [True, False])
 def test_minkunet_minkowski_equals_torch(train):
     """The same MinkUNet on MinkowskiEngine 0.5.4 (CPU) gives pcseg's logits and gradients."""
-    torch.manual_seed(0)
-    coords, feats = small_scene()
-    ref = build_model("MinkUNet14A", 3, 7, backend="torch").double()
-    for mod in ref.modules():
-        if isinstance(mod, torch.nn.BatchNorm1d):
-            with torch.no_grad():
-                mod.running_mean.uniform_(-0.1, 0.1)
-                mod.running_var.uniform_(0.5, 1.5)
-                mod.weight.uniform_(0.5, 1.5)
-                mod.bias.uniform_(-0.2, 0.2)
-    alt = build_model("MinkUNet14A", 3, 7, backend="minkowski").double()
-    assert alt.backend.name == "minkowski"
-    alt.load_state_dict(state_dict_to_minkowski(ref.state_dict()))
-    ref.train(train)
-    alt.train(train)
-    logits1, feat1 = ref(SparseTensor(coords, feats))
-    logits2, feat2 = alt(SparseTensor(coords, feats))
-    assert logits1.shape == logits2.shape == (coords.shape[0], 7)
-    torch.testing.assert_close(logits2, logits1, rtol=0, atol=1e-10)
-    torch.testing.assert_close(feat2, feat1, rtol=0, atol=1e-10)
-    assert logits1.std() > 1e-3
-    if train:
-        target = torch.randn_like(logits1)
-        ((logits1 - target) ** 2).mean().backward()
-        ((logits2 - target) ** 2).mean().backward()
-        g1 = {k: p.grad for k, p in ref.named_parameters()}
-        g2 = state_dict_from_minkowski({k: p.grad for k, p in alt.named_parameters()})
-        assert g1.keys() == g2.keys()
-        for k in g1:
-            torch.testing.assert_close(g2[k], g1[k], rtol=1e-7, atol=1e-10, msg=k)
+    ref, alt = _model_pair("minkowski", state_dict_to_minkowski)
+    _check_same_outputs_and_grads(ref, alt, state_dict_from_minkowski, train)
