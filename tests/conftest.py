@@ -40,3 +40,13 @@ def pytest_collection_modifyitems(config, items):  # noqa: D103
 # Test cases are small: one thread is as fast as two for them and, on a shared 2-core
 # machine, avoids OpenMP threads spinning against each other (a 25x slow-down was seen).
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Every test module starts on one torch thread, whatever an earlier module (a tool run
+    with ``train.threads``) left behind, and restores the count afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -8,17 +8,6 @@ from pcseg.models import MODELS, MinkUNet, build_model, count_parameters
 from pcseg.sparse import SparseTensor
 
 # The MinkowskiEngine examples/minkunet.py definitions, restated as data.
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Many tiny parallel ops are pathological on an oversubscribed 2-core machine
-    (OpenMP barriers wait for descheduled threads): run these small tests on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 BASIC, BOTTLENECK = "basic", "bottleneck"
 DEFAULT = (32, 64, 128, 256, 256, 128, 96, 96)
 SPEC = {

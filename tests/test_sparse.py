@@ -42,17 +42,6 @@ from pcseg.sparse import tensor as tensor_mod
 DT = torch.float64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Many tiny parallel ops are pathological on an oversubscribed 2-core machine
-    (OpenMP barriers wait for descheduled threads): run these small tests on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-
 # --------------------------------------------------------------------------- helpers
 def random_coords(batch: int, grid: int, occupancy: float, stride: int = 1,
                   origin: tuple[int, int, int] = (-7, 3, -2), shuffle: bool = True) -> torch.Tensor:

@@ -33,14 +33,6 @@ train_tool = _tool("train")
 test_tool = _tool("test")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A 4-iteration ERDA run whose data tools/train.py generates and prepares itself."""

@@ -38,15 +38,6 @@ def _prepare(root: Path) -> Path:
     return out
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny sparse convs are fastest single-threaded (and 2 threads on a busy 2-core box crawl)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
     return _prepare(tmp_path_factory.mktemp("tiny_s3dis"))
