@@ -65,6 +65,18 @@ def clear_workspace() -> None:
     _WS.bufs.clear()
 
 
+def _segment_mm_scatter(a: Tensor, mats: tuple[Tensor, ...], segs, y: Tensor, dst: Tensor,
+                        idx: Tensor, copy: bool) -> None:
+    """``y[ra:rb] = a[ra:rb] @ mats[k]`` for every segment ``(k, ra, rb)``, then the rows of
+    ``y`` go to ``dst[idx]`` (``index_copy_`` when ``idx`` is unique, else ``index_add_``)."""
+    for k, ra, rb in segs:
+        torch.mm(a[ra:rb], mats[k], out=y[ra:rb])
+    if copy:
+        dst.index_copy_(0, idx, y)
+    else:
+        dst.index_add_(0, idx, y)
+
+
 def _conv_forward(x: Tensor, w: Tensor, kmap: KernelMap) -> Tensor:
     """(n_in, C_in) x (K, C_in, C_out) -> (n_out, C_out); x and w of one dtype, contiguous."""
     cin, cout = w.shape[1], w.shape[2]
@@ -80,13 +92,7 @@ def _conv_forward(x: Tensor, w: Tensor, kmap: KernelMap) -> Tensor:
     copy = kmap.out_unique and kmap.identity is None
     for in_idx, out_idx, rows, segs in kmap.chunks(_block_rows(cin, cout, x.device)):
         g = torch.index_select(x, 0, in_idx, out=_WS.get(0, rows, cin, x))
-        y = _WS.get(1, rows, cout, x)
-        for k, ra, rb in segs:
-            torch.mm(g[ra:rb], ws[k], out=y[ra:rb])
-        if copy:
-            out.index_copy_(0, out_idx, y)
-        else:
-            out.index_add_(0, out_idx, y)
+        _segment_mm_scatter(g, ws, segs, _WS.get(1, rows, cout, x), out, out_idx, copy)
     return out
 
 
@@ -119,13 +125,7 @@ def _conv_backward(x: Tensor, w: Tensor, go: Tensor, kmap: KernelMap, need_x: bo
                 gws[k].addmm_(gin_t[:, ra:rb], gout[ra:rb])
         if gx is not None:
             # slot 1 held the gathered inputs, fully consumed by the addmm_ calls above
-            y = _WS.get(1, rows, cin, x)
-            for k, ra, rb in segs:
-                torch.mm(gout[ra:rb], wts[k], out=y[ra:rb])
-            if copy:
-                gx.index_copy_(0, in_idx, y)
-            else:
-                gx.index_add_(0, in_idx, y)
+            _segment_mm_scatter(gout, wts, segs, _WS.get(1, rows, cin, x), gx, in_idx, copy)
     return gx, gw
 
 
