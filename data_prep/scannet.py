@@ -435,9 +435,10 @@ def load_limited_annotation(
     for scene, idx in mapping.items():
         if not isinstance(scene, str) or not _SCENE_RE.match(scene):
             raise ValueError(f"{path}: key {scene!r} is not a ScanNet scene id")
-        n = len(idx) if hasattr(idx, "__len__") and np.ndim(idx) == 1 else 0
-        if n and len(np.unique(np.asarray(idx))) != n:
-            warn(f"{path}: {scene}: {n - len(np.unique(np.asarray(idx)))} duplicated vertex indices dropped")
+        if np.ndim(idx) == 1 and len(idx):
+            dups = len(idx) - len(np.unique(np.asarray(idx)))
+            if dups:
+                warn(f"{path}: {scene}: {dups} duplicated vertex indices dropped")
     try:
         return import_indices(mapping, num_vertices)
     except ValueError as e:
