@@ -358,6 +358,35 @@ def test_cpu_autocast_bf16():
     assert torch.isfinite(conv.weight.grad).all()
 
 
+def test_reduced_precision_sums_over_offsets_accumulate_in_float32(monkeypatch):
+    """A dense 3x3x3 block, one channel of ones, centre weight 256 and 0.5 on the other 26
+    offsets: the centre voxel's output is 256 + 26 * 0.5 = 269. bf16 has 8 significant bits
+    (spacing 2 at 256), so summing the offsets in bf16 would drop every 0.5 and give 256;
+    a float32 sum rounded once gives 268 or 270. The same for the input gradient (the
+    transposed sum) and the weight gradient of the centre offset summed over 27 voxels.
+    One pair per block, so no single scatter call can hide a bf16 running sum."""
+    import pcseg.sparse.functional as PF
+
+    monkeypatch.setattr(PF, "_block_rows", lambda cin, cout, device: 1)
+    g = torch.stack(torch.meshgrid(*[torch.arange(3)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    c = torch.cat([torch.zeros(27, 1, dtype=torch.int64), g], 1)
+    centre = int(((g == 1).all(1)).nonzero())
+    conv = SubMConv3d(1, 1, 3)
+    with torch.no_grad():
+        conv.weight.fill_(0.5)
+        conv.weight[13] = 256.0  # offset (1, 1, 1) of the 3x3x3 kernel, z slowest
+    f = torch.ones(27, 1, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(SparseTensor(c, f)).feats
+    assert y.dtype == torch.bfloat16
+    assert abs(float(y[centre].detach()) - 269.0) <= 1.0
+    y.float().backward(torch.ones_like(y, dtype=torch.float32))
+    # d out / d f[centre] = sum over the 27 outputs that see the centre voxel = 269 as well
+    assert abs(float(f.grad[centre]) - 269.0) <= 1.0
+    # d out / d w[k] = sum of the 27 (or fewer) inputs seen through offset k: 27 for the centre
+    assert float(conv.weight.grad[13]) == 27.0 and conv.weight.grad.dtype == torch.float32
+
+
 # ---------------------------------------------------------- other ops / tensor
 def test_batchnorm_relu_match_hand_computation():
     c = random_coords(2, 6, 0.4)

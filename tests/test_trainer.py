@@ -203,6 +203,25 @@ def test_schedules_match_formulas(kind):
     assert lr_factor_fn(cfg, 20)(10) == pytest.approx(main[10])
 
 
+def test_cpu_bf16_autocast_trains_close_to_float32_and_resumes(data_root, tmp_path):
+    over = {"iterations": 4, "deterministic": True}
+    ref = train(tiny_cfg(data_root, tmp_path / "fp32", **over))
+    amp = train(tiny_cfg(data_root, tmp_path / "bf16", amp=True, amp_dtype="bf16", **over))
+    assert amp["finished"] and all(math.isfinite(v) for v in amp["loss_history"])
+    # the first step sees identical weights and data: only bf16 rounding separates the losses
+    assert amp["loss_history"][0] == pytest.approx(ref["loss_history"][0], rel=0.02)
+    assert amp["loss_history"][0] != ref["loss_history"][0]  # autocast really was on
+    assert load_checkpoint(tmp_path / "bf16" / "checkpoints" / "last.pt")["scaler"] is None
+    train(tiny_cfg(data_root, tmp_path / "b", stop_at=2, amp=True, **over))
+    resumed = train(tiny_cfg(data_root, tmp_path / "b", amp=True, **over), resume=True)
+    assert resumed["loss_history"] == pytest.approx(amp["loss_history"], rel=1e-6)
+
+
+def test_fp16_autocast_on_cpu_is_refused_clearly(data_root, tmp_path):
+    with pytest.raises(ValueError, match="amp_dtype.*fp16.*needs CUDA.*bf16"):
+        train(tiny_cfg(data_root, tmp_path / "x", amp=True, amp_dtype="fp16", iterations=1))
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("amp_dtype", ["bf16", "fp16"])
 def test_cuda_amp_run_and_resume(data_root, tmp_path, amp_dtype):

@@ -186,6 +186,9 @@ def add_sparse_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", action="store_true",
                    help="also profile one iteration per implementation (single-threaded on CPU) of every case "
                         "and print the time per category (GEMM, gather, scatter, kernel map, BatchNorm, ...)")
+    p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none",
+                   help="also run pcseg under torch.autocast with this dtype (extra configuration "
+                        "pcseg_<N>t_<amp>; the peers and the headline ratios stay float32)")
     p.add_argument("--no-memory", dest="memory", action="store_false",
                    help="skip the separate peak-memory pass of every measurement")
     p.add_argument("--worker", type=Path, default=None, help=argparse.SUPPRESS)
@@ -412,12 +415,27 @@ PROFILE_CATEGORIES: dict[str, tuple[str, ...]] = {
 }
 
 
+def gemm_flops(name: str, shapes: list[list[int]]) -> int:
+    """Floating-point operations (2 M K N) of one GEMM op call from its profiler input shapes:
+    ``aten::mm`` (M,K),(K,N); ``aten::addmm`` / ``aten::addmm_`` (M,N),(M,K),(K,N); others 0."""
+    if name == "aten::mm" and len(shapes) >= 2 and len(shapes[0]) == 2 and len(shapes[1]) == 2:
+        (m, k), (_, n) = shapes[0], shapes[1]
+        return 2 * m * k * n
+    if name in ("aten::addmm", "aten::addmm_") and len(shapes) >= 3 and len(shapes[1]) == 2 \
+            and len(shapes[2]) == 2:
+        (m, k), (_, n) = shapes[1], shapes[2]
+        return 2 * m * k * n
+    return 0
+
+
 def _profile_step(run: Callable[[], Any], dev: Any) -> dict[str, Any]:
-    """Self time (s) per :data:`PROFILE_CATEGORIES` category of one ``run()`` under torch.profiler."""
+    """Self time (s) per :data:`PROFILE_CATEGORIES` category of one ``run()`` under
+    torch.profiler, plus the GEMM work: ``gemm_gflop`` (from the recorded input shapes, see
+    :func:`gemm_flops`) and ``gemm_gflop_per_s`` (over the GEMM category's self time)."""
     from torch.profiler import ProfilerActivity, profile
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
-    with profile(activities=acts) as prof:
+    with profile(activities=acts, record_shapes=True) as prof:
         t0 = time.perf_counter()
         run()
         _sync(dev)
@@ -436,7 +454,11 @@ def _profile_step(run: Callable[[], Any], dev: Any) -> dict[str, Any]:
             cats[cat] = cats.get(cat, 0.0) + t
     cats["other"] = sum(other.values())
     total = sum(cats.values())
+    gflop = sum(e.count * gemm_flops(e.key, e.input_shapes)
+                for e in prof.key_averages(group_by_input_shape=True)) / 1e9
+    gemm_s = cats.get("gemm", 0.0)
     return {"wall_s": wall, "profiled_self_s": total, "seconds": cats,
+            "gemm_gflop": gflop, "gemm_gflop_per_s": gflop / gemm_s if gemm_s > 0 else None,
             "percent": {k: 100 * v / total for k, v in cats.items()} if total else {},
             "other_top": dict(sorted(other.items(), key=lambda kv: -kv[1])[:8])}
 
@@ -466,6 +488,17 @@ def _sparse_worker(spec: dict[str, Any]) -> dict[str, Any]:
         step = _conv_steps(impl, coords, feats, C, dev)
     else:
         step = _model_steps(impl, coords, feats, spec, dev)
+
+    amp = spec.get("amp", "none")
+    if amp != "none":  # forward under autocast; backward follows the dtypes it recorded
+        fwd = step["forward"]
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]
+
+        def amp_forward() -> Any:
+            with torch.autocast(dev.type, dtype=dtype):
+                return fwd()
+
+        step["forward"] = amp_forward
 
     def iteration() -> dict[str, float]:
         rec: dict[str, float] = {}
@@ -540,20 +573,25 @@ def _impl_available(impl: str, device: str) -> str | None:
     return f"unknown implementation {impl!r}"
 
 
-def _configs(impls: list[str], device: str, threads: int) -> list[tuple[str, str, int]]:
-    """(label, impl, threads) of every run: on CPU pcseg at ``threads`` and at 1, spconv at 1
-    (its only correct setting unpatched) and at ``threads`` (with the patched scatter),
-    MinkowskiEngine at ``threads``; on CUDA one run per implementation."""
-    out: list[tuple[str, str, int]] = []
+def _configs(impls: list[str], device: str, threads: int,
+             amp: str = "none") -> list[tuple[str, str, int, str]]:
+    """(label, impl, threads, amp) of every run: on CPU pcseg at ``threads`` and at 1, spconv
+    at 1 (its only correct setting unpatched) and at ``threads`` (with the patched scatter),
+    MinkowskiEngine at ``threads``; on CUDA one run per implementation. All float32; with
+    ``amp`` != 'none' one more pcseg run under autocast (label ``pcseg_<N>t_<amp>``, CUDA
+    ``pcseg_<amp>``)."""
+    out: list[tuple[str, str, int, str]] = []
     for impl in impls:
         if device == "cuda":
-            out.append((impl, impl, threads))
+            out.append((impl, impl, threads, "none"))
         elif impl == "pcseg" or impl == "spconv":
-            out.append((f"{impl}_{threads}t", impl, threads))
+            out.append((f"{impl}_{threads}t", impl, threads, "none"))
             if threads != 1:
-                out.append((f"{impl}_1t", impl, 1))
+                out.append((f"{impl}_1t", impl, 1, "none"))
         else:
-            out.append((f"{impl}_{threads}t", impl, threads))
+            out.append((f"{impl}_{threads}t", impl, threads, "none"))
+        if impl == "pcseg" and amp != "none":
+            out.append((f"pcseg_{amp}" if device == "cuda" else f"pcseg_{threads}t_{amp}", impl, threads, amp))
     return out
 
 
@@ -676,8 +714,9 @@ def bench_sparse(args: argparse.Namespace) -> dict[str, Any]:
         for case, info in inputs.items():
             print(f"[sparse] case {case}: {info['voxels']:,} voxels -- {info['source']}")
             runs: dict[str, Any] = {}
-            for label, impl, nt in _configs(runnable, args.device, args.threads):
+            for label, impl, nt, amp in _configs(runnable, args.device, args.threads, args.amp):
                 spec = {"case": case, "impl": impl, "label": label, "threads": nt, "device": args.device,
+                        "amp": amp,
                         "inputs": str(tmp / f"{case}.pt"), "repeats": args.repeats, "warmup": args.warmup,
                         "channels": args.channels, "model": args.model,
                         "in_channels": info.get("in_channels", 0), "num_classes": info.get("num_classes", 0),
@@ -703,23 +742,30 @@ def bench_sparse(args: argparse.Namespace) -> dict[str, Any]:
             res["cases"][case] = {**info, "runs": runs, "ratios": _case_ratios(case, runs, args)}
             if args.profile:
                 prof: dict[str, Any] = {}
-                for impl in runnable:
+                profiled = [(impl, impl, "none") for impl in runnable]
+                if args.amp != "none" and "pcseg" in runnable:
+                    profiled.append((f"pcseg_{args.amp}", "pcseg", args.amp))
+                for name, impl, amp in profiled:
                     nt = 1 if args.device == "cpu" else args.threads
-                    spec = {"case": case, "impl": impl, "label": f"{impl}_prof", "threads": nt,
+                    spec = {"case": case, "impl": impl, "label": f"{name}_prof", "threads": nt, "amp": amp,
                             "device": args.device, "inputs": str(tmp / f"{case}.pt"), "repeats": 1,
                             "warmup": 1, "channels": args.channels, "model": args.model, "mode": "profile",
                             "in_channels": info.get("in_channels", 0), "num_classes": info.get("num_classes", 0),
                             "omp_wait_policy": args.omp_wait_policy}
                     r = _run_worker(spec, tmp, args.timeout)
-                    prof[impl] = r.get("profile", r)
+                    prof[name] = r.get("profile", r)
                     if "error" in r:
-                        print(f"[sparse]   profile {impl}: ERROR {r['error']}")
+                        print(f"[sparse]   profile {name}: ERROR {r['error']}")
                     else:
                         pr = r["profile"]
                         parts = ", ".join(f"{k} {v:.2f}s ({pr['percent'][k]:.0f}%)"
                                           for k, v in sorted(pr["seconds"].items(), key=lambda kv: -kv[1]) if v > 0)
-                        print(f"[sparse]   profile {impl} ({nt} thread{'s' if nt > 1 else ''}, one iteration, "
+                        print(f"[sparse]   profile {name} ({nt} thread{'s' if nt > 1 else ''}, one iteration, "
                               f"wall {pr['wall_s']:.2f}s): {parts}")
+                        if pr.get("gemm_gflop"):
+                            rate = pr.get("gemm_gflop_per_s")
+                            print(f"[sparse]   profile {name}: GEMM work {pr['gemm_gflop']:.1f} GFLOP"
+                                  + (f" at {rate:.1f} GFLOP/s" if rate else ""))
                 res["cases"][case]["profile"] = prof
     res["loadavg_end"] = list(_os.getloadavg()) if hasattr(_os, "getloadavg") else None
     b = res["cases"].get("b", {}).get("ratios", {})
@@ -728,6 +774,11 @@ def bench_sparse(args: argparse.Namespace) -> dict[str, Any]:
     if b.get("time_vs_minkowski") is not None:
         res["ratio_vs_minkowski"] = b["time_vs_minkowski"]
         res["memory_ratio_vs_minkowski"] = b.get("memory_vs_minkowski")
+    if args.amp != "none":
+        res["amp"] = args.amp
+        for key in ("time_amp_vs_float32", "time_amp_vs_spconv", "time_amp_vs_minkowski"):
+            if b.get(key) is not None:
+                res[f"ratio_{key[len('time_'):]}"] = b[key]
     _print_sparse_table(res)
     return res
 
@@ -769,6 +820,16 @@ def _case_ratios(case: str, runs: dict[str, Any], args: argparse.Namespace) -> d
         "time_vs_minkowski": _ratio(t(ours), t(me)),
         "memory_vs_minkowski": _ratio(mem(ours), mem(me)),
     }
+    if args.amp != "none":
+        amp = f"pcseg_{args.amp}" if args.device == "cuda" else f"pcseg_{n}t_{args.amp}"
+        out["definition"] += f"; *_amp_* use {amp} (autocast {args.amp}) / the same float32 peers"
+        out.update({
+            "time_amp_vs_float32": _ratio(t(amp), t(ours)),
+            "time_amp_vs_spconv": _ratio(t(amp), t(sp1)),
+            "time_amp_vs_minkowski": _ratio(t(amp), t(me)),
+            "memory_amp_vs_spconv": _ratio(mem(amp), mem(sp1)),
+            "memory_amp_vs_minkowski": _ratio(mem(amp), mem(me)),
+        })
     if case == "a":
         def part(label: str, key: str) -> float | None:
             r = runs.get(label)
@@ -810,7 +871,8 @@ def _print_sparse_table(res: dict[str, Any]) -> None:
                   f"{m['forward']:9.1f} {m['backward']:9.1f} {tot:9.1f} {m.get('cpu', float('nan')):9.1f} "
                   f"{(pk if pk is not None else float('nan')):9.0f} "
                   f"{(ref_t / tot if ref_t else float('nan')):10.2f}")
-    for k in ("ratio_vs_spconv", "memory_ratio_vs_spconv", "ratio_vs_minkowski", "memory_ratio_vs_minkowski"):
+    for k in ("ratio_vs_spconv", "memory_ratio_vs_spconv", "ratio_vs_minkowski", "memory_ratio_vs_minkowski",
+              "ratio_amp_vs_float32", "ratio_amp_vs_spconv", "ratio_amp_vs_minkowski"):
         if res.get(k) is not None:
             print(f"case b {k}: {res[k]:.3f}")
 # >>> end of bench_sparse <<<

@@ -313,8 +313,11 @@ def train(cfg: Config, resume: bool | str = False,
 
         optimizer = build_optimizer(module.parameters(), cfg.train)
         scheduler = build_scheduler(optimizer, cfg.train, total)
-        use_amp = cfg.train.amp and device.type == "cuda"
+        use_amp = bool(cfg.train.amp)
         amp_dtype = torch.bfloat16 if cfg.train.amp_dtype == "bf16" else torch.float16
+        if use_amp and device.type != "cuda" and amp_dtype != torch.bfloat16:
+            raise ValueError(f"train.amp_dtype: {cfg.train.amp_dtype!r} autocast needs CUDA; on {device.type} "
+                             "use train.amp_dtype=bf16 (or train.amp=false)")
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
         def autocast() -> Any:
@@ -370,7 +373,8 @@ def train(cfg: Config, resume: bool | str = False,
             if state is None and (ckpt_dir / "last.pt").exists():
                 print(f"[train] note: {ckpt_dir / 'last.pt'} exists and will be overwritten (use --resume to continue)")
             n_params = sum(p.numel() for p in module.parameters())
-            print(f"[train] {cfg.model.name} + {cfg.method.name} on {device} x{world}: "
+            print(f"[train] {cfg.model.name} + {cfg.method.name} on {device} x{world}"
+                  f"{f' (autocast {cfg.train.amp_dtype})' if use_amp else ''}: "
                   f"{n_params / 1e6:.2f}M parameters, {len(train_ds)} training samples, "
                   f"{steps_per_epoch} steps/epoch, {total} iterations")
 

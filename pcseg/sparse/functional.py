@@ -16,7 +16,9 @@ Backward: ``grad_in = scatter(grad_out[out_idx] @ W[k]^T)`` and
 
 Autocast: the op is decorated with ``torch.amp.custom_fwd/custom_bwd`` for the device of
 the input; under autocast features and weight are cast to the autocast dtype (fp16 /
-bf16) and the gradients are returned in the dtypes of the original inputs.
+bf16) and the gradients are returned in the dtypes of the original inputs. With fp16 / bf16
+operands each GEMM runs in that dtype, but the sums over kernel offsets (the scatter) and the
+weight-gradient sums over blocks are accumulated in float32 and rounded once at the end.
 """
 from __future__ import annotations
 
@@ -65,12 +67,21 @@ def clear_workspace() -> None:
     _WS.bufs.clear()
 
 
+def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Sums over kernel offsets (and weight-gradient sums over blocks) run in float32 for
+    fp16 / bf16 operands, as cuDNN and MinkowskiEngine do; other dtypes accumulate in place."""
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
 def _segment_mm_scatter(a: Tensor, mats: tuple[Tensor, ...], segs, y: Tensor, dst: Tensor,
                         idx: Tensor, copy: bool) -> None:
     """``y[ra:rb] = a[ra:rb] @ mats[k]`` for every segment ``(k, ra, rb)``, then the rows of
-    ``y`` go to ``dst[idx]`` (``index_copy_`` when ``idx`` is unique, else ``index_add_``)."""
+    ``y`` go to ``dst[idx]`` (``index_copy_`` when ``idx`` is unique, else ``index_add_``);
+    ``dst`` may be of a wider dtype than ``y`` (reduced-precision products, float32 sums)."""
     for k, ra, rb in segs:
         torch.mm(a[ra:rb], mats[k], out=y[ra:rb])
+    if y.dtype != dst.dtype:
+        y = _WS.get(2, y.shape[0], y.shape[1], dst).copy_(y)
     if copy:
         dst.index_copy_(0, idx, y)
     else:
@@ -81,38 +92,45 @@ def _conv_forward(x: Tensor, w: Tensor, kmap: KernelMap) -> Tensor:
     """(n_in, C_in) x (K, C_in, C_out) -> (n_out, C_out); x and w of one dtype, contiguous."""
     cin, cout = w.shape[1], w.shape[2]
     ws = w.unbind(0)
+    acc = _accumulation_dtype(x.dtype)
     if kmap.identity is not None:
         out = torch.mm(x, ws[kmap.identity])
+        if kmap.ptr[-1] == 0:
+            return out
+        out = out.to(acc)
     elif kmap.out_unique:
-        out = x.new_empty((kmap.n_out, cout))
+        out = x.new_empty((kmap.n_out, cout), dtype=acc)
     else:
-        out = x.new_zeros((kmap.n_out, cout))
+        out = x.new_zeros((kmap.n_out, cout), dtype=acc)
     if kmap.ptr[-1] == 0:
-        return out
+        return out.to(x.dtype)
     copy = kmap.out_unique and kmap.identity is None
     for in_idx, out_idx, rows, segs in kmap.chunks(_block_rows(cin, cout, x.device)):
         g = torch.index_select(x, 0, in_idx, out=_WS.get(0, rows, cin, x))
         _segment_mm_scatter(g, ws, segs, _WS.get(1, rows, cout, x), out, out_idx, copy)
-    return out
+    return out.to(x.dtype)
 
 
 def _conv_backward(x: Tensor, w: Tensor, go: Tensor, kmap: KernelMap, need_x: bool,
                    need_w: bool) -> tuple[Tensor | None, Tensor | None]:
-    """Gradients w.r.t. x (n_in, C_in) and w (K, C_in, C_out) given go (n_out, C_out)."""
+    """Gradients w.r.t. x (n_in, C_in) and w (K, C_in, C_out) given go (n_out, C_out).
+
+    For fp16 / bf16 operands both gradients come back in float32 (accumulated in float32)."""
     cin, cout = w.shape[1], w.shape[2]
     gx = gw = None
+    acc = _accumulation_dtype(x.dtype)
     wts = w.transpose(1, 2).unbind(0)
     if need_w:
-        gw = torch.zeros_like(w)
+        gw = torch.zeros(w.shape, dtype=acc, device=w.device)
     if need_x:
         if kmap.identity is not None:
-            gx = torch.mm(go, wts[kmap.identity])
+            gx = torch.mm(go, wts[kmap.identity]).to(acc)
         elif kmap.in_unique:
-            gx = x.new_empty((kmap.n_in, cin))
+            gx = x.new_empty((kmap.n_in, cin), dtype=acc)
         else:
-            gx = x.new_zeros((kmap.n_in, cin))
+            gx = x.new_zeros((kmap.n_in, cin), dtype=acc)
     if need_w and kmap.identity is not None:
-        torch.mm(x.t(), go, out=gw[kmap.identity])
+        gw[kmap.identity] = torch.mm(x.t(), go)
     if kmap.ptr[-1] == 0 or not (need_x or need_w):
         return gx, gw
     gws = gw.unbind(0) if gw is not None else None
@@ -122,7 +140,10 @@ def _conv_backward(x: Tensor, w: Tensor, go: Tensor, kmap: KernelMap, need_x: bo
         if gws is not None:
             gin_t = torch.index_select(x, 0, in_idx, out=_WS.get(1, rows, cin, x)).t()
             for k, ra, rb in segs:
-                gws[k].addmm_(gin_t[:, ra:rb], gout[ra:rb])
+                if acc == x.dtype:
+                    gws[k].addmm_(gin_t[:, ra:rb], gout[ra:rb])
+                else:  # reduced-precision product, float32 sum over the blocks
+                    gws[k].add_(torch.mm(gin_t[:, ra:rb], gout[ra:rb]))
         if gx is not None:
             # slot 1 held the gathered inputs, fully consumed by the addmm_ calls above
             _segment_mm_scatter(gout, wts, segs, _WS.get(1, rows, cin, x), gx, in_idx, copy)
