@@ -34,7 +34,7 @@ demo: $(STAMP)
 	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(PY) tools/demo.py --out $(DEMO_OUT)
 
 benchmark: $(STAMP)
-	$(PY) tools/benchmark.py sparse --json bench_sparse.json
+	$(PY) tools/benchmark.py sparse --amp bf16 --json bench_sparse.json
 	$(PY) tools/benchmark.py voxelize --json bench_voxelize.json
 
 clean:

@@ -215,11 +215,26 @@ def test_cpu_bf16_autocast_trains_close_to_float32_and_resumes(data_root, tmp_pa
     train(tiny_cfg(data_root, tmp_path / "b", stop_at=2, amp=True, **over))
     resumed = train(tiny_cfg(data_root, tmp_path / "b", amp=True, **over), resume=True)
     assert resumed["loss_history"] == pytest.approx(amp["loss_history"], rel=1e-6)
+    # the test tool evaluates under the same autocast; its metrics agree with float32 inference
+    from pcseg.engine.evaluate import evaluate
+
+    cfg = tiny_cfg(data_root, tmp_path / "bf16", amp=True, amp_dtype="bf16", **over)
+    ckpt = tmp_path / "bf16" / "checkpoints" / "last.pt"
+    m16 = evaluate(cfg, ckpt, out_dir=tmp_path / "t16", progress=False)
+    cfg.train.amp = False
+    m32 = evaluate(cfg, ckpt, out_dir=tmp_path / "t32", progress=False)
+    assert abs(m16["oa"] - m32["oa"]) < 0.05
 
 
 def test_fp16_autocast_on_cpu_is_refused_clearly(data_root, tmp_path):
     with pytest.raises(ValueError, match="amp_dtype.*fp16.*needs CUDA.*bf16"):
         train(tiny_cfg(data_root, tmp_path / "x", amp=True, amp_dtype="fp16", iterations=1))
+    from pcseg.engine.evaluate import evaluate
+
+    train(tiny_cfg(data_root, tmp_path / "y", iterations=1))
+    with pytest.raises(ValueError, match="amp_dtype.*fp16.*needs CUDA"):
+        evaluate(tiny_cfg(data_root, tmp_path / "y", amp=True, amp_dtype="fp16"),
+                 tmp_path / "y" / "checkpoints" / "last.pt", progress=False)
 
 
 @pytest.mark.gpu

@@ -40,7 +40,8 @@ from pcseg.data.dataset import collate
 from pcseg.engine.checkpoint import load_checkpoint
 from pcseg.engine.data import batch_to_device, build_dataset
 from pcseg.engine.metrics import ConfusionMatrix, format_table, json_safe
-from pcseg.engine.trainer import build_method, build_model, make_sparse_input, resolve_device
+from pcseg.engine.trainer import (autocast_policy, build_method, build_model, make_sparse_input,
+                                  resolve_device)
 from pcseg.utils.io import atomic_save_npz, atomic_write_bytes, atomic_write_json, atomic_write_text
 
 
@@ -225,8 +226,7 @@ def _evaluate(cfg: Config, checkpoint: str | Path, split: str | None, out_dir: s
     if base.in_channels != int(state["in_channels"]):
         raise ValueError(f"data gives {base.in_channels} input channels, checkpoint expects {state['in_channels']}")
     k = len(class_names)
-    use_amp = cfg.train.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if cfg.train.amp_dtype == "bf16" else torch.float16
+    use_amp, amp_dtype = autocast_policy(cfg.train.amp, cfg.train.amp_dtype, device)
     loader = torch.utils.data.DataLoader(_SceneVariants(datasets), batch_size=1, shuffle=False,
                                          collate_fn=_first, num_workers=cfg.data.num_workers)
     conf = ConfusionMatrix(k)

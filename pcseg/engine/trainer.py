@@ -72,6 +72,16 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
+def autocast_policy(amp: bool, amp_dtype: str, device: torch.device) -> tuple[bool, torch.dtype]:
+    """``(enabled, dtype)`` of ``torch.autocast`` for ``train.amp`` / ``train.amp_dtype`` on
+    ``device``: bf16 or fp16 on CUDA, bf16 only elsewhere (ValueError naming the key for fp16)."""
+    dtype = torch.bfloat16 if amp_dtype == "bf16" else torch.float16
+    if amp and device.type != "cuda" and dtype != torch.bfloat16:
+        raise ValueError(f"train.amp_dtype: {amp_dtype!r} autocast needs CUDA; on {device.type} "
+                         "use train.amp_dtype=bf16 (or train.amp=false)")
+    return bool(amp), dtype
+
+
 def seed_everything(seed: int) -> None:
     """Seed python ``random``, NumPy's global RNG and torch (CPU and every CUDA device)."""
     random.seed(seed)
@@ -313,11 +323,7 @@ def train(cfg: Config, resume: bool | str = False,
 
         optimizer = build_optimizer(module.parameters(), cfg.train)
         scheduler = build_scheduler(optimizer, cfg.train, total)
-        use_amp = bool(cfg.train.amp)
-        amp_dtype = torch.bfloat16 if cfg.train.amp_dtype == "bf16" else torch.float16
-        if use_amp and device.type != "cuda" and amp_dtype != torch.bfloat16:
-            raise ValueError(f"train.amp_dtype: {cfg.train.amp_dtype!r} autocast needs CUDA; on {device.type} "
-                             "use train.amp_dtype=bf16 (or train.amp=false)")
+        use_amp, amp_dtype = autocast_policy(cfg.train.amp, cfg.train.amp_dtype, device)
         scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
         def autocast() -> Any:
