@@ -573,6 +573,11 @@ def _impl_available(impl: str, device: str) -> str | None:
     return f"unknown implementation {impl!r}"
 
 
+def _amp_label(device: str, threads: int, amp: str) -> str:
+    """Label of the autocast pcseg run: ``pcseg_<N>t_<amp>`` on CPU, ``pcseg_<amp>`` on CUDA."""
+    return f"pcseg_{amp}" if device == "cuda" else f"pcseg_{threads}t_{amp}"
+
+
 def _configs(impls: list[str], device: str, threads: int,
              amp: str = "none") -> list[tuple[str, str, int, str]]:
     """(label, impl, threads, amp) of every run: on CPU pcseg at ``threads`` and at 1, spconv
@@ -591,7 +596,7 @@ def _configs(impls: list[str], device: str, threads: int,
         else:
             out.append((f"{impl}_{threads}t", impl, threads, "none"))
         if impl == "pcseg" and amp != "none":
-            out.append((f"pcseg_{amp}" if device == "cuda" else f"pcseg_{threads}t_{amp}", impl, threads, amp))
+            out.append((_amp_label(device, threads, amp), impl, threads, amp))
     return out
 
 
@@ -821,7 +826,7 @@ def _case_ratios(case: str, runs: dict[str, Any], args: argparse.Namespace) -> d
         "memory_vs_minkowski": _ratio(mem(ours), mem(me)),
     }
     if args.amp != "none":
-        amp = f"pcseg_{args.amp}" if args.device == "cuda" else f"pcseg_{n}t_{args.amp}"
+        amp = _amp_label(args.device, n, args.amp)
         out["definition"] += f"; *_amp_* use {amp} (autocast {args.amp}) / the same float32 peers"
         out.update({
             "time_amp_vs_float32": _ratio(t(amp), t(ours)),
