@@ -4,8 +4,8 @@ Raw layout (``RAW`` = the ScanNet download folder)::
 
     RAW/scans/<scene>/<scene>_vh_clean_2.ply                  mesh, vertex x y z red green blue [alpha]
     RAW/scans/<scene>/<scene>_vh_clean_2.0.010000.segs.json   {"segIndices": [segment id per vertex]}
-    RAW/scans/<scene>/<scene>.aggregation.json                {"segGroups": [{"id", "objectId", "segments", "label"}]}
-                                                              (fallback: <scene>_vh_clean.aggregation.json)
+    RAW/scans/<scene>/<scene>.aggregation.json                {"segGroups": [{"id", "objectId", "segments", "label"}],
+                                                               "segmentsFile": "scannet.<scene>_vh_clean_2.0.010000.segs.json"}
     RAW/scans/<scene>/<scene>.txt                             optional, "axisAlignment = 16 numbers"
     RAW/scans_test/<scene>/<scene>_vh_clean_2.ply             test scenes: no aggregation -> labels -1
     RAW/scannetv2-labels.combined.tsv                         (or RAW/meta/, or label_map_file=...)
@@ -18,6 +18,12 @@ several groups the LAST group in the file wins (as ScanNet's own export scripts 
 the number of such segments is recorded in ``extra['overlapping_segments']``. Vertices in
 no group get semantic and instance -1. Raw categories missing from the tsv map to -1 with
 a warning.
+
+The high-resolution ``<scene>_vh_clean.aggregation.json`` refers to the segments of the
+high-resolution mesh (``_vh_clean.segs.json``), not to those of ``_vh_clean_2``: it is never
+used, and an aggregation whose ``segmentsFile`` names another segs file is refused. A scene
+under ``scans/`` without its aggregation is an error (a partial download would otherwise
+turn it silently into an unlabelled scene); only ``scans_test/`` scenes are unlabelled.
 """
 from __future__ import annotations
 
@@ -61,18 +67,28 @@ NYU40_TO_INDEX[list(SCANNET_NYU40_IDS)] = np.arange(len(SCANNET_NYU40_IDS))
 # --------------------------------------------------------------------------- label map
 
 
+_LINE_BREAK = re.compile(r"\r*\n|\r")
+
+
 def _split_lines(text: str) -> list[str]:
-    """Physical lines of ``text`` with any run of trailing CRs removed (LF, CRLF, CRCRLF, CR)."""
-    if "\n" not in text and "\r" in text:
-        return text.split("\r")
-    return [line.rstrip("\r") for line in text.split("\n")]
+    """Physical lines of ``text``: LF, CRLF, CRCRLF and bare CR all end a line (also mixed)."""
+    return _LINE_BREAK.split(text)
+
+
+def _unquote(cell: str) -> str:
+    """A tsv cell without surrounding spaces and, if it is wrapped in double quotes, without
+    them (``""`` inside becomes ``"``), as spreadsheet exports write it."""
+    cell = cell.strip()
+    if len(cell) >= 2 and cell[0] == cell[-1] == '"':
+        cell = cell[1:-1].replace('""', '"').strip()
+    return cell
 
 
 def read_label_table(path: Path) -> list[dict[str, str]]:
     """Read ``scannetv2-labels.combined.tsv`` as a list of rows {column: stripped cell}.
 
-    Accepts LF, CRLF, ``\\r\\r\\n`` and CR line endings, a UTF-8 BOM, blank lines, cells
-    with leading/trailing spaces, and rows whose trailing empty cells were dropped (they
+    Accepts LF, CRLF, ``\\r\\r\\n`` and CR line endings (also mixed in one file), a UTF-8
+    BOM, blank lines, cells with leading/trailing spaces or wrapped in double quotes, and rows whose trailing empty cells were dropped (they
     are padded with ``''``). A row with more non-empty cells than the header raises
     ``ValueError`` naming the file and line. Every returned row also has ``'_line'``
     (1-based physical line number).
@@ -87,7 +103,7 @@ def read_label_table(path: Path) -> list[dict[str, str]]:
     for lineno, line in enumerate(_split_lines(text), start=1):
         if not line.strip():
             continue
-        cells = [c.strip() for c in line.split("\t")]
+        cells = [_unquote(c) for c in line.split("\t")]
         if header is None:
             header = cells
             continue
@@ -297,7 +313,7 @@ def labels_from_aggregation(
     unknown: set[str] = set()
     for gi, g in enumerate(seg_groups):
         try:
-            label = str(g["label"])
+            label = str(g["label"]).strip()
             segs = g["segments"]
             oid = g.get("objectId", g.get("id"))
             if oid is None:
@@ -356,10 +372,18 @@ def read_scene(
         raise ValueError(f"{ply} not found")
     xyz, rgb = read_mesh_vertices(ply)
     n = len(xyz)
-    agg = first_existing([d / f"{scene_id}.aggregation.json", d / f"{scene_id}_vh_clean.aggregation.json"])
+    agg: Path | None = d / f"{scene_id}.aggregation.json"
     segs_path = d / f"{scene_id}_vh_clean_2.0.010000.segs.json"
     overlaps = 0
-    if agg is None:
+    if not agg.is_file():
+        if d.parent.name == "scans":
+            hint = (f"; {scene_id}_vh_clean.aggregation.json annotates the high-resolution mesh and "
+                    f"cannot label {ply.name}") if (d / f"{scene_id}_vh_clean.aggregation.json").is_file() else ""
+            raise ValueError(
+                f"{agg} not found: every scene under scans/ is annotated (partial download?){hint}; "
+                f"unlabelled scenes belong in scans_test/"
+            )
+        agg = None
         semantic = np.full(n, -1, dtype=np.int64)
         instance = np.full(n, -1, dtype=np.int64)
     else:
@@ -377,6 +401,12 @@ def read_scene(
         groups = _load_json(agg)
         if not isinstance(groups, dict) or "segGroups" not in groups:
             raise ValueError(f"{agg}: no 'segGroups' key")
+        seg_file = groups.get("segmentsFile")
+        if seg_file is not None and not str(seg_file).endswith(segs_path.name):
+            raise ValueError(
+                f"{agg}: segmentsFile {seg_file!r} does not match {segs_path.name}: its segment ids "
+                f"refer to another mesh"
+            )
         tsv = find_label_map(raw, label_map_file)
         label_map = _cached_label_map(str(tsv.resolve()), os.stat(tsv).st_mtime_ns)
         semantic, instance, overlaps = labels_from_aggregation(

@@ -155,6 +155,14 @@ def test_label_table_errors(tmp_path):
         scannet.read_label_map(p)
     p.write_bytes(b"id\traw_category\tnyu40id\r1\tdesk\t14\r")  # old-Mac CR endings
     assert scannet.read_label_map(p) == {"desk": 14}
+    # mixed endings in one file (a bare CR inside an LF file ends a line too) and cells quoted by
+    # a spreadsheet export; line numbers count every kind of line break
+    p.write_bytes(b'id\traw_category\tnyu40id\n1\t"desk"\t14\r2\t"tv ""stand"""\t" 39 "\r\n'
+                  b"3\tlamp\t35\r\r\n4\tlamp\tx\n")
+    with pytest.raises(ValueError, match=r"t.tsv:5: nyu40id 'x' is not an integer"):
+        scannet.read_label_map(p)
+    p.write_bytes(p.read_bytes().replace(b"lamp\tx", b"sofa\t6"))
+    assert scannet.read_label_map(p) == {"desk": 14, 'tv "stand"': 39, "lamp": 35, "sofa": 6}
 
 
 def test_scene_errors_overlaps_unknown_categories(tmp_path):
@@ -199,6 +207,36 @@ def test_scene_errors_overlaps_unknown_categories(tmp_path):
         scannet.read_scene(tmp_path, "scene0999_00")
     (d / "scene0000_00_vh_clean_2.ply").write_bytes(b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nend_header\n1\n")
     with pytest.raises(ValueError, match=r"vertex properties \['y', 'z', 'red', 'green', 'blue'\] missing"):
+        scannet.read_scene(tmp_path, "scene0000_00")
+
+
+def test_aggregation_must_match_the_low_res_segments(tmp_path):
+    """A labelled scene never silently becomes unlabelled, and the high-resolution aggregation
+    (segment ids of another mesh) is never paired with the _vh_clean_2 segments."""
+    syn = _scene(tmp_path)
+    d = tmp_path / "scans" / "scene0000_00"
+    agg_path = d / "scene0000_00.aggregation.json"
+    agg = json.loads(agg_path.read_text())
+    assert agg["segmentsFile"] == "scannet.scene0000_00_vh_clean_2.0.010000.segs.json"
+    # labels with stray spaces still map (the tsv side is stripped too)
+    agg["segGroups"][0]["label"] = f" {agg['segGroups'][0]['label']} "
+    agg_path.write_text(json.dumps(agg))
+    np.testing.assert_array_equal(scannet.read_scene(tmp_path, "scene0000_00").semantic, syn.semantic)
+    # an aggregation of the high-resolution mesh is refused, naming both files
+    agg["segmentsFile"] = "scannet.scene0000_00_vh_clean.segs.json"
+    agg_path.write_text(json.dumps(agg))
+    with pytest.raises(ValueError, match=r"aggregation.json: segmentsFile 'scannet.scene0000_00_vh_clean.segs.json' "
+                                         r"does not match scene0000_00_vh_clean_2.0.010000.segs.json"):
+        scannet.read_scene(tmp_path, "scene0000_00")
+    # under scans/ a missing aggregation is an error (not an unlabelled scene), and the
+    # high-resolution file next to it is not taken as a fallback
+    agg_path.rename(d / "scene0000_00_vh_clean.aggregation.json")
+    with pytest.raises(ValueError, match=r"scene0000_00.aggregation.json not found: every scene under scans/ "
+                                         r"is annotated .*_vh_clean.aggregation.json annotates the high-resolution"):
+        scannet.read_scene(tmp_path, "scene0000_00")
+    (d / "scene0000_00_vh_clean.aggregation.json").unlink()
+    with pytest.raises(ValueError, match=r"not found: every scene under scans/ is annotated \(partial download\?\); "
+                                         r"unlabelled scenes belong in scans_test/"):
         scannet.read_scene(tmp_path, "scene0000_00")
 
 
