@@ -15,8 +15,10 @@ instances per class (only thing classes carry non-zero ids), so the same ``label
 can occur in two classes. The returned instance is made unique per scan as
 ``(class index << 16) | (label >> 16)`` for points with a non-zero instance field and a
 valid class, and -1 otherwise (the raw id is ``instance & 0xFFFF``, the class
-``instance >> 16``). Scans without a label file (test sequences) get semantic and
-instance -1. Scene ids are ``<seq>_<frame>`` (``00_000000``).
+``instance >> 16``). Scans without a label file get semantic and instance -1 only in
+sequences outside the config's train/valid split (the test sequences); in a labelled
+sequence a missing ``.label`` is an error naming it (a partial download must not turn
+training scans silently into unlabelled ones). Scene ids are ``<seq>_<frame>`` (``00_000000``).
 """
 from __future__ import annotations
 
@@ -246,7 +248,7 @@ def read_scene(raw: Path, scene_id: str, *, config: Path | None = None) -> Scene
     """
     seq, frame = parse_scene_id(scene_id)
     root = find_dataset_root(raw)
-    cfg_path, _, lut = _get_config(raw, config)
+    cfg_path, cfg, lut = _get_config(raw, config)
     seq_dir = root / "sequences" / seq
     bin_path = seq_dir / "velodyne" / f"{frame}.bin"
     if not bin_path.is_file():
@@ -260,6 +262,13 @@ def read_scene(raw: Path, scene_id: str, *, config: Path | None = None) -> Scene
         inst_raw = (label >> 16).astype(np.int64)
         instance = np.where((inst_raw > 0) & (semantic >= 0), (semantic << 16) | inst_raw, -1)
     else:
+        labelled_seqs = resolve_split("train+val", cfg)
+        if seq in labelled_seqs:
+            raise ValueError(
+                f"{label_path} not found: sequence {seq} belongs to the labelled train/valid split "
+                f"{list(labelled_seqs)} of the config (partial download? the labels are a separate "
+                f"archive, data_odometry_labels.zip)"
+            )
         semantic = np.full(n, -1, dtype=np.int64)
         instance = np.full(n, -1, dtype=np.int64)
     return Scene(
@@ -274,6 +283,6 @@ def read_scene(raw: Path, scene_id: str, *, config: Path | None = None) -> Scene
             "sequence": seq,
             "frame": frame,
             "has_labels": label_path.is_file(),
-            "config": str(cfg_path),
+            "config": str(cfg_path.resolve()),
         },
     )

@@ -2,6 +2,7 @@
 independent computation, layout/config discovery, splits and error cases."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -106,6 +107,12 @@ def test_layout_config_and_splits(synthetic_root):
     cfg["split"]["valid"] = [11]
     other.write_text(yaml.safe_dump(cfg))
     assert sk.list_scenes(root, "val", config=other) == ["11_000000"]
+    with pytest.raises(ValueError, match="sequence 11 belongs to the labelled train/valid split"):
+        sk.read_scene(root, "11_000000", config=other)  # 11 is labelled under this config
+    # the config path recorded for the scene is absolute (test.py may run from elsewhere)
+    rel = Path(os.path.relpath(other))
+    assert not rel.is_absolute()
+    assert sk.read_scene(root, "08_000000", config=rel).extra["config"] == str(other.resolve())
 
 
 def test_error_cases(synthetic_root):
@@ -131,6 +138,14 @@ def test_error_cases(synthetic_root):
         sk.read_scene(root, "08-000000")
     with pytest.raises(ValueError, match="not found"):
         sk.read_scene(root, "08_000009")
+    # a labelled sequence (08: valid) without its .label is an error, never an unlabelled scan;
+    # the test sequence 11 is read unlabelled
+    (seq / "labels" / "000001.label").unlink()
+    with pytest.raises(ValueError, match=r"labels/000001.label not found: sequence 08 belongs to the labelled "
+                                         r"train/valid split \['00', .*, '10', '08'\] of the config \(partial download"):
+        sk.read_scene(root, "08_000001")
+    test_scan = sk.read_scene(root, "11_000000")
+    assert not test_scan.has_labels and (test_scan.semantic == -1).all() and (test_scan.instance == -1).all()
     bad = root / "bad.yaml"
     bad.write_text("learning_map:\n  0: 0\n  10: 25\n")
     with pytest.raises(ValueError, match="learning_map 10: 25"):
