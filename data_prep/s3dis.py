@@ -151,7 +151,8 @@ def parse_numeric_table(
     """Parse whitespace-separated numbers, ``ncols`` per line, surviving damaged lines.
 
     Args:
-        data: the file's bytes (LF or CRLF lines; blank lines are ignored).
+        data: the file's bytes (LF or CRLF lines, or old-Mac CR-only lines; blank lines
+            are ignored).
         ncols: expected values per line.
         source: file name used in warnings.
         max_warnings: damaged lines reported one by one; the rest in one summary warning.
@@ -168,6 +169,8 @@ def parse_numeric_table(
     still fails, each of its lines) go through the per-line repair.
     """
     report = ParseReport()
+    if b"\r" in data and b"\n" not in data:  # CR-only line endings: one line per CR
+        data = data.replace(b"\r", b"\n")
     arr = np.frombuffer(data, dtype=np.uint8)
     n = arr.size
     if n == 0:

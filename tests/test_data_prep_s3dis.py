@@ -148,6 +148,17 @@ def test_parse_numeric_table_cases(line, expect):
         np.testing.assert_array_equal(vals, [[0, 0, 0, 1, 1, 1], expect, [9, 9, 9, 2, 2, 2]])
 
 
+def test_parse_cr_only_line_endings():
+    """Old-Mac files (CR only) are lines like any other: parsed, and damage named by line."""
+    vals, rep = s3dis.parse_numeric_table(b"0 0 0 1 1 1\r9 9 9 2 2 2\r", 6, "f.txt")
+    np.testing.assert_array_equal(vals, [[0, 0, 0, 1, 1, 1], [9, 9, 9, 2, 2, 2]])
+    assert rep.skipped == [] and rep.repaired == []
+    with pytest.warns(UserWarning, match=r"f.txt:2: "):
+        vals, rep = s3dis.parse_numeric_table(b"0 0 0 1 1 1\r1 2 3\r9 9 9 2 2 2", 6, "f.txt")
+    assert rep.skipped == [2]
+    np.testing.assert_array_equal(vals, [[0, 0, 0, 1, 1, 1], [9, 9, 9, 2, 2, 2]])
+
+
 def test_parse_roundtrip_and_warning_cap():
     rng = np.random.default_rng(1)
     arr = np.concatenate([np.round(rng.uniform(-50, 50, (20000, 3)), 3), rng.integers(0, 256, (20000, 3))], 1)

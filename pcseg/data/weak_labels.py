@@ -5,11 +5,16 @@ Spec grammar (``parse_spec``; ``%`` may also be written ``pct``):
     ``R%``       ERDA stratified: for every class k present, ``max(int(n_k * R/100), 1)``
                  random points of class k (``1%``, ``0.1%``, ``0.01%``).
     ``sqnR%``    SQN uniform: ``max(int(n * R/100), 1)`` random points among all n
-                 labelled points, not stratified.
+                 labelled points, not stratified. SQN draws R% of all points and keeps
+                 the annotated ones; counting R% of the annotated points instead is the
+                 same on S3DIS (every point annotated) and its expected value elsewhere.
     ``Npt``      N random points per class present (all of them if fewer), e.g. ``1pt``.
     ``Npps``     N random labelled points per scene (all if fewer), e.g. ``20pps``, ``200pps``
                  (the ScanNet limited-annotation style, drawn by us).
     ``click``    one random point per instance (points with instance >= 0 and semantic >= 0).
+                 On SemanticKITTI only "thing" classes carry instance ids, so the
+                 stuff classes (road, building, vegetation, ...) get no click: use
+                 ``1pt`` there for one label per class present.
     ``full``     every labelled point (semantic >= 0).
     ``import:NAME``  indices imported from a file (e.g. the official ScanNet
                  limited-annotation ``points200``); see :func:`import_indices`.
