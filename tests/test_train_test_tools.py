@@ -114,6 +114,25 @@ def test_test_tool_metrics_match_brute_force(trained):
         assert (z["pseudo"] >= 0).all() and (z["pseudo"] < k).all()  # ERDA prototypes exist
 
 
+def test_test_tool_saves_u2pl_teacher_pseudo_labels(trained, tmp_path):
+    """U2PL's pseudo-labels come from its EMA teacher, which needs the input voxels: the
+    test tool must hand the batch over, so the viewer gets real pseudo-labels, not -1."""
+    path, root, _ = trained
+    cfg = yaml.safe_load(path.read_text())
+    cfg["method"] = {"name": "u2pl", "sup_only_iterations": 0, "queue_capacity": 64}
+    cfg["train"]["iterations"] = 2
+    cfg["run_dir"] = str(tmp_path / "run")
+    u2pl_path = tmp_path / "u2pl.yaml"
+    u2pl_path.write_text(yaml.safe_dump(cfg))
+    train_tool.main([str(u2pl_path)])
+    test_tool.main([str(u2pl_path), "--checkpoint", str(tmp_path / "run" / "checkpoints" / "last.pt"),
+                    "--no-progress"])
+    k = len(json.loads((tmp_path / "run" / "test" / "metrics.json").read_text())["class_names"])
+    for s in processed.split_scenes(root / "processed", "Area_2"):
+        z = np.load(tmp_path / "run" / "test" / "predictions" / f"{s}.npz")
+        assert (z["pseudo"] >= 0).all() and (z["pseudo"] < k).all()
+
+
 def test_tta_and_checkpoint_config(trained):
     path, root, _ = trained
     out = root / "tta"

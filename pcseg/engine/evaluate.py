@@ -246,7 +246,7 @@ def _evaluate(cfg: Config, checkpoint: str | Path, split: str | None, out_dir: s
             inv = batch["inverse"]
             prob += torch.softmax(logits.float(), dim=1)[inv]
             if vi == 0:
-                p = method.pseudo_label_probs(logits.float(), feats.float())
+                p = method.pseudo_label_probs(logits.float(), feats.float(), batch)
                 if p is not None:
                     pseudo = p.argmax(1)[inv]
         labels = batches[0]["point_labels"]
