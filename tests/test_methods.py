@@ -606,3 +606,28 @@ def test_methods_on_cuda_match_cpu(name: str) -> None:
     torch.testing.assert_close(lg.grad.cpu(), lc.grad, rtol=1e-9, atol=1e-12)
     for (n, a), (_, b) in zip(cpu.state_dict().items(), gpu.state_dict().items()):
         torch.testing.assert_close(b.cpu(), a, rtol=1e-9, atol=1e-12, msg=n)
+
+
+def test_losses_stay_float32_under_bf16_autocast() -> None:
+    """Under CPU bf16 autocast the similarity logits (ERDA, U2PL's InfoNCE) and the weighted
+    cross-entropy are computed in float32: outputs are float32 and equal the float32 values
+    computed without autocast, from the same (bf16-representable) inputs."""
+    from pcseg.methods.supervised import labelled_cross_entropy
+    from pcseg.methods.u2pl import info_nce
+
+    g = torch.Generator().manual_seed(3)
+    rnd = lambda *s: torch.randn(*s, generator=g).bfloat16().float()  # noqa: E731
+    u = F.normalize(rnd(50, D), dim=1)
+    m = ERDA(K, D, tau=0.05)
+    m.prototypes.copy_(rnd(K, D))
+    m.proto_initialised.fill_(True)
+    a, pos, neg = rnd(8, D), rnd(D), rnd(8, 5, D)
+    logits, weak = rnd(30, K), torch.arange(30) % K
+    cw = torch.tensor([1.0, 3.3, 0.7, 2.9])  # not representable in bf16
+    ref = (m.pseudo_log_probs(u), info_nce(a, pos, neg, 0.07), labelled_cross_entropy(logits, weak, cw))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = (m.pseudo_log_probs(u), info_nce(a, pos, neg, 0.07),
+               labelled_cross_entropy(logits.bfloat16(), weak, cw))
+    for r, x in zip(ref, got):
+        assert x.dtype == torch.float32
+        torch.testing.assert_close(x, r, rtol=1e-6, atol=1e-6)

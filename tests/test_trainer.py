@@ -237,6 +237,35 @@ def test_fp16_autocast_on_cpu_is_refused_clearly(data_root, tmp_path):
                  tmp_path / "y" / "checkpoints" / "last.pt", progress=False)
 
 
+def test_non_finite_loss_stops_with_the_iteration_and_an_autocast_hint(data_root, tmp_path, monkeypatch):
+    forward = TrainModule.forward
+
+    def poisoned(self, batch):
+        out = forward(self, batch)
+        out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(TrainModule, "forward", poisoned)
+    with pytest.raises(FloatingPointError, match=r"non-finite loss at iteration 1: .*loss_sup"):
+        train(tiny_cfg(data_root, tmp_path / "a", iterations=2))
+    with pytest.raises(FloatingPointError, match=r"under bf16 autocast: try train.amp=false\)$"):
+        train(tiny_cfg(data_root, tmp_path / "b", iterations=2, amp=True, amp_dtype="bf16"))
+
+
+def test_resolve_device_rules():
+    from pcseg.engine.trainer import resolve_device
+
+    assert resolve_device("cpu", 1, 2) == torch.device("cpu")
+    with pytest.raises(ValueError, match=r"train.device: 'cuda:1' pins every one of the 2 ranks to one GPU"):
+        resolve_device("cuda:1", 0, 2)
+    if not torch.cuda.is_available():
+        with pytest.raises(RuntimeError, match="CUDA is not available"):
+            resolve_device("cuda", 0, 1)
+        assert resolve_device("auto", 3, 4) == torch.device("cpu")
+    else:
+        assert resolve_device("auto", 0, 1) == torch.device("cuda", 0)
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("amp_dtype", ["bf16", "fp16"])
 def test_cuda_amp_run_and_resume(data_root, tmp_path, amp_dtype):

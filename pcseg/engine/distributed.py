@@ -7,6 +7,7 @@ Without them everything runs in a single process and every helper here is a no-o
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -22,6 +23,11 @@ def is_main_process() -> bool:
     return get_rank() == 0
 
 
+#: collective timeout: rank 0 may prepare a whole raw dataset (tools/prepare_data.py) while
+#: the other ranks wait in a barrier, far longer than torch's 10-minute nccl default
+COLLECTIVE_TIMEOUT = timedelta(hours=3)
+
+
 def init_distributed(device_kind: str) -> tuple[int, int, int]:
     """Initialise the default process group from torchrun's environment, if present.
 
@@ -29,9 +35,14 @@ def init_distributed(device_kind: str) -> tuple[int, int, int]:
         device_kind: ``'cuda'`` (nccl backend) or ``'cpu'`` (gloo backend).
     Returns:
         ``(rank, world_size, local_rank)``; ``(0, 1, 0)`` when not launched distributed.
+    The CUDA device of this process is set to ``cuda:<local_rank>`` (also when the group
+    was initialised by the caller). Collectives time out after :data:`COLLECTIVE_TIMEOUT`.
     """
     if is_distributed():
-        return get_rank(), get_world_size(), int(os.environ.get("LOCAL_RANK", 0))
+        local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        if device_kind == "cuda":
+            torch.cuda.set_device(local_rank)
+        return get_rank(), get_world_size(), local_rank
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1, 0
@@ -40,7 +51,7 @@ def init_distributed(device_kind: str) -> tuple[int, int, int]:
     backend = "nccl" if device_kind == "cuda" else "gloo"
     if device_kind == "cuda":
         torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend=backend, rank=rank, world_size=world)
+    dist.init_process_group(backend=backend, rank=rank, world_size=world, timeout=COLLECTIVE_TIMEOUT)
     return rank, world, local_rank
 
 

@@ -59,8 +59,14 @@ from pcseg.utils.io import atomic_write_json
 # ----------------------------------------------------------------------------- setup
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """'auto' -> cuda:<local_rank> when CUDA is available else cpu; 'cuda' -> cuda:<local_rank>."""
+def resolve_device(name: str, local_rank: int = 0, world_size: int = 1) -> torch.device:
+    """'auto' -> cuda:<local_rank> when CUDA is available else cpu; 'cuda' -> cuda:<local_rank>.
+
+    An explicit ``cuda:N`` is refused when ``world_size`` > 1 (every rank would use GPU N).
+    """
+    if name.startswith("cuda:") and world_size > 1:
+        raise ValueError(f"train.device: {name!r} pins every one of the {world_size} ranks to one GPU; "
+                         "use 'cuda' or 'auto' under torchrun (each rank takes cuda:<LOCAL_RANK>)")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
@@ -264,7 +270,9 @@ def train(cfg: Config, resume: bool | str = False,
     wants_cuda = cfg.train.device.startswith("cuda") or (cfg.train.device == "auto" and torch.cuda.is_available())
     kind = "cuda" if wants_cuda else "cpu"
     rank, world, local_rank = du.init_distributed(kind)
-    device = resolve_device(cfg.train.device, local_rank)
+    device = resolve_device(cfg.train.device, local_rank, world)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)  # the summary's peak is this run's
     main_proc = rank == 0
     run_dir = Path(cfg.run_dir)
     ckpt_dir = run_dir / "checkpoints"
@@ -450,7 +458,10 @@ def train(cfg: Config, resume: bool | str = False,
             loss = out["loss"]
             if not torch.isfinite(loss.detach()).all():
                 vals = _scalars(out)
-                raise FloatingPointError(f"non-finite loss at iteration {it + 1}: {vals}")
+                alt = " or train.amp_dtype=bf16" if amp_dtype == torch.float16 else ""
+                hint = (f" (under {cfg.train.amp_dtype} autocast: try train.amp=false{alt})"
+                        if use_amp else "")
+                raise FloatingPointError(f"non-finite loss at iteration {it + 1}: {vals}{hint}")
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if cfg.train.grad_clip:

@@ -50,6 +50,7 @@ from torch import nn
 from pcseg.methods.base import Method
 from pcseg.methods.distributed import all_reduce_sum
 from pcseg.methods.supervised import (
+    at_least_float32,
     check_inputs,
     check_nonnegative,
     check_unit_interval,
@@ -166,7 +167,7 @@ class ERDA(Method):
     def embed(self, features: torch.Tensor) -> torch.Tensor:
         """(M, D) features -> (M, D) L2-normalised projections u = g(f)/||g(f)|| (with grad)."""
         e = self.head(features.to(self.prototypes.dtype))
-        return F.normalize(e, dim=1)
+        return F.normalize(at_least_float32(e), dim=1)
 
     @torch.no_grad()
     def update_prototypes(self, u: torch.Tensor, weak_labels: torch.Tensor) -> torch.Tensor:
@@ -202,10 +203,13 @@ class ERDA(Method):
 
         Requires at least one initialised prototype. Prototypes enter detached.
         """
-        c = F.normalize(self.prototypes.detach(), dim=1)
-        sim = (u @ c.t()) / self.tau
-        sim = sim.masked_fill(~self.proto_initialised[None, :], -math.inf)
-        return F.log_softmax(sim, dim=1)
+        # at least float32 also under autocast: with a small tau, bf16 cosines would be amplified
+        with torch.autocast(device_type=u.device.type, enabled=False):
+            u = at_least_float32(u)
+            c = F.normalize(self.prototypes.detach().to(u.dtype), dim=1)
+            sim = (u @ c.t()) / self.tau
+            sim = sim.masked_fill(~self.proto_initialised[None, :], -math.inf)
+            return F.log_softmax(sim, dim=1)
 
     @torch.no_grad()
     def pseudo_label_probs(

@@ -124,10 +124,16 @@ def labelled_cross_entropy(
     lab = weak_labels >= 0
     if not bool(lab.any()):
         return zero_with_graph(logits)
-    w = None if class_weights is None else class_weights.to(device=logits.device, dtype=logits.dtype)
-    return F.cross_entropy(
-        logits[lab], weak_labels[lab], weight=w, label_smoothing=float(label_smoothing)
-    )
+    # at least float32 also under autocast (bf16 would round the class weights)
+    z = at_least_float32(logits[lab])
+    w = None if class_weights is None else class_weights.to(device=z.device, dtype=z.dtype)
+    return F.cross_entropy(z, weak_labels[lab], weight=w, label_smoothing=float(label_smoothing))
+
+
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as float32 when it is float16 / bfloat16 (autocast outputs); float32 and float64
+    pass unchanged."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 @torch.no_grad()

@@ -96,6 +96,7 @@ from torch import nn
 from pcseg.methods.base import Method
 from pcseg.methods.distributed import get_world_size, is_distributed
 from pcseg.methods.supervised import (
+    at_least_float32,
     check_inputs,
     check_nonnegative,
     check_unit_interval,
@@ -259,15 +260,17 @@ def info_nce(
     Returns:
         Scalar ``mean_a -log(e^{cos(a,p)/T} / (e^{cos(a,p)/T} + sum_n e^{cos(a,n)/T}))``.
     """
-    a = F.normalize(anchors, dim=-1)
-    p = F.normalize(positive, dim=-1)
-    if p.dim() == 1:
-        p = p[None, :].expand_as(a)
-    n = F.normalize(negatives, dim=-1)
-    pos = (a * p).sum(-1, keepdim=True)
-    neg = torch.einsum("ar,anr->an", a, n)
-    logits = torch.cat([pos, neg], dim=1) / float(temperature)
-    return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
+    # at least float32, also under autocast: cosines / T with a small T amplify bf16 rounding
+    with torch.autocast(device_type=anchors.device.type, enabled=False):
+        a = F.normalize(at_least_float32(anchors), dim=-1)
+        p = F.normalize(at_least_float32(positive).to(a.dtype), dim=-1)
+        if p.dim() == 1:
+            p = p[None, :].expand_as(a)
+        n = F.normalize(at_least_float32(negatives).to(a.dtype), dim=-1)
+        pos = (a * p).sum(-1, keepdim=True)
+        neg = torch.einsum("ar,anr->an", a, n)
+        logits = torch.cat([pos, neg], dim=1) / float(temperature)
+        return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
 
 
 def all_gather_rows(x: torch.Tensor) -> torch.Tensor:
