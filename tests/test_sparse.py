@@ -343,6 +343,43 @@ def test_small_blocks_give_same_result(monkeypatch):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
+def test_clear_workspace_frees_the_scratch_buffers_of_every_thread():
+    import gc
+    import threading
+
+    import pcseg.sparse.functional as PF
+
+    c = random_coords(2, 10, 0.3)
+    conv = SubMConv3d(6, 5, 3).to(DT)
+
+    def run() -> None:
+        x = SparseTensor(c, torch.randn(len(c), 6, dtype=DT, requires_grad=True))
+        conv(x).feats.sum().backward()
+
+    PF.clear_workspace()
+    assert PF.workspace_bytes() == 0
+    run()
+    here = PF.workspace_bytes()
+    assert here >= (1 << 16) * 8  # at least one float64 buffer of the minimum size
+    ran, release = threading.Event(), threading.Event()
+
+    def run_and_wait() -> None:
+        run()
+        ran.set()
+        release.wait(30)
+
+    t = threading.Thread(target=run_and_wait)
+    t.start()
+    assert ran.wait(30)
+    assert PF.workspace_bytes() > here  # a live thread's buffers are counted too
+    release.set()
+    t.join()
+    gc.collect()
+    assert PF.workspace_bytes() == here  # a finished thread's buffers went with it
+    PF.clear_workspace()
+    assert PF.workspace_bytes() == 0
+
+
 def test_cpu_autocast_bf16():
     c = random_coords(1, 10, 0.3)
     f = torch.randn(len(c), 8, requires_grad=True)

@@ -252,6 +252,14 @@ def test_non_finite_loss_stops_with_the_iteration_and_an_autocast_hint(data_root
         train(tiny_cfg(data_root, tmp_path / "b", iterations=2, amp=True, amp_dtype="bf16"))
 
 
+def test_train_restores_global_torch_state(data_root, tmp_path):
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+              torch.backends.cudnn.benchmark, torch.get_num_threads())
+    train(tiny_cfg(data_root, tmp_path / "a", iterations=1, deterministic=True, threads=1))
+    assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
+            torch.backends.cudnn.benchmark, torch.get_num_threads()) == before
+
+
 def test_resolve_device_rules():
     from pcseg.engine.trainer import resolve_device
 

@@ -520,7 +520,12 @@ def _sparse_worker(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("mode") == "profile":
         return {"impl": impl, "case": case, "threads": int(spec["threads"]), "device": str(dev),
                 "voxels": int(coords.shape[0]), "profile": _profile_step(iteration, dev)}
-    # memory baseline after the warm-up: one-time costs (library buffers, thread pools) excluded
+    # memory baseline after the warm-up: one-time costs (library buffers, thread pools) excluded;
+    # pcseg's reusable scratch buffers are freed first, so the measured peak includes them
+    if impl == "pcseg":
+        from pcseg.sparse.functional import clear_workspace
+
+        clear_workspace()
     base_rss, _ = _rss_mib()
     hwm_ok = _reset_hwm()
     if dev.type == "cuda":

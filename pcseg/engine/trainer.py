@@ -281,6 +281,7 @@ def train(cfg: Config, resume: bool | str = False,
         torch.set_num_threads(cfg.train.threads)
     prev_det = torch.are_deterministic_algorithms_enabled()
     prev_det_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    prev_cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
     try:
         if prepare is not None and main_proc:
             prepare(cfg)
@@ -538,6 +539,7 @@ def train(cfg: Config, resume: bool | str = False,
         return summary
     finally:
         torch.use_deterministic_algorithms(prev_det, warn_only=prev_det_warn)
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = prev_cudnn
         torch.set_num_threads(prev_threads)
         du.cleanup()
 

@@ -23,6 +23,7 @@ weight-gradient sums over blocks are accumulated in float32 and rounded once at 
 from __future__ import annotations
 
 import threading
+import weakref
 
 import torch
 from torch import Tensor
@@ -42,12 +43,29 @@ def _block_rows(cin: int, cout: int, device: torch.device) -> int:
     return max(elems // max(cin, cout, 1), 256)
 
 
+class _Buffers(dict):
+    """One thread's scratch buffers {(slot, device, dtype): 1-D tensor} (a dict subclass so
+    that it can be weakly referenced: a finished thread's buffers are freed with it).
+    Hashed and compared by identity, so that a WeakSet can hold it."""
+
+    __hash__ = object.__hash__
+    __eq__ = object.__eq__
+
+
+#: the scratch buffers of every live thread that ran a convolution (autograd runs CUDA
+#: backward passes on its own device threads), so that one call can free them all
+_ALL_BUFS: "weakref.WeakSet[_Buffers]" = weakref.WeakSet()
+_ALL_BUFS_LOCK = threading.Lock()
+
+
 class _Workspace(threading.local):
     """Per-thread scratch buffers reused across calls (no page faults from fresh large
     allocations on every block). Only temporaries live here, never autograd outputs."""
 
     def __init__(self) -> None:
-        self.bufs: dict[tuple, Tensor] = {}
+        self.bufs = _Buffers()
+        with _ALL_BUFS_LOCK:
+            _ALL_BUFS.add(self.bufs)
 
     def get(self, slot: int, rows: int, cols: int, like: Tensor) -> Tensor:
         n = rows * cols
@@ -63,8 +81,17 @@ _WS = _Workspace()
 
 
 def clear_workspace() -> None:
-    """Free the scratch buffers of the calling thread."""
-    _WS.bufs.clear()
+    """Free the scratch buffers of every thread (memory measurements, or to give memory
+    back after a large scene). Call it while no convolution is running."""
+    with _ALL_BUFS_LOCK:
+        for bufs in list(_ALL_BUFS):
+            bufs.clear()
+
+
+def workspace_bytes() -> int:
+    """Bytes held by the scratch buffers of all threads."""
+    with _ALL_BUFS_LOCK:
+        return sum(b.numel() * b.element_size() for bufs in list(_ALL_BUFS) for b in list(bufs.values()))
 
 
 def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
