@@ -235,3 +235,16 @@ def test_dataset_errors(root):
         SegmentationDataset(root, "train", "1%", VS, feature_keys=("remission",))
     with pytest.raises(ValueError, match="mode"):
         SegmentationDataset(root, "train", "1%", VS, mode="eval")
+
+
+def test_sparse_input_is_built_once_per_batch_with_the_model_dtypes():
+    from pcseg.data.dataset import SPARSE_INPUT_KEY, sparse_input
+
+    batch = {"coords": torch.tensor([[0, 1, 2, 3], [0, 1, 2, 4], [1, 0, 0, 0]], dtype=torch.int64),
+             "feats": torch.rand(3, 2, dtype=torch.float64)}
+    x = sparse_input(batch)
+    assert x.coords.dtype == torch.int32 and x.feats.dtype == torch.float32
+    torch.testing.assert_close(x.feats, batch["feats"].float())
+    assert batch[SPARSE_INPUT_KEY] is x and sparse_input(batch, "cpu") is x
+    with pytest.raises(KeyError, match="batch has no 'coords'"):
+        sparse_input({"feats": batch["feats"]})

@@ -537,7 +537,7 @@ def test_end_to_end_minkunet14a():
     models = pytest.importorskip("pcseg.models")
     if not hasattr(models, "build_model"):
         pytest.skip("pcseg.models.build_model not available yet")
-    from pcseg.sparse import SparseTensor
+    from pcseg.data.dataset import sparse_input
 
     g = torch.Generator().manual_seed(0)
     m = 400
@@ -552,8 +552,22 @@ def test_end_to_end_minkunet14a():
     method = U2PL(4, model.feature_dim, queue_capacity=256, rep_dim=16)
     method.on_train_start(model)
     opt = torch.optim.SGD(trainable(model, method), lr=0.01)
-    logits, feats = model(SparseTensor(batch["coords"], batch["feats"]))
+    x = sparse_input(batch)
+    assert sparse_input(batch) is x  # built once per batch, kept in it
+    logits, feats = model(x)
+    maps_built = list(x.manager.build_log)
+    seen = []
+    hook = method.teacher.model.register_forward_pre_hook(lambda mod, args: seen.append(args[0]))
     out = method(logits, feats, batch)
+    hook.remove()
+    # the teacher ran on the student's input: no kernel map was built a second time ...
+    assert len(seen) == 1 and seen[0] is x and x.manager.build_log == maps_built
+    # ... and it predicts exactly what it predicts on a freshly built input
+    fresh = {"coords": batch["coords"], "feats": batch["feats"]}
+    for a, b in zip(method.teacher.predict(batch, torch.device("cpu")),
+                    method.teacher.predict(fresh, torch.device("cpu"))):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert sparse_input(fresh).manager is not x.manager
     assert all(torch.isfinite(v).all() for v in out.values())
     assert float(out["loss_contrastive"]) > 0 and float(out["loss_unsup"]) > 0
     opt.zero_grad()

@@ -36,11 +36,11 @@ from tqdm import tqdm
 from pcseg.config import Config
 from pcseg.data import processed
 from pcseg.data.classes import SCANNET_NYU40_IDS
-from pcseg.data.dataset import collate
+from pcseg.data.dataset import collate, sparse_input
 from pcseg.engine.checkpoint import load_checkpoint
 from pcseg.engine.data import batch_to_device, build_dataset
 from pcseg.engine.metrics import ConfusionMatrix, format_table, json_safe
-from pcseg.engine.trainer import (autocast_policy, build_method, build_model, make_sparse_input,
+from pcseg.engine.trainer import (autocast_policy, build_method, build_model,
                                   resolve_device)
 from pcseg.utils.io import atomic_save_npz, atomic_write_bytes, atomic_write_json, atomic_write_text
 
@@ -242,7 +242,7 @@ def _evaluate(cfg: Config, checkpoint: str | Path, split: str | None, out_dir: s
         for vi, batch in enumerate(batches):
             batch = batch_to_device(batch, device)
             with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
-                logits, feats = model(make_sparse_input(batch))
+                logits, feats = model(sparse_input(batch))
             inv = batch["inverse"]
             prob += torch.softmax(logits.float(), dim=1)[inv]
             if vi == 0:

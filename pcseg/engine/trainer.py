@@ -44,6 +44,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pcseg.config import Config, config_to_dict, save_config
+from pcseg.data.dataset import sparse_input
 from pcseg.engine import distributed as du
 from pcseg.engine.checkpoint import (
     get_rng_state, load_checkpoint, preserve_rng, save_checkpoint, set_rng_state,
@@ -144,13 +145,6 @@ def build_method(cfg: Config, num_classes: int, feature_dim: int) -> nn.Module:
     return _build(cfg.method.name, num_classes, feature_dim, **cfg.method.kwargs)
 
 
-def make_sparse_input(batch: dict[str, Any]) -> Any:
-    """SparseTensor of a collated batch (``coords`` (M,4) int32, ``feats`` (M,C))."""
-    from pcseg.sparse import SparseTensor
-
-    return SparseTensor(batch["coords"], batch["feats"])
-
-
 class TrainModule(nn.Module):
     """Model + method as one module (so DDP synchronises the method's trainable head)."""
 
@@ -161,7 +155,7 @@ class TrainModule(nn.Module):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:  # type: ignore[override]
         """Loss terms of the method for one batch (see Method.forward)."""
-        logits, feats = self.model(make_sparse_input(batch))
+        logits, feats = self.model(sparse_input(batch))
         return self.method(logits, feats, batch)
 
 
@@ -199,7 +193,7 @@ def validate_voxels(model: nn.Module, loader: torch.utils.data.DataLoader, num_c
         for batch in loader:
             batch = batch_to_device(batch, device)
             with autocast():
-                logits, _ = model(make_sparse_input(batch))
+                logits, _ = model(sparse_input(batch))
             conf.update(logits.argmax(1), batch["labels"])
     finally:
         model.train(was)
@@ -606,5 +600,5 @@ def format_summary(s: dict[str, Any]) -> str:
 
 
 __all__ = ["train", "TrainModule", "resolve_device", "seed_everything", "set_deterministic",
-           "build_model", "build_method", "make_sparse_input", "validate_voxels", "format_summary",
+           "build_model", "build_method", "validate_voxels", "format_summary",
            "format_table"]

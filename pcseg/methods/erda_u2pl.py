@@ -63,7 +63,7 @@ class ERDAWithU2PLNegatives(Method):
         rep_dim, queue_capacity, num_anchors, num_negatives, temperature,
         anchor_prob_threshold, neg_prob_threshold, low_rank, high_rank, min_queue, seed:
             see :class:`pcseg.methods.u2pl.U2PLContrast`.
-        input_builder: teacher input builder (default: ``pcseg.sparse.SparseTensor``).
+        input_builder: teacher input builder (default: :func:`pcseg.data.dataset.sparse_input`).
 
     forward returns ERDA's terms and diagnostics (``loss_sup``, ``loss_erda``,
     ``diag/pseudo_acc`` = ERDA's p accuracy, ...), ``loss_contrastive``, ``loss`` (=

@@ -93,6 +93,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pcseg.data.dataset import sparse_input
 from pcseg.methods.base import Method
 from pcseg.methods.distributed import get_world_size, is_distributed
 from pcseg.methods.supervised import (
@@ -566,18 +567,6 @@ class U2PLContrast(nn.Module):
         return loss, {"classes": len(losses), "pushed": pushed, "samples": samples}
 
 
-def build_sparse_input(batch: dict[str, Any], device: torch.device) -> Any:
-    """``pcseg.sparse.SparseTensor(batch["coords"] int32 (M,4), batch["feats"] float32 (M,C))`` on ``device``."""
-    from pcseg.sparse import SparseTensor
-
-    for key in ("coords", "feats"):
-        if key not in batch:
-            raise KeyError(f"teacher input: batch has no {key!r} (keys: {sorted(batch)})")
-    coords = batch["coords"].to(device=device, dtype=torch.int32)
-    feats = batch["feats"].to(device=device, dtype=torch.float32)
-    return SparseTensor(coords, feats)
-
-
 def _unwrap(model: nn.Module) -> nn.Module:
     """The plain module behind DistributedDataParallel / DataParallel / torch.compile."""
     while True:
@@ -599,7 +588,8 @@ class EMATeacher(nn.Module):
         rep_head: the student representation head (deep-copied now).
         bn_mode: ``"train"`` (batch statistics) or ``"eval"`` (running statistics) for the
             teacher forward during training.
-        input_builder: ``(batch, device) -> model input``; default :func:`build_sparse_input`.
+        input_builder: ``(batch, device) -> model input``; default
+            :func:`pcseg.data.dataset.sparse_input` (shares the student's kernel maps).
     """
 
     def __init__(
@@ -612,7 +602,7 @@ class EMATeacher(nn.Module):
         if bn_mode not in TEACHER_BN_MODES:
             raise ValueError(f"EMATeacher: bn_mode must be one of {TEACHER_BN_MODES}, got {bn_mode!r}")
         self.bn_mode = bn_mode
-        self.input_builder = input_builder or build_sparse_input
+        self.input_builder = input_builder or sparse_input
         self.register_module("model", None)
         self.rep_head = copy.deepcopy(rep_head)
         for p in self.rep_head.parameters():
@@ -787,8 +777,8 @@ class U2PL(Method):
         anchor_prob_threshold, neg_prob_threshold, low_rank, high_rank, min_queue, seed:
             see :class:`U2PLContrast` (64, 10000, 256, 50, 0.5, 0.3, 1.0, 3, 20, 1, 0).
         class_weights, label_smoothing: of the labelled cross-entropy.
-        input_builder: ``(batch, device) -> model input`` for the teacher (default builds a
-            ``pcseg.sparse.SparseTensor``).
+        input_builder: ``(batch, device) -> model input`` for the teacher (default
+            :func:`pcseg.data.dataset.sparse_input`, sharing the student's kernel maps).
 
     forward returns ``loss``, ``loss_sup``, ``loss_unsup``, ``loss_contrastive`` and the
     detached ``diag/pseudo_acc``, ``diag/reliable_frac``, ``diag/reliable_acc``,
