@@ -88,10 +88,10 @@ def read_label_table(path: Path) -> list[dict[str, str]]:
     """Read ``scannetv2-labels.combined.tsv`` as a list of rows {column: stripped cell}.
 
     Accepts LF, CRLF, ``\\r\\r\\n`` and CR line endings (also mixed in one file), a UTF-8
-    BOM, blank lines, cells with leading/trailing spaces or wrapped in double quotes, and rows whose trailing empty cells were dropped (they
-    are padded with ``''``). A row with more non-empty cells than the header raises
-    ``ValueError`` naming the file and line. Every returned row also has ``'_line'``
-    (1-based physical line number).
+    BOM, blank lines, cells with leading/trailing spaces or wrapped in double quotes, and
+    rows whose trailing empty cells were dropped (they are padded with ``''``). A row with
+    more non-empty cells than the header raises ``ValueError`` naming the file and line.
+    Every returned row also has ``'_line'`` (1-based physical line number).
     """
     path = Path(path)
     try:
