@@ -253,6 +253,38 @@ class DenseGridIndex:
 
 NeighborIndex = SortedKeyIndex | DenseGridIndex
 
+#: elements (offsets x rows) of one batched neighbour query on an accelerator: bounds its
+#: temporary memory (128 MB of int64 queries) while keeping the number of queries, and of
+#: host syncs, small
+QUERY_ELEMS = 1 << 24
+#: on CPU a batch stays cache-sized: small levels (a training crop) are searched in one
+#: query, large ones offset by offset (measured on a 230k-voxel room: batching all 13
+#: offsets was 20 % slower; on a 6k-voxel crop it is 12 % faster)
+QUERY_ELEMS_CPU = 1 << 18
+
+
+def find_shifted(index: NeighborIndex, base: Tensor, deltas: list[int]) -> list[tuple[Tensor, Tensor]]:
+    """For each query shift ``d`` in ``deltas``: (positions ``o`` in ``base`` whose query
+    ``base[o] + d`` exists, ascending; the rows of the index it hits).
+
+    The shifts are searched in batched queries of at most :data:`QUERY_ELEMS` elements
+    (:data:`QUERY_ELEMS_CPU` on CPU): one host sync per batch on CUDA instead of one per shift.
+    """
+    n = base.numel()
+    found: list[tuple[Tensor, Tensor]] = []
+    elems = QUERY_ELEMS_CPU if base.device.type == "cpu" else QUERY_ELEMS
+    per = max(1, elems // max(n, 1))
+    if per == 1:  # one shift per query: no batch bookkeeping
+        return [index.find(base + d) for d in deltas]
+    for start in range(0, len(deltas), per):
+        chunk = deltas[start:start + per]
+        d = torch.tensor(chunk, dtype=base.dtype, device=base.device)
+        hit, rows = index.find((base[None, :] + d[:, None]).reshape(-1))
+        k = torch.div(hit, max(n, 1), rounding_mode="floor")
+        counts = torch.bincount(k, minlength=len(chunk)).tolist()
+        found += zip(torch.split(hit - k * n, counts), torch.split(rows, counts))
+    return found
+
 
 def build_submanifold_map(index: NeighborIndex, base: Tensor, n: int, stride: int, kernel_size: int,
                           dilation: int = 1) -> KernelMap:
@@ -275,9 +307,8 @@ def build_submanifold_map(index: NeighborIndex, base: Tensor, n: int, stride: in
     dev = base.device
     ins: list[Tensor] = [_empty_idx(dev)] * K
     outs: list[Tensor] = [_empty_idx(dev)] * K
-    for k in range(centre):
-        dx, dy, dz = offs[k]
-        o, i = index.find(base + index.delta(dx * stride, dy * stride, dz * stride))
+    deltas = [index.delta(dx * stride, dy * stride, dz * stride) for dx, dy, dz in offs[:centre]]
+    for k, (o, i) in enumerate(find_shifted(index, base, deltas)):
         # offset k: in = out + d  ->  pairs (i, o); offset -d: pairs (o, i)
         ins[k], outs[k] = i, o
         ins[K - 1 - k], outs[K - 1 - k] = o, i
@@ -320,10 +351,9 @@ def build_downsample_map(
     if fine_index is None or coarse_base is None:
         raise ValueError("build_downsample_map: kernels other than 2 need fine_index and coarse_base")
     offs = kernel_offsets(kernel_size, dilation)
-    ins, outs = [], []
-    for dx, dy, dz in offs:
-        hit, rows = fine_index.find(coarse_base + fine_index.delta(dx * in_stride, dy * in_stride, dz * in_stride))
-        ins.append(rows)
-        outs.append(hit)
+    deltas = [fine_index.delta(dx * in_stride, dy * in_stride, dz * in_stride) for dx, dy, dz in offs]
+    found = find_shifted(fine_index, coarse_base, deltas)
+    outs = [hit for hit, _ in found]
+    ins = [rows for _, rows in found]
     counts = [int(t.numel()) for t in ins]
     return KernelMap(len(offs), torch.cat(ins), torch.cat(outs), counts, n, n_coarse, None)
