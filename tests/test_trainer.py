@@ -260,6 +260,16 @@ def test_train_restores_global_torch_state(data_root, tmp_path):
             torch.backends.cudnn.benchmark, torch.get_num_threads()) == before
 
 
+def test_scalars_of_the_loss_dict_one_copy_per_device():
+    from pcseg.engine.trainer import _scalars
+
+    out = {"loss": torch.tensor(1.5, requires_grad=True) * 2, "n": 3, "vec": torch.ones(2),
+           "diag/acc": torch.tensor([0.25], dtype=torch.float64), "half": torch.tensor(0.5, dtype=torch.bfloat16)}
+    vals = _scalars(out)
+    assert vals == {"loss": 3.0, "n": 3.0, "diag/acc": 0.25, "half": 0.5}
+    assert list(vals) == ["loss", "n", "diag/acc", "half"] and all(type(v) is float for v in vals.values())
+
+
 def test_resolve_device_rules():
     from pcseg.engine.trainer import resolve_device
 

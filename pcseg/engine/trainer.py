@@ -226,15 +226,19 @@ class _Window:
 
 
 def _scalars(out: dict[str, torch.Tensor]) -> dict[str, float]:
-    vals = {}
+    """The one-element tensors and numbers of ``out`` as floats, in ``out``'s order; one
+    device-to-host copy per device (one sync on CUDA, not one per term)."""
+    by_device: dict[torch.device, list[tuple[str, torch.Tensor]]] = {}
+    got: dict[str, float] = {}
     for k, v in out.items():
         if torch.is_tensor(v):
-            if v.numel() != 1:
-                continue
-            vals[k] = float(v.detach().float().item())
+            if v.numel() == 1:
+                by_device.setdefault(v.device, []).append((k, v.detach().float().reshape(())))
         elif isinstance(v, (int, float)):
-            vals[k] = float(v)
-    return vals
+            got[k] = float(v)
+    for items in by_device.values():
+        got.update(zip([k for k, _ in items], torch.stack([t for _, t in items]).tolist()))
+    return {k: got[k] for k in out if k in got}
 
 
 def _tb_name(key: str) -> str:
