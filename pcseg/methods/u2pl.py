@@ -264,10 +264,10 @@ def info_nce(
     # at least float32, also under autocast: cosines / T with a small T amplify bf16 rounding
     with torch.autocast(device_type=anchors.device.type, enabled=False):
         a = F.normalize(at_least_float32(anchors), dim=-1)
-        p = F.normalize(at_least_float32(positive).to(a.dtype), dim=-1)
+        p = F.normalize(positive.to(a.dtype), dim=-1)
         if p.dim() == 1:
             p = p[None, :].expand_as(a)
-        n = F.normalize(at_least_float32(negatives).to(a.dtype), dim=-1)
+        n = F.normalize(negatives.to(a.dtype), dim=-1)
         pos = (a * p).sum(-1, keepdim=True)
         neg = torch.einsum("ar,anr->an", a, n)
         logits = torch.cat([pos, neg], dim=1) / float(temperature)
