@@ -59,7 +59,7 @@ class DataConfig:
     root: str = ""
     #: raw dataset folder; when set and ``root`` has no meta.json, tools/train.py prepares it
     raw: Optional[str] = None
-    #: keyword arguments of data_prep.synthetic.write_synthetic_s3dis; when set and ``raw``
+    #: keyword arguments of pcseg.datasets.synthetic.write_synthetic_s3dis; when set and ``raw``
     #: is missing, the synthetic raw dataset is generated there first
     synthetic: Optional[dict] = None
     #: splits tools/prepare_data.py processes when it prepares ``raw`` (empty: the reader's defaults)

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep import s3dis
-from data_prep.common import DataWarning
-from data_prep.synthetic import (
+from pcseg.datasets import s3dis
+from pcseg.datasets.common import DataWarning
+from pcseg.datasets.synthetic import (
     expected_s3dis_labels,
     inject_s3dis_damage,
     make_s3dis_room,

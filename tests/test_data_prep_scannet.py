@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from data_prep import scannet
-from data_prep.common import DataWarning
-from data_prep.synthetic import (
+from pcseg.datasets import scannet
+from pcseg.datasets.common import DataWarning
+from pcseg.datasets.synthetic import (
     make_scannet_scene,
     write_scannet_label_tsv,
     write_scannet_scene,

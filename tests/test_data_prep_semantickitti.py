@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import yaml
 
-from data_prep import semantickitti as sk
-from data_prep.common import DataWarning
-from data_prep.synthetic import make_kitti_scan, make_kitti_world, write_semantic_kitti_yaml
+from pcseg.datasets import semantickitti as sk
+from pcseg.datasets.common import DataWarning
+from pcseg.datasets.synthetic import make_kitti_scan, make_kitti_world, write_semantic_kitti_yaml
 from pcseg.data.classes import SEMANTICKITTI_CLASSES
 
 

@@ -238,7 +238,7 @@ def test_dataset_errors(root):
 
 
 def test_sparse_input_is_built_once_per_batch_with_the_model_dtypes():
-    from pcseg.data.dataset import SPARSE_INPUT_KEY, sparse_input
+    from pcseg.models.inputs import SPARSE_INPUT_KEY, sparse_input
 
     batch = {"coords": torch.tensor([[0, 1, 2, 3], [0, 1, 2, 4], [1, 0, 0, 0]], dtype=torch.int64),
              "feats": torch.rand(3, 2, dtype=torch.float64)}

@@ -217,8 +217,8 @@ def test_limited_annotation_and_bad_arguments(fake, tmp_path):
 
 def test_end_to_end_synthetic_s3dis(tmp_path):
     """Real S3DIS reader on the synthetic raw set (with injected damage), 2 workers, then the dataset."""
-    from data_prep import s3dis, synthetic
-    from data_prep.common import DataWarning
+    from pcseg.datasets import s3dis, synthetic
+    from pcseg.datasets.common import DataWarning
     from pcseg.data.dataset import SegmentationDataset, collate
 
     raw = synthetic.write_synthetic_s3dis(tmp_path / "raw", num_areas=2, rooms_per_area=1, damage=True)

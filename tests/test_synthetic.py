@@ -10,7 +10,7 @@ import pytest
 import yaml
 from plyfile import PlyData
 
-from data_prep import s3dis, scannet, semantickitti, synthetic
+from pcseg.datasets import s3dis, scannet, semantickitti, synthetic
 from pcseg.data.classes import S3DIS_CLASSES
 
 

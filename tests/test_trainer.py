@@ -25,7 +25,7 @@ def _prepare(root: Path) -> Path:
     import importlib.util
 
     from conftest import REPO
-    from data_prep.synthetic import write_synthetic_s3dis
+    from pcseg.datasets.synthetic import write_synthetic_s3dis
 
     raw = root / "raw"
     write_synthetic_s3dis(raw, num_areas=2, rooms_per_area=2, seed=0, spacing=0.1)

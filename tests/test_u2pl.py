@@ -537,7 +537,7 @@ def test_end_to_end_minkunet14a():
     models = pytest.importorskip("pcseg.models")
     if not hasattr(models, "build_model"):
         pytest.skip("pcseg.models.build_model not available yet")
-    from pcseg.data.dataset import sparse_input
+    from pcseg.models.inputs import sparse_input
 
     g = torch.Generator().manual_seed(0)
     m = 400

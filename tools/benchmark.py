@@ -81,11 +81,11 @@ def _peak_mib(fn: Callable[[], Any]) -> float:
 
 
 def _bench_prepare(workers: int, rooms: int | None) -> dict[str, Any]:
-    """tools/prepare_data.py on the synthetic S3DIS set (data_prep.synthetic)."""
+    """tools/prepare_data.py on the synthetic S3DIS set (pcseg.datasets.synthetic)."""
     try:
-        from data_prep import synthetic
+        from pcseg.datasets import synthetic
     except ImportError as e:
-        return {"skipped": f"data_prep.synthetic not available: {e}"}
+        return {"skipped": f"pcseg.datasets.synthetic not available: {e}"}
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import prepare_data
 
@@ -221,13 +221,13 @@ def _planes_room(voxel: float = 0.02, seed: int = 0) -> tuple[np.ndarray, np.nda
 
 
 def _room_scene(spacing: float) -> tuple[np.ndarray, np.ndarray, str]:
-    """Case b input: one synthetic S3DIS room written by data_prep.synthetic, read back with
+    """Case b input: one synthetic S3DIS room written by pcseg.datasets.synthetic, read back with
     data_prep.s3dis.read_scene, voxelized at 2 cm (pcseg.data.voxelize, 'test' mode).
     Returns voxel coords (M, 3) int32, RGB feats (M, 3) float32, a description."""
     from pcseg.data.voxelize import voxelize
 
     try:
-        from data_prep import s3dis, synthetic
+        from pcseg.datasets import s3dis, synthetic
     except ImportError as e:  # pragma: no cover - fallback when data_prep is not ready
         pts, rgb = _planes_room()
         src = f"planes/boxes fallback room (data_prep unavailable: {e})"
@@ -241,7 +241,7 @@ def _room_scene(spacing: float) -> tuple[np.ndarray, np.ndarray, str]:
                 sid = s3dis.list_scenes(Path(tmp), "Area_1")[0]
             sc = s3dis.read_scene(Path(tmp), sid)
         pts, rgb = sc.coords, sc.feats
-        src = f"data_prep.synthetic S3DIS room {sid} (surface spacing {spacing} m, {len(pts):,} points)"
+        src = f"pcseg.datasets.synthetic S3DIS room {sid} (surface spacing {spacing} m, {len(pts):,} points)"
     v = voxelize(pts, 0.02, "test", feats=rgb)
     return v.voxel_coords.astype(np.int32), v.feats.astype(np.float32), src
 
@@ -251,7 +251,7 @@ def _kitti_scene(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
     from pcseg.data.voxelize import voxelize
 
     try:
-        from data_prep.semantickitti import read_bin
+        from pcseg.datasets.semantickitti import read_bin
         scan = read_bin(path)
     except ImportError:  # pragma: no cover
         scan = np.fromfile(path, dtype="<f4").reshape(-1, 4)
@@ -642,7 +642,7 @@ def bench_sparse(args: argparse.Namespace) -> dict[str, Any]:
 
     Cases: (a) 3x3x3 sub-manifold conv C -> C on ~``voxels_a`` voxels: kernel-map build,
     forward with the map cached, backward; (b) ``model`` forward + backward on a synthetic
-    S3DIS room at 2 cm (data_prep.synthetic -> data_prep.s3dis.read_scene ->
+    S3DIS room at 2 cm (pcseg.datasets.synthetic -> data_prep.s3dis.read_scene ->
     pcseg.data.voxelize); (c) the same on SemanticKITTI 00/000000 at 5 cm (skipped when
     absent). Every measurement runs in its own subprocess (clean peak memory). Returns the
     raw figures per case and configuration plus pcseg / peer ratios; the top-level

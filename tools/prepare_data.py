@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-import data_prep.s3dis
-import data_prep.scannet
-import data_prep.semantickitti
+import pcseg.datasets.s3dis
+import pcseg.datasets.scannet
+import pcseg.datasets.semantickitti
 from pcseg.data import processed
 from pcseg.data.classes import class_names as dataset_class_names
 from pcseg.data.weak_labels import (

@@ -73,7 +73,7 @@ def prepare_data_if_missing(cfg: Config) -> None:
     if not raw.exists():
         if cfg.data.synthetic is None:
             raise FileNotFoundError(f"data.raw {raw} does not exist")
-        from data_prep.synthetic import write_synthetic_s3dis
+        from pcseg.datasets.synthetic import write_synthetic_s3dis
 
         print(f"[train] generating synthetic raw data in {raw}")
         write_synthetic_s3dis(raw, **cfg.data.synthetic)

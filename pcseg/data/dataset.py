@@ -256,33 +256,6 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-#: batch key under which :func:`sparse_input` keeps the network input it built
-SPARSE_INPUT_KEY = "_sparse_input"
-
-
-def sparse_input(batch: dict[str, Any], device: torch.device | str | None = None) -> Any:
-    """The network input of a collated batch: ``pcseg.sparse.SparseTensor(coords (M,4) int32,
-    feats (M,C) float32)`` on ``device`` (default: the device of ``batch["feats"]``).
-
-    Built once per batch and kept in it under :data:`SPARSE_INPUT_KEY`, so every forward
-    pass over the same batch (the student, then U2PL's EMA teacher) shares one coordinate
-    manager and builds each kernel map once. ``KeyError`` names a missing key.
-    """
-    from pcseg.sparse import SparseTensor
-
-    for key in ("coords", "feats"):
-        if key not in batch:
-            raise KeyError(f"network input: batch has no {key!r} (keys: {sorted(batch)})")
-    dev = torch.device(device) if device is not None else batch["feats"].device
-    cached = batch.get(SPARSE_INPUT_KEY)
-    if cached is not None and cached.feats.device == dev:
-        return cached
-    x = SparseTensor(batch["coords"].to(device=dev, dtype=torch.int32),
-                     batch["feats"].to(device=dev, dtype=torch.float32))
-    batch[SPARSE_INPUT_KEY] = x
-    return x
-
-
 def _find_dataset(ds: Any) -> list[SegmentationDataset]:
     if isinstance(ds, SegmentationDataset):
         return [ds]

@@ -36,7 +36,8 @@ from tqdm import tqdm
 from pcseg.config import Config
 from pcseg.data import processed
 from pcseg.data.classes import SCANNET_NYU40_IDS
-from pcseg.data.dataset import collate, sparse_input
+from pcseg.data.dataset import collate
+from pcseg.models.inputs import sparse_input
 from pcseg.engine.checkpoint import load_checkpoint
 from pcseg.engine.data import batch_to_device, build_dataset
 from pcseg.engine.metrics import ConfusionMatrix, format_table, json_safe

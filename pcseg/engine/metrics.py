@@ -22,6 +22,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from pcseg.distributed import all_reduce_sum, is_distributed, reduce_device
+
 
 def confusion_matrix(
     pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor, num_classes: int
@@ -67,13 +69,11 @@ class ConfusionMatrix:
 
     def all_reduce(self) -> None:
         """Sum the matrix over the ranks of the default process group (no-op when not distributed)."""
-        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        if not is_distributed():
             return
         flat = np.concatenate([self.matrix.reshape(-1), self.gt_count])
-        backend = torch.distributed.get_backend()
-        device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
-        t = torch.from_numpy(flat).to(device=device, dtype=torch.float64)  # exact below 2**53
-        torch.distributed.all_reduce(t)
+        t = torch.from_numpy(flat).to(device=reduce_device(), dtype=torch.float64)  # exact below 2**53
+        all_reduce_sum(t)
         out = t.cpu().numpy().round().astype(np.int64)
         k = self.num_classes
         self.matrix = out[: k * k].reshape(k, k)

@@ -25,7 +25,7 @@ Design notes:
   otherwise overwrite every buffer (ERDA prototypes, U2PL queues) with rank 0's copy at
   each forward; a method keeps its own state consistent (ERDA all-reduces its class
   statistics). BatchNorm running statistics (network and method heads) are averaged
-  over ranks after every step instead (:func:`pcseg.engine.distributed.sync_buffers`).
+  over ranks after every step instead (:func:`pcseg.distributed.sync_buffers`).
 """
 from __future__ import annotations
 
@@ -44,8 +44,8 @@ from torch import nn
 from tqdm import tqdm
 
 from pcseg.config import Config, config_to_dict, save_config
-from pcseg.data.dataset import sparse_input
-from pcseg.engine import distributed as du
+from pcseg.models.inputs import sparse_input
+from pcseg import distributed as du
 from pcseg.engine.checkpoint import (
     get_rng_state, load_checkpoint, preserve_rng, save_checkpoint, set_rng_state,
 )

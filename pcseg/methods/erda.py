@@ -48,7 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pcseg.methods.base import Method
-from pcseg.methods.distributed import all_reduce_sum
+from pcseg.distributed import all_reduce_sum
 from pcseg.methods.supervised import (
     at_least_float32,
     check_inputs,

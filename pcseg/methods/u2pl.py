@@ -93,9 +93,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pcseg.data.dataset import sparse_input
+from pcseg.models.inputs import sparse_input
 from pcseg.methods.base import Method
-from pcseg.methods.distributed import get_world_size, is_distributed
+from pcseg.distributed import all_gather_rows
 from pcseg.methods.supervised import (
     at_least_float32,
     check_inputs,
@@ -272,29 +272,6 @@ def info_nce(
         neg = torch.einsum("ar,anr->an", a, n)
         logits = torch.cat([pos, neg], dim=1) / float(temperature)
         return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
-
-
-def all_gather_rows(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate the (n_r, C) tensors of every rank along dim 0, in rank order.
-
-    Row counts may differ between ranks (padded internally). Returns ``x`` itself when not
-    distributed. Every rank must call it (a collective).
-    """
-    if not is_distributed() or get_world_size() == 1:
-        return x
-    import torch.distributed as dist
-
-    world = get_world_size()
-    n = torch.tensor([x.shape[0]], device=x.device, dtype=torch.int64)
-    sizes = [torch.zeros_like(n) for _ in range(world)]
-    dist.all_gather(sizes, n)
-    sizes_i = [int(s.item()) for s in sizes]
-    max_n = max(sizes_i)
-    padded = x.new_zeros((max_n,) + tuple(x.shape[1:]))
-    padded[: x.shape[0]] = x
-    out = [torch.zeros_like(padded) for _ in range(world)]
-    dist.all_gather(out, padded)
-    return torch.cat([o[:s] for o, s in zip(out, sizes_i)], dim=0)
 
 
 def ema_decay_at(iteration: int, ema_decay: float, start: int = 0) -> float:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from data_prep.common import check_scene_name, expand_split, first_existing, warn
+from pcseg.datasets.common import check_scene_name, expand_split, first_existing, warn
 from pcseg.data.classes import SEMANTICKITTI_CLASSES
 from pcseg.data.scene import Scene
 

@@ -1,8 +1,14 @@
-"""Distributed-data-parallel helpers (``torchrun`` launches; gloo on CPU, nccl on CUDA).
+"""torch.distributed helpers for the engine, the methods and the metrics (one place).
 
-``torchrun --nproc_per_node N tools/train.py CONFIG`` sets ``RANK``, ``WORLD_SIZE``,
-``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; :func:`init_distributed` reads them.
-Without them everything runs in a single process and every helper here is a no-op.
+``torchrun --nproc_per_node N -m pcseg train CONFIG`` sets ``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``; :func:`init_distributed` reads them
+(gloo on CPU, nccl on CUDA). Without them everything runs in a single process and every
+helper here is a no-op, so callers can use them unconditionally.
+
+Collective calls must be made by EVERY rank in the same order: a method must call
+:func:`all_reduce_sum` on every step whether or not its local batch holds anything to
+reduce (e.g. ERDA reduces its class sums/counts even when a rank saw no labelled point),
+otherwise the ranks dead-lock.
 """
 from __future__ import annotations
 
@@ -14,8 +20,55 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from pcseg.methods.distributed import get_rank, get_world_size, is_distributed  # noqa: F401 (re-exported)
 
+def is_distributed() -> bool:
+    """True when torch.distributed is available and a process group is initialised."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_world_size() -> int:
+    """Number of ranks of the default process group (1 when not distributed)."""
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def get_rank() -> int:
+    """Rank of this process in the default process group (0 when not distributed)."""
+    return dist.get_rank() if is_distributed() else 0
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over all ranks IN PLACE and return it (unchanged when not distributed).
+
+    Args:
+        tensor: any dense tensor; with the NCCL backend it must live on the rank's CUDA
+            device, with gloo on CPU (or CUDA for float types). Same shape/dtype on all ranks.
+    Returns:
+        The same tensor object, now holding the element-wise sum over ranks.
+    """
+    if is_distributed() and get_world_size() > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def all_gather_rows(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate the (n_r, C) tensors of every rank along dim 0, in rank order.
+
+    Row counts may differ between ranks (padded internally). Returns ``x`` itself when not
+    distributed. Every rank must call it (a collective).
+    """
+    if not is_distributed() or get_world_size() == 1:
+        return x
+    world = get_world_size()
+    n = torch.tensor([x.shape[0]], device=x.device, dtype=torch.int64)
+    sizes = [torch.zeros_like(n) for _ in range(world)]
+    dist.all_gather(sizes, n)
+    sizes_i = [int(s.item()) for s in sizes]
+    max_n = max(sizes_i)
+    padded = x.new_zeros((max_n,) + tuple(x.shape[1:]))
+    padded[: x.shape[0]] = x
+    out = [torch.zeros_like(padded) for _ in range(world)]
+    dist.all_gather(out, padded)
+    return torch.cat([o[:s] for o, s in zip(out, sizes_i)], dim=0)
 
 
 def is_main_process() -> bool:
@@ -23,7 +76,7 @@ def is_main_process() -> bool:
     return get_rank() == 0
 
 
-#: collective timeout: rank 0 may prepare a whole raw dataset (tools/prepare_data.py) while
+#: collective timeout: rank 0 may prepare a whole raw dataset (pcseg prepare) while
 #: the other ranks wait in a barrier, far longer than torch's 10-minute nccl default
 COLLECTIVE_TIMEOUT = timedelta(hours=3)
 
@@ -61,7 +114,8 @@ def barrier() -> None:
         dist.barrier()
 
 
-def _reduce_device() -> torch.device:
+def reduce_device() -> torch.device:
+    """Device of reduction buffers: the current CUDA device under nccl, else the CPU."""
     if is_distributed() and dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
@@ -82,7 +136,7 @@ def sync_buffers(module: nn.Module) -> None:
     bufs = [b for b in module.buffers()]
     if not bufs:
         return
-    dev = _reduce_device()
+    dev = reduce_device()
     floats = [b for b in bufs if b.is_floating_point()]
     others = [b for b in bufs if not b.is_floating_point()]
     world = get_world_size()
@@ -106,7 +160,7 @@ def all_reduce_mean(values: dict[str, float]) -> dict[str, float]:
     if not is_distributed() or not values:
         return dict(values)
     keys = sorted(values)
-    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=_reduce_device())
+    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=reduce_device())
     dist.all_reduce(t)
     t /= get_world_size()
     return {k: float(v) for k, v in zip(keys, t.cpu().tolist())}

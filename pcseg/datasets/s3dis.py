@@ -42,7 +42,7 @@ from typing import Literal
 
 import numpy as np
 
-from data_prep.common import check_scene_name, expand_split, natural_key, warn
+from pcseg.datasets.common import check_scene_name, expand_split, natural_key, warn
 from pcseg.data.classes import S3DIS_CLASSES
 from pcseg.data.scene import Scene
 

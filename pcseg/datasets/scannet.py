@@ -36,7 +36,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from data_prep.common import check_scene_name, expand_split, first_existing, warn
+from pcseg.datasets.common import check_scene_name, expand_split, first_existing, warn
 from pcseg.data.classes import SCANNET_NYU40_IDS
 from pcseg.data.scene import Scene
 

@@ -1,0 +1,371 @@
+"""Raw dataset folder -> processed folder (docs/ARCHITECTURE.md section 2) + weak-label index files.
+
+Every scene of the requested splits (default: all splits the reader defines) is read with
+``pcseg/datasets/<dataset>.py``, written to ``OUT/scenes/`` and its weak labels drawn for
+every label spec into ``OUT/labels/<spec>/``. Weak labels are drawn on the voxelized cloud
+at ``voxel_size`` (the dataset default unless given; 0 = raw points), seeded by
+(seed, scene name, spec) so they do not depend on worker count or order.
+
+Resumable: a scene whose files all exist is skipped (``overwrite`` redoes it); a scene
+whose data exists but lacks a spec only gets the missing labels. Every file is written
+atomically. A scene that fails is reported (scene id + error) and skipped; the exit code
+is non-zero only when every scene failed. The run ends with a summary, printed and
+written to ``OUT/summary.json``.
+
+Entry points: :func:`prepare_dataset` (``pcseg prepare``) and :func:`prepare_if_missing`
+(``pcseg train`` before training, on rank 0).
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import sys
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from pcseg.config import Config
+from pcseg.data import processed
+from pcseg.data.classes import class_names as dataset_class_names
+from pcseg.data.weak_labels import (
+    candidate_points,
+    load_limited_annotation,
+    parse_spec,
+    sample_weak_labels,
+)
+from pcseg.datasets import READERS
+from pcseg.datasets.synthetic import write_synthetic_s3dis
+from pcseg.utils.io import atomic_write_json
+
+DEFAULT_VOXEL_SIZE: dict[str, float] = {"s3dis": 0.05, "scannet": 0.02, "semantickitti": 0.05}
+
+
+class PrepareError(ValueError):
+    """A prepare run that cannot start or whose every scene failed (the message says why)."""
+
+
+@dataclass
+class PrepareOptions:
+    """What :func:`prepare_dataset` does (the fields of ``pcseg prepare``).
+
+    ``voxel_size`` in metres (None = dataset default, 0 = sample weak labels on raw points);
+    ``labels``: weak-label specs (grammar in pcseg/data/weak_labels.py); ``splits``: None =
+    every split the reader defines; ``limited_annotation``: official index files, each
+    becoming spec ``import:<stem>``.
+    """
+
+    dataset: str
+    raw: Path
+    out: Path
+    splits: list[str] | None = None
+    voxel_size: float | None = None
+    labels: list[str] = field(default_factory=list)
+    seed: int = 0
+    workers: int = 1
+    overwrite: bool = False
+    trust_pickle: bool = False
+    limited_annotation: list[Path] = field(default_factory=list)
+
+
+def _default_splits(reader: ModuleType) -> list[str]:
+    return [str(s) for s in getattr(reader, "SPLITS", {"all": None})]
+
+
+def list_split_scenes(reader: ModuleType, raw: Path, splits: list[str] | None) -> dict[str, list[str]]:
+    """{split: scene ids}. With ``splits=None`` every split the reader defines; a default split
+    the raw folder lacks (listing raises or is empty) is left out with a note on stderr."""
+    explicit = splits is not None
+    out: dict[str, list[str]] = {}
+    notes: list[str] = []
+    for split in (splits if explicit else _default_splits(reader)):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                ids = [str(i) for i in reader.list_scenes(raw, split)]
+            except (ValueError, FileNotFoundError, OSError) as e:
+                if explicit:
+                    raise ValueError(f"cannot list split {split!r} of {raw}: {e}") from e
+                notes.append(f"split {split!r} skipped: {e}")
+                continue
+        notes.extend(str(w.message) for w in caught)
+        if ids or explicit:
+            out[split] = ids
+    for note in dict.fromkeys(notes):
+        print(f"note: {note}", file=sys.stderr)
+    return out
+
+
+def process_scene(job: dict[str, Any]) -> dict[str, Any]:
+    """Read (or reload), write and label one scene. Never raises: returns
+    ``{"scene", "status": "done"|"skipped"|"failed", "error", "warnings", "points", "seconds"}``."""
+    t0 = time.perf_counter()
+    sid = job["scene"]
+    out = Path(job["out"])
+    specs: list[str] = job["specs"]
+    res: dict[str, Any] = {"scene": sid, "status": "done", "error": None, "warnings": [], "points": 0}
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            have_scene = (not job["overwrite"]
+                          and processed.scene_npz_path(out, sid).is_file()
+                          and processed.scene_json_path(out, sid).is_file())
+            if have_scene:
+                todo = [s for s in specs if not processed.labels_path(out, s, sid).is_file()]
+                if not todo:
+                    res["status"] = "skipped"
+                    return res
+                scene = processed.read_scene(out, sid)
+            else:
+                reader = READERS[job["dataset"]]
+                scene = reader.read_scene(Path(job["raw"]), sid)
+                if scene.name != sid:
+                    raise ValueError(f"reader returned scene named {scene.name!r} for id {sid!r}")
+                processed.write_scene(out, scene, job["class_names"])
+                todo = list(specs)
+            res["points"] = scene.num_points
+            cand = None  # candidate pool shared by the sampled specs of this scene
+            for spec in todo:
+                if spec in job["imported"]:
+                    idx = job["imported"][spec]
+                    idx = np.zeros(0, dtype=np.int64) if idx is None else idx
+                    if idx.size and idx[-1] >= scene.num_points:
+                        raise ValueError(f"{spec}: index {int(idx[-1])} out of range for "
+                                         f"{scene.num_points} points")
+                else:
+                    vs = job["voxel_size"] or None
+                    if cand is None:
+                        cand = candidate_points(scene, job["seed"], vs)
+                    idx = sample_weak_labels(scene, spec, job["seed"], vs, candidates=cand)
+                processed.write_labels(out, spec, sid, idx)
+        res["warnings"] = [str(w.message) for w in caught]
+    except Exception as e:  # one bad scene must not stop the run
+        res.update(status="failed", error=f"{type(e).__name__}: {e}",
+                   traceback=traceback.format_exc(limit=3))
+    res["seconds"] = time.perf_counter() - t0
+    return res
+
+
+def build_summary(out: Path, meta: dict[str, Any], scene_ids: list[str], failures: list[dict],
+                  warn_list: list[str], stats: dict[str, Any]) -> dict[str, Any]:
+    """Summary over every successfully processed scene of this run's splits."""
+    names = list(meta["class_names"])
+    hist = np.zeros(len(names), dtype=np.int64)
+    failed = {f["scene"] for f in failures}
+    points = 0
+    spec_counts = {s: 0 for s in meta["label_specs_run"]}
+    n_ok = 0
+    for sid in scene_ids:
+        if sid in failed:
+            continue
+        info = processed.read_scene_info(out, sid)
+        n_ok += 1
+        points += int(info["num_points"])
+        hist += np.asarray(info["class_counts"], dtype=np.int64)
+        for s in spec_counts:
+            arr = np.load(processed.labels_path(out, s, sid), mmap_mode="r")
+            spec_counts[s] += int(arr.shape[0])
+    labelled = int(hist.sum())
+    return {
+        "dataset": meta["dataset"],
+        "out": str(out),
+        "voxel_size": meta["voxel_size"],
+        "seed": meta["seed"],
+        "splits": {k: len(v) for k, v in meta["splits_run"].items()},
+        "scenes": n_ok,
+        "scenes_total": len(scene_ids),
+        "points": points,
+        "labelled_points": labelled,
+        "class_histogram": {n: int(c) for n, c in zip(names, hist)},
+        "label_specs": {
+            s: {
+                "labelled": c,
+                "pct_of_points": 100.0 * c / points if points else 0.0,
+                "pct_of_labelled_points": 100.0 * c / labelled if labelled else 0.0,
+            }
+            for s, c in spec_counts.items()
+        },
+        "failures": failures,
+        "warnings": warn_list,
+        **stats,
+    }
+
+
+def merge_meta(out: Path, opts: PrepareOptions, class_names: list[str], voxel_size: float,
+               splits: dict[str, list[str]], specs: list[str]) -> dict[str, Any]:
+    """The ``meta.json`` of ``out`` after this run: this run's splits and specs merged into the
+    existing file's. Raises :class:`PrepareError` when the existing file disagrees on the
+    dataset, voxel size, seed or class names (unless ``opts.overwrite``)."""
+    meta = {"dataset": opts.dataset, "class_names": class_names, "voxel_size": voxel_size,
+            "splits": dict(splits), "label_specs": list(specs), "seed": opts.seed}
+    if (out / "meta.json").is_file() and not opts.overwrite:
+        old = processed.read_meta(out)
+        for key in ("dataset", "voxel_size", "seed", "class_names"):
+            if old[key] != meta[key]:
+                raise PrepareError(
+                    f"{out / 'meta.json'} has {key}={old[key]!r}, this run uses {meta[key]!r}; "
+                    "use another --out or --overwrite"
+                )
+        merged_splits = dict(old["splits"])
+        merged_splits.update(splits)
+        meta["splits"] = merged_splits
+        meta["label_specs"] = list(dict.fromkeys(list(old["label_specs"]) + list(specs)))
+    return meta
+
+
+def prepare_dataset(opts: PrepareOptions) -> dict[str, Any]:
+    """Convert ``opts.raw`` into the processed folder ``opts.out``; returns the summary (also
+    printed and written to ``OUT/summary.json``). Raises :class:`PrepareError` when nothing
+    can be prepared (no scenes, unknown imported spec, meta mismatch) or every scene failed."""
+    t_start = time.perf_counter()
+    reader = READERS[opts.dataset]
+    out = Path(opts.out)
+    raw = Path(opts.raw)
+    voxel_size = DEFAULT_VOXEL_SIZE[opts.dataset] if opts.voxel_size is None else float(opts.voxel_size)
+    class_names = list(dataset_class_names(opts.dataset))
+    specs, imported = _label_specs(opts)
+    try:
+        splits = list_split_scenes(reader, raw, opts.splits)
+    except ValueError as e:
+        raise PrepareError(str(e)) from e
+    scene_ids = list(dict.fromkeys(i for ids in splits.values() for i in ids))
+    if not scene_ids:
+        raise PrepareError(f"no scenes found in {raw} for splits {opts.splits or 'all'}")
+    for name, mapping in imported.items():
+        unknown = sorted(set(mapping) - set(scene_ids))
+        if unknown:
+            print(f"note: {name}: {len(unknown)} scene(s) of the file are not processed here "
+                  f"(first: {unknown[0]})", file=sys.stderr)
+
+    out.mkdir(parents=True, exist_ok=True)
+    meta = merge_meta(out, opts, class_names, voxel_size, splits, specs)
+    processed.write_meta(out, meta)
+    jobs = [
+        {"scene": sid, "dataset": opts.dataset, "raw": str(raw), "out": str(out), "specs": specs,
+         "seed": opts.seed, "voxel_size": voxel_size, "overwrite": opts.overwrite,
+         "class_names": class_names,
+         "imported": {n: m.get(sid) for n, m in imported.items()}}
+        for sid in scene_ids
+    ]
+    results = _run_jobs(jobs, opts.workers, f"prepare {opts.dataset}")
+    summary = _summarise(out, meta, specs, splits, scene_ids, results, opts.workers,
+                         time.perf_counter() - t_start)
+    atomic_write_json(out / "summary.json", summary)
+    print_summary(summary)
+    if summary["failed"] == len(scene_ids):
+        raise PrepareError(f"every scene of {raw} failed ({len(scene_ids)}); see the list above")
+    return summary
+
+
+def _label_specs(opts: PrepareOptions) -> tuple[list[str], dict[str, dict[str, np.ndarray]]]:
+    """(normalised spec names incl. imported ones, {import spec: {scene: indices}})."""
+    specs = [parse_spec(s).name for s in opts.labels]
+    imported: dict[str, dict[str, np.ndarray]] = {}
+    for f in opts.limited_annotation:
+        name = parse_spec(f"import:{Path(f).stem}").name
+        imported[name] = load_limited_annotation(Path(f), trusted=opts.trust_pickle)
+        if name not in specs:
+            specs.append(name)
+    missing = [s for s in specs if parse_spec(s).kind == "import" and s not in imported]
+    if missing:
+        raise PrepareError(f"label spec(s) {missing} are imported: pass the file with --limited-annotation")
+    return specs, imported
+
+
+def _run_jobs(jobs: list[dict[str, Any]], workers: int, desc: str) -> list[dict[str, Any]]:
+    """Run :func:`process_scene` over ``jobs`` (in-process or in a pool), reporting each failure."""
+    results: list[dict[str, Any]] = []
+    bar = tqdm(total=len(jobs), desc=desc, unit="scene", dynamic_ncols=True)
+
+    def handle(r: dict[str, Any]) -> None:
+        results.append(r)
+        if r["status"] == "failed":
+            bar.write(f"FAILED {r['scene']}: {r['error']}")
+        for w in r["warnings"]:
+            bar.write(f"warning ({r['scene']}): {w}")
+        bar.update(1)
+
+    if workers == 1:
+        for job in jobs:
+            handle(process_scene(job))
+    else:
+        with mp.Pool(processes=workers) as pool:
+            for r in pool.imap_unordered(process_scene, jobs, chunksize=1):
+                handle(r)
+    bar.close()
+    return results
+
+
+def _summarise(out: Path, meta: dict[str, Any], specs: list[str], splits: dict[str, list[str]],
+               scene_ids: list[str], results: list[dict[str, Any]], workers: int,
+               seconds: float) -> dict[str, Any]:
+    failures = sorted(({"scene": r["scene"], "error": r["error"]} for r in results
+                       if r["status"] == "failed"), key=lambda f: f["scene"])
+    warn_list = [f"{r['scene']}: {w}" for r in results for w in r["warnings"]]
+    done = [r for r in results if r["status"] == "done"]
+    new_points = sum(r["points"] for r in done)
+    stats = {
+        "processed": len(done),
+        "skipped": sum(r["status"] == "skipped" for r in results),
+        "failed": len(failures),
+        "seconds": round(seconds, 3),
+        "points_processed": new_points,
+        "points_per_second": new_points / seconds if seconds > 0 else 0.0,
+        "workers": workers,
+    }
+    return build_summary(out, {**meta, "label_specs_run": specs, "splits_run": splits},
+                         scene_ids, failures, warn_list, stats)
+
+
+def print_summary(s: dict[str, Any]) -> None:
+    """Print a prepare summary (see :func:`build_summary`)."""
+    print(f"\n{s['dataset']}: {s['scenes']}/{s['scenes_total']} scenes, {s['points']:,} points "
+          f"({s['labelled_points']:,} labelled); processed {s['processed']}, skipped {s['skipped']}, "
+          f"failed {s['failed']} in {s['seconds']:.1f}s ({s['points_per_second']:,.0f} points/s)")
+    for name, c in s["class_histogram"].items():
+        print(f"  {name:>16s} {c:>12,d}")
+    for spec, d in s["label_specs"].items():
+        print(f"  labels {spec:>10s}: {d['labelled']:>10,d} points = {d['pct_of_points']:.4f}% of points, "
+              f"{d['pct_of_labelled_points']:.4f}% of labelled points")
+    if s["failures"]:
+        print(f"FAILED scenes ({len(s['failures'])}):")
+        for f in s["failures"]:
+            print(f"  {f['scene']}: {f['error']}")
+
+
+def _labels_ready(root: Path, spec: str) -> bool:
+    if parse_spec(spec).name == "full":
+        return True
+    d = processed.labels_path(root, spec, "x").parent
+    return d.is_dir() and any(d.iterdir())
+
+
+def prepare_if_missing(cfg: Config) -> None:
+    """Create ``data.root`` (and the train label spec) when missing; see the module docstring.
+
+    Raises FileNotFoundError naming what is missing when nothing can be prepared.
+    """
+    root = Path(cfg.data.root)
+    specs = list(dict.fromkeys([cfg.data.label_spec, *cfg.data.prepare_specs]))
+    if (root / "meta.json").is_file() and all(_labels_ready(root, s) for s in specs):
+        return
+    if cfg.data.raw is None:
+        raise FileNotFoundError(
+            f"data.root {root} has no processed data (meta.json) or lacks label spec(s) {specs}; "
+            f"run `pcseg prepare` or set data.raw"
+        )
+    raw = Path(cfg.data.raw)
+    if not raw.exists():
+        if cfg.data.synthetic is None:
+            raise FileNotFoundError(f"data.raw {raw} does not exist")
+        print(f"[train] generating synthetic raw data in {raw}")
+        write_synthetic_s3dis(raw, **cfg.data.synthetic)
+    opts = PrepareOptions(dataset=cfg.data.dataset, raw=raw, out=root, voxel_size=cfg.data.voxel_size,
+                          seed=0, labels=specs, splits=list(cfg.data.prepare_splits) or None)
+    print(f"[train] preparing {root} from {raw} (labels {specs})")
+    prepare_dataset(opts)
