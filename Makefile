@@ -17,7 +17,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml tools/install_system_deps.sh
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e ".[dev]"
+	$(PIP) install --quiet -e ".[viz,dev]"
 	bash tools/install_system_deps.sh
 	$(PY) -c "import torch, open3d, pcseg; print('pcseg ready: torch', torch.__version__, '| open3d', open3d.__version__)"
 	@touch $(STAMP)
@@ -31,7 +31,7 @@ test-slow: $(STAMP)
 # OMP_WAIT_POLICY=PASSIVE: OpenMP threads sleep instead of spinning between the many short
 # parallel regions of sparse convolution; on a busy machine spinning threads slowed training >10x.
 demo: $(STAMP)
-	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(PY) tools/demo.py --out $(DEMO_OUT)
+	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(PY) -m pcseg demo --out $(DEMO_OUT)
 
 benchmark: $(STAMP)
 	$(PY) tools/benchmark.py sparse --amp bf16 --json bench_sparse.json

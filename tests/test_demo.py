@@ -1,21 +1,16 @@
-"""The end-to-end demo driver (tools/demo.py) on a tiny budget: every stage runs for real."""
-import importlib.util
+"""The end-to-end demo (pcseg.workflows.demo, `pcseg demo`) on a tiny budget: every stage runs
+for real."""
 import json
 
-from conftest import REPO
+import pytest
+
+from pcseg.workflows.demo import run_demo
 
 
-def _demo():
-    spec = importlib.util.spec_from_file_location("pcseg_tools_demo", REPO / "tools" / "demo.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
+@pytest.mark.integration
 def test_demo_end_to_end_tiny(tmp_path, capsys):
     out = tmp_path / "demo"
-    res = _demo().main([
-        "--out", str(out), "--methods", "supervised,erda", "--set",
+    res = run_demo(out, ["supervised", "erda"], 0, [
         f"data.root={tmp_path / 'processed'}", f"data.raw={tmp_path / 'raw'}",
         "data.synthetic={num_areas: 3, rooms_per_area: 1, seed: 0, spacing: 0.1}",
         "data.max_voxels=1500", "train.iterations=6", "train.val_every=6", "train.log_every=2",

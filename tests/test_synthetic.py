@@ -10,6 +10,7 @@ import pytest
 import yaml
 from plyfile import PlyData
 
+from pcseg.cli.main import main
 from pcseg.datasets import s3dis, scannet, semantickitti, synthetic
 from pcseg.data.classes import S3DIS_CLASSES
 
@@ -83,10 +84,15 @@ def test_write_synthetic_s3dis_layout_and_determinism(tmp_path):
     assert boxes[0][1] < boxes[1][0] or boxes[1][1] < boxes[0][0]
 
 
-def test_s3dis_cli_with_damage(tmp_path):
-    assert synthetic.main(["s3dis", "--out", str(tmp_path), "--areas", "1", "--rooms-per-area", "1",
-                           "--spacing", "0.3", "--damage", "--seed", "1"]) == 0
+def test_s3dis_cli_then_damage(tmp_path):
+    from faults import inject_s3dis_damage
+    from pcseg.cli.main import main
+
+    assert main(["synthetic", "s3dis", "--out", str(tmp_path), "--areas", "1",
+                 "--rooms-per-area", "1", "--spacing", "0.3", "--seed", "1"]) == 0
     ann = tmp_path / "Area_1" / "office_1" / "Annotations"
+    assert not (ann / ".DS_Store").exists()
+    inject_s3dis_damage(ann.parent)
     assert (ann / ".DS_Store").is_file() and (ann / "wall_1 (1).txt").is_file()
     assert b"\x00" in (ann / "ceiling_1.txt").read_bytes() and b"\x10" in (ann / "floor_1.txt").read_bytes()
 
@@ -131,14 +137,14 @@ def test_write_synthetic_semantickitti(tmp_path):
     assert (seq / "00" / "labels" / "000001.label").is_file() and not (seq / "11" / "labels").exists()
     n = (seq / "00" / "velodyne" / "000000.bin").stat().st_size // 16
     assert (seq / "00" / "labels" / "000000.label").stat().st_size == 4 * n
-    # generated yaml: official structure (compared with the real file in test_data_prep_semantickitti)
+    # generated yaml: official structure (compared with the real file in test_datasets_semantickitti)
     ours = yaml.safe_load((root / "semantic-kitti.yaml").read_text())
     assert set(ours) == {"labels", "color_map", "learning_map", "learning_map_inv", "learning_ignore", "split"}
     assert ours["learning_map"][255] == 8 and ours["learning_map_inv"][8] == 32 and ours["split"]["valid"] == [8]
     assert semantickitti.list_scenes(root, "00") == ["00_000000", "00_000001"]
     s = semantickitti.read_scene(root, "00_000001")
     assert s.num_points == (seq / "00" / "velodyne" / "000001.bin").stat().st_size // 16
-    assert synthetic.main(["semantickitti", "--out", str(tmp_path / "cli"), "--sequences", "08",
+    assert main(["synthetic", "semantickitti", "--out", str(tmp_path / "cli"), "--sequences", "08",
                            "--scans", "1", "--azimuth-steps", "32"]) == 0
     assert (tmp_path / "cli" / "dataset" / "sequences" / "08" / "labels" / "000000.label").is_file()
 
@@ -168,4 +174,4 @@ def test_write_synthetic_scannet(tmp_path, ending):
     assert scannet.read_label_map(root / "scannetv2-labels.combined.tsv")["office chair"] == 5
     with pytest.raises(ValueError, match="line_ending"):
         synthetic.write_scannet_label_tsv(tmp_path / "x.tsv", "\r")
-    assert synthetic.main(["scannet", "--out", str(tmp_path / "cli")]) == 0
+    assert main(["synthetic", "scannet", "--out", str(tmp_path / "cli")]) == 0

@@ -6,7 +6,6 @@ a chair seat with known S3DIS classes.
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import select
 import shutil
@@ -28,7 +27,7 @@ from pcseg.viz.data import ViewData, load_view_data, open_source
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
-TOOL = REPO / "tools" / "visualize.py"
+VIEW = ["-m", "pcseg", "view"]  # the `pcseg view` command, run as a child process
 CLS = {n: i for i, n in enumerate(S3DIS_CLASSES)}
 PRESENT_TOP = ("floor", "wall", "table", "chair")  # ceiling is hidden in top views
 
@@ -97,7 +96,7 @@ def room(tmp_path: Path) -> dict:
 def _run_tool(args: list[str], timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
     e = dict(os.environ if env is None else env)
     e.setdefault("PYTHONPATH", str(REPO))
-    return subprocess.run([PY, str(TOOL), *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([PY, *VIEW, *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env=e, cwd=REPO)
 
 
@@ -330,17 +329,16 @@ def test_export_ply_round_trip(tmp_path: Path, room: dict):
     with pytest.raises(ValueError, match="colors must be"):
         export_ply(tmp_path / "c.ply", xyz, rgb[:3])
     # CLI: --export-ply --mode pred writes palette[pred] and the pred labels
-    spec = importlib.util.spec_from_file_location("visualize_cli", TOOL)
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
-    assert cli.main([str(room["run"]), "--scene", "room_1", "--export-ply", str(tmp_path / "p.ply"),
+    from pcseg.cli.main import main
+
+    assert main(["view", str(room["run"]), "--scene", "room_1", "--export-ply", str(tmp_path / "p.ply"),
                      "--mode", "pred"]) == 0
     vert = PlyData.read(str(tmp_path / "p.ply"))["vertex"]
     pred = room["scenes"]["room_1"]["pred"]
     np.testing.assert_array_equal(vert["label"], pred)
     np.testing.assert_array_equal(np.stack([vert["red"], vert["green"], vert["blue"]], 1),
                                   P.get_palette("s3dis")[pred])
-    assert cli.main([str(room["proc"]), "--export-ply", str(tmp_path / "q.ply"), "--mode", "pred"]) == 1
+    assert main(["view", str(room["proc"]), "--export-ply", str(tmp_path / "q.ply"), "--mode", "pred"]) == 1
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -565,7 +563,7 @@ def test_viewer_keys_under_xvfb(room: dict, tmp_path: Path):
         env["DISPLAY"] = f":{int(num.strip())}"
         shots = tmp_path / "shots"
         log = open(tmp_path / "viewer.log", "w")
-        viewer = subprocess.Popen([PY, str(TOOL), str(room["run"]), "--scene", "room_1", "--screenshot-dir",
+        viewer = subprocess.Popen([PY, *VIEW, str(room["run"]), "--scene", "room_1", "--screenshot-dir",
                                    str(shots), "--exit-after", "90", "--point-size", "4"],
                                   env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
                                   start_new_session=True)

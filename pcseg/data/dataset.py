@@ -47,7 +47,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
     """Scenes of one split of a processed folder, as voxelized samples.
 
     Args:
-        root: processed folder (``tools/prepare_data.py --out``).
+        root: processed folder (``pcseg prepare --out``).
         split: split name in meta.json (e.g. 'train', 'val', 'Area_5'), 'all', or a list.
         label_spec: weak-label spec whose indices (``labels/<spec>/``) define
             ``weak_labels``; 'full' = every labelled point (its file if present, else

@@ -4,7 +4,7 @@
 OUT/
   meta.json                     {"dataset", "class_names", "voxel_size", "splits": {split: [ids]},
                                  "label_specs": [...], "seed"}
-  summary.json                  written by tools/prepare_data.py
+  summary.json                  written by pcseg prepare
   scenes/<scene_id>.npz         coords float32 (N,3), feats float32 (N,C), semantic int64 (N,),
                                 instance int64 (N,)
   scenes/<scene_id>.json        {"name", "dataset", "class_names", "source", "num_points",
@@ -170,7 +170,7 @@ def read_labels(out: str | Path, spec: str | LabelSpec, scene_id: str,
     """
     path = labels_path(out, spec, scene_id)
     if not path.is_file():
-        raise ValueError(f"label file {path} does not exist (run tools/prepare_data.py --labels {spec})")
+        raise ValueError(f"label file {path} does not exist (run pcseg prepare --labels {spec})")
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:

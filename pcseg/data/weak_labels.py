@@ -19,7 +19,7 @@ Spec grammar (``parse_spec``; ``%`` may also be written ``pct``):
     ``import:NAME``  indices imported from a file (e.g. the official ScanNet
                  limited-annotation ``points200``); see :func:`import_indices`.
 
-Sampling level: by default callers (``tools/prepare_data.py``) pass the dataset's voxel
+Sampling level: by default callers (``pcseg prepare``) pass the dataset's voxel
 size, and sampling happens on the *voxelized* cloud, as in ERDA which samples on the
 sub-sampled cloud: the labelled points of the scene are grid-sampled at ``voxel_size``
 with one random representative point per voxel, the counts ``n_k`` / ``n`` are voxel
@@ -184,7 +184,7 @@ def sample_weak_labels(
         seed: global seed; the draw is seeded by (seed, scene.name, spec).
         voxel_size: metres; sample on the voxelized labelled cloud (one random point per
             voxel, counts are voxel counts, as ERDA). None or 0 = raw points.
-            ``tools/prepare_data.py`` passes the dataset's voxel size by default.
+            ``pcseg prepare`` passes the dataset's voxel size by default.
         candidates: optional precomputed ``candidate_points(scene, seed, voxel_size)``
             (saves re-voxelizing when drawing several specs for one scene).
 

@@ -166,10 +166,10 @@ def _check_mode(view: "ViewData", mode: str) -> None:
         "gt": [("semantic", has_gt, "the scene has no ground-truth labels")],
         "weak": [("labelled", view.labelled is not None,
                   "no weak-label spec loaded (pass --labels SPEC, e.g. 1%)")],
-        "pred": [("pred", view.pred is not None, "no predictions (open a run folder after tools/test.py)")],
+        "pred": [("pred", view.pred is not None, "no predictions (open a run folder after pcseg test)")],
         "pseudo": [("pseudo", view.pseudo is not None and bool((view.pseudo >= 0).any()),
                     "the method produced no pseudo-labels (all -1)" if view.pseudo is not None
-                    else "no predictions (open a run folder after tools/test.py)")],
+                    else "no predictions (open a run folder after pcseg test)")],
         "confidence": [("confidence", view.confidence is not None, "no confidence in the predictions")],
         "entropy": [("entropy", view.entropy is not None, "no entropy in the predictions")],
         "error": [("pred", view.pred is not None, "no predictions"),

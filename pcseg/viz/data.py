@@ -289,7 +289,7 @@ def open_source(path: str | os.PathLike, label_spec: str | None = None,
         if not scenes:
             import warnings
 
-            warnings.warn(f"no predictions in {pred_dir} (run tools/test.py); showing the "
+            warnings.warn(f"no predictions in {pred_dir} (run pcseg test); showing the "
                           f"processed scenes of {processed} without predictions")
             return ViewSource(processed, _scene_ids(processed / "scenes"),
                               str(spec) if spec else None, None, kitti)

@@ -33,8 +33,8 @@ HELP = ("keys: " + ", ".join(f"{k} {m}" for k, m in MODE_KEYS.items())
         + " | N/P next/previous scene | V camera iso/top/front/side | C hide/show ceiling"
         " | S screenshot | H/L legend+help | Q/Esc quit")
 NO_DISPLAY_HINT = ("render a PNG instead, e.g.\n"
-                   "  tools/visualize.py PATH --render out.png --modes gt,weak,pred,error --view top\n"
-                   "or run under a virtual display: xvfb-run -s '-screen 0 1280x1024x24' tools/visualize.py PATH")
+                   "  pcseg view PATH --render out.png --modes gt,weak,pred,error --view top\n"
+                   "or run under a virtual display: xvfb-run -s '-screen 0 1280x1024x24' pcseg view PATH")
 
 
 def display_problem(env: dict[str, str] | None = None) -> str | None:

@@ -1,16 +1,15 @@
-#!/usr/bin/env python
-"""Look at scans: interactive viewer, headless PNG panels, PLY export, training curves.
+"""``pcseg view PATH``: look at scans: interactive viewer, headless PNG panels, PLY export, training curves.
 
-PATH is a processed folder (tools/prepare_data.py output), one processed scene
+PATH is a processed folder (``pcseg prepare`` output), one processed scene
 (OUT/scenes/<id>.npz) or a run folder (config.yaml -> data.root; predictions in
 test/predictions/).
 
-  visualize.py PATH [--scene NAME] [--labels 1%]                       interactive viewer
-  visualize.py PATH --render out.png --modes gt,weak,pred,error --view top
-  visualize.py PATH --render out_dir/ --all-scenes --modes gt,pred   one PNG per scene
-  visualize.py PATH --export-ply out.ply --mode pred
-  visualize.py RUN  --curves curves.png
-  visualize.py PATH --list | --legend
+  pcseg view PATH [--scene NAME] [--labels 1%]                       interactive viewer
+  pcseg view PATH --render out.png --modes gt,weak,pred,error --view top
+  pcseg view PATH --render out_dir/ --all-scenes --modes gt,pred   one PNG per scene
+  pcseg view PATH --export-ply out.ply --mode pred
+  pcseg view RUN  --curves curves.png
+  pcseg view PATH --list | --legend
 
 Viewer keys: 1 rgb, 2 gt, 3 weak, 4 pred, 5 pseudo, 6 confidence, 7 entropy, 8 error,
 9 pseudo_error, N/P next/previous scene, V camera iso/top/front/side, C hide/show ceiling,
@@ -23,6 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,9 +45,10 @@ def _background(text: str) -> tuple[float, float, float]:
     return tuple(float(p) for p in parts)  # type: ignore[return-value]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command-line interface."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``view`` subcommand."""
+    p = sub.add_parser("view", help="viewer, headless PNG panels, PLY export, training curves",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("path", type=Path, help="processed folder, processed scene .npz, or run folder")
     p.add_argument("--scene", help="scene id (default: the first)")
     p.add_argument("--labels", help="weak-label spec to show, e.g. 1%% (default: the run's)")
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smooth", type=float, default=0.0, help="--curves: EMA smoothing in [0, 1)")
     p.add_argument("--screenshot-dir", type=Path, default=Path("."), help="viewer: where S saves PNGs")
     p.add_argument("--exit-after", type=float, default=None, help=argparse.SUPPRESS)  # test hook
-    return p
+    p.set_defaults(run=run)
 
 
 def _default_modes(view) -> list[str]:
@@ -86,9 +87,8 @@ def _default_modes(view) -> list[str]:
     return [m for m in preferred if m in avail]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit status."""
-    args = build_parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+    """Run the view command; returns the exit status (0 ok, 1 bad input, 2 usage / no display)."""
     try:
         if args.curves is not None:
             from pcseg.viz.curves import plot_curves
@@ -98,12 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         source = open_source(args.path, args.labels, args.kitti_yaml)
         if args.list:
-            print(f"processed: {source.processed}" + (f"\nrun: {source.run_dir}" if source.run_dir else "")
-                  + f"\nlabel spec: {source.label_spec or 'none'}")
-            for name in source.scenes:
-                view = source.load(name)
-                print(f"{name}\t{view.num_points:,d} points\tmodes: {','.join(available_modes(view))}")
-            return 0
+            return _list(source)
         if args.legend:
             from pcseg.viz.palettes import legend_text
 
@@ -111,52 +106,10 @@ def main(argv: list[str] | None = None) -> int:
             print(legend_text(view.class_names, view.palette, ansi=sys.stdout.isatty()))
             return 0
         if args.render is not None:
-            from pcseg.viz.render import render_modes
-
-            if args.render.is_dir() and not args.all_scenes:
-                print(f"error: --render {args.render} is a folder; give a .png path or add --all-scenes",
-                      file=sys.stderr)
-                return 2
-            scenes = source.scenes if args.all_scenes else [args.scene]
-            for scene in scenes:
-                view = source.load(scene)
-                modes = args.modes or _default_modes(view)
-                out = args.render / f"{view.name}.png" if args.all_scenes else args.render
-                panel = render_modes(view, modes, out, view=args.view, width=args.width,
-                                     height=args.height, point_size=args.point_size,
-                                     hide_classes=args.hide_classes, hide_ceiling=args.hide_ceiling,
-                                     legend=not args.no_legend, background=args.background)
-                print(f"wrote {out} ({panel.shape[1]}x{panel.shape[0]}, modes {','.join(modes)})")
-            return 0
+            return _render(source, args)
         if args.export_ply is not None:
-            from pcseg.viz.ply import export_ply
-            from pcseg.viz.render import hidden_mask
-
-            view = source.load(args.scene)
-            mode = args.mode or "gt"
-            colors = mode_colors(view, mode)
-            # the label column holds the labels the mode shows (ground truth for rgb / heat maps)
-            labels = {"pred": view.pred, "error": view.pred, "pseudo": view.pseudo,
-                      "pseudo_error": view.pseudo,
-                      "weak": None if view.labelled is None else
-                      np.where(view.labelled, view.semantic, -1)}.get(mode, view.semantic)
-            keep = ~hidden_mask(view, args.view, args.hide_classes, bool(args.hide_ceiling))
-            export_ply(args.export_ply, view.coords[keep], colors[keep],
-                       None if labels is None else labels[keep])
-            print(f"wrote {args.export_ply} ({int(keep.sum()):,d} points, mode {mode})")
-            return 0
-        # interactive viewer
-        from pcseg.viz.viewer import NO_DISPLAY_HINT, Viewer, display_problem
-
-        problem = display_problem()
-        if problem is not None:
-            print(f"cannot open the interactive viewer: {problem}\n{NO_DISPLAY_HINT}", file=sys.stderr)
-            return 2
-        Viewer(source, scene=args.scene, mode=args.mode or "rgb",
-               point_size=args.point_size or 3.0, hide_classes=args.hide_classes,
-               hide_ceiling=bool(args.hide_ceiling), screenshot_dir=args.screenshot_dir,
-               background=args.background, exit_after=args.exit_after).run()
-        return 0
+            return _export_ply(source, args)
+        return _interactive(source, args)
     except (FileNotFoundError, ValueError, ModeUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -165,5 +118,63 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _list(source: Any) -> int:
+    print(f"processed: {source.processed}" + (f"\nrun: {source.run_dir}" if source.run_dir else "")
+          + f"\nlabel spec: {source.label_spec or 'none'}")
+    for name in source.scenes:
+        view = source.load(name)
+        print(f"{name}\t{view.num_points:,d} points\tmodes: {','.join(available_modes(view))}")
+    return 0
+
+
+def _render(source: Any, args: argparse.Namespace) -> int:
+    from pcseg.viz.render import render_modes
+
+    if args.render.is_dir() and not args.all_scenes:
+        print(f"error: --render {args.render} is a folder; give a .png path or add --all-scenes",
+              file=sys.stderr)
+        return 2
+    scenes = source.scenes if args.all_scenes else [args.scene]
+    for scene in scenes:
+        view = source.load(scene)
+        modes = args.modes or _default_modes(view)
+        out = args.render / f"{view.name}.png" if args.all_scenes else args.render
+        panel = render_modes(view, modes, out, view=args.view, width=args.width,
+                             height=args.height, point_size=args.point_size,
+                             hide_classes=args.hide_classes, hide_ceiling=args.hide_ceiling,
+                             legend=not args.no_legend, background=args.background)
+        print(f"wrote {out} ({panel.shape[1]}x{panel.shape[0]}, modes {','.join(modes)})")
+    return 0
+
+
+def _export_ply(source: Any, args: argparse.Namespace) -> int:
+    from pcseg.viz.ply import export_ply
+    from pcseg.viz.render import hidden_mask
+
+    view = source.load(args.scene)
+    mode = args.mode or "gt"
+    colors = mode_colors(view, mode)
+    # the label column holds the labels the mode shows (ground truth for rgb / heat maps)
+    labels = {"pred": view.pred, "error": view.pred, "pseudo": view.pseudo,
+              "pseudo_error": view.pseudo,
+              "weak": None if view.labelled is None else
+              np.where(view.labelled, view.semantic, -1)}.get(mode, view.semantic)
+    keep = ~hidden_mask(view, args.view, args.hide_classes, bool(args.hide_ceiling))
+    export_ply(args.export_ply, view.coords[keep], colors[keep],
+               None if labels is None else labels[keep])
+    print(f"wrote {args.export_ply} ({int(keep.sum()):,d} points, mode {mode})")
+    return 0
+
+
+def _interactive(source: Any, args: argparse.Namespace) -> int:
+    from pcseg.viz.viewer import NO_DISPLAY_HINT, Viewer, display_problem
+
+    problem = display_problem()
+    if problem is not None:
+        print(f"cannot open the interactive viewer: {problem}\n{NO_DISPLAY_HINT}", file=sys.stderr)
+        return 2
+    Viewer(source, scene=args.scene, mode=args.mode or "rgb",
+           point_size=args.point_size or 3.0, hide_classes=args.hide_classes,
+           hide_ceiling=bool(args.hide_ceiling), screenshot_dir=args.screenshot_dir,
+           background=args.background, exit_after=args.exit_after).run()
+    return 0

@@ -11,9 +11,9 @@ import pytest
 
 from pcseg.datasets import s3dis
 from pcseg.datasets.common import DataWarning
+from faults import inject_s3dis_damage
 from pcseg.datasets.synthetic import (
     expected_s3dis_labels,
-    inject_s3dis_damage,
     make_s3dis_room,
     write_s3dis_room,
     write_synthetic_s3dis,
@@ -281,8 +281,9 @@ def test_alignment_angle(tmp_path):
 
 
 def test_synthetic_dataset_with_damage_reads(tmp_path):
-    root = write_synthetic_s3dis(tmp_path, num_areas=2, rooms_per_area=1, spacing=0.2, damage=True,
+    root = write_synthetic_s3dis(tmp_path, num_areas=2, rooms_per_area=1, spacing=0.2,
                                  alignment_angles=True)
+    inject_s3dis_damage(root / "Area_1" / "office_1")
     ids = s3dis.list_scenes(root, "Area_1+Area_2")
     assert ids == ["Area_1_office_1", "Area_2_office_1"]
     scene, msgs = _read(root, ids[0])

@@ -1,15 +1,15 @@
-"""tools/train.py + tools/test.py end to end on a tiny synthetic dataset.
+"""The ``pcseg`` commands (pcseg.cli) end to end on a tiny synthetic dataset.
 
-tools/train.py generates the synthetic raw data and prepares it (data.synthetic, data.raw);
-tools/test.py's metrics.json is checked against a brute-force recomputation from the
+``pcseg train`` generates the synthetic raw data and prepares it (data.synthetic, data.raw);
+``pcseg test``'s metrics.json is checked against a brute-force recomputation from the
 saved per-point predictions and the processed ground truth; submission files are checked
 for shape, dtype and the class -> benchmark id mapping.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -17,24 +17,37 @@ import pytest
 import yaml
 
 from conftest import REPO
+from pcseg.cli.main import build_parser, main
+from pcseg.config import load_config
 from pcseg.data import processed
 from pcseg.data.classes import SCANNET_NYU40_IDS
+from pcseg.workflows.runs import config_from_checkpoint, load_run_config
 
 
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(f"tool_{name}", REPO / "tools" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def _train(argv: list[str]) -> dict:
+    """``pcseg train ARGV``; returns the run's summary.json."""
+    assert main(["train", *argv]) == 0
+    args = build_parser().parse_args(["train", *argv])
+    cfg = load_run_config(args.config, args.set)
+    return json.loads((Path(cfg.run_dir) / "summary.json").read_text())
 
 
-train_tool = _tool("train")
-test_tool = _tool("test")
+def _test(argv: list[str]) -> dict:
+    """``pcseg test ARGV``; returns the metrics.json it wrote."""
+    assert main(["test", *argv]) == 0
+    args = build_parser().parse_args(["test", *argv])
+    if args.out is not None:
+        out = Path(args.out)
+    else:
+        cfg = (load_config(args.config, args.set) if args.config
+               else config_from_checkpoint(args.checkpoint, args.set))
+        out = Path(cfg.run_dir) / "test"
+    return json.loads((out / "metrics.json").read_text())
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A 4-iteration ERDA run whose data tools/train.py generates and prepares itself."""
+    """A 4-iteration ERDA run whose data `pcseg train` generates and prepares itself."""
     root = tmp_path_factory.mktemp("tools")
     cfg = {
         "data": {"dataset": "s3dis", "root": str(root / "processed"), "raw": str(root / "raw"),
@@ -50,7 +63,7 @@ def trained(tmp_path_factory):
     }
     path = root / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    summary = train_tool.main([str(path), "--set", "train.seed=1"])
+    summary = _train([str(path), "--set", "train.seed=1"])
     return path, root, summary
 
 
@@ -74,7 +87,8 @@ def _brute_metrics(root: Path, pred_dir: Path, scenes: list[str], k: int):
     return iou, float(np.nanmean(iou)), float(oa), float(macc)
 
 
-def test_train_tool_generates_prepares_and_trains(trained):
+@pytest.mark.integration
+def test_train_generates_prepares_and_trains(trained):
     path, root, summary = trained
     assert (root / "raw" / "Area_1").is_dir() and (root / "processed" / "meta.json").is_file()
     assert (root / "processed" / "labels" / "1pct").is_dir()
@@ -84,9 +98,9 @@ def test_train_tool_generates_prepares_and_trains(trained):
     assert json.loads((root / "run" / "summary.json").read_text())["iterations"] == 4
 
 
-def test_test_tool_metrics_match_brute_force(trained):
+def test_test_metrics_match_brute_force(trained):
     path, root, _ = trained
-    m = test_tool.main([str(path), "--checkpoint", str(root / "run" / "checkpoints" / "last.pt"),
+    m = _test([str(path), "--checkpoint", str(root / "run" / "checkpoints" / "last.pt"),
                         "--no-progress"])
     out = root / "run" / "test"
     saved = json.loads((out / "metrics.json").read_text())
@@ -113,7 +127,7 @@ def test_test_tool_metrics_match_brute_force(trained):
         assert (z["pseudo"] >= 0).all() and (z["pseudo"] < k).all()  # ERDA prototypes exist
 
 
-def test_test_tool_saves_u2pl_teacher_pseudo_labels(trained, tmp_path):
+def test_test_saves_u2pl_teacher_pseudo_labels(trained, tmp_path):
     """U2PL's pseudo-labels come from its EMA teacher, which needs the input voxels: the
     test tool must hand the batch over, so the viewer gets real pseudo-labels, not -1."""
     path, root, _ = trained
@@ -123,8 +137,8 @@ def test_test_tool_saves_u2pl_teacher_pseudo_labels(trained, tmp_path):
     cfg["run_dir"] = str(tmp_path / "run")
     u2pl_path = tmp_path / "u2pl.yaml"
     u2pl_path.write_text(yaml.safe_dump(cfg))
-    train_tool.main([str(u2pl_path)])
-    test_tool.main([str(u2pl_path), "--checkpoint", str(tmp_path / "run" / "checkpoints" / "last.pt"),
+    _train([str(u2pl_path)])
+    _test([str(u2pl_path), "--checkpoint", str(tmp_path / "run" / "checkpoints" / "last.pt"),
                     "--no-progress"])
     k = len(json.loads((tmp_path / "run" / "test" / "metrics.json").read_text())["class_names"])
     for s in processed.split_scenes(root / "processed", "Area_2"):
@@ -135,7 +149,7 @@ def test_test_tool_saves_u2pl_teacher_pseudo_labels(trained, tmp_path):
 def test_tta_and_checkpoint_config(trained):
     path, root, _ = trained
     out = root / "tta"
-    m = test_tool.main(["--checkpoint", str(root / "run" / "checkpoints" / "best.pt"), "--out", str(out),
+    m = _test(["--checkpoint", str(root / "run" / "checkpoints" / "best.pt"), "--out", str(out),
                         "--set", "test.tta_rotations=2", "test.tta_flips=true", "--no-progress"])
     assert m["tta"]["passes"] == 4
     scenes = processed.split_scenes(root / "processed", "Area_2")
@@ -147,7 +161,7 @@ def test_unlabelled_scoring_leaves_out_weak_voxels(trained, tmp_path):
     """test.score=unlabelled scores only points that share no voxel with a weak label."""
     path, root, _ = trained
     out = tmp_path / "unl"
-    m = test_tool.main([str(path), "--checkpoint", str(root / "run" / "checkpoints" / "last.pt"),
+    m = _test([str(path), "--checkpoint", str(root / "run" / "checkpoints" / "last.pt"),
                         "--split", "Area_1", "--out", str(out), "--set", "test.score=unlabelled",
                         "--no-progress"])
     assert m["score"] == "unlabelled"
@@ -170,7 +184,7 @@ def test_unlabelled_scoring_leaves_out_weak_voxels(trained, tmp_path):
     assert np.array_equal(np.asarray(m["confusion"]), conf)
     assert m["num_points"] == conf.sum()
     with pytest.raises(ValueError, match="label_spec"):
-        test_tool.main([str(path), "--checkpoint", str(root / "run" / "checkpoints" / "last.pt"),
+        _test([str(path), "--checkpoint", str(root / "run" / "checkpoints" / "last.pt"),
                         "--out", str(tmp_path / "x"), "--set", "test.score=unlabelled", "data.label_spec=full",
                         "--no-progress"])
 
@@ -180,13 +194,13 @@ def test_submission_files(trained, tmp_path):
     ckpt = str(root / "run" / "checkpoints" / "last.pt")
     scenes = processed.split_scenes(root / "processed", "Area_2")
     # ScanNet: one NYU40 id per vertex
-    test_tool.main([str(path), "--checkpoint", ckpt, "--out", str(tmp_path / "sn"), "--no-progress",
+    _test([str(path), "--checkpoint", ckpt, "--out", str(tmp_path / "sn"), "--no-progress",
                     "--set", "data.dataset=scannet"])
     # SemanticKITTI: uint32 raw ids via learning_map_inv (learning id = class + 1)
     inv = {0: 0, **{i: 100 + 3 * i for i in range(1, 20)}}
     ypath = tmp_path / "semantic-kitti.yaml"
     ypath.write_text(yaml.safe_dump({"learning_map_inv": inv}))
-    test_tool.main([str(path), "--checkpoint", ckpt, "--out", str(tmp_path / "sk"), "--no-progress",
+    _test([str(path), "--checkpoint", ckpt, "--out", str(tmp_path / "sk"), "--no-progress",
                     "--set", "data.dataset=semantickitti", f"data.semantickitti_yaml={ypath}"])
     for s in scenes:
         pred = np.load(tmp_path / "sn" / "predictions" / f"{s}.npz")["pred"]
@@ -213,21 +227,32 @@ def test_kitti_submission_layout(tmp_path):
 
 
 def test_no_argument_train_uses_demo_config_with_repo_paths():
-    cfg = train_tool.build_config(train_tool.parse_args([]))
+    cfg = load_run_config(None, [])
     assert cfg.method.name == "erda"
     assert Path(cfg.data.root) == REPO / "data" / "demo" / "processed"
     assert Path(cfg.run_dir) == REPO / "runs" / "demo" / "erda"
 
 
-def test_config_errors_exit_cleanly(tmp_path):
+def test_config_errors_exit_cleanly(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("train: {iterations: 2, lrr: 0.1}\n")
-    with pytest.raises(SystemExit, match=r"unknown key 'train.lrr' \(did you mean 'train.lr'\?\)"):
-        train_tool.main([str(bad)])
+    assert main(["train", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"unknown key 'train.lrr' \(did you mean 'train.lr'\?\)", err), err
+    assert str(bad) in err
+
+
+def test_help_lists_every_subcommand(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for cmd in ("prepare", "train", "test", "view", "benchmark", "demo", "compare", "synthetic"):
+        assert f"    {cmd}" in out
 
 
 def test_compare_methods_table(trained, tmp_path):
-    """tools/compare_methods.py: 2 methods x 2 seeds on the tiny data; the table's numbers are
+    """`pcseg compare`: 2 methods x 2 seeds on the tiny data; the table's numbers are
     the mean +- sample std of the per-run test mIoUs it also writes to JSON."""
     path, root, _ = trained
     base = yaml.safe_load(path.read_text())
@@ -237,10 +262,10 @@ def test_compare_methods_table(trained, tmp_path):
     (cdir / "base.yaml").write_text(yaml.safe_dump(base))
     (cdir / "supervised.yaml").write_text("_base_: base.yaml\nmethod: {_delete_: true, name: supervised}\n")
     (cdir / "erda.yaml").write_text("_base_: base.yaml\nmethod: {name: erda, weight: 0.1}\n")
-    cmp_tool = _tool("compare_methods")
-    res = cmp_tool.main(["--config-dir", str(cdir), "--methods", "supervised,erda", "--seeds", "0,1",
-                         "--run-root", str(tmp_path / "runs"), "--out", str(tmp_path / "t.md"),
-                         "--json", str(tmp_path / "r.json")])
+    assert main(["compare", "--config-dir", str(cdir), "--methods", "supervised,erda",
+                 "--seeds", "0,1", "--run-root", str(tmp_path / "runs"), "--out",
+                 str(tmp_path / "t.md"), "--json", str(tmp_path / "r.json")]) == 0
+    res = json.loads((tmp_path / "r.json").read_text())
     assert set(res) == {"supervised", "erda"} and all(len(v) == 2 for v in res.values())
     table = (tmp_path / "t.md").read_text()
     for m, runs in res.items():
@@ -253,8 +278,9 @@ def test_compare_methods_table(trained, tmp_path):
     assert res["supervised"][0]["pseudo_acc_first_last"] is None
     assert json.loads((tmp_path / "r.json").read_text())["erda"][1]["seed"] == 1
     # a second call reuses the finished runs (no retraining): same numbers
-    again = cmp_tool.main(["--config-dir", str(cdir), "--methods", "erda", "--seeds", "0",
-                           "--run-root", str(tmp_path / "runs")])
+    assert main(["compare", "--config-dir", str(cdir), "--methods", "erda", "--seeds", "0",
+                 "--run-root", str(tmp_path / "runs"), "--json", str(tmp_path / "r2.json")]) == 0
+    again = json.loads((tmp_path / "r2.json").read_text())
     assert again["erda"][0]["miou"] == res["erda"][0]["miou"]
 
 
@@ -266,9 +292,9 @@ def test_real_kitti_scan_config_trains_and_scores_unlabelled_points(real_data, t
             "data.max_voxels=2000", "model.planes=[8,8,8,8,8,8,8,8]", "model.init_dim=8",
             "train.iterations=2", "train.val_every=0", "train.progress=false", "train.threads=1",
             f"run_dir={out}"]
-    summary = train_tool.main([str(REPO / "configs" / "kitti_scan" / "erda.yaml"), "--set", *sets])
+    summary = _train([str(REPO / "configs" / "kitti_scan" / "erda.yaml"), "--set", *sets])
     assert summary["finished"] and summary["method"] == "erda" and summary["label_spec"] == "1%"
-    m = test_tool.main([str(REPO / "configs" / "kitti_scan" / "erda.yaml"), "--checkpoint",
+    m = _test([str(REPO / "configs" / "kitti_scan" / "erda.yaml"), "--checkpoint",
                         str(out / "checkpoints" / "last.pt"), "--no-progress", "--set", *sets])
     scene = processed.split_scenes(tmp_path / "processed", "train")
     assert m["score"] == "unlabelled" and m["scenes"] == scene == ["00_000000"]

@@ -1,0 +1,118 @@
+"""Train a config (its data prepared first, on rank 0) and test a checkpoint.
+
+Relative paths of the built-in demo config are anchored at the source checkout, so
+``pcseg train`` with no config works from any directory of a clone.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pcseg import distributed as du
+from pcseg.config import Config, ConfigError, config_from_dict, load_config, parse_override
+
+#: the source checkout holding ``configs/`` (absent for a non-editable install)
+REPO = Path(__file__).resolve().parents[2]
+CONFIG_DIR = REPO / "configs"
+DEMO_CONFIG = CONFIG_DIR / "demo" / "erda.yaml"
+
+
+def _anchor(path: str | None) -> str | None:
+    if path is None or Path(path).is_absolute():
+        return path
+    return str(REPO / path)
+
+
+def load_run_config(config: str | Path | None, overrides: list[str]) -> Config:
+    """The config of a run: ``config`` with ``--set`` overrides, or the demo config (its
+    relative paths anchored at the checkout) when ``config`` is None. Raises ConfigError."""
+    if config is not None:
+        return load_config(config, overrides)
+    if not DEMO_CONFIG.is_file():
+        raise ConfigError(f"no CONFIG given and the demo config {DEMO_CONFIG} is not here "
+                          "(pcseg was installed without its configs/): pass a CONFIG file")
+    cfg = load_config(DEMO_CONFIG, overrides)
+    cfg.data.root = _anchor(cfg.data.root) or ""
+    cfg.data.raw = _anchor(cfg.data.raw)
+    cfg.run_dir = _anchor(cfg.run_dir) or cfg.run_dir
+    return cfg
+
+
+def config_from_checkpoint(checkpoint: str | Path, overrides: list[str]) -> Config:
+    """The config stored in ``checkpoint`` with ``--set`` overrides applied. Raises ConfigError."""
+    from pcseg.engine.checkpoint import load_checkpoint
+
+    state = load_checkpoint(checkpoint)
+    if "config" not in state:
+        raise ConfigError(f"{checkpoint} holds no config: pass CONFIG")
+    merged = state["config"]
+    for item in overrides:
+        merged = _merge(merged, parse_override(item))
+    return config_from_dict(merged, f"config of {checkpoint}")
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _device_kind(cfg: Config) -> str:
+    dev = cfg.train.device
+    return "cuda" if dev.startswith("cuda") or (dev == "auto" and torch.cuda.is_available()) else "cpu"
+
+
+def train_with_data(cfg: Config, resume: bool | str = False) -> dict[str, Any]:
+    """Prepare ``cfg``'s data when missing (rank 0, the other ranks wait), then train.
+
+    Returns the trainer's end-of-run summary (see :func:`pcseg.engine.trainer.train`).
+    """
+    from pcseg.datasets.prepare import prepare_if_missing
+    from pcseg.engine.trainer import train
+
+    rank, _, _ = du.init_distributed(_device_kind(cfg))
+    if rank == 0:
+        prepare_if_missing(cfg)
+    du.barrier()
+    return train(cfg, resume=resume)
+
+
+def test_checkpoint(cfg: Config, checkpoint: str | Path | None = None, split: str | None = None,
+                    out_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+    """Evaluate ``checkpoint`` (default RUN/checkpoints/best.pt) on every original point of
+    ``split`` (default ``data.test_split``); returns the metrics (see pcseg.engine.evaluate)."""
+    from pcseg.engine.evaluate import evaluate
+
+    ckpt = checkpoint or Path(cfg.run_dir) / "checkpoints" / "best.pt"
+    return evaluate(cfg, str(ckpt), split=split, out_dir=None if out_dir is None else str(out_dir),
+                    progress=progress)
+
+
+def run_finished(run_dir: Path) -> bool:
+    """True when ``run_dir`` holds a finished training (summary.json) and its test metrics."""
+    s = run_dir / "summary.json"
+    if not (s.is_file() and (run_dir / "test" / "metrics.json").is_file()):
+        return False
+    try:
+        return bool(json.loads(s.read_text()).get("finished"))
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+def train_and_test(config: Path, seed: int, run_dir: Path, overrides: list[str],
+                   rerun: bool = False, checkpoint: str = "best.pt",
+                   progress: bool = True) -> dict[str, Any]:
+    """Train ``config`` with ``train.seed=seed`` into ``run_dir`` and test its ``checkpoint``;
+    a finished run is reused unless ``rerun``. Returns {"train": summary, "test": metrics}."""
+    if rerun or not run_finished(run_dir):
+        sets = [*overrides, f"train.seed={seed}", f"run_dir={run_dir}"]
+        cfg = load_config(config, sets)
+        summary = train_with_data(cfg)
+        metrics = test_checkpoint(cfg, run_dir / "checkpoints" / checkpoint, progress=progress)
+        return {"train": summary, "test": metrics}
+    return {"train": json.loads((run_dir / "summary.json").read_text()),
+            "test": json.loads((run_dir / "test" / "metrics.json").read_text())}
