@@ -1,7 +1,8 @@
 """Class lists of the supported datasets (training order; ignore label is -1).
 
-Sources: ../shared/docs/REFERENCE.md section 1 (S3DIS, ScanNet v2 benchmark classes,
-SemanticKITTI's 19 evaluated classes in ``learning_map`` order 1..19 -> 0..18).
+Sources: the datasets' own releases (S3DIS's 13 annotated classes; the ScanNet v2 benchmark's
+20 classes from ``scannetv2-labels.combined.tsv``; SemanticKITTI's 19 evaluated classes in the
+``learning_map`` order 1..19 -> 0..18 of the official ``semantic-kitti.yaml``).
 """
 from __future__ import annotations
 
