@@ -1,11 +1,16 @@
 """``pcseg compare --config-dir DIR --methods a,b --seeds 0,1,2``: train and test several methods
-over several seeds (finished runs are reused) and print test mIoU mean +- std per method."""
+over several seeds (finished runs are reused) and print test mIoU mean +- std per method.
+
+With ``--budgets 1pt,0.1%,1%,full`` it is the label-budget study: every method at every budget
+(``data.label_spec``), ``last.pt`` tested, results accumulated in ``--json`` (required), the
+table in ``--out`` and the curve (mIoU against labelled fraction) in ``--plot``."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
+from pcseg.workflows.budget import run_budget_study
 from pcseg.workflows.compare import compare_methods
 from pcseg.workflows.runs import CONFIG_DIR, REPO
 
@@ -29,14 +34,25 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--out", type=Path, default=None, help="write the Markdown table here")
     p.add_argument("--json", type=Path, default=None, help="write all per-run numbers here")
     p.add_argument("--rerun", action="store_true", help="retrain even when a finished run exists")
-    p.set_defaults(run=run)
+    p.add_argument("--budgets", type=_csv, default=None,
+                   help="label-budget study over these weak-label specs, e.g. 1pt,0.1%%,1%%,full")
+    p.add_argument("--plot", type=Path, default=None, help="--budgets: draw the curve to this PNG")
+    p.set_defaults(run=run, parser=p)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the comparison; exit status 0, or 1 when a method's config is missing."""
     run_root = args.run_root or (REPO / "runs" / "compare" / args.config_dir.resolve().name)
+    seeds = [int(s) for s in args.seeds]
     try:
-        compare_methods(args.config_dir, args.methods, [int(s) for s in args.seeds], run_root,
+        if args.budgets:
+            if args.json is None:
+                args.parser.error("--budgets needs --json FILE (the study accumulates there)")
+            run_budget_study(args.config_dir, args.methods, args.budgets, seeds, run_root,
+                             args.set, args.rerun, json_out=args.json, table_out=args.out,
+                             plot_out=args.plot)
+            return 0
+        compare_methods(args.config_dir, args.methods, seeds, run_root,
                         args.set, args.rerun, out=args.out, json_out=args.json)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)

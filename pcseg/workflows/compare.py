@@ -35,9 +35,11 @@ def _edge_means(trace: list[dict[str, Any]], key: str, frac: float = 0.1) -> tup
     return float(np.mean(vals[:k])), float(np.mean(vals[-k:]))
 
 
-def run_one(config: Path, seed: int, run_dir: Path, overrides: list[str], rerun: bool) -> dict[str, Any]:
-    """Train + test one (config, seed); returns the numbers of the run."""
-    res = train_and_test(config, seed, run_dir, overrides, rerun=rerun, progress=False)
+def run_one(config: Path, seed: int, run_dir: Path, overrides: list[str], rerun: bool,
+            checkpoint: str = "best.pt") -> dict[str, Any]:
+    """Train + test one (config, seed) (testing ``checkpoint``); returns the numbers of the run."""
+    res = train_and_test(config, seed, run_dir, overrides, rerun=rerun, checkpoint=checkpoint,
+                         progress=False)
     summary, metrics = res["train"], res["test"]
     return {
         "seed": seed, "run_dir": str(run_dir),
@@ -48,6 +50,9 @@ def run_one(config: Path, seed: int, run_dir: Path, overrides: list[str], rerun:
         "pred_acc_unlabelled_first_last": _edge_means(summary.get("trace", []),
                                                       "diag/pred_acc_unlabelled"),
         "train_time_s": summary.get("train_time_s"),
+        "checkpoint": checkpoint,
+        "val_history": [{"iteration": v.get("iteration"), "miou": v.get("miou")}
+                        for v in summary.get("val_history", [])],
     }
 
 

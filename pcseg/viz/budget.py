@@ -1,0 +1,61 @@
+"""The label-budget curve: test mIoU against the labelled fraction (log axis), one line per
+method with the seed spread as a band, and the full-label ceiling as a horizontal line."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def curve_points(results: dict[str, Any], method: str) -> list[tuple[float, float, float, float]]:
+    """``[(fraction, mean, min, max), ...]`` (mIoU in %) of ``method`` over the budgets it ran
+    at (the ``full`` budget excluded: it is the ceiling), sorted by fraction."""
+    pts = []
+    for spec, entry in results["budgets"].items():
+        runs = entry["methods"].get(method)
+        if spec == "full" or not runs:
+            continue
+        v = [100 * r["miou"] for r in runs if math.isfinite(r["miou"])]
+        if v:
+            pts.append((float(entry["fraction"]), float(np.mean(v)), min(v), max(v)))
+    return sorted(pts)
+
+
+def plot_budget_curve(results: dict[str, Any], out: Path, ceiling_method: str = "supervised",
+                      title: str = "test mIoU against labelled fraction") -> Path:
+    """Draw the curve of every method in ``results`` (see pcseg.workflows.budget) to ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(dict.fromkeys(m for e in results["budgets"].values() for m in e["methods"]))
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for m in methods:
+        pts = curve_points(results, m)
+        if not pts:
+            continue
+        x, mean, lo, hi = (np.array(c) for c in zip(*pts))
+        (line,) = ax.plot(x, mean, marker="o", label=f"{m} ({len(pts)} budgets)")
+        ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+    full = results["budgets"].get("full", {}).get("methods", {}).get(ceiling_method)
+    if full:
+        v = [100 * r["miou"] for r in full]
+        ax.axhline(float(np.mean(v)), color="k", linestyle="--",
+                   label=f"full labels ({ceiling_method}, {len(v)} seeds)")
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled fraction of training points")
+    ax.set_ylabel("test mIoU (%)")
+    ax.set_title(title + " (band: min-max over seeds)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(out)
+    return out

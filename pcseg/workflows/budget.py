@@ -1,0 +1,103 @@
+"""The label-budget study: test mIoU against the labelled fraction, per method, over seeds.
+
+For every budget B (a weak-label spec: ``1pt``, ``0.1%``, ``1%``, ``full``, ...), method M and
+seed S, ``CONFIG_DIR/M.yaml`` is trained with ``data.label_spec=B`` into
+``RUN_ROOT/<B dir>/M/seed_S`` and its ``last.pt`` tested (the checkpoint is never chosen by a
+score, so no test or full label picks it). Finished runs are reused, so an interrupted study
+resumes; results accumulate in one JSON (a later call with other methods or budgets adds to
+it), from which the table and the plot are drawn.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pcseg.config import load_config
+from pcseg.data import processed
+from pcseg.data.weak_labels import parse_spec, spec_dirname
+from pcseg.utils.io import atomic_write_json, atomic_write_text
+from pcseg.workflows.compare import run_one
+
+
+def labelled_fraction(root: Path, spec: str, split: str) -> float:
+    """Labelled points of ``spec`` over all points of the scenes of ``split`` (full: the points
+    that carry a ground-truth class)."""
+    total = labelled = 0
+    for sid in processed.split_scenes(root, split):
+        info = processed.read_scene_info(root, sid)
+        total += int(info["num_points"])
+        if parse_spec(spec).kind == "full":
+            labelled += int(sum(info["class_counts"]))
+        else:
+            labelled += int(processed.read_labels(root, spec, sid).shape[0])
+    return labelled / total if total else float("nan")
+
+
+def _load(json_out: Path | None) -> dict[str, Any]:
+    if json_out is not None and json_out.is_file():
+        return dict(json.loads(json_out.read_text()))
+    return {"budgets": {}}
+
+
+def run_budget_study(config_dir: Path, methods: list[str], budgets: list[str], seeds: list[int],
+                     run_root: Path, overrides: list[str] | None = None, rerun: bool = False,
+                     json_out: Path | None = None, table_out: Path | None = None,
+                     plot_out: Path | None = None) -> dict[str, Any]:
+    """Run (or reuse) every (budget, method, seed); returns the accumulated results
+    ``{"budgets": {spec: {"fraction": f, "methods": {m: [run, ...]}}}}`` (also in ``json_out``),
+    prints the table (and writes it to ``table_out``) and draws ``plot_out`` (PNG)."""
+    overrides = list(overrides or [])
+    for m in methods:
+        if not (config_dir / f"{m}.yaml").is_file():
+            raise FileNotFoundError(f"{config_dir / (m + '.yaml')} does not exist")
+    results = _load(json_out)
+    for spec in (parse_spec(b).name for b in budgets):
+        sets = [*overrides, f"data.label_spec={spec}", f"data.prepare_specs=[{spec!r}]"]
+        entry = results["budgets"].setdefault(spec, {"methods": {}})
+        for m in methods:
+            runs = {r["seed"]: r for r in entry["methods"].get(m, [])}
+            for seed in seeds:
+                print(f"[budget] {spec} {m} seed {seed}", flush=True)
+                run_dir = run_root / spec_dirname(spec) / m / f"seed_{seed}"
+                runs[seed] = run_one(config_dir / f"{m}.yaml", seed, run_dir, sets, rerun,
+                                     checkpoint="last.pt")
+            entry["methods"][m] = [runs[s] for s in sorted(runs)]
+            cfg = load_config(config_dir / f"{m}.yaml", sets)
+            entry["fraction"] = labelled_fraction(Path(cfg.data.root), spec, cfg.data.train_split)
+        if json_out is not None:
+            atomic_write_json(json_out, results)
+    table = format_budget_table(results)
+    print(table)
+    if table_out is not None:
+        atomic_write_text(table_out, table)
+    if plot_out is not None:
+        from pcseg.viz.budget import plot_budget_curve
+
+        plot_budget_curve(results, plot_out)
+    return results
+
+
+def _mean_std(vals: list[float]) -> tuple[float, float]:
+    v = [100 * x for x in vals if x is not None and math.isfinite(x)]
+    if not v:
+        return float("nan"), float("nan")
+    return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+
+
+def format_budget_table(results: dict[str, Any]) -> str:
+    """Markdown: one row per (budget, method): labelled fraction, test mIoU mean ± sample std
+    over seeds, and the per-seed mIoUs."""
+    lines = ["| budget | labelled fraction | method | test mIoU (mean ± std) | mIoU per seed |",
+             "|---|---|---|---|---|"]
+    order = sorted(results["budgets"].items(), key=lambda kv: kv[1].get("fraction", 0.0))
+    for spec, entry in order:
+        for m, runs in entry["methods"].items():
+            mean, sd = _mean_std([r["miou"] for r in runs])
+            per_seed = ", ".join(f"{100 * r['miou']:.1f}" for r in runs)
+            lines.append(f"| {spec} | {100 * entry.get('fraction', float('nan')):.3g} % | {m} | "
+                         f"{mean:.1f} ± {sd:.1f} | {per_seed} |")
+    return "\n".join(lines) + "\n"
