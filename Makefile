@@ -34,8 +34,8 @@ demo: $(STAMP)
 	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(PY) tools/demo.py --out $(DEMO_OUT)
 
 benchmark: $(STAMP)
-	$(PY) tools/benchmark.py sparse --amp bf16 --json bench_sparse.json
-	$(PY) tools/benchmark.py voxelize --json bench_voxelize.json
+	$(PY) -m pcseg.benchmarks sparse --amp bf16 --json bench_sparse.json
+	$(PY) -m pcseg.benchmarks voxelize --json bench_voxelize.json
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
