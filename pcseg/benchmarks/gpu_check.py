@@ -134,7 +134,7 @@ def run_sparse(timeout: float) -> bool:
     """The sparse benchmark on CUDA, pcseg vs spconv, case b."""
     from pcseg.benchmarks import build_parser, sparse
 
-    per_run = max(30.0, timeout / 5)  # 2 impls x (time + memory pass) + margin
+    per_run = max(20.0, timeout / 4)  # 2 implementations x (timing + memory pass)
     args = build_parser().parse_args([
         "sparse", "--device", "cuda", "--impls", "pcseg,spconv", "--cases", "b",
         "--repeats", "5", "--warmup", "2", "--timeout", str(int(per_run))])
