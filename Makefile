@@ -45,8 +45,8 @@ demo: $(STAMP)
 	OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $(PY) -m pcseg demo --out $(DEMO_OUT)
 
 benchmark: $(STAMP)
-	$(PY) tools/benchmark.py sparse --amp bf16 --json bench_sparse.json
-	$(PY) tools/benchmark.py voxelize --json bench_voxelize.json
+	$(PY) -m pcseg.benchmarks sparse --amp bf16 --json bench_sparse.json
+	$(PY) -m pcseg.benchmarks voxelize --json bench_voxelize.json
 
 # GPU machines without network access: `make gpu-wheels` (on a networked machine, any Python)
 # downloads the wheels of pcseg's dependencies that a CUDA image usually lacks, for the GPU
