@@ -17,4 +17,4 @@ def run(args: argparse.Namespace) -> int:
     """Run the named benchmark; returns its exit status."""
     from pcseg.benchmarks import main
 
-    return int(main(args.argv))
+    return int(main(args.argv, prog="pcseg benchmark"))
