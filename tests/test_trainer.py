@@ -18,29 +18,13 @@ from pcseg.config import TrainConfig, config_from_dict
 from pcseg.engine.checkpoint import load_checkpoint
 from pcseg.engine.data import ResumableBatchSampler, build_dataset, sample_seed
 from pcseg.engine.optim import build_optimizer, build_scheduler, lr_factor_fn
-from pcseg.engine.trainer import TrainModule, build_method, build_model, train
-
-
-def _prepare(root: Path) -> Path:
-    import importlib.util
-
-    from conftest import REPO
-    from pcseg.datasets.synthetic import write_synthetic_s3dis
-
-    raw = root / "raw"
-    write_synthetic_s3dis(raw, num_areas=2, rooms_per_area=2, seed=0, spacing=0.1)
-    spec = importlib.util.spec_from_file_location("prep_tool", REPO / "tools" / "prepare_data.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    out = root / "processed"
-    assert mod.main(["--dataset", "s3dis", "--raw", str(raw), "--out", str(out), "--voxel-size", "0.1",
-                     "--labels", "1%", "--split", "Area_1", "Area_2"]) == 0
-    return out
+from pcseg.engine.builders import TrainModule, build_method, build_model
+from pcseg.engine.trainer import train
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    return _prepare(tmp_path_factory.mktemp("tiny_s3dis"))
+def data_root(prepared_rooms) -> Path:
+    return prepared_rooms
 
 
 def tiny_cfg(root: Path, run_dir: Path, method: dict | None = None, **train_over):
@@ -268,20 +252,6 @@ def test_scalars_of_the_loss_dict_one_copy_per_device():
     vals = _scalars(out)
     assert vals == {"loss": 3.0, "n": 3.0, "diag/acc": 0.25, "half": 0.5}
     assert list(vals) == ["loss", "n", "diag/acc", "half"] and all(type(v) is float for v in vals.values())
-
-
-def test_resolve_device_rules():
-    from pcseg.engine.trainer import resolve_device
-
-    assert resolve_device("cpu", 1, 2) == torch.device("cpu")
-    with pytest.raises(ValueError, match=r"train.device: 'cuda:1' pins every one of the 2 ranks to one GPU"):
-        resolve_device("cuda:1", 0, 2)
-    if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="CUDA is not available"):
-            resolve_device("cuda", 0, 1)
-        assert resolve_device("auto", 3, 4) == torch.device("cpu")
-    else:
-        assert resolve_device("auto", 0, 1) == torch.device("cuda", 0)
 
 
 @pytest.mark.gpu
