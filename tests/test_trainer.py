@@ -107,6 +107,32 @@ def test_resume_continues_exactly(data_root, tmp_path):
     assert a["best"] == b["best"]
 
 
+def test_trainer_api_step_validate_and_load_state_dict(data_root, tmp_path):
+    from pcseg.engine.setup import torch_globals
+    from pcseg.engine.trainer import Trainer
+
+    over = {"iterations": 4, "deterministic": True}
+    full = train(tiny_cfg(data_root, tmp_path / "a", **over))
+    train(tiny_cfg(data_root, tmp_path / "b", stop_at=2, **over))
+    state = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
+    with torch_globals(deterministic=True):
+        t = Trainer(tiny_cfg(data_root, tmp_path / "c", **over))  # fresh, then the checkpoint
+        assert set(t.state_dict()) == set(state) - {"format"}
+        t.load_state_dict(state)
+        assert (t.iteration, t.best, t.history["loss"]) == (2, state["best"], full["loss_history"][:2])
+        s = t.fit()
+    assert s["finished"] and s["loss_history"] == full["loss_history"]  # exact
+    with torch_globals(deterministic=True):
+        t = Trainer(tiny_cfg(data_root, tmp_path / "d", **over))
+        vals = t.step(next(iter(t.loader)))
+        rec = t.validate()
+        t.writer.close()
+    assert t.iteration == 1 and vals["loss"] == full["loss_history"][0]
+    assert {"loss", "loss_sup", "lr"} <= set(vals) and all(type(v) is float for v in vals.values())
+    assert rec is not None and rec["iteration"] == 1 and rec["improved"] and t.best["iteration"] == 1
+    assert t.history["val"] == [rec] and 0.0 <= rec["miou"] <= 1.0
+
+
 def _ddp_worker(rank: int, world: int, port: int, cfg_dict: dict, out: str) -> None:
     os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
