@@ -6,13 +6,16 @@
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from pcseg.config import Config
 from pcseg.models.inputs import sparse_input
+
+if TYPE_CHECKING:
+    from pcseg.methods.base import Method
 
 
 def build_model(cfg: Config, in_channels: int, num_classes: int) -> nn.Module:
@@ -48,7 +51,7 @@ def model_feature_dim(model: nn.Module) -> int:
     return int(width)
 
 
-def build_method(cfg: Config, num_classes: int, feature_dim: int) -> nn.Module:
+def build_method(cfg: Config, num_classes: int, feature_dim: int) -> Method:
     """``pcseg.methods.build_method(method.name, num_classes, feature_dim, **method kwargs)``."""
     from pcseg.methods import build_method as _build
 
@@ -58,7 +61,7 @@ def build_method(cfg: Config, num_classes: int, feature_dim: int) -> nn.Module:
 class TrainModule(nn.Module):
     """Model + method as one module (so DDP synchronises the method's trainable head)."""
 
-    def __init__(self, model: nn.Module, method: nn.Module) -> None:
+    def __init__(self, model: nn.Module, method: Method) -> None:
         super().__init__()
         self.model = model
         self.method = method

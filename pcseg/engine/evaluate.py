@@ -28,7 +28,7 @@ import re
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -50,6 +50,9 @@ from pcseg.utils.io import (
     atomic_write_json,
     atomic_write_text,
 )
+
+if TYPE_CHECKING:
+    from pcseg.methods.base import Method
 
 
 class FixedRotateFlip:
@@ -103,7 +106,7 @@ def _first(x: list) -> Any:
 
 
 def load_model_for_eval(cfg: Config, checkpoint: str | Path, device: torch.device
-                        ) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, Any]]:
+                        ) -> tuple[torch.nn.Module, Method, dict[str, Any]]:
     """Build model + method from ``cfg`` and load ``checkpoint`` into them (eval mode)."""
     state = load_checkpoint(checkpoint, map_location="cpu")
     for key in ("in_channels", "num_classes", "feature_dim"):
@@ -213,7 +216,7 @@ def _test_datasets(cfg: Config, split: str, variants: list[FixedRotateFlip | Non
     return datasets
 
 
-def predict_scene(model: torch.nn.Module, method: torch.nn.Module,
+def predict_scene(model: torch.nn.Module, method: Method,
                   batches: list[dict[str, Any]], num_classes: int, device: torch.device,
                   autocast: Callable[[], Any]) -> tuple[np.ndarray, np.ndarray]:
     """``(mean, pseudo)`` of one scene from its TTA variant batches (the first untransformed):

@@ -268,9 +268,12 @@ class Trainer:
         self.loader, sampler = build_train_loader(cfg, self.train_ds, self.rank, self.world, 0, 0,
                                                   self.device.type == "cuda")
         self.steps_per_epoch = sampler.batches_per_epoch
-        iterations = cfg.train.iterations
-        self.total = (int(cfg.train.epochs) * self.steps_per_epoch if iterations is None
-                      else iterations)
+        if cfg.train.iterations is not None:
+            self.total = cfg.train.iterations
+        elif cfg.train.epochs is not None:
+            self.total = int(cfg.train.epochs) * self.steps_per_epoch
+        else:  # the config check refuses this
+            raise ValueError("set train.iterations or train.epochs")
         self.optimizer = build_optimizer(self.module.parameters(), cfg.train)
         self.scheduler = build_scheduler(self.optimizer, cfg.train, self.total)
         self.use_amp, self.amp_dtype = autocast_policy(cfg.train.amp, cfg.train.amp_dtype,
