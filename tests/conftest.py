@@ -1,4 +1,5 @@
-"""Shared test fixtures: seeding and the location of the real scans (skip when absent)."""
+"""Shared test fixtures: seeding, the location of the real scans (skip when absent) and a tiny
+prepared synthetic S3DIS set (``prepared_rooms``, built once per session)."""
 from __future__ import annotations
 
 import os
@@ -50,3 +51,21 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def prepared_rooms(tmp_path_factory) -> Path:
+    """Processed folder of a tiny synthetic S3DIS set, prepared once for the session.
+
+    2 areas x 2 rooms at 10 cm spacing (``write_synthetic_s3dis``), voxel 0.1 m, weak labels
+    ``1%``, splits ``Area_1`` and ``Area_2``. Shared: tests must not write into it.
+    """
+    from pcseg.datasets.prepare import PrepareOptions, prepare_dataset
+    from pcseg.datasets.synthetic import write_synthetic_s3dis
+
+    root = tmp_path_factory.mktemp("prepared_rooms")
+    raw = write_synthetic_s3dis(root / "raw", num_areas=2, rooms_per_area=2, seed=0, spacing=0.1)
+    out = root / "processed"
+    prepare_dataset(PrepareOptions(dataset="s3dis", raw=raw, out=out, voxel_size=0.1,
+                                   labels=["1%"], splits=["Area_1", "Area_2"]))
+    return out

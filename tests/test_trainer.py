@@ -18,29 +18,13 @@ from pcseg.config import TrainConfig, config_from_dict
 from pcseg.engine.checkpoint import load_checkpoint
 from pcseg.engine.data import ResumableBatchSampler, build_dataset, sample_seed
 from pcseg.engine.optim import build_optimizer, build_scheduler, lr_factor_fn
-from pcseg.engine.trainer import TrainModule, build_method, build_model, train
-
-
-def _prepare(root: Path) -> Path:
-    import importlib.util
-
-    from conftest import REPO
-    from pcseg.datasets.synthetic import write_synthetic_s3dis
-
-    raw = root / "raw"
-    write_synthetic_s3dis(raw, num_areas=2, rooms_per_area=2, seed=0, spacing=0.1)
-    spec = importlib.util.spec_from_file_location("prep_tool", REPO / "tools" / "prepare_data.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    out = root / "processed"
-    assert mod.main(["--dataset", "s3dis", "--raw", str(raw), "--out", str(out), "--voxel-size", "0.1",
-                     "--labels", "1%", "--split", "Area_1", "Area_2"]) == 0
-    return out
+from pcseg.engine.builders import TrainModule, build_method, build_model
+from pcseg.engine.trainer import train
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory) -> Path:
-    return _prepare(tmp_path_factory.mktemp("tiny_s3dis"))
+def data_root(prepared_rooms) -> Path:
+    return prepared_rooms
 
 
 def tiny_cfg(root: Path, run_dir: Path, method: dict | None = None, **train_over):
@@ -65,7 +49,8 @@ def test_overfits_a_fixed_batch(data_root):
     ds = build_dataset(cfg, "Area_1", "train")
     from pcseg.data.dataset import collate
 
-    batch = collate([ds.get_sample(0, np.random.default_rng(0)), ds.get_sample(1, np.random.default_rng(1))])
+    batch = collate([ds.get_sample(0, np.random.default_rng(0)),
+                     ds.get_sample(1, np.random.default_rng(1))])
     model = build_model(cfg, ds.in_channels, ds.num_classes)
     module = TrainModule(model, build_method(cfg, ds.num_classes, model.feature_dim))
     opt = torch.optim.AdamW(module.parameters(), lr=0.01)
@@ -102,17 +87,19 @@ def test_end_to_end_outputs(data_root, tmp_path):
                 "diag/pseudo_entropy", "diag/labelled_frac"):
         assert tag in tags, (tag, sorted(tags))
     logged = [e.value for e in ea.Scalars("train/loss")]
-    assert logged == pytest.approx([np.mean(s["loss_history"][0:2]), np.mean(s["loss_history"][2:4])], rel=1e-6)
+    means = [np.mean(s["loss_history"][0:2]), np.mean(s["loss_history"][2:4])]
+    assert logged == pytest.approx(means, rel=1e-6)
 
 
 def test_resume_continues_exactly(data_root, tmp_path):
     n = 6
     full = train(tiny_cfg(data_root, tmp_path / "a", iterations=n, deterministic=True, val_every=2))
-    first = train(tiny_cfg(data_root, tmp_path / "b", iterations=n, deterministic=True, val_every=2, stop_at=3))
+    first = train(tiny_cfg(data_root, tmp_path / "b", iterations=n, deterministic=True,
+                           val_every=2, stop_at=3))
     assert not first["finished"] and len(first["loss_history"]) == 3
     # same config (stop_at included): a resumed run goes past stop_at
-    resumed = train(tiny_cfg(data_root, tmp_path / "b", iterations=n, deterministic=True, val_every=2,
-                             stop_at=3), resume=True)
+    resumed = train(tiny_cfg(data_root, tmp_path / "b", iterations=n, deterministic=True,
+                             val_every=2, stop_at=3), resume=True)
     assert resumed["finished"]
     assert resumed["loss_history"] == full["loss_history"]  # exact float equality
     a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
@@ -121,6 +108,34 @@ def test_resume_continues_exactly(data_root, tmp_path):
         for k in a[part]:
             assert torch.equal(a[part][k], b[part][k]), (part, k)
     assert a["best"] == b["best"]
+
+
+def test_trainer_api_step_validate_and_load_state_dict(data_root, tmp_path):
+    from pcseg.engine.setup import torch_globals
+    from pcseg.engine.trainer import Trainer
+
+    over = {"iterations": 4, "deterministic": True}
+    full = train(tiny_cfg(data_root, tmp_path / "a", **over))
+    train(tiny_cfg(data_root, tmp_path / "b", stop_at=2, **over))
+    state = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
+    with torch_globals(deterministic=True):
+        t = Trainer(tiny_cfg(data_root, tmp_path / "c", **over))  # fresh, then the checkpoint
+        assert set(t.state_dict()) == set(state) - {"format"}
+        t.load_state_dict(state)
+        assert (t.iteration, t.best) == (2, state["best"])
+        assert t.history["loss"] == full["loss_history"][:2]
+        s = t.fit()
+    assert s["finished"] and s["loss_history"] == full["loss_history"]  # exact
+    with torch_globals(deterministic=True):
+        t = Trainer(tiny_cfg(data_root, tmp_path / "d", **over))
+        vals = t.step(next(iter(t.loader)))
+        rec = t.validate()
+        t.writer.close()
+    assert t.iteration == 1 and vals["loss"] == full["loss_history"][0]
+    assert {"loss", "loss_sup", "lr"} <= set(vals) and all(type(v) is float for v in vals.values())
+    assert rec is not None and rec["iteration"] == 1 and rec["improved"]
+    assert t.best["iteration"] == 1
+    assert t.history["val"] == [rec] and 0.0 <= rec["miou"] <= 1.0
 
 
 def _ddp_worker(rank: int, world: int, port: int, cfg_dict: dict, out: str) -> None:
@@ -149,7 +164,8 @@ def test_ddp_two_cpu_ranks_stay_identical(data_root, tmp_path):
     cfg = tiny_cfg(data_root, tmp_path / "ddp", iterations=3, val_every=0)
     cfg.data.batch_size = 1
     cfg.data.loop = 2  # 4 samples per epoch: each rank sees 2 different ones
-    torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), config_to_dict(cfg), str(tmp_path)),
+    torch.multiprocessing.spawn(_ddp_worker,
+                                args=(2, _free_port(), config_to_dict(cfg), str(tmp_path)),
                                 nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     for part in ("model", "method"):
@@ -237,7 +253,8 @@ def test_fp16_autocast_on_cpu_is_refused_clearly(data_root, tmp_path):
                  tmp_path / "y" / "checkpoints" / "last.pt", progress=False)
 
 
-def test_non_finite_loss_stops_with_the_iteration_and_an_autocast_hint(data_root, tmp_path, monkeypatch):
+def test_non_finite_loss_stops_with_the_iteration_and_an_autocast_hint(data_root, tmp_path,
+                                                                        monkeypatch):
     forward = TrainModule.forward
 
     def poisoned(self, batch):
@@ -264,24 +281,12 @@ def test_scalars_of_the_loss_dict_one_copy_per_device():
     from pcseg.engine.trainer import _scalars
 
     out = {"loss": torch.tensor(1.5, requires_grad=True) * 2, "n": 3, "vec": torch.ones(2),
-           "diag/acc": torch.tensor([0.25], dtype=torch.float64), "half": torch.tensor(0.5, dtype=torch.bfloat16)}
+           "diag/acc": torch.tensor([0.25], dtype=torch.float64),
+           "half": torch.tensor(0.5, dtype=torch.bfloat16)}
     vals = _scalars(out)
     assert vals == {"loss": 3.0, "n": 3.0, "diag/acc": 0.25, "half": 0.5}
-    assert list(vals) == ["loss", "n", "diag/acc", "half"] and all(type(v) is float for v in vals.values())
-
-
-def test_resolve_device_rules():
-    from pcseg.engine.trainer import resolve_device
-
-    assert resolve_device("cpu", 1, 2) == torch.device("cpu")
-    with pytest.raises(ValueError, match=r"train.device: 'cuda:1' pins every one of the 2 ranks to one GPU"):
-        resolve_device("cuda:1", 0, 2)
-    if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="CUDA is not available"):
-            resolve_device("cuda", 0, 1)
-        assert resolve_device("auto", 3, 4) == torch.device("cpu")
-    else:
-        assert resolve_device("auto", 0, 1) == torch.device("cuda", 0)
+    assert list(vals) == ["loss", "n", "diag/acc", "half"]
+    assert all(type(v) is float for v in vals.values())
 
 
 @pytest.mark.gpu

@@ -26,8 +26,9 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,13 +38,21 @@ from pcseg.config import Config
 from pcseg.data import processed
 from pcseg.data.classes import SCANNET_NYU40_IDS
 from pcseg.data.dataset import collate
-from pcseg.models.inputs import sparse_input
+from pcseg.engine.builders import build_method, build_model, model_feature_dim
 from pcseg.engine.checkpoint import load_checkpoint
 from pcseg.engine.data import batch_to_device, build_dataset
 from pcseg.engine.metrics import ConfusionMatrix, format_table, json_safe
-from pcseg.engine.trainer import (autocast_policy, build_method, build_model,
-                                  resolve_device)
-from pcseg.utils.io import atomic_save_npz, atomic_write_bytes, atomic_write_json, atomic_write_text
+from pcseg.engine.setup import autocast_factory, autocast_policy, resolve_device, torch_globals
+from pcseg.models.inputs import sparse_input
+from pcseg.utils.io import (
+    atomic_save_npz,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+)
+
+if TYPE_CHECKING:
+    from pcseg.methods.base import Method
 
 
 class FixedRotateFlip:
@@ -73,7 +82,8 @@ def tta_variants(rotations: int, flips: bool) -> list[FixedRotateFlip | None]:
     out: list[FixedRotateFlip | None] = []
     for f in ([False, True] if flips else [False]):
         for r in range(rotations):
-            out.append(None if (r == 0 and not f) else FixedRotateFlip(2 * math.pi * r / rotations, f))
+            identity = r == 0 and not f
+            out.append(None if identity else FixedRotateFlip(2 * math.pi * r / rotations, f))
     return out
 
 
@@ -96,23 +106,26 @@ def _first(x: list) -> Any:
 
 
 def load_model_for_eval(cfg: Config, checkpoint: str | Path, device: torch.device
-                        ) -> tuple[torch.nn.Module, torch.nn.Module, dict[str, Any]]:
+                        ) -> tuple[torch.nn.Module, Method, dict[str, Any]]:
     """Build model + method from ``cfg`` and load ``checkpoint`` into them (eval mode)."""
     state = load_checkpoint(checkpoint, map_location="cpu")
     for key in ("in_channels", "num_classes", "feature_dim"):
         if key not in state:
-            raise ValueError(f"checkpoint {checkpoint} lacks {key!r} (not written by pcseg.engine.trainer?)")
+            raise ValueError(f"checkpoint {checkpoint} lacks {key!r} "
+                             "(not written by pcseg.engine.trainer?)")
     model = build_model(cfg, int(state["in_channels"]), int(state["num_classes"]))
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
-        raise ValueError(f"checkpoint {checkpoint} does not fit model {cfg.model.name!r}: {e}") from e
-    method = build_method(cfg, int(state["num_classes"]), int(model.feature_dim))
+        raise ValueError(f"checkpoint {checkpoint} does not fit model {cfg.model.name!r}: "
+                         f"{e}") from e
+    method = build_method(cfg, int(state["num_classes"]), model_feature_dim(model))
     method.on_train_start(model)
     try:
         method.load_state_dict(state["method"])
     except RuntimeError as e:
-        raise ValueError(f"checkpoint {checkpoint} does not fit method {cfg.method.name!r}: {e}") from e
+        raise ValueError(f"checkpoint {checkpoint} does not fit method {cfg.method.name!r}: "
+                         f"{e}") from e
     model.to(device).eval()
     method.to(device).eval()
     return model, method, state
@@ -175,11 +188,80 @@ def _write_submission(cfg: Config, root: Path, out: Path, scene: str, pred: np.n
         if "lmi" not in lmi_cache:
             lmi_cache["lmi"] = _kitti_learning_map_inv(cfg, root, scene)
         m = re.fullmatch(r"(\d+)_(\d+)", scene)
-        rel = Path("sequences") / m.group(1) / "predictions" / f"{m.group(2)}.label" if m else Path(f"{scene}.label")
+        rel = (Path("sequences") / m.group(1) / "predictions" / f"{m.group(2)}.label" if m
+               else Path(f"{scene}.label"))
         path = out / "submission" / rel
         atomic_write_bytes(path, kitti_raw_ids(pred, lmi_cache["lmi"]).astype("<u4").tobytes())
         return path
     return None
+
+
+def _scene_loader(datasets: list, num_workers: int) -> torch.utils.data.DataLoader:
+    """Scene i -> the list of its collated TTA variants, in order, one scene at a time."""
+    return torch.utils.data.DataLoader(_SceneVariants(datasets), batch_size=1, shuffle=False,
+                                       collate_fn=_first, num_workers=num_workers)
+
+
+def _test_datasets(cfg: Config, split: str, variants: list[FixedRotateFlip | None],
+                   unlabelled_only: bool, state: dict[str, Any]) -> list:
+    """One test-mode dataset of ``split`` per TTA variant (input channels checked against
+    the checkpoint). The first, untransformed, carries the weak labels when
+    ``unlabelled_only``: they mark the voxels to leave out of the score."""
+    datasets = [build_dataset(cfg, split, "test", transforms=v,
+                              with_weak_labels=unlabelled_only and i == 0)
+                for i, v in enumerate(variants)]
+    if datasets[0].in_channels != int(state["in_channels"]):
+        raise ValueError(f"data gives {datasets[0].in_channels} input channels, checkpoint "
+                         f"expects {state['in_channels']}")
+    return datasets
+
+
+def predict_scene(model: torch.nn.Module, method: Method,
+                  batches: list[dict[str, Any]], num_classes: int, device: torch.device,
+                  autocast: Callable[[], Any]) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean, pseudo)`` of one scene from its TTA variant batches (the first untransformed):
+    (N, K) float32 softmax averaged over the variants, per original point, and (N,) int64
+    argmax of the method's pseudo-label distribution on the first pass (-1 without one)."""
+    n = int(batches[0]["point_offsets"][-1])
+    prob = torch.zeros(n, num_classes, dtype=torch.float32, device=device)
+    pseudo = torch.full((n,), -1, dtype=torch.int64, device=device)
+    for vi, batch in enumerate(batches):
+        batch = batch_to_device(batch, device)
+        with autocast():
+            logits, feats = model(sparse_input(batch))
+        inv = batch["inverse"]
+        prob += torch.softmax(logits.float(), dim=1)[inv]
+        if vi == 0:
+            p = method.pseudo_label_probs(logits.float(), feats.float(), batch)
+            if p is not None:
+                pseudo = p.argmax(1)[inv]
+    mean = (prob / len(batches)).cpu().numpy()
+    return mean, pseudo.cpu().numpy().astype(np.int64)
+
+
+def _score_scene(conf: ConfusionMatrix, first: dict[str, Any], pred: np.ndarray,
+                 unlabelled_only: bool) -> None:
+    """Add a scene's points to ``conf`` (only those whose voxel has no weak label when
+    ``unlabelled_only``); ``first`` is the scene's untransformed batch."""
+    labels = first["point_labels"]
+    if unlabelled_only:
+        weak_voxel = first["weak_labels"] >= 0
+        keep = ~weak_voxel[first["inverse"]]
+        conf.update(pred[keep.numpy()], labels[keep])
+    else:
+        conf.update(pred, labels)
+
+
+def _write_scene(cfg: Config, out: Path, name: str, pred: np.ndarray, mean: np.ndarray,
+                 pseudo: np.ndarray, lmi_cache: dict[str, dict[int, int]]) -> None:
+    """``OUT/predictions/<scene>.npz`` (test.save_predictions) and the submission file
+    (test.submission) of a scene: ``pred`` (N,), ``mean`` (N, K), ``pseudo`` (N,)."""
+    if cfg.test.save_predictions:
+        atomic_save_npz(out / "predictions" / f"{name}.npz", pred=pred, pseudo=pseudo,
+                        confidence=mean.max(1).astype(np.float32),
+                        entropy=_entropy(mean).astype(np.float32))
+    if cfg.test.submission:
+        _write_submission(cfg, Path(cfg.data.root), out, name, pred, lmi_cache)
 
 
 @torch.no_grad()
@@ -188,7 +270,8 @@ def evaluate(cfg: Config, checkpoint: str | Path, split: str | None = None,
     """Evaluate ``checkpoint`` on every original point of ``split`` and write the outputs.
 
     Args:
-        cfg: config (model, method, data, test sections are used).
+        cfg: config (model, method, data, test sections are used; ``train.device``,
+            ``train.amp`` / ``amp_dtype`` and ``train.threads`` too).
         checkpoint: a ``.pt`` written by the trainer.
         split: split name (default ``data.test_split``).
         out_dir: output folder (default ``RUN/test``).
@@ -197,13 +280,8 @@ def evaluate(cfg: Config, checkpoint: str | Path, split: str | None = None,
         the metrics dict also written to ``OUT/metrics.json``.
     """
     t0 = time.time()
-    prev_threads = torch.get_num_threads()
-    if cfg.train.threads is not None:
-        torch.set_num_threads(cfg.train.threads)
-    try:
+    with torch_globals(threads=cfg.train.threads):
         return _evaluate(cfg, checkpoint, split, out_dir, progress, t0)
-    finally:
-        torch.set_num_threads(prev_threads)
 
 
 def _evaluate(cfg: Config, checkpoint: str | Path, split: str | None, out_dir: str | Path | None,
@@ -212,67 +290,33 @@ def _evaluate(cfg: Config, checkpoint: str | Path, split: str | None, out_dir: s
     out = Path(out_dir) if out_dir is not None else Path(cfg.run_dir) / "test"
     device = resolve_device(cfg.train.device)
     model, method, state = load_model_for_eval(cfg, checkpoint, device)
-    class_names = list(state.get("class_names") or [])
     variants = tta_variants(cfg.test.tta_rotations, cfg.test.tta_flips)
     unlabelled_only = cfg.test.score == "unlabelled"
     if unlabelled_only and cfg.data.label_spec == "full":
         raise ValueError("test.score='unlabelled' needs a weak data.label_spec (e.g. '1%'); with "
-                         "'full' every labelled point is a training label and none is left to score")
-    # the first variant is the untransformed scene: its weak labels mark the voxels to leave out
-    datasets = [build_dataset(cfg, split, "test", transforms=v, with_weak_labels=unlabelled_only and i == 0)
-                for i, v in enumerate(variants)]
-    base = datasets[0]
-    if not class_names:
-        class_names = list(base.class_names)
-    if base.in_channels != int(state["in_channels"]):
-        raise ValueError(f"data gives {base.in_channels} input channels, checkpoint expects {state['in_channels']}")
-    k = len(class_names)
-    use_amp, amp_dtype = autocast_policy(cfg.train.amp, cfg.train.amp_dtype, device)
-    loader = torch.utils.data.DataLoader(_SceneVariants(datasets), batch_size=1, shuffle=False,
-                                         collate_fn=_first, num_workers=cfg.data.num_workers)
-    conf = ConfusionMatrix(k)
-    root = Path(cfg.data.root)
+                         "'full' every labelled point is a training label and none is left to "
+                         "score")
+    datasets = _test_datasets(cfg, split, variants, unlabelled_only, state)
+    class_names = list(state.get("class_names") or []) or list(datasets[0].class_names)
+    autocast = autocast_factory(*autocast_policy(cfg.train.amp, cfg.train.amp_dtype, device),
+                                device)
+    conf = ConfusionMatrix(len(class_names))
     lmi_cache: dict[str, dict[int, int]] = {}
-    scenes: list[dict[str, Any]] = []
-    for batches in tqdm(loader, total=len(base), desc=f"test {split}", disable=not progress,
-                        dynamic_ncols=True):
+    scenes: list[str] = []
+    for batches in tqdm(_scene_loader(datasets, cfg.data.num_workers), total=len(datasets[0]),
+                        desc=f"test {split}", disable=not progress, dynamic_ncols=True):
         name = batches[0]["scene_names"][0]
-        n = int(batches[0]["point_offsets"][-1])
-        prob = torch.zeros(n, k, dtype=torch.float32, device=device)
-        pseudo = torch.full((n,), -1, dtype=torch.int64, device=device)
-        for vi, batch in enumerate(batches):
-            batch = batch_to_device(batch, device)
-            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
-                logits, feats = model(sparse_input(batch))
-            inv = batch["inverse"]
-            prob += torch.softmax(logits.float(), dim=1)[inv]
-            if vi == 0:
-                p = method.pseudo_label_probs(logits.float(), feats.float(), batch)
-                if p is not None:
-                    pseudo = p.argmax(1)[inv]
-        labels = batches[0]["point_labels"]
-        mean = (prob / len(batches)).cpu().numpy()
+        mean, pseudo = predict_scene(model, method, batches, len(class_names), device, autocast)
         pred = mean.argmax(1).astype(np.int64)
-        if unlabelled_only:
-            weak_voxel = batches[0]["weak_labels"] >= 0
-            keep = ~weak_voxel[batches[0]["inverse"]]
-            conf.update(pred[keep.numpy()], labels[keep])
-        else:
-            conf.update(pred, labels)
-        scenes.append({"name": name, "num_points": n})
-        if cfg.test.save_predictions:
-            atomic_save_npz(out / "predictions" / f"{name}.npz", pred=pred,
-                            pseudo=pseudo.cpu().numpy().astype(np.int64),
-                            confidence=mean.max(1).astype(np.float32),
-                            entropy=_entropy(mean).astype(np.float32))
-        if cfg.test.submission:
-            _write_submission(cfg, root, out, name, pred, lmi_cache)
+        _score_scene(conf, batches[0], pred, unlabelled_only)
+        scenes.append(name)
+        _write_scene(cfg, out, name, pred, mean, pseudo, lmi_cache)
     metrics = conf.metrics(class_names)
     metrics.update({
         "split": split, "checkpoint": str(checkpoint), "iteration": state.get("iteration"),
-        "tta": {"rotations": cfg.test.tta_rotations, "flips": cfg.test.tta_flips, "passes": len(variants)},
-        "score": cfg.test.score,
-        "scenes": [s["name"] for s in scenes], "seconds": time.time() - t0,
+        "tta": {"rotations": cfg.test.tta_rotations, "flips": cfg.test.tta_flips,
+                "passes": len(variants)},
+        "score": cfg.test.score, "scenes": scenes, "seconds": time.time() - t0,
         "method": cfg.method.name, "model": cfg.model.name,
     })
     atomic_write_json(out / "metrics.json", json_safe(metrics))

@@ -1,6 +1,9 @@
 """The training loop: model + method, optimiser, schedule, AMP, DDP, checkpoints, logs.
 
-Entry point :func:`train` (used by ``tools/train.py``). One run writes (rank 0 only)::
+Entry point :func:`train` (used by ``tools/train.py``): a :class:`Trainer` built from the
+config (setup, ``state_dict`` / ``load_state_dict``, ``step``, ``validate``) whose ``fit``
+runs the loop. The data must exist already (the command layer prepares it). One run
+writes (rank 0 only)::
 
     RUN/config.yaml                resolved config
     RUN/tb/                        TensorBoard: train/<loss term>, train/lr, diag/<name>,
@@ -31,153 +34,52 @@ from __future__ import annotations
 
 import math
 import os
-import random
-import resource
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, TypeAlias
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from pcseg.config import Config, config_to_dict, save_config
-from pcseg.models.inputs import sparse_input
 from pcseg import distributed as du
+from pcseg.config import Config, config_to_dict, save_config
+from pcseg.engine.builders import (
+    TrainModule,
+    bn_buffer_owner,
+    build_method,
+    build_model,
+    model_feature_dim,
+)
 from pcseg.engine.checkpoint import (
-    get_rng_state, load_checkpoint, preserve_rng, save_checkpoint, set_rng_state,
+    get_rng_state,
+    load_checkpoint,
+    preserve_rng,
+    save_checkpoint,
+    set_rng_state,
 )
 from pcseg.engine.data import (
-    batch_to_device, build_dataset, build_eval_loader, build_train_loader,
+    batch_to_device,
+    build_dataset,
+    build_eval_loader,
+    build_train_loader,
 )
 from pcseg.engine.metrics import ConfusionMatrix, format_table, json_safe
 from pcseg.engine.optim import build_optimizer, build_scheduler
+from pcseg.engine.setup import (
+    autocast_factory,
+    autocast_policy,
+    resolve_device,
+    seed_everything,
+    set_deterministic,
+    torch_globals,
+    wants_cuda,
+)
+from pcseg.engine.summary import build_summary, format_summary, peak_memory_mb
+from pcseg.models.inputs import sparse_input
 from pcseg.utils.io import atomic_write_json
-
-
-# ----------------------------------------------------------------------------- setup
-
-
-def resolve_device(name: str, local_rank: int = 0, world_size: int = 1) -> torch.device:
-    """'auto' -> cuda:<local_rank> when CUDA is available else cpu; 'cuda' -> cuda:<local_rank>.
-
-    An explicit ``cuda:N`` is refused when ``world_size`` > 1 (every rank would use GPU N).
-    """
-    if name.startswith("cuda:") and world_size > 1:
-        raise ValueError(f"train.device: {name!r} pins every one of the {world_size} ranks to one GPU; "
-                         "use 'cuda' or 'auto' under torchrun (each rank takes cuda:<LOCAL_RANK>)")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("train.device is 'cuda' but CUDA is not available (use --set train.device=cpu)")
-        return torch.device("cuda", local_rank)
-    if name.startswith("cuda:") and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device is {name!r} but CUDA is not available")
-    return torch.device(name)
-
-
-def autocast_policy(amp: bool, amp_dtype: str, device: torch.device) -> tuple[bool, torch.dtype]:
-    """``(enabled, dtype)`` of ``torch.autocast`` for ``train.amp`` / ``train.amp_dtype`` on
-    ``device``: bf16 or fp16 on CUDA, bf16 only elsewhere (ValueError naming the key for fp16)."""
-    dtype = torch.bfloat16 if amp_dtype == "bf16" else torch.float16
-    if amp and device.type != "cuda" and dtype != torch.bfloat16:
-        raise ValueError(f"train.amp_dtype: {amp_dtype!r} autocast needs CUDA; on {device.type} "
-                         "use train.amp_dtype=bf16 (or train.amp=false)")
-    return bool(amp), dtype
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python ``random``, NumPy's global RNG and torch (CPU and every CUDA device)."""
-    random.seed(seed)
-    np.random.seed(seed % (1 << 32))
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
-
-
-def set_deterministic(enabled: bool) -> None:
-    """``torch.use_deterministic_algorithms(enabled, warn_only=True)`` plus the cuDNN flags.
-
-    warn_only: an op without a deterministic implementation warns instead of failing.
-    On CUDA, cuBLAS also needs ``CUBLAS_WORKSPACE_CONFIG`` (set here when unset).
-    """
-    if enabled:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(enabled, warn_only=True)
-    torch.backends.cudnn.deterministic = enabled
-    torch.backends.cudnn.benchmark = not enabled and torch.cuda.is_available()
-
-
-def build_model(cfg: Config, in_channels: int, num_classes: int) -> nn.Module:
-    """``pcseg.models.build_model(model.name, in_channels, num_classes, backend)``.
-
-    ``model.backend: auto`` passes None (``$PCSEG_SPARSE_BACKEND``, else the default backend).
-    ``model.planes`` / ``layers`` / ``init_dim`` (optional) make a subclass of the named
-    network with those stage widths / depths / stem width.
-    """
-    from pcseg import models
-
-    backend = None if cfg.model.backend in ("auto", "") else cfg.model.backend
-    m = cfg.model
-    if m.planes is None and m.layers is None and m.init_dim is None:
-        return models.build_model(m.name, in_channels, num_classes, backend=backend)
-    if m.name not in models.MODELS:
-        raise ValueError(f"unknown model {m.name!r}; valid names: {', '.join(models.MODELS)}")
-    base = models.MODELS[m.name]
-    attrs: dict[str, Any] = {}
-    if m.planes is not None:
-        attrs["PLANES"] = tuple(int(v) for v in m.planes)
-    if m.layers is not None:
-        attrs["LAYERS"] = tuple(int(v) for v in m.layers)
-    if m.init_dim is not None:
-        attrs["INIT_DIM"] = int(m.init_dim)
-    custom = type(f"{base.__name__}Custom", (base,), attrs)
-    return custom(in_channels, num_classes, backend=backend)
-
-
-def build_method(cfg: Config, num_classes: int, feature_dim: int) -> nn.Module:
-    """``pcseg.methods.build_method(method.name, num_classes, feature_dim, **method kwargs)``."""
-    from pcseg.methods import build_method as _build
-
-    return _build(cfg.method.name, num_classes, feature_dim, **cfg.method.kwargs)
-
-
-class TrainModule(nn.Module):
-    """Model + method as one module (so DDP synchronises the method's trainable head)."""
-
-    def __init__(self, model: nn.Module, method: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.method = method
-
-    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:  # type: ignore[override]
-        """Loss terms of the method for one batch (see Method.forward)."""
-        logits, feats = self.model(sparse_input(batch))
-        return self.method(logits, feats, batch)
-
-
-def bn_buffer_owner(module: TrainModule) -> nn.Module:
-    """A module view holding the buffers :func:`sync_buffers` must average.
-
-    All buffers of the network, plus the buffers of BatchNorm layers inside the method
-    (e.g. ERDA's projection head); the method's other buffers are its own business.
-    """
-    holder = nn.Module()
-    holder.model = module.model
-    bns = [m for m in module.method.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    holder.method_bns = nn.ModuleList(bns)
-    return holder
-
-
-def peak_memory_mb(device: torch.device) -> tuple[float, str]:
-    """Peak memory in MiB: CUDA max allocated on a GPU run, else this process's max RSS."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, "cpu_max_rss"
-
 
 # ------------------------------------------------------------------------ validation
 
@@ -201,7 +103,7 @@ def validate_voxels(model: nn.Module, loader: torch.utils.data.DataLoader, num_c
     return conf
 
 
-# ---------------------------------------------------------------------------- train
+# ---------------------------------------------------------------------------- helpers
 
 
 class _Window:
@@ -247,362 +149,452 @@ def _tb_name(key: str) -> str:
     return f"train/{key}"
 
 
-def train(cfg: Config, resume: bool | str = False,
-          prepare: Callable[[Config], None] | None = None,
-          on_finish: Callable[[TrainModule, int], None] | None = None) -> dict[str, Any]:
-    """Train according to ``cfg``; returns the end-of-run summary (also written to RUN/summary.json).
+Resume: TypeAlias = "bool | str | os.PathLike[str]"
 
-    Args:
-        cfg: validated config.
-        resume: False = start fresh; True = continue from ``RUN/checkpoints/last.pt`` if it
-            exists (fresh start otherwise); a path = continue from that checkpoint.
-        prepare: called on rank 0 (before any rank reads data) to create missing data.
-        on_finish: called on every rank as ``on_finish(module, rank)`` after the last step
-            (e.g. to inspect the trained model and method in tests or notebooks).
-    Returns:
-        summary dict (see :func:`_summary`); it additionally holds ``loss_history``
-        (per-iteration total loss of the whole run, resumed parts included) which is not
-        written to summary.json.
+
+def find_checkpoint(resume: Resume, ckpt_dir: Path, verbose: bool = True
+                    ) -> tuple[dict[str, Any] | None, Path | None]:
+    """``(state, path)`` of the checkpoint to resume from, ``(None, None)`` for a fresh start.
+
+    ``resume``: False = fresh; True = ``ckpt_dir/last.pt`` when it exists (a note is printed
+    when ``verbose`` and it does not); a path = that checkpoint (FileNotFoundError if absent).
     """
-    t_start = time.time()
-    wants_cuda = cfg.train.device.startswith("cuda") or (cfg.train.device == "auto" and torch.cuda.is_available())
-    kind = "cuda" if wants_cuda else "cpu"
-    rank, world, local_rank = du.init_distributed(kind)
-    device = resolve_device(cfg.train.device, local_rank, world)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)  # the summary's peak is this run's
-    main_proc = rank == 0
-    run_dir = Path(cfg.run_dir)
-    ckpt_dir = run_dir / "checkpoints"
-    prev_threads = torch.get_num_threads()
-    if cfg.train.threads is not None:
-        torch.set_num_threads(cfg.train.threads)
-    prev_det = torch.are_deterministic_algorithms_enabled()
-    prev_det_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    prev_cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-    try:
-        if prepare is not None and main_proc:
-            prepare(cfg)
-        du.barrier()
-        set_deterministic(cfg.train.deterministic)
-        seed_everything(cfg.train.seed)
+    if not resume:
+        return None, None
+    path = ckpt_dir / "last.pt" if isinstance(resume, bool) else Path(resume)
+    if path.is_file():
+        return load_checkpoint(path, map_location="cpu"), path
+    if isinstance(resume, bool):
+        if verbose:
+            print(f"[train] --resume: {path} not found, starting from scratch")
+        return None, None
+    raise FileNotFoundError(f"resume checkpoint {path} does not exist")
 
-        # ---- data
-        train_ds = build_dataset(cfg, cfg.data.train_split, "train")
-        val_loader = None
-        if cfg.data.val_split:
-            val_ds = build_dataset(cfg, cfg.data.val_split, "val", with_weak_labels=False)
-            val_loader = build_eval_loader(cfg, val_ds, rank, world)
-        class_names = list(train_ds.class_names)
-        num_classes = len(class_names)
-        in_channels = train_ds.in_channels
 
-        # ---- model + method (identical initialisation on every rank)
-        model = build_model(cfg, in_channels, num_classes).to(device)
-        method = build_method(cfg, num_classes, int(model.feature_dim)).to(device)
-        module = TrainModule(model, method)
+# ---------------------------------------------------------------------------- trainer
 
-        state = None
-        ckpt_path = None
-        if resume:
-            explicit = isinstance(resume, (str, os.PathLike)) and not isinstance(resume, bool)
-            ckpt_path = Path(resume) if explicit else ckpt_dir / "last.pt"
-            if ckpt_path.is_file():
-                state = load_checkpoint(ckpt_path, map_location="cpu")
-            elif isinstance(resume, bool):
-                if main_proc:
-                    print(f"[train] --resume: {ckpt_path} not found, starting from scratch")
-                ckpt_path = None
-            else:
-                raise FileNotFoundError(f"resume checkpoint {ckpt_path} does not exist")
+
+class Trainer:
+    """One training run of ``cfg``: build with ``Trainer(cfg, resume)``, run with :meth:`fit`.
+
+    Construction sets up the process group (under torchrun), the device, the seeds, the
+    data, model + method, optimiser, schedule, GradScaler and the logs (rank 0), and
+    restores a checkpoint when resuming (see :func:`find_checkpoint`). It does not change
+    torch's thread count or determinism flags: run it inside
+    :func:`pcseg.engine.setup.torch_globals` (as :func:`train` does).
+
+    Public state: ``cfg``, ``rank``, ``world``, ``device``, ``model``, ``method``, ``module``
+    (both, :class:`TrainModule`), ``runner`` (``module`` or its DDP wrapper), ``optimizer``,
+    ``scheduler``, ``scaler``, ``iteration``, ``epoch``, ``epoch_step``, ``total``,
+    ``best`` (``{"miou", "iteration", "epoch"}``), ``history``
+    (``{"loss": [...], "trace": [...], "val": [...]}``), ``class_names``.
+    """
+
+    def __init__(self, cfg: Config, resume: Resume = False) -> None:
+        self.cfg = cfg
+        self.t_start = time.time()
+        self._init_process()
+        self._build_data()
+        state, ckpt_path = find_checkpoint(resume, self.ckpt_dir, verbose=self.main_proc)
+        self._build_networks(state)
+        self._build_optimisation()
+        self.iteration, self.epoch, self.epoch_step = 0, 0, 0
+        self.best: dict[str, Any] = {"miou": -1.0, "iteration": -1, "epoch": -1}
+        self.history: dict[str, list] = {"loss": [], "trace": [], "val": []}
+        self.elapsed_before = 0.0
         if state is not None:
-            model.load_state_dict(state["model"])
-        method.on_train_start(model)
-        method.to(device)
-        if state is not None:
-            method.load_state_dict(state["method"])
-
-        total = cfg.train.iterations
-        loader, sampler = build_train_loader(cfg, train_ds, rank, world, 0, 0, device.type == "cuda")
-        steps_per_epoch = sampler.batches_per_epoch
-        if total is None:
-            total = int(cfg.train.epochs) * steps_per_epoch
-
-        optimizer = build_optimizer(module.parameters(), cfg.train)
-        scheduler = build_scheduler(optimizer, cfg.train, total)
-        use_amp, amp_dtype = autocast_policy(cfg.train.amp, cfg.train.amp_dtype, device)
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-
-        def autocast() -> Any:
-            return torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp)
-
-        it, epoch, epoch_step = 0, 0, 0
-        best = {"miou": -1.0, "iteration": -1, "epoch": -1}
-        history: dict[str, list] = {"loss": [], "trace": [], "val": []}
-        elapsed_before = 0.0
-        if state is not None:
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            if state.get("scaler") is not None:
-                scaler.load_state_dict(state["scaler"])
-            it, epoch, epoch_step = int(state["iteration"]), int(state["epoch"]), int(state["epoch_step"])
-            best = dict(state["best"])
-            history = state["history"]
-            elapsed_before = float(state.get("elapsed_s", 0.0))
-            if state.get("world_size", 1) != world and main_proc:
-                print(f"[train] warning: checkpoint written with {state.get('world_size')} ranks, "
-                      f"resuming with {world}: data order differs from the original run")
-            if main_proc:
-                print(f"[train] resumed from {ckpt_path} at iteration {it} (epoch {epoch}, step {epoch_step})")
-            loader, sampler = build_train_loader(cfg, train_ds, rank, world, epoch, epoch_step,
-                                                 device.type == "cuda")
-
-        if world > 1:
-            ddp_kwargs: dict[str, Any] = {"broadcast_buffers": False,
-                                          "find_unused_parameters": cfg.train.find_unused_parameters}
-            if device.type == "cuda":
-                ddp_kwargs["device_ids"] = [device.index]
-            # BN statistics: start identical (DDP broadcasts parameters, not with buffers off)
-            du.sync_buffers(bn_buffer_owner(module))
-            runner: nn.Module = nn.parallel.DistributedDataParallel(module, **ddp_kwargs)
-        else:
-            runner = module
-        bn_owner = bn_buffer_owner(module)
-
+            self._load_progress(state)
+            self._report_resume(state, ckpt_path)
+        self._wrap_ddp()
         # RNG last: everything above may draw random numbers (initialisation).
         if state is not None:
-            rng_states = state["rng"]
-            set_rng_state(rng_states[rank] if isinstance(rng_states, list) and rank < len(rng_states)
-                          else (rng_states[0] if isinstance(rng_states, list) else rng_states))
-        elif rank > 0:
-            seed_everything(cfg.train.seed + 1000003 * rank)  # distinct per-rank streams (sampling in methods)
+            self._load_rng(state["rng"])
+        elif self.rank > 0:
+            # distinct per-rank streams (sampling in methods)
+            seed_everything(cfg.train.seed + 1000003 * self.rank)
+        self.writer = self._open_logs(resumed=state is not None)
+        self.window = _Window()
+        self.last_window: dict[str, float] = {}
+        self.interrupted = False
+        self.t_loop0 = time.time()
 
-        writer = None
-        if main_proc:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, run_dir / "config.yaml")
-            from torch.utils.tensorboard import SummaryWriter
-            writer = SummaryWriter(str(run_dir / "tb"), purge_step=it if state is not None else None)
-            if state is None and (ckpt_dir / "last.pt").exists():
-                print(f"[train] note: {ckpt_dir / 'last.pt'} exists and will be overwritten (use --resume to continue)")
-            n_params = sum(p.numel() for p in module.parameters())
-            print(f"[train] {cfg.model.name} + {cfg.method.name} on {device} x{world}"
-                  f"{f' (autocast {cfg.train.amp_dtype})' if use_amp else ''}: "
-                  f"{n_params / 1e6:.2f}M parameters, {len(train_ds)} training samples, "
-                  f"{steps_per_epoch} steps/epoch, {total} iterations")
+    # ------------------------------------------------------------------ construction
 
-        def checkpoint_state() -> dict[str, Any]:
-            rng = get_rng_state()
-            if world > 1:
-                gathered: list[Any] = [None] * world
-                torch.distributed.all_gather_object(gathered, rng)
-                rng_list: Any = gathered
-            else:
-                rng_list = rng
-            return {
-                "model": model.state_dict(), "method": method.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-                "rng": rng_list, "iteration": it, "epoch": epoch, "epoch_step": epoch_step,
-                "best": dict(best), "history": history, "world_size": world,
-                "elapsed_s": elapsed_before + (time.time() - t_loop0),
-                "config": config_to_dict(cfg), "class_names": class_names,
-                "in_channels": in_channels, "num_classes": num_classes,
-                "feature_dim": int(model.feature_dim),
-            }
+    def _init_process(self) -> None:
+        """Process group, device, run folders, seeds."""
+        cfg = self.cfg
+        kind = "cuda" if wants_cuda(cfg.train.device) else "cpu"
+        self.rank, self.world, local_rank = du.init_distributed(kind)
+        self.device = resolve_device(cfg.train.device, local_rank, self.world)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)  # the summary's peak is this run's
+        self.main_proc = self.rank == 0
+        self.run_dir = Path(cfg.run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        du.barrier()  # data that rank 0 prepared before train() is there for every rank
+        seed_everything(cfg.train.seed)
 
-        def save(name: str, st: dict[str, Any]) -> None:
-            if main_proc:
-                save_checkpoint(ckpt_dir / name, st)
+    def _build_data(self) -> None:
+        """Training dataset, validation loader (None without ``data.val_split``), classes."""
+        cfg = self.cfg
+        self.train_ds = build_dataset(cfg, cfg.data.train_split, "train")
+        self.val_loader: torch.utils.data.DataLoader | None = None
+        if cfg.data.val_split:
+            val_ds = build_dataset(cfg, cfg.data.val_split, "val", with_weak_labels=False)
+            self.val_loader = build_eval_loader(cfg, val_ds, self.rank, self.world)
+        self.class_names = list(self.train_ds.class_names)
+        self.num_classes = len(self.class_names)
+        self.in_channels = self.train_ds.in_channels
 
-        def run_validation() -> dict[str, Any] | None:
-            nonlocal best
-            if val_loader is None:
-                return None
-            with preserve_rng():
-                conf = validate_voxels(model, val_loader, num_classes, device, autocast)
-            m = conf.metrics(class_names)
-            rec = {"iteration": it, "epoch": epoch, "miou": m["miou"], "oa": m["oa"], "macc": m["macc"],
-                   "per_class_iou": m["per_class_iou"]}
-            history["val"].append(rec)
-            improved = math.isfinite(m["miou"]) and m["miou"] > best["miou"]
-            if improved:
-                best = {"miou": m["miou"], "iteration": it, "epoch": epoch}
-            if writer is not None:
-                for k in ("miou", "oa", "macc"):
-                    if math.isfinite(m[k]):
-                        writer.add_scalar(f"val/{k}", m[k], it)
-                for n, v in m["per_class_iou"].items():
-                    if v is not None:
-                        writer.add_scalar(f"val/iou/{n}", v, it)
-                tqdm.write(f"[val] iteration {it}: mIoU {100 * m['miou']:.2f}  OA {100 * m['oa']:.2f}  "
-                           f"mAcc {100 * m['macc']:.2f}" + ("  (best)" if improved else ""))
-            rec["improved"] = improved
-            return rec
+    def _build_networks(self, state: dict[str, Any] | None) -> None:
+        """Model + method (identical initialisation on every rank); checkpoint weights.
 
-        window = _Window()
-        last_window: dict[str, float] = {}
-        interrupted = False
-        t_loop0 = time.time()
-        it0 = it
-        module.train()
-        pbar = tqdm(total=total, initial=it, disable=not (main_proc and cfg.train.progress),
-                    dynamic_ncols=True, desc=f"train {cfg.method.name}")
-        data_iter = iter(loader)
-        while it < total:
-            batch = next(data_iter)
-            batch = batch_to_device(batch, device)
-            with autocast():
-                out = runner(batch)
-            loss = out["loss"]
-            if not torch.isfinite(loss.detach()).all():
-                vals = _scalars(out)
-                alt = " or train.amp_dtype=bf16" if amp_dtype == torch.float16 else ""
-                hint = (f" (under {cfg.train.amp_dtype} autocast: try train.amp=false{alt})"
-                        if use_amp else "")
-                raise FloatingPointError(f"non-finite loss at iteration {it + 1}: {vals}{hint}")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.train.grad_clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(module.parameters(), cfg.train.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()
-            if world > 1:
-                du.sync_buffers(bn_owner)
-            method.after_optimizer_step(model, it, total)
-            it += 1
-            epoch_step += 1
-            if epoch_step >= steps_per_epoch:
-                epoch, epoch_step = epoch + 1, 0
+        The network weights are loaded before ``method.on_train_start`` (an EMA teacher
+        starts as a copy of the loaded network), the method's state after it."""
+        cfg, device = self.cfg, self.device
+        self.model = build_model(cfg, self.in_channels, self.num_classes).to(device)
+        self.method = build_method(cfg, self.num_classes, model_feature_dim(self.model)).to(device)
+        self.module = TrainModule(self.model, self.method)
+        if state is not None:
+            self.model.load_state_dict(state["model"])
+        self.method.on_train_start(self.model)
+        self.method.to(device)
+        if state is not None:
+            self.method.load_state_dict(state["method"])
 
-            vals = _scalars(out)
-            history["loss"].append(vals["loss"])
-            vals["lr"] = lr
-            window.add(vals)
-            pbar.update(1)
-            if it % cfg.train.log_every == 0 or it == total:
-                last_window = window.means()
-                window.reset()
-                history["trace"].append({"iteration": it, **last_window})
-                if writer is not None:
-                    for k, v in last_window.items():
-                        writer.add_scalar(_tb_name(k), v, it)
-                pbar.set_postfix(loss=f"{last_window.get('loss', float('nan')):.4f}", lr=f"{lr:.2e}")
+    def _build_optimisation(self) -> None:
+        """Training loader (from the start), length of the run, optimiser, schedule, AMP."""
+        cfg = self.cfg
+        self.loader, sampler = build_train_loader(cfg, self.train_ds, self.rank, self.world, 0, 0,
+                                                  self.device.type == "cuda")
+        self.steps_per_epoch = sampler.batches_per_epoch
+        if cfg.train.iterations is not None:
+            self.total = cfg.train.iterations
+        elif cfg.train.epochs is not None:
+            self.total = int(cfg.train.epochs) * self.steps_per_epoch
+        else:  # the config check refuses this
+            raise ValueError("set train.iterations or train.epochs")
+        self.optimizer = build_optimizer(self.module.parameters(), cfg.train)
+        self.scheduler = build_scheduler(self.optimizer, cfg.train, self.total)
+        self.use_amp, self.amp_dtype = autocast_policy(cfg.train.amp, cfg.train.amp_dtype,
+                                                       self.device)
+        fp16 = self.use_amp and self.amp_dtype == torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
+        self.autocast = autocast_factory(self.use_amp, self.amp_dtype, self.device)
 
-            validated = False
-            if cfg.train.val_every and it % cfg.train.val_every == 0 and it < total:
-                rec = run_validation()
-                validated = rec is not None
-                if rec is not None and rec["improved"]:
-                    save("best.pt", checkpoint_state())
-            stop = cfg.train.stop_at is not None and it == cfg.train.stop_at and it < total
-            if validated or stop or (cfg.train.checkpoint_every and it % cfg.train.checkpoint_every == 0):
-                save("last.pt", checkpoint_state())
-            if stop:
-                interrupted = True
-                if main_proc:
-                    tqdm.write(f"[train] stopping at iteration {it} (train.stop_at); resume with --resume")
+    def _wrap_ddp(self) -> None:
+        """``runner``: the DDP wrapper of ``module`` under torchrun, else ``module`` itself."""
+        self.runner: nn.Module = self.module
+        if self.world > 1:
+            ddp_kwargs: dict[str, Any] = {
+                "broadcast_buffers": False,
+                "find_unused_parameters": self.cfg.train.find_unused_parameters}
+            if self.device.type == "cuda":
+                ddp_kwargs["device_ids"] = [self.device.index]
+            # BN statistics: start identical (DDP broadcasts parameters, not with buffers off)
+            du.sync_buffers(bn_buffer_owner(self.module))
+            self.runner = nn.parallel.DistributedDataParallel(self.module, **ddp_kwargs)
+        self.bn_owner = bn_buffer_owner(self.module)
+
+    def _open_logs(self, resumed: bool) -> Any:
+        """Rank 0: config.yaml, the TensorBoard writer (returned; None elsewhere), a banner."""
+        if not self.main_proc:
+            return None
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, self.run_dir / "config.yaml")
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(self.run_dir / "tb"),
+                               purge_step=self.iteration if resumed else None)
+        last = self.ckpt_dir / "last.pt"
+        if not resumed and last.exists():
+            print(f"[train] note: {last} exists and will be overwritten "
+                  "(use --resume to continue)")
+        amp = f" (autocast {cfg.train.amp_dtype})" if self.use_amp else ""
+        print(f"[train] {cfg.model.name} + {cfg.method.name} on {self.device} x{self.world}"
+              f"{amp}: {self.num_parameters() / 1e6:.2f}M parameters, "
+              f"{len(self.train_ds)} training samples, "
+              f"{self.steps_per_epoch} steps/epoch, {self.total} iterations")
+        return writer
+
+    def num_parameters(self) -> int:
+        """Parameters of the network and the method."""
+        return sum(p.numel() for p in self.module.parameters())
+
+    # ------------------------------------------------------------------ checkpoint state
+
+    def state_dict(self) -> dict[str, Any]:
+        """The checkpoint: weights, optimiser / schedule / scaler, RNG (every rank's, gathered
+        under DDP: a collective, call it on every rank), counters, best, history, metadata."""
+        rng = get_rng_state()
+        rng_list: Any = rng
+        if self.world > 1:
+            gathered: list[Any] = [None] * self.world
+            torch.distributed.all_gather_object(gathered, rng)
+            rng_list = gathered
+        return {
+            "model": self.model.state_dict(), "method": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "rng": rng_list, "iteration": self.iteration, "epoch": self.epoch,
+            "epoch_step": self.epoch_step, "best": dict(self.best), "history": self.history,
+            "world_size": self.world,
+            "elapsed_s": self.elapsed_before + (time.time() - self.t_loop0),
+            "config": config_to_dict(self.cfg), "class_names": self.class_names,
+            "in_channels": self.in_channels, "num_classes": self.num_classes,
+            "feature_dim": model_feature_dim(self.model),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state`` (a :meth:`state_dict`): weights, optimiser, schedule,
+        scaler, counters, best, history, the loader's position and, last, the RNG states."""
+        self.model.load_state_dict(state["model"])
+        self.method.load_state_dict(state["method"])
+        self._load_progress(state)
+        self._load_rng(state["rng"])
+
+    def _load_progress(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler") is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        self.iteration = int(state["iteration"])
+        self.epoch, self.epoch_step = int(state["epoch"]), int(state["epoch_step"])
+        self.best = dict(state["best"])
+        self.history = state["history"]
+        self.elapsed_before = float(state.get("elapsed_s", 0.0))
+        self.loader, _ = build_train_loader(self.cfg, self.train_ds, self.rank, self.world,
+                                            self.epoch, self.epoch_step,
+                                            self.device.type == "cuda")
+
+    def _load_rng(self, rng_states: Any) -> None:
+        """This rank's entry of a gathered list (the first when the list is shorter)."""
+        if isinstance(rng_states, list):
+            rng_states = rng_states[self.rank if self.rank < len(rng_states) else 0]
+        set_rng_state(rng_states)
+
+    def _report_resume(self, state: dict[str, Any], path: Path | None) -> None:
+        if not self.main_proc:
+            return
+        if state.get("world_size", 1) != self.world:
+            print(f"[train] warning: checkpoint written with {state.get('world_size')} ranks, "
+                  f"resuming with {self.world}: data order differs from the original run")
+        print(f"[train] resumed from {path} at iteration {self.iteration} "
+              f"(epoch {self.epoch}, step {self.epoch_step})")
+
+    def _save(self, name: str, state: dict[str, Any]) -> None:
+        if self.main_proc:
+            save_checkpoint(self.ckpt_dir / name, state)
+
+    # ------------------------------------------------------------------ training
+
+    def step(self, batch: dict[str, Any]) -> dict[str, float]:
+        """One optimiser step on ``batch`` (a collated batch on any device); advances
+        ``iteration`` / ``epoch`` / ``epoch_step``. Returns the loss terms and diagnostics
+        of the batch as floats plus ``lr`` (the rate this step used).
+
+        Raises FloatingPointError (naming the iteration and the terms) on a non-finite loss.
+        """
+        cfg = self.cfg
+        batch = batch_to_device(batch, self.device)
+        with self.autocast():
+            out = self.runner(batch)
+        loss = out["loss"]
+        if not torch.isfinite(loss.detach()).all():
+            raise FloatingPointError(self._non_finite_message(out))
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if cfg.train.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), cfg.train.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.scheduler.step()
+        if self.world > 1:
+            du.sync_buffers(self.bn_owner)
+        self.method.after_optimizer_step(self.model, self.iteration, self.total)
+        self.iteration += 1
+        self.epoch_step += 1
+        if self.epoch_step >= self.steps_per_epoch:
+            self.epoch, self.epoch_step = self.epoch + 1, 0
+        vals = _scalars(out)
+        vals["lr"] = lr
+        return vals
+
+    def _non_finite_message(self, out: dict[str, torch.Tensor]) -> str:
+        hint = ""
+        if self.use_amp:
+            alt = " or train.amp_dtype=bf16" if self.amp_dtype == torch.float16 else ""
+            hint = f" (under {self.cfg.train.amp_dtype} autocast: try train.amp=false{alt})"
+        return f"non-finite loss at iteration {self.iteration + 1}: {_scalars(out)}{hint}"
+
+    def _record(self, vals: dict[str, float], pbar: Any) -> None:
+        """Loss history, logging window; at the window's end the trace, TensorBoard, bar."""
+        self.history["loss"].append(vals["loss"])
+        self.window.add(vals)
+        pbar.update(1)
+        it = self.iteration
+        if it % self.cfg.train.log_every == 0 or it == self.total:
+            self.last_window = self.window.means()
+            self.window.reset()
+            self.history["trace"].append({"iteration": it, **self.last_window})
+            if self.writer is not None:
+                for k, v in self.last_window.items():
+                    self.writer.add_scalar(_tb_name(k), v, it)
+            pbar.set_postfix(loss=f"{self.last_window.get('loss', float('nan')):.4f}",
+                             lr=f"{vals['lr']:.2e}")
+
+    def _after_step(self) -> bool:
+        """Periodic validation and checkpoints; True when ``train.stop_at`` is reached."""
+        t, it = self.cfg.train, self.iteration
+        validated = False
+        if t.val_every and it % t.val_every == 0 and it < self.total:
+            rec = self.validate()
+            validated = rec is not None
+            if rec is not None and rec["improved"]:
+                self._save("best.pt", self.state_dict())
+        stop = t.stop_at is not None and it == t.stop_at and it < self.total
+        if validated or stop or (t.checkpoint_every and it % t.checkpoint_every == 0):
+            self._save("last.pt", self.state_dict())
+        if stop:
+            self.interrupted = True
+            if self.main_proc:
+                tqdm.write(f"[train] stopping at iteration {it} (train.stop_at); "
+                           "resume with --resume")
+        return stop
+
+    def validate(self) -> dict[str, Any] | None:
+        """Voxel metrics on ``data.val_split`` (None without one), RNG streams untouched.
+
+        Returns ``{"iteration", "epoch", "miou", "oa", "macc", "per_class_iou", "improved"}``
+        (also appended to ``history["val"]``); updates ``best`` when mIoU improved.
+        """
+        if self.val_loader is None:
+            return None
+        with preserve_rng():
+            conf = validate_voxels(self.model, self.val_loader, self.num_classes, self.device,
+                                   self.autocast)
+        m = conf.metrics(self.class_names)
+        rec = {"iteration": self.iteration, "epoch": self.epoch, "miou": m["miou"],
+               "oa": m["oa"], "macc": m["macc"], "per_class_iou": m["per_class_iou"]}
+        self.history["val"].append(rec)
+        improved = math.isfinite(m["miou"]) and m["miou"] > self.best["miou"]
+        if improved:
+            self.best = {"miou": m["miou"], "iteration": self.iteration, "epoch": self.epoch}
+        self._log_validation(m, improved)
+        rec["improved"] = improved
+        return rec
+
+    def _log_validation(self, m: dict[str, Any], improved: bool) -> None:
+        if self.writer is None:
+            return
+        it = self.iteration
+        for k in ("miou", "oa", "macc"):
+            if math.isfinite(m[k]):
+                self.writer.add_scalar(f"val/{k}", m[k], it)
+        for n, v in m["per_class_iou"].items():
+            if v is not None:
+                self.writer.add_scalar(f"val/iou/{n}", v, it)
+        tqdm.write(f"[val] iteration {it}: mIoU {100 * m['miou']:.2f}  OA {100 * m['oa']:.2f}  "
+                   f"mAcc {100 * m['macc']:.2f}" + ("  (best)" if improved else ""))
+
+    def fit(self) -> dict[str, Any]:
+        """Train to ``total`` iterations (or ``train.stop_at``); final validation and
+        checkpoints; returns the summary (see :func:`train`)."""
+        self.t_loop0 = time.time()
+        it0 = self.iteration
+        self.module.train()
+        show = self.main_proc and self.cfg.train.progress
+        pbar = tqdm(total=self.total, initial=self.iteration, disable=not show,
+                    dynamic_ncols=True, desc=f"train {self.cfg.method.name}")
+        data_iter = iter(self.loader)
+        while self.iteration < self.total:
+            vals = self.step(next(data_iter))
+            self._record(vals, pbar)
+            if self._after_step():
                 break
         pbar.close()
         del data_iter
-
-        final_val = None
-        if not interrupted:
-            final_val = run_validation()
-            st = checkpoint_state()
-            if final_val is not None and final_val["improved"]:
-                save("best.pt", st)
-            elif final_val is None:
-                save("best.pt", st)  # no validation split: the final weights are the best we know
-            save("last.pt", st)
+        final_val = None if self.interrupted else self._final_checkpoints()
         du.barrier()
+        return self._finish(final_val, it0)
 
-        t_loop = time.time() - t_loop0
-        summary = _summary(cfg, it, total, epoch, best, history, final_val, last_window,
-                           interrupted, time.time() - t_start, elapsed_before + t_loop,
-                           (it - it0) / t_loop if t_loop > 0 else float("nan"), device, world,
-                           sum(p.numel() for p in module.parameters()), class_names)
-        if writer is not None:
-            writer.flush()
-            writer.close()
-        if main_proc:
-            atomic_write_json(run_dir / "summary.json", json_safe(summary))
+    def _final_checkpoints(self) -> dict[str, Any] | None:
+        """Final validation; last.pt, and best.pt when it improved (or without validation:
+        the final weights are the best we know)."""
+        final_val = self.validate()
+        st = self.state_dict()
+        if final_val is None or final_val["improved"]:
+            self._save("best.pt", st)
+        self._save("last.pt", st)
+        return final_val
+
+    def _finish(self, final_val: dict[str, Any] | None, it0: int) -> dict[str, Any]:
+        """The summary (written and printed on rank 0); closes the TensorBoard writer."""
+        t_loop = time.time() - self.t_loop0
+        summary = build_summary(
+            self.cfg, iterations=self.iteration, total=self.total, epoch=self.epoch,
+            best=self.best, history=self.history, final_val=final_val,
+            last_window=self.last_window, interrupted=self.interrupted,
+            wall_s=time.time() - self.t_start, train_s=self.elapsed_before + t_loop,
+            it_per_s=(self.iteration - it0) / t_loop if t_loop > 0 else float("nan"),
+            device=self.device, world=self.world, n_params=self.num_parameters(),
+            class_names=self.class_names)
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()
+        if self.main_proc:
+            atomic_write_json(self.run_dir / "summary.json", json_safe(summary))
             print(format_summary(summary))
-        summary["loss_history"] = list(history["loss"])
-        if on_finish is not None:
-            on_finish(module, rank)
+        summary["loss_history"] = list(self.history["loss"])
         return summary
+
+
+def train(cfg: Config, resume: Resume = False,
+          on_finish: Callable[[TrainModule, int], None] | None = None) -> dict[str, Any]:
+    """Train according to ``cfg``; returns the end-of-run summary (also written to
+    RUN/summary.json).
+
+    Args:
+        cfg: validated config; its data must exist (prepare it first, on rank 0).
+        resume: False = start fresh; True = continue from ``RUN/checkpoints/last.pt`` if it
+            exists (fresh start otherwise); a path = continue from that checkpoint.
+        on_finish: called on every rank as ``on_finish(module, rank)`` after the last step
+            (e.g. to inspect the trained model and method in tests or notebooks).
+    Returns:
+        summary dict (see :func:`pcseg.engine.summary.build_summary`); it additionally holds
+        ``loss_history`` (per-iteration total loss of the whole run, resumed parts included)
+        which is not written to summary.json.
+
+    Runs under :func:`pcseg.engine.setup.torch_globals` (``train.threads``,
+    ``train.deterministic``): torch's global state is restored afterwards, also on error.
+    """
+    try:
+        with torch_globals(threads=cfg.train.threads, deterministic=cfg.train.deterministic):
+            trainer = Trainer(cfg, resume=resume)
+            summary = trainer.fit()
+            if on_finish is not None:
+                on_finish(trainer.module, trainer.rank)
+            return summary
     finally:
-        torch.use_deterministic_algorithms(prev_det, warn_only=prev_det_warn)
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = prev_cudnn
-        torch.set_num_threads(prev_threads)
         du.cleanup()
 
 
-def _summary(cfg: Config, it: int, total: int, epoch: int, best: dict, history: dict,
-             final_val: dict | None, last_window: dict, interrupted: bool, wall_s: float,
-             train_s: float, it_per_s: float, device: torch.device, world: int,
-             n_params: int, class_names: list[str]) -> dict[str, Any]:
-    mem, mem_kind = peak_memory_mb(device)
-    diag_final = {k: v for k, v in last_window.items() if k.startswith("diag/")}
-    losses_final = {k: v for k, v in last_window.items() if not k.startswith("diag/")}
-    return {
-        "run_dir": str(cfg.run_dir),
-        "dataset": cfg.data.dataset,
-        "label_spec": cfg.data.label_spec,
-        "model": cfg.model.name,
-        "method": cfg.method.name,
-        "finished": not interrupted,
-        "iterations": it,
-        "total_iterations": total,
-        "epochs": epoch,
-        "best_miou": best["miou"] if best["miou"] >= 0 else None,
-        "best_iteration": best["iteration"] if best["iteration"] >= 0 else None,
-        "best_epoch": best["epoch"] if best["epoch"] >= 0 else None,
-        "final_val": None if final_val is None else {k: final_val[k] for k in ("miou", "oa", "macc", "per_class_iou")},
-        "final_train": losses_final,
-        "final_diagnostics": diag_final,
-        "trace": history["trace"],
-        "val_history": [{k: v for k, v in r.items() if k != "per_class_iou"} for r in history["val"]],
-        "class_names": class_names,
-        "wall_time_s": wall_s,
-        "train_time_s": train_s,
-        "iterations_per_s": it_per_s,
-        "peak_memory_mb": mem,
-        "peak_memory_kind": mem_kind,
-        "device": str(device),
-        "world_size": world,
-        "num_parameters": n_params,
-    }
-
-
-def format_summary(s: dict[str, Any]) -> str:
-    """Readable multi-line end-of-run summary."""
-    def pct(v: Any) -> str:
-        return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{100 * v:.2f}"
-
-    lines = [
-        "=" * 60,
-        f"run        {s['run_dir']}  ({s['method']} / {s['model']} / {s['dataset']} {s['label_spec']})",
-        f"status     {'finished' if s['finished'] else 'interrupted'} at iteration {s['iterations']}/{s['total_iterations']}",
-        f"best mIoU  {pct(s['best_miou'])} (iteration {s['best_iteration']}, epoch {s['best_epoch']}; voxels of the val split)",
-    ]
-    if s["final_val"] is not None:
-        fv = s["final_val"]
-        lines.append(f"final val  mIoU {pct(fv['miou'])}  OA {pct(fv['oa'])}  mAcc {pct(fv['macc'])}")
-    if s["final_train"]:
-        lines.append("final loss " + "  ".join(f"{k} {v:.4g}" for k, v in sorted(s["final_train"].items())))
-    if s["final_diagnostics"]:
-        lines.append("diagnostics " + "  ".join(f"{k[5:]} {v:.4g}" for k, v in sorted(s["final_diagnostics"].items())))
-    lines.append(f"time       {s['train_time_s']:.1f} s training, {s['iterations_per_s']:.2f} it/s, "
-                 f"peak memory {s['peak_memory_mb']:.0f} MiB ({s['peak_memory_kind']}), {s['device']} x{s['world_size']}")
-    lines.append("=" * 60)
-    return "\n".join(lines)
-
-
-__all__ = ["train", "TrainModule", "resolve_device", "seed_everything", "set_deterministic",
-           "build_model", "build_method", "validate_voxels", "format_summary",
-           "format_table"]
+__all__ = [
+    "TrainModule",
+    "Trainer",
+    "autocast_policy",
+    "build_method",
+    "build_model",
+    "find_checkpoint",
+    "format_summary",
+    "format_table",
+    "peak_memory_mb",
+    "resolve_device",
+    "seed_everything",
+    "set_deterministic",
+    "train",
+    "validate_voxels",
+]
