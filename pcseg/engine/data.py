@@ -134,8 +134,8 @@ def build_dataset(cfg: Config, split: str, mode: str, transforms: Any = None,
     root = Path(d.root)
     if not (root / "meta.json").is_file():
         raise FileNotFoundError(
-            f"data.root {root} is not a processed folder (no meta.json); run tools/prepare_data.py "
-            f"or set data.raw so tools/train.py prepares it"
+            f"data.root {root} is not a processed folder (no meta.json); run `pcseg prepare` "
+            f"or set data.raw so `pcseg train` prepares it"
         )
     train = mode == "train"
     from pcseg.data.processed import read_meta

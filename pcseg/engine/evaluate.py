@@ -5,7 +5,7 @@ For every scene and every test-time augmentation (TTA) variant — rotations abo
 ``test.tta_flips`` — the points are transformed about their centre, voxelized (test
 mode: deterministic), the network is run, and the voxel softmax is copied to the
 original points through the inverse map. Softmax outputs are summed over the variants
-(REFERENCE.md section 2). Per point: ``pred`` = argmax of the sum, ``confidence`` = max of
+(the benchmarks' convention). Per point: ``pred`` = argmax of the sum, ``confidence`` = max of
 the mean distribution, ``entropy`` = its entropy (nats), ``pseudo`` = argmax of the
 method's pseudo-label distribution p on the un-augmented pass (-1 when the method has
 none). One confusion matrix is accumulated over the whole split.

@@ -1,6 +1,6 @@
 """Segmentation metrics from one confusion matrix accumulated over a whole split.
 
-Conventions (../shared/docs/REFERENCE.md section 2):
+Conventions (those of the S3DIS / ScanNet / SemanticKITTI benchmarks):
 
 * ``confusion[g, p]`` counts points with ground truth ``g`` predicted as ``p``; rows and
   columns are the K evaluated classes.

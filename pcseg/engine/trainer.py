@@ -1,6 +1,6 @@
 """The training loop: model + method, optimiser, schedule, AMP, DDP, checkpoints, logs.
 
-Entry point :func:`train` (used by ``tools/train.py``): a :class:`Trainer` built from the
+Entry point :func:`train` (used by ``pcseg train``): a :class:`Trainer` built from the
 config (setup, ``state_dict`` / ``load_state_dict``, ``step``, ``validate``) whose ``fit``
 runs the loop. The data must exist already (the command layer prepares it). One run
 writes (rank 0 only)::
