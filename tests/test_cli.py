@@ -242,6 +242,18 @@ def test_config_errors_exit_cleanly(tmp_path, capsys):
     assert str(bad) in err
 
 
+def test_train_init_fine_tunes_from_another_run(trained, tmp_path, capsys):
+    """`pcseg train --init CKPT`: a new run starting from the network weights of `trained`."""
+    path, root, _ = trained
+    ckpt = root / "run" / "checkpoints" / "last.pt"
+    run = tmp_path / "ft"
+    summary = _train([str(path), "--init", str(ckpt), "--set", f"run_dir={run}",
+                      "train.iterations=1"])
+    assert summary["finished"] and summary["iterations"] == 1
+    assert "classifier kept (same class list)" in capsys.readouterr().out
+    assert main(["train", str(path), "--init", str(ckpt), "--resume"]) == 2
+
+
 def test_help_lists_every_subcommand(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--help"])

@@ -31,6 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     add_config_arguments(p, "YAML config (default: the demo, configs/demo/erda.yaml)")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
                    help="continue from RUN/checkpoints/last.pt (or the given checkpoint)")
+    p.add_argument("--init", default=None, metavar="CKPT",
+                   help="fine-tune: start from the network weights of another run's checkpoint "
+                        "(every tensor whose name and shape match; the classifier only when the "
+                        "class list is the same; method state, optimiser and iteration are new)")
     p.set_defaults(run=run)
 
 
@@ -41,5 +45,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    train_with_data(cfg, resume=args.resume)
+    if args.init is not None and args.resume:
+        print("error: --init starts a new run; --resume continues one: give one of them",
+              file=sys.stderr)
+        return 2
+    train_with_data(cfg, resume=args.resume, init=args.init)
     return 0

@@ -81,3 +81,38 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if state.get("format", CHECKPOINT_FORMAT) > CHECKPOINT_FORMAT:
         raise ValueError(f"checkpoint {path} has format {state['format']}, newer than this code")
     return state
+
+
+def load_matching_weights(model: torch.nn.Module, path: str | Path, class_names: list[str],
+                          classifier_prefix: str = "final.") -> dict[str, Any]:
+    """Initialise ``model`` from the network weights of another run's checkpoint (fine-tuning).
+
+    Every parameter and buffer whose name and shape match is copied. The classifier
+    (``classifier_prefix``, MinkUNet's last Linear) is copied only when the checkpoint's class
+    list equals ``class_names`` (same names, same order); otherwise it keeps its fresh
+    initialisation, as does anything else that does not match. The method's state (ERDA's
+    prototypes, U2PL's teacher and queues), the optimiser and the iteration are never taken.
+
+    Returns ``{"loaded": [names], "fresh": [names], "skipped_from_checkpoint": [names],
+    "same_classes": bool}``. Raises FileNotFoundError / ValueError naming the file.
+    """
+    state = load_checkpoint(path)
+    src: dict[str, torch.Tensor] = state["model"]
+    same_classes = list(state.get("class_names") or []) == list(class_names)
+    own = model.state_dict()
+    loaded, fresh = [], []
+    for name, tensor in own.items():
+        ok = name in src and tuple(src[name].shape) == tuple(tensor.shape)
+        if name.startswith(classifier_prefix) and not same_classes:
+            ok = False
+        if ok:
+            own[name] = src[name].to(dtype=tensor.dtype)
+            loaded.append(name)
+        else:
+            fresh.append(name)
+    if not loaded:
+        raise ValueError(f"--init {path}: no weight of the checkpoint matches this model "
+                         f"(different model.name / planes / input features?)")
+    model.load_state_dict(own)
+    return {"loaded": loaded, "fresh": fresh, "same_classes": same_classes,
+            "skipped_from_checkpoint": sorted(set(src) - set(loaded))}

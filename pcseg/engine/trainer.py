@@ -56,6 +56,7 @@ from pcseg.engine.builders import (
 from pcseg.engine.checkpoint import (
     get_rng_state,
     load_checkpoint,
+    load_matching_weights,
     preserve_rng,
     save_checkpoint,
     set_rng_state,
@@ -190,8 +191,10 @@ class Trainer:
     (``{"loss": [...], "trace": [...], "val": [...]}``), ``class_names``.
     """
 
-    def __init__(self, cfg: Config, resume: Resume = False) -> None:
+    def __init__(self, cfg: Config, resume: Resume = False,
+                 init: str | Path | None = None) -> None:
         self.cfg = cfg
+        self.init = init
         self.t_start = time.time()
         self._init_process()
         self._build_data()
@@ -257,10 +260,22 @@ class Trainer:
         self.module = TrainModule(self.model, self.method)
         if state is not None:
             self.model.load_state_dict(state["model"])
+        elif self.init is not None:
+            self._init_from(self.init)
         self.method.on_train_start(self.model)
         self.method.to(device)
         if state is not None:
             self.method.load_state_dict(state["method"])
+
+    def _init_from(self, path: str | Path) -> None:
+        """Fine-tuning: network weights from another run (see :func:`load_matching_weights`)."""
+        rep = load_matching_weights(self.model, path, self.class_names)
+        self.init_report = rep
+        if self.main_proc:
+            head = ("kept (same class list)" if rep["same_classes"]
+                    else "new (the class list differs)")
+            print(f"[train] --init {path}: {len(rep['loaded'])} tensors loaded, "
+                  f"{len(rep['fresh'])} fresh; classifier {head}; method state not taken")
 
     def _build_optimisation(self) -> None:
         """Training loader (from the start), length of the run, optimiser, schedule, AMP."""
@@ -553,7 +568,8 @@ class Trainer:
 
 
 def train(cfg: Config, resume: Resume = False,
-          on_finish: Callable[[TrainModule, int], None] | None = None) -> dict[str, Any]:
+          on_finish: Callable[[TrainModule, int], None] | None = None,
+          init: str | Path | None = None) -> dict[str, Any]:
     """Train according to ``cfg``; returns the end-of-run summary (also written to
     RUN/summary.json).
 
@@ -563,6 +579,8 @@ def train(cfg: Config, resume: Resume = False,
             exists (fresh start otherwise); a path = continue from that checkpoint.
         on_finish: called on every rank as ``on_finish(module, rank)`` after the last step
             (e.g. to inspect the trained model and method in tests or notebooks).
+        init: fine-tuning: start a fresh run from the network weights of this checkpoint
+            (see :func:`pcseg.engine.checkpoint.load_matching_weights`); ignored on resume.
     Returns:
         summary dict (see :func:`pcseg.engine.summary.build_summary`); it additionally holds
         ``loss_history`` (per-iteration total loss of the whole run, resumed parts included)
@@ -573,7 +591,7 @@ def train(cfg: Config, resume: Resume = False,
     """
     try:
         with torch_globals(threads=cfg.train.threads, deterministic=cfg.train.deterministic):
-            trainer = Trainer(cfg, resume=resume)
+            trainer = Trainer(cfg, resume=resume, init=init)
             summary = trainer.fit()
             if on_finish is not None:
                 on_finish(trainer.module, trainer.rank)

@@ -66,8 +66,10 @@ def _device_kind(cfg: Config) -> str:
     return "cuda" if dev.startswith("cuda") or (dev == "auto" and torch.cuda.is_available()) else "cpu"
 
 
-def train_with_data(cfg: Config, resume: bool | str = False) -> dict[str, Any]:
-    """Prepare ``cfg``'s data when missing (rank 0, the other ranks wait), then train.
+def train_with_data(cfg: Config, resume: bool | str = False,
+                    init: str | Path | None = None) -> dict[str, Any]:
+    """Prepare ``cfg``'s data when missing (rank 0, the other ranks wait), then train
+    (from the network weights of checkpoint ``init`` when given: fine-tuning).
 
     Returns the trainer's end-of-run summary (see :func:`pcseg.engine.trainer.train`).
     """
@@ -78,7 +80,7 @@ def train_with_data(cfg: Config, resume: bool | str = False) -> dict[str, Any]:
     if rank == 0:
         prepare_if_missing(cfg)
     du.barrier()
-    return train(cfg, resume=resume)
+    return train(cfg, resume=resume, init=init)
 
 
 def test_checkpoint(cfg: Config, checkpoint: str | Path | None = None, split: str | None = None,

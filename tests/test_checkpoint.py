@@ -1,0 +1,59 @@
+"""Checkpoints: fine-tuning weights from another run (load_matching_weights)."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pcseg.engine.checkpoint import load_matching_weights, save_checkpoint
+from pcseg.models import MODELS
+
+NAMES = [f"c{i}" for i in range(5)]
+
+
+def _net(k: int, seed: int, planes: int = 8) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    small = type("Small", (MODELS["MinkUNet14A"],), {"PLANES": (planes,) * 8, "INIT_DIM": 8})
+    return small(3, k)
+
+
+def _save(tmp_path, net, names):
+    p = tmp_path / "src.pt"
+    save_checkpoint(p, {"model": net.state_dict(), "class_names": names})
+    return p
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and torch.equal(a, b)
+
+
+def test_same_class_list_loads_everything(tmp_path):
+    src, dst = _net(5, 0), _net(5, 1)
+    rep = load_matching_weights(dst, _save(tmp_path, src, NAMES), NAMES)
+    assert rep["same_classes"] and not rep["fresh"] and not rep["skipped_from_checkpoint"]
+    for (n, a), b in zip(src.state_dict().items(), dst.state_dict().values()):
+        assert _same(a, b), n
+
+
+@pytest.mark.parametrize("k, names", [(3, ["x", "y", "z"]), (5, NAMES[::-1])])
+def test_other_class_list_gets_a_new_classifier(tmp_path, k, names):
+    """Another number of classes, or the same number in another order: the classifier stays
+    fresh (as initialised), every other tensor comes from the checkpoint."""
+    src, dst = _net(5, 0), _net(k, 1)
+    fresh_final = {n: t.clone() for n, t in dst.state_dict().items() if n.startswith("final.")}
+    rep = load_matching_weights(dst, _save(tmp_path, src, NAMES), names)
+    assert not rep["same_classes"] and sorted(rep["fresh"]) == sorted(fresh_final)
+    got = dst.state_dict()
+    for n, t in fresh_final.items():
+        assert _same(got[n], t)
+    for n, t in src.state_dict().items():
+        if not n.startswith("final."):
+            assert _same(got[n], t), n
+
+
+def test_unrelated_model_is_refused_naming_the_file(tmp_path):
+    path = _save(tmp_path, _net(5, 0, planes=16), NAMES)
+    dst = torch.nn.Linear(3, 2)
+    with pytest.raises(ValueError, match=str(path)):
+        load_matching_weights(dst, path, NAMES)
+    with pytest.raises(FileNotFoundError, match="nosuch.pt"):
+        load_matching_weights(dst, tmp_path / "nosuch.pt", NAMES)
