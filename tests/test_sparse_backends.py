@@ -1,0 +1,55 @@
+"""pcseg.sparse.backends: backend selection, and the CUDA path against the CPU."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from sparse_helpers import random_coords
+
+from pcseg.sparse import (
+    BackendUnavailableError,
+    Conv3d,
+    SparseTensor,
+    SubMConv3d,
+    get_backend,
+)
+from pcseg.sparse import backends as backends_mod
+
+
+# ------------------------------------------------------------------- backends
+def test_backend_selection(monkeypatch):
+    monkeypatch.delenv("PCSEG_SPARSE_BACKEND", raising=False)
+    assert get_backend().name == "torch"
+    monkeypatch.setenv("PCSEG_SPARSE_BACKEND", "torch")
+    assert get_backend().name == "torch"
+    monkeypatch.setenv("PCSEG_SPARSE_BACKEND", "tensorflow")
+    with pytest.raises(ValueError, match="valid: torch, minkowski, spconv"):
+        get_backend()
+    monkeypatch.setattr(backends_mod, "_importable", lambda name: False)
+    with pytest.raises(BackendUnavailableError, match="libopenblas-dev") as ei:
+        get_backend("minkowski")
+    assert "collections.Sequence" in str(ei.value) and "MinkowskiEngine==0.5.4" in str(ei.value)
+    with pytest.raises(BackendUnavailableError, match=r"pip install spconv==2\.3\.8"):
+        get_backend("spconv")
+
+
+# ------------------------------------------------------------------------ GPU
+@pytest.mark.gpu
+def test_cuda_subm_and_strided_match_cpu():
+    c = random_coords(2, 10, 0.3)
+    f = torch.randn(len(c), 4)
+    conv, down = SubMConv3d(4, 6, 3), Conv3d(6, 5, 2)
+    y_cpu = down(conv(SparseTensor(c, f))).feats
+    conv_c, down_c = SubMConv3d(4, 6, 3).cuda(), Conv3d(6, 5, 2).cuda()
+    conv_c.load_state_dict(conv.state_dict())
+    down_c.load_state_dict(down.state_dict())
+    y_gpu = down_c(conv_c(SparseTensor(c.cuda(), f.cuda()))).feats
+    torch.testing.assert_close(y_gpu.cpu(), y_cpu, rtol=1e-4, atol=1e-4)
+    with torch.autocast("cuda", dtype=torch.float16):
+        y16 = down_c(conv_c(SparseTensor(c.cuda(), f.cuda()))).feats
+    assert y16.dtype == torch.float16
+    torch.testing.assert_close(y16.float().cpu(), y_cpu, rtol=3e-2, atol=3e-2)
+    assert math.isfinite(float(y16.float().sum()))
+
+
