@@ -517,7 +517,12 @@ def test_build_method_names_and_options() -> None:
         build_method("erda", K, D, wieght=0.1)
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['threshold'\]"):
         build_method("supervised", K, D, threshold=0.9)
-    assert "momentum" in method_options("erda")
+    assert "momentum" in method_options("erda").model_fields
+    assert method_options("erda") is ERDA.Options
+    with pytest.raises(ValueError, match=r"unknown method 'erdaa' \(did you mean 'erda'\?\)"):
+        method_options("erdaa")
+    with pytest.raises(ValueError, match=r"option 'tau'.*greater than 0"):
+        build_method("erda", K, D, tau=0.0)
 
 
 # ---------------------------------------------------------------- DDP prototype reduction
@@ -612,8 +617,8 @@ def test_losses_stay_float32_under_bf16_autocast() -> None:
     """Under CPU bf16 autocast the similarity logits (ERDA, U2PL's InfoNCE) and the weighted
     cross-entropy are computed in float32: outputs are float32 and equal the float32 values
     computed without autocast, from the same (bf16-representable) inputs."""
-    from pcseg.methods.supervised import labelled_cross_entropy
-    from pcseg.methods.u2pl import info_nce
+    from pcseg.methods.common import labelled_cross_entropy
+    from pcseg.methods.contrastive import info_nce
 
     g = torch.Generator().manual_seed(3)
     rnd = lambda *s: torch.randn(*s, generator=g).bfloat16().float()  # noqa: E731
