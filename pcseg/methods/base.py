@@ -38,7 +38,7 @@ class Method(nn.Module):
         self.num_classes = int(num_classes)
         self.feature_dim = int(feature_dim)
 
-    def forward(  # type: ignore[override]
+    def forward(
         self, logits: torch.Tensor, features: torch.Tensor, batch: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
         """Loss terms for one batch.

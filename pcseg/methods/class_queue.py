@@ -22,6 +22,10 @@ class ClassQueues(nn.Module):
     is valid and the oldest key sits at ``ptr``.
     """
 
+    keys: torch.Tensor
+    ptr: torch.Tensor
+    count: torch.Tensor
+
     def __init__(self, num_classes: int, capacity: int, dim: int) -> None:
         super().__init__()
         if int(capacity) < 1 or int(dim) < 1 or int(num_classes) < 1:

@@ -228,7 +228,7 @@ def hidden_accuracy(
     Only points with hidden label >= 0 count. Returns a 0-dim float tensor, or None when
     the batch has no ``labels`` or no such point (the caller then omits the diagnostic).
     """
-    labels = batch.get("labels")
+    labels: torch.Tensor | None = batch.get("labels")
     if labels is None:
         return None
     labels = labels.to(pred.device)

@@ -233,7 +233,7 @@ class U2PLContrast(nn.Module):
         )
         return idx.to(device)
 
-    def forward(  # type: ignore[override]
+    def forward(
         self,
         rep_s: torch.Tensor,
         rep_t: torch.Tensor,

@@ -81,6 +81,7 @@ class EMATeacher(nn.Module):
             )
         self.bn_mode = bn_mode
         self.input_builder = input_builder or sparse_input
+        self.model: nn.Module | None
         self.register_module("model", None)
         self.rep_head = copy.deepcopy(rep_head)
         for p in self.rep_head.parameters():
@@ -102,11 +103,18 @@ class EMATeacher(nn.Module):
             p.requires_grad_(False)
         self.model = teacher
         if self._pending is not None:
-            self.model.load_state_dict(self._pending)
+            teacher.load_state_dict(self._pending)
             self._pending = None
 
     def _load_from_state_dict(  # noqa: D401 - torch hook
-        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
     ) -> None:
         if self.model is None:
             mp = prefix + "model."

@@ -145,6 +145,9 @@ class ERDA(Method):
 
     name = "erda"
     Options = ERDAOptions
+    class_weights: torch.Tensor | None
+    prototypes: torch.Tensor
+    proto_initialised: torch.Tensor
 
     def __init__(
         self,
@@ -244,7 +247,7 @@ class ERDA(Method):
             self.head.train(was_training)
 
     # ------------------------------------------------------------------ loss
-    def forward(  # type: ignore[override]
+    def forward(
         self, logits: torch.Tensor, features: torch.Tensor, batch: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
         """See :meth:`pcseg.methods.base.Method.forward` and the class docstring."""

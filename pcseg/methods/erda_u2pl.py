@@ -89,6 +89,8 @@ class ERDAWithU2PLNegatives(Method):
 
     name = "erda_u2pl"
     Options = ERDAWithU2PLNegativesOptions
+    steps_done: torch.Tensor
+    total_steps: torch.Tensor
 
     def __init__(
         self,
@@ -144,11 +146,11 @@ class ERDAWithU2PLNegatives(Method):
         """ERDA's pseudo-label distribution p (the soft targets of the unlabelled loss)."""
         return self.erda.pseudo_label_probs(logits, features)
 
-    def forward(  # type: ignore[override]
+    def forward(
         self, logits: torch.Tensor, features: torch.Tensor, batch: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
         """See :meth:`pcseg.methods.base.Method.forward` and the class docstring."""
-        out = self.erda(logits, features, batch)  # validates the inputs
+        out: dict[str, torch.Tensor] = self.erda(logits, features, batch)  # validates inputs
         weak = batch["weak_labels"].to(device=logits.device, dtype=torch.int64)
         rep_s = self.contrast.rep_head(features)
         if self.teacher is not None:

@@ -60,6 +60,7 @@ class PseudoThreshold(Method):
 
     name = "pseudo_threshold"
     Options = PseudoThresholdOptions
+    class_weights: torch.Tensor | None
 
     def __init__(
         self,
@@ -91,7 +92,7 @@ class PseudoThreshold(Method):
         conf, pseudo = torch.softmax(x, dim=1).max(1)
         return (weak_labels == -1) & (conf > self.threshold), pseudo
 
-    def forward(  # type: ignore[override]
+    def forward(
         self, logits: torch.Tensor, features: torch.Tensor, batch: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
         """See :meth:`pcseg.methods.base.Method.forward`; ``features`` are ignored."""

@@ -38,6 +38,7 @@ class SupervisedOnly(Method):
 
     name = "supervised"
     Options = SupervisedOptions
+    class_weights: torch.Tensor | None
 
     def __init__(
         self,
@@ -54,7 +55,7 @@ class SupervisedOnly(Method):
         # a buffer so it follows .to(device); not persistent: it comes from the config
         self.register_buffer("class_weights", w, persistent=False)
 
-    def forward(  # type: ignore[override]
+    def forward(
         self, logits: torch.Tensor, features: torch.Tensor, batch: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
         """See :meth:`pcseg.methods.base.Method.forward`; ``features`` are ignored."""

@@ -161,6 +161,9 @@ class U2PL(Method):
 
     name = "u2pl"
     Options = U2PLOptions
+    class_weights: torch.Tensor | None
+    steps_done: torch.Tensor
+    total_steps: torch.Tensor
 
     def __init__(
         self,
@@ -219,7 +222,7 @@ class U2PL(Method):
         return prob
 
     # ---------------------------------------------------------------- loss
-    def forward(  # type: ignore[override]
+    def forward(
         self, logits: torch.Tensor, features: torch.Tensor, batch: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
         """See :meth:`pcseg.methods.base.Method.forward` and the class docstring."""
