@@ -84,10 +84,8 @@ class _Section(BaseModel):
 class DataConfig(_Section):
     """Where the data is and how batches are made (see pcseg.data.dataset)."""
 
-    #: dataset kind (synthetic demo data is s3dis-format)
-    dataset: Dataset = "s3dis"
-    #: processed folder (docs/ARCHITECTURE.md section 2)
-    root: str = ""
+    dataset: Dataset = "s3dis"  #: dataset kind (synthetic demo data is s3dis-format)
+    root: str = ""  #: processed folder (docs/ARCHITECTURE.md section 2)
     #: raw dataset folder; when set and ``root`` has no meta.json, tools/train.py prepares it
     raw: Optional[str] = None
     #: keyword arguments of pcseg.datasets.synthetic.write_synthetic_s3dis; when set and
@@ -101,8 +99,7 @@ class DataConfig(_Section):
     prepare_specs: list[str] = Field(default_factory=list)
     #: weak-label spec the method trains on ('full', '1%', '0.1%', '1pt', '20pps', ...)
     label_spec: str = "full"
-    #: voxel edge in metres
-    voxel_size: Annotated[Float, Field(gt=0)] = 0.05
+    voxel_size: Annotated[Float, Field(gt=0)] = 0.05  #: voxel edge in metres
     #: input features of a voxel (pcseg.data.dataset.FEATURE_KEYS: rgb, remission, xyz,
     #: xyz_norm); null: ['rgb'] for RGB data, ['remission'] for LiDAR
     feature_keys: Optional[Annotated[list[str], Field(min_length=1)]] = None
@@ -113,19 +110,13 @@ class DataConfig(_Section):
     #: a list for pcseg.data.transforms.build_transforms (e.g. ['rotate_z',
     #: {name: scale, low: 0.8}]), or null / [] for none
     augmentations: Union[Literal["default", "default_elastic"], list[Any], None] = "default"
-    #: scenes per training batch (per process under DDP)
-    batch_size: PosInt = 2
-    #: scenes per validation / test batch
-    val_batch_size: PosInt = 1
-    #: DataLoader worker processes
-    num_workers: NonNegInt = 0
-    #: each epoch visits every training scene this many times
-    loop: PosInt = 1
+    batch_size: PosInt = 2  #: scenes per training batch (per process under DDP)
+    val_batch_size: PosInt = 1  #: scenes per validation / test batch
+    num_workers: NonNegInt = 0  #: DataLoader worker processes
+    loop: PosInt = 1  #: each epoch visits every training scene this many times
     train_split: str = "train"
-    #: split validated during training (None: no validation)
-    val_split: Optional[str] = "val"
-    #: split tools/test.py evaluates by default
-    test_split: str = "val"
+    val_split: Optional[str] = "val"  #: split validated during training (None: no validation)
+    test_split: str = "val"  #: split tools/test.py evaluates by default
     #: SemanticKITTI semantic-kitti.yaml (learning_map_inv for submissions); else meta.json
     semantickitti_yaml: Optional[str] = None
 
@@ -156,12 +147,10 @@ class MethodConfig(_Section):
 class TrainConfig(_Section):
     """Optimisation loop (pcseg.engine.trainer)."""
 
-    #: 'auto' (cuda if available) | 'cpu' | 'cuda' | 'cuda:N'
-    device: str = "auto"
+    device: str = "auto"  #: 'auto' (cuda if available) | 'cpu' | 'cuda' | 'cuda:N'
     #: torch intra-op CPU threads (torch.set_num_threads); null: torch's default
     threads: Optional[PosInt] = None
-    #: number of epochs (used when ``iterations`` is not set)
-    epochs: Optional[PosInt] = None
+    epochs: Optional[PosInt] = None  #: number of epochs (used when ``iterations`` is not set)
     #: fixed number of optimiser steps (takes precedence over ``epochs``)
     iterations: Optional[PosInt] = None
     optimizer: Literal["sgd", "adamw"] = "sgd"
@@ -174,19 +163,14 @@ class TrainConfig(_Section):
     weight_decay: NonNegFloat = 1e-4
     #: per-iteration learning-rate schedule
     scheduler: Literal["onecycle", "poly", "cosine", "constant"] = "poly"
-    #: linear warm-up iterations (poly / cosine / constant)
-    warmup: NonNegInt = 0
-    #: warm-up starts at lr * warmup_factor
-    warmup_factor: Float = 0.001
+    warmup: NonNegInt = 0  #: linear warm-up iterations (poly / cosine / constant)
+    warmup_factor: Float = 0.001  #: warm-up starts at lr * warmup_factor
     poly_power: Float = 0.9
-    #: cosine ends at lr * min_lr_ratio
-    min_lr_ratio: Float = 0.0
+    min_lr_ratio: Float = 0.0  #: cosine ends at lr * min_lr_ratio
     #: OneCycle: fraction of iterations spent increasing the lr
     pct_start: Annotated[Float, Field(gt=0, lt=1)] = 0.3
-    #: OneCycle: initial lr = lr / div_factor
-    div_factor: Float = 25.0
-    #: OneCycle: final lr = initial lr / final_div_factor
-    final_div_factor: Float = 1e4
+    div_factor: Float = 25.0  #: OneCycle: initial lr = lr / div_factor
+    final_div_factor: Float = 1e4  #: OneCycle: final lr = initial lr / final_div_factor
     #: OneCycle: cycle momentum (SGD) / beta1 (AdamW) inversely to the lr
     cycle_momentum: bool = True
     #: mixed precision (torch.autocast): bf16 or fp16 on CUDA (fp16 with gradient scaling),
@@ -194,24 +178,18 @@ class TrainConfig(_Section):
     #: / AMX)
     amp: bool = False
     amp_dtype: Literal["bf16", "fp16"] = "bf16"
-    #: max global gradient norm (None or 0: no clipping)
-    grad_clip: Optional[NonNegFloat] = None
+    grad_clip: Optional[NonNegFloat] = None  #: max global gradient norm (None or 0: no clipping)
     seed: int = 0
-    #: torch.use_deterministic_algorithms + cudnn.deterministic
-    deterministic: bool = False
-    #: validate every N iterations (0: only at the end)
-    val_every: NonNegInt = 0
-    #: log scalars every N iterations
-    log_every: PosInt = 10
+    deterministic: bool = False  #: torch.use_deterministic_algorithms + cudnn.deterministic
+    val_every: NonNegInt = 0  #: validate every N iterations (0: only at the end)
+    log_every: PosInt = 10  #: log scalars every N iterations
     #: write checkpoints/last.pt every N iterations (0: only at validation and the end)
     checkpoint_every: NonNegInt = 0
     #: stop when reaching this iteration as if interrupted (last.pt written; continue with
     #: --resume, which runs past it)
     stop_at: Optional[PosInt] = None
-    #: tqdm progress bar on rank 0
-    progress: bool = True
-    #: DistributedDataParallel(find_unused_parameters=...)
-    find_unused_parameters: bool = False
+    progress: bool = True  #: tqdm progress bar on rank 0
+    find_unused_parameters: bool = False  #: DistributedDataParallel(find_unused_parameters=...)
 
     @field_validator("device")
     @classmethod
@@ -226,10 +204,8 @@ class TestConfig(_Section):
 
     #: number of rotations about z, equally spaced over 360 degrees (1: none)
     tta_rotations: PosInt = 1
-    #: also evaluate each rotation mirrored in x (doubles the passes)
-    tta_flips: bool = False
-    #: write test/predictions/<scene>.npz
-    save_predictions: bool = True
+    tta_flips: bool = False  #: also evaluate each rotation mirrored in x (doubles the passes)
+    save_predictions: bool = True  #: write test/predictions/<scene>.npz
     #: write benchmark submission files (ScanNet .txt, SemanticKITTI .label)
     submission: bool = True
     #: which points enter the metrics: 'all' labelled points, or 'unlabelled' = only points
@@ -386,9 +362,6 @@ def _method_layout(value: dict[str, Any], source: str) -> dict[str, Any]:
             f"{source}: write method keyword arguments directly under 'method' "
             f"(e.g. method.weight), not under 'method.kwargs'"
         )
-    for k in value:
-        if not isinstance(k, str) or not k.isidentifier():
-            raise ConfigError(f"{source}: method argument {k!r} is not a valid name")
     return {"name": value["name"]} if "name" in value else {}
 
 

@@ -1,5 +1,5 @@
-"""Per-class FIFO ring buffers: order, wrap-around, masked pushes, identical across DDP ranks.
-"""
+"""Per-class FIFO ring buffers: order, wrap-around, masked pushes, identical across DDP ranks."""
+
 from __future__ import annotations
 
 import os
@@ -17,7 +17,9 @@ def test_queue_fifo_and_wraparound():
     arrived: list[list[float]] = []
     counter = 0
     for n in (3, 4, 1, 0, 2, 7, 3):
-        keys = torch.tensor([[counter + i, -(counter + i)] for i in range(n)], dtype=torch.float32).reshape(n, dim)
+        keys = torch.tensor(
+            [[counter + i, -(counter + i)] for i in range(n)], dtype=torch.float32
+        ).reshape(n, dim)
         counter += n
         q.push(1, keys)
         arrived.extend(keys.tolist())
@@ -31,6 +33,7 @@ def test_queue_fifo_and_wraparound():
     assert float(q.fill_fraction()) == pytest.approx((0 + 1 + 0) / 3)
     with pytest.raises(ValueError, match="keys must be"):
         q.push(0, torch.zeros(2, 3))
+
 
 def test_push_masked_matches_per_class_loop():
     q1, q2 = ClassQueues(4, 6, 3), ClassQueues(4, 6, 3)
@@ -46,6 +49,7 @@ def test_push_masked_matches_per_class_loop():
     for c in range(4):
         assert torch.equal(q1.ordered(c), q2.ordered(c))
 
+
 def _ddp_worker(rank: int, world: int, path: str, result_path: str) -> None:
     import torch.distributed as dist
 
@@ -57,10 +61,13 @@ def _ddp_worker(rank: int, world: int, path: str, result_path: str) -> None:
         keys = torch.randn(n, 2, generator=g) + 100 * rank
         mask = torch.rand(n, 3, generator=g) < 0.7
         pushed = q.push_masked(keys, mask)
-        torch.save({"keys": keys, "mask": mask, "q": q.state_dict(), "pushed": pushed},
-                   f"{result_path}.{rank}")
+        torch.save(
+            {"keys": keys, "mask": mask, "q": q.state_dict(), "pushed": pushed},
+            f"{result_path}.{rank}",
+        )
     finally:
         dist.destroy_process_group()
+
 
 def test_queues_identical_across_ranks_gloo():
     import torch.multiprocessing as mp

@@ -1,11 +1,12 @@
-"""U2PL's contrastive term: negative keys, anchor candidates and InfoNCE against brute force.
-"""
+"""U2PL's contrastive term: negative keys, anchor candidates and InfoNCE against brute force."""
+
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
+from u2pl_toys import K
 
 from pcseg.methods.contrastive import (
     U2PLContrast,
@@ -14,7 +15,6 @@ from pcseg.methods.contrastive import (
     negative_key_mask,
 )
 from pcseg.methods.entropy_split import teacher_split
-from u2pl_toys import K
 
 
 @pytest.mark.parametrize("k", [13, 25])
@@ -41,19 +41,31 @@ def test_negative_key_mask_bruteforce(k):
     ranks = class_ranks(prob)
     assert ranks[0].tolist() == list(range(k))
 
+
 def _bruteforce_infonce(anchor, pos, negs, temp):
     def cos(a, b):
         return sum(x * y for x, y in zip(a, b)) / (
             math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
         )
+
     num = math.exp(cos(anchor, pos) / temp)
     den = num + sum(math.exp(cos(anchor, n) / temp) for n in negs)
     return -math.log(num / den)
 
+
 def test_contrastive_loss_bruteforce():
     m, k, r = 80, 5, 4
-    con = U2PLContrast(k, 6, rep_dim=r, queue_capacity=7, num_anchors=3, num_negatives=4,
-                       temperature=0.5, anchor_prob_threshold=0.3, seed=3)
+    con = U2PLContrast(
+        k,
+        6,
+        rep_dim=r,
+        queue_capacity=7,
+        num_anchors=3,
+        num_negatives=4,
+        temperature=0.5,
+        anchor_prob_threshold=0.3,
+        seed=3,
+    )
     prob = torch.softmax(torch.randn(m, k) * 2.5, 1)
     weak = torch.full((m,), -1)
     weak[:20] = torch.arange(20) % k
@@ -70,8 +82,12 @@ def test_contrastive_loss_bruteforce():
     terms = []
     samples = {c: (rows, slots) for c, rows, slots in info["samples"]}
     for c in range(k):
-        cand = [i for i in range(m) if (int(weak[i]) == c) or
-                (int(weak[i]) < 0 and bool(split["reliable"][i]) and int(pseudo[i]) == c)]
+        cand = [
+            i
+            for i in range(m)
+            if (int(weak[i]) == c)
+            or (int(weak[i]) < 0 and bool(split["reliable"][i]) and int(pseudo[i]) == c)
+        ]
         anchors = [i for i in cand if float(prob[i, c]) > 0.3]
         if not anchors or counts[c] == 0:
             assert c not in samples
@@ -83,7 +99,9 @@ def test_contrastive_loss_bruteforce():
         assert slots.shape == (rows.numel(), 4) and int(slots.max()) < counts[c]
         pos = [sum(float(rep_t[i, j]) for i in cand) / len(cand) for j in range(r)]
         per_anchor = [
-            _bruteforce_infonce(rep_s[a].tolist(), pos, [keys[c, s].tolist() for s in slots[n]], 0.5)
+            _bruteforce_infonce(
+                rep_s[a].tolist(), pos, [keys[c, s].tolist() for s in slots[n]], 0.5
+            )
             for n, a in enumerate(rows.tolist())
         ]
         terms.append(sum(per_anchor) / len(per_anchor))
@@ -92,16 +110,25 @@ def test_contrastive_loss_bruteforce():
     loss.backward()
     assert rep_s.grad is not None and rep_s.grad.abs().sum() > 0
 
+
 def test_contrastive_skips_empty_queues_and_is_zero_with_graph():
     con = U2PLContrast(K, 6, rep_dim=4, queue_capacity=5)
     prob = torch.softmax(torch.randn(30, K), 1)
     weak = torch.arange(30) % K  # all labelled -> labelled negatives only
     rep_s = torch.randn(30, 4, requires_grad=True)
-    loss, info = con(rep_s, torch.randn(30, 4), prob, weak, torch.zeros(30, dtype=torch.bool),
-                     torch.zeros(30, dtype=torch.bool), update_queues=False)
+    loss, info = con(
+        rep_s,
+        torch.randn(30, 4),
+        prob,
+        weak,
+        torch.zeros(30, dtype=torch.bool),
+        torch.zeros(30, dtype=torch.bool),
+        update_queues=False,
+    )
     assert info["classes"] == 0 and float(loss) == 0.0
     loss.backward()
     assert rep_s.grad is not None
+
 
 def test_anchor_candidates_bruteforce():
     prob = torch.softmax(torch.randn(40, K) * 2, 1)
@@ -111,5 +138,9 @@ def test_anchor_candidates_bruteforce():
     got = anchor_candidate_mask(prob, weak, ok)
     for i in range(40):
         for c in range(K):
-            exp = int(weak[i]) == c if int(weak[i]) >= 0 else bool(ok[i]) and int(prob[i].argmax()) == c
+            exp = (
+                int(weak[i]) == c
+                if int(weak[i]) >= 0
+                else bool(ok[i]) and int(prob[i].argmax()) == c
+            )
             assert bool(got[i, c]) == exp

@@ -1,13 +1,13 @@
-"""EMA teacher: decay schedule, parameter EMA and buffer copies after optimiser steps.
-"""
+"""EMA teacher: decay schedule, parameter EMA and buffer copies after optimiser steps."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 from torch import nn
+from u2pl_toys import D, ToyNet, make_u2pl
 
 from pcseg.methods.ema_teacher import EMATeacher, ema_decay_at
-from u2pl_toys import D, ToyNet, make_u2pl
 
 
 def test_ema_decay_two_steps_and_buffers():

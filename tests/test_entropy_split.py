@@ -1,5 +1,5 @@
-"""U2PL's entropy split (reliable / unreliable points), checked against numpy and brute force.
-"""
+"""U2PL's entropy split (reliable / unreliable points), checked against numpy and brute force."""
+
 from __future__ import annotations
 
 import math
@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from u2pl_toys import K
 
 from pcseg.methods.entropy_split import (
     percentile,
@@ -14,7 +15,6 @@ from pcseg.methods.entropy_split import (
     reliable_mask,
     teacher_split,
 )
-from u2pl_toys import K
 
 
 @pytest.mark.parametrize("alpha", [20.0, 7.5, 63.0])
@@ -24,7 +24,9 @@ def test_percentile_split_matches_bruteforce(alpha):
     t = torch.from_numpy(ent)
     # percentile == numpy's linear percentile
     for q in (0.0, 12.5, 50.0, 80.0, 100.0 - alpha, 100.0):
-        assert float(percentile(t, q)) == pytest.approx(float(np.percentile(ent, q)), rel=0, abs=1e-12)
+        assert float(percentile(t, q)) == pytest.approx(
+            float(np.percentile(ent, q)), rel=0, abs=1e-12
+        )
     # brute force: sort, interpolate by hand, count strictly-below points
     s = sorted(ent.tolist())
     pos = (100.0 - alpha) / 100.0 * (len(s) - 1)
@@ -35,6 +37,7 @@ def test_percentile_split_matches_bruteforce(alpha):
     assert got.tolist() == expected
     # with distinct values exactly floor(pos) + 1 points sit below the threshold
     assert int(got.sum()) == lo + 1
+
 
 def test_reliable_split_hand_worked():
     ent = torch.tensor([0.5, 0.1, 0.9, 0.3, 0.7])
@@ -48,6 +51,7 @@ def test_reliable_split_hand_worked():
     ent11 = torch.arange(11, dtype=torch.float64) / 10
     assert reliable_mask(ent11, 20.0).tolist() == [True] * 8 + [False] * 3
     assert reliable_mask(torch.zeros(0), 20.0).numel() == 0
+
 
 def test_teacher_split_only_unlabelled_and_entropy():
     prob = torch.softmax(torch.randn(50, K) * 2, 1)

@@ -5,6 +5,7 @@ the end-to-end test with a real MinkUNet14A runs when ``pcseg.models`` is import
 pieces have their own tests: test_entropy_split.py, test_contrastive.py,
 test_class_queue.py, test_ema_teacher.py.
 """
+
 from __future__ import annotations
 
 import copy
@@ -13,12 +14,22 @@ import io
 import pytest
 import torch
 import torch.nn.functional as F
+from u2pl_toys import (
+    D,
+    K,
+    ToyNet,
+    feats_input,
+    make_u2pl,
+    run_steps,
+    toy_batch,
+    train_step,
+    trainable,
+)
 
 from pcseg.methods.entropy_split import teacher_split, unreliable_percent
 from pcseg.methods.erda import ERDA
 from pcseg.methods.erda_u2pl import ERDAWithU2PLNegatives
 from pcseg.methods.u2pl import U2PL
-from u2pl_toys import D, K, ToyNet, feats_input, make_u2pl, run_steps, toy_batch, train_step, trainable
 
 
 def test_alpha_schedule():
@@ -36,6 +47,7 @@ def test_alpha_schedule():
     m.after_optimizer_step(model, 29, 40)
     assert m.alpha_t() == pytest.approx(20.0 * (1 - 30 / 40))
 
+
 def test_gradients_reach_student_not_teacher():
     model, method = ToyNet(), make_u2pl()
     method.on_train_start(model)
@@ -46,7 +58,11 @@ def test_gradients_reach_student_not_teacher():
     # the contrastive term alone reaches the backbone and the student head
     grads = torch.autograd.grad(
         out["loss_contrastive"],
-        [model.body[0].weight, method.contrast.rep_head[0].weight, method.contrast.rep_head[3].weight],
+        [
+            model.body[0].weight,
+            method.contrast.rep_head[0].weight,
+            method.contrast.rep_head[3].weight,
+        ],
         retain_graph=True,
     )
     assert all(g.abs().sum() > 0 for g in grads)
@@ -63,9 +79,11 @@ def test_gradients_reach_student_not_teacher():
     pseudo = t_logits.argmax(1)
     unl = batch["weak_labels"] < 0
     assert float(out["diag/pseudo_acc"]) == pytest.approx(
-        float((pseudo[unl] == batch["labels"][unl]).double().mean()), abs=1e-6)
+        float((pseudo[unl] == batch["labels"][unl]).double().mean()), abs=1e-6
+    )
     assert float(out["diag/reliable_frac"]) == pytest.approx(0.8, abs=0.01)
     assert 0 < float(out["diag/queue_fill"]) <= 1
+
 
 def test_unsup_loss_is_ce_on_reliable_points():
     model, method = ToyNet(), make_u2pl(lambda_c=0.0)
@@ -85,6 +103,7 @@ def test_unsup_loss_is_ce_on_reliable_points():
     rel = [i for i in unl if float(ent[i]) < thr]
     ce = [float(-F.log_softmax(logits[i], 0)[int(prob[i].argmax())]) for i in rel]
     assert float(out["loss_unsup"]) == pytest.approx(sum(ce) / len(ce), rel=1e-5)
+
 
 @pytest.mark.parametrize("load_before_start", [True, False])
 def test_state_dict_roundtrip_resume(load_before_start):
@@ -119,6 +138,7 @@ def test_state_dict_roundtrip_resume(load_before_start):
         assert float(oa[key]) == float(ob[key]), key
     assert torch.equal(method_a.contrast.queues.keys, method_b.contrast.queues.keys)
 
+
 def test_warmup_and_pseudo_label_probs():
     model, method = ToyNet(), make_u2pl(sup_only_iterations=2)
     batch = toy_batch()
@@ -137,6 +157,7 @@ def test_warmup_and_pseudo_label_probs():
         tl, _ = method.teacher.model.eval()(batch["feats"])
     assert torch.allclose(p, torch.softmax(tl, 1), atol=1e-6)
     assert method.pseudo_label_probs(logits, feats) is None
+
 
 def test_bad_settings_raise():
     with pytest.raises(ValueError, match="lambda_u"):
@@ -158,14 +179,25 @@ def test_bad_settings_raise():
         b["weak_labels"] = b["weak_labels"][:5]
         m(torch.zeros(300, K), torch.zeros(300, D), b)
 
+
 # ---------------------------------------------------------------------------- combined
+
 
 @pytest.mark.parametrize("use_teacher", [True, False])
 def test_erda_u2pl_loss_is_erda_plus_contrastive(use_teacher):
     model = ToyNet()
-    method = ERDAWithU2PLNegatives(K, D, erda={"weight": 0.1}, lambda_c=0.3, use_teacher=use_teacher,
-                                   queue_capacity=50, rep_dim=8, num_anchors=16, num_negatives=6,
-                                   input_builder=feats_input)
+    method = ERDAWithU2PLNegatives(
+        K,
+        D,
+        erda={"weight": 0.1},
+        lambda_c=0.3,
+        use_teacher=use_teacher,
+        queue_capacity=50,
+        rep_dim=8,
+        num_anchors=16,
+        num_negatives=6,
+        input_builder=feats_input,
+    )
     method.on_train_start(model)
     run_steps(model, method, 2)  # prototypes initialised, queues partly filled
     batch = toy_batch(seed=7)
@@ -183,7 +215,9 @@ def test_erda_u2pl_loss_is_erda_plus_contrastive(use_teacher):
     else:
         prob, rep_t = torch.softmax(logits.detach(), 1), rep_s.detach()
     split = teacher_split(prob, batch["weak_labels"], method.alpha_t())
-    con, info = ref_contrast(rep_s, rep_t, prob, batch["weak_labels"], split["anchor_ok"], split["unreliable"])
+    con, info = ref_contrast(
+        rep_s, rep_t, prob, batch["weak_labels"], split["anchor_ok"], split["unreliable"]
+    )
     assert info["classes"] > 0
     assert float(out["loss_contrastive"]) == pytest.approx(float(con), rel=1e-6)
     assert float(out["loss_erda"]) == pytest.approx(float(erda_out["loss_erda"]), rel=1e-6)
@@ -195,7 +229,9 @@ def test_erda_u2pl_loss_is_erda_plus_contrastive(use_teacher):
         assert all(p.grad is None for p in method.teacher.parameters())
     assert "diag/teacher_acc" in out and "diag/pseudo_acc" in out
 
+
 # ---------------------------------------------------------------------------- real network
+
 
 def test_end_to_end_minkunet14a():
     models = pytest.importorskip("pcseg.models")
@@ -211,7 +247,12 @@ def test_end_to_end_minkunet14a():
     labels = (xyz[:, 2] > 24).long() + 2 * (xyz[:, 0] > 24).long()
     weak = torch.full((m,), -1)
     weak[::10] = labels[::10]
-    batch = {"coords": coords, "feats": torch.rand(m, 3, generator=g), "labels": labels, "weak_labels": weak}
+    batch = {
+        "coords": coords,
+        "feats": torch.rand(m, 3, generator=g),
+        "labels": labels,
+        "weak_labels": weak,
+    }
     model = models.build_model("MinkUNet14A", 3, 4)
     method = U2PL(4, model.feature_dim, queue_capacity=256, rep_dim=16)
     method.on_train_start(model)
@@ -228,8 +269,10 @@ def test_end_to_end_minkunet14a():
     assert len(seen) == 1 and seen[0] is x and x.manager.build_log == maps_built
     # ... and it predicts exactly what it predicts on a freshly built input
     fresh = {"coords": batch["coords"], "feats": batch["feats"]}
-    for a, b in zip(method.teacher.predict(batch, torch.device("cpu")),
-                    method.teacher.predict(fresh, torch.device("cpu"))):
+    for a, b in zip(
+        method.teacher.predict(batch, torch.device("cpu")),
+        method.teacher.predict(fresh, torch.device("cpu")),
+    ):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert sparse_input(fresh).manager is not x.manager
     assert all(torch.isfinite(v).all() for v in out.values())
@@ -243,6 +286,7 @@ def test_end_to_end_minkunet14a():
     assert int(method.contrast.queues.count.sum()) > 0
     sd_t, sd_s = method.teacher.model.state_dict(), model.state_dict()
     assert sd_t.keys() == sd_s.keys() and all(torch.equal(sd_t[k], sd_s[k]) for k in sd_s)
+
 
 @pytest.mark.gpu
 def test_cuda_matches_cpu():
