@@ -1,14 +1,21 @@
 """Config loading: defaults, validation errors, _base_ merge, --set overrides, save round-trip."""
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO
+
 from pcseg.config import (
-    Config, ConfigError, config_from_dict, config_to_dict, load_config, parse_override, save_config,
+    Config,
+    ConfigError,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    parse_override,
+    save_config,
 )
 
 ALL_CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
@@ -37,16 +44,29 @@ def test_unknown_key_names_file_and_suggests(tmp_path):
         load_config(f2)
 
 
-@pytest.mark.parametrize("section,key,value,expect", [
-    ("train", "lr", "fast", "key 'train.lr' expects float, got str 'fast'"),
-    ("train", "iterations", 2.5, "key 'train.iterations' expects int or null, got float 2.5"),
-    ("train", "amp", 1, "key 'train.amp' expects bool, got int 1"),
-    ("data", "batch_size", "8", "key 'data.batch_size' expects int, got str '8'"),
-    ("train", "optimizer", "adam", "key 'train.optimizer' must be one of 'sgd', 'adamw', got 'adam' (did you mean 'adamw'?)"),
-])
+@pytest.mark.parametrize(
+    "section,key,value,expect",
+    [
+        ("train", "lr", "fast", "key 'train.lr' expects float, got str 'fast'"),
+        ("train", "iterations", 2.5, "key 'train.iterations' expects int or null, got float 2.5"),
+        ("train", "amp", 1, "key 'train.amp' expects bool, got int 1"),
+        ("data", "batch_size", "8", "key 'data.batch_size' expects int, got str '8'"),
+        (
+            "train",
+            "optimizer",
+            "adam",
+            "key 'train.optimizer' must be one of 'sgd', 'adamw', got 'adam' "
+            "(did you mean 'adamw'?)",
+        ),
+    ],
+)
 def test_wrong_types(tmp_path, section, key, value, expect):
-    f = _write(tmp_path / "t.yaml", {"train": {"iterations": 3}, section: {key: value}} if section != "train"
-               else {"train": {"iterations": 3, key: value}})
+    f = _write(
+        tmp_path / "t.yaml",
+        {"train": {"iterations": 3}, section: {key: value}}
+        if section != "train"
+        else {"train": {"iterations": 3, key: value}},
+    )
     with pytest.raises(ConfigError) as e:
         load_config(f)
     assert str(e.value) == f"{f}: {expect}"
@@ -63,37 +83,69 @@ def test_cross_field_checks(tmp_path):
     with pytest.raises(ConfigError, match="set train.iterations or train.epochs"):
         load_config(_write(tmp_path / "a.yaml", {"train": {"lr": 0.1}}))
     with pytest.raises(ConfigError, match="data.batch_size must be > 0"):
-        load_config(_write(tmp_path / "b.yaml", {"train": {"epochs": 1}, "data": {"batch_size": 0}}))
+        load_config(
+            _write(tmp_path / "b.yaml", {"train": {"epochs": 1}, "data": {"batch_size": 0}})
+        )
     with pytest.raises(ConfigError, match="data.label_spec: unknown label spec '2 percent'"):
-        load_config(_write(tmp_path / "c.yaml", {"train": {"epochs": 1}, "data": {"label_spec": "2 percent"}}))
-    with pytest.raises(ConfigError, match="unknown method.name 'erdaa' \\(did you mean 'erda'\\?\\)"):
-        load_config(_write(tmp_path / "d.yaml", {"train": {"epochs": 1}, "method": {"name": "erdaa"}}))
-    with pytest.raises(ConfigError, match="unknown key 'method.wieght' \\(did you mean 'method.weight'\\?\\)"):
-        load_config(_write(tmp_path / "e.yaml", {"train": {"epochs": 1}, "method": {"name": "erda", "wieght": 0.1}}))
+        load_config(
+            _write(
+                tmp_path / "c.yaml", {"train": {"epochs": 1}, "data": {"label_spec": "2 percent"}}
+            )
+        )
+    with pytest.raises(
+        ConfigError, match="unknown method.name 'erdaa' \\(did you mean 'erda'\\?\\)"
+    ):
+        load_config(
+            _write(tmp_path / "d.yaml", {"train": {"epochs": 1}, "method": {"name": "erdaa"}})
+        )
+    with pytest.raises(
+        ConfigError, match="unknown key 'method.wieght' \\(did you mean 'method.weight'\\?\\)"
+    ):
+        load_config(
+            _write(
+                tmp_path / "e.yaml",
+                {"train": {"epochs": 1}, "method": {"name": "erda", "wieght": 0.1}},
+            )
+        )
 
 
 def test_base_merge_relative_and_delete(tmp_path):
     (tmp_path / "sub").mkdir()
-    _write(tmp_path / "base.yaml", {
-        "data": {"root": "data/x", "voxel_size": 0.04, "batch_size": 4},
-        "train": {"iterations": 100, "lr": 0.2},
-        "method": {"name": "erda", "weight": 0.1, "tau": 0.5},
-    })
+    _write(
+        tmp_path / "base.yaml",
+        {
+            "data": {"root": "data/x", "voxel_size": 0.04, "batch_size": 4},
+            "train": {"iterations": 100, "lr": 0.2},
+            "method": {"name": "erda", "weight": 0.1, "tau": 0.5},
+        },
+    )
     _write(tmp_path / "sub" / "mid.yaml", {"_base_": "../base.yaml", "data": {"batch_size": 2}})
-    child = _write(tmp_path / "sub" / "child.yaml", {
-        "_base_": ["mid.yaml"], "train": {"lr": 0.05}, "method": {"weight": 0.01}, "run_dir": "runs/c",
-    })
+    child = _write(
+        tmp_path / "sub" / "child.yaml",
+        {
+            "_base_": ["mid.yaml"],
+            "train": {"lr": 0.05},
+            "method": {"weight": 0.01},
+            "run_dir": "runs/c",
+        },
+    )
     cfg = load_config(child)
     assert cfg.data.root == "data/x" and cfg.data.voxel_size == 0.04 and cfg.data.batch_size == 2
     assert cfg.train.iterations == 100 and cfg.train.lr == 0.05
     assert cfg.method.name == "erda" and cfg.method.kwargs == {"weight": 0.01, "tau": 0.5}
     assert cfg.run_dir == "runs/c"
-    repl = _write(tmp_path / "sub" / "repl.yaml", {"_base_": "mid.yaml", "method": {"_delete_": True, "name": "supervised"}})
+    repl = _write(
+        tmp_path / "sub" / "repl.yaml",
+        {"_base_": "mid.yaml", "method": {"_delete_": True, "name": "supervised"}},
+    )
     assert load_config(repl).method.kwargs == {}
     # an error inside a base file names that file
     _write(tmp_path / "bad_base.yaml", {"train": {"iterations": 1, "momentun": 0.9}})
     bad = _write(tmp_path / "bad.yaml", {"_base_": "bad_base.yaml"})
-    with pytest.raises(ConfigError, match=r"bad_base.yaml: unknown key 'train.momentun' \(did you mean 'train.momentum'\?\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"bad_base.yaml: unknown key 'train.momentun' \(did you mean 'train.momentum'\?\)",
+    ):
         load_config(bad)
     with pytest.raises(ConfigError, match="_base_ file 'nope.yaml' not found"):
         load_config(_write(tmp_path / "nb.yaml", {"_base_": "nope.yaml"}))
@@ -105,23 +157,44 @@ def test_base_merge_relative_and_delete(tmp_path):
 
 def test_overrides(tmp_path):
     f = _write(tmp_path / "o.yaml", {"train": {"iterations": 10}})
-    cfg = load_config(f, ["train.lr=0.01", "method.name=erda", "method.weight=0.5", "data.max_voxels=null",
-                          "train.betas=[0.8, 0.9]", "run_dir=runs/o"])
-    assert cfg.train.lr == 0.01 and cfg.method.name == "erda" and cfg.method.kwargs == {"weight": 0.5}
+    cfg = load_config(
+        f,
+        [
+            "train.lr=0.01",
+            "method.name=erda",
+            "method.weight=0.5",
+            "data.max_voxels=null",
+            "train.betas=[0.8, 0.9]",
+            "run_dir=runs/o",
+        ],
+    )
+    assert (
+        cfg.train.lr == 0.01 and cfg.method.name == "erda" and cfg.method.kwargs == {"weight": 0.5}
+    )
     assert cfg.data.max_voxels is None and cfg.train.betas == [0.8, 0.9] and cfg.run_dir == "runs/o"
     assert parse_override("a.b.c=1") == {"a": {"b": {"c": 1}}}
-    with pytest.raises(ConfigError, match=r"--set train.lrr=1: unknown key 'train.lrr' \(did you mean 'train.lr'\?\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"--set train.lrr=1: unknown key 'train.lrr' \(did you mean 'train.lr'\?\)",
+    ):
         load_config(f, ["train.lrr=1"])
-    with pytest.raises(ConfigError, match=r"--set train.lr=abc: key 'train.lr' expects float, got str 'abc'"):
+    with pytest.raises(
+        ConfigError, match=r"--set train.lr=abc: key 'train.lr' expects float, got str 'abc'"
+    ):
         load_config(f, ["train.lr=abc"])
     with pytest.raises(ConfigError, match="expected key=value"):
         load_config(f, ["train.lr"])
 
 
 def test_save_round_trip(tmp_path):
-    f = _write(tmp_path / "r.yaml", {"train": {"iterations": 7, "weight_decay": 0.001},
-                                      "method": {"name": "erda", "weight": 0.1, "variant": "da"},
-                                      "data": {"augmentations": ["rotate_z", {"name": "scale", "low": 0.8}]}})
+    f = _write(
+        tmp_path / "r.yaml",
+        {
+            "train": {"iterations": 7, "weight_decay": 0.001},
+            "method": {"name": "erda", "weight": 0.1, "variant": "da"},
+            "data": {"augmentations": ["rotate_z", {"name": "scale", "low": 0.8}]},
+        },
+    )
     cfg = load_config(f, ["train.seed=3"])
     out = tmp_path / "run" / "config.yaml"
     save_config(cfg, out)
@@ -131,7 +204,9 @@ def test_save_round_trip(tmp_path):
     assert not list(out.parent.glob(".*.tmp"))  # atomic write leaves no temp file
 
 
-@pytest.mark.parametrize("path", ALL_CONFIGS, ids=[str(p.relative_to(REPO / "configs")) for p in ALL_CONFIGS])
+@pytest.mark.parametrize(
+    "path", ALL_CONFIGS, ids=[str(p.relative_to(REPO / "configs")) for p in ALL_CONFIGS]
+)
 def test_every_shipped_config_validates(path):
     cfg = load_config(path)
     assert cfg.train.iterations or cfg.train.epochs
@@ -141,3 +216,48 @@ def test_every_shipped_config_validates(path):
 
         method = build_method(cfg, 20, 32)  # every option of the method is accepted
         assert method.name == cfg.method.name
+
+
+def test_method_section_validated_through_method_options(tmp_path):
+    f = _write(tmp_path / "m.yaml", {"train": {"epochs": 1}, "method": {"name": "erda"}})
+    with pytest.raises(
+        ConfigError, match=r"--set method.tau=0 \(method 'erda'\): method.tau must be > 0"
+    ):
+        load_config(f, ["method.tau=0"])
+    with pytest.raises(
+        ConfigError, match=r"key 'method.variant' must be one of .*'js'.* \(did you mean 'js'\?\)"
+    ):
+        load_config(f, ["method.variant=jss"])
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown key 'method.erda.wieght' \(did you mean 'method.erda.weight'\?\)",
+    ):
+        load_config(f, ["method.name=erda_u2pl", "method.erda={wieght: 0.1}"])
+    with pytest.raises(ConfigError, match=r"high_rank must be > low_rank"):
+        load_config(f, ["method.name=u2pl", "method.low_rank=4", "method.high_rank=4"])
+    cfg = load_config(f, ["method.name=erda_u2pl", "method.erda={weight: 0.2}"])
+    assert cfg.method.kwargs == {"erda": {"weight": 0.2}}
+
+
+@pytest.mark.parametrize(
+    "item,expect",
+    [
+        (
+            "data.dataset=s3diss",
+            "key 'data.dataset' must be one of 's3dis', 'scannet', 'semantickitti', "
+            "got 's3diss' (did you mean 's3dis'?)",
+        ),
+        ("train.device=gpu", "train.device must be auto | cpu | cuda | cuda:N, got 'gpu'"),
+        ("model.planes=[8, 8, 8, 8, 8, 8, 8, 0]", "model.planes[7] must be > 0, got 0"),
+        ("train.betas=[0.9, 1.5]", "train.betas[1] must be < 1, got 1.5"),
+        (
+            "data.augmentations=foo",
+            "key 'data.augmentations' expects 'default' | 'default_elastic' or list or null",
+        ),
+    ],
+)
+def test_ranges_and_choices_name_the_override(tmp_path, item, expect):
+    f = _write(tmp_path / "r.yaml", {"train": {"epochs": 1}})
+    with pytest.raises(ConfigError) as e:
+        load_config(f, [item])
+    assert str(e.value).startswith(f"--set {item}: {expect}")

@@ -3,6 +3,7 @@
 Every number is checked against an independent computation: numpy float64 with explicit
 per-point / per-class loops, a hand-worked case, or ``F.cross_entropy`` on a subset.
 """
+
 from __future__ import annotations
 
 import copy
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pcseg.methods import METHODS, build_method, method_options
-from pcseg.methods.erda import ERDA, VARIANTS, KL_QP_EPS
+from pcseg.methods.erda import ERDA, KL_QP_EPS, VARIANTS
 from pcseg.methods.pseudo_threshold import PseudoThreshold
 from pcseg.methods.supervised import SupervisedOnly
 
@@ -76,9 +77,7 @@ def np_softmax_row(z: np.ndarray, allowed: np.ndarray | None = None) -> np.ndarr
     return e / e.sum()
 
 
-def np_prototypes_after(
-    old: np.ndarray, u: np.ndarray, weak: np.ndarray, m: float
-) -> np.ndarray:
+def np_prototypes_after(old: np.ndarray, u: np.ndarray, weak: np.ndarray, m: float) -> np.ndarray:
     """EMA of the per-class mean of the normalised embeddings, per class present."""
     new = old.copy()
     for c in range(old.shape[0]):
@@ -138,10 +137,10 @@ def reference_erda_step(method: ERDA, logits, features, batch):
     e = np_head(method, features.detach().numpy())
     u = np_normalise_rows(e)
     weak = batch["weak_labels"].numpy()
-    protos = np_prototypes_after(
-        method.prototypes.double().numpy(), u, weak, method.momentum
+    protos = np_prototypes_after(method.prototypes.double().numpy(), u, weak, method.momentum)
+    init = method.proto_initialised.numpy() | np.isin(
+        np.arange(method.num_classes), weak[weak >= 0]
     )
-    init = method.proto_initialised.numpy() | np.isin(np.arange(method.num_classes), weak[weak >= 0])
     unl = weak == -1
     p, q = np_pq(e[unl], protos, init, logits.detach().numpy()[unl], method.tau)
     return protos, init, p, q, unl
@@ -226,7 +225,9 @@ def test_prototype_update_only_present_classes_and_ema() -> None:
     method.proto_initialised.fill_(True)
     logits, features, batch = make_batch(labelled={0: 1, 1: 3, 2: 3, 3: 1, 4: 3}, seed=5)
     e = np_head(method, features.numpy())
-    expected = np_prototypes_after(old.numpy(), np_normalise_rows(e), batch["weak_labels"].numpy(), 0.9)
+    expected = np_prototypes_after(
+        old.numpy(), np_normalise_rows(e), batch["weak_labels"].numpy(), 0.9
+    )
     method(logits, features, batch)
     new = method.prototypes
     assert torch.equal(new[0], old[0]) and torch.equal(new[2], old[2])  # bit-for-bit
@@ -261,8 +262,10 @@ def test_zero_start_ema_gives_the_bias_corrected_pseudo_labels() -> None:
     unequal number of times."""
     m = 0.9
     method = ERDA(K, D, momentum=m, tau=0.2).double()
-    batches = [make_batch(labelled=lab, seed=s) for s, lab in
-               ((21, {0: 0, 1: 1}), (22, {0: 1, 1: 2, 2: 0}), (23, {0: 0, 3: 0, 5: 2}))]
+    batches = [
+        make_batch(labelled=lab, seed=s)
+        for s, lab in ((21, {0: 0, 1: 1}), (22, {0: 1, 1: 2, 2: 0}), (23, {0: 0, 3: 0, 5: 2}))
+    ]
     means: dict[int, list[np.ndarray]] = {c: [] for c in range(K)}
     for logits, features, batch in batches:
         u = np_normalise_rows(np_head(method, features.numpy()))
@@ -275,7 +278,7 @@ def test_zero_start_ema_gives_the_bias_corrected_pseudo_labels() -> None:
     for c, ms in means.items():
         n = len(ms)
         for j, mu in enumerate(ms, start=1):
-            corrected[c] += (1 - m) * m ** (n - j) / (1 - m ** n) * mu
+            corrected[c] += (1 - m) * m ** (n - j) / (1 - m**n) * mu
     assert [len(means[c]) for c in range(K)] == [3, 2, 2, 0]
     logits, features, batch = make_batch(seed=24)
     method.eval()  # no update; head with running statistics for both sides
@@ -286,7 +289,7 @@ def test_zero_start_ema_gives_the_bias_corrected_pseudo_labels() -> None:
     p_ref, _ = np_pq(e, corrected, init, logits.numpy(), 0.2)
     np.testing.assert_allclose(p_stored, p_ref, rtol=1e-9, atol=1e-12)
     # the weights of a class with 3 updates are far from uniform: a real EMA, not a mean
-    assert abs((1 - m) * m ** 2 / (1 - m ** 3) - 1 / 3) > 0.03
+    assert abs((1 - m) * m**2 / (1 - m**3) - 1 / 3) > 0.03
 
 
 def test_no_prototype_update_in_eval_mode() -> None:
@@ -409,8 +412,9 @@ def test_pseudo_label_probs_uses_running_stats_without_side_effects() -> None:
     h = features @ l1.weight.T + l1.bias
     h = (h - rm) / torch.sqrt(rv + bn.eps) * bn.weight + bn.bias
     e = (torch.relu(h) @ l2.weight.T + l2.bias).detach().numpy()
-    pe, _ = np_pq(e, method.prototypes.numpy(), method.proto_initialised.numpy(),
-                  logits.numpy(), method.tau)
+    pe, _ = np_pq(
+        e, method.prototypes.numpy(), method.proto_initialised.numpy(), logits.numpy(), method.tau
+    )
     np.testing.assert_allclose(p.numpy(), pe, rtol=1e-9, atol=1e-14)
 
 
@@ -420,7 +424,9 @@ def test_supervised_matches_cross_entropy_on_labelled_subset() -> None:
     weak = batch["weak_labels"]
     lab = weak >= 0
     out = SupervisedOnly(K, D)(logits, features, batch)
-    assert out["loss"].item() == pytest.approx(F.cross_entropy(logits[lab], weak[lab]).item(), rel=1e-12)
+    assert out["loss"].item() == pytest.approx(
+        F.cross_entropy(logits[lab], weak[lab]).item(), rel=1e-12
+    )
     # hand loop reference with class weights and label smoothing
     cw = [1.0, 2.0, 0.5, 3.0]
     eps = 0.1
@@ -517,7 +523,12 @@ def test_build_method_names_and_options() -> None:
         build_method("erda", K, D, wieght=0.1)
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['threshold'\]"):
         build_method("supervised", K, D, threshold=0.9)
-    assert "momentum" in method_options("erda")
+    assert "momentum" in method_options("erda").model_fields
+    assert method_options("erda") is ERDA.Options
+    with pytest.raises(ValueError, match=r"unknown method 'erdaa' \(did you mean 'erda'\?\)"):
+        method_options("erdaa")
+    with pytest.raises(ValueError, match=r"option 'tau'.*greater than 0"):
+        build_method("erda", K, D, tau=0.0)
 
 
 # ---------------------------------------------------------------- DDP prototype reduction
@@ -526,8 +537,14 @@ def _ddp_data(rank: int, step: int) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(100 * rank + step)
     f = torch.randn(40, D, generator=g, dtype=torch.float64)
     weak = torch.full((40,), -1, dtype=torch.int64)
-    classes = {(0, 0): [0, 1, 1], (1, 0): [1, 2, 2, 2], (0, 1): [0, 3], (1, 1): [],
-               (0, 2): [2, 2], (1, 2): [0, 2, 3]}[(rank, step)]
+    classes = {
+        (0, 0): [0, 1, 1],
+        (1, 0): [1, 2, 2, 2],
+        (0, 1): [0, 3],
+        (1, 1): [],
+        (0, 2): [2, 2],
+        (1, 2): [0, 2, 3],
+    }[(rank, step)]
     for i, c in enumerate(classes):
         weak[3 * i] = c
     return f, weak
@@ -565,7 +582,9 @@ def test_ddp_prototype_reduction(tmp_path: Path) -> None:
     import torch.multiprocessing as mp
 
     world = 2
-    mp.spawn(_ddp_worker, args=(world, str(tmp_path / "init"), str(tmp_path)), nprocs=world, join=True)
+    mp.spawn(
+        _ddp_worker, args=(world, str(tmp_path / "init"), str(tmp_path)), nprocs=world, join=True
+    )
     res = [torch.load(tmp_path / f"rank{r}.pt") for r in range(world)]
     assert torch.equal(res[0]["prototypes"], res[1]["prototypes"])  # identical on all ranks
     assert torch.equal(res[0]["init"], res[1]["init"])
@@ -612,8 +631,8 @@ def test_losses_stay_float32_under_bf16_autocast() -> None:
     """Under CPU bf16 autocast the similarity logits (ERDA, U2PL's InfoNCE) and the weighted
     cross-entropy are computed in float32: outputs are float32 and equal the float32 values
     computed without autocast, from the same (bf16-representable) inputs."""
-    from pcseg.methods.supervised import labelled_cross_entropy
-    from pcseg.methods.u2pl import info_nce
+    from pcseg.methods.common import labelled_cross_entropy
+    from pcseg.methods.contrastive import info_nce
 
     g = torch.Generator().manual_seed(3)
     rnd = lambda *s: torch.randn(*s, generator=g).bfloat16().float()  # noqa: E731
@@ -624,10 +643,17 @@ def test_losses_stay_float32_under_bf16_autocast() -> None:
     a, pos, neg = rnd(8, D), rnd(D), rnd(8, 5, D)
     logits, weak = rnd(30, K), torch.arange(30) % K
     cw = torch.tensor([1.0, 3.3, 0.7, 2.9])  # not representable in bf16
-    ref = (m.pseudo_log_probs(u), info_nce(a, pos, neg, 0.07), labelled_cross_entropy(logits, weak, cw))
+    ref = (
+        m.pseudo_log_probs(u),
+        info_nce(a, pos, neg, 0.07),
+        labelled_cross_entropy(logits, weak, cw),
+    )
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = (m.pseudo_log_probs(u), info_nce(a, pos, neg, 0.07),
-               labelled_cross_entropy(logits.bfloat16(), weak, cw))
+        got = (
+            m.pseudo_log_probs(u),
+            info_nce(a, pos, neg, 0.07),
+            labelled_cross_entropy(logits.bfloat16(), weak, cw),
+        )
     for r, x in zip(ref, got):
         assert x.dtype == torch.float32
         torch.testing.assert_close(x, r, rtol=1e-6, atol=1e-6)

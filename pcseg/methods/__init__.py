@@ -1,23 +1,28 @@
 """Training methods: each turns model outputs + a batch into named loss terms.
 
-``METHODS`` maps a config name to the class that builds it (constructor
-``(num_classes, feature_dim, **options)``); add a method by adding an entry.
-``build_method`` checks the name and the options before constructing.
+``METHODS`` maps a config name to the method class. Every class declares its keyword
+options once, as the pydantic model ``Options`` (types, defaults, ranges; unknown names
+rejected); :func:`method_options` returns it (the config validates the method section
+through it) and :func:`build_method` validates the options through it before
+constructing. Add a method by adding an entry.
 """
 from __future__ import annotations
 
-import inspect
-from typing import Any, Callable
+import difflib
+from typing import Any
+
+from pydantic import BaseModel
 
 from pcseg.methods.base import Method
+from pcseg.methods.common import resolve_options
 from pcseg.methods.erda import ERDA
 from pcseg.methods.erda_u2pl import ERDAWithU2PLNegatives
 from pcseg.methods.pseudo_threshold import PseudoThreshold
 from pcseg.methods.supervised import SupervisedOnly
 from pcseg.methods.u2pl import U2PL
 
-#: name -> builder ``(num_classes, feature_dim, **options) -> Method``
-METHODS: dict[str, Callable[..., Method]] = {
+#: name -> method class (constructor ``(num_classes, feature_dim, options=None, **options)``)
+METHODS: dict[str, type[Method]] = {
     "supervised": SupervisedOnly,
     "erda": ERDA,
     "pseudo_threshold": PseudoThreshold,
@@ -26,39 +31,50 @@ METHODS: dict[str, Callable[..., Method]] = {
 }
 
 
-def method_options(name: str) -> list[str]:
-    """Names of the keyword options accepted by method ``name`` (beyond the two sizes)."""
+def _method_class(name: str) -> type[Method]:
     if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; valid names: {sorted(METHODS)}")
-    params = inspect.signature(METHODS[name]).parameters
-    return [p for p in params if p not in ("num_classes", "feature_dim", "self")]
+        hint = difflib.get_close_matches(str(name), list(METHODS), n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise ValueError(f"unknown method {name!r}{extra}; valid names: {sorted(METHODS)}")
+    return METHODS[name]
 
 
-def build_method(name: str, num_classes: int, feature_dim: int, **kwargs: Any) -> Method:
+def method_options(name: str) -> type[BaseModel]:
+    """The options model (pydantic, ``extra="forbid"``) of method ``name``.
+
+    Raises:
+        ValueError: unknown name, with a did-you-mean and the valid names.
+    """
+    return _method_class(name).Options
+
+
+def build_method(name: str, num_classes: int, feature_dim: int, **options: Any) -> Method:
     """Construct the method registered under ``name``.
 
     Args:
         name: a key of :data:`METHODS`.
         num_classes: K, number of segmentation classes.
         feature_dim: D, width of the model's last decoder features.
-        **kwargs: method options (e.g. ``weight=0.1, variant="erda"`` for ERDA).
+        **options: method options (e.g. ``weight=0.1, variant="erda"`` for ERDA), validated
+            through the method's ``Options`` model.
     Raises:
-        ValueError: unknown name (listing the valid ones) or unknown option (naming it and
-            listing the accepted ones).
+        ValueError: unknown name (listing the valid ones), unknown option (naming it, with
+            a did-you-mean and the accepted ones) or a bad value (naming the option and
+            what was expected).
     """
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; valid names: {sorted(METHODS)}")
-    builder = METHODS[name]
-    params = inspect.signature(builder).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    if not takes_any:
-        valid = method_options(name)
-        unknown = sorted(k for k in kwargs if k not in valid)
-        if unknown:
-            raise ValueError(
-                f"method {name!r} got unknown option(s) {unknown}; accepted options: {valid}"
-            )
-    return builder(num_classes, feature_dim, **kwargs)
+    cls = _method_class(name)
+    opts = resolve_options(cls.Options, name, None, options)
+    return cls(num_classes, feature_dim, opts)  # type: ignore[call-arg]
 
 
-__all__ = ["METHODS", "Method", "build_method", "method_options", "ERDA", "ERDAWithU2PLNegatives", "PseudoThreshold", "SupervisedOnly", "U2PL"]
+__all__ = [
+    "ERDA",
+    "METHODS",
+    "U2PL",
+    "ERDAWithU2PLNegatives",
+    "Method",
+    "PseudoThreshold",
+    "SupervisedOnly",
+    "build_method",
+    "method_options",
+]

@@ -5,30 +5,40 @@ an EMA teacher, memory queues) is saved in checkpoints and moved with ``.to(devi
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
+from pydantic import BaseModel
 from torch import nn
+
+from pcseg.methods.common import MethodOptions
 
 
 class Method(nn.Module):
     """Base class.
 
-    Subclasses implement :meth:`forward`. Parameters of a method that must be trained
-    (e.g. ERDA's projection head) have ``requires_grad=True`` and are optimised with the
-    model; frozen state (an EMA teacher) has ``requires_grad=False`` and is skipped by
+    Subclasses implement :meth:`forward` and declare their options once, as ``Options``;
+    their constructor is ``(num_classes, feature_dim, options=None, **keyword options)``
+    and validates the keywords through ``Options``.
+
+    Parameters of a method that must be trained (e.g. ERDA's projection head) have
+    ``requires_grad=True`` and are optimised with the model; frozen state (an EMA teacher)
+    has ``requires_grad=False`` and is skipped by
     the optimiser.
     """
 
     #: short name used in configs and logs
-    name: str = "base"
+    name: ClassVar[str] = "base"
+    #: the method's keyword options (a pydantic model, unknown names rejected); the
+    #: registry and the config validate the method section through it
+    Options: ClassVar[type[BaseModel]] = MethodOptions
 
     def __init__(self, num_classes: int, feature_dim: int) -> None:
         super().__init__()
         self.num_classes = int(num_classes)
         self.feature_dim = int(feature_dim)
 
-    def forward(  # type: ignore[override]
+    def forward(
         self, logits: torch.Tensor, features: torch.Tensor, batch: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
         """Loss terms for one batch.

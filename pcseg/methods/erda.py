@@ -1,4 +1,4 @@
-"""ERDA: Entropy-Regularized Distribution Alignment (Tang et al., CVPR 2023).
+"""ERDA: Entropy-Regularized Distribution Alignment (Tang et al., NeurIPS 2023).
 
 Loss = CE(q, y) on the labelled voxels + w * mean over the UNLABELLED voxels
 (``weak_labels == -1``) of a divergence between the pseudo-label distribution p and the
@@ -41,27 +41,31 @@ of (p_k - q_k)^2. ``0 log 0 = 0``; in ``kl_qp`` log p is clamped below at log(1e
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pcseg.methods.base import Method
 from pcseg.distributed import all_reduce_sum
-from pcseg.methods.supervised import (
+from pcseg.methods.base import Method
+from pcseg.methods.common import (
+    NonNegative,
+    Positive,
+    SupervisionOptions,
+    UnitInterval,
     at_least_float32,
     check_inputs,
-    check_nonnegative,
-    check_unit_interval,
-    _class_weights_tensor,
+    class_weights_tensor,
     hidden_accuracy,
     labelled_cross_entropy,
+    resolve_options,
     supervision_diagnostics,
     zero_with_graph,
 )
 
-VARIANTS = ("erda", "er", "da", "kl_qp", "js", "mse")
+Variant = Literal["erda", "er", "da", "kl_qp", "js", "mse"]
+VARIANTS: tuple[str, ...] = get_args(Variant)
 #: floor of p inside log p for the ``kl_qp`` variant
 KL_QP_EPS = 1e-8
 _TINY = 1e-30
@@ -103,12 +107,26 @@ def erda_divergence(
     return ((p - q) ** 2).mean(1)
 
 
+class ERDAOptions(SupervisionOptions):
+    """Options of :class:`ERDA` (see its docstring)."""
+
+    #: w, weight of the unlabelled term
+    weight: NonNegative = 0.1
+    #: temperature of the prototype softmax
+    tau: Positive = 1.0
+    #: EMA momentum m of the prototypes
+    momentum: UnitInterval = 0.999
+    #: the divergence (ablation variants, see the module docstring)
+    variant: Variant = "erda"
+
+
 class ERDA(Method):
     """ERDA loss with a prototype pseudo-labeller (see the module docstring).
 
     Args:
         num_classes: K.
         feature_dim: D of the decoder features (and of the projection head).
+        options: a validated :class:`ERDAOptions`, or keyword options:
         weight: w, weight of the unlabelled term (default 0.1).
         tau: temperature of the prototype softmax (default 1).
         momentum: EMA momentum m of the prototypes in [0, 1) (default 0.999).
@@ -126,31 +144,26 @@ class ERDA(Method):
     """
 
     name = "erda"
+    Options = ERDAOptions
+    class_weights: torch.Tensor | None
+    prototypes: torch.Tensor
+    proto_initialised: torch.Tensor
 
     def __init__(
         self,
         num_classes: int,
         feature_dim: int,
-        weight: float = 0.1,
-        tau: float = 1.0,
-        momentum: float = 0.999,
-        variant: str = "erda",
-        class_weights: Sequence[float] | None = None,
-        label_smoothing: float = 0.0,
+        options: ERDAOptions | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(num_classes, feature_dim)
-        if variant not in VARIANTS:
-            raise ValueError(f"{self.name}: variant must be one of {VARIANTS}, got {variant!r}")
-        check_nonnegative(self.name, "weight", weight)
-        if not (float(tau) > 0.0 and math.isfinite(float(tau))):
-            raise ValueError(f"{self.name}: tau must be > 0, got {tau}")
-        check_unit_interval(self.name, "momentum", momentum)
-        check_unit_interval(self.name, "label_smoothing", label_smoothing)
-        self.weight = float(weight)
-        self.tau = float(tau)
-        self.momentum = float(momentum)
-        self.variant = variant
-        self.label_smoothing = float(label_smoothing)
+        opts = resolve_options(ERDAOptions, self.name, options, kwargs)
+        self.options = opts
+        self.weight = opts.weight
+        self.tau = opts.tau
+        self.momentum = opts.momentum
+        self.variant: str = opts.variant
+        self.label_smoothing = opts.label_smoothing
         d = self.feature_dim
         self.head = nn.Sequential(
             nn.Linear(d, d), nn.BatchNorm1d(d), nn.ReLU(inplace=True), nn.Linear(d, d)
@@ -159,7 +172,7 @@ class ERDA(Method):
         self.register_buffer("proto_initialised", torch.zeros(self.num_classes, dtype=torch.bool))
         self.register_buffer(
             "class_weights",
-            _class_weights_tensor(class_weights, self.num_classes, self.name),
+            class_weights_tensor(opts.class_weights, self.num_classes, self.name),
             persistent=False,
         )
 
@@ -213,7 +226,10 @@ class ERDA(Method):
 
     @torch.no_grad()
     def pseudo_label_probs(
-        self, logits: torch.Tensor, features: torch.Tensor, batch: dict | None = None
+        self,
+        logits: torch.Tensor,
+        features: torch.Tensor,
+        batch: dict[str, Any] | None = None,
     ) -> torch.Tensor | None:
         """(M, K) pseudo-label distribution p (0 on uninitialised classes), or None before
         any prototype is initialised.
@@ -231,7 +247,7 @@ class ERDA(Method):
             self.head.train(was_training)
 
     # ------------------------------------------------------------------ loss
-    def forward(  # type: ignore[override]
+    def forward(
         self, logits: torch.Tensor, features: torch.Tensor, batch: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
         """See :meth:`pcseg.methods.base.Method.forward` and the class docstring."""

@@ -5,7 +5,7 @@
 * the ERDA loss is computed by an owned :class:`pcseg.methods.erda.ERDA` (composition:
   ``CE on labelled voxels + w * mean_unlabelled H(p, q)``, prototype pseudo-labeller,
   all of ERDA's options via ``erda={...}``);
-* ``L_contrastive`` is U2PL's InfoNCE term (:class:`pcseg.methods.u2pl.U2PLContrast`):
+* ``L_contrastive`` is U2PL's InfoNCE term (:class:`pcseg.methods.contrastive.U2PLContrast`):
   anchors of class c are labelled voxels of class c and reliable unlabelled voxels whose
   predicted class is c (with prob(c) > 0.3), the positive is the class centre, and the
   negatives come from per-class FIFO queues filled with unreliable voxels that are
@@ -15,7 +15,7 @@
 Where the probabilities and the keys come from (``use_teacher``):
 
 * ``True`` (default): an EMA teacher of the student network and representation head, as
-  in U2PL (:class:`pcseg.methods.u2pl.EMATeacher`, decay ``min(1 - 1/(k+1), ema_decay)``).
+  in U2PL (:class:`pcseg.methods.ema_teacher.EMATeacher`, decay ``min(1 - 1/(k+1), ema_decay)``).
   The teacher's probabilities define the entropy split, the ranks and the anchor
   threshold; its representations are the class centres and the queue keys. Costs one
   extra forward pass (no backward) per step.
@@ -35,16 +35,29 @@ import torch
 from torch import nn
 
 from pcseg.methods.base import Method
-from pcseg.methods.erda import ERDA
-from pcseg.methods.u2pl import (
-    EMATeacher,
-    U2PLContrast,
-    _check_common,
-    ema_decay_at,
+from pcseg.methods.common import NonNegative, resolve_options
+from pcseg.methods.contrastive import ContrastOptions, U2PLContrast
+from pcseg.methods.ema_teacher import EMATeacher, TeacherOptions, ema_decay_at
+from pcseg.methods.entropy_split import (
+    EntropySplitOptions,
     split_diagnostics,
     teacher_split,
     unreliable_percent,
 )
+from pcseg.methods.erda import ERDA, ERDAOptions
+
+
+class ERDAWithU2PLNegativesOptions(ContrastOptions, EntropySplitOptions, TeacherOptions):
+    """Options of :class:`ERDAWithU2PLNegatives`: those below plus the contrastive term's,
+    the entropy split's and the teacher's."""
+
+    #: options of the owned ERDA loss (None: ERDA's defaults)
+    erda: ERDAOptions | None = None
+    #: lambda_c, weight of the contrastive term
+    lambda_c: NonNegative = 0.1
+    #: EMA teacher (True) or the detached student (False) as the source of
+    #: probabilities and keys
+    use_teacher: bool = True
 
 
 class ERDAWithU2PLNegatives(Method):
@@ -53,6 +66,7 @@ class ERDAWithU2PLNegatives(Method):
     Args:
         num_classes: K.
         feature_dim: D of the decoder features.
+        options: a validated :class:`ERDAWithU2PLNegativesOptions`, or keyword options:
         erda: keyword arguments of :class:`pcseg.methods.erda.ERDA` (weight, tau,
             momentum, variant, class_weights, label_smoothing); defaults are ERDA's.
         lambda_c: weight of the contrastive term (0.1).
@@ -62,8 +76,8 @@ class ERDAWithU2PLNegatives(Method):
             (20, 0.99, "train", "reliable").
         rep_dim, queue_capacity, num_anchors, num_negatives, temperature,
         anchor_prob_threshold, neg_prob_threshold, low_rank, high_rank, min_queue, seed:
-            see :class:`pcseg.methods.u2pl.U2PLContrast`.
-        input_builder: teacher input builder (default: :func:`pcseg.data.dataset.sparse_input`).
+            see :class:`pcseg.methods.contrastive.ContrastOptions`.
+        input_builder: teacher input builder (default: :func:`pcseg.models.inputs.sparse_input`).
 
     forward returns ERDA's terms and diagnostics (``loss_sup``, ``loss_erda``,
     ``diag/pseudo_acc`` = ERDA's p accuracy, ...), ``loss_contrastive``, ``loss`` (=
@@ -74,48 +88,33 @@ class ERDAWithU2PLNegatives(Method):
     """
 
     name = "erda_u2pl"
+    Options = ERDAWithU2PLNegativesOptions
+    steps_done: torch.Tensor
+    total_steps: torch.Tensor
 
     def __init__(
         self,
         num_classes: int,
         feature_dim: int,
-        erda: dict[str, Any] | None = None,
-        lambda_c: float = 0.1,
-        use_teacher: bool = True,
-        alpha_0: float = 20.0,
-        ema_decay: float = 0.99,
-        teacher_bn: str = "train",
-        anchor_split: str = "reliable",
-        rep_dim: int = 64,
-        queue_capacity: int = 10000,
-        num_anchors: int = 256,
-        num_negatives: int = 50,
-        temperature: float = 0.5,
-        anchor_prob_threshold: float = 0.3,
-        neg_prob_threshold: float = 1.0,
-        low_rank: int = 3,
-        high_rank: int = 20,
-        min_queue: int = 1,
-        seed: int = 0,
+        options: ERDAWithU2PLNegativesOptions | None = None,
+        *,
         input_builder: Callable[[dict[str, Any], torch.device], Any] | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(num_classes, feature_dim)
-        _check_common(self.name, 0.0, lambda_c, alpha_0, ema_decay, anchor_split, 0.0)
-        if erda is not None and not isinstance(erda, dict):
-            raise ValueError(f"{self.name}: erda must be a dict of ERDA options, got {type(erda).__name__}")
-        self.erda = ERDA(self.num_classes, self.feature_dim, **(erda or {}))
-        self.lambda_c = float(lambda_c)
-        self.use_teacher = bool(use_teacher)
-        self.alpha_0 = float(alpha_0)
-        self.ema_decay = float(ema_decay)
-        self.anchor_split = anchor_split
-        self.contrast = U2PLContrast(
-            self.num_classes, self.feature_dim, rep_dim, queue_capacity, num_anchors,
-            num_negatives, temperature, anchor_prob_threshold, neg_prob_threshold,
-            low_rank, high_rank, min_queue, seed,
-        )
+        opts = resolve_options(ERDAWithU2PLNegativesOptions, self.name, options, kwargs)
+        self.options = opts
+        self.erda = ERDA(self.num_classes, self.feature_dim, opts.erda)
+        self.lambda_c = opts.lambda_c
+        self.use_teacher = opts.use_teacher
+        self.alpha_0 = opts.alpha_0
+        self.ema_decay = opts.ema_decay
+        self.anchor_split = opts.anchor_split
+        self.contrast = U2PLContrast(self.num_classes, self.feature_dim, opts)
         self.teacher: EMATeacher | None = (
-            EMATeacher(self.contrast.rep_head, teacher_bn, input_builder) if self.use_teacher else None
+            EMATeacher(self.contrast.rep_head, opts.teacher_bn, input_builder)
+            if self.use_teacher
+            else None
         )
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.int64))
         self.register_buffer("total_steps", torch.zeros((), dtype=torch.int64))
@@ -128,7 +127,8 @@ class ERDAWithU2PLNegatives(Method):
     def after_optimizer_step(self, model: nn.Module, iteration: int, total_iterations: int) -> None:
         """EMA teacher update (when ``use_teacher``); advances t of alpha_t."""
         if self.teacher is not None:
-            self.teacher.update(model, self.contrast.rep_head, ema_decay_at(iteration, self.ema_decay))
+            decay = ema_decay_at(iteration, self.ema_decay)
+            self.teacher.update(model, self.contrast.rep_head, decay)
         self.steps_done.fill_(int(iteration) + 1)
         self.total_steps.fill_(max(int(total_iterations), 0))
 
@@ -138,16 +138,19 @@ class ERDAWithU2PLNegatives(Method):
 
     @torch.no_grad()
     def pseudo_label_probs(
-        self, logits: torch.Tensor, features: torch.Tensor, batch: dict | None = None
+        self,
+        logits: torch.Tensor,
+        features: torch.Tensor,
+        batch: dict[str, Any] | None = None,
     ) -> torch.Tensor | None:
         """ERDA's pseudo-label distribution p (the soft targets of the unlabelled loss)."""
         return self.erda.pseudo_label_probs(logits, features)
 
-    def forward(  # type: ignore[override]
+    def forward(
         self, logits: torch.Tensor, features: torch.Tensor, batch: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
         """See :meth:`pcseg.methods.base.Method.forward` and the class docstring."""
-        out = self.erda(logits, features, batch)  # validates the inputs
+        out: dict[str, torch.Tensor] = self.erda(logits, features, batch)  # validates inputs
         weak = batch["weak_labels"].to(device=logits.device, dtype=torch.int64)
         rep_s = self.contrast.rep_head(features)
         if self.teacher is not None:

@@ -9,22 +9,33 @@ voxel is ``(q - onehot(argmax q)) / N_selected``. When no voxel is selected the 
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from pcseg.methods.base import Method
-from pcseg.methods.supervised import (
+from pcseg.methods.common import (
+    NonNegative,
+    SupervisionOptions,
+    UnitInterval,
     check_inputs,
-    check_nonnegative,
-    check_unit_interval,
-    _class_weights_tensor,
+    class_weights_tensor,
     hidden_accuracy,
     labelled_cross_entropy,
+    resolve_options,
     supervision_diagnostics,
     zero_with_graph,
 )
+
+
+class PseudoThresholdOptions(SupervisionOptions):
+    """Options of :class:`PseudoThreshold` (see its docstring)."""
+
+    #: w, weight of the pseudo-label term (the FixMatch / U2PL unsupervised-loss weight)
+    weight: NonNegative = 1.0
+    #: a voxel is selected when max_k q_k > threshold
+    threshold: UnitInterval = 0.95
 
 
 class PseudoThreshold(Method):
@@ -33,6 +44,7 @@ class PseudoThreshold(Method):
     Args:
         num_classes: K.
         feature_dim: D (unused; part of the common constructor).
+        options: a validated :class:`PseudoThresholdOptions`, or keyword options:
         weight: w, weight of the pseudo-label term (default 1.0, the FixMatch / U2PL
             unsupervised-loss weight).
         threshold: a voxel is selected when max_k q_k > threshold (default 0.95).
@@ -47,31 +59,32 @@ class PseudoThreshold(Method):
     """
 
     name = "pseudo_threshold"
+    Options = PseudoThresholdOptions
+    class_weights: torch.Tensor | None
 
     def __init__(
         self,
         num_classes: int,
         feature_dim: int,
-        weight: float = 1.0,
-        threshold: float = 0.95,
-        class_weights: Sequence[float] | None = None,
-        label_smoothing: float = 0.0,
+        options: PseudoThresholdOptions | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(num_classes, feature_dim)
-        check_nonnegative(self.name, "weight", weight)
-        check_unit_interval(self.name, "threshold", threshold)
-        check_unit_interval(self.name, "label_smoothing", label_smoothing)
-        self.weight = float(weight)
-        self.threshold = float(threshold)
-        self.label_smoothing = float(label_smoothing)
+        opts = resolve_options(PseudoThresholdOptions, self.name, options, kwargs)
+        self.options = opts
+        self.weight = opts.weight
+        self.threshold = opts.threshold
+        self.label_smoothing = opts.label_smoothing
         self.register_buffer(
             "class_weights",
-            _class_weights_tensor(class_weights, self.num_classes, self.name),
+            class_weights_tensor(opts.class_weights, self.num_classes, self.name),
             persistent=False,
         )
 
     @torch.no_grad()
-    def select(self, logits: torch.Tensor, weak_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def select(
+        self, logits: torch.Tensor, weak_labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Detached selection: ((M,) bool mask of selected unlabelled voxels, (M,) argmax q)."""
         x = logits.detach()
         if x.dtype in (torch.float16, torch.bfloat16):
@@ -79,7 +92,7 @@ class PseudoThreshold(Method):
         conf, pseudo = torch.softmax(x, dim=1).max(1)
         return (weak_labels == -1) & (conf > self.threshold), pseudo
 
-    def forward(  # type: ignore[override]
+    def forward(
         self, logits: torch.Tensor, features: torch.Tensor, batch: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
         """See :meth:`pcseg.methods.base.Method.forward`; ``features`` are ignored."""

@@ -1,175 +1,24 @@
-"""Supervised-only baseline: cross-entropy on the weakly labelled voxels only.
-
-Also holds the small helpers every method shares (input checks, the labelled-point
-cross-entropy, the hidden-label diagnostics), so the other methods import them from here.
-"""
+"""Supervised-only baseline: cross-entropy on the weakly labelled voxels only."""
 from __future__ import annotations
 
-import math
-
-from typing import Any, Sequence
+from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from pcseg.methods.base import Method
+from pcseg.methods.common import (
+    SupervisionOptions,
+    check_inputs,
+    class_weights_tensor,
+    labelled_cross_entropy,
+    resolve_options,
+    supervision_diagnostics,
+)
 
 
-def check_nonnegative(who: str, name: str, value: float) -> None:
-    """Raise ValueError unless ``value`` is a finite number >= 0 (message names ``who.name``)."""
-    if not (math.isfinite(float(value)) and float(value) >= 0.0):
-        raise ValueError(f"{who}: {name} must be a finite number >= 0, got {value}")
-
-
-def check_unit_interval(who: str, name: str, value: float) -> None:
-    """Raise ValueError unless 0 <= ``value`` < 1 (message names ``who.name``)."""
-    if not 0.0 <= float(value) < 1.0:
-        raise ValueError(f"{who}: {name} must be in [0, 1), got {value}")
-
-
-def check_inputs(
-    logits: torch.Tensor,
-    features: torch.Tensor | None,
-    batch: dict[str, Any],
-    num_classes: int,
-    feature_dim: int | None,
-    who: str,
-) -> torch.Tensor:
-    """Validate the method inputs and return ``batch["weak_labels"]``.
-
-    Args:
-        logits: expected (M, num_classes) floating.
-        features: expected (M, feature_dim) floating, or None when the method ignores them.
-        batch: must hold ``weak_labels`` int64 (M,) with values -1 (unlabelled) or in
-            [0, num_classes); ``labels`` (hidden GT) is optional and, when present, must be
-            (M,) integer.
-        num_classes, feature_dim: the method's sizes (feature_dim None skips the check).
-        who: method name used in error messages.
-    Returns:
-        weak_labels (M,) int64 on the logits' device.
-    Raises:
-        ValueError / KeyError naming the offending field and what was expected.
-    """
-    if logits.dim() != 2 or logits.shape[1] != num_classes:
-        raise ValueError(
-            f"{who}: logits must be (M, {num_classes}), got {tuple(logits.shape)}"
-        )
-    if not logits.is_floating_point():
-        raise ValueError(f"{who}: logits must be floating point, got {logits.dtype}")
-    m = logits.shape[0]
-    if features is not None:
-        if features.dim() != 2 or features.shape[0] != m or (
-            feature_dim is not None and features.shape[1] != feature_dim
-        ):
-            raise ValueError(
-                f"{who}: features must be ({m}, {feature_dim}), got {tuple(features.shape)}"
-            )
-    if "weak_labels" not in batch:
-        raise KeyError(f"{who}: batch has no 'weak_labels' (keys: {sorted(batch)})")
-    weak = batch["weak_labels"]
-    if not isinstance(weak, torch.Tensor) or weak.dim() != 1 or weak.shape[0] != m:
-        shape = tuple(weak.shape) if isinstance(weak, torch.Tensor) else type(weak).__name__
-        raise ValueError(f"{who}: batch['weak_labels'] must be a ({m},) tensor, got {shape}")
-    if weak.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
-        raise ValueError(f"{who}: batch['weak_labels'] must be integer, got {weak.dtype}")
-    if m > 0:
-        lo, hi = int(weak.min()), int(weak.max())
-        if lo < -1 or hi >= num_classes:
-            raise ValueError(
-                f"{who}: batch['weak_labels'] values must be -1 or in [0, {num_classes}), "
-                f"got range [{lo}, {hi}]"
-            )
-    labels = batch.get("labels")
-    if labels is not None and (
-        not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.shape[0] != m
-    ):
-        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
-        raise ValueError(f"{who}: batch['labels'] must be a ({m},) tensor, got {shape}")
-    return weak.to(device=logits.device, dtype=torch.int64)
-
-
-def zero_with_graph(*tensors: torch.Tensor) -> torch.Tensor:
-    """A scalar 0 connected to the autograd graph of ``tensors`` (zero, not None, gradients).
-
-    Used when a loss term has no point to average over: a plain ``tensor(0.)`` would leave
-    parameters without gradient (breaking DDP without ``find_unused_parameters``) and an
-    empty mean would be NaN.
-    """
-    out = None
-    for t in tensors:
-        term = t.sum() * 0.0
-        out = term if out is None else out + term
-    if out is None:
-        raise ValueError("zero_with_graph needs at least one tensor")
-    return out
-
-
-def labelled_cross_entropy(
-    logits: torch.Tensor,
-    weak_labels: torch.Tensor,
-    class_weights: torch.Tensor | None = None,
-    label_smoothing: float = 0.0,
-) -> torch.Tensor:
-    """Mean cross-entropy over the labelled points (weak_labels >= 0).
-
-    Args:
-        logits: (M, K) float.
-        weak_labels: (M,) int64, -1 = unlabelled.
-        class_weights: optional (K,) float; as in ``F.cross_entropy`` the weighted mean is
-            divided by the sum of the weights of the labelled points.
-        label_smoothing: in [0, 1).
-    Returns:
-        Scalar; 0 connected to the graph (not NaN) when no point is labelled.
-    """
-    lab = weak_labels >= 0
-    if not bool(lab.any()):
-        return zero_with_graph(logits)
-    # at least float32 also under autocast (bf16 would round the class weights)
-    z = at_least_float32(logits[lab])
-    w = None if class_weights is None else class_weights.to(device=z.device, dtype=z.dtype)
-    return F.cross_entropy(z, weak_labels[lab], weight=w, label_smoothing=float(label_smoothing))
-
-
-def at_least_float32(x: torch.Tensor) -> torch.Tensor:
-    """``x`` as float32 when it is float16 / bfloat16 (autocast outputs); float32 and float64
-    pass unchanged."""
-    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
-
-
-@torch.no_grad()
-def hidden_accuracy(
-    pred: torch.Tensor, batch: dict[str, Any], mask: torch.Tensor
-) -> torch.Tensor | None:
-    """Detached accuracy of ``pred`` (M,) against the hidden ``batch["labels"]`` on ``mask``.
-
-    Only points with hidden label >= 0 count. Returns a 0-dim float tensor, or None when
-    the batch has no ``labels`` or no such point (the caller then omits the diagnostic).
-    """
-    labels = batch.get("labels")
-    if labels is None:
-        return None
-    labels = labels.to(pred.device)
-    valid = mask & (labels >= 0)
-    n = int(valid.sum())
-    if n == 0:
-        return None
-    return (pred[valid] == labels[valid]).double().mean().float()
-
-
-def _class_weights_tensor(
-    class_weights: Sequence[float] | torch.Tensor | None, num_classes: int, who: str
-) -> torch.Tensor | None:
-    """Config class weights -> (K,) float32 tensor (None stays None); ValueError if not K
-    finite non-negative numbers. Shared by the methods (imported by u2pl.py too)."""
-    if class_weights is None:
-        return None
-    w = torch.as_tensor(class_weights, dtype=torch.float32).flatten()
-    if w.numel() != num_classes or not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
-        raise ValueError(
-            f"{who}: class_weights must be {num_classes} finite non-negative numbers, "
-            f"got {w.numel()} values"
-        )
-    return w
+class SupervisedOptions(SupervisionOptions):
+    """Options of :class:`SupervisedOnly`: ``class_weights`` (default none) and
+    ``label_smoothing`` in [0, 1) (default 0) of the cross-entropy."""
 
 
 class SupervisedOnly(Method):
@@ -178,8 +27,9 @@ class SupervisedOnly(Method):
     Args:
         num_classes: K.
         feature_dim: D (unused; part of the common constructor).
-        class_weights: optional K per-class weights of the cross-entropy (default none).
-        label_smoothing: label smoothing of the cross-entropy in [0, 1) (default 0).
+        options: a validated :class:`SupervisedOptions`, or keyword options:
+            class_weights: optional K per-class weights of the cross-entropy (default none).
+            label_smoothing: label smoothing of the cross-entropy in [0, 1) (default 0).
 
     Returns from forward: ``loss`` (= ``loss_sup``), ``diag/labelled_frac`` (fraction of
     labelled voxels) and ``diag/pred_acc_unlabelled`` (accuracy of argmax q on the
@@ -187,22 +37,25 @@ class SupervisedOnly(Method):
     """
 
     name = "supervised"
+    Options = SupervisedOptions
+    class_weights: torch.Tensor | None
 
     def __init__(
         self,
         num_classes: int,
         feature_dim: int,
-        class_weights: Sequence[float] | None = None,
-        label_smoothing: float = 0.0,
+        options: SupervisedOptions | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(num_classes, feature_dim)
-        check_unit_interval(self.name, "label_smoothing", label_smoothing)
-        self.label_smoothing = float(label_smoothing)
-        w = _class_weights_tensor(class_weights, self.num_classes, self.name)
+        opts = resolve_options(SupervisedOptions, self.name, options, kwargs)
+        self.options = opts
+        self.label_smoothing = opts.label_smoothing
+        w = class_weights_tensor(opts.class_weights, self.num_classes, self.name)
         # a buffer so it follows .to(device); not persistent: it comes from the config
         self.register_buffer("class_weights", w, persistent=False)
 
-    def forward(  # type: ignore[override]
+    def forward(
         self, logits: torch.Tensor, features: torch.Tensor, batch: dict[str, Any]
     ) -> dict[str, torch.Tensor]:
         """See :meth:`pcseg.methods.base.Method.forward`; ``features`` are ignored."""
@@ -211,20 +64,3 @@ class SupervisedOnly(Method):
         out: dict[str, torch.Tensor] = {"loss": loss_sup, "loss_sup": loss_sup}
         out.update(supervision_diagnostics(logits, weak, batch))
         return out
-
-
-@torch.no_grad()
-def supervision_diagnostics(
-    logits: torch.Tensor, weak_labels: torch.Tensor, batch: dict[str, Any]
-) -> dict[str, torch.Tensor]:
-    """Detached ``diag/labelled_frac`` and ``diag/pred_acc_unlabelled`` (when defined)."""
-    out: dict[str, torch.Tensor] = {}
-    m = weak_labels.shape[0]
-    lab = weak_labels >= 0
-    out["diag/labelled_frac"] = (
-        lab.double().mean().float() if m else torch.zeros((), device=logits.device)
-    )
-    acc = hidden_accuracy(logits.detach().argmax(1), batch, ~lab)
-    if acc is not None:
-        out["diag/pred_acc_unlabelled"] = acc
-    return out

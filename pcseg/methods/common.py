@@ -1,0 +1,272 @@
+"""Pieces every method shares: typed options, input checks, the labelled-point
+cross-entropy and the hidden-label diagnostics.
+
+Options: each method declares its keyword options once, as a pydantic model (a subclass
+of :class:`MethodOptions`: unknown names are rejected, values are typed and range
+checked); :func:`resolve_options` turns keywords into such a model with an error message
+that names the method, the option and what was expected.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Annotated, Any, Mapping, Sequence, TypeVar, get_args
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+#: a finite number >= 0 (loss weights)
+NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+#: a number in [0, 1) (label smoothing, momenta, decays, thresholds)
+UnitInterval = Annotated[float, Field(ge=0.0, lt=1.0)]
+#: a finite number > 0 (temperatures)
+Positive = Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+
+
+class MethodOptions(BaseModel):
+    """Base of the per-method option models: unknown options are an error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SupervisionOptions(MethodOptions):
+    """Options of the labelled cross-entropy (every method has it)."""
+
+    #: optional K per-class weights of the cross-entropy (length checked against K)
+    class_weights: list[NonNegative] | None = None
+    #: label smoothing of the cross-entropy
+    label_smoothing: UnitInterval = 0.0
+
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
+def resolve_options(
+    cls: type[OptionsT],
+    who: str,
+    options: OptionsT | None = None,
+    values: Mapping[str, Any] | None = None,
+) -> OptionsT:
+    """The validated options of a method: ``options`` as given, or ``cls(**values)``.
+
+    Args:
+        cls: the method's options model.
+        who: the method's name (used in error messages).
+        options: an already validated instance of ``cls`` (then ``values`` must be empty).
+        values: keyword options to validate.
+    Raises:
+        ValueError: naming the method, the option and what was expected; unknown options
+            get a did-you-mean and the list of accepted options.
+        TypeError: both ``options`` and ``values`` given, or ``options`` of another type.
+    """
+    if options is not None:
+        if values:
+            raise TypeError(f"{who}: pass an options object or keyword options, not both")
+        if not isinstance(options, cls):
+            raise TypeError(
+                f"{who}: options must be {cls.__name__}, got {type(options).__name__}"
+            )
+        return options
+    try:
+        return cls.model_validate(dict(values or {}))
+    except ValidationError as e:
+        raise ValueError(options_error_message(cls, who, e)) from None
+
+
+def model_fields_at(cls: type[BaseModel], path: Sequence[str | int]) -> list[str]:
+    """Field names of the (nested) model reached from ``cls`` by the field names ``path``
+    (an error's location minus its last element); [] when ``path`` leads to no model."""
+    model: Any = cls
+    for part in path:
+        fields = getattr(model, "model_fields", {})
+        if part not in fields:
+            return []
+        ann = fields[part].annotation
+        model = next(
+            (a for a in (ann, *get_args(ann)) if isinstance(a, type) and issubclass(a, BaseModel)),
+            None,
+        )
+    return list(getattr(model, "model_fields", {}))
+
+
+def options_error_message(cls: type[BaseModel], who: str, error: ValidationError) -> str:
+    """One readable line per problem of a failed options validation."""
+    lines = []
+    for e in error.errors():
+        loc = [p for p in e["loc"] if isinstance(p, (str, int))]
+        where = ".".join(str(p) for p in loc)
+        if e["type"] == "extra_forbidden":
+            accepted = model_fields_at(cls, loc[:-1])
+            hint = difflib.get_close_matches(str(loc[-1]), accepted, n=1)
+            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+            lines.append(
+                f"{who}: unknown option(s) [{where!r}]{extra}; accepted options: {accepted}"
+            )
+            continue
+        what = e["msg"].removeprefix("Value error, ")
+        lines.append(
+            f"{who}: option {where!r}: {what}, got {e['input']!r}" if where else f"{who}: {what}"
+        )
+    return "\n".join(lines)
+
+
+def check_inputs(
+    logits: torch.Tensor,
+    features: torch.Tensor | None,
+    batch: Mapping[str, Any],
+    num_classes: int,
+    feature_dim: int | None,
+    who: str,
+) -> torch.Tensor:
+    """Validate the method inputs and return ``batch["weak_labels"]``.
+
+    Args:
+        logits: expected (M, num_classes) floating.
+        features: expected (M, feature_dim) floating, or None when the method ignores them.
+        batch: must hold ``weak_labels`` int64 (M,) with values -1 (unlabelled) or in
+            [0, num_classes); ``labels`` (hidden GT) is optional and, when present, must be
+            (M,) integer.
+        num_classes, feature_dim: the method's sizes (feature_dim None skips the check).
+        who: method name used in error messages.
+    Returns:
+        weak_labels (M,) int64 on the logits' device.
+    Raises:
+        ValueError / KeyError naming the offending field and what was expected.
+    """
+    if logits.dim() != 2 or logits.shape[1] != num_classes:
+        raise ValueError(
+            f"{who}: logits must be (M, {num_classes}), got {tuple(logits.shape)}"
+        )
+    if not logits.is_floating_point():
+        raise ValueError(f"{who}: logits must be floating point, got {logits.dtype}")
+    m = logits.shape[0]
+    if features is not None:
+        if features.dim() != 2 or features.shape[0] != m or (
+            feature_dim is not None and features.shape[1] != feature_dim
+        ):
+            raise ValueError(
+                f"{who}: features must be ({m}, {feature_dim}), got {tuple(features.shape)}"
+            )
+    if "weak_labels" not in batch:
+        raise KeyError(f"{who}: batch has no 'weak_labels' (keys: {sorted(batch)})")
+    weak = batch["weak_labels"]
+    if not isinstance(weak, torch.Tensor) or weak.dim() != 1 or weak.shape[0] != m:
+        shape = tuple(weak.shape) if isinstance(weak, torch.Tensor) else type(weak).__name__
+        raise ValueError(f"{who}: batch['weak_labels'] must be a ({m},) tensor, got {shape}")
+    if weak.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8, torch.int8):
+        raise ValueError(f"{who}: batch['weak_labels'] must be integer, got {weak.dtype}")
+    if m > 0:
+        lo, hi = int(weak.min()), int(weak.max())
+        if lo < -1 or hi >= num_classes:
+            raise ValueError(
+                f"{who}: batch['weak_labels'] values must be -1 or in [0, {num_classes}), "
+                f"got range [{lo}, {hi}]"
+            )
+    labels = batch.get("labels")
+    if labels is not None and (
+        not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.shape[0] != m
+    ):
+        shape = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f"{who}: batch['labels'] must be a ({m},) tensor, got {shape}")
+    return weak.to(device=logits.device, dtype=torch.int64)
+
+
+def zero_with_graph(*tensors: torch.Tensor) -> torch.Tensor:
+    """A scalar 0 connected to the autograd graph of ``tensors`` (zero, not None, gradients).
+
+    Used when a loss term has no point to average over: a plain ``tensor(0.)`` would leave
+    parameters without gradient (breaking DDP without ``find_unused_parameters``) and an
+    empty mean would be NaN.
+    """
+    out = None
+    for t in tensors:
+        term = t.sum() * 0.0
+        out = term if out is None else out + term
+    if out is None:
+        raise ValueError("zero_with_graph needs at least one tensor")
+    return out
+
+
+def labelled_cross_entropy(
+    logits: torch.Tensor,
+    weak_labels: torch.Tensor,
+    class_weights: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """Mean cross-entropy over the labelled points (weak_labels >= 0).
+
+    Args:
+        logits: (M, K) float.
+        weak_labels: (M,) int64, -1 = unlabelled.
+        class_weights: optional (K,) float; as in ``F.cross_entropy`` the weighted mean is
+            divided by the sum of the weights of the labelled points.
+        label_smoothing: in [0, 1).
+    Returns:
+        Scalar; 0 connected to the graph (not NaN) when no point is labelled.
+    """
+    lab = weak_labels >= 0
+    if not bool(lab.any()):
+        return zero_with_graph(logits)
+    # at least float32 also under autocast (bf16 would round the class weights)
+    z = at_least_float32(logits[lab])
+    w = None if class_weights is None else class_weights.to(device=z.device, dtype=z.dtype)
+    return F.cross_entropy(z, weak_labels[lab], weight=w, label_smoothing=float(label_smoothing))
+
+
+def at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` as float32 when it is float16 / bfloat16 (autocast outputs); float32 and float64
+    pass unchanged."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+@torch.no_grad()
+def hidden_accuracy(
+    pred: torch.Tensor, batch: Mapping[str, Any], mask: torch.Tensor
+) -> torch.Tensor | None:
+    """Detached accuracy of ``pred`` (M,) against the hidden ``batch["labels"]`` on ``mask``.
+
+    Only points with hidden label >= 0 count. Returns a 0-dim float tensor, or None when
+    the batch has no ``labels`` or no such point (the caller then omits the diagnostic).
+    """
+    labels: torch.Tensor | None = batch.get("labels")
+    if labels is None:
+        return None
+    labels = labels.to(pred.device)
+    valid = mask & (labels >= 0)
+    n = int(valid.sum())
+    if n == 0:
+        return None
+    return (pred[valid] == labels[valid]).double().mean().float()
+
+
+def class_weights_tensor(
+    class_weights: Sequence[float] | torch.Tensor | None, num_classes: int, who: str
+) -> torch.Tensor | None:
+    """Config class weights -> (K,) float32 tensor (None stays None); ValueError if not K
+    finite non-negative numbers (the count depends on K, which the options do not know)."""
+    if class_weights is None:
+        return None
+    w = torch.as_tensor(class_weights, dtype=torch.float32).flatten()
+    if w.numel() != num_classes or not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
+        raise ValueError(
+            f"{who}: class_weights must be {num_classes} finite non-negative numbers, "
+            f"got {w.numel()} values"
+        )
+    return w
+
+
+@torch.no_grad()
+def supervision_diagnostics(
+    logits: torch.Tensor, weak_labels: torch.Tensor, batch: Mapping[str, Any]
+) -> dict[str, torch.Tensor]:
+    """Detached ``diag/labelled_frac`` and ``diag/pred_acc_unlabelled`` (when defined)."""
+    out: dict[str, torch.Tensor] = {}
+    m = weak_labels.shape[0]
+    lab = weak_labels >= 0
+    out["diag/labelled_frac"] = (
+        lab.double().mean().float() if m else torch.zeros((), device=logits.device)
+    )
+    acc = hidden_accuracy(logits.detach().argmax(1), batch, ~lab)
+    if acc is not None:
+        out["diag/pred_acc_unlabelled"] = acc
+    return out
