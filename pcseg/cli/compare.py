@@ -34,6 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--out", type=Path, default=None, help="write the Markdown table here")
     p.add_argument("--json", type=Path, default=None, help="write all per-run numbers here")
     p.add_argument("--rerun", action="store_true", help="retrain even when a finished run exists")
+    p.add_argument("--checkpoint", choices=["best.pt", "last.pt"], default="best.pt",
+                   help="checkpoint each run is tested with (default best.pt; --budgets always "
+                        "tests last.pt); last.pt when validation scenes are test or training "
+                        "scenes, so no extra labels choose it")
     p.add_argument("--budgets", type=_csv, default=None,
                    help="label-budget study over these weak-label specs, e.g. 1pt,0.1%%,1%%,full")
     p.add_argument("--plot", type=Path, default=None, help="--budgets: draw the curve to this PNG")
@@ -53,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
                              plot_out=args.plot)
             return 0
         compare_methods(args.config_dir, args.methods, seeds, run_root,
-                        args.set, args.rerun, out=args.out, json_out=args.json)
+                        args.set, args.rerun, out=args.out, json_out=args.json,
+                        checkpoint=args.checkpoint)
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

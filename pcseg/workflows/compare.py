@@ -82,7 +82,7 @@ def format_table(results: dict[str, list[dict[str, Any]]], title: str) -> str:
 def compare_methods(config_dir: Path, methods: list[str], seeds: list[int], run_root: Path,
                     overrides: list[str] | None = None, rerun: bool = False,
                     out: Path | None = None, json_out: Path | None = None,
-                    ) -> dict[str, list[dict[str, Any]]]:
+                    checkpoint: str = "best.pt") -> dict[str, list[dict[str, Any]]]:
     """Train and test ``config_dir/<method>.yaml`` for every method and seed into
     ``run_root/<method>/seed_<s>``; prints the table (and writes it to ``out``, every number
     to ``json_out``). Returns {method: [per-seed result dicts]}."""
@@ -95,8 +95,9 @@ def compare_methods(config_dir: Path, methods: list[str], seeds: list[int], run_
         for m in methods:
             print(f"[compare] {m} seed {seed}")
             results[m].append(run_one(config_dir / f"{m}.yaml", seed, run_root / m / f"seed_{seed}",
-                                      overrides, rerun))
-    title = (f"{config_dir} — methods {', '.join(methods)}; seeds {', '.join(map(str, seeds))}"
+                                      overrides, rerun, checkpoint=checkpoint))
+    title = (f"{config_dir} — methods {', '.join(methods)}; seeds {', '.join(map(str, seeds))}; "
+             f"{checkpoint} tested"
              + (f"; overrides {' '.join(overrides)}" if overrides else ""))
     table = format_table(results, title)
     print(table)

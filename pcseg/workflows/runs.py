@@ -66,6 +66,33 @@ def _device_kind(cfg: Config) -> str:
     return "cuda" if dev.startswith("cuda") or (dev == "auto" and torch.cuda.is_available()) else "cpu"
 
 
+def _scenes(cfg: Config, split: str | None) -> set[str]:
+    from pcseg.data import processed
+
+    if not split:
+        return set()
+    return set(processed.split_scenes(cfg.data.root, split.split("+")))
+
+
+def selection_note(cfg: Config) -> str | None:
+    """A warning when the validation scenes (which choose ``best.pt``) are also test or
+    training scenes, so that a reader of the numbers knows which labels chose the checkpoint;
+    None when validation is apart from both."""
+    val = _scenes(cfg, cfg.data.val_split)
+    if not val:
+        return None
+    notes = []
+    if val & _scenes(cfg, cfg.data.test_split):
+        notes.append(f"the validation split {cfg.data.val_split!r} is also the test split: "
+                     f"best.pt is chosen by test labels (as in the S3DIS Area 5 literature); "
+                     f"report the last.pt figure beside it")
+    if val & _scenes(cfg, cfg.data.train_split) and cfg.data.label_spec != "full":
+        notes.append(f"the validation split {cfg.data.val_split!r} holds training scenes scored "
+                     f"with their full ground truth, more than the {cfg.data.label_spec} "
+                     f"labels: test last.pt for label-honest numbers")
+    return "; ".join(notes) or None
+
+
 def train_with_data(cfg: Config, resume: bool | str = False,
                     init: str | Path | None = None) -> dict[str, Any]:
     """Prepare ``cfg``'s data when missing (rank 0, the other ranks wait), then train
@@ -79,6 +106,9 @@ def train_with_data(cfg: Config, resume: bool | str = False,
     rank, _, _ = du.init_distributed(_device_kind(cfg))
     if rank == 0:
         prepare_if_missing(cfg)
+        note = selection_note(cfg)
+        if note:
+            print(f"[train] note: {note}", flush=True)
     du.barrier()
     return train(cfg, resume=resume, init=init)
 

@@ -1,0 +1,78 @@
+"""pcseg.workflows: which labels choose the checkpoint (selection_note), and the label-budget
+study (runs reused, results accumulated, fractions and table checked by hand)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from pcseg.config import config_from_dict
+from pcseg.data import processed
+from pcseg.workflows.budget import format_budget_table, labelled_fraction, run_budget_study
+from pcseg.workflows.runs import selection_note
+
+
+def _cfg(root: Path, val: str, test: str, train: str = "Area_1", spec: str = "1%"):
+    return config_from_dict({"data": {"dataset": "s3dis", "root": str(root), "train_split": train,
+                                      "val_split": val, "test_split": test,
+                                      "label_spec": spec},
+                            "train": {"iterations": 1}, "run_dir": "r"})
+
+
+def test_selection_note_says_which_labels_choose_best(prepared_rooms):
+    assert selection_note(_cfg(prepared_rooms, "Area_2", "Area_1+Area_2", "Area_1")) is not None
+    both = selection_note(_cfg(prepared_rooms, "Area_2", "Area_2"))
+    assert "also the test split" in both and "last.pt" in both
+    assert "training scenes" in selection_note(_cfg(prepared_rooms, "Area_1", "Area_2"))
+    assert selection_note(_cfg(prepared_rooms, "Area_1", "Area_2", spec="full")) is None
+    assert selection_note(_cfg(prepared_rooms, "", "Area_2")) is None
+
+
+def test_labelled_fraction_counts_label_files(prepared_rooms):
+    ids = processed.split_scenes(prepared_rooms, "Area_1")
+    n = sum(processed.read_scene_info(prepared_rooms, s)["num_points"] for s in ids)
+    k = sum(len(processed.read_labels(prepared_rooms, "1%", s)) for s in ids)
+    full = sum((processed.read_scene(prepared_rooms, s).semantic >= 0).sum() for s in ids)
+    assert labelled_fraction(prepared_rooms, "1%", "Area_1") == pytest.approx(k / n)
+    assert labelled_fraction(prepared_rooms, "full", "Area_1") == pytest.approx(full / n)
+
+
+@pytest.mark.integration
+def test_budget_study_accumulates_and_reuses(tmp_path, capsys):
+    root = tmp_path
+    base = {
+        "data": {"dataset": "s3dis", "root": str(root / "processed"), "raw": str(root / "raw"),
+                 "synthetic": {"num_areas": 2, "rooms_per_area": 1, "seed": 1, "spacing": 0.15},
+                 "prepare_splits": ["Area_1", "Area_2"], "voxel_size": 0.15,
+                 "max_voxels": 400, "batch_size": 1, "train_split": "Area_1",
+                 "val_split": "", "test_split": "Area_2"},
+        "model": {"name": "MinkUNet14A", "planes": [8] * 8, "init_dim": 8},
+        "train": {"iterations": 2, "log_every": 1, "progress": False, "device": "cpu"},
+    }
+    cdir = root / "cfgs"
+    cdir.mkdir()
+    (cdir / "base.yaml").write_text(yaml.safe_dump(base))
+    (cdir / "supervised.yaml").write_text("_base_: base.yaml\nmethod: {name: supervised}\n")
+    (cdir / "erda.yaml").write_text("_base_: base.yaml\nmethod: {name: erda, weight: 0.1}\n")
+    js = root / "r.json"
+    res = run_budget_study(cdir, ["supervised"], ["1pt", "full"], [0], root / "runs",
+                           json_out=js, table_out=root / "t.md", plot_out=root / "c.png")
+    assert set(res["budgets"]) == {"1pt", "full"}
+    run = root / "runs" / "1pt" / "supervised" / "seed_0"
+    got = json.loads((run / "test" / "metrics.json").read_text())["miou"]
+    assert res["budgets"]["1pt"]["methods"]["supervised"][0]["miou"] == got
+    assert res["budgets"]["1pt"]["methods"]["supervised"][0]["checkpoint"] == "last.pt"
+    assert res["budgets"]["full"]["fraction"] > res["budgets"]["1pt"]["fraction"] > 0
+    assert (root / "c.png").read_bytes()[:4] == b"\x89PNG"
+    stamp = (run / "summary.json").stat().st_mtime_ns
+    # a second call adds a method; the finished supervised runs are reused, not retrained
+    res2 = run_budget_study(cdir, ["erda"], ["1pt"], [0], root / "runs", json_out=js)
+    assert (run / "summary.json").stat().st_mtime_ns == stamp
+    assert set(res2["budgets"]["1pt"]["methods"]) == {"supervised", "erda"}
+    assert json.loads(js.read_text()) == json.loads(json.dumps(res2))  # tuples become lists
+    table = format_budget_table(res2)
+    v = 100 * res2["budgets"]["1pt"]["methods"]["erda"][0]["miou"]
+    assert f"| 1pt | " in table and f"| erda | {np.round(v, 1):.1f} ± 0.0 |" in table
