@@ -17,10 +17,16 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
         "train.checkpoint_every=6", "train.threads=1",
     ])
     printed = capsys.readouterr().out
-    metrics = {m: json.loads((out / "runs" / m / "test" / "metrics.json").read_text()) for m in ("supervised", "erda")}
-    # the table holds exactly the numbers of this run's metrics.json files
-    for m, title in (("supervised", "supervised-only"), ("erda", "ERDA")):
-        assert f"| {title} | {100 * metrics[m]['miou']:.1f} |" in res["table"]
+    # the table holds exactly the numbers of this run's metrics.json files: the full-label
+    # ceiling, then each method at 1 % and 0.1 %
+    rows = [("full", "supervised", "supervised-only (full-label ceiling)")] + [
+        (b, m, t) for b in ("1%", "0.1%")
+        for m, t in (("supervised", "supervised-only"), ("erda", "ERDA"))]
+    for b, m, title in rows:
+        d = {"full": "full", "1%": "1pct", "0.1%": "0.1pct"}[b]
+        metrics = json.loads((out / "runs" / d / m / "test" / "metrics.json").read_text())
+        assert f"| {b} | {title} | {100 * metrics['miou']:.1f} |" in res["table"]
+    assert len(res["results"]) == 5
     assert res["table"] in printed
     assert (out / "results.md").read_text().strip() == res["table"]
     for png in res["pictures"]:

@@ -1,5 +1,6 @@
 """``pcseg demo [--out demo_out] [--methods supervised,erda] [--seed 0]``: synthetic rooms ->
-prepare (1 % labels) -> train -> test -> render, with the table of test mIoU printed."""
+prepare -> train (full-label ceiling; each method at 1 % and 0.1 %) -> test -> render, with
+the table of test mIoU printed."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +18,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--methods", default="supervised,erda",
                    help=f"comma-separated methods from configs/demo/ ({', '.join(METHOD_TITLES)})")
     p.add_argument("--seed", type=int, default=0, help="training seed")
+    p.add_argument("--budgets", default="1%,0.1%",
+                   help="comma-separated label budgets (weak-label specs) every method runs at")
+    p.add_argument("--no-ceiling", action="store_true",
+                   help="leave out the supervised-only run with every label")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
                    help="extra config overrides applied to every method (e.g. train.iterations=200)")
     p.set_defaults(run=run)
@@ -25,5 +30,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     """Run the demo; exit status 0."""
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    run_demo(args.out, methods, args.seed, args.set)
+    budgets = tuple(b.strip() for b in args.budgets.split(",") if b.strip())
+    run_demo(args.out, methods, args.seed, args.set, budgets=budgets, ceiling=not args.no_ceiling)
     return 0
