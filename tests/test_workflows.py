@@ -75,4 +75,4 @@ def test_budget_study_accumulates_and_reuses(tmp_path, capsys):
     assert json.loads(js.read_text()) == json.loads(json.dumps(res2))  # tuples become lists
     table = format_budget_table(res2)
     v = 100 * res2["budgets"]["1pt"]["methods"]["erda"][0]["miou"]
-    assert f"| 1pt | " in table and f"| erda | {np.round(v, 1):.1f} ± 0.0 |" in table
+    assert "| 1pt | " in table and f"| erda | {np.round(v, 1):.1f} ± 0.0 |" in table
