@@ -186,7 +186,8 @@ def load_processed_scene(processed: str | os.PathLike, scene: str, label_spec: s
 def load_labelled_mask(processed: str | os.PathLike, spec: str, scene: str,
                        num_points: int) -> tuple[np.ndarray, Path]:
     """(N,) bool mask of the points labelled under ``spec`` (from
-    ``labels/<spec_dirname>/<scene>.npy``: sorted unique int indices) and the file read."""
+    ``labels/<spec_dirname>/<scene>.npy``: sorted unique int indices, or (M, 2) [index, class]
+    rows) and the file read."""
     processed = Path(processed)
     labels_root = processed / "labels"
     folder = next((labels_root / d for d in _spec_dirnames(spec) if (labels_root / d).is_dir()), None)
@@ -199,8 +200,11 @@ def load_labelled_mask(processed: str | os.PathLike, spec: str, scene: str,
     if not path.is_file():
         raise FileNotFoundError(f"missing weak-label file {path}")
     idx = np.load(path)
+    if idx.ndim == 2 and idx.shape[1] == 2:  # [point index, class] rows (pcseg annotate)
+        idx = idx[:, 0]
     if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
-        raise ValueError(f"{path}: expected a 1-D integer index array, got {idx.shape} {idx.dtype}")
+        raise ValueError(f"{path}: expected a 1-D integer index array or (M, 2) [index, class] "
+                         f"rows, got {idx.shape} {idx.dtype}")
     if idx.size and (idx.min() < 0 or idx.max() >= num_points):
         raise ValueError(f"{path}: indices in [{idx.min()}, {idx.max()}] outside the scene's "
                          f"{num_points} points")
