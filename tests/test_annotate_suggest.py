@@ -40,7 +40,7 @@ def test_suggestions_fall_in_the_corrupted_region():
 
 
 def test_entropy_only_and_spread():
-    coords, pred, _, entropy, bad, k = _scene(1)
+    coords, _, _, entropy, bad, k = _scene(1)
     u = uncertainty(entropy, k)  # no pseudo-labels (a supervised run)
     spots = suggest_spots(coords, u, k=8, cell=0.5)
     assert bad[spots[0].point]
