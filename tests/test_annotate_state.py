@@ -233,3 +233,63 @@ def test_label_file_with_classes_reads_and_trains(tmp_path):
     processed.write_labels(tmp_path, "1pt", "scan", np.array([4, 10]))
     idx, cls = processed.read_label_classes(tmp_path, "1pt", "scan", np.arange(300))
     assert cls.tolist() == [4, 10]
+
+
+# ---------------------------------------------------------------- the session / the command
+def _classes_yaml(tmp_path, names=("a", "b", "c"), name="classes.yaml"):
+    f = tmp_path / name
+    f.write_text("names: [" + ", ".join(names) + "]\n")
+    return f
+
+
+def test_open_session_resumes_and_registers_spec(tmp_path):
+    from pcseg.annotate.session import open_session
+
+    root = tmp_path / "p"
+    _processed_unlabelled(root)
+    s = open_session(root, _classes_yaml(tmp_path))  # one scene: no --scene needed
+    assert s.scene == "scan" and s.spec == "import:annotate" and s.resumed == 0
+    s.state.add([3, 4], 2)
+    assert s.label_path == root / "labels" / "import_annotate" / "scan.npy"
+    again = open_session(root / "scenes" / "scan.npz", _classes_yaml(tmp_path))
+    assert again.resumed == 2 and again.state.labels[3] == 2
+    assert "import:annotate" in processed.read_meta(root)["label_specs"]
+
+
+def test_annotate_command_bad_input(tmp_path, capsys, monkeypatch):
+    from pcseg.cli.main import main
+
+    root = tmp_path / "p"
+    _processed_unlabelled(root)
+    cls = _classes_yaml(tmp_path)
+    scene = str(root / "scenes" / "scan.npz")
+    # a labels file from another scene (more points)
+    path = processed.labels_path(root, "import:annotate", "scan")
+    path.parent.mkdir(parents=True)
+    np.save(path, np.array([[1, 0], [5000, 1]], np.int64))
+    assert main(["annotate", scene, "--classes", str(cls)]) == 1
+    err = capsys.readouterr().err
+    assert str(path) in err and "5000 out of range for a scene of 300 points" in err
+    assert np.load(path).tolist() == [[1, 0], [5000, 1]]  # nothing overwritten
+    # a class list that does not match the processed folder's classes
+    xy = _classes_yaml(tmp_path, ("x", "y"), "xy.yaml")
+    assert main(["annotate", scene, "--classes", str(xy)]) == 1
+    err = capsys.readouterr().err
+    assert "xy.yaml lists ['x', 'y']" in err and "scan.json has classes" in err
+    # a read-only output folder (simulated: root ignores permissions)
+    import pcseg.annotate.session as session_mod
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(session_mod.tempfile, "mkstemp", refuse)
+    assert main(["annotate", scene, "--classes", str(cls), "--labels", "import:bob"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot write label files into" in err and "import_bob" in err
+    assert "Permission denied" in err and "writable folder" in err
+    monkeypatch.undo()
+    # several scenes and no --scene; an unknown scene
+    assert main(["annotate", str(tmp_path / "nope"), "--classes", str(cls)]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["annotate", str(root), "--scene", "other", "--classes", str(cls)]) == 1
+    assert "scene 'other' not in" in capsys.readouterr().err

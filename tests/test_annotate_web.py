@@ -2,6 +2,8 @@
 Chromium (WebGL on SwiftShader) clicking at the screen positions of known points, keys for
 class / tool / accept / undo; the saved label file is checked, then trains (``pcseg train``,
 2 iterations, data.label_spec=import:annotate) on an unlabelled scan (ground truth all -1).
+The screenshot of the tool in use goes to docs/images/annotate.png when that is missing or
+PCSEG_UPDATE_SCREENSHOTS=1.
 
 The screen position of a point comes from the camera the browser reports to the server
 (position, orientation, field of view, image size; written by the hidden --debug-json hook).
@@ -23,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from conftest import REPO
+
 from pcseg.data import processed
 from pcseg.data.classes import S3DIS_CLASSES
 from pcseg.data.scene import Scene
@@ -189,7 +191,7 @@ def annotated(tmp_path):
             "const r = c.getBoundingClientRect(); return [r.left, r.top, r.width, r.height];")
         assert abs(rect[2] - cam.w) <= 1 and abs(rect[3] - cam.h) <= 1, (rect, cam.w, cam.h)
         tol = 8.0 * cam.fov / cam.h  # --pick-px default
-        n_floor, n_wall, n_table = sc.extra["parts"]
+        n_floor, n_wall, _ = sc.extra["parts"]
         floor = np.arange(n_floor)
         wall = np.arange(n_floor, n_floor + n_wall)
         table = np.arange(n_floor + n_wall, len(sc.coords))
@@ -232,15 +234,18 @@ def annotated(tmp_path):
         click(pix)
         _wait(lambda: "region of" in _read_json(dbg).get("message", ""), 20, "the preview")
         time.sleep(1.5)
-        IMAGE.parent.mkdir(parents=True, exist_ok=True)
-        _save_small_png(driver.get_screenshot_as_png(), IMAGE)
+        shot = tmp_path / "annotate.png"
+        _save_small_png(driver.get_screenshot_as_png(), shot)
+        if not IMAGE.is_file() or os.environ.get("PCSEG_UPDATE_SCREENSHOTS") == "1":
+            IMAGE.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(shot, IMAGE)
         key("\ue007")  # Enter: accept
         region = st.grow_region(p_table, radius=_grow_radius(sc.coords), color_tol=0.15,
                                 normal_deg=30)
         st.add(region, TABLE)
         _wait(lambda: labelled() == st.num_labelled, 20, "the accepted region")
         # 4) a wrong click, undone with z
-        p2, pix = _clickable(cam, sc.coords, np.setdiff1d(floor, [p_floor]), box, tol)
+        _, pix = _clickable(cam, sc.coords, np.setdiff1d(floor, [p_floor]), box, tol)
         key("p")
         key("8")
         click(pix)
@@ -288,7 +293,8 @@ def test_browser_clicks_are_saved_and_train(annotated, tmp_path):
     n_floor, n_wall, _ = sc.extra["parts"]
     assert set(region.tolist()) == set(range(n_floor + n_wall, len(sc.coords)))  # whole top
     assert (got == CHAIR).sum() == 0  # undone
-    assert IMAGE.is_file() and IMAGE.stat().st_size < 300_000
+    shot = tmp_path / "annotate.png"  # also docs/images/annotate.png (PCSEG_UPDATE_SCREENSHOTS=1)
+    assert shot.is_file() and shot.stat().st_size < 300_000
     # the saved labels train: 2 iterations on the unlabelled scan
     cfg = {
         "data": {"dataset": "s3dis", "root": str(root), "label_spec": "import:annotate",
@@ -304,7 +310,7 @@ def test_browser_clicks_are_saved_and_train(annotated, tmp_path):
     path.write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     r = subprocess.run([sys.executable, "-m", "pcseg", "train", str(path)], env=env,
-                       capture_output=True, text=True, timeout=180)
+                       capture_output=True, text=True, timeout=180, check=False)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["finished"] and summary["iterations"] == 2

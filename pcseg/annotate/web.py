@@ -12,11 +12,12 @@ camera's vertical field of view / image height, per metre of depth).
 Controls (panel on the right; hotkeys via viser's command palette, no modifier):
 
 * class: the dropdown, or the number keys 0-9 (classes 0..9); the legend lists names/colours;
-* tool (dropdown, or keys P / B / R / X): ``point`` (one point), ``brush`` (all points within the brush radius of the picked
-  point), ``region`` (grow the connected region of similar colour / normal from the picked
-  point, shown highlighted; Accept (Enter) labels it, Reject (Escape) drops it), ``erase``
-  (clears the labels within the brush radius);
-* Undo (Z) / Redo (Y); per-class counts and the labelled fraction are shown live;
+* tool (dropdown, or keys p / b / r / x): ``point`` (one point), ``brush`` (all points
+  within the brush radius of the picked point), ``region`` (grow the connected region of
+  similar colour / normal from the picked point, see :mod:`pcseg.annotate.state`; shown
+  highlighted; Accept (Enter) labels it, Reject (Escape) drops it), ``erase`` (clears the
+  labels within the brush radius);
+* Undo (z) / Redo (y); per-class counts and the labelled fraction are shown live;
 * colour mode: rgb, labels (the user's labels over dimmed RGB), gt (when the scene has ground
   truth), pred / pseudo / entropy / confidence (when a run is given);
 * suggestions (with a run): k spread-out uncertain spots (:mod:`pcseg.annotate.suggest`),
