@@ -293,3 +293,18 @@ def test_annotate_command_bad_input(tmp_path, capsys, monkeypatch):
     assert "does not exist" in capsys.readouterr().err
     assert main(["annotate", str(root), "--scene", "other", "--classes", str(cls)]) == 1
     assert "scene 'other' not in" in capsys.readouterr().err
+
+
+def test_viewer_shows_the_annotators_classes(tmp_path):
+    """pcseg view's weak mode colours an (M, 2) file's points by its class column."""
+    from pcseg.viz.colors import mode_colors
+    from pcseg.viz.data import load_processed_scene
+
+    _processed_unlabelled(tmp_path)
+    processed.write_labels(tmp_path, "import:annotate", "scan",
+                           np.array([[4, 2], [10, 0]], np.int64))
+    view = load_processed_scene(tmp_path, "scan", "import:annotate")
+    assert view.labelled.sum() == 2 and view.weak_classes[[4, 10]].tolist() == [2, 0]
+    col = mode_colors(view, "weak")
+    assert col[4].tolist() == view.palette[2].tolist()
+    assert col[10].tolist() == view.palette[0].tolist()
