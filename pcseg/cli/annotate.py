@@ -28,13 +28,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("annotate", help="label a scene by clicking, in a browser (viser)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("scene", type=Path, help="PROCESSED/scenes/<id>.npz, or PROCESSED with --scene")
-    p.add_argument("--scene", dest="scene_id", help="scene id when SCENE is a processed folder")
+    p.add_argument("--scene", dest="scene_id", metavar="ID", help="scene id when SCENE is a processed folder")
     p.add_argument("--classes", type=Path, required=True, metavar="CLASSES.yaml",
                    help="names: [..] and optional colors: {name: [r, g, b]}")
     p.add_argument("--labels", default="import:annotate", metavar="SPEC",
                    help="label spec to write and resume, labels/<spec>/<scene>.npy "
                         "(default: import:annotate)")
-    p.add_argument("--run", dest="run_dir", type=Path,
+    p.add_argument("--run", dest="run_dir", type=Path, metavar="RUN",
                    help="run folder whose test/predictions/<scene>.npz to show")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--host", default="127.0.0.1",
