@@ -79,6 +79,22 @@ def default_point_size(coords: np.ndarray) -> float:
     return float(max(np.median(d[:, 1]) * 1.5, 1e-3))
 
 
+def _reported(method):
+    """GUI callbacks: an AnnotationError (e.g. the label file became unwritable) is shown in
+    the status line instead of dying in viser's thread; the labels stay in memory."""
+    import functools
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except AnnotationError as e:
+            self._say(f"error: {e}")
+            return None
+
+    return wrapper
+
+
 class WebAnnotator:
     """The viser GUI around a :class:`Session` (module docstring)."""
 
@@ -161,8 +177,9 @@ class WebAnnotator:
         with gui.add_folder("Legend"):
             gui.add_markdown(swatches)
         # hotkeys
-        for i in range(min(10, len(names))):
-            cmd = gui.add_command(f"Class {i}: {names[i]}", hotkey=str(i))  # type: ignore[arg-type]
+        for i in range(10):  # a key outside the list says so in the status line
+            label = f"Class {i}: {names[i]}" if i < len(names) else f"Class {i} (not in the list)"
+            cmd = gui.add_command(label, hotkey=str(i))  # type: ignore[arg-type]
             cmd.on_trigger(lambda _, i=i: self.set_class(i))
         for key, tool in (("P", "point"), ("B", "brush"), ("R", "region"), ("X", "erase")):
             cmd = gui.add_command(f"Tool: {tool}", hotkey=key)  # type: ignore[arg-type]
@@ -182,12 +199,14 @@ class WebAnnotator:
     def current_class(self) -> int:
         return self.class_options.index(self.g_class.value)
 
+    @_reported
     def set_class(self, cls: int) -> None:
         """Make ``cls`` the current class (AnnotationError when outside the list)."""
         c = self.session.classes.check(cls)
         self.g_class.value = self.class_options[c]
         self._say(f"class {self.class_options[c]}")
 
+    @_reported
     def set_tool(self, tool: str) -> None:
         """Switch to ``tool`` (one of :data:`TOOLS`)."""
         if tool not in TOOLS:
@@ -221,6 +240,7 @@ class WebAnnotator:
                 return
             self._redraw()
 
+    @_reported
     def accept(self) -> None:
         with self.lock:
             if self.preview is None:
@@ -231,22 +251,26 @@ class WebAnnotator:
             self._show_preview()
             self._redraw()
 
+    @_reported
     def reject(self) -> None:
         with self.lock:
             self.preview = None
             self._show_preview()
             self._say("region dropped")
 
+    @_reported
     def undo(self) -> None:
         with self.lock:
             self._say("undone" if self.state.undo() else "nothing to undo")
             self._redraw()
 
+    @_reported
     def redo(self) -> None:
         with self.lock:
             self._say("redone" if self.state.redo() else "nothing to redo")
             self._redraw()
 
+    @_reported
     def suggest(self) -> None:
         v = self.view
         u = uncertainty(v.entropy, v.num_classes, pred=v.pred, pseudo=v.pseudo,
@@ -261,6 +285,7 @@ class WebAnnotator:
             point_shape="circle")
         self._say(f"{len(self.spots)} suggested spots (red); Next spot flies there")
 
+    @_reported
     def next_spot(self) -> None:
         if not self.spots:
             self.suggest()
