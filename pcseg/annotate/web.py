@@ -123,9 +123,12 @@ class WebAnnotator:
         ic.fov = cam["fov"]
         self.point_size = point_size or default_point_size(self.view.coords)
         self._build_gui()
+        self._drawn_mode = "labels"
         self.cloud = self.server.scene.add_point_cloud(
-            "/scene", self.view.coords, self._colors(), point_size=self.point_size,
+            "/scene", self.view.coords, self._base_colors("labels"), point_size=self.point_size,
             point_shape="circle", precision="float32")
+        self.label_cloud = None
+        self._draw_labels()
         self.preview_cloud = None
         self.spot_cloud = None
         self.server.scene.on_click()(self._on_click)
@@ -192,7 +195,7 @@ class WebAnnotator:
         self.g_accept.on_click(lambda _: self.accept())
         self.g_reject.on_click(lambda _: self.reject())
         self.g_mode.on_update(lambda _: self._redraw())
-        self.g_psize.on_update(lambda _: setattr(self.cloud, "point_size", self.g_psize.value))
+        self.g_psize.on_update(lambda _: self._set_point_size(float(self.g_psize.value)))
 
     # ------------------------------------------------------------------ actions
     @property
@@ -322,26 +325,53 @@ class WebAnnotator:
         client.camera.on_update(lambda cam: self._debug({}))
 
     # ------------------------------------------------------------------ drawing
-    def _colors(self) -> np.ndarray:
+    # In the labels mode the scene cloud keeps its (dimmed RGB) colours and the labelled
+    # points are drawn as a second, slightly larger cloud: an edit sends only the labelled
+    # points to the browser, not N colours (large scans over an SSH tunnel).
+    def _base_colors(self, mode: str) -> np.ndarray:
         from pcseg.viz.colors import label_colors, mode_colors, rgb_colors
 
-        mode = getattr(self, "g_mode", None)
-        mode = "labels" if mode is None else mode.value
         pal = self.session.classes.colors
         if mode == "labels":
             base = rgb_colors(self.view.feats, self.view.feat_kind).astype(np.float32)
-            out = (base * 0.45 + 110).astype(np.uint8)
-            lab = self.state.labels >= 0
-            out[lab] = pal[self.state.labels[lab]]
-            return out
+            return (base * 0.45 + 110).astype(np.uint8)
         if mode in ("gt", "pred", "pseudo"):
             arr = {"gt": self.view.semantic, "pred": self.view.pred,
                    "pseudo": self.view.pseudo}[mode]
             return label_colors(arr, pal)
         return mode_colors(self.view, mode)
 
+    def _colors(self) -> np.ndarray:
+        """(N, 3) uint8 colours as shown in the current mode (labels drawn over the base)."""
+        mode = self.g_mode.value
+        out = self._base_colors(mode)
+        if mode == "labels":
+            lab = self.state.labels >= 0
+            out[lab] = self.session.classes.colors[self.state.labels[lab]]
+        return out
+
+    def _draw_labels(self) -> None:
+        if self.label_cloud is not None:
+            self.label_cloud.remove()
+            self.label_cloud = None
+        lab = np.flatnonzero(self.state.labels >= 0)
+        if self._drawn_mode == "labels" and lab.size:
+            colors = self.session.classes.colors[self.state.labels[lab]]
+            self.label_cloud = self.server.scene.add_point_cloud(
+                "/labels", self.view.coords[lab], colors, point_size=self.point_size * 1.3,
+                point_shape="circle", precision="float32")
+
+    def _set_point_size(self, size: float) -> None:
+        self.point_size = size
+        self.cloud.point_size = size
+        self._draw_labels()
+
     def _redraw(self) -> None:
-        self.cloud.colors = self._colors()
+        mode = self.g_mode.value
+        if mode != self._drawn_mode:
+            self._drawn_mode = mode
+            self.cloud.colors = self._base_colors(mode)
+        self._draw_labels()
         self._refresh_text()
 
     def _show_preview(self) -> None:
