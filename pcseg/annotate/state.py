@@ -108,14 +108,17 @@ def load_classes(path: str | os.PathLike) -> ClassList:
     return ClassList(names, colors, str(path))
 
 
-def estimate_normals(coords: np.ndarray, k: int = 12, tree: cKDTree | None = None) -> np.ndarray:
-    """(N, 3) float32 unit normals by PCA over each point's ``k`` nearest neighbours."""
+def estimate_normals(coords: np.ndarray, k: int = 12, tree: cKDTree | None = None,
+                     at: np.ndarray | None = None) -> np.ndarray:
+    """(len(at), 3) float32 unit normals (PCA over each point's ``k`` nearest neighbours) of
+    the points ``at`` (default: all)."""
     coords = np.asarray(coords, dtype=np.float64)
-    n = len(coords)
-    if n < 3:
+    query = coords if at is None else coords[np.asarray(at, dtype=np.int64)]
+    n = len(query)
+    if len(coords) < 3:
         return np.tile(np.array([0.0, 0.0, 1.0], dtype=np.float32), (n, 1))
     tree = tree if tree is not None else cKDTree(coords)
-    _, nb = tree.query(coords, k=min(k, n))
+    _, nb = tree.query(query, k=min(k, len(coords)))
     out = np.empty((n, 3), dtype=np.float32)
     for s in range(0, n, 65536):  # bounded memory
         p = coords[nb[s:s + 65536]]
@@ -142,14 +145,21 @@ def pick_point(coords: np.ndarray, origin: Sequence[float], direction: Sequence[
     if norm == 0 or not np.isfinite(norm):
         return None
     d = d / norm
-    idx = np.arange(len(coords)) if candidates is None else np.asarray(candidates)
-    rel = np.asarray(coords, dtype=np.float64)[idx] - o
-    t = rel @ d
-    perp = np.linalg.norm(rel - t[:, None] * d, axis=1)
-    hit = (t > 0) & (perp <= tol_per_metre * t)
-    if not hit.any():
+    pts = np.asarray(coords)
+    idx = np.arange(len(pts)) if candidates is None else np.asarray(candidates)
+    if candidates is not None:
+        pts = pts[idx]
+    rel = pts.astype(np.float32, copy=False) - o.astype(np.float32)
+    t = rel @ d.astype(np.float32)
+    perp2 = np.einsum("ij,ij->i", rel, rel) - t * t  # squared distance to the ray
+    hit = np.flatnonzero((t > 0) & (perp2 <= (tol_per_metre * t) ** 2))
+    if hit.size == 0:
         return None
-    hi, th, ph = idx[hit], t[hit], perp[hit]
+    # exact (float64) distances for the few hits
+    rh = pts[hit].astype(np.float64) - o
+    th = rh @ d
+    ph = np.linalg.norm(rh - th[:, None] * d, axis=1)
+    hi = idx[hit]
     front = th.min()
     near = th <= front + 2.0 * tol_per_metre * front
     j = np.argmin(np.where(near, ph, np.inf))
@@ -212,9 +222,19 @@ class AnnotationState:
 
     @property
     def normals(self) -> np.ndarray:
+        """(N, 3) unit normals of every point (computed once; see :meth:`normals_of`)."""
+        return self.normals_of(np.arange(self.num_points))
+
+    def normals_of(self, idx: np.ndarray) -> np.ndarray:
+        """Normals of points ``idx``, computed on first use and cached (region growing needs
+        them only around the seed, so a large scan never pays for all of them)."""
         if self._normals is None:
-            self._normals = estimate_normals(self.coords, tree=self.tree)
-        return self._normals
+            self._normals = np.full((self.num_points, 3), np.nan, dtype=np.float32)
+        idx = np.asarray(idx, dtype=np.int64)
+        todo = idx[np.isnan(self._normals[idx, 0])]
+        if todo.size:
+            self._normals[todo] = estimate_normals(self.coords, tree=self.tree, at=todo)
+        return self._normals[idx]
 
     def _check_idx(self, idx: Any) -> np.ndarray:
         arr = np.unique(np.asarray(idx, dtype=np.int64).reshape(-1))
@@ -266,9 +286,9 @@ class AnnotationState:
         if self.feats is not None and self.feats.shape[1] >= 3 and color_tol is not None:
             rgb = self.feats[:, :3]
             ok &= np.linalg.norm(rgb - rgb[s], axis=1) <= color_tol
-        if normal_deg is not None:
-            ok &= np.abs(self.normals @ self.normals[s]) >= math.cos(math.radians(normal_deg))
         ok[s] = True
+        cos_min = None if normal_deg is None else math.cos(math.radians(normal_deg))
+        n_seed = None if cos_min is None else self.normals_of(np.array([s]))[0]
         seen = np.zeros(self.num_points, dtype=bool)
         seen[s] = True
         frontier = np.array([s], dtype=np.int64)
@@ -277,6 +297,8 @@ class AnnotationState:
             nbrs = self.tree.query_ball_point(self.coords[frontier], float(radius))
             cand = np.unique(np.concatenate([np.asarray(n, dtype=np.int64) for n in nbrs]))
             cand = cand[ok[cand] & ~seen[cand]]
+            if cos_min is not None and cand.size:
+                cand = cand[np.abs(self.normals_of(cand) @ n_seed) >= cos_min]
             cand = cand[: max_points - count]
             seen[cand] = True
             count += cand.size
