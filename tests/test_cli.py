@@ -259,7 +259,8 @@ def test_help_lists_every_subcommand(capsys):
         main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for cmd in ("prepare", "train", "test", "view", "benchmark", "demo", "compare", "synthetic"):
+    for cmd in ("prepare", "train", "test", "view", "annotate", "benchmark", "demo", "compare",
+                "synthetic"):
         assert f"    {cmd}" in out
 
 

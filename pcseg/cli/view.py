@@ -158,7 +158,8 @@ def _export_ply(source: Any, args: argparse.Namespace) -> int:
     labels = {"pred": view.pred, "error": view.pred, "pseudo": view.pseudo,
               "pseudo_error": view.pseudo,
               "weak": None if view.labelled is None else
-              np.where(view.labelled, view.semantic, -1)}.get(mode, view.semantic)
+              np.where(view.labelled, view.semantic if view.weak_classes is None
+                       else view.weak_classes, -1)}.get(mode, view.semantic)
     keep = ~hidden_mask(view, args.view, args.hide_classes, bool(args.hide_ceiling))
     export_ply(args.export_ply, view.coords[keep], colors[keep],
                None if labels is None else labels[keep])

@@ -12,8 +12,10 @@ One sample = one scene:
   vote), no crop, plus the inverse map and the labels of the original points.
 
 Sample dict (numpy): ``coords`` (M, 3) int32 voxel indices, ``feats`` (M, C) float32,
-``labels`` (M,) int64 full ground truth, ``weak_labels`` (M,) int64 (ground truth where
-the voxel holds a weakly labelled point, -1 elsewhere), ``name``; val/test also
+``labels`` (M,) int64 full ground truth, ``weak_labels`` (M,) int64 (the weak label where
+the voxel holds a weakly labelled point, -1 elsewhere: the ground truth for an (L,) index
+label file, the file's class column for an (L, 2) [index, class] file, see
+:func:`pcseg.data.processed.read_label_classes`), ``name``; val/test also
 ``inverse`` (N,) int64 and ``point_labels`` (N,) int64.
 
 Input features (``feature_keys``, concatenated in the given order):
@@ -112,7 +114,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
             raise ValueError(f"feature key 'remission' but {self.root} holds {self.feat_kind} features")
         self.feature_keys = tuple(feature_keys)
         self.cache = bool(cache)
-        self._cache: dict[str, tuple[Scene, np.ndarray]] = {}
+        self._cache: dict[str, tuple[Scene, np.ndarray, np.ndarray]] = {}
         self._rng = np.random.default_rng([self.seed, 0])
 
     # ------------------------------------------------------------------ sizes
@@ -133,19 +135,26 @@ class SegmentationDataset(torch.utils.data.Dataset):
     # ------------------------------------------------------------------ loading
     def load(self, name: str) -> tuple[Scene, np.ndarray]:
         """Scene ``name`` and its weak-label indices (sorted int64 into the original points)."""
+        scene, weak, _ = self.load_weak(name)
+        return scene, weak
+
+    def load_weak(self, name: str) -> tuple[Scene, np.ndarray, np.ndarray]:
+        """Scene ``name``, its weak-label indices and their classes (both (L,) int64)."""
         if name in self._cache:
             return self._cache[name]
         scene = processed.read_scene(self.root, name)
-        n = scene.num_points
         if self.label_spec is None:
             weak = np.zeros(0, dtype=np.int64)
+            cls = weak
         elif self.label_spec == "full" and not processed.labels_path(self.root, "full", name).is_file():
             weak = np.flatnonzero(scene.semantic >= 0).astype(np.int64)
+            cls = scene.semantic[weak]
         else:
-            weak = processed.read_labels(self.root, self.label_spec, name, num_points=n)
+            weak, cls = processed.read_label_classes(self.root, self.label_spec, name,
+                                                     scene.semantic, self.num_classes)
         if self.cache:
-            self._cache[name] = (scene, weak)
-        return scene, weak
+            self._cache[name] = (scene, weak, cls)
+        return scene, weak, cls
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.get_sample(index, self._rng)
@@ -155,7 +164,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         name = self.scene_names[index % len(self.scene_names)]
-        scene, weak = self.load(name)
+        scene, weak, weak_cls = self.load_weak(name)
         data: dict[str, Any] = {"coords": scene.coords, "feats": scene.feats, "semantic": scene.semantic}
         if self.transforms is not None:
             data = self.transforms(data, rng)
@@ -166,9 +175,9 @@ class SegmentationDataset(torch.utils.data.Dataset):
             vr = voxelize(coords, self.voxel_size, mode="train", keep=weak, rng=rng)
             rep = vr.point_index
             labels = semantic[rep]
-            is_weak = np.zeros(len(semantic), dtype=bool)
-            is_weak[weak] = True
-            weak_labels = np.where(is_weak[rep], labels, -1)
+            point_weak = np.full(len(semantic), -1, dtype=np.int64)
+            point_weak[weak] = weak_cls
+            weak_labels = point_weak[rep]
             vox = vr.voxel_coords
             if self.max_voxels is not None and len(rep) > self.max_voxels:
                 sel = self._crop(vox, weak_labels >= 0, rng)
@@ -178,7 +187,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         else:
             vr = voxelize(coords, self.voxel_size, mode="test", labels=semantic)
             rep = vr.point_index
-            weak_labels = majority_vote(vr.inverse[weak], semantic[weak], len(rep))
+            weak_labels = majority_vote(vr.inverse[weak], weak_cls, len(rep))
             out = {"coords": vr.voxel_coords, "labels": vr.labels,
                    "weak_labels": weak_labels, "inverse": vr.inverse,
                    "point_labels": semantic.astype(np.int64)}

@@ -9,7 +9,10 @@ OUT/
                                 instance int64 (N,)
   scenes/<scene_id>.json        {"name", "dataset", "class_names", "source", "num_points",
                                  "feat_kind": "rgb"|"remission", "class_counts": [...], "extra"}
-  labels/<spec_dirname>/<scene_id>.npy   int64 sorted unique indices into the original points
+  labels/<spec_dirname>/<scene_id>.npy   int64, either (M,) sorted unique indices into the
+                                original points (their class is the ground truth) or (M, 2)
+                                rows [point index, class] sorted by unique index (the class is
+                                the annotator's, e.g. ``pcseg annotate``; ground truth unused)
 ```
 
 Every write is atomic (``pcseg.utils.io``). A scene is complete when its ``.npz`` and
@@ -143,31 +146,48 @@ def read_scene(out: str | Path, scene_id: str) -> Scene:
     )
 
 
-def write_labels(out: str | Path, spec: str | LabelSpec, scene_id: str, idx: np.ndarray) -> Path:
+def check_label_array(arr: np.ndarray, where: str, num_points: int | None,
+                       num_classes: int | None) -> np.ndarray:
+    """Validate a weak-label array, (M,) indices or (M, 2) [index, class]; returns int64."""
+    if arr.ndim not in (1, 2) or (arr.ndim == 2 and arr.shape[1] != 2):
+        raise ValueError(f"{where}: expected (M,) point indices or (M, 2) [point index, class] "
+                         f"rows, got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{where}: expected integers, got {arr.dtype}")
+    arr = arr.astype(np.int64, copy=False)
+    idx = arr if arr.ndim == 1 else arr[:, 0]
+    if idx.size and (idx[0] < 0 or np.any(np.diff(idx) <= 0)):
+        raise ValueError(f"{where}: point indices must be sorted, unique and >= 0")
+    if num_points is not None and idx.size and idx[-1] >= num_points:
+        raise ValueError(f"{where}: point index {int(idx[-1])} out of range for a scene of "
+                         f"{num_points} points (a label file of another scene?)")
+    if arr.ndim == 2 and arr.size:
+        cls = arr[:, 1]
+        if cls.min() < 0 or (num_classes is not None and cls.max() >= num_classes):
+            hi = "" if num_classes is None else f", {num_classes - 1}"
+            raise ValueError(f"{where}: class column holds values in [{int(cls.min())}, "
+                             f"{int(cls.max())}], expected [0{hi}]")
+    return arr
+
+
+def write_labels(out: str | Path, spec: str | LabelSpec, scene_id: str, idx: np.ndarray,
+                 num_points: int | None = None, num_classes: int | None = None) -> Path:
     """Write ``labels/<spec_dirname>/<scene_id>.npy`` atomically.
 
-    ``idx`` must be sorted unique non-negative integer indices; stored as int64.
-    Returns the path written.
+    ``idx`` is either (M,) sorted unique non-negative point indices (their class is the
+    ground truth) or an (M, 2) array of rows [point index, class] with sorted unique
+    indices (the class is given per point, e.g. by ``pcseg annotate``); stored as int64.
+    ``num_points`` / ``num_classes``, when given, are checked too. Returns the path written.
     """
-    arr = np.asarray(idx)
-    if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
-        raise ValueError(f"labels for {scene_id} / {spec}: expected 1-D integer indices, got "
-                         f"{arr.dtype} {arr.shape}")
-    arr = arr.astype(np.int64)
-    if arr.size and (arr[0] < 0 or np.any(np.diff(arr) <= 0)):
-        raise ValueError(f"labels for {scene_id} / {spec}: indices must be sorted, unique and >= 0")
+    arr = check_label_array(np.asarray(idx), f"labels for {scene_id} / {spec}", num_points,
+                             num_classes)
     path = labels_path(out, spec, scene_id)
     atomic_save_npy(path, arr)
     return path
 
 
-def read_labels(out: str | Path, spec: str | LabelSpec, scene_id: str,
-                num_points: int | None = None) -> np.ndarray:
-    """Read ``labels/<spec_dirname>/<scene_id>.npy`` -> (L,) int64 sorted unique indices.
-
-    Raises ValueError naming the path when missing, corrupt, not sorted/unique, or
-    (when ``num_points`` is given) out of range.
-    """
+def _load_label_file(out: str | Path, spec: str | LabelSpec, scene_id: str,
+                     num_points: int | None, num_classes: int | None) -> tuple[Path, np.ndarray]:
     path = labels_path(out, spec, scene_id)
     if not path.is_file():
         raise ValueError(f"label file {path} does not exist (run pcseg prepare --labels {spec})")
@@ -175,13 +195,40 @@ def read_labels(out: str | Path, spec: str | LabelSpec, scene_id: str,
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
         raise ValueError(f"label file {path} is corrupt: {e}") from e
-    if arr.ndim != 1 or arr.dtype != np.int64:
-        raise ValueError(f"label file {path}: expected 1-D int64, got {arr.dtype} {arr.shape}")
-    if arr.size and (arr[0] < 0 or np.any(np.diff(arr) <= 0)):
-        raise ValueError(f"label file {path}: indices must be sorted, unique and >= 0")
-    if num_points is not None and arr.size and arr[-1] >= num_points:
-        raise ValueError(f"label file {path}: index {int(arr[-1])} out of range for {num_points} points")
-    return arr
+    if arr.dtype != np.int64:
+        raise ValueError(f"label file {path}: expected 1-D int64 indices or (M, 2) int64 "
+                         f"[index, class] rows, got {arr.dtype} {arr.shape}")
+    return path, check_label_array(arr, f"label file {path}", num_points, num_classes)
+
+
+def read_labels(out: str | Path, spec: str | LabelSpec, scene_id: str,
+                num_points: int | None = None) -> np.ndarray:
+    """Read ``labels/<spec_dirname>/<scene_id>.npy`` -> (L,) int64 sorted unique indices.
+
+    Accepts both forms of the file ((M,) indices or (M, 2) [index, class] rows) and returns
+    the point indices; :func:`read_label_classes` also returns the classes.
+    Raises ValueError naming the path when missing, corrupt, not sorted/unique, or
+    (when ``num_points`` is given) out of range.
+    """
+    _, arr = _load_label_file(out, spec, scene_id, num_points, None)
+    return arr if arr.ndim == 1 else np.ascontiguousarray(arr[:, 0])
+
+
+def read_label_classes(out: str | Path, spec: str | LabelSpec, scene_id: str,
+                       semantic: np.ndarray, num_classes: int | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Weakly labelled points of a scene and their classes: ``(idx (L,), cls (L,))`` int64.
+
+    For an (M,) index file the class is the ground truth ``semantic[idx]``; for an (M, 2)
+    file it is the file's class column (the ground truth is not used, so an unlabelled scan
+    whose ``semantic`` is all -1 trains on the annotator's labels). ``semantic`` (N,) gives
+    the point count checked against the indices; ``num_classes`` bounds the class column.
+    """
+    semantic = np.asarray(semantic)
+    _, arr = _load_label_file(out, spec, scene_id, len(semantic), num_classes)
+    if arr.ndim == 1:
+        return arr, semantic[arr].astype(np.int64)
+    return np.ascontiguousarray(arr[:, 0]), np.ascontiguousarray(arr[:, 1])
 
 
 def write_meta(out: str | Path, meta: dict[str, Any]) -> None:

@@ -195,7 +195,8 @@ def mode_colors(view: "ViewData", mode: str) -> np.ndarray:
     if mode == "gt":
         return label_colors(view.semantic, pal)
     if mode == "weak":
-        return weak_colors(view.semantic, view.labelled, pal)
+        labels = view.semantic if view.weak_classes is None else view.weak_classes
+        return weak_colors(labels, view.labelled, pal)
     if mode == "pred":
         return label_colors(view.pred, pal)
     if mode == "pseudo":

@@ -34,6 +34,9 @@ class ViewData:
         semantic: (N,) int64 ground truth in [0, K) or -1.
         labelled: (N,) bool, True where the point is weakly labelled under ``label_spec``; None
             when no spec is loaded.
+        weak_classes: (N,) int64 class of each labelled point (-1 elsewhere) when the label
+            file carries the class per point ((M, 2) [index, class], ``pcseg annotate``); None
+            when the class is the ground truth.
         pred, pseudo: (N,) int64 or None; confidence, entropy: (N,) float32 or None.
         files: paths the data came from (for messages).
     """
@@ -48,6 +51,7 @@ class ViewData:
     semantic: np.ndarray
     labelled: np.ndarray | None = None
     label_spec: str | None = None
+    weak_classes: np.ndarray | None = None
     pred: np.ndarray | None = None
     pseudo: np.ndarray | None = None
     confidence: np.ndarray | None = None
@@ -179,6 +183,13 @@ def load_processed_scene(processed: str | os.PathLike, scene: str, label_spec: s
     if label_spec:
         view.labelled, lab_path = load_labelled_mask(processed, label_spec, scene, n)
         view.label_spec = label_spec
+        rows = np.load(lab_path)
+        if rows.ndim == 2 and rows.size:
+            k = len(names)
+            if rows[:, 1].min() < 0 or rows[:, 1].max() >= k:
+                raise ValueError(f"{lab_path}: class column outside [0, {k - 1}]")
+            view.weak_classes = np.full(n, -1, dtype=np.int64)
+            view.weak_classes[rows[:, 0].astype(np.int64)] = rows[:, 1].astype(np.int64)
         view.files["labels"] = str(lab_path)
     return view
 
@@ -186,7 +197,8 @@ def load_processed_scene(processed: str | os.PathLike, scene: str, label_spec: s
 def load_labelled_mask(processed: str | os.PathLike, spec: str, scene: str,
                        num_points: int) -> tuple[np.ndarray, Path]:
     """(N,) bool mask of the points labelled under ``spec`` (from
-    ``labels/<spec_dirname>/<scene>.npy``: sorted unique int indices) and the file read."""
+    ``labels/<spec_dirname>/<scene>.npy``: sorted unique int indices, or (M, 2) [index, class]
+    rows) and the file read."""
     processed = Path(processed)
     labels_root = processed / "labels"
     folder = next((labels_root / d for d in _spec_dirnames(spec) if (labels_root / d).is_dir()), None)
@@ -199,8 +211,11 @@ def load_labelled_mask(processed: str | os.PathLike, spec: str, scene: str,
     if not path.is_file():
         raise FileNotFoundError(f"missing weak-label file {path}")
     idx = np.load(path)
+    if idx.ndim == 2 and idx.shape[1] == 2:  # [point index, class] rows (pcseg annotate)
+        idx = idx[:, 0]
     if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
-        raise ValueError(f"{path}: expected a 1-D integer index array, got {idx.shape} {idx.dtype}")
+        raise ValueError(f"{path}: expected a 1-D integer index array or (M, 2) [index, class] "
+                         f"rows, got {idx.shape} {idx.dtype}")
     if idx.size and (idx.min() < 0 or idx.max() >= num_points):
         raise ValueError(f"{path}: indices in [{idx.min()}, {idx.max()}] outside the scene's "
                          f"{num_points} points")

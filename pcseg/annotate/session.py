@@ -1,0 +1,150 @@
+"""One annotation session: a processed scene, the class list, the label file, optional run.
+
+:func:`open_session` resolves SCENE (``PROCESSED/scenes/<id>.npz`` or ``PROCESSED`` plus a
+scene id), checks the class list against the processed folder's ``meta.json``, checks the
+label folder is writable, attaches a run's predictions when given, and reopens the label file
+``labels/<spec>/<scene>.npy`` when it exists (where the user left off). No GUI here.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pcseg.annotate.state import AnnotationError, AnnotationState, ClassList, load_classes
+from pcseg.data import processed
+from pcseg.data.weak_labels import parse_spec
+from pcseg.viz.data import ViewData, attach_predictions, load_processed_scene
+
+DEFAULT_SPEC = "import:annotate"
+
+
+@dataclass
+class Session:
+    """What the front end works on.
+
+    Attributes:
+        processed, scene: the processed folder and the scene id.
+        spec: the label spec whose file is written (``data.label_spec`` for training).
+        label_path: ``processed/labels/<spec_dirname>/<scene>.npy``.
+        view: the scene (and predictions when a run is given) as the viewer loads it.
+        classes: the class list; state: the annotation state (autosaving to label_path).
+        resumed: number of labelled points read back from an existing label file.
+    """
+
+    processed: Path
+    scene: str
+    spec: str
+    label_path: Path
+    view: ViewData
+    classes: ClassList
+    state: AnnotationState
+    resumed: int = 0
+
+    @property
+    def has_predictions(self) -> bool:
+        return self.view.pred is not None
+
+
+def resolve_scene(scene: str | os.PathLike, scene_id: str | None = None) -> tuple[Path, str]:
+    """(processed folder, scene id) from ``PROCESSED/scenes/<id>.npz`` or ``PROCESSED`` + id."""
+    p = Path(scene)
+    if p.is_file() or p.suffix == ".npz":
+        if p.suffix != ".npz" or p.parent.name != "scenes":
+            raise AnnotationError(f"{p}: expected a processed scene PROCESSED/scenes/<id>.npz or "
+                                  f"a processed folder with --scene ID")
+        if not p.is_file():
+            raise AnnotationError(f"processed scene {p} does not exist")
+        if scene_id is not None and scene_id != p.stem:
+            raise AnnotationError(f"--scene {scene_id} contradicts the scene file {p}")
+        return p.parent.parent, p.stem
+    if not p.is_dir():
+        raise AnnotationError(f"{p} does not exist (expected a processed scene "
+                              f"PROCESSED/scenes/<id>.npz or a processed folder)")
+    ids = sorted(q.stem for q in (p / "scenes").glob("*.npz"))
+    if not ids:
+        raise AnnotationError(f"{p}: no processed scenes (scenes/*.npz); run pcseg prepare")
+    if scene_id is None:
+        if len(ids) > 1:
+            raise AnnotationError(f"{p} holds {len(ids)} scenes; choose one with --scene "
+                                  f"(e.g. {', '.join(ids[:5])})")
+        scene_id = ids[0]
+    if scene_id not in ids:
+        raise AnnotationError(f"scene {scene_id!r} not in {p / 'scenes'} (has "
+                              f"{', '.join(ids[:8])}{' ...' if len(ids) > 8 else ''})")
+    return p, scene_id
+
+
+def check_writable(folder: Path) -> None:
+    """AnnotationError naming ``folder`` when label files cannot be written there."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise AnnotationError(f"cannot write label files into {folder}: {e.strerror or e} "
+                              f"(expected a writable folder; copy the processed folder or "
+                              f"fix its permissions)") from None
+
+
+def open_session(scene: str | os.PathLike, classes: str | os.PathLike | ClassList,
+                 scene_id: str | None = None, spec: str = DEFAULT_SPEC,
+                 run: str | os.PathLike | None = None) -> Session:
+    """Open SCENE for labelling (module docstring); errors are :class:`AnnotationError`."""
+    root, sid = resolve_scene(scene, scene_id)
+    cl = classes if isinstance(classes, ClassList) else load_classes(classes)
+    try:
+        spec = parse_spec(spec).name
+    except ValueError as e:
+        raise AnnotationError(f"--labels {spec!r}: {e}") from None
+    if spec == "full":
+        raise AnnotationError("--labels full is the complete ground truth; choose another spec, "
+                              f"e.g. {DEFAULT_SPEC}")
+    try:
+        view = load_processed_scene(root, sid)
+    except (FileNotFoundError, ValueError) as e:
+        raise AnnotationError(str(e)) from None
+    meta_names = list(view.class_names)
+    if meta_names != cl.names:
+        raise AnnotationError(
+            f"class file {cl.source or '(given)'} lists {cl.names} but the processed scene "
+            f"{root / 'scenes' / (sid + '.json')} has classes {meta_names}: a class index must "
+            f"mean the same class in both (training reads the processed folder's classes)")
+    if run is not None:
+        pred = Path(run) / "test" / "predictions" / f"{sid}.npz"
+        try:
+            attach_predictions(view, pred)
+        except (FileNotFoundError, ValueError) as e:
+            raise AnnotationError(f"--run {run}: {e} (run pcseg test on it first)") from None
+    path = processed.labels_path(root, spec, sid)
+    check_writable(path.parent)
+    state = AnnotationState(view.coords, cl, view.feats if view.feat_kind == "rgb" else None,
+                            path=path)
+    resumed = 0
+    if path.is_file():
+        resumed = state.load(path, semantic=view.semantic)
+    _register_spec(root, spec)
+    return Session(root, sid, spec, path, view, cl, state, resumed)
+
+
+def _register_spec(root: Path, spec: str) -> None:
+    """Add ``spec`` to meta.json's label_specs (so viewers list it); best effort."""
+    try:
+        meta = processed.read_meta(root)
+    except ValueError:
+        return
+    if spec not in meta["label_specs"]:
+        meta["label_specs"] = [*meta["label_specs"], spec]
+        try:
+            processed.write_meta(root, meta)
+        except OSError:
+            pass
+
+
+def labelled_mask(session: Session) -> np.ndarray:
+    """(N,) bool: points the user has labelled."""
+    return session.state.labels >= 0
