@@ -38,6 +38,8 @@ def test_labelled_fraction_counts_label_files(prepared_rooms):
     full = sum((processed.read_scene(prepared_rooms, s).semantic >= 0).sum() for s in ids)
     assert labelled_fraction(prepared_rooms, "1%", "Area_1") == pytest.approx(k / n)
     assert labelled_fraction(prepared_rooms, "full", "Area_1") == pytest.approx(full / n)
+    both = labelled_fraction(prepared_rooms, "1%", "Area_1+Area_2")  # "+" joins splits
+    assert 0 < both < 1 and both != labelled_fraction(prepared_rooms, "1%", "Area_1")
 
 
 @pytest.mark.integration

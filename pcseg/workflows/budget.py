@@ -27,7 +27,7 @@ def labelled_fraction(root: Path, spec: str, split: str) -> float:
     """Labelled points of ``spec`` over all points of the scenes of ``split`` (full: the points
     that carry a ground-truth class)."""
     total = labelled = 0
-    for sid in processed.split_scenes(root, split):
+    for sid in processed.split_scenes(root, split.split("+")):
         info = processed.read_scene_info(root, sid)
         total += int(info["num_points"])
         if parse_spec(spec).kind == "full":
