@@ -172,15 +172,16 @@ def build_train_loader(cfg: Config, dataset: SegmentationDataset, rank: int, wor
     return loader, sampler
 
 
-def build_eval_loader(cfg: Config, dataset: torch.utils.data.Dataset, rank: int = 0, world: int = 1,
+def build_eval_loader(cfg: Config, dataset: SegmentationDataset, rank: int = 0, world: int = 1,
                       batch_size: int | None = None) -> torch.utils.data.DataLoader:
     """In-order loader over this rank's shard (scenes rank, rank + W, ...; no padding)."""
+    shard: torch.utils.data.Dataset[Any] = dataset
     if world > 1:
-        dataset = torch.utils.data.Subset(dataset, list(range(rank, len(dataset), world)))
+        shard = torch.utils.data.Subset(dataset, list(range(rank, len(dataset), world)))
     gen = torch.Generator()
     gen.manual_seed(0)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size or cfg.data.val_batch_size, shuffle=False,
+        shard, batch_size=batch_size or cfg.data.val_batch_size, shuffle=False,
         collate_fn=collate, num_workers=cfg.data.num_workers, generator=gen,
     )
 

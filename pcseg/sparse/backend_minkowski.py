@@ -35,8 +35,8 @@ from __future__ import annotations
 import collections
 import collections.abc
 import math
-from types import SimpleNamespace
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, Mapping, cast
 
 import torch
 from torch import Tensor, nn
@@ -144,10 +144,18 @@ def _pcseg_init(kernel: Tensor, kernel_volume: int, out_channels: int) -> None:
         kernel.normal_(0.0, math.sqrt(2.0) / math.sqrt(kernel_volume * out_channels))
 
 
-_LAYERS: SimpleNamespace | None = None
+@dataclass(frozen=True)
+class _Layers:
+    """``MinkowskiEngine`` and the layer classes built on it."""
+
+    ME: Any
+    BatchNorm: type[nn.Module]
 
 
-def _layers() -> SimpleNamespace:
+_LAYERS: _Layers | None = None
+
+
+def _layers() -> _Layers:
     """Module classes built on first use (MinkowskiEngine is imported only then)."""
     global _LAYERS
     if _LAYERS is not None:
@@ -157,11 +165,11 @@ def _layers() -> SimpleNamespace:
     class MinkowskiBatchNormF(nn.BatchNorm1d):
         """``nn.BatchNorm1d`` over ``x.F`` returning a tensor on the same coordinate map."""
 
-        def forward(self, x: Any) -> Any:  # type: ignore[override]
+        def forward(self, x: Any) -> Any:
             return ME.SparseTensor(super().forward(x.F), coordinate_map_key=x.coordinate_map_key,
                                    coordinate_manager=x.coordinate_manager)
 
-    _LAYERS = SimpleNamespace(ME=ME, BatchNorm=MinkowskiBatchNormF)
+    _LAYERS = _Layers(ME=ME, BatchNorm=MinkowskiBatchNormF)
     return _LAYERS
 
 
@@ -183,7 +191,7 @@ class MinkowskiBackend:
         m = cls(in_channels, out_channels, kernel_size=kernel_size, stride=stride, dilation=dilation,
                 bias=bias, dimension=3)
         _pcseg_init(m.kernel, kernel_size ** 3, out_channels)
-        return m
+        return cast(nn.Module, m)  # MinkowskiEngine has no type information
 
     def subm_conv(self, in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1,
                   bias: bool = False, key: str | None = None) -> nn.Module:
@@ -212,7 +220,7 @@ class MinkowskiBackend:
 
     def relu(self, inplace: bool = False) -> nn.Module:
         """``ME.MinkowskiReLU``."""
-        return self.ME.MinkowskiReLU(inplace=inplace)
+        return cast(nn.Module, self.ME.MinkowskiReLU(inplace=inplace))
 
     def cat(self, a: Any, b: Any) -> Any:
         """``ME.cat`` (same coordinate map key required)."""
@@ -256,8 +264,8 @@ class MinkowskiBackend:
         """(M, C) features; on the input's coordinate map the rows follow the input's order."""
         rec = getattr(x.coordinate_manager, _ROW_ORDER_ATTR, None)
         if rec is not None and rec[1] is not None and _same_key(x.coordinate_map_key, rec[0]):
-            return x.F.index_select(0, rec[1].to(x.F.device))
-        return x.F
+            return cast(Tensor, x.F.index_select(0, rec[1].to(x.F.device)))
+        return cast(Tensor, x.F)
 
     def __repr__(self) -> str:
         return "MinkowskiBackend()"
@@ -267,7 +275,7 @@ def _same_key(a: Any, b: Any) -> bool:
     if a is b:
         return True
     try:
-        return a.get_key() == b.get_key()
+        return bool(a.get_key() == b.get_key())
     except AttributeError:
         return bool(a == b)
 

@@ -59,7 +59,8 @@ import glob
 import math
 import os
 import threading
-from types import SimpleNamespace
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
 import torch
@@ -86,7 +87,7 @@ _PATCH_LOCK = threading.Lock()
 _PATCHED: dict[str, Any] = {}
 
 
-def _bundled_libgomp() -> Any | None:
+def _bundled_libgomp() -> ctypes.CDLL | None:
     """ctypes handle of the libgomp shipped in ``spconv.libs`` (None if absent)."""
     import spconv  # noqa: PLC0415
 
@@ -123,7 +124,7 @@ def patch_spconv_cpu() -> bool:
 
         from spconv.pytorch import cppcore  # noqa: PLC0415
 
-        original_stream = cppcore.get_current_stream
+        original_stream: Callable[[], int] = cppcore.get_current_stream
 
         def get_current_stream() -> int:
             """CUDA stream handle, or 0 where torch has no CUDA (CPU kernels ignore it)."""
@@ -133,7 +134,7 @@ def patch_spconv_cpu() -> bool:
 
         for name in ("cppcore", "ops", "hash", "utils"):
             try:
-                mod = importlib.import_module(f"spconv.pytorch.{name}")
+                mod: Any = importlib.import_module(f"spconv.pytorch.{name}")
             except ImportError:
                 continue
             if getattr(mod, "get_current_stream", None) is original_stream:
@@ -151,14 +152,14 @@ def patch_spconv_cpu() -> bool:
             g = gomp.omp_get_max_threads() if gomp is not None else 1
             if n > 1:
                 torch.set_num_threads(1)
-            if g > 1:
+            if gomp is not None and g > 1:  # g > 1 only with gomp
                 gomp.omp_set_num_threads(1)
             try:
                 return original_scatter(out, inp, inds)
             finally:
                 if n > 1:
                     torch.set_num_threads(n)
-                if g > 1:
+                if gomp is not None and g > 1:
                     gomp.omp_set_num_threads(g)
 
         ops_cls.scatter_add_cpu = staticmethod(scatter_add_cpu)
@@ -207,7 +208,7 @@ def num_threads(n: int) -> Iterator[None]:
 
 # ============================================================================ weights
 def _cube_side(k_volume: int, what: str) -> int:
-    k = round(k_volume ** (1.0 / 3.0))
+    k: int = round(k_volume ** (1.0 / 3.0))  # typeshed types int ** float as Any
     for c in (k - 1, k, k + 1):
         if c >= 1 and c ** 3 == k_volume:
             return c
@@ -322,10 +323,22 @@ def _pcseg_init(weight: Tensor, kernel_volume: int, out_channels: int) -> None:
         weight.normal_(0.0, math.sqrt(2.0) / math.sqrt(kernel_volume * out_channels))
 
 
-_LAYERS: SimpleNamespace | None = None
+@dataclass(frozen=True)
+class _Layers:
+    """``spconv.pytorch`` and the layer classes built on it."""
+
+    sp: Any
+    SubMConv3d: type[nn.Module]
+    Conv3d: type[nn.Module]
+    InverseConv3d: type[nn.Module]
+    BatchNorm: type[nn.Module]
+    ReLU: type[nn.Module]
 
 
-def _layers() -> SimpleNamespace:
+_LAYERS: _Layers | None = None
+
+
+def _layers() -> _Layers:
     """Module classes built on first use (spconv is imported only then)."""
     global _LAYERS
     if _LAYERS is not None:
@@ -333,6 +346,13 @@ def _layers() -> SimpleNamespace:
     sp = import_spconv()
 
     class _InitMixin:
+        # set by spconv's conv __init__ before it calls reset_parameters
+        kernel_size: tuple[int, ...]
+        weight: Tensor
+        bias: Tensor | None
+        in_channels: int
+        out_channels: int
+
         def reset_parameters(self) -> None:  # called by spconv's __init__
             kv = int(math.prod(self.kernel_size))
             _pcseg_init(self.weight, kv, self.out_channels)
@@ -341,20 +361,22 @@ def _layers() -> SimpleNamespace:
                 with torch.no_grad():
                     self.bias.uniform_(-bound, bound)
 
-    class SpconvSubMConv3d(_InitMixin, sp.SubMConv3d):
+    # spconv ships no type information: its classes are Any (and mypy does not take an attribute
+    # of the local module object as a base-class name)
+    class SpconvSubMConv3d(_InitMixin, sp.SubMConv3d):  # type: ignore[misc, name-defined]
         """spconv ``SubMConv3d`` with pcseg's weight init (weight (C_out, k, k, k, C_in))."""
 
-    class SpconvConv3d(_InitMixin, sp.SparseConv3d):
+    class SpconvConv3d(_InitMixin, sp.SparseConv3d):  # type: ignore[misc, name-defined]
         """spconv ``SparseConv3d`` (stride 2, k = 2) with pcseg's weight init."""
 
-    class SpconvInverseConv3d(_InitMixin, sp.SparseInverseConv3d):
+    class SpconvInverseConv3d(_InitMixin, sp.SparseInverseConv3d):  # type: ignore[misc, name-defined]
         """spconv ``SparseInverseConv3d`` with pcseg's weight init."""
 
     class SpconvBatchNorm(nn.BatchNorm1d):
         """``nn.BatchNorm1d`` over the features of a ``SparseConvTensor`` (same state-dict
         keys as pcseg's :class:`~pcseg.sparse.nn.BatchNorm`)."""
 
-        def forward(self, x: Any) -> Any:  # type: ignore[override]
+        def forward(self, x: Any) -> Any:
             return x.replace_feature(super().forward(x.features))
 
     class SpconvReLU(nn.Module):
@@ -368,9 +390,9 @@ def _layers() -> SimpleNamespace:
             f = x.features
             return x.replace_feature(torch.relu_(f) if self.inplace else torch.relu(f))
 
-    _LAYERS = SimpleNamespace(sp=sp, SubMConv3d=SpconvSubMConv3d, Conv3d=SpconvConv3d,
-                              InverseConv3d=SpconvInverseConv3d, BatchNorm=SpconvBatchNorm,
-                              ReLU=SpconvReLU)
+    _LAYERS = _Layers(sp=sp, SubMConv3d=SpconvSubMConv3d, Conv3d=SpconvConv3d,
+                      InverseConv3d=SpconvInverseConv3d, BatchNorm=SpconvBatchNorm,
+                      ReLU=SpconvReLU)
     return _LAYERS
 
 
@@ -482,7 +504,8 @@ class SpconvBackend:
 
     def features(self, x: Any) -> Tensor:
         """(M, C) features; at the input level the rows follow the input's order."""
-        return x.features
+        f: Tensor = x.features
+        return f
 
     def __repr__(self) -> str:
         return f"SpconvBackend(align={self.align})"

@@ -32,6 +32,7 @@ import importlib
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor, nn
@@ -176,7 +177,7 @@ def _importable(module: str) -> bool:
         return False
 
 
-_ADAPTERS: dict[str, object] = {"torch": TorchBackend}
+_ADAPTERS: dict[str, Callable[[], SparseBackend]] = {"torch": TorchBackend}
 #: adapter modules imported on first use; importing one registers its backend
 _ADAPTER_MODULES: dict[str, str] = {
     "spconv": "pcseg.sparse.backend_spconv",
@@ -184,7 +185,7 @@ _ADAPTER_MODULES: dict[str, str] = {
 }
 
 
-def register_backend(name: str, factory: object) -> None:
+def register_backend(name: str, factory: Callable[[], SparseBackend]) -> None:
     """Register the adapter class / factory (called without arguments) for ``name``."""
     if name not in BACKENDS:
         raise ValueError(f"unknown sparse backend {name!r}; valid: {', '.join(BACKENDS)}")
@@ -214,4 +215,4 @@ def get_backend(name: str | None = None) -> SparseBackend:
             f"sparse backend {key!r} is importable but pcseg has no adapter registered for it yet "
             f"(register one with pcseg.sparse.backends.register_backend); use {ENV_VAR}=torch"
         )
-    return factory()  # type: ignore[operator]
+    return factory()

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -43,12 +45,13 @@ def _block_rows(cin: int, cout: int, device: torch.device) -> int:
     return max(elems // max(cin, cout, 1), 256)
 
 
-class _Buffers(dict):
+class _Buffers(dict[tuple[int, torch.device, torch.dtype], Tensor]):
     """One thread's scratch buffers {(slot, device, dtype): 1-D tensor} (a dict subclass so
     that it can be weakly referenced: a finished thread's buffers are freed with it).
     Hashed and compared by identity, so that a WeakSet can hold it."""
 
-    __hash__ = object.__hash__
+    # typeshed declares dict.__hash__ as None (dicts are unhashable); identity hashing is the point
+    __hash__ = object.__hash__  # type: ignore[assignment]
     __eq__ = object.__eq__
 
 
@@ -100,8 +103,8 @@ def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def _segment_mm_scatter(a: Tensor, mats: tuple[Tensor, ...], segs, y: Tensor, dst: Tensor,
-                        idx: Tensor, copy: bool) -> None:
+def _segment_mm_scatter(a: Tensor, mats: tuple[Tensor, ...], segs: list[tuple[int, int, int]],
+                        y: Tensor, dst: Tensor, idx: Tensor, copy: bool) -> None:
     """``y[ra:rb] = a[ra:rb] @ mats[k]`` for every segment ``(k, ra, rb)``, then the rows of
     ``y`` go to ``dst[idx]`` (``index_copy_`` when ``idx`` is unique, else ``index_add_``);
     ``dst`` may be of a wider dtype than ``y`` (reduced-precision products, float32 sums)."""
@@ -141,7 +144,8 @@ def _conv_backward(x: Tensor, w: Tensor, go: Tensor, kmap: KernelMap, need_x: bo
 
     For fp16 / bf16 operands both gradients come back in float32 (accumulated in float32)."""
     cin, cout = w.shape[1], w.shape[2]
-    gx = gw = None
+    gx: Tensor | None = None
+    gw: Tensor | None = None
     acc = _accumulation_dtype(x.dtype)
     wts = w.transpose(1, 2).unbind(0)
     if need_w:
@@ -153,7 +157,7 @@ def _conv_backward(x: Tensor, w: Tensor, go: Tensor, kmap: KernelMap, need_x: bo
             gx = x.new_empty((kmap.n_in, cin), dtype=acc)
         else:
             gx = x.new_zeros((kmap.n_in, cin), dtype=acc)
-    if need_w and kmap.identity is not None:
+    if gw is not None and kmap.identity is not None:  # gw is not None exactly when need_w
         gw[kmap.identity] = torch.mm(x.t(), go)
     if kmap.ptr[-1] == 0 or not (need_x or need_w):
         return gx, gw
@@ -181,7 +185,7 @@ def _autocast_on(device_type: str) -> bool:
         return False
 
 
-def _fwd(ctx, feats: Tensor, weight: Tensor, kmap: KernelMap, device_type: str) -> Tensor:
+def _fwd(ctx: Any, feats: Tensor, weight: Tensor, kmap: KernelMap, device_type: str) -> Tensor:
     if _autocast_on(device_type):
         dt = torch.get_autocast_dtype(device_type)
     else:
@@ -194,7 +198,7 @@ def _fwd(ctx, feats: Tensor, weight: Tensor, kmap: KernelMap, device_type: str) 
     return _conv_forward(x, w, kmap)
 
 
-def _bwd(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+def _bwd(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
     x, w = ctx.saved_tensors
     need_x, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
     go = grad_out.to(w.dtype).contiguous()
@@ -206,26 +210,31 @@ def _bwd(ctx, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
     return gx, gw, None
 
 
+_Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _identity_decorator(f: Callable[..., Any]) -> Callable[..., Any]:
+    return f
+
+
 def _make_function(device_type: str) -> type[torch.autograd.Function]:
+    fwd_deco: _Decorator
+    bwd_deco: _Decorator
     try:
         fwd_deco = torch.amp.custom_fwd(device_type=device_type)
         bwd_deco = torch.amp.custom_bwd(device_type=device_type)
     except (RuntimeError, ValueError, AssertionError):  # a device type autocast does not know
-
-        def fwd_deco(f):  # type: ignore[no-redef]
-            return f
-
-        bwd_deco = fwd_deco
+        fwd_deco = bwd_deco = _identity_decorator
 
     class _SparseConv(torch.autograd.Function):
         @staticmethod
         @fwd_deco
-        def forward(ctx, feats: Tensor, weight: Tensor, kmap: KernelMap) -> Tensor:  # type: ignore[override]
+        def forward(ctx: Any, feats: Tensor, weight: Tensor, kmap: KernelMap) -> Tensor:
             return _fwd(ctx, feats, weight, kmap, device_type)
 
         @staticmethod
         @bwd_deco
-        def backward(ctx, grad_out: Tensor):  # type: ignore[override]
+        def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
             return _bwd(ctx, grad_out)
 
     _SparseConv.__name__ = _SparseConv.__qualname__ = f"SparseConv_{device_type}"
@@ -260,4 +269,6 @@ def sparse_conv(feats: Tensor, weight: Tensor, kmap: KernelMap) -> Tensor:
     fn = _FUNCTIONS.get(dev)
     if fn is None:
         fn = _FUNCTIONS[dev] = _make_function(dev)
-    return fn.apply(feats, weight, kmap)
+    # torch's Function.apply is unannotated; it returns what forward returns
+    apply: Callable[[Tensor, Tensor, KernelMap], Tensor] = fn.apply
+    return apply(feats, weight, kmap)

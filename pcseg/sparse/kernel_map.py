@@ -82,7 +82,9 @@ class KernelMap:
     in_unique: bool = False
     out_unique: bool = False
     ptr: list[int] = field(init=False)
-    _chunks: dict = field(init=False, default_factory=dict, repr=False)
+    _chunks: dict[int, list[tuple[Tensor, Tensor, int, list[tuple[int, int, int]]]]] = field(
+        init=False, default_factory=dict, repr=False
+    )
     _transposed: "KernelMap | None" = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:

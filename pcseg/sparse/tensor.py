@@ -35,6 +35,9 @@ from .kernel_map import (
 )
 
 KINDS = ("subm", "down", "up")
+
+#: cache key of a kernel map: (kind, in_stride, out_stride, kernel_size, dilation)
+MapKey = tuple[str, int, int, int, int]
 #: padding (in cells of the level) of dense neighbour tables: offsets up to this radius
 #: (e.g. kernel 5 with dilation 2) are looked up in the table, larger ones by binary search
 DENSE_PAD = 4
@@ -93,7 +96,8 @@ class CoordinateManager:
         self.coord_dtype = coords.dtype
         self.base_stride = stride
         keys = pack_keys(coords, check=False)
-        sorted_keys, perm = torch.sort(keys)
+        sorted_keys, order = torch.sort(keys)
+        perm: Tensor | None = order
         if check and keys.numel() > 1:
             dup = torch.nonzero(sorted_keys[1:] == sorted_keys[:-1]).squeeze(1)
             if dup.numel():
@@ -102,7 +106,9 @@ class CoordinateManager:
                     f"coords: {dup.numel()} duplicated rows, e.g. [batch, x, y, z] = {first}; "
                     "voxelize (unique) the coordinates before building a SparseTensor"
                 )
-        if keys.numel() and bool(torch.equal(perm, torch.arange(keys.numel(), device=keys.device))):
+        if keys.numel() and bool(
+            torch.equal(order, torch.arange(keys.numel(), device=keys.device))
+        ):
             perm = None
         self._init_state(_Level(stride, keys, sorted_keys, perm, coords))
 
@@ -111,10 +117,10 @@ class CoordinateManager:
         #: for a manager made by :meth:`SparseTensor.sorted`: (N,) int64 row of the sorted
         #: tensor holding each row of the original tensor (None otherwise)
         self.origin_inverse = origin_inverse
-        self._maps: dict[tuple, KernelMap] = {}
+        self._maps: dict[MapKey, KernelMap] = {}
         self._batch_size: int | None = None
         #: every kernel map actually built, as its cache key (kind, in_s, out_s, ks, dil)
-        self.build_log: list[tuple] = []
+        self.build_log: list[MapKey] = []
 
     @classmethod
     def _sorted_copy(cls, other: "CoordinateManager") -> "CoordinateManager":

@@ -64,7 +64,9 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> Non
 def atomic_save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     """``np.savez_compressed`` to ``path`` atomically (``path`` should end in ``.npz``)."""
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
+    # recent numpy stubs match **arrays against savez_compressed's allow_pickle: bool; older
+    # numpy (>= 1.23 is supported) has no such parameter, so it is not passed explicitly
+    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]
     atomic_write_bytes(path, buf.getvalue())
 
 
