@@ -39,7 +39,7 @@ import yaml
 
 from pcseg.utils.io import atomic_write_text
 
-DATASETS = ("s3dis", "scannet", "semantickitti")
+DATASETS = ("s3dis", "scannet", "semantickitti", "custom")  # custom: pcseg prepare custom
 
 
 class ConfigError(ValueError):
