@@ -4,10 +4,20 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from pcseg.cli import benchmark, compare, demo, prepare, synthetic, test, train, view
+from pcseg.cli import (
+    benchmark,
+    compare,
+    demo,
+    predict,
+    prepare,
+    synthetic,
+    test,
+    train,
+    view,
+)
 
 #: subcommand modules, in the order ``pcseg --help`` lists them; each has ``register(sub)``
-COMMANDS = (prepare, synthetic, train, test, view, compare, benchmark, demo)
+COMMANDS = (prepare, synthetic, train, test, predict, view, compare, benchmark, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
