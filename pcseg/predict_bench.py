@@ -33,19 +33,19 @@ def synthetic_outdoor(n: int, seed: int = 0, density: float = 4.0) -> dict[str, 
     xy = rng.random((n, 2)) * side
     z = 0.02 * xy[:, 0] + 0.5 * np.sin(xy[:, 1] / 40.0)
     cls = np.full(n, ASPRS["ground"], dtype=np.uint8)
-    cells = max(int(side // 40), 1)
-    cx, cy = np.floor_divide(xy, 40.0).T.astype(np.int64)
-    kind = np.random.default_rng([seed, 1]).integers(0, 4, size=(cells + 1, cells + 1))
-    local = np.mod(xy, 40.0) - 20.0
-    k = kind[cx, cy]
-    bld = (k == 1) & (np.abs(local[:, 0]) < 12) & (np.abs(local[:, 1]) < 9)
+    cell = float(np.clip(side / 4.0, 8.0, 40.0))  # one structure per cell
+    cx, cy = np.floor_divide(xy, cell).T.astype(np.int64)
+    k = (cx + 2 * cy + seed) % 4  # every kind in every 2 x 2 cells
+    local = np.mod(xy, cell) - cell / 2
+    bld = (k == 1) & (np.abs(local[:, 0]) < 0.3 * cell) & (np.abs(local[:, 1]) < 0.22 * cell)
     z[bld] += 8.0 + 0.3 * (local[bld, 0] > 0)
     cls[bld] = ASPRS["building"]
     r = np.hypot(local[:, 0], local[:, 1])
-    tree = (k == 2) & (r < 7)
-    z[tree] += 6.0 + np.sqrt(np.maximum(49 - r[tree] ** 2, 0)) * 0.6 * rng.random(tree.sum())
+    rt = 0.18 * cell
+    tree = (k == 2) & (r < rt)
+    z[tree] += 6.0 + np.sqrt(np.maximum(rt ** 2 - r[tree] ** 2, 0)) * rng.random(tree.sum())
     cls[tree] = ASPRS["high_vegetation"]
-    low = (k == 3) & (r < 12)
+    low = (k == 3) & (r < 0.3 * cell)
     z[low] += 0.3 + 0.4 * rng.random(low.sum())
     cls[low] = ASPRS["low_vegetation"]
     base = {2: 1200, 3: 2600, 5: 1800, 6: 3400}
