@@ -45,6 +45,14 @@ def test_classes_yaml_errors_name_file_and_key(tmp_path):
     assert list(spec.reverse_map()) == [2, 3, 5, 6]
 
 
+@pytest.mark.parametrize("name", ["classes_asprs_las.yaml", "classes_ply_label.yaml"])
+def test_shipped_class_files_load(name):
+    from conftest import REPO
+
+    spec = load_classes(REPO / "configs" / "custom" / name)
+    assert spec.label_field and spec.names
+
+
 def test_partial_labels_are_exactly_the_given_weak_labels(tmp_path):
     import laspy
 
