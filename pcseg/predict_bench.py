@@ -63,7 +63,7 @@ def write_synthetic_las(path: str | Path, n: int, seed: int = 0,
     """A LAS 1.2 point format 1 file of :func:`synthetic_outdoor` at ``offset`` (scale 1 cm);
     with ``label_fraction`` < 1 only that random share of points keeps its code, the rest
     is 1 (unclassified)."""
-    import laspy
+    import laspy  # type: ignore[import-untyped]
 
     d = synthetic_outdoor(n, seed)
     header = laspy.LasHeader(point_format=1, version="1.2")

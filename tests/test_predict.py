@@ -141,8 +141,8 @@ def trained(tmp_path_factory):
     assert main(["prepare", "custom", "--raw", str(root / "raw"), "--classes", str(classes),
                  "--out", str(root / "proc"), "--labels", "1%"]) == 0
     cfg = {
-        "_base_": str((__import__("pathlib").Path(__file__).parents[1]
-                       / "configs" / "custom" / "erda.yaml")),
+        "_base_": str(__import__("pathlib").Path(__file__).parents[1]
+                       / "configs" / "custom" / "erda.yaml"),
         "data": {"root": str(root / "proc"), "label_spec": "1%", "max_voxels": 600,
                  "batch_size": 1, "num_workers": 0},
         "model": {"name": "MinkUNet14A", "planes": [8] * 8, "init_dim": 8},

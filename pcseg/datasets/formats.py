@@ -135,7 +135,7 @@ def _xyz_from(path: Path, cols: dict[str, np.ndarray]) -> np.ndarray:
 # ----------------------------------------------------------------------------- PLY
 def read_ply(path: str | Path) -> PointFile:
     """PLY (ASCII or binary) with ``plyfile``: every vertex property is a field."""
-    from plyfile import PlyData
+    from plyfile import PlyData  # type: ignore[import-untyped]
 
     path = Path(path)
     try:
@@ -162,7 +162,7 @@ def write_ply(pf: PointFile, out: Path, extra: dict[str, np.ndarray]) -> None:
     """The input PLY again (same elements, comments, text/binary, byte order) with the
     vertex properties of ``extra`` added (replaced when they exist)."""
     from numpy.lib import recfunctions as rfn
-    from plyfile import PlyData, PlyElement
+    from plyfile import PlyData, PlyElement  # type: ignore[import-untyped]
 
     ply = pf.native.get("ply")
     if ply is None:  # conversion from another format
@@ -184,7 +184,7 @@ def write_ply(pf: PointFile, out: Path, extra: dict[str, np.ndarray]) -> None:
 
 
 def _write_plain_ply(pf: PointFile, out: Path, extra: dict[str, np.ndarray]) -> None:
-    from plyfile import PlyData, PlyElement
+    from plyfile import PlyData, PlyElement  # type: ignore[import-untyped]
 
     cols = _flat_columns(pf, extra)
     arr = np.empty(pf.num_points, dtype=[(k, v.dtype.str) for k, v in cols.items()])
@@ -199,7 +199,7 @@ LAZ_HINT = "install the LAZ backend: pip install 'laspy[lazrs]' (or pip install 
 
 
 def _laz_backend_available() -> bool:
-    import laspy
+    import laspy  # type: ignore[import-untyped]
 
     return any(b.is_available() for b in laspy.LazBackend)
 
@@ -208,7 +208,7 @@ def read_las(path: str | Path) -> PointFile:
     """LAS/LAZ with ``laspy``: xyz = record * scale + offset (float64); every point
     dimension (incl. extra bytes) is a field; the integer records are kept for write-back."""
     try:
-        import laspy
+        import laspy  # type: ignore[import-untyped]
     except ImportError as e:  # pragma: no cover - laspy is a dependency
         raise PointFileError(f"{path}: reading LAS needs laspy: pip install 'laspy[lazrs]'") from e
     path = Path(path)
@@ -240,7 +240,7 @@ def write_las(pf: PointFile, out: Path, extra: dict[str, np.ndarray],
     unchanged — with ``classification`` set (when given) and the fields of ``extra`` as extra
     dimensions (replaced when they exist). From another format: a LAS 1.4 file, point format
     6 (7 with RGB), scale 1 mm, offset = the floor of the minimum."""
-    import laspy
+    import laspy  # type: ignore[import-untyped]
 
     las = pf.native.get("las")
     if las is None:
@@ -260,7 +260,7 @@ def write_las(pf: PointFile, out: Path, extra: dict[str, np.ndarray],
 
 
 def _new_las(pf: PointFile) -> Any:
-    import laspy
+    import laspy  # type: ignore[import-untyped]
 
     has_rgb = all(c in pf.fields for c in ("red", "green", "blue"))
     header = laspy.LasHeader(point_format=7 if has_rgb else 6, version="1.4")
@@ -284,10 +284,11 @@ def read_pcd(path: str | Path) -> PointFile:
     """PCD with open3d's tensor reader (keeps every field, unlike the legacy reader)."""
     path = Path(path)
     try:
-        import open3d as o3d
+        import open3d as o3d_mod
     except ImportError as e:
         raise PointFileError(f"{path}: reading PCD needs open3d: pip install 'pcseg[viz]' "
                              "(or open3d / open3d-cpu)") from e
+    o3d: Any = o3d_mod
     try:
         pcd = o3d.t.io.read_point_cloud(str(path))
     except Exception as e:
@@ -307,8 +308,9 @@ def read_pcd(path: str | Path) -> PointFile:
 
 def write_pcd(pf: PointFile, out: Path, extra: dict[str, np.ndarray]) -> None:
     """A binary PCD with every field of the input plus ``extra`` (open3d tensor writer)."""
-    import open3d as o3d
+    import open3d
 
+    o3d: Any = open3d
     pcd = o3d.t.geometry.PointCloud()
     pos_dtype = pf.native.get("position_dtype", np.float64)
     pcd.point.positions = o3d.core.Tensor(pf.xyz.astype(pos_dtype))
@@ -390,7 +392,7 @@ def write_npy(pf: PointFile, out: Path, extra: dict[str, np.ndarray]) -> None:
 
 def write_npz(pf: PointFile, out: Path, extra: dict[str, np.ndarray]) -> None:
     """The input ``.npz`` arrays unchanged plus ``extra``."""
-    cols = {**pf.fields, **extra}
+    cols: dict[str, Any] = {**pf.fields, **extra}
     _atomic(out, lambda p: np.savez(p, **cols), suffix=".npz")
 
 
@@ -485,7 +487,11 @@ def write_kitti_bin(pf: PointFile, out: Path, extra: dict[str, np.ndarray],
         data = np.asarray(codes).astype("<u4").tobytes()
         _atomic(out.with_suffix(".label"), lambda p: Path(p).write_bytes(data))
     for k, v in extra.items():
-        _atomic(out.with_name(f"{out.stem}.{k}.npy"), lambda p, v=v: np.save(p, v), suffix=".npy")
+        _atomic(out.with_name(f"{out.stem}.{k}.npy"), _saver(v), suffix=".npy")
+
+
+def _saver(v: np.ndarray) -> Callable[[Path], None]:
+    return lambda p: np.save(p, v)
 
 
 # ----------------------------------------------------------------------------- dispatch
