@@ -2,10 +2,11 @@
 
 ``CLASSES.yaml`` (:class:`ClassesSpec`; unknown keys are errors)::
 
-    names: [ground, low_vegetation, medium_vegetation, high_vegetation, building]  # index = position
+    names: [ground, low_vegetation, medium_vegetation, high_vegetation, building]  # index=position
     label_field: classification   # per-point field holding labels; omit for unlabelled scans
     map: {2: ground, 3: low_vegetation, 4: medium_vegetation, 5: high_vegetation, 6: building}
-                                  # raw value -> class (name or index); omit when raw values are indices
+                                  # raw value -> class (name or index); omit when the raw
+                                  # values are the class indices
     ignore: [0, 1, 7]             # raw values meaning "no label"
     features: [intensity]         # fields fed to the network: [] (geometry only), [rgb], or one
                                   # scalar field such as [intensity]

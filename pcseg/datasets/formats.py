@@ -446,7 +446,8 @@ def write_txt(pf: PointFile, out: Path, extra: dict[str, np.ndarray]) -> None:
     """The original lines, byte for byte, with the ``extra`` columns appended."""
     delim = pf.native.get("delim")
     sep = delim or " "
-    fmts = {k: ("{:d}" if np.issubdtype(v.dtype, np.integer) else "{:.6g}") for k, v in extra.items()}
+    fmts = {k: ("{:d}" if np.issubdtype(v.dtype, np.integer) else "{:.6g}")
+            for k, v in extra.items()}
     lines = list(pf.native.get("lines") or [])
     if not lines:  # conversion from another format
         cols = _flat_columns(pf, extra)
