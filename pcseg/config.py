@@ -46,7 +46,7 @@ from pydantic import (
 
 from pcseg.utils.io import atomic_write_text
 
-Dataset = Literal["s3dis", "scannet", "semantickitti"]
+Dataset = Literal["s3dis", "scannet", "semantickitti", "custom"]  # custom: pcseg prepare custom
 DATASETS: tuple[str, ...] = typing.get_args(Dataset)
 
 

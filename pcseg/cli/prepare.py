@@ -7,14 +7,23 @@ from pathlib import Path
 
 from pcseg.data.weak_labels import parse_spec
 from pcseg.datasets import DATASETS
-from pcseg.datasets.prepare import DEFAULT_VOXEL_SIZE, PrepareError, PrepareOptions, prepare_dataset
+from pcseg.datasets.prepare import (
+    DEFAULT_VOXEL_SIZE,
+    PrepareError,
+    PrepareOptions,
+    prepare_dataset,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``prepare`` subcommand."""
     p = sub.add_parser("prepare", help="raw dataset -> processed folder and weak-label files",
                        description=__doc__)
-    p.add_argument("dataset", choices=list(DATASETS))
+    p.add_argument("dataset", choices=[*DATASETS, "custom"],
+                   help="a benchmark, or 'custom': a folder of your own files (with --classes)")
+    p.add_argument("--classes", type=Path, default=None, metavar="CLASSES.yaml",
+                   help="custom only: class names, label field, map, features, voxel size "
+                        "(pcseg/datasets/custom.py; examples in configs/custom/)")
     p.add_argument("--raw", required=True, type=Path, help="raw dataset folder")
     p.add_argument("--out", required=True, type=Path, help="processed output folder")
     p.add_argument("--split", nargs="+", default=None,
@@ -50,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
         args.parser.error(f"--workers must be >= 1, got {args.workers}")
     if args.voxel_size is not None and args.voxel_size < 0:
         args.parser.error(f"--voxel-size must be >= 0, got {args.voxel_size}")
+    if args.dataset == "custom":
+        return _run_custom(args)
+    if args.classes is not None:
+        args.parser.error("--classes is for 'pcseg prepare custom' only")
     opts = PrepareOptions(
         dataset=args.dataset, raw=args.raw, out=args.out, splits=args.split,
         voxel_size=args.voxel_size, labels=list(args.labels), seed=args.seed, workers=args.workers,
@@ -58,6 +71,25 @@ def run(args: argparse.Namespace) -> int:
     try:
         prepare_dataset(opts)
     except PrepareError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_custom(args: argparse.Namespace) -> int:
+    """``pcseg prepare custom``: files under --raw + CLASSES.yaml -> processed folder."""
+    from pcseg.datasets.custom import ClassesError, prepare_custom
+
+    if args.classes is None:
+        args.parser.error("pcseg prepare custom needs --classes CLASSES.yaml")
+    if args.voxel_size is not None or args.limited_annotation:
+        args.parser.error("custom: the voxel size comes from CLASSES.yaml (voxel_size); "
+                          "--voxel-size / --limited-annotation are for the benchmarks")
+    try:
+        prepare_custom(args.raw, args.classes, args.out, labels=list(args.labels) or None,
+                       splits=args.split, seed=args.seed, workers=args.workers,
+                       overwrite=args.overwrite)
+    except (ClassesError, PrepareError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

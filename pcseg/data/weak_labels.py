@@ -16,6 +16,10 @@ Spec grammar (``parse_spec``; ``%`` may also be written ``pct``):
                  stuff classes (road, building, vegetation, ...) get no click: use
                  ``1pt`` there for one label per class present.
     ``full``     every labelled point (semantic >= 0).
+    ``given``    the points whose file already carries a label (semantic >= 0), taken as
+                 they are, no sampling: the labels a user made in CloudCompare or another
+                 tool on part of a scan (``pcseg prepare custom``). The same points as
+                 ``full``; the name says they are a partial annotation, not ground truth.
     ``import:NAME``  indices imported from a file (e.g. the official ScanNet
                  limited-annotation ``points200``); see :func:`import_indices`.
 
@@ -53,7 +57,8 @@ GRAMMAR = (
     "label spec grammar: 'R%' (ERDA stratified ratio, e.g. 1%, 0.1%, 0.01%), "
     "'sqnR%' (SQN uniform ratio, e.g. sqn1%), 'Npt' (N points per class per scene, e.g. 1pt), "
     "'Npps' (N points per scene, e.g. 20pps), 'click' (one point per instance), "
-    "'full' (every labelled point), 'import:NAME' (indices from a file); "
+    "'full' (every labelled point), 'given' (the labels a file carries, no sampling), "
+    "'import:NAME' (indices from a file); "
     "'%' may be written 'pct'"
 )
 
@@ -68,7 +73,7 @@ class LabelSpec:
     """A parsed label spec.
 
     Attributes:
-        kind: 'ratio' | 'sqn' | 'npt' | 'pps' | 'click' | 'full' | 'import'.
+        kind: 'ratio' | 'sqn' | 'npt' | 'pps' | 'click' | 'full' | 'given' | 'import'.
         ratio: fraction in (0, 1] for 'ratio' / 'sqn' (``1%`` -> 0.01), else 0.
         count: N for 'npt' / 'pps', else 0.
         source: NAME for 'import', else ''.
@@ -114,7 +119,7 @@ def parse_spec(spec: str | LabelSpec) -> LabelSpec:
         raise ValueError(f"label spec must be a string, got {type(spec).__name__}; {GRAMMAR}")
     s = spec.strip()
     low = s.lower()
-    if low in ("full", "click"):
+    if low in ("full", "click", "given"):
         return LabelSpec(kind=low)
     m = _RATIO_RE.match(low)
     if m:
@@ -197,7 +202,7 @@ def sample_weak_labels(
         raise ValueError(
             f"label spec {sp.name!r} is imported from a file, not sampled; use import_indices()"
         )
-    if sp.kind == "full":
+    if sp.kind in ("full", "given"):
         return np.flatnonzero(semantic >= 0).astype(np.int64)
     cand = candidate_points(scene, seed, voxel_size) if candidates is None else np.asarray(candidates)
     if len(cand) == 0:

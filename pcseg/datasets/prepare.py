@@ -71,6 +71,13 @@ class PrepareOptions:
     overwrite: bool = False
     trust_pickle: bool = False
     limited_annotation: list[Path] = field(default_factory=list)
+    #: a reader object (``SPLITS``, ``list_scenes``, ``read_scene``) used instead of
+    #: ``READERS[dataset]``, e.g. pcseg.datasets.custom.CustomReader; picklable for workers
+    reader: Any = None
+    #: class names used instead of ``pcseg.data.classes.class_names(dataset)``
+    class_names: list[str] | None = None
+    #: further keys written to meta.json (e.g. the custom class spec)
+    meta_extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _default_splits(reader: ModuleType) -> list[str]:
@@ -122,7 +129,7 @@ def process_scene(job: dict[str, Any]) -> dict[str, Any]:
                     return res
                 scene = processed.read_scene(out, sid)
             else:
-                reader = READERS[job["dataset"]]
+                reader = job.get("reader") or READERS[job["dataset"]]
                 scene = reader.read_scene(Path(job["raw"]), sid)
                 if scene.name != sid:
                     raise ValueError(f"reader returned scene named {scene.name!r} for id {sid!r}")
@@ -223,11 +230,11 @@ def prepare_dataset(opts: PrepareOptions) -> dict[str, Any]:
     printed and written to ``OUT/summary.json``). Raises :class:`PrepareError` when nothing
     can be prepared (no scenes, unknown imported spec, meta mismatch) or every scene failed."""
     t_start = time.perf_counter()
-    reader = READERS[opts.dataset]
+    reader = opts.reader if opts.reader is not None else READERS[opts.dataset]
     out = Path(opts.out)
     raw = Path(opts.raw)
     voxel_size = DEFAULT_VOXEL_SIZE[opts.dataset] if opts.voxel_size is None else float(opts.voxel_size)
-    class_names = list(dataset_class_names(opts.dataset))
+    class_names = list(opts.class_names or dataset_class_names(opts.dataset))
     specs, imported = _label_specs(opts)
     try:
         splits = list_split_scenes(reader, raw, opts.splits)
@@ -244,11 +251,12 @@ def prepare_dataset(opts: PrepareOptions) -> dict[str, Any]:
 
     out.mkdir(parents=True, exist_ok=True)
     meta = merge_meta(out, opts, class_names, voxel_size, splits, specs)
+    meta.update(opts.meta_extra)
     processed.write_meta(out, meta)
     jobs = [
         {"scene": sid, "dataset": opts.dataset, "raw": str(raw), "out": str(out), "specs": specs,
          "seed": opts.seed, "voxel_size": voxel_size, "overwrite": opts.overwrite,
-         "class_names": class_names,
+         "class_names": class_names, "reader": opts.reader,
          "imported": {n: m.get(sid) for n, m in imported.items()}}
         for sid in scene_ids
     ]

@@ -1,0 +1,65 @@
+"""``pcseg predict --checkpoint CKPT INPUT... --out DIR [--format same|ply|las|npy]``: label
+your own files with a trained checkpoint (no labels needed).
+
+INPUT: files or folders (every supported file under a folder: PLY, LAS/LAZ, PCD, NPY/NPZ,
+TXT/CSV, KITTI .bin). Every original point gets ``pred_class`` and ``confidence``; the output
+is the input's format with all its fields kept (LAS: classification set through the
+reverse of CLASSES.yaml's ``map``, plus extra dimensions). Large files are predicted in
+overlapping tiles of at most --voxel-budget voxels (pcseg/predict.py says how tiles are
+stitched). A file that fails is reported and the others go on; the exit status is 1 when
+any file failed. Under torchrun the files are shared out across the ranks.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pcseg.datasets.custom import ClassesError
+from pcseg.datasets.formats import OUTPUT_FORMATS
+from pcseg.predict import (
+    DEFAULT_OVERLAP_VOXELS,
+    DEFAULT_VOXEL_BUDGET,
+    PredictError,
+    predict_files,
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``predict`` subcommand."""
+    p = sub.add_parser("predict", help="label your own point-cloud files with a checkpoint",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="files or folders to label")
+    p.add_argument("--checkpoint", required=True, type=Path, help="a pcseg checkpoint (.pt)")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--format", default="same", choices=["same", *OUTPUT_FORMATS],
+                   help="output format (default: the input's own)")
+    p.add_argument("--classes", type=Path, default=None, metavar="CLASSES.yaml",
+                   help="class spec (default: the copy kept by pcseg prepare custom in the "
+                        "run's processed folder)")
+    p.add_argument("--voxel-budget", type=int, default=DEFAULT_VOXEL_BUDGET,
+                   help=f"most voxels per tile (bounds memory; default {DEFAULT_VOXEL_BUDGET:,})"
+                        "; 0 = never tile")
+    p.add_argument("--overlap", type=float, default=None,
+                   help=f"metres of context around each tile (default {DEFAULT_OVERLAP_VOXELS} "
+                        "voxels)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run, parser=p)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Predict; exit status 0, 1 when a file failed, 2 when nothing could start."""
+    if args.voxel_budget < 0:
+        args.parser.error(f"--voxel-budget must be >= 0, got {args.voxel_budget}")
+    if args.overlap is not None and args.overlap < 0:
+        args.parser.error(f"--overlap must be >= 0, got {args.overlap}")
+    try:
+        summary = predict_files(args.checkpoint, args.inputs, args.out, fmt=args.format,
+                                classes=args.classes, voxel_budget=args.voxel_budget or None,
+                                overlap=args.overlap, device=args.device,
+                                progress=not args.no_progress)
+    except (PredictError, ClassesError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 1 if summary["failures"] else 0
