@@ -491,20 +491,29 @@ def prepare_if_missing(cfg: Config) -> None:
     """
     root = Path(cfg.data.root)
     specs = list(dict.fromkeys([cfg.data.label_spec, *cfg.data.prepare_specs]))
+    want_splits = list(cfg.data.prepare_splits)
     if (root / "meta.json").is_file() and all(_labels_ready(root, s) for s in specs):
-        return
+        have = processed.read_meta(root)["splits"]
+        if all(s in have for s in want_splits):
+            return
+        print(f"[train] {root}/meta.json lacks split(s) "
+              f"{[s for s in want_splits if s not in have]} of data.prepare_splits")
     if cfg.data.raw is None:
         raise FileNotFoundError(
             f"data.root {root} has no processed data (meta.json) or lacks label spec(s) {specs}; "
             f"run `pcseg prepare` or set data.raw"
         )
     raw = Path(cfg.data.raw)
-    if not raw.exists():
+    # synthetic areas the raw folder lacks (e.g. a validation area added to the config)
+    missing_areas = [s for s in want_splits if s.startswith("Area_") and not (raw / s).is_dir()]
+    if not raw.exists() or (cfg.data.synthetic is not None and missing_areas):
         if cfg.data.synthetic is None:
             raise FileNotFoundError(f"data.raw {raw} does not exist")
         print(f"[train] generating synthetic raw data in {raw}")
         write_synthetic_s3dis(raw, **cfg.data.synthetic)
+    kitti_yaml = getattr(cfg.data, "semantickitti_yaml", None)
     opts = PrepareOptions(dataset=cfg.data.dataset, raw=raw, out=root, voxel_size=cfg.data.voxel_size,
-                          seed=0, labels=specs, splits=list(cfg.data.prepare_splits) or None)
+                          seed=0, labels=specs, splits=want_splits or None,
+                          kitti_yaml=Path(kitti_yaml) if kitti_yaml else None)
     print(f"[train] preparing {root} from {raw} (labels {specs})")
     prepare_dataset(opts)
