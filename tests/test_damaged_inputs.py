@@ -236,8 +236,8 @@ def _prepare_options() -> set[str]:
     return {o for a in sub.choices["prepare"]._actions for o in a.option_strings}
 
 
-def test_hints_name_real_options_and_kitti_needs_no_yaml(kitti, kitti_clean, scan, tmp_path,
-                                                         capsys):
+def test_hints_name_real_options_and_kitti_needs_no_yaml(kitti, kitti_clean, scan, rooms,
+                                                         tmp_path, capsys):
     # SemanticKITTI without semantic-kitti.yaml: the official map built in
     (kitti / "semantic-kitti.yaml").unlink()
     out = tmp_path / "k"
@@ -261,13 +261,23 @@ def test_hints_name_real_options_and_kitti_needs_no_yaml(kitti, kitti_clean, sca
     with pytest.raises(ValueError) as e:
         scannet.find_label_map(scan)
     messages.append(str(e.value))
+    # S3DIS: an object file of an unknown class
+    room = _room_file(rooms, "Area_1").parent
+    shutil.copy(room / "wall_1.txt", room / "pillar_1.txt")
+    sid = f"Area_1_{room.parent.name}"
+    assert _prepare("s3dis", rooms, tmp_path / "r", "--split", "Area_1") == 0
+    messages.append(_summary(tmp_path / "r")["failures"][0]["error"])
+    assert _prepare("s3dis", rooms, tmp_path / "r2", "--split", "Area_1",
+                    "--s3dis-unknown-class", "ignore") == 0
+    assert sid in processed.read_meta(tmp_path / "r2")["splits"]["Area_1"]
     options = _prepare_options()
     for m in messages:
-        named = re.findall(r"--[a-z][a-z-]+", m)
+        named = re.findall(r"--[a-z][a-z0-9-]+", m)
         assert named, m
         assert set(named) <= options, (m, options)
         assert not re.search(r"pass \w+=", m), m
-    assert {"--kitti-yaml", "--scannet-split-dir", "--scannet-label-map"} <= options
+    assert {"--kitti-yaml", "--scannet-split-dir", "--scannet-label-map",
+            "--s3dis-unknown-class"} <= options
     # the split dir option works
     split_dir = tmp_path / "lists"
     split_dir.mkdir()

@@ -61,6 +61,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         "not in RAW, RAW/meta or RAW/Tasks/Benchmark")
     p.add_argument("--scannet-label-map", type=Path, default=None, metavar="FILE",
                    help="scannet: scannetv2-labels.combined.tsv when not in RAW or RAW/meta")
+    p.add_argument("--s3dis-unknown-class", choices=["error", "ignore", "skip"], default="error",
+                   help="s3dis: an object file <class>_<i>.txt of an unknown class fails the "
+                        "room (error, default), keeps its points unlabelled (ignore) or is "
+                        "left out (skip)")
     p.set_defaults(run=run, parser=p)
 
 
@@ -81,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
         args.parser.error(str(e))
     for flag, val, ds in (("--kitti-yaml", args.kitti_yaml, "semantickitti"),
                           ("--scannet-split-dir", args.scannet_split_dir, "scannet"),
-                          ("--scannet-label-map", args.scannet_label_map, "scannet")):
+                          ("--scannet-label-map", args.scannet_label_map, "scannet"),
+                          ("--s3dis-unknown-class",
+                           None if args.s3dis_unknown_class == "error" else 1, "s3dis")):
         if val is not None and args.dataset != ds:
             args.parser.error(f"{flag} applies to {ds} only, not {args.dataset}")
     opts = PrepareOptions(
@@ -90,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite, trust_pickle=args.trust_pickle,
         limited_annotation=list(args.limited_annotation), nonfinite=args.nonfinite,
         kitti_yaml=args.kitti_yaml, scannet_split_dir=args.scannet_split_dir,
-        scannet_label_map=args.scannet_label_map, split_scenes=split_scenes)
+        scannet_label_map=args.scannet_label_map, split_scenes=split_scenes,
+        s3dis_unknown_class=args.s3dis_unknown_class)
     try:
         prepare_dataset(opts)
     except PrepareError as e:

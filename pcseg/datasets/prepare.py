@@ -77,7 +77,9 @@ class PrepareOptions:
     (default: one in the raw folder, else the official map built in);
     ``scannet_split_dir`` / ``scannet_label_map``: where the ScanNet split lists / label
     tsv are when not in the raw folder; ``split_scenes``: {split: scene names or globs}
-    (module docstring).
+    (module docstring); ``s3dis_unknown_class``: an S3DIS object file of an unknown class
+    fails the room (``error``), keeps its points unlabelled (``ignore``) or is dropped
+    (``skip``).
     """
 
     dataset: str
@@ -96,6 +98,7 @@ class PrepareOptions:
     scannet_split_dir: Path | None = None
     scannet_label_map: Path | None = None
     split_scenes: dict[str, list[str]] = field(default_factory=dict)
+    s3dis_unknown_class: str = "error"
 
 
 def reader_kwargs(opts: PrepareOptions) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -108,6 +111,8 @@ def reader_kwargs(opts: PrepareOptions) -> tuple[dict[str, Any], dict[str, Any]]
     read: dict[str, Any] = {"nonfinite": opts.nonfinite}
     if opts.dataset == "semantickitti" and opts.kitti_yaml is not None:
         lst["config"] = read["config"] = str(opts.kitti_yaml)
+    if opts.dataset == "s3dis" and opts.s3dis_unknown_class != "error":
+        read["on_unknown_class"] = opts.s3dis_unknown_class
     if opts.dataset == "scannet":
         if opts.scannet_split_dir is not None:
             lst["split_dir"] = str(opts.scannet_split_dir)
@@ -239,7 +244,7 @@ def process_scene(job: dict[str, Any]) -> dict[str, Any]:
                     idx = sample_weak_labels(scene, spec, job["seed"], vs, candidates=cand)
                 processed.write_labels(out, spec, sid, idx)
         res["warnings"] = [str(w.message) for w in caught]
-    except Exception as e:  # one bad scene must not stop the run
+    except Exception as e:  # noqa: BLE001 -- one bad scene must not stop the run
         res.update(status="failed", error=f"{type(e).__name__}: {e}",
                    traceback=traceback.format_exc(limit=3))
     res["seconds"] = time.perf_counter() - t0

@@ -455,7 +455,8 @@ def list_object_files(
             f"aliases {CLASS_ALIASES})"
         )
         if on_unknown_class == "error":
-            raise ValueError(msg + "; pass on_unknown_class='ignore' or 'skip' to go on")
+            raise ValueError(msg + "; `pcseg prepare s3dis --s3dis-unknown-class ignore` (keep "
+                             "its points unlabelled) or `skip` (drop the file) goes on")
         if on_unknown_class == "ignore":
             warn(msg + "; points kept with semantic -1")
             out.append(ObjectFile(path, cls, -1))
