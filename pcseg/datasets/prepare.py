@@ -181,7 +181,7 @@ def list_split_scenes(reader: ModuleType, raw: Path, splits: list[str] | None,
     out: dict[str, list[str]] = {}
     notes: list[str] = []
     warns: list[str] = []
-    for split in (splits if explicit else _default_splits(reader)):
+    for split in (splits if splits is not None else _default_splits(reader)):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
