@@ -56,3 +56,106 @@ def inject_s3dis_damage(room_dir: Path) -> dict[str, Any]:
     }
 
 
+
+
+# --------------------------------------------------------------------------- damaged inputs
+# Helpers of tests/test_damaged_inputs.py and the reader tests: each damages one raw file of a
+# synthetic dataset in place (atomically) and returns what it did, so a test can check that
+# the message names that file and those points.
+
+
+def truncate_file(path: Path, drop_bytes: int = 7) -> int:
+    """Cut the last ``drop_bytes`` bytes of ``path`` (a download cut short); returns the
+    new size."""
+    data = Path(path).read_bytes()
+    atomic_write_bytes(path, data[: max(0, len(data) - drop_bytes)])
+    return max(0, len(data) - drop_bytes)
+
+
+def empty_file(path: Path) -> None:
+    """Make ``path`` a 0-byte file (an empty scan / object file)."""
+    atomic_write_bytes(path, b"")
+
+
+def kitti_nan_points(bin_path: Path, indices: list[int], value: float = float("nan")) -> None:
+    """Set x of the points ``indices`` (0-based, file order) of a ``.bin`` scan to ``value``."""
+    import numpy as np
+
+    pts = np.fromfile(bin_path, dtype="<f4").reshape(-1, 4)
+    pts[list(indices), 0] = value
+    atomic_write_bytes(bin_path, pts.tobytes())
+
+
+def kitti_relabel(label_path: Path, indices: list[int], raw_id: int) -> None:
+    """Give the points ``indices`` of a ``.label`` file the raw semantic id ``raw_id``
+    (e.g. one that is not in the learning map: a mislabelled scan)."""
+    import numpy as np
+
+    lab = np.fromfile(label_path, dtype="<u4")
+    lab[list(indices)] = (lab[list(indices)] & 0xFFFF0000) | raw_id
+    atomic_write_bytes(label_path, lab.tobytes())
+
+
+def s3dis_nan_line(obj_file: Path, lineno: int, token: bytes = b"nan") -> None:
+    """Replace the x value of 1-based line ``lineno`` of an S3DIS object file by ``token``."""
+    lines = Path(obj_file).read_bytes().split(b"\n")
+    toks = lines[lineno - 1].split(b" ")
+    toks[0] = token
+    lines[lineno - 1] = b" ".join(toks)
+    atomic_write_bytes(obj_file, b"\n".join(lines))
+
+
+def s3dis_empty_room(room_dir: Path) -> list[str]:
+    """Empty every annotation file of a room (0 points in all of them); returns their names."""
+    names = sorted(p.name for p in (Path(room_dir) / "Annotations").glob("*.txt"))
+    for n in names:
+        empty_file(Path(room_dir) / "Annotations" / n)
+    return names
+
+
+def add_split_line(list_file: Path, line: str, position: int = 1) -> int:
+    """Insert ``line`` into a ScanNet split list before 0-based line ``position``; returns
+    its 1-based line number."""
+    lines = Path(list_file).read_text().splitlines()
+    lines.insert(position, line)
+    atomic_write_bytes(list_file, ("\n".join(lines) + "\n").encode())
+    return position + 1
+
+
+def ply_vertices(ply: Path, fn) -> None:
+    """Rewrite a PLY mesh (binary, all elements kept) after ``fn(vertex structured array)``
+    returned the new vertex array (it may change dtypes, e.g. float colours)."""
+    from plyfile import PlyData, PlyElement
+
+    data = PlyData.read(str(ply))
+    verts = fn(data["vertex"].data.copy())
+    elements = [PlyElement.describe(verts, "vertex")]
+    elements += [e for e in data.elements if e.name != "vertex"]
+    import io
+
+    buf = io.BytesIO()
+    PlyData(elements, text=False).write(buf)
+    atomic_write_bytes(ply, buf.getvalue())
+
+
+def ply_nan_vertices(ply: Path, indices: list[int]) -> None:
+    """Set x of vertices ``indices`` (0-based, file order) of a PLY mesh to NaN."""
+    def fn(v):
+        v["x"][list(indices)] = float("nan")
+        return v
+    ply_vertices(ply, fn)
+
+
+def ply_float_colours(ply: Path, scale: float = 255.0) -> None:
+    """Store a PLY mesh's red/green/blue as float32 holding 0..``scale`` (a 0-255 float
+    export instead of uchar)."""
+    import numpy as np
+
+    def fn(v):
+        names = v.dtype.names
+        dt = [(n, "<f4" if n in ("red", "green", "blue") else v.dtype[n].str) for n in names]
+        out = np.empty(len(v), dtype=dt)
+        for n in names:
+            out[n] = v[n] * (scale / 255.0) if n in ("red", "green", "blue") else v[n]
+        return out
+    ply_vertices(ply, fn)

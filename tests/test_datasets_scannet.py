@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from pcseg.data.classes import SCANNET_CLASSES
 from pcseg.datasets import scannet
 from pcseg.datasets.common import DataWarning
 from pcseg.datasets.synthetic import (
@@ -19,7 +20,6 @@ from pcseg.datasets.synthetic import (
     write_scannet_scene,
     write_synthetic_scannet,
 )
-from pcseg.data.classes import SCANNET_CLASSES
 
 TSV = "scannetv2-labels.combined.tsv"
 
@@ -89,8 +89,8 @@ def test_synthetic_dataset_splits(tmp_path):
     with pytest.warns(DataWarning, match="1 of 2 scenes"):
         assert scannet.list_scenes(root, "val") == ["scene0011_00"]
     (root / "meta" / "scannetv2_val.txt").write_text("scene0011_00\nscene11\n")
-    with pytest.raises(ValueError, match=r"scannetv2_val.txt:2"):
-        scannet.list_scenes(root, "val")
+    with pytest.warns(DataWarning, match=r"scannetv2_val.txt:2: 'scene11' .*entry skipped"):
+        assert scannet.list_scenes(root, "val") == ["scene0011_00"]
     (root / "meta" / "scannetv2_val.txt").unlink()
     with pytest.raises(ValueError, match="scannetv2_val.txt not found"):
         scannet.list_scenes(root, "val")

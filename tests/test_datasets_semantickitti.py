@@ -10,10 +10,14 @@ import numpy as np
 import pytest
 import yaml
 
+from pcseg.data.classes import SEMANTICKITTI_CLASSES
 from pcseg.datasets import semantickitti as sk
 from pcseg.datasets.common import DataWarning
-from pcseg.datasets.synthetic import make_kitti_scan, make_kitti_world, write_semantic_kitti_yaml
-from pcseg.data.classes import SEMANTICKITTI_CLASSES
+from pcseg.datasets.synthetic import (
+    make_kitti_scan,
+    make_kitti_world,
+    write_semantic_kitti_yaml,
+)
 
 
 def _write_scan(root: Path, seq: str, frame: int, pts: np.ndarray, labels: np.ndarray | None) -> None:
@@ -87,9 +91,8 @@ def test_layout_config_and_splits(synthetic_root):
         assert sk.list_scenes(root, "test") == ["11_000000"]
     assert sk.list_scenes(root, "all") == ["08_000000", "08_000001", "11_000000"]
     assert sk.list_scenes(root, "08+11") == ["08_000000", "08_000001", "11_000000"]
-    with pytest.warns(DataWarning):
-        with pytest.raises(ValueError, match="has no scans"):
-            sk.list_scenes(root, "train")
+    with pytest.warns(DataWarning), pytest.raises(ValueError, match="has no scans"):
+        sk.list_scenes(root, "train")
     with pytest.raises(ValueError, match="unknown SemanticKITTI split 'training'"):
         sk.list_scenes(root, "training")
     assert sk.SPLITS["train"] == ("00", "01", "02", "03", "04", "05", "06", "07", "09", "10")
@@ -99,9 +102,12 @@ def test_layout_config_and_splits(synthetic_root):
     other.parent.mkdir()
     shutil.copy(root / "semantic-kitti.yaml", other)
     (root / "semantic-kitti.yaml").unlink()
-    with pytest.raises(ValueError, match="semantic-kitti.yaml not found"):
-        sk.read_scene(root, "08_000000")
+    # without a yaml the official map built in is used (same labels as the official file)
+    builtin = sk.read_scene(root, "08_000000")
+    assert builtin.extra["config"] == "builtin"
     assert sk.read_scene(root, "08_000000", config=other).extra["config"] == str(other)
+    with pytest.raises(ValueError, match=r"missing\.yaml \(--kitti-yaml\) not found"):
+        sk.read_scene(root, "08_000000", config=root / "missing.yaml")
     # the config's split section is used
     cfg = yaml.safe_load(other.read_text())
     cfg["split"]["valid"] = [11]

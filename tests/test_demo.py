@@ -2,6 +2,7 @@
 for real."""
 import json
 
+import numpy as np
 import pytest
 
 from pcseg.workflows.demo import run_demo
@@ -12,7 +13,7 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
     out = tmp_path / "demo"
     res = run_demo(out, ["supervised", "erda"], 0, [
         f"data.root={tmp_path / 'processed'}", f"data.raw={tmp_path / 'raw'}",
-        "data.synthetic={num_areas: 3, rooms_per_area: 1, seed: 0, spacing: 0.1}",
+        "data.synthetic={num_areas: 4, rooms_per_area: 1, seed: 0, spacing: 0.1}",
         "data.max_voxels=1500", "train.iterations=6", "train.val_every=6", "train.log_every=2",
         "train.checkpoint_every=6", "train.threads=1",
     ])
@@ -33,3 +34,41 @@ def test_demo_end_to_end_tiny(tmp_path, capsys):
         assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert {p.name for p in res["pictures"]} == {
         "panel_supervised.png", "curves_supervised.png", "panel_erda.png", "curves_erda.png"}
+
+
+def test_demo_validates_on_its_own_area():
+    """best.pt is chosen on a validation area, never on the test area it is scored with; the
+    training areas stay Area_1 + Area_2."""
+    from conftest import REPO
+
+    from pcseg.config import load_config
+
+    for name in ("erda", "supervised"):
+        d = load_config(REPO / "configs" / "demo" / f"{name}.yaml", []).data
+        assert (d.train_split, d.val_split, d.test_split) == ("Area_1+Area_2", "Area_4", "Area_3")
+        assert d.synthetic["num_areas"] == 4 and "Area_4" in d.prepare_splits
+
+
+def test_prepare_if_missing_adds_a_new_validation_area(tmp_path):
+    """An old demo folder (3 areas) gets the added area: generated and prepared; the first
+    areas are the same rooms (one seed, areas drawn in order)."""
+    from pcseg.config import Config
+    from pcseg.data import processed
+    from pcseg.datasets.prepare import prepare_if_missing
+
+    cfg = Config()
+    cfg.data.dataset, cfg.data.root = "s3dis", str(tmp_path / "p")
+    cfg.data.raw = str(tmp_path / "r")
+    cfg.data.label_spec, cfg.data.voxel_size = "1%", 0.1
+    cfg.data.synthetic = {"num_areas": 2, "rooms_per_area": 1, "seed": 0, "spacing": 0.15}
+    cfg.data.prepare_splits = ["Area_1", "Area_2"]
+    prepare_if_missing(cfg)
+    first = processed.split_scenes(tmp_path / "p", "Area_1")[0]
+    before = processed.read_scene(tmp_path / "p", first)
+    cfg.data.synthetic = {**cfg.data.synthetic, "num_areas": 3}
+    cfg.data.prepare_splits = ["Area_1", "Area_2", "Area_3"]
+    prepare_if_missing(cfg)
+    meta = processed.read_meta(tmp_path / "p")
+    assert set(meta["splits"]) == {"Area_1", "Area_2", "Area_3"}
+    after = processed.read_scene(tmp_path / "p", first)
+    np.testing.assert_array_equal(before.coords, after.coords)

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pcseg.cli.main import main
 from pcseg.data import processed
 from pcseg.data.classes import S3DIS_CLASSES
 from pcseg.data.scene import Scene
 from pcseg.data.weak_labels import sample_weak_labels
-from pcseg.cli.main import main
 from pcseg.datasets import prepare as prepare_lib
 
 
@@ -78,7 +78,9 @@ def test_end_to_end_with_broken_scene(fake, tmp_path, capsys):
     printed = capsys.readouterr()
     assert "Area_1_bad" in printed.out + printed.err and "line 3" in printed.out
     meta = processed.read_meta(out)
-    assert meta["splits"] == SPLITS and meta["voxel_size"] == 0.05 and meta["seed"] == 5
+    # the failed scene is not listed (training would otherwise die on its missing files)
+    listed = {k: [i for i in v if i != "Area_1_bad"] for k, v in SPLITS.items()}
+    assert meta["splits"] == listed and meta["voxel_size"] == 0.05 and meta["seed"] == 5
     assert meta["label_specs"] == ["1%", "1pt"] and meta["class_names"] == list(S3DIS_CLASSES)
     assert not processed.is_scene_done(out, "Area_1_bad")
     hist = np.zeros(13, np.int64)
@@ -162,9 +164,10 @@ def test_interrupted_write_leaves_no_partial_file(fake, tmp_path, monkeypatch):
             np.load(p)
         else:
             json.loads(p.read_text())
-    # meta.json and the first scene's .npz and .json were written; its first label file was killed
+    # the first scene's .npz, .json and 1% labels were written; its 1pt label file was killed;
+    # meta.json is written once the scenes are done, so it never lists an unfinished scene
     assert sorted(p.relative_to(out).as_posix() for p in files) == [
-        "meta.json", "scenes/Area_1_room_1.json", "scenes/Area_1_room_1.npz"]
+        "labels/1pct/Area_1_room_1.npy", "scenes/Area_1_room_1.json", "scenes/Area_1_room_1.npz"]
     assert _run(out) == 0  # resume completes the job
     clean = tmp_path / "clean"
     assert _run(clean) == 0
@@ -210,10 +213,11 @@ def test_limited_annotation_and_bad_arguments(fake, tmp_path):
 
 def test_end_to_end_synthetic_s3dis(tmp_path):
     """Real S3DIS reader on the synthetic raw set (with injected damage), 2 workers, then the dataset."""
+    from faults import inject_s3dis_damage
+
+    from pcseg.data.dataset import SegmentationDataset, collate
     from pcseg.datasets import s3dis, synthetic
     from pcseg.datasets.common import DataWarning
-    from pcseg.data.dataset import SegmentationDataset, collate
-    from faults import inject_s3dis_damage
 
     raw = synthetic.write_synthetic_s3dis(tmp_path / "raw", num_areas=2, rooms_per_area=1)
     inject_s3dis_damage(raw / "Area_1" / "office_1")  # the first room of every area is an office

@@ -615,3 +615,69 @@ def test_viewer_keys_under_xvfb(room: dict, tmp_path: Path):
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
         os.close(r_fd)
+
+
+# ----------------------------------------------------------------------------- hardening
+
+
+def test_error_colour_is_in_no_palette():
+    """Wrong points are drawn in a colour no class palette uses (red was SemanticKITTI's
+    traffic-sign and S3DIS's chair)."""
+    pals = {name: np.asarray(v) for name, v in vars(P).items()
+            if isinstance(v, np.ndarray) and v.ndim == 2 and v.shape[1] == 3}
+    pals.update({f"get_palette({d})": P.get_palette(d) for d in P.DATASET_PALETTES})
+    pals["generic_palette(80)"] = P.generic_palette(80)
+    assert {"S3DIS_COLORS", "SCANNET_COLORS", "SEMANTICKITTI_COLORS"} <= set(pals)
+    assert tuple(C.WRONG_COLOR) == tuple(P.ERROR_COLOR)
+    for name, pal in pals.items():
+        dist = np.sqrt(((pal.astype(float) - np.asarray(C.WRONG_COLOR, float)) ** 2).sum(1))
+        assert dist.min() > 60, (name, pal[dist.argmin()])
+    err = C.error_colors(np.array([0, 1, -1]), np.array([0, 2, 1]))
+    assert tuple(err[1]) == tuple(P.ERROR_COLOR)
+
+
+def test_legend_shows_unlabelled_and_ignored_greys():
+    from types import SimpleNamespace
+
+    from pcseg.viz.render import legend_extras
+
+    sem = np.array([0, 1, -1, 2])
+    view = SimpleNamespace(semantic=sem, pred=np.array([0, 2, 1, 2]), pseudo=None,
+                           labelled=np.array([True, False, False, False]))
+    vis = np.ones(4, bool)
+    extras = legend_extras(view, ["gt", "weak", "error"], vis)
+    names = [n for n, _ in extras]
+    assert names[:2] == ["unlabelled", "ignored (no label)"] and "wrong" in names
+    assert legend_extras(view, ["gt"], np.array([True, True, False, True])) == []
+    pal = P.get_palette("s3dis")
+    img = P.legend_image(S3DIS_CLASSES, pal, width=700, present=[0], extra=extras)
+    for rgb in (P.UNLABELLED_COLOR, P.IGNORE_COLOR, P.ERROR_COLOR, C.DARK_COLOR):
+        assert _count(img, rgb, 0) >= 20, rgb
+
+
+def test_private_runtime_dir(monkeypatch, tmp_path):
+    from pcseg.viz.render import private_runtime_dir
+
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    d = Path(private_runtime_dir())
+    assert os.environ["XDG_RUNTIME_DIR"] == str(d) and d.is_dir()
+    assert (d.stat().st_mode & 0o777) == 0o700
+    bad = tmp_path / "open"
+    bad.mkdir(mode=0o755)
+    bad.chmod(0o755)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(bad))
+    assert private_runtime_dir() != str(bad)
+
+
+@pytest.mark.timeout(200)
+def test_render_prints_no_runtime_dir_error(room: dict, tmp_path: Path):
+    """A successful render says nothing about XDG_RUNTIME_DIR (Mesa's EGL complained)."""
+    env = _headless_env()
+    env.pop("XDG_RUNTIME_DIR", None)
+    out = tmp_path / "r.png"
+    r = _run_tool([room["proc"], "--scene", "room_1", "--render", out, "--modes", "gt,weak",
+                   "--view", "top", "--width", 160, "--height", 120], env=env, timeout=150)
+    assert r.returncode == 0, r.stderr
+    assert "XDG_RUNTIME_DIR" not in r.stderr + r.stdout, r.stderr
+    strip = _read_png(out)[-60:]
+    assert _count(strip, P.UNLABELLED_COLOR, 0) >= 20  # the legend lists the weak mode's grey

@@ -7,10 +7,12 @@ from pathlib import Path
 
 from pcseg.data.weak_labels import parse_spec
 from pcseg.datasets import DATASETS
+from pcseg.datasets.common import NONFINITE_POLICIES
 from pcseg.datasets.prepare import (
     DEFAULT_VOXEL_SIZE,
     PrepareError,
     PrepareOptions,
+    parse_split_scenes,
     prepare_dataset,
 )
 
@@ -45,6 +47,28 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--limited-annotation", nargs="+", type=Path, default=[], metavar="FILE",
                    help="official limited-annotation index files ({scene: indices}, "
                         ".pth/.json/.npz); each becomes label spec 'import:<file stem>'")
+    p.add_argument("--split-scenes", action="append", default=[], metavar="SPLIT=NAMES",
+                   help="define split SPLIT by scene names or globs (comma separated), from "
+                        "the scenes of --split (default all); repeatable, e.g. "
+                        "--split-scenes train=00_000000 --split-scenes 'test=00_00000[12]'. "
+                        "Only these scenes are processed and only these splits recorded; a "
+                        "name or glob matching no scene is an error")
+    p.add_argument("--nonfinite", choices=list(NONFINITE_POLICIES), default="refuse",
+                   help="points with NaN/inf coordinates or features: refuse (default; the "
+                        "scene fails, naming the file, count and first indices) or drop "
+                        "(remove those points with a warning)")
+    p.add_argument("--kitti-yaml", type=Path, default=None, metavar="FILE",
+                   help="semantickitti: the semantic-kitti.yaml label config (default: one in "
+                        "the raw folder, else the official learning map built in)")
+    p.add_argument("--scannet-split-dir", type=Path, default=None, metavar="DIR",
+                   help="scannet: folder holding scannetv2_{train,val,test}.txt when they are "
+                        "not in RAW, RAW/meta or RAW/Tasks/Benchmark")
+    p.add_argument("--scannet-label-map", type=Path, default=None, metavar="FILE",
+                   help="scannet: scannetv2-labels.combined.tsv when not in RAW or RAW/meta")
+    p.add_argument("--s3dis-unknown-class", choices=["error", "ignore", "skip"], default="error",
+                   help="s3dis: an object file <class>_<i>.txt of an unknown class fails the "
+                        "room (error, default), keeps its points unlabelled (ignore) or is "
+                        "left out (skip)")
     p.set_defaults(run=run, parser=p)
 
 
@@ -63,11 +87,25 @@ def run(args: argparse.Namespace) -> int:
         return _run_custom(args)
     if args.classes is not None:
         args.parser.error("--classes is for 'pcseg prepare custom' only")
+    try:
+        split_scenes = parse_split_scenes(args.split_scenes)
+    except ValueError as e:
+        args.parser.error(str(e))
+    for flag, val, ds in (("--kitti-yaml", args.kitti_yaml, "semantickitti"),
+                          ("--scannet-split-dir", args.scannet_split_dir, "scannet"),
+                          ("--scannet-label-map", args.scannet_label_map, "scannet"),
+                          ("--s3dis-unknown-class",
+                           None if args.s3dis_unknown_class == "error" else 1, "s3dis")):
+        if val is not None and args.dataset != ds:
+            args.parser.error(f"{flag} applies to {ds} only, not {args.dataset}")
     opts = PrepareOptions(
         dataset=args.dataset, raw=args.raw, out=args.out, splits=args.split,
         voxel_size=args.voxel_size, labels=list(args.labels), seed=args.seed, workers=args.workers,
         overwrite=args.overwrite, trust_pickle=args.trust_pickle,
-        limited_annotation=list(args.limited_annotation))
+        limited_annotation=list(args.limited_annotation), nonfinite=args.nonfinite,
+        kitti_yaml=args.kitti_yaml, scannet_split_dir=args.scannet_split_dir,
+        scannet_label_map=args.scannet_label_map, split_scenes=split_scenes,
+        s3dis_unknown_class=args.s3dis_unknown_class)
     try:
         prepare_dataset(opts)
     except PrepareError as e:

@@ -20,6 +20,7 @@ Every write is atomic (``pcseg.utils.io``). A scene is complete when its ``.npz`
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -87,7 +88,7 @@ def write_scene(out: str | Path, scene: Scene, class_names: Sequence[str] | None
         "dataset": scene.dataset,
         "class_names": names,
         "source": str(scene.source),
-        "num_points": int(len(coords)),
+        "num_points": len(coords),
         "feat_kind": feat_kind(feats),
         "class_counts": _class_counts(semantic, len(names)),
         "extra": scene.extra,
@@ -257,18 +258,32 @@ def is_scene_done(out: str | Path, scene_id: str, specs: Iterable[str | LabelSpe
 
 
 def split_scenes(out: str | Path, split: str | Sequence[str]) -> list[str]:
-    """Scene ids of ``split`` (a split name from meta.json, ``'all'``, or a list of names)."""
+    """Scene ids of ``split``: a split name from meta.json, ``'all'``, a scene name, a glob
+    over the scene names (``'00_00000[12]'``, ``'Area_1_*'``), a comma-separated list of
+    these, or a list of them (``data.train_split: "00_000000"`` works).
+
+    Split names win over scene names; a glob or name that matches neither a split nor a
+    listed scene raises ``ValueError`` naming it and the splits there are.
+    """
     meta = read_meta(out)
     splits = meta["splits"]
     names = [split] if isinstance(split, str) else list(split)
+    names = [p.strip() for s in names for p in str(s).split(",") if p.strip()]
+    every = list(dict.fromkeys(i for v in splits.values() for i in v))
     ids: list[str] = []
     for s in names:
         if s == "all" and "all" not in splits:
-            lst = [i for v in splits.values() for i in v]
+            lst = every
         elif s in splits:
             lst = splits[s]
         else:
-            raise ValueError(f"split {s!r} not in {Path(out) / 'meta.json'} (has {sorted(splits)})")
+            lst = [i for i in every if fnmatch.fnmatchcase(i, s)]
+            if not lst:
+                raise ValueError(
+                    f"split {s!r} not in {Path(out) / 'meta.json'}: no split of that name (has "
+                    f"{sorted(splits)}) and no scene name matches it ({len(every)} scenes, "
+                    f"e.g. {every[:3]}); expected a split, a scene name or a glob"
+                )
         ids.extend(lst)
     return list(dict.fromkeys(ids))
 

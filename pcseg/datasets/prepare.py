@@ -8,15 +8,28 @@ at ``voxel_size`` (the dataset default unless given; 0 = raw points), seeded by
 
 Resumable: a scene whose files all exist is skipped (``overwrite`` redoes it); a scene
 whose data exists but lacks a spec only gets the missing labels. Every file is written
-atomically. A scene that fails is reported (scene id + error) and skipped; the exit code
-is non-zero only when every scene failed. The run ends with a summary, printed and
+atomically. A scene that fails (truncated or empty scan, a ``.label`` shorter than its
+scan, NaN/inf points under ``nonfinite='refuse'``, ...) is reported (scene id + error)
+and skipped: it is NOT listed in ``meta.json`` (written once, after the scenes, with only
+the scenes whose files are complete), and the summary's ``dropped`` names it with its
+splits and error. A later run that reads it successfully adds it back. The exit code is
+non-zero only when every scene failed. A split left without scenes is left out of
+``meta.json`` (named in ``dropped_splits``). The run ends with a summary, printed and
 written to ``OUT/summary.json``.
+
+Splits below a sequence / area: ``split_scenes`` ({split: [scene names or globs]},
+``pcseg prepare --split-scenes train=00_000000 --split-scenes 'test=00_00000[12]'``)
+defines the splits from the scenes the reader lists (for ``splits``, default every split
+it defines); only those scenes are processed and only those splits are recorded. A name
+or glob that matches no listed scene is an error naming it.
 
 Entry points: :func:`prepare_dataset` (``pcseg prepare``) and :func:`prepare_if_missing`
 (``pcseg train`` before training, on rank 0).
 """
 from __future__ import annotations
 
+import fnmatch
+import inspect
 import multiprocessing as mp
 import sys
 import time
@@ -40,6 +53,7 @@ from pcseg.data.weak_labels import (
     sample_weak_labels,
 )
 from pcseg.datasets import READERS
+from pcseg.datasets.common import NONFINITE_POLICIES, SplitError
 from pcseg.datasets.synthetic import write_synthetic_s3dis
 from pcseg.utils.io import atomic_write_json
 
@@ -57,7 +71,15 @@ class PrepareOptions:
     ``voxel_size`` in metres (None = dataset default, 0 = sample weak labels on raw points);
     ``labels``: weak-label specs (grammar in pcseg/data/weak_labels.py); ``splits``: None =
     every split the reader defines; ``limited_annotation``: official index files, each
-    becoming spec ``import:<stem>``.
+    becoming spec ``import:<stem>``; ``nonfinite``: NaN/inf points, ``refuse`` (the scene
+    fails) or ``drop`` (removed with a warning), see
+    :func:`pcseg.datasets.common.check_points`; ``kitti_yaml``: semantic-kitti.yaml
+    (default: one in the raw folder, else the official map built in);
+    ``scannet_split_dir`` / ``scannet_label_map``: where the ScanNet split lists / label
+    tsv are when not in the raw folder; ``split_scenes``: {split: scene names or globs}
+    (module docstring); ``s3dis_unknown_class``: an S3DIS object file of an unknown class
+    fails the room (``error``), keeps its points unlabelled (``ignore``) or is dropped
+    (``skip``).
     """
 
     dataset: str
@@ -78,31 +100,109 @@ class PrepareOptions:
     class_names: list[str] | None = None
     #: further keys written to meta.json (e.g. the custom class spec)
     meta_extra: dict[str, Any] = field(default_factory=dict)
+    nonfinite: str = "refuse"
+    kitti_yaml: Path | None = None
+    scannet_split_dir: Path | None = None
+    scannet_label_map: Path | None = None
+    split_scenes: dict[str, list[str]] = field(default_factory=dict)
+    s3dis_unknown_class: str = "error"
 
+
+def reader_kwargs(opts: PrepareOptions) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(keyword arguments of the reader's ``list_scenes``, of its ``read_scene``) for
+    ``opts``; only those the reader's functions accept are passed."""
+    if opts.nonfinite not in NONFINITE_POLICIES:
+        raise PrepareError(f"nonfinite must be one of {list(NONFINITE_POLICIES)}, "
+                           f"got {opts.nonfinite!r}")
+    lst: dict[str, Any] = {}
+    read: dict[str, Any] = {"nonfinite": opts.nonfinite}
+    if opts.dataset == "semantickitti" and opts.kitti_yaml is not None:
+        lst["config"] = read["config"] = str(opts.kitti_yaml)
+    if opts.dataset == "s3dis" and opts.s3dis_unknown_class != "error":
+        read["on_unknown_class"] = opts.s3dis_unknown_class
+    if opts.dataset == "scannet":
+        if opts.scannet_split_dir is not None:
+            lst["split_dir"] = str(opts.scannet_split_dir)
+        if opts.scannet_label_map is not None:
+            read["label_map_file"] = str(opts.scannet_label_map)
+    reader = opts.reader if opts.reader is not None else READERS[opts.dataset]
+
+    def accepted(fn: Any, kw: dict[str, Any]) -> dict[str, Any]:
+        params = inspect.signature(fn).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return kw
+        return {k: v for k, v in kw.items() if k in params}
+
+    return accepted(reader.list_scenes, lst), accepted(reader.read_scene, read)
+
+
+def select_split_scenes(split_scenes: dict[str, list[str]], listed: list[str],
+                        raw: Path) -> dict[str, list[str]]:
+    """{split: scene ids} from {split: scene names or globs} matched against ``listed``
+    (the scenes the reader found, in its order). Raises ``ValueError`` naming a split
+    without patterns, or a name / glob that matches no listed scene."""
+    out: dict[str, list[str]] = {}
+    for split, patterns in split_scenes.items():
+        if not patterns:
+            raise ValueError(f"--split-scenes {split}=: no scene names or globs given")
+        ids: list[str] = []
+        for pat in patterns:
+            hits = [s for s in listed if fnmatch.fnmatchcase(s, pat)]
+            if not hits:
+                near = [s for s in listed if pat.lower() in s.lower()][:3] or listed[:3]
+                raise ValueError(
+                    f"--split-scenes {split}={pat}: no scene of {raw} matches {pat!r} "
+                    f"({len(listed)} scenes listed, e.g. {near}); expected a scene name or "
+                    f"a glob (*, ?, [..])"
+                )
+            ids += [s for s in hits if s not in ids]
+        out[split] = ids
+    return out
+
+
+def parse_split_scenes(items: list[str]) -> dict[str, list[str]]:
+    """``["train=a,b", "test=c*"]`` -> {"train": ["a", "b"], "test": ["c*"]}; a split given
+    twice collects both. ``ValueError`` naming the item when it is not ``SPLIT=PATTERNS``."""
+    out: dict[str, list[str]] = {}
+    for item in items:
+        split, sep, rest = item.partition("=")
+        split = split.strip()
+        pats = [p.strip() for p in rest.split(",") if p.strip()]
+        if not sep or not split or not pats:
+            raise ValueError(f"--split-scenes {item!r}: expected SPLIT=NAME_OR_GLOB[,...] "
+                             f"(e.g. train=00_000000 or 'test=00_00000[12]')")
+        out.setdefault(split, []).extend(p for p in pats if p not in out.get(split, []))
+    return out
 
 def _default_splits(reader: ModuleType) -> list[str]:
     return [str(s) for s in getattr(reader, "SPLITS", {"all": None})]
 
 
-def list_split_scenes(reader: ModuleType, raw: Path, splits: list[str] | None) -> dict[str, list[str]]:
+def list_split_scenes(reader: ModuleType, raw: Path, splits: list[str] | None,
+                      list_kwargs: dict[str, Any] | None = None) -> dict[str, list[str]]:
     """{split: scene ids}. With ``splits=None`` every split the reader defines; a default split
-    the raw folder lacks (listing raises or is empty) is left out with a note on stderr."""
+    the raw folder lacks (listing raises or is empty) is left out with a note on stderr. A
+    :class:`~pcseg.datasets.common.SplitError` (the split exists but has no usable entry)
+    is always raised; the reader's warnings (e.g. a bad line of a split list) are printed."""
     explicit = splits is not None
     out: dict[str, list[str]] = {}
     notes: list[str] = []
-    for split in (splits if explicit else _default_splits(reader)):
+    warns: list[str] = []
+    for split in (splits if splits is not None else _default_splits(reader)):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                ids = [str(i) for i in reader.list_scenes(raw, split)]
+                ids = [str(i) for i in reader.list_scenes(raw, split, **(list_kwargs or {}))]
             except (ValueError, FileNotFoundError, OSError) as e:
-                if explicit:
+                if explicit or isinstance(e, SplitError):
                     raise ValueError(f"cannot list split {split!r} of {raw}: {e}") from e
                 notes.append(f"split {split!r} skipped: {e}")
                 continue
-        notes.extend(str(w.message) for w in caught)
+        warns.extend(str(w.message) for w in caught)
         if ids or explicit:
             out[split] = ids
+    for w in dict.fromkeys(warns):
+        print(f"warning: {w}", file=sys.stderr)
     for note in dict.fromkeys(notes):
         print(f"note: {note}", file=sys.stderr)
     return out
@@ -130,7 +230,7 @@ def process_scene(job: dict[str, Any]) -> dict[str, Any]:
                 scene = processed.read_scene(out, sid)
             else:
                 reader = job.get("reader") or READERS[job["dataset"]]
-                scene = reader.read_scene(Path(job["raw"]), sid)
+                scene = reader.read_scene(Path(job["raw"]), sid, **job.get("read_kwargs", {}))
                 if scene.name != sid:
                     raise ValueError(f"reader returned scene named {scene.name!r} for id {sid!r}")
                 processed.write_scene(out, scene, job["class_names"])
@@ -151,7 +251,7 @@ def process_scene(job: dict[str, Any]) -> dict[str, Any]:
                     idx = sample_weak_labels(scene, spec, job["seed"], vs, candidates=cand)
                 processed.write_labels(out, spec, sid, idx)
         res["warnings"] = [str(w.message) for w in caught]
-    except Exception as e:  # one bad scene must not stop the run
+    except Exception as e:  # noqa: BLE001 -- one bad scene must not stop the run
         res.update(status="failed", error=f"{type(e).__name__}: {e}",
                    traceback=traceback.format_exc(limit=3))
     res["seconds"] = time.perf_counter() - t0
@@ -225,6 +325,35 @@ def merge_meta(out: Path, opts: PrepareOptions, class_names: list[str], voxel_si
     return meta
 
 
+def drop_incomplete(out: Path, meta: dict[str, Any], failed: dict[str, str],
+                    run_specs: list[str] | None = None, run_scenes: set[str] | None = None
+                    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+    """``meta`` without the scenes that failed in this run or whose files are incomplete
+    (their ``.npz`` / ``.json`` missing, or, for ``run_scenes``, a label file of
+    ``run_specs``), and without splits left empty. Returns (meta, dropped [{"scene",
+    "splits", "error"}], names of the splits left out)."""
+    run_scenes = set() if run_scenes is None else run_scenes
+    splits: dict[str, list[str]] = {}
+    dropped: dict[str, dict[str, Any]] = {}
+    for split, ids in meta["splits"].items():
+        keep = []
+        for sid in ids:
+            if sid in failed:
+                err = failed[sid]
+            elif not processed.is_scene_done(out, sid, (run_specs or []) if sid in run_scenes
+                                             else ()):
+                err = "processed files incomplete (scene or label file missing)"
+            else:
+                keep.append(sid)
+                continue
+            entry = dropped.setdefault(sid, {"scene": sid, "splits": [], "error": err})
+            entry["splits"].append(split)
+        if keep:
+            splits[split] = keep
+    empty = [s for s in meta["splits"] if s not in splits]
+    return {**meta, "splits": splits}, sorted(dropped.values(), key=lambda d: d["scene"]), empty
+
+
 def prepare_dataset(opts: PrepareOptions) -> dict[str, Any]:
     """Convert ``opts.raw`` into the processed folder ``opts.out``; returns the summary (also
     printed and written to ``OUT/summary.json``). Raises :class:`PrepareError` when nothing
@@ -236,8 +365,12 @@ def prepare_dataset(opts: PrepareOptions) -> dict[str, Any]:
     voxel_size = DEFAULT_VOXEL_SIZE[opts.dataset] if opts.voxel_size is None else float(opts.voxel_size)
     class_names = list(opts.class_names or dataset_class_names(opts.dataset))
     specs, imported = _label_specs(opts)
+    list_kw, read_kw = reader_kwargs(opts)
     try:
-        splits = list_split_scenes(reader, raw, opts.splits)
+        splits = list_split_scenes(reader, raw, opts.splits, list_kw)
+        if opts.split_scenes:
+            listed = list(dict.fromkeys(i for ids in splits.values() for i in ids))
+            splits = select_split_scenes(opts.split_scenes, listed, raw)
     except ValueError as e:
         raise PrepareError(str(e)) from e
     scene_ids = list(dict.fromkeys(i for ids in splits.values() for i in ids))
@@ -250,19 +383,23 @@ def prepare_dataset(opts: PrepareOptions) -> dict[str, Any]:
                   f"(first: {unknown[0]})", file=sys.stderr)
 
     out.mkdir(parents=True, exist_ok=True)
-    meta = merge_meta(out, opts, class_names, voxel_size, splits, specs)
+    meta = merge_meta(out, opts, class_names, voxel_size, splits, specs)  # checks, no write
     meta.update(opts.meta_extra)
-    processed.write_meta(out, meta)
     jobs = [
         {"scene": sid, "dataset": opts.dataset, "raw": str(raw), "out": str(out), "specs": specs,
          "seed": opts.seed, "voxel_size": voxel_size, "overwrite": opts.overwrite,
-         "class_names": class_names, "reader": opts.reader,
+         "class_names": class_names, "reader": opts.reader, "read_kwargs": read_kw,
          "imported": {n: m.get(sid) for n, m in imported.items()}}
         for sid in scene_ids
     ]
     results = _run_jobs(jobs, opts.workers, f"prepare {opts.dataset}")
+    failed = {r["scene"]: r["error"] for r in results if r["status"] == "failed"}
+    meta, dropped, dropped_splits = drop_incomplete(out, meta, failed, specs, set(scene_ids))
+    processed.write_meta(out, meta)
     summary = _summarise(out, meta, specs, splits, scene_ids, results, opts.workers,
                          time.perf_counter() - t_start)
+    summary["dropped"] = dropped
+    summary["dropped_splits"] = dropped_splits
     atomic_write_json(out / "summary.json", summary)
     print_summary(summary)
     if summary["failed"] == len(scene_ids):
@@ -344,6 +481,13 @@ def print_summary(s: dict[str, Any]) -> None:
         print(f"FAILED scenes ({len(s['failures'])}):")
         for f in s["failures"]:
             print(f"  {f['scene']}: {f['error']}")
+    if s.get("dropped"):
+        print(f"DROPPED from meta.json ({len(s['dropped'])} scenes; fix the file and run again "
+              f"to add them back):")
+        for d in s["dropped"]:
+            print(f"  {d['scene']} (splits {', '.join(d['splits'])}): {d['error']}")
+    if s.get("dropped_splits"):
+        print(f"splits left without scenes, not in meta.json: {', '.join(s['dropped_splits'])}")
 
 
 def _labels_ready(root: Path, spec: str) -> bool:
@@ -360,20 +504,29 @@ def prepare_if_missing(cfg: Config) -> None:
     """
     root = Path(cfg.data.root)
     specs = list(dict.fromkeys([cfg.data.label_spec, *cfg.data.prepare_specs]))
+    want_splits = list(cfg.data.prepare_splits)
     if (root / "meta.json").is_file() and all(_labels_ready(root, s) for s in specs):
-        return
+        have = processed.read_meta(root)["splits"]
+        if all(s in have for s in want_splits):
+            return
+        print(f"[train] {root}/meta.json lacks split(s) "
+              f"{[s for s in want_splits if s not in have]} of data.prepare_splits")
     if cfg.data.raw is None:
         raise FileNotFoundError(
             f"data.root {root} has no processed data (meta.json) or lacks label spec(s) {specs}; "
             f"run `pcseg prepare` or set data.raw"
         )
     raw = Path(cfg.data.raw)
-    if not raw.exists():
+    # synthetic areas the raw folder lacks (e.g. a validation area added to the config)
+    missing_areas = [s for s in want_splits if s.startswith("Area_") and not (raw / s).is_dir()]
+    if not raw.exists() or (cfg.data.synthetic is not None and missing_areas):
         if cfg.data.synthetic is None:
             raise FileNotFoundError(f"data.raw {raw} does not exist")
         print(f"[train] generating synthetic raw data in {raw}")
         write_synthetic_s3dis(raw, **cfg.data.synthetic)
+    kitti_yaml = getattr(cfg.data, "semantickitti_yaml", None)
     opts = PrepareOptions(dataset=cfg.data.dataset, raw=raw, out=root, voxel_size=cfg.data.voxel_size,
-                          seed=0, labels=specs, splits=list(cfg.data.prepare_splits) or None)
+                          seed=0, labels=specs, splits=want_splits or None,
+                          kitti_yaml=Path(kitti_yaml) if kitti_yaml else None)
     print(f"[train] preparing {root} from {raw} (labels {specs})")
     prepare_dataset(opts)

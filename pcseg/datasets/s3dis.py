@@ -24,7 +24,10 @@ Damaged lines (each reported with the file and 1-based line number):
   * any other byte that cannot be part of a number is repaired only when removing it and
     reading it as a separator give the same six numbers (it touches whitespace);
     otherwise (``103.0\\x100000``) the line is skipped;
-  * a line with a column count other than 6, or a token that is not a number, is skipped.
+  * a line with a column count other than 6, or a token that is not a number, is skipped;
+  * a line with NaN / inf values is refused (the file and its first such lines are named;
+    the room fails) or, with ``nonfinite='drop'`` (``pcseg prepare --nonfinite drop``),
+    skipped with one warning: :func:`pcseg.datasets.common.check_points`.
 
 Scene ids are ``<Area_N>_<room>`` (``Area_1_office_1``). Coordinates are returned as
 stored (no re-centring); ``read_scene(..., align=True)`` rotates a non-aligned room by
@@ -42,9 +45,16 @@ from typing import Literal
 
 import numpy as np
 
-from pcseg.datasets.common import check_scene_name, expand_split, natural_key, warn
 from pcseg.data.classes import S3DIS_CLASSES
 from pcseg.data.scene import Scene
+from pcseg.datasets.common import (
+    check_points,
+    check_scene_name,
+    expand_split,
+    natural_key,
+    normalise_features,
+    warn,
+)
 
 DATASET = "s3dis"
 AREAS: tuple[str, ...] = tuple(f"Area_{i}" for i in range(1, 7))
@@ -146,7 +156,7 @@ def _is_float(tok: bytes) -> bool:
 
 
 def parse_numeric_table(
-    data: bytes, ncols: int, source: str, max_warnings: int = 20
+    data: bytes, ncols: int, source: str, max_warnings: int = 20, nonfinite: str = "refuse"
 ) -> tuple[np.ndarray, ParseReport]:
     """Parse whitespace-separated numbers, ``ncols`` per line, surviving damaged lines.
 
@@ -156,6 +166,10 @@ def parse_numeric_table(
         ncols: expected values per line.
         source: file name used in warnings.
         max_warnings: damaged lines reported one by one; the rest in one summary warning.
+        nonfinite: lines with NaN / inf: ``'refuse'`` raises ``ValueError`` naming
+            ``source``, the count and the first line numbers; ``'drop'`` skips them with
+            one warning (both by :func:`pcseg.datasets.common.check_points`, the first
+            three values of a row being its coordinates).
 
     Returns:
         (M, ncols) float64 array of the good (and repaired) lines in file order, and a
@@ -201,10 +215,10 @@ def parse_numeric_table(
 
     if suspicious.size == 0:
         try:
-            vals = np.fromstring(data, dtype=np.float64, sep=" ")  # noqa: NPY201
+            vals = np.fromstring(data, dtype=np.float64, sep=" ")
             good = np.flatnonzero(counts == ncols)
             if vals.size == good.size * ncols:
-                return _finite_rows(vals.reshape(-1, ncols), good, source, report, max_warnings)
+                return _finite_rows(vals.reshape(-1, ncols), good, source, report, nonfinite)
         except ValueError:
             pass
 
@@ -220,7 +234,7 @@ def parse_numeric_table(
             seg_lines = seg_lines[counts[lo:hi] == ncols]
             chunk = data[starts[lo]:ends[hi - 1]]
             try:
-                vals = np.fromstring(chunk, dtype=np.float64, sep=" ")  # noqa: NPY201
+                vals = np.fromstring(chunk, dtype=np.float64, sep=" ")
                 if vals.size != seg_lines.size * ncols:
                     raise ValueError("count mismatch")
                 pieces.append(vals.reshape(-1, ncols))
@@ -241,7 +255,13 @@ def parse_numeric_table(
                     row_lines.append(np.asarray(ok_lines, dtype=np.int64))
         if k < len(bounds) - 2:
             li = int(bounds[k + 1])
-            v, why = _repair_line(data[starts[li]:ends[li]], ncols)
+            line = data[starts[li]:ends[li]]
+            v = _floats(line, ncols)
+            if v is not None:  # numbers after all (nan / inf): judged by _finite_rows
+                pieces.append(np.asarray([v], dtype=np.float64))
+                row_lines.append(np.asarray([li], dtype=np.int64))
+                continue
+            v, why = _repair_line(line, ncols)
             if v is None:
                 report.skipped.append(li + 1)
                 messages.append(f"{source}:{li + 1}: {why}; line skipped")
@@ -254,21 +274,23 @@ def parse_numeric_table(
     if not pieces:
         return np.zeros((0, ncols), dtype=np.float64), report
     return _finite_rows(
-        np.concatenate(pieces, axis=0), np.concatenate(row_lines), source, report, max_warnings
+        np.concatenate(pieces, axis=0), np.concatenate(row_lines), source, report, nonfinite
     )
 
 
 def _finite_rows(
-    vals: np.ndarray, lines: np.ndarray, source: str, report: ParseReport, max_warnings: int
+    vals: np.ndarray, lines: np.ndarray, source: str, report: ParseReport, nonfinite: str
 ) -> tuple[np.ndarray, ParseReport]:
-    finite = np.isfinite(vals).all(axis=1)
-    if finite.all():
+    """Rows of ``vals`` (0-based ``lines``) after the shared NaN/inf check."""
+    if len(vals) == 0:
         return vals, report
-    bad = lines[~finite]
-    report.skipped.extend(int(b) + 1 for b in bad)
+    keep = check_points(vals[:, :3], source, feats=vals[:, 3:], nonfinite=nonfinite,
+                        positions=lines + 1, position_name="line")
+    if keep is None:
+        return vals, report
+    report.skipped.extend(int(b) + 1 for b in lines[~keep])
     report.skipped.sort()
-    _emit([f"{source}:{b + 1}: non-finite value; line skipped" for b in bad], source, max_warnings)
-    return vals[finite], report
+    return vals[keep], report
 
 
 def _emit(messages: list[str], source: str, max_warnings: int) -> None:
@@ -278,13 +300,15 @@ def _emit(messages: list[str], source: str, max_warnings: int) -> None:
         warn(f"{source}: {len(messages) - max_warnings} more damaged lines not listed")
 
 
-def read_object_file(path: Path, max_warnings: int = 20) -> tuple[np.ndarray, ParseReport]:
+def read_object_file(path: Path, max_warnings: int = 20, nonfinite: str = "refuse"
+                     ) -> tuple[np.ndarray, ParseReport]:
     """Read one ``x y z r g b`` file -> ((M, 6) float64, :class:`ParseReport`)."""
     try:
         data = Path(path).read_bytes()
     except OSError as e:
         raise ValueError(f"cannot read S3DIS object file {path}: {e}") from e
-    return parse_numeric_table(data, 6, str(path), max_warnings=max_warnings)
+    return parse_numeric_table(data, 6, str(path), max_warnings=max_warnings,
+                               nonfinite=nonfinite)
 
 
 # --------------------------------------------------------------------------- layout
@@ -431,7 +455,8 @@ def list_object_files(
             f"aliases {CLASS_ALIASES})"
         )
         if on_unknown_class == "error":
-            raise ValueError(msg + "; pass on_unknown_class='ignore' or 'skip' to go on")
+            raise ValueError(msg + "; `pcseg prepare s3dis --s3dis-unknown-class ignore` (keep "
+                             "its points unlabelled) or `skip` (drop the file) goes on")
         if on_unknown_class == "ignore":
             warn(msg + "; points kept with semantic -1")
             out.append(ObjectFile(path, cls, -1))
@@ -462,6 +487,7 @@ def read_scene(
     *,
     align: bool = False,
     on_unknown_class: Literal["error", "ignore", "skip"] = "error",
+    nonfinite: str = "refuse",
 ) -> Scene:
     """Read one room as a :class:`Scene`.
 
@@ -471,6 +497,8 @@ def read_scene(
         align: rotate by ``-alignmentAngle`` about +z around the bounding-box centre
             (non-aligned release only; ``ValueError`` when the angle file is absent).
         on_unknown_class: see :func:`list_object_files`.
+        nonfinite: NaN/inf lines, ``'refuse'`` or ``'drop'`` (see :func:`parse_numeric_table`).
+            A room without any point is refused.
 
     Returns:
         Scene with coords (N,3) float32 metres, feats (N,3) float32 RGB/255, semantic
@@ -493,18 +521,19 @@ def read_scene(
     inst: list[np.ndarray] = []
     listing, repaired, skipped = [], {}, {}
     for idx, obj in enumerate(objects):
-        vals, report = read_object_file(obj.path)
+        vals, report = read_object_file(obj.path, nonfinite=nonfinite)
         if len(vals) == 0:
             warn(f"{obj.path}: no points")
         xyzrgb.append(vals)
         sem.append(np.full(len(vals), obj.semantic, dtype=np.int64))
         inst.append(np.full(len(vals), idx, dtype=np.int64))
-        listing.append([obj.path.name, obj.class_name, idx, int(len(vals))])
+        listing.append([obj.path.name, obj.class_name, idx, len(vals)])
         if report.repaired:
             repaired[obj.path.name] = report.repaired
         if report.skipped:
             skipped[obj.path.name] = report.skipped
     data = np.concatenate(xyzrgb, axis=0)
+    check_points(data[:, :3], room_dir / "Annotations", feats=data[:, 3:6], nonfinite=nonfinite)
     coords = data[:, :3]
     rgb = data[:, 3:6]
     out_of_range = (rgb < 0) | (rgb > 255)
@@ -532,7 +561,8 @@ def read_scene(
         name=check_scene_name(scene_id),
         dataset=DATASET,
         coords=np.ascontiguousarray(coords, dtype=np.float32),
-        feats=np.ascontiguousarray(rgb / 255.0, dtype=np.float32),
+        feats=np.ascontiguousarray(normalise_features(rgb, room_dir, expected=255.0),
+                                   dtype=np.float32),
         semantic=np.concatenate(sem),
         instance=np.concatenate(inst),
         source=str(room_dir),

@@ -8,8 +8,10 @@ Raw layout (``RAW`` = the ScanNet download folder)::
                                                                "segmentsFile": "scannet.<scene>_vh_clean_2.0.010000.segs.json"}
     RAW/scans/<scene>/<scene>.txt                             optional, "axisAlignment = 16 numbers"
     RAW/scans_test/<scene>/<scene>_vh_clean_2.ply             test scenes: no aggregation -> labels -1
-    RAW/scannetv2-labels.combined.tsv                         (or RAW/meta/, or label_map_file=...)
-    RAW/scannetv2_{train,val,test}.txt                        (or RAW/meta/, RAW/Tasks/Benchmark/, or split_dir=...)
+    RAW/scannetv2-labels.combined.tsv                         (or RAW/meta/,
+                                                               or --scannet-label-map FILE)
+    RAW/scannetv2_{train,val,test}.txt                        (or RAW/meta/, RAW/Tasks/Benchmark/,
+                                                               or --scannet-split-dir DIR)
 
 Points are the mesh vertices. A vertex takes the label of the segGroup holding its segment
 (raw category -> ``nyu40id`` via the tsv -> one of the 20 benchmark classes, else -1) and
@@ -31,14 +33,23 @@ import functools
 import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-from pcseg.datasets.common import check_scene_name, expand_split, first_existing, warn
 from pcseg.data.classes import SCANNET_NYU40_IDS
 from pcseg.data.scene import Scene
+from pcseg.datasets.common import (
+    SplitError,
+    check_points,
+    check_scene_name,
+    expand_split,
+    first_existing,
+    normalise_features,
+    warn,
+)
 
 DATASET = "scannet"
 LABEL_MAP_NAME = "scannetv2-labels.combined.tsv"
@@ -161,7 +172,8 @@ def find_label_map(raw: Path, label_map_file: Path | None = None) -> Path:
     """Locate the label tsv: ``label_map_file``, else RAW/ or RAW/meta/."""
     if label_map_file is not None:
         if not Path(label_map_file).is_file():
-            raise ValueError(f"ScanNet label map {label_map_file} not found")
+            raise ValueError(f"ScanNet label map {label_map_file} (--scannet-label-map) not "
+                             f"found; expected the file {LABEL_MAP_NAME}")
         return Path(label_map_file)
     raw = Path(raw)
     cands = [raw / LABEL_MAP_NAME, raw / "meta" / LABEL_MAP_NAME]
@@ -169,7 +181,7 @@ def find_label_map(raw: Path, label_map_file: Path | None = None) -> Path:
     if found is None:
         raise ValueError(
             f"ScanNet label map {LABEL_MAP_NAME} not found in {[str(c) for c in cands]}; "
-            "pass label_map_file="
+            "give its path with `pcseg prepare scannet --scannet-label-map FILE`"
         )
     return found
 
@@ -194,16 +206,31 @@ def find_split_file(raw: Path, name: str, split_dir: Path | None = None) -> Path
 
 
 def read_split_file(path: Path) -> list[str]:
-    """Scene ids of an official split list (one per line; any line ending)."""
-    text = Path(path).read_bytes().decode("utf-8-sig")
+    """Scene ids of an official split list (one per line; any line ending).
+
+    A line that is not a scene id is reported (:class:`DataWarning` naming the file and
+    line) and only that entry skipped; a list with no valid entry raises
+    :class:`~pcseg.datasets.common.SplitError`.
+    """
+    try:
+        text = Path(path).read_bytes().decode("utf-8-sig", errors="replace")
+    except OSError as e:
+        raise SplitError(f"cannot read ScanNet split list {path}: {e}") from e
     out = []
+    bad = 0
     for lineno, line in enumerate(_split_lines(text), start=1):
         s = line.strip()
         if not s:
             continue
         if not _SCENE_RE.match(s):
-            raise ValueError(f"{path}:{lineno}: {s!r} is not a ScanNet scene id (sceneXXXX_YY)")
+            bad += 1
+            warn(f"{path}:{lineno}: {s[:60]!r} is not a ScanNet scene id (expected "
+                 f"sceneXXXX_YY); entry skipped")
+            continue
         out.append(s)
+    if not out:
+        raise SplitError(f"{path}: no valid scene id (sceneXXXX_YY) on any line"
+                         f"{f' ({bad} bad lines)' if bad else ' (empty file)'}")
     return out
 
 
@@ -230,7 +257,8 @@ def list_scenes(raw: Path, split: str, split_dir: Path | None = None) -> list[st
                 return _scenes_on_disk(raw)
             raise ValueError(
                 f"ScanNet split list {name} not found in {split_dir or ''} {raw}, {raw / 'meta'}, "
-                f"{raw / 'Tasks' / 'Benchmark'}; pass split_dir="
+                f"{raw / 'Tasks' / 'Benchmark'}; give the folder holding it with "
+                f"`pcseg prepare scannet --scannet-split-dir DIR`"
             )
         listed += [s for s in read_split_file(path) if s not in listed]
     present = [s for s in listed if scene_dir(raw, s) is not None]
@@ -255,8 +283,18 @@ def _scenes_on_disk(raw: Path) -> list[str]:
 # --------------------------------------------------------------------------- scenes
 
 
-def read_mesh_vertices(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """PLY vertices -> (xyz (V,3) float32, rgb (V,3) float32 in [0,1])."""
+def read_mesh_vertices(path: Path, nonfinite: str = "refuse"
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """PLY vertices -> (xyz (V,3) float32, rgb (V,3) float32 in [0,1], keep mask or None).
+
+    Points are checked by :func:`~pcseg.datasets.common.check_points` (empty mesh and
+    NaN/inf refused, or the latter dropped: ``keep`` is then the (V,) mask of the
+    vertices kept, in file order, and xyz / rgb hold only those).
+
+    Colours go through :func:`~pcseg.datasets.common.normalise_features`: integer
+    colours are 0-255, float colours should be 0-1; floats stored as 0-255 are divided by
+    255 with a note (they are not kept unscaled).
+    """
     from plyfile import PlyData
 
     try:
@@ -270,10 +308,12 @@ def read_mesh_vertices(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if missing:
         raise ValueError(f"{path}: vertex properties {missing} missing (have {list(names)})")
     xyz = np.stack([v["x"], v["y"], v["z"]], axis=1).astype(np.float32)
-    rgb = np.stack([v["red"], v["green"], v["blue"]], axis=1).astype(np.float64)
-    if np.issubdtype(v["red"].dtype, np.integer):
-        rgb /= 255.0
-    return xyz, rgb.astype(np.float32)
+    rgb = np.stack([v["red"], v["green"], v["blue"]], axis=1)
+    keep = check_points(xyz, path, feats=rgb, nonfinite=nonfinite)
+    if keep is not None:
+        xyz, rgb = xyz[keep], rgb[keep]
+    expected = 255.0 if np.issubdtype(rgb.dtype, np.integer) else 1.0
+    return xyz, normalise_features(rgb, path, kind="colour", expected=expected), keep
 
 
 def _load_json(path: Path) -> Any:
@@ -346,6 +386,7 @@ def read_scene(
     *,
     label_map_file: Path | None = None,
     align: bool = False,
+    nonfinite: str = "refuse",
 ) -> Scene:
     """Read one ScanNet scan as a :class:`Scene` (points = mesh vertices, in file order).
 
@@ -354,6 +395,9 @@ def read_scene(
         scene_id: ``sceneXXXX_YY``.
         label_map_file: the label tsv when not in RAW/ or RAW/meta/.
         align: apply the scene's axisAlignment matrix (from ``<scene>.txt``) to coords.
+        nonfinite: NaN/inf vertices: ``'refuse'`` or ``'drop'``
+            (:func:`~pcseg.datasets.common.check_points`; an empty mesh is always refused).
+            Dropped vertices are listed in ``extra['dropped_points']``.
 
     Returns:
         Scene: coords (V,3) float32, feats (V,3) float32 RGB in [0,1], semantic (V,) int64
@@ -370,8 +414,8 @@ def read_scene(
     ply = d / f"{scene_id}_vh_clean_2.ply"
     if not ply.is_file():
         raise ValueError(f"{ply} not found")
-    xyz, rgb = read_mesh_vertices(ply)
-    n = len(xyz)
+    xyz, rgb, keep = read_mesh_vertices(ply, nonfinite)
+    n = len(xyz) if keep is None else len(keep)  # vertices in the file
     agg: Path | None = d / f"{scene_id}.aggregation.json"
     segs_path = d / f"{scene_id}_vh_clean_2.0.010000.segs.json"
     overlaps = 0
@@ -414,6 +458,10 @@ def read_scene(
         )
         if overlaps:
             warn(f"{agg}: {overlaps} segments belong to several segGroups; the last group wins")
+    dropped: list[int] = []
+    if keep is not None:
+        dropped = np.flatnonzero(~keep).tolist()
+        semantic, instance = semantic[keep], instance[keep]
     axis = read_axis_alignment(d / f"{scene_id}.txt")
     if align:
         if axis is None:
@@ -435,6 +483,7 @@ def read_scene(
             "axis_alignment": axis,
             "aligned": bool(align),
             "overlapping_segments": int(overlaps),
+            "dropped_points": dropped,
         },
     )
 

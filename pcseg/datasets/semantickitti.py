@@ -5,8 +5,13 @@ Raw layout (``RAW`` = the ``dataset/`` folder or its parent)::
     RAW/[dataset/]sequences/XX/velodyne/NNNNNN.bin    float32 rows x y z remission
     RAW/[dataset/]sequences/XX/labels/NNNNNN.label    uint32 per point: raw semantic id = label & 0xFFFF,
                                                       instance id = label >> 16 (absent for test sequences)
-    RAW/semantic-kitti.yaml                           official label config (also looked for in dataset/
-                                                      and next to dataset/; or pass config=)
+    RAW/semantic-kitti.yaml                           optional label config (also looked for in
+                                                      dataset/ and next to dataset/;
+                                                      ``pcseg prepare --kitti-yaml``)
+
+Without a yaml the official label configuration built in here (:func:`builtin_config`:
+learning map, inverse map and colours of the official ``semantic-kitti.yaml``) is used; a
+yaml found in the raw folder or given with ``--kitti-yaml`` (``config=``) overrides it.
 
 Semantic class index = ``learning_map[raw] - 1`` (learning id 0 = unlabelled -> -1), so the
 19 classes are :data:`pcseg.data.classes.SEMANTICKITTI_CLASSES`; moving classes (252-259)
@@ -31,9 +36,16 @@ from typing import Any
 import numpy as np
 import yaml
 
-from pcseg.datasets.common import check_scene_name, expand_split, first_existing, warn
 from pcseg.data.classes import SEMANTICKITTI_CLASSES
 from pcseg.data.scene import Scene
+from pcseg.datasets.common import (
+    check_points,
+    check_scene_name,
+    expand_split,
+    first_existing,
+    normalise_features,
+    warn,
+)
 
 DATASET = "semantickitti"
 CONFIG_NAME = "semantic-kitti.yaml"
@@ -51,6 +63,54 @@ SPLITS: dict[str, tuple[str, ...]] = {
 }
 
 # --------------------------------------------------------------------------- config
+
+#: Raw id -> name, learning map, inverse map and colour map (BGR) of the official
+#: semantic-kitti.yaml (github.com/PRBonn/semantic-kitti-api, config/semantic-kitti.yaml).
+OFFICIAL_LABELS: dict[int, str] = {
+    0: "unlabeled", 1: "outlier", 10: "car", 11: "bicycle", 13: "bus", 15: "motorcycle",
+    16: "on-rails", 18: "truck", 20: "other-vehicle", 30: "person", 31: "bicyclist",
+    32: "motorcyclist", 40: "road", 44: "parking", 48: "sidewalk", 49: "other-ground",
+    50: "building", 51: "fence", 52: "other-structure", 60: "lane-marking", 70: "vegetation",
+    71: "trunk", 72: "terrain", 80: "pole", 81: "traffic-sign", 99: "other-object",
+    252: "moving-car", 253: "moving-bicyclist", 254: "moving-person",
+    255: "moving-motorcyclist", 256: "moving-on-rails", 257: "moving-bus",
+    258: "moving-truck", 259: "moving-other-vehicle",
+}
+OFFICIAL_LEARNING_MAP: dict[int, int] = {
+    0: 0, 1: 0, 10: 1, 11: 2, 13: 5, 15: 3, 16: 5, 18: 4, 20: 5, 30: 6, 31: 7, 32: 8,
+    40: 9, 44: 10, 48: 11, 49: 12, 50: 13, 51: 14, 52: 0, 60: 9, 70: 15, 71: 16, 72: 17,
+    80: 18, 81: 19, 99: 0, 252: 1, 253: 7, 254: 6, 255: 8, 256: 5, 257: 5, 258: 4, 259: 5,
+}
+OFFICIAL_LEARNING_MAP_INV: dict[int, int] = {
+    0: 0, 1: 10, 2: 11, 3: 15, 4: 18, 5: 20, 6: 30, 7: 31, 8: 32, 9: 40, 10: 44, 11: 48,
+    12: 49, 13: 50, 14: 51, 15: 70, 16: 71, 17: 72, 18: 80, 19: 81,
+}
+OFFICIAL_COLOR_MAP: dict[int, list[int]] = {
+    0: [0, 0, 0], 1: [0, 0, 255], 10: [245, 150, 100], 11: [245, 230, 100],
+    13: [250, 80, 100], 15: [150, 60, 30], 16: [255, 0, 0], 18: [180, 30, 80],
+    20: [255, 0, 0], 30: [30, 30, 255], 31: [200, 40, 255], 32: [90, 30, 150],
+    40: [255, 0, 255], 44: [255, 150, 255], 48: [75, 0, 75], 49: [75, 0, 175],
+    50: [0, 200, 255], 51: [50, 120, 255], 52: [0, 150, 255], 60: [170, 255, 150],
+    70: [0, 175, 0], 71: [0, 60, 135], 72: [80, 240, 150], 80: [150, 240, 255],
+    81: [0, 0, 255], 99: [255, 255, 50], 252: [245, 150, 100], 253: [200, 40, 255],
+    254: [30, 30, 255], 255: [90, 30, 150], 256: [255, 0, 0], 257: [250, 80, 100],
+    258: [180, 30, 80], 259: [255, 0, 0],
+}
+BUILTIN = "builtin"  # what ``extra['config']`` says when no yaml was used
+
+
+def builtin_config() -> dict[str, Any]:
+    """The official label configuration as :func:`load_config` returns it (int keys)."""
+    return {
+        "labels": dict(OFFICIAL_LABELS),
+        "color_map": {k: list(v) for k, v in OFFICIAL_COLOR_MAP.items()},
+        "learning_map": dict(OFFICIAL_LEARNING_MAP),
+        "learning_map_inv": dict(OFFICIAL_LEARNING_MAP_INV),
+        "learning_ignore": {k: k == 0 for k in OFFICIAL_LEARNING_MAP_INV},
+        "split": {name: list(seqs) for name, seqs in
+                  (("train", SPLITS["train"]), ("valid", SPLITS["val"]), ("test", SPLITS["test"]))},
+    }
+
 
 
 def load_config(path: Path) -> dict[str, Any]:
@@ -123,10 +183,26 @@ def _cached_config(path: str, mtime_ns: int) -> tuple[dict[str, Any], np.ndarray
     return cfg, build_lut(cfg["learning_map"])
 
 
-def _get_config(raw: Path, config: Path | None) -> tuple[Path, dict[str, Any], np.ndarray]:
-    path = Path(config) if config is not None else find_config(raw)
-    if not path.is_file():
-        raise ValueError(f"SemanticKITTI config {path} not found")
+@functools.lru_cache(maxsize=1)
+def _builtin() -> tuple[dict[str, Any], np.ndarray]:
+    cfg = builtin_config()
+    return cfg, build_lut(cfg["learning_map"])
+
+
+def _get_config(raw: Path, config: Path | None) -> tuple[Path | None, dict[str, Any], np.ndarray]:
+    """(yaml path or None for the built-in config, config, lookup table)."""
+    if config is not None:
+        path = Path(config)
+        if not path.is_file():
+            raise ValueError(f"SemanticKITTI config {path} (--kitti-yaml) not found; expected "
+                             f"a semantic-kitti.yaml, or leave --kitti-yaml out to use the "
+                             f"official label map built in")
+    else:
+        found = find_config(raw, required=False)
+        if found is None:
+            cfg, lut = _builtin()
+            return None, cfg, lut
+        path = found
     cfg, lut = _cached_config(str(path.resolve()), os.stat(path).st_mtime_ns)
     return path, cfg, lut
 
@@ -143,15 +219,17 @@ def find_dataset_root(raw: Path) -> Path:
     raise ValueError(f"{raw}: no sequences/ folder (expected RAW/sequences or RAW/dataset/sequences)")
 
 
-def find_config(raw: Path) -> Path:
-    """Locate ``semantic-kitti.yaml`` in RAW, RAW/dataset, or next to the dataset folder."""
+def find_config(raw: Path, required: bool = True) -> Path | None:
+    """Locate ``semantic-kitti.yaml`` in RAW, RAW/dataset, or next to the dataset folder
+    (None when absent and not ``required``)."""
     raw = Path(raw)
     root = find_dataset_root(raw)
     cands = [raw / CONFIG_NAME, raw / "dataset" / CONFIG_NAME, root / CONFIG_NAME, root.parent / CONFIG_NAME]
     found = first_existing(cands)
-    if found is None:
+    if found is None and required:
         raise ValueError(
-            f"{CONFIG_NAME} not found in {sorted({str(c.parent) for c in cands})}; pass config="
+            f"{CONFIG_NAME} not found in {sorted({str(c.parent) for c in cands})}; give its "
+            f"path with `pcseg prepare semantickitti --kitti-yaml FILE`"
         )
     return found
 
@@ -239,12 +317,17 @@ def parse_scene_id(scene_id: str) -> tuple[str, str]:
     return m.group("seq"), m.group("frame")
 
 
-def read_scene(raw: Path, scene_id: str, *, config: Path | None = None) -> Scene:
+def read_scene(raw: Path, scene_id: str, *, config: Path | None = None,
+               nonfinite: str = "refuse") -> Scene:
     """Read one scan as a :class:`Scene`.
 
-    Returns coords (N,3) float32 (sensor frame, metres), feats (N,1) float32 remission,
-    semantic (N,) int64 in [0,19) or -1, instance (N,) int64 (see module docstring).
-    ``extra``: sequence, frame, has_labels, config (path of the yaml used).
+    Returns coords (N,3) float32 (sensor frame, metres), feats (N,1) float32 remission in
+    [0, 1] (:func:`~pcseg.datasets.common.normalise_features`: a 0-255 remission is divided
+    by 255 with a note), semantic (N,) int64 in [0,19) or -1, instance (N,) int64 (see
+    module docstring). ``extra``: sequence, frame, has_labels, config (path of the yaml
+    used, or ``"builtin"``), dropped_points (file indices removed by ``nonfinite='drop'``).
+    An empty scan and NaN/inf points are refused, or the latter dropped
+    (:func:`~pcseg.datasets.common.check_points`).
     """
     seq, frame = parse_scene_id(scene_id)
     root = find_dataset_root(raw)
@@ -255,9 +338,12 @@ def read_scene(raw: Path, scene_id: str, *, config: Path | None = None) -> Scene
         raise ValueError(f"SemanticKITTI scan {bin_path} not found (scene {scene_id!r})")
     pts = read_bin(bin_path)
     n = len(pts)
+    keep = check_points(pts[:, :3], bin_path, feats=pts[:, 3:], nonfinite=nonfinite)
     label_path = seq_dir / "labels" / f"{frame}.label"
     if label_path.is_file():
         label = read_label_file(label_path, n)
+        if keep is not None:
+            label = label[keep]
         semantic = map_raw_labels(label & 0xFFFF, lut, str(label_path))
         inst_raw = (label >> 16).astype(np.int64)
         instance = np.where((inst_raw > 0) & (semantic >= 0), (semantic << 16) | inst_raw, -1)
@@ -271,11 +357,17 @@ def read_scene(raw: Path, scene_id: str, *, config: Path | None = None) -> Scene
             )
         semantic = np.full(n, -1, dtype=np.int64)
         instance = np.full(n, -1, dtype=np.int64)
+        if keep is not None:
+            semantic, instance = semantic[keep], instance[keep]
+    dropped = [] if keep is None else np.flatnonzero(~keep).tolist()
+    if keep is not None:
+        pts = pts[keep]
+    remission = normalise_features(pts[:, 3:4], bin_path, kind="remission", expected=1.0)
     return Scene(
         name=check_scene_name(scene_id),
         dataset=DATASET,
         coords=np.ascontiguousarray(pts[:, :3], dtype=np.float32),
-        feats=np.ascontiguousarray(pts[:, 3:4], dtype=np.float32),
+        feats=np.ascontiguousarray(remission, dtype=np.float32),
         semantic=semantic,
         instance=instance.astype(np.int64),
         source=str(bin_path),
@@ -283,6 +375,7 @@ def read_scene(raw: Path, scene_id: str, *, config: Path | None = None) -> Scene
             "sequence": seq,
             "frame": frame,
             "has_labels": label_path.is_file(),
-            "config": str(cfg_path.resolve()),
+            "config": BUILTIN if cfg_path is None else str(cfg_path.resolve()),
+            "dropped_points": dropped,
         },
     )

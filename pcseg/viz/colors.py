@@ -10,17 +10,18 @@ Modes (:data:`MODES`):
 ``pseudo``      the method's pseudo-labels (-1 = none -> grey)
 ``confidence``  max softmax probability, colormap over [0, 1] (red = unsure)
 ``entropy``     prediction entropy, colormap over [0, log K] (bright = unsure)
-``error``       prediction vs ground truth: wrong red, right grey, ignored dark
-``pseudo_error`` pseudo-label vs ground truth: wrong red, right grey, none/ignored dark
+``error``       prediction vs ground truth: wrong violet, right grey, ignored dark
+``pseudo_error`` pseudo-label vs ground truth: wrong violet, right grey, none/ignored dark
 =============== =================================================================
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pcseg.viz.palettes import IGNORE_COLOR, UNLABELLED_COLOR
+from pcseg.viz.palettes import ERROR_COLOR, IGNORE_COLOR, UNLABELLED_COLOR
 
 if TYPE_CHECKING:  # pragma: no cover
     from pcseg.viz.data import ViewData
@@ -31,7 +32,7 @@ MODES: tuple[str, ...] = (
 LABEL_MODES: tuple[str, ...] = ("gt", "weak", "pred", "pseudo")
 """Modes whose colours are class colours (they get a class legend)."""
 
-WRONG_COLOR: tuple[int, int, int] = (230, 25, 25)
+WRONG_COLOR: tuple[int, int, int] = ERROR_COLOR  # violet: no class palette uses it
 RIGHT_COLOR: tuple[int, int, int] = (190, 190, 190)
 DARK_COLOR: tuple[int, int, int] = (60, 60, 60)
 
@@ -146,7 +147,7 @@ def entropy_vmax(num_classes: int) -> float:
     return float(np.log(max(num_classes, 2)))
 
 
-def available_modes(view: "ViewData") -> list[str]:
+def available_modes(view: ViewData) -> list[str]:
     """The modes of :data:`MODES` that ``view`` has data for."""
     out = []
     for m in MODES:
@@ -158,7 +159,7 @@ def available_modes(view: "ViewData") -> list[str]:
     return out
 
 
-def _check_mode(view: "ViewData", mode: str) -> None:
+def _check_mode(view: ViewData, mode: str) -> None:
     if mode not in MODES:
         raise ValueError(f"unknown colour mode {mode!r}; expected one of {', '.join(MODES)}")
     has_gt = view.semantic is not None and bool((view.semantic >= 0).any())
@@ -183,7 +184,7 @@ def _check_mode(view: "ViewData", mode: str) -> None:
             raise ModeUnavailable(f"mode {mode!r} unavailable for scene {view.name}: {why}")
 
 
-def mode_colors(view: "ViewData", mode: str) -> np.ndarray:
+def mode_colors(view: ViewData, mode: str) -> np.ndarray:
     """Colours (N, 3) uint8 of ``view`` in colour mode ``mode`` (one of :data:`MODES`).
 
     Raises :class:`ModeUnavailable` when the data needed by the mode is absent.
@@ -210,7 +211,7 @@ def mode_colors(view: "ViewData", mode: str) -> np.ndarray:
     return error_colors(view.pseudo, view.semantic)  # pseudo_error
 
 
-def mode_summary(view: "ViewData", mode: str, mask: np.ndarray | None = None) -> str:
+def mode_summary(view: ViewData, mode: str, mask: np.ndarray | None = None) -> str:
     """One-line statistic of ``mode`` over the points in ``mask`` (all if None), e.g.
     ``'acc 87.3%'`` for pred, ``'123 pts (1.00%)'`` for weak; '' when nothing applies."""
     sel = np.ones(view.num_points, dtype=bool) if mask is None else np.asarray(mask, bool)

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import colorsys
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -33,10 +33,18 @@ IGNORE_COLOR: tuple[int, int, int] = (128, 128, 128)
 UNLABELLED_COLOR: tuple[int, int, int] = (225, 225, 225)
 """Light grey for points without a weak label in the ``weak`` mode."""
 
+ERROR_COLOR: tuple[int, int, int] = (150, 0, 255)
+"""Violet for wrong predictions in the error modes: no dataset palette uses a colour near it
+(Euclidean distance > 100 from every S3DIS, ScanNet and SemanticKITTI class colour; red,
+the obvious choice, is SemanticKITTI's traffic-sign and S3DIS's chair)."""
+
+ERROR_MARGIN = 64.0
+"""Generated palettes keep at least this Euclidean RGB distance from :data:`ERROR_COLOR`."""
+
 RESERVED_COLORS: tuple[tuple[int, int, int], ...] = (
-    IGNORE_COLOR, UNLABELLED_COLOR, (255, 255, 255), (0, 0, 0),
+    IGNORE_COLOR, UNLABELLED_COLOR, ERROR_COLOR, (255, 255, 255), (0, 0, 0),
 )
-"""Colours a generated palette never uses (ignore, unlabelled, white/black backgrounds)."""
+"""Colours a generated palette never uses (ignore, unlabelled, error, white/black)."""
 
 S3DIS_COLORS = np.array([
     [0, 255, 0],      # ceiling
@@ -148,8 +156,9 @@ def semantickitti_palette(yaml_path: str | os.PathLike | None = None) -> np.ndar
 
 def generic_palette(num: int, avoid: np.ndarray | Sequence[Sequence[int]] = ()) -> np.ndarray:
     """``num`` distinct colours (num, 3) uint8: matplotlib's tab20/tab20b/tab20c, then
-    golden-ratio hues; skips :data:`RESERVED_COLORS`, colours in ``avoid`` and colours
-    within 12 (max-channel distance) of an already chosen one."""
+    golden-ratio hues; skips :data:`RESERVED_COLORS`, colours in ``avoid``, colours
+    within 12 (max-channel distance) of an already chosen one and colours within
+    :data:`ERROR_MARGIN` (Euclidean) of :data:`ERROR_COLOR`."""
     from matplotlib import colormaps
 
     taken = [np.asarray(c, dtype=int) for c in RESERVED_COLORS]
@@ -175,7 +184,8 @@ def generic_palette(num: int, avoid: np.ndarray | Sequence[Sequence[int]] = ()) 
         tries += 1
         if tries > 100000 + 100 * num:
             raise RuntimeError(f"could not generate {num} distinct colours")
-        if all(np.abs(c - t).max() >= 12 for t in taken + chosen):
+        near_error = np.sqrt(((c - np.asarray(ERROR_COLOR)) ** 2).sum()) <= ERROR_MARGIN
+        if not near_error and all(np.abs(c - t).max() >= 12 for t in taken + chosen):
             chosen.append(c)
     return np.asarray(chosen, dtype=np.uint8).reshape(num, 3)
 
@@ -258,11 +268,13 @@ def load_font(size: int = 14):
 def legend_image(class_names: Sequence[str], palette: np.ndarray, width: int = 800,
                  present: Sequence[int] | np.ndarray | None = None, row_height: int = 22,
                  font_size: int = 14, background: Sequence[int] = (255, 255, 255),
-                 header: str | None = None) -> np.ndarray:
+                 header: str | None = None,
+                 extra: Sequence[tuple[str, Sequence[int]]] = ()) -> np.ndarray:
     """Legend strip (H, width, 3) uint8: a colour swatch and the name of each class,
     wrapped into rows of ``row_height`` px. ``present`` (class indices) restricts the
-    entries; ``header`` adds a first text line. The height is
-    ``row_height * (rows + (header is not None))``.
+    entries; ``extra`` appends (name, rgb) entries after the classes (the greys of
+    unlabelled / ignored points, the error colours); ``header`` adds a first text line.
+    The height is ``row_height * (rows + (header is not None))``.
     """
     from PIL import Image, ImageDraw
 
@@ -273,11 +285,13 @@ def legend_image(class_names: Sequence[str], palette: np.ndarray, width: int = 8
     pad = 8
     # lay out entries left to right, wrapping when the row is full
     probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    colours = [tuple(int(c) for c in palette[i]) for i in idx]
+    items = [(class_names[i], colours[k]) for k, i in enumerate(idx)]
+    items += [(name, tuple(int(c) for c in rgb)) for name, rgb in extra]
     entries = []
-    for i in idx:
-        text = class_names[i]
+    for k, (text, _) in enumerate(items):
         tw = int(np.ceil(probe.textlength(text, font=font)))
-        entries.append((i, text, sw + 4 + tw + 2 * pad))
+        entries.append((k, text, sw + 4 + tw + 2 * pad))
     rows: list[list[tuple[int, str, int]]] = [[]]
     x = pad
     for e in entries:
@@ -301,7 +315,7 @@ def legend_image(class_names: Sequence[str], palette: np.ndarray, width: int = 8
         for i, text, w in row:
             y = y0 + (row_height - sw) // 2
             draw.rectangle([x, y, x + sw - 1, y + sw - 1],
-                           fill=tuple(int(c) for c in palette[i]), outline=(90, 90, 90))
+                           fill=items[i][1], outline=(90, 90, 90))
             draw.text((x + sw + 4, y0 + (row_height - font_size) // 2), text,
                       fill=text_color, font=font)
             x += w

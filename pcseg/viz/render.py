@@ -14,21 +14,24 @@ from __future__ import annotations
 
 import io
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from pcseg.utils.io import atomic_write_bytes
 from pcseg.viz.colors import (
     CONFIDENCE_CMAP,
+    DARK_COLOR,
     ENTROPY_CMAP,
     LABEL_MODES,
+    RIGHT_COLOR,
+    WRONG_COLOR,
     entropy_vmax,
     mode_colors,
     mode_summary,
 )
 from pcseg.viz.data import ViewData
-from pcseg.viz.palettes import legend_image, load_font
+from pcseg.viz.palettes import IGNORE_COLOR, UNLABELLED_COLOR, legend_image, load_font
 
 VIEWS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
     # name: (front = direction from the scene centre to the camera, up)
@@ -43,10 +46,61 @@ INDOOR_DATASETS = ("s3dis", "scannet")
 MODE_TITLES = {
     "rgb": "input colour", "gt": "ground truth", "weak": "weak labels", "pred": "prediction",
     "pseudo": "pseudo-labels", "confidence": "confidence", "entropy": "entropy",
-    "error": "errors (red = wrong)", "pseudo_error": "pseudo-label errors",
+    "error": "errors (violet = wrong)", "pseudo_error": "pseudo-label errors",
 }
 TITLE_HEIGHT = 44
 LEGEND_ROW_HEIGHT = 22
+
+
+def private_runtime_dir() -> str:
+    """Give the headless render a valid ``XDG_RUNTIME_DIR`` (Mesa prints ``error:
+    XDG_RUNTIME_DIR is invalid or not set`` on every successful EGL render otherwise).
+
+    Kept when set to a folder owned by this user with mode 0700; else a private folder
+    (``<tmp>/pcseg-runtime-<uid>``, mode 0700) is created and exported. Returns the path.
+    """
+    import tempfile
+
+    cur = os.environ.get("XDG_RUNTIME_DIR")
+    if cur and _is_private_dir(cur):
+        return cur
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    path = os.path.join(tempfile.gettempdir(), f"pcseg-runtime-{uid}")
+    if not _is_private_dir(path):
+        path = tempfile.mkdtemp(prefix="pcseg-runtime-")  # mode 0700, ours
+    os.environ["XDG_RUNTIME_DIR"] = path
+    return path
+
+
+def _is_private_dir(path: str) -> bool:
+    import stat
+
+    try:
+        if not os.path.isdir(path):
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        st = os.stat(path)
+    except OSError:
+        return False
+    own = not hasattr(os, "getuid") or st.st_uid == os.getuid()
+    return stat.S_ISDIR(st.st_mode) and own and stat.S_IMODE(st.st_mode) == 0o700
+
+
+def legend_extras(view: ViewData, modes: Sequence[str], visible: np.ndarray
+                  ) -> list[tuple[str, tuple[int, int, int]]]:
+    """The legend entries besides the classes: the light grey of points without a weak
+    label (``weak`` mode), the grey of ignored points (label -1 shown in a label mode) and
+    the error modes' wrong / right / ignored colours."""
+    out: list[tuple[str, tuple[int, int, int]]] = []
+    arrays = {"gt": view.semantic, "pred": view.pred, "pseudo": view.pseudo}
+    if "weak" in modes and view.labelled is not None:
+        out.append(("unlabelled", UNLABELLED_COLOR))
+        arrays["weak"] = np.where(view.labelled, view.semantic, 0)
+    shown = [arrays.get(m) for m in modes if m in LABEL_MODES]
+    if any(a is not None and bool((np.asarray(a)[visible] < 0).any()) for a in shown):
+        out.append(("ignored (no label)", IGNORE_COLOR))
+    if any(m in ("error", "pseudo_error") for m in modes):
+        out += [("wrong", WRONG_COLOR), ("right", RIGHT_COLOR), ("ignored / none", DARK_COLOR)]
+    return out
 
 
 def is_indoor(view: ViewData) -> bool:
@@ -217,6 +271,7 @@ def render_tiles(view: ViewData, modes: Sequence[str], view_name: str = "iso", w
     radius = 0.5 * (marker_px if marker_px is not None else max(7.0, 2.2 * ps)) * (2.0 * cam["view_ratio"] / height)
 
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
+    private_runtime_dir()  # else Mesa's EGL prints "error: XDG_RUNTIME_DIR ..." on success
     vis = o3d.visualization.Visualizer()
     verbosity = o3d.utility.get_verbosity_level()
     o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)  # quiet the EGL-fallback notes
@@ -370,7 +425,8 @@ def render_modes(view_data: ViewData, modes: Sequence[str], out_png: str | os.Pa
             header = (f"{vd.name}  ({vd.dataset}, {vd.num_points:,d} points"
                       + (f", {hidden_n:,d} hidden" if hidden_n else "") + f", view {view})")
             leg = legend_image(vd.class_names, vd.palette, width=len(modes) * width,
-                               present=sorted(present), row_height=LEGEND_ROW_HEIGHT, header=header)
+                               present=sorted(present), row_height=LEGEND_ROW_HEIGHT, header=header,
+                               extra=legend_extras(vd, modes, visible))
         names = [MODE_TITLES.get(m, m) for m in modes]
         if "weak" in modes and view_data.label_spec:
             names[modes.index("weak")] = f"weak labels ({view_data.label_spec})"
