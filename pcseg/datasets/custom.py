@@ -57,6 +57,7 @@ from pydantic import (
 )
 
 from pcseg.data.scene import Scene
+from pcseg.datasets.common import check_points, normalise_features
 from pcseg.datasets.formats import SUFFIXES, PointFile, PointFileError, read_points
 
 DATASET = "custom"
@@ -167,18 +168,21 @@ def classes_from_dict(obj: dict[str, Any], source: str = "classes") -> ClassesSp
 
 
 # ----------------------------------------------------------------------------- checks
-def validate_points(pf: PointFile) -> None:
-    """The checks every file gets before its points are used (finite coordinates).
+def validate_points(pf: PointFile, nonfinite: str = "refuse") -> np.ndarray | None:
+    """The read-time check of a file's points: :func:`pcseg.datasets.common.check_points`
+    (the one shared check of every reader), with the coordinate field(s) named.
 
-    Kept in this one function so a shared check (pcseg.datasets.common) can replace it.
-    Raises :class:`PointFileError` naming the file and the coordinate field.
+    Returns None, or the keep-mask under ``nonfinite='drop'``. Raises
+    :class:`PointFileError` naming the file and the field.
     """
-    bad = ~np.isfinite(pf.xyz)
-    if bad.any():
-        axis = int(np.flatnonzero(bad.any(axis=0))[0])
-        rows = np.flatnonzero(bad[:, axis])
-        raise PointFileError(f"{pf.path}: field {'xyz'[axis]!r} has {len(rows)} NaN/inf "
-                             f"value(s) (first at point {int(rows[0])})")
+    xyz = np.asarray(pf.xyz)
+    bad_axes = [a for i, a in enumerate("xyz") if xyz.ndim == 2 and xyz.shape[1] == 3
+                and not np.isfinite(xyz[:, i]).all()]
+    source = f"{pf.path}" + (f" (field(s) {bad_axes})" if bad_axes else "")
+    try:
+        return check_points(xyz, source, nonfinite=nonfinite)
+    except ValueError as e:
+        raise PointFileError(str(e)) from None
 
 
 def check_extent(pf: PointFile, voxel_size: float) -> None:
@@ -204,23 +208,29 @@ def scene_origin(xyz: np.ndarray) -> np.ndarray:
     return np.round((xyz.min(axis=0) + xyz.max(axis=0)) / 2.0)
 
 
-def _normalise_feature(name: str, v: np.ndarray, rgb: bool) -> np.ndarray:
+def _expected_scale(v: np.ndarray) -> float:
+    """The unit a format documents for a colour / intensity field of this dtype."""
+    if np.issubdtype(v.dtype, np.integer):
+        return 255.0 if v.dtype.itemsize == 1 else 65535.0
+    return 1.0
+
+
+def _normalise_feature(pf: PointFile, name: str, v: np.ndarray, kind: str | None) -> np.ndarray:
     """Scale one raw feature into the network's range (see the module docstring).
 
-    The one place feature scaling happens, so a shared normalisation can replace it.
+    Colours and intensity go through :func:`pcseg.datasets.common.normalise_features` (the
+    one shared range detection: 0-1, 0-255 or 0-65535, with a note when the range differs
+    from the dtype's documented unit); other scalar fields: booleans as 0/1, integers over
+    their dtype's maximum, floats as they are.
     """
     v = np.asarray(v)
+    if kind is not None:
+        return normalise_features(v, pf.path, kind=kind, expected=_expected_scale(v))
     if v.dtype == bool:
         return v.astype(np.float32)
     if np.issubdtype(v.dtype, np.integer):
-        vmax = int(np.iinfo(v.dtype).max)
-        if rgb and vmax > 255 and v.size and int(v.max()) <= 255:
-            vmax = 255
-        return (v.astype(np.float64) / vmax).astype(np.float32)
-    f = v.astype(np.float64)
-    if rgb and f.size and f.max() > 1.0:
-        f = f / (255.0 if f.max() <= 255.0 else 65535.0)
-    return f.astype(np.float32)
+        return (v.astype(np.float64) / int(np.iinfo(v.dtype).max)).astype(np.float32)
+    return v.astype(np.float32)
 
 
 def point_features(pf: PointFile, spec: ClassesSpec) -> np.ndarray:
@@ -232,16 +242,19 @@ def point_features(pf: PointFile, spec: ClassesSpec) -> np.ndarray:
     if name == "rgb":
         for trio in (("red", "green", "blue"), ("r", "g", "b")):
             if all(c in pf.fields for c in trio):
-                return np.stack([_normalise_feature(c, pf.fields[c], True) for c in trio], axis=1)
+                rgb = np.stack([np.asarray(pf.fields[c]) for c in trio], axis=1)
+                return _normalise_feature(pf, "rgb", rgb, f"colour fields {list(trio)}")
         if "colors" in pf.fields and np.ndim(pf.fields["colors"]) == 2:
-            return _normalise_feature("colors", pf.fields["colors"], True)[:, :3]
+            cols = np.asarray(pf.fields["colors"])[:, :3]
+            return _normalise_feature(pf, "colors", cols, "colour field 'colors'")
         raise PointFileError(f"{pf.path}: features [rgb] but no field 'red'/'green'/'blue' "
                              f"(or r/g/b, colors); the file has fields {sorted(pf.fields)}")
     v = pf.field(name)
     if v.ndim != 1:
         raise PointFileError(f"{pf.path}: feature field {name!r} has shape {v.shape}; "
                              "a scalar per point is needed")
-    out = _normalise_feature(name, v, False)[:, None]
+    kind = f"intensity field {name!r}" if "intensity" in name.lower() else None
+    out = _normalise_feature(pf, name, v, kind)[:, None]
     if not np.isfinite(out).all():
         raise PointFileError(f"{pf.path}: feature field {name!r} has NaN/inf values")
     return out
