@@ -246,7 +246,7 @@ def test_method_section_validated_through_method_options(tmp_path):
     [
         (
             "data.dataset=s3diss",
-            "key 'data.dataset' must be one of 's3dis', 'scannet', 'semantickitti', "
+            "key 'data.dataset' must be one of 's3dis', 'scannet', 'semantickitti', 'custom', "
             "got 's3diss' (did you mean 's3dis'?)",
         ),
         ("train.device=gpu", "train.device must be auto | cpu | cuda | cuda:N, got 'gpu'"),
