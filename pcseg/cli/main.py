@@ -4,10 +4,21 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from pcseg.cli import annotate, benchmark, compare, demo, prepare, synthetic, test, train, view
+from pcseg.cli import (
+    active,
+    annotate,
+    benchmark,
+    compare,
+    demo,
+    prepare,
+    synthetic,
+    test,
+    train,
+    view,
+)
 
 #: subcommand modules, in the order ``pcseg --help`` lists them; each has ``register(sub)``
-COMMANDS = (prepare, synthetic, train, test, view, annotate, compare, benchmark, demo)
+COMMANDS = (prepare, synthetic, train, test, view, annotate, compare, active, benchmark, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
