@@ -141,3 +141,15 @@ def test_active_study_end_to_end_resumes(tiny_config, tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["runs"] == res["runs"]
     # other settings for the same JSON are refused, not mixed in
     assert main([*args[:8], "4", *args[9:]]) == 1
+
+
+def test_table_pairs_the_strategies_by_seed():
+    from pcseg.workflows.active import format_active_table
+
+    runs = [{"strategy": s, "seed": sd, "round": 1, "labels": 10, "misclassified_fraction": 0.5,
+             "miou": m} for s, sd, m in (("suggested", 0, 0.5), ("suggested", 1, 0.4),
+                                         ("random", 0, 0.3), ("random", 1, 0.3))]
+    table = format_active_table({"runs": runs})
+    row = table.splitlines()[2]
+    assert row.startswith("| 1 | 10 | 45.0 ± 7.1 | s0 50.0, s1 40.0 | 50 % | 10 | 30.0 ± 0.0 |")
+    assert row.endswith("| 15.0 ± 7.1 |")

@@ -359,10 +359,17 @@ def _mean_std(vals: list[float]) -> str:
     return f"{np.mean(v):.1f} ± {sd:.1f}"
 
 
+def _paired(runs: list[dict[str, Any]], rnd: int) -> str:
+    by = {(r["strategy"], r["seed"]): r["miou"] for r in runs if r["round"] == rnd}
+    seeds = sorted({sd for st, sd in by if st == "suggested"} & {sd for st, sd in by
+                                                                if st == "random"})
+    return _mean_std([by[("suggested", sd)] - by[("random", sd)] for sd in seeds])
+
+
 def format_active_table(results: dict[str, Any]) -> str:
     """Markdown: one row per round: labels per strategy (mean over seeds), test mIoU mean ±
-    sample std and per seed, and the percentage of the round's clicks that hit points the
-    previous run misclassified."""
+    sample std and per seed, the percentage of the round's clicks that hit points the
+    previous run misclassified, and the suggested − random difference paired by seed."""
     runs = results["runs"]
     strategies = [s for s in STRATEGIES if any(r["strategy"] == s for r in runs)]
     strategies += sorted({r["strategy"] for r in runs} - set(strategies))
@@ -372,6 +379,10 @@ def format_active_table(results: dict[str, Any]) -> str:
         head += (f" {s}: labels | {s}: test mIoU (mean ± std) | {s}: per seed | "
                  f"{s}: clicks on misclassified |")
         rule += "---|---|---|---|"
+    paired = {"suggested", "random"} <= set(strategies)
+    if paired:
+        head += " suggested − random (same seed, mean ± std) |"
+        rule += "---|"
     lines = [head, rule]
     for rnd in sorted({r["round"] for r in runs}):
         row = f"| {rnd} |"
@@ -387,5 +398,7 @@ def format_active_table(results: dict[str, Any]) -> str:
                    if r.get("misclassified_fraction") is not None]
             mis_s = f"{100 * np.mean(mis):.0f} %" if mis else "-"
             row += f" {labels:.0f} | {_mean_std([r['miou'] for r in rs])} | {per} | {mis_s} |"
+        if paired:
+            row += f" {_paired(runs, rnd)} |"
         lines.append(row)
     return "\n".join(lines) + "\n"
