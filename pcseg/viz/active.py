@@ -27,7 +27,9 @@ def plot_active_curve(results: dict[str, Any], out: Path,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    strategies = list(dict.fromkeys(r["strategy"] for r in results["runs"]))
+    order = {"suggested": 0, "random": 1}
+    strategies = sorted(dict.fromkeys(r["strategy"] for r in results["runs"]),
+                        key=lambda s: (order.get(s, 2), s))
     settings = results.get("settings", {})
     fig, ax = plt.subplots(figsize=(6, 4), dpi=90)
     for s in strategies:
@@ -35,13 +37,17 @@ def plot_active_curve(results: dict[str, Any], out: Path,
         if not pts:
             continue
         x, mean, lo, hi, n = (np.array(c) for c in zip(*pts))
-        (line,) = ax.plot(x, mean, marker="o", label=f"{s} (seeds per round: "
-                                                        f"{', '.join(str(int(v)) for v in n)})")
+        seeds = (f"{int(n[0])} seeds" if len(set(n.tolist())) == 1
+                 else "seeds per round: " + ", ".join(str(int(v)) for v in n))
+        (line,) = ax.plot(x, mean, marker="o", label=f"{s} ({seeds})")
         ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
     k = settings.get("clicks_per_round")
     ax.set_xlabel(f"round ({k} clicks per training scene per round)" if k else "round")
     ax.set_ylabel("test mIoU (%)")
-    ax.set_xticks(sorted({int(r["round"]) for r in results["runs"]}))
+    rounds = sorted({int(r["round"]) for r in results["runs"]})
+    labels = {int(r["round"]): int(r["labels"]) for r in results["runs"] if "labels" in r}
+    ax.set_xticks(rounds, [f"{k}\n{labels[k]} labels" if k in labels else str(k)
+                           for k in rounds])
     ax.set_title(f"{title} (band: min-max over seeds)", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
