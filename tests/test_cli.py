@@ -260,7 +260,7 @@ def test_help_lists_every_subcommand(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     for cmd in ("prepare", "train", "test", "view", "annotate", "benchmark", "demo", "compare",
-                "synthetic"):
+                "synthetic", "active-study"):
         assert f"    {cmd}" in out
 
 

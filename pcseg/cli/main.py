@@ -5,6 +5,8 @@ import argparse
 from collections.abc import Sequence
 
 from pcseg.cli import (
+from pcseg.cli import (
+    active,
     annotate,
     benchmark,
     compare,
@@ -18,7 +20,54 @@ from pcseg.cli import (
 )
 
 #: subcommand modules, in the order ``pcseg --help`` lists them; each has ``register(sub)``
-COMMANDS = (prepare, synthetic, train, test, predict, view, annotate, compare, benchmark, demo)
+COMMANDS = (prepare, synthetic, train, test, predict, view, annotate, active, compare, benchmark,
+            demo)
+    annotate,
+    benchmark,
+    compare,
+    demo,
+from pcseg.cli import (
+    active,
+    annotate,
+    benchmark,
+    compare,
+    demo,
+    predict,
+    prepare,
+    synthetic,
+    test,
+    train,
+    view,
+)
+
+#: subcommand modules, in the order ``pcseg --help`` lists them; each has ``register(sub)``
+COMMANDS = (prepare, synthetic, train, test, predict, view, annotate, active, compare, benchmark,
+            demo)
+    prepare,
+    synthetic,
+    test,
+    train,
+    view,
+)
+
+#: subcommand modules, in the order ``pcseg --help`` lists them; each has ``register(sub)``
+from pcseg.cli import (
+    active,
+    annotate,
+    benchmark,
+    compare,
+    demo,
+    predict,
+    prepare,
+    synthetic,
+    test,
+    train,
+    view,
+)
+
+#: subcommand modules, in the order ``pcseg --help`` lists them; each has ``register(sub)``
+COMMANDS = (prepare, synthetic, train, test, predict, view, annotate, active, compare, benchmark,
+            demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
