@@ -5,53 +5,6 @@ import argparse
 from collections.abc import Sequence
 
 from pcseg.cli import (
-from pcseg.cli import (
-    active,
-    annotate,
-    benchmark,
-    compare,
-    demo,
-    predict,
-    prepare,
-    synthetic,
-    test,
-    train,
-    view,
-)
-
-#: subcommand modules, in the order ``pcseg --help`` lists them; each has ``register(sub)``
-COMMANDS = (prepare, synthetic, train, test, predict, view, annotate, active, compare, benchmark,
-            demo)
-    annotate,
-    benchmark,
-    compare,
-    demo,
-from pcseg.cli import (
-    active,
-    annotate,
-    benchmark,
-    compare,
-    demo,
-    predict,
-    prepare,
-    synthetic,
-    test,
-    train,
-    view,
-)
-
-#: subcommand modules, in the order ``pcseg --help`` lists them; each has ``register(sub)``
-COMMANDS = (prepare, synthetic, train, test, predict, view, annotate, active, compare, benchmark,
-            demo)
-    prepare,
-    synthetic,
-    test,
-    train,
-    view,
-)
-
-#: subcommand modules, in the order ``pcseg --help`` lists them; each has ``register(sub)``
-from pcseg.cli import (
     active,
     annotate,
     benchmark,
