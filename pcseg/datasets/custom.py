@@ -204,44 +204,62 @@ def scene_origin(xyz: np.ndarray) -> np.ndarray:
     return np.round((xyz.min(axis=0) + xyz.max(axis=0)) / 2.0)
 
 
-def _normalise_feature(name: str, v: np.ndarray, rgb: bool) -> np.ndarray:
+def _normalise_feature(name: str, v: np.ndarray, rgb: bool,
+                       seen_max: float | None = None) -> np.ndarray:
     """Scale one raw feature into the network's range (see the module docstring).
 
     The one place feature scaling happens, so a shared normalisation can replace it.
+    ``seen_max``: the field's maximum over the whole file (default: over ``v``), so a file
+    read in chunks is scaled as it is read whole.
     """
     v = np.asarray(v)
     if v.dtype == bool:
         return v.astype(np.float32)
+    top = seen_max if seen_max is not None else (float(v.max()) if v.size else None)
     if np.issubdtype(v.dtype, np.integer):
         vmax = int(np.iinfo(v.dtype).max)
-        if rgb and vmax > 255 and v.size and int(v.max()) <= 255:
+        if rgb and vmax > 255 and top is not None and top <= 255:
             vmax = 255
         return (v.astype(np.float64) / vmax).astype(np.float32)
     f = v.astype(np.float64)
-    if rgb and f.size and f.max() > 1.0:
-        f = f / (255.0 if f.max() <= 255.0 else 65535.0)
+    if rgb and top is not None and top > 1.0:
+        f = f / (255.0 if top <= 255.0 else 65535.0)
     return f.astype(np.float32)
 
 
-def point_features(pf: PointFile, spec: ClassesSpec) -> np.ndarray:
-    """(N, 3) float32 RGB in [0, 1] or (N, 1) float32 scalar / constant features."""
+def feature_fields(spec: ClassesSpec) -> tuple[str, ...]:
+    """The per-point fields :func:`point_features` may read for ``spec``."""
+    if not spec.features:
+        return ()
+    if spec.features[0] == "rgb":
+        return ("red", "green", "blue", "r", "g", "b", "colors")
+    return (spec.features[0],)
+
+
+def point_features(pf: PointFile, spec: ClassesSpec,
+                   seen_max: dict[str, float] | None = None) -> np.ndarray:
+    """(N, 3) float32 RGB in [0, 1] or (N, 1) float32 scalar / constant features.
+    ``seen_max``: per-field maxima over the whole file when ``pf`` is one chunk of it."""
     n = pf.num_points
+    mx = seen_max or {}
     if not spec.features:
         return np.ones((n, 1), dtype=np.float32)
     name = spec.features[0]
     if name == "rgb":
         for trio in (("red", "green", "blue"), ("r", "g", "b")):
             if all(c in pf.fields for c in trio):
-                return np.stack([_normalise_feature(c, pf.fields[c], True) for c in trio], axis=1)
+                return np.stack([_normalise_feature(c, pf.fields[c], True, mx.get(c))
+                                 for c in trio], axis=1)
         if "colors" in pf.fields and np.ndim(pf.fields["colors"]) == 2:
-            return _normalise_feature("colors", pf.fields["colors"], True)[:, :3]
+            return _normalise_feature("colors", pf.fields["colors"], True,
+                                      mx.get("colors"))[:, :3]
         raise PointFileError(f"{pf.path}: features [rgb] but no field 'red'/'green'/'blue' "
                              f"(or r/g/b, colors); the file has fields {sorted(pf.fields)}")
     v = pf.field(name)
     if v.ndim != 1:
         raise PointFileError(f"{pf.path}: feature field {name!r} has shape {v.shape}; "
                              "a scalar per point is needed")
-    out = _normalise_feature(name, v, False)[:, None]
+    out = _normalise_feature(name, v, False, mx.get(name))[:, None]
     if not np.isfinite(out).all():
         raise PointFileError(f"{pf.path}: feature field {name!r} has NaN/inf values")
     return out
