@@ -2,7 +2,7 @@
 
     python -m pcseg.benchmarks predict [--sizes 2000000,5000000,10000000]
         [--voxel-budget 100000] [--voxel-size 0.5] [--overlap M] [--chunk-points 1000000]
-        [--threads 1] [--untiled-max-voxels 400000] [--no-in-memory] [--json FILE]
+        [--threads 1] [--untiled-max-voxels 3000000] [--no-in-memory] [--json FILE]
 
 Synthetic airborne-style LAS tiles (:func:`synthetic_outdoor`: sloped ground, box
 buildings, round trees, low vegetation at 4 points / m^2, so a scene grows in AREA with its
@@ -16,7 +16,7 @@ peak RSS (``ru_maxrss``, includes the interpreter and torch, ~300 MiB) is its ow
 * ``in_memory``: the in-memory tiled path (file read whole) for comparison (unless
   ``--no-in-memory``);
 * ``untiled``: one network pass over the whole scene where it has at most
-  ``--untiled-max-voxels`` voxels (estimated).
+  ``--untiled-max-voxels`` voxels (estimated; default: the 2M scene).
 
 Overlap cost: voxel visits beyond one per voxel / voxels (the extra network work the tile
 overlaps cost). Ratios are against the first (smallest) size of the same mode.
@@ -142,7 +142,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="points per chunk (and per tile) of the streaming path")
     p.add_argument("--planes", type=int, default=16, help="width of the MinkUNet14A")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
-    p.add_argument("--untiled-max-voxels", type=int, default=400_000,
+    p.add_argument("--untiled-max-voxels", type=int, default=3_000_000,
                    help="run untiled only where the scene has at most this many voxels")
     p.add_argument("--no-in-memory", dest="in_memory", action="store_false",
                    help="skip the in-memory tiled runs")
@@ -214,8 +214,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if "error" in made:
                 res["runs"].append({"mode": "make_scene", "points": n, **made})
                 continue
-            # ~ one voxel per 2 points at 4 points / m^2 and 0.5 m (ground + structures)
-            est_vox = n / (4.0 * args.voxel_size ** -2) * 1.3
+            # measured: ~1.1 voxels a point at 4 points / m^2 and 0.5 m (1 point a column)
+            est_vox = 1.1 * n * min(1.0, 1.0 / (4.0 * args.voxel_size ** 2))
             todo = modes + (["untiled"] if est_vox <= args.untiled_max_voxels else [])
             for mode in todo:
                 spec = {"path": str(scene), "out": str(tmp / f"out_{mode}"), "mode": mode,
