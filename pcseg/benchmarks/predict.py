@@ -214,8 +214,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if "error" in made:
                 res["runs"].append({"mode": "make_scene", "points": n, **made})
                 continue
-            # measured: ~1.1 voxels a point at 4 points / m^2 and 0.5 m (1 point a column)
-            est_vox = 1.1 * n * min(1.0, 1.0 / (4.0 * args.voxel_size ** 2))
+            # measured: ~0.67 voxels a point at 4 points / m^2 and 0.5 m (1 point a column)
+            est_vox = 0.7 * n * min(1.0, 1.0 / (4.0 * args.voxel_size ** 2))
             todo = modes + (["untiled"] if est_vox <= args.untiled_max_voxels else [])
             for mode in todo:
                 spec = {"path": str(scene), "out": str(tmp / f"out_{mode}"), "mode": mode,
