@@ -53,6 +53,7 @@ import math
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,6 +123,33 @@ class GridPlan:
                 self.y0 + j * self.side, self.y0 + (j + 1) * self.side)
 
 
+def _libc() -> Any:
+    try:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc
+        return None
+
+
+_LIBC = _libc()
+
+
+def release_memory() -> None:
+    """Hand the freed heap back to the OS (glibc ``malloc_trim``; no-op without glibc).
+    Called after every chunk of every pass and after every tile: without it the freed
+    chunk / tile arrays fragment the heap and the peak RSS crept up with the number of
+    chunks, i.e. with the file (measured at 6M points: 650 MiB without, 577 MiB with)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _chunks(path: Path, chunk_points: int) -> Iterator[PointChunk]:
+    for chunk in iter_chunks(path, chunk_points):
+        yield chunk
+        release_memory()
+
+
 def _check_chunk(path: Path, chunk: PointChunk) -> None:
     bad = ~np.isfinite(chunk.xyz)
     if bad.any():
@@ -142,7 +170,7 @@ def scan(path: Path, predictor: Predictor, chunk_points: int) -> Scan:
     keys = np.zeros(0, dtype=np.int64)
     counts = np.zeros(0, dtype=np.int64)
     names: list[str] = []
-    for chunk in iter_chunks(path, chunk_points):
+    for chunk in _chunks(path, chunk_points):
         if not len(chunk.xyz):
             continue
         _check_chunk(path, chunk)
@@ -240,7 +268,7 @@ def distribute(path: Path, predictor: Predictor, sc: Scan, origin: np.ndarray, p
     per_tile = np.zeros(plan.tiles, dtype=np.int64)
     dt: np.dtype | None = None
     r = max(1, math.ceil(plan.margin / plan.side))
-    for chunk in iter_chunks(path, chunk_points):
+    for chunk in _chunks(path, chunk_points):
         n = len(chunk.xyz)
         if not n:
             continue
@@ -336,6 +364,8 @@ def predict_tiles(predictor: Predictor, plan: GridPlan, per_tile: np.ndarray, dt
         for part in np.split(res, cut):
             with open(tmp / f"res_{int(part['i'][0]) // chunk_points}.bin", "ab") as fh:
                 fh.write(part.tobytes())
+        del buf, vr, vox, res, v_pred, v_conf, subs
+        release_memory()
     bar.close()
     return {"voxels": voxels, "visits": visits, "tiles": len(boxes), "boxes": boxes,
             "class_counts": class_counts, "max_tile_points": max_pts,
@@ -422,6 +452,7 @@ def predict_file_streamed(predictor: Predictor, path: str | Path, out_dir: str |
         pdt = np.uint8 if k <= 255 else np.uint16
 
         def fill(chunk: PointChunk) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+            release_memory()  # the previous chunk's records
             pred, conf = results.get(chunk.start, len(chunk.xyz))
             cls = None
             if set_cls:
