@@ -32,6 +32,14 @@ at most 1 % of voxels with another class (measured: 1e-5 and none). The default 
 trade-off: the theoretical radius is large, the effective one far smaller, and the overlap
 cost (extra voxel visits, reported per file as ``overlap_cost``) grows with it.
 
+Out of core (:mod:`pcseg.predict_stream`): LAS/LAZ and NPY files of more than
+``chunk_points`` points (``stream='auto'``; 'always' / 'never' force it) are never read
+whole: a regular XY grid of tiles is planned from a first pass, the points are spread over
+per-tile buffers on disk, each tile is predicted as above (its core split further at the
+median when it holds more than ``voxel_budget`` voxels) and the file is written back chunk
+by chunk, so the peak memory is set by ``chunk_points`` and ``voxel_budget``. PLY, PCD,
+NPZ, TXT and ``.bin`` files (and ``--format`` conversions) take the in-memory path above.
+
 Distributed: under ``torchrun`` (``RANK`` / ``WORLD_SIZE`` set) rank r predicts files
 r, r + W, ...; each rank writes its own files and ``predict_summary.rank<r>.json``.
 """
@@ -73,6 +81,9 @@ from pcseg.utils.io import atomic_write_json
 
 DEFAULT_VOXEL_BUDGET = 200_000
 DEFAULT_OVERLAP_VOXELS = 16
+#: points per chunk of the out-of-core path (:mod:`pcseg.predict_stream`)
+DEFAULT_CHUNK_POINTS = 1_000_000
+STREAM_MODES = ("auto", "always", "never")
 #: tile voxel coordinates are shifted by multiples of this (>= the network's largest stride)
 SHIFT_QUANTUM = 256
 
@@ -94,16 +105,22 @@ class Tile:
 
 
 def make_tiles(vox: np.ndarray, voxel_budget: int, margin: int,
-               max_span: int = 30000) -> list[Tile]:
+               max_span: int = 30000,
+               box: tuple[np.ndarray, np.ndarray] | None = None) -> list[Tile]:
     """Split the voxels ``vox`` (V, 3) into tiles of at most ``voxel_budget`` voxels each
     (core box + ``margin`` voxels on every side), see the module docstring. Cores are not
     split below the margin's width (nor below one voxel): such a tile may exceed the
     budget (the overlap alone does), see ``max_tile_voxels``. ``max_span``: the
-    largest extent of a tile in voxels (the key range of the sparse backend)."""
+    largest extent of a tile in voxels (the key range of the sparse backend). ``box``: the
+    (lo, hi) box whose voxels the cores partition (default: all of ``vox``); voxels outside
+    it only give context (a streamed tile: its core box, its overlap loaded around it)."""
     vox = np.asarray(vox, dtype=np.int64)
     if len(vox) == 0:
         return []
-    lo0, hi0 = vox.min(axis=0), vox.max(axis=0) + 1
+    if box is None:
+        lo0, hi0 = vox.min(axis=0), vox.max(axis=0) + 1
+    else:
+        lo0, hi0 = np.asarray(box[0], dtype=np.int64), np.asarray(box[1], dtype=np.int64)
     tiles: list[Tile] = []
     stack = [(lo0, hi0, np.arange(len(vox), dtype=np.int64))]
     while stack:
@@ -132,6 +149,21 @@ def make_tiles(vox: np.ndarray, voxel_budget: int, margin: int,
         lo_b[axis] = s
         stack.append((lo_b, hi, idx))
         stack.append((lo, hi_a, idx))
+    return tiles
+
+
+def tiles_from_boxes(vox: np.ndarray, boxes: Sequence[tuple[np.ndarray, np.ndarray]],
+                     margin: int) -> list[Tile]:
+    """Tiles of given core boxes (voxel units, half-open; they must partition the voxels),
+    each with ``margin`` voxels of context: the in-memory twin of a streamed tiling."""
+    vox = np.asarray(vox, dtype=np.int64)
+    tiles = []
+    for lo, hi in boxes:
+        lo, hi = np.asarray(lo, dtype=np.int64), np.asarray(hi, dtype=np.int64)
+        idx = np.flatnonzero(np.all((vox >= lo - margin) & (vox < hi + margin), axis=1))
+        core = np.all((vox[idx] >= lo) & (vox[idx] < hi), axis=1)
+        if core.any():
+            tiles.append(Tile(lo, hi, idx, core))
     return tiles
 
 
@@ -190,29 +222,18 @@ class Predictor:
         out, _ = self.model(sparse_input(batch))
         return out.float()
 
-    def predict_points(self, coords: np.ndarray, feats: np.ndarray,
-                       voxel_budget: int | None = DEFAULT_VOXEL_BUDGET,
-                       overlap: float | None = None, progress: bool = False,
-                       desc: str = "", return_probs: bool = False) -> dict[str, Any]:
-        """Predict every point of ``coords`` (N, 3) float32 local metres / ``feats`` (N, C).
+    def margin_voxels(self, overlap: float | None) -> int:
+        """The overlap in voxels: ``overlap`` metres rounded up (None: the default)."""
+        return (DEFAULT_OVERLAP_VOXELS if overlap is None
+                else math.ceil(float(overlap) / self.voxel_size - 1e-9))
 
-        ``voxel_budget``: most voxels per tile (None: one tile, untiled); ``overlap``:
-        metres of context around each tile core (None: 16 voxels). Returns ``pred`` (N,)
-        int64, ``confidence`` (N,) float32, ``tiles``, ``voxels``, ``overlap_voxels`` (voxel
-        visits beyond one per voxel / voxels), ``near_border`` (share of voxels nearer than
-        the overlap ... see module docstring), and with ``return_probs`` the voxel
-        probabilities ``probs`` (V, K) and ``inverse`` (N,).
-        """
-        from pcseg.data.voxelize import voxelize
-
-        vr = voxelize(np.asarray(coords, dtype=np.float32), self.voxel_size, mode="test")
-        vox = vr.voxel_coords.astype(np.int64)
-        rep = vr.point_index
-        pts, f = np.asarray(coords, dtype=np.float32)[rep], np.asarray(feats, dtype=np.float32)[rep]
-        margin = (DEFAULT_OVERLAP_VOXELS if overlap is None
-                  else math.ceil(float(overlap) / self.voxel_size - 1e-9))
-        budget = len(vox) if voxel_budget is None else int(voxel_budget)
-        tiles = make_tiles(vox, max(budget, 1), margin if voxel_budget is not None else 0)
+    def run_tiles(self, vox: np.ndarray, pts: np.ndarray, f: np.ndarray, tiles: list[Tile],
+                  progress: bool = False, desc: str = "", return_probs: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
+        """Run the network on every tile of the voxels ``vox`` (V, 3) (representative points
+        ``pts`` / features ``f``); the voxels of a tile's CORE take its prediction. Returns
+        per-voxel class (V,) int64, confidence (V,) float32, probabilities (V, K) or None,
+        and the voxel visits (sum of tile sizes)."""
         k = len(self.class_names)
         v_pred = np.zeros(len(vox), dtype=np.int64)
         v_conf = np.zeros(len(vox), dtype=np.float32)
@@ -235,6 +256,38 @@ class Predictor:
                 probs[sel] = pc.numpy()
             visits += len(t.index)
         bar.close()
+        return v_pred, v_conf, probs, visits
+
+    def predict_points(self, coords: np.ndarray, feats: np.ndarray,
+                       voxel_budget: int | None = DEFAULT_VOXEL_BUDGET,
+                       overlap: float | None = None, progress: bool = False,
+                       desc: str = "", return_probs: bool = False,
+                       boxes: Sequence[tuple[np.ndarray, np.ndarray]] | None = None
+                       ) -> dict[str, Any]:
+        """Predict every point of ``coords`` (N, 3) float32 local metres / ``feats`` (N, C).
+
+        ``voxel_budget``: most voxels per tile (None: one tile, untiled); ``overlap``:
+        metres of context around each tile core (None: 16 voxels). Returns ``pred`` (N,)
+        int64, ``confidence`` (N,) float32, ``tiles``, ``voxels``, ``overlap_voxels`` (voxel
+        visits beyond one per voxel / voxels), ``near_border`` (share of voxels nearer than
+        the overlap ... see module docstring), and with ``return_probs`` the voxel
+        probabilities ``probs`` (V, K) and ``inverse`` (N,). ``boxes``: use these tile cores
+        (:func:`tiles_from_boxes`) instead of splitting by the budget.
+        """
+        from pcseg.data.voxelize import voxelize
+
+        vr = voxelize(np.asarray(coords, dtype=np.float32), self.voxel_size, mode="test")
+        vox = vr.voxel_coords.astype(np.int64)
+        rep = vr.point_index
+        pts, f = np.asarray(coords, dtype=np.float32)[rep], np.asarray(feats, dtype=np.float32)[rep]
+        margin = self.margin_voxels(overlap)
+        budget = len(vox) if voxel_budget is None else int(voxel_budget)
+        if boxes is not None:
+            tiles = tiles_from_boxes(vox, boxes, margin)
+        else:
+            tiles = make_tiles(vox, max(budget, 1), margin if voxel_budget is not None else 0)
+        v_pred, v_conf, probs, visits = self.run_tiles(vox, pts, f, tiles, progress, desc,
+                                                       return_probs)
         out: dict[str, Any] = {
             "pred": v_pred[vr.inverse], "confidence": v_conf[vr.inverse], "tiles": len(tiles),
             "voxels": len(vox), "margin_voxels": margin if len(tiles) > 1 else 0,
@@ -361,26 +414,82 @@ def _las_classification(pf: PointFile, spec: ClassesSpec, pred: np.ndarray,
         return label_codes(spec, pred), []
     if spec.label_field != "classification" and pf.format == "las":
         return None, []
-    codes = label_codes(spec, pred)
-    notes = []
-    old = pf.fields.get("classification")
-    if (codes < 0).any():
-        fill = old if old is not None else np.ones(len(codes), dtype=np.int64)
-        codes = np.where(codes < 0, fill, codes)
-        notes.append("classes without a raw code in 'map' keep the file's classification")
     las = pf.native.get("las")
     limit = 31 if las is not None and las.point_format.id < 6 else 255
+    notes = classification_notes(spec, np.unique(pred), limit)
+    if any("left unchanged" in n for n in notes):
+        return None, notes
+    return classification_codes(spec, pred, pf.fields.get("classification")), notes
+
+
+def classification_notes(spec: ClassesSpec, classes: np.ndarray, limit: int) -> list[str]:
+    """Notes on writing the codes of the predicted ``classes`` into a LAS classification
+    whose largest code is ``limit`` (31 for point formats < 6); a note containing "left
+    unchanged" means the classification is not written."""
+    codes = label_codes(spec, np.asarray(classes, dtype=np.int64))
+    notes = []
+    if (codes < 0).any():
+        notes.append("classes without a raw code in 'map' keep the file's classification")
     if codes.max(initial=0) > limit:
         notes.append(f"codes above {limit} do not fit this point format's classification; "
                      "classification left unchanged (see pred_class)")
-        return None, notes
-    return codes.astype(np.uint8), notes
+    return notes
+
+
+def classification_codes(spec: ClassesSpec, pred: np.ndarray,
+                         old: np.ndarray | None) -> np.ndarray:
+    """uint8 LAS codes of ``pred``: the reverse of ``map``; a class without a code keeps the
+    point's ``old`` classification (1, unclassified, without one)."""
+    codes = label_codes(spec, pred)
+    if (codes < 0).any():
+        fill = old if old is not None else np.ones(len(codes), dtype=np.int64)
+        codes = np.where(codes < 0, fill, codes)
+    return codes.astype(np.uint8)
+
+
+def _las_limit(path: Path) -> int:
+    """Largest classification code of a LAS file's point format (31 below format 6)."""
+    import laspy  # type: ignore[import-untyped]
+
+    with laspy.open(str(path)) as r:
+        return 31 if r.header.point_format.id < 6 else 255
+
+
+def use_stream(path: Path, fmt: str, voxel_budget: int | None, stream: str,
+               chunk_points: int) -> bool:
+    """Whether :func:`predict_file` takes the out-of-core path: ``stream`` 'always' (LAS/
+    LAZ/NPY written in their own format, with a voxel budget), 'never', or 'auto' (those
+    files when they hold more than ``chunk_points`` points)."""
+    from pcseg.datasets.formats import stream_count
+    from pcseg.predict_stream import stream_supported
+
+    if stream not in STREAM_MODES:
+        raise PredictError(f"stream must be one of {STREAM_MODES}, got {stream!r}")
+    if stream == "never" or voxel_budget is None or not stream_supported(path, fmt):
+        return False
+    if stream == "always":
+        return True
+    try:
+        return stream_count(path) > chunk_points
+    except ValueError:
+        return False  # the in-memory reader reports the bad file
 
 
 def predict_file(predictor: Predictor, path: Path, out_dir: Path, fmt: str = "same",
                  voxel_budget: int | None = DEFAULT_VOXEL_BUDGET, overlap: float | None = None,
-                 progress: bool = False) -> dict[str, Any]:
-    """Predict one file and write its labelled copy; returns its summary entry."""
+                 progress: bool = False, stream: str = "auto",
+                 chunk_points: int = DEFAULT_CHUNK_POINTS) -> dict[str, Any]:
+    """Predict one file and write its labelled copy; returns its summary entry. ``stream``:
+    see :func:`use_stream` (the out-of-core path is :mod:`pcseg.predict_stream`)."""
+    path = Path(path)
+    if use_stream(path, fmt, voxel_budget, stream, chunk_points):
+        from pcseg.predict_stream import predict_file_streamed
+
+        assert voxel_budget is not None
+        r = predict_file_streamed(predictor, path, out_dir, voxel_budget, overlap,
+                                  chunk_points, progress=progress)
+        r.pop("boxes", None)
+        return r
     t0 = time.perf_counter()
     spec = predictor.spec
     pf = read_points(path, spec.columns)
@@ -405,7 +514,7 @@ def predict_file(predictor: Predictor, path: Path, out_dir: Path, fmt: str = "sa
         "class_shares": {n: float(c) / max(pf.num_points, 1)
                          for n, c in zip(predictor.class_names, counts)},
         "class_counts": {n: int(c) for n, c in zip(predictor.class_names, counts)},
-        "mean_confidence": float(conf.mean()) if len(conf) else 0.0,
+        "mean_confidence": float(conf.mean()) if len(conf) else 0.0, "streamed": False,
         "seconds": round(time.perf_counter() - t0, 3), "notes": notes,
     }
 
@@ -418,12 +527,17 @@ def rank_world() -> tuple[int, int]:
 def predict_files(checkpoint: str | Path, inputs: Sequence[str | Path], out: str | Path,
                   fmt: str = "same", classes: str | Path | None = None,
                   voxel_budget: int | None = DEFAULT_VOXEL_BUDGET, overlap: float | None = None,
-                  device: str = "auto", progress: bool = True) -> dict[str, Any]:
+                  device: str = "auto", progress: bool = True, stream: str = "auto",
+                  chunk_points: int = DEFAULT_CHUNK_POINTS) -> dict[str, Any]:
     """``pcseg predict``: label every file of ``inputs`` into ``out``; a file that fails is
     reported (file + error) and the others go on. Returns the summary (also written to
     ``OUT/predict_summary.json``, ``.rank<r>.json`` under torchrun)."""
     if fmt != "same" and fmt not in OUTPUT_FORMATS:
         raise PredictError(f"--format must be 'same' or one of {OUTPUT_FORMATS}, got {fmt!r}")
+    if stream not in STREAM_MODES:
+        raise PredictError(f"--stream must be one of {STREAM_MODES}, got {stream!r}")
+    if chunk_points < 1:
+        raise PredictError(f"--chunk-points must be >= 1, got {chunk_points}")
     files = expand_inputs(inputs)
     if not files:
         raise PredictError(f"no input files in {list(map(str, inputs))}")
@@ -445,7 +559,8 @@ def predict_files(checkpoint: str | Path, inputs: Sequence[str | Path], out: str
         if progress:
             print(f"[predict] ({i + 1}/{len(mine)}) {f}", file=sys.stderr)
         try:
-            r = predict_file(predictor, f, out_dir, fmt, voxel_budget, overlap, progress)
+            r = predict_file(predictor, f, out_dir, fmt, voxel_budget, overlap, progress,
+                             stream, chunk_points)
         except Exception as e:  # noqa: BLE001 - one bad file must not stop the others
             failed.append({"file": str(f), "error": f"{type(e).__name__}: {e}",
                            "traceback": traceback.format_exc(limit=3)})
@@ -453,12 +568,15 @@ def predict_files(checkpoint: str | Path, inputs: Sequence[str | Path], out: str
             continue
         done.append(r)
         shares = ", ".join(f"{n} {100 * s:.1f}%" for n, s in r["class_shares"].items() if s > 0)
-        print(f"{f} -> {r['output']}: {r['points']:,} points, {r['tiles']} tile(s); {shares}")
+        how = "streamed, " if r.get("streamed") else ""
+        print(f"{f} -> {r['output']}: {r['points']:,} points, {how}{r['tiles']} tile(s); "
+              f"{shares}")
     points = sum(r["points"] for r in done)
     seconds = time.perf_counter() - t0
     summary = {"checkpoint": str(checkpoint), "classes": predictor.class_names,
                "voxel_size": predictor.voxel_size, "voxel_budget": voxel_budget,
-               "overlap_m": overlap, "rank": rank, "world_size": world, "files": done,
+               "overlap_m": overlap, "stream": stream, "chunk_points": chunk_points,
+               "rank": rank, "world_size": world, "files": done,
                "failures": failed, "points": points, "seconds": round(seconds, 3),
                "points_per_second": points / seconds if seconds > 0 else 0.0}
     name = "predict_summary.json" if world == 1 else f"predict_summary.rank{rank}.json"

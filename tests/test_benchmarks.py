@@ -137,7 +137,7 @@ def test_case_ratios_on_hand_runs():
 
 
 def test_parser_has_one_subcommand_per_benchmark():
-    assert set(benchmarks.BENCHMARKS) == {"sparse", "voxelize", "prepare"}
+    assert set(benchmarks.BENCHMARKS) == {"sparse", "voxelize", "prepare", "predict"}
     for mod in benchmarks.BENCHMARKS.values():
         assert callable(mod.add_arguments) and callable(mod.run)
     p = benchmarks.build_parser()
@@ -145,6 +145,9 @@ def test_parser_has_one_subcommand_per_benchmark():
     assert (a.benchmark, a.amp, str(a.json), a.cases) == ("sparse", "bf16", "bench_sparse.json",
                                                           "a,b,c")
     assert set(sparse.CASES) == {"a", "b", "c"}
+    a = p.parse_args(["predict", "--sizes", "2000000,5000000,10000000", "--voxel-budget",
+                      "100000"])
+    assert (a.benchmark, a.voxel_budget, a.chunk_points) == ("predict", 100_000, 1_000_000)
     with pytest.raises(SystemExit):
         p.parse_args(["nonesuch"])
 
@@ -226,3 +229,26 @@ def test_gpu_check_exits_2_without_cuda(capsys):
     assert gpu_check.main([]) == 2
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and "no CUDA" in out[0]
+
+
+def test_predict_benchmark_tiny(tmp_path, capsys):
+    from pcseg.benchmarks import predict
+
+    p = argparse.ArgumentParser()
+    predict.add_arguments(p)
+    args = p.parse_args(["--sizes", "3000,6000", "--voxel-budget", "1500", "--chunk-points",
+                         "2000", "--planes", "8", "--tmp", str(tmp_path),
+                         "--untiled-max-voxels", "4000"])
+    res = predict.run(args)
+    runs = res["runs"]
+    assert not [r for r in runs if "error" in r], runs
+    modes = sorted({(r["mode"], r["points"]) for r in runs})
+    assert modes == [("in_memory", 3000), ("in_memory", 6000), ("stream", 3000),
+                     ("stream", 6000), ("untiled", 3000)]
+    for r in runs:
+        for k in ("points_per_second", "tiles", "voxels", "overlap_cost", "peak_rss_mib",
+                  "memory_vs_first", "speed_vs_first"):
+            assert k in r and math.isfinite(r[k]), (k, r)
+        assert r["streamed"] == (r["mode"] == "stream")
+        assert (r["tiles"] > 1) == (r["mode"] != "untiled")
+    assert "mem/first" in capsys.readouterr().out

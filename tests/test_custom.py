@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
+from pcseg.benchmarks.predict import write_synthetic_las
 from pcseg.cli.main import main
 from pcseg.data import processed
 from pcseg.datasets.custom import (
@@ -18,7 +19,6 @@ from pcseg.datasets.custom import (
     prepare_custom,
 )
 from pcseg.datasets.formats import PointFileError
-from pcseg.predict_bench import write_synthetic_las
 
 ASPRS = {"names": ["ground", "low_vegetation", "high_vegetation", "building"],
          "label_field": "classification",

@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 
+from pcseg.benchmarks.predict import synthetic_outdoor, tiny_predictor, write_synthetic_las
 from pcseg.cli.main import main
 from pcseg.datasets.custom import point_features
 from pcseg.datasets.formats import PointFile
@@ -21,7 +22,7 @@ from pcseg.predict import (
     predict_files,
     receptive_field,
 )
-from pcseg.predict_bench import _tiny_predictor, synthetic_outdoor, write_synthetic_las
+from pcseg.predict_stream import predict_file_streamed
 
 #: at a tile border (overlap of 16 voxels, less than the receptive field) a voxel's
 #: probabilities may differ from the untiled ones by at most this much (measured on this
@@ -36,7 +37,7 @@ INTERIOR_PROB_TOL = 1e-5
 def tiny():
     torch.manual_seed(0)
     torch.set_num_threads(1)
-    return _tiny_predictor(0.5, planes=8)
+    return tiny_predictor(0.5, planes=8)
 
 
 def _scene(n=12000, seed=0):
@@ -84,12 +85,21 @@ def test_tiled_equals_untiled(tiny):
     assert diff[d >= 32].mean() <= diff[d < 32].mean()
 
 
-def test_las_round_trip_keeps_every_dimension_and_integer_records(tiny, tmp_path):
+@pytest.mark.parametrize("stream,suffix", [("never", ".las"), ("always", ".las"),
+                                           ("always", ".laz")])
+def test_las_round_trip_keeps_every_dimension_and_integer_records(tiny, tmp_path, stream,
+                                                                  suffix):
     import laspy
 
     src = write_synthetic_las(tmp_path / "utm.las", 5000, seed=3)
-    r = predict_file(tiny, src, tmp_path / "out", voxel_budget=1500)
-    assert r["tiles"] > 1
+    if suffix == ".laz":
+        las = laspy.read(str(src))
+        las.write(str(tmp_path / "utm.laz"))
+        src = tmp_path / "utm.laz"
+    r = predict_file(tiny, src, tmp_path / "out", voxel_budget=1500, stream=stream,
+                     chunk_points=1200)
+    assert r["tiles"] > 1 and r["streamed"] == (stream == "always")
+    assert r["output"].endswith(suffix)
     a, b = laspy.read(str(src)), laspy.read(r["output"])
     np.testing.assert_array_equal(b.header.offsets, a.header.offsets)
     np.testing.assert_array_equal(b.header.scales, a.header.scales)
@@ -106,6 +116,104 @@ def test_las_round_trip_keeps_every_dimension_and_integer_records(tiny, tmp_path
     codes = np.array([2, 3, 5, 6])  # reverse of the map: class index -> ASPRS code
     np.testing.assert_array_equal(np.asarray(b.classification), codes[pred])
     assert abs(sum(r["class_shares"].values()) - 1) < 1e-9
+    assert b.header.point_count == a.header.point_count
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+
+
+def _read_scene(path):
+    """The in-memory path's inputs of a file: local float32 coords and features."""
+    from pcseg.datasets.custom import scene_origin
+    from pcseg.datasets.formats import read_points
+
+    pf = read_points(path)
+    coords = (pf.xyz - scene_origin(pf.xyz)).astype(np.float32)
+    return coords, pf
+
+
+def test_streaming_equals_in_memory_tiled_with_the_same_tiles(tiny, tmp_path):
+    import laspy
+
+    src = write_synthetic_las(tmp_path / "s.las", 12000, seed=5)
+    # chunks of 2,500 points, grid tiles of <= 5,000 points each split to <= 1,500 voxels
+    r = predict_file_streamed(tiny, src, tmp_path / "out", voxel_budget=1500,
+                              chunk_points=2500, tile_points=5000)
+    assert r["grid_tiles"] > 4 and r["tiles"] > r["grid_tiles"]
+    assert r["max_tile_points"] <= 5000  # (a core no wider than the overlap is not split)
+    coords, pf = _read_scene(src)
+    feats = point_features(pf, tiny.spec)
+    boxes = [(np.array(lo), np.array(hi)) for lo, hi in r["boxes"]]
+    mem = tiny.predict_points(coords, feats, 1500, boxes=boxes)
+    assert mem["tiles"] == r["tiles"] and mem["voxels"] == r["voxels"]
+    assert abs(mem["overlap_cost"] - r["overlap_cost"]) < 1e-3
+    out = laspy.read(r["output"])
+    np.testing.assert_array_equal(np.asarray(out.pred_class), mem["pred"])
+    np.testing.assert_allclose(np.asarray(out.confidence), mem["confidence"],
+                               atol=INTERIOR_PROB_TOL)
+
+
+def test_streaming_vs_untiled(tiny, tmp_path):
+    import laspy
+
+    src = write_synthetic_las(tmp_path / "u.las", 6000, seed=2)
+    coords, pf = _read_scene(src)
+    full = tiny.predict_points(coords, point_features(pf, tiny.spec), None)
+    rf = receptive_field(tiny.model, 1)
+    # overlap >= receptive field: equal to untiled everywhere
+    r = predict_file_streamed(tiny, src, tmp_path / "a", voxel_budget=1500, chunk_points=2000,
+                              tile_points=2500, overlap=rf * tiny.voxel_size)
+    assert r["tiles"] > 1
+    out = laspy.read(r["output"])
+    np.testing.assert_array_equal(np.asarray(out.pred_class), full["pred"])
+    np.testing.assert_allclose(np.asarray(out.confidence), full["confidence"],
+                               atol=INTERIOR_PROB_TOL)
+    # default overlap (16 voxels): the border tolerance of the in-memory tiled path
+    r = predict_file_streamed(tiny, src, tmp_path / "b", voxel_budget=800, chunk_points=2000,
+                              tile_points=2500)
+    assert r["tiles"] > 1 and r["margin_voxels"] == 16
+    out = laspy.read(r["output"])
+    assert np.abs(np.asarray(out.confidence) - full["confidence"]).max() <= BORDER_PROB_TOL
+    agree = np.asarray(out.pred_class) == full["pred"]
+    assert 1 - agree.mean() <= BORDER_CLASS_DISAGREEMENT
+
+
+def test_npy_streamed_keeps_columns_and_auto_threshold(tiny, tmp_path):
+    d = synthetic_outdoor(5000, 4)
+    v = np.zeros(5000, dtype=[("x", "f8"), ("y", "f8"), ("z", "f8"), ("intensity", "u2"),
+                              ("tag", "i4")])
+    v["x"], v["y"], v["z"] = d["xyz"].T + 300_000
+    v["intensity"], v["tag"] = d["intensity"], np.arange(5000)
+    np.save(tmp_path / "p.npy", v)
+    # auto: streamed when the file holds more than one chunk
+    r = predict_file(tiny, tmp_path / "p.npy", tmp_path / "o", voxel_budget=1500,
+                     chunk_points=1500)
+    assert r["streamed"] and r["tiles"] > 1
+    small = predict_file(tiny, tmp_path / "p.npy", tmp_path / "o2", voxel_budget=1500,
+                         chunk_points=10_000)
+    assert not small["streamed"]
+    a, b = np.load(r["output"]), np.load(small["output"])
+    assert a.dtype == b.dtype and a.dtype.names[:5] == v.dtype.names
+    for k in v.dtype.names:
+        np.testing.assert_array_equal(a[k], v[k])
+    assert a["pred_class"].dtype == np.uint8 and a["pred_class"].max() < 4
+
+
+def test_streaming_bad_input_names_file_and_field(tiny, tmp_path):
+    from pcseg.datasets.formats import PointFileError
+
+    v = np.zeros(3000, dtype=[("x", "f8"), ("y", "f8"), ("z", "f8"), ("intensity", "u2")])
+    v["x"] = np.arange(3000)
+    v["z"][2500] = np.nan
+    np.save(tmp_path / "nan.npy", v)
+    with pytest.raises(PointFileError, match=r"nan\.npy.*'z'.*point 2500"):
+        predict_file_streamed(tiny, tmp_path / "nan.npy", tmp_path / "o", 1500,
+                              chunk_points=1000)
+    w = np.zeros(3000, dtype=[("x", "f8"), ("y", "f8"), ("z", "f8")])
+    np.save(tmp_path / "nofeat.npy", w)
+    with pytest.raises(PointFileError, match=r"nofeat\.npy.*'intensity'"):
+        predict_file_streamed(tiny, tmp_path / "nofeat.npy", tmp_path / "o", 1500,
+                              chunk_points=1000)
+    # nothing half-written: no output, no temporary folder left
+    assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
 
 
 def test_ply_unlabelled_file_gets_added_properties(tiny, tmp_path):

@@ -4,7 +4,9 @@
   convolution / MinkUNet34C forward + backward;
 * ``voxelize`` (:mod:`pcseg.benchmarks.voxelize`): grid sampling vs the numpy baseline
   (plus one prepare run);
-* ``prepare`` (:mod:`pcseg.benchmarks.prepare`): prepare throughput on synthetic rooms.
+* ``prepare`` (:mod:`pcseg.benchmarks.prepare`): prepare throughput on synthetic rooms;
+* ``predict`` (:mod:`pcseg.benchmarks.predict`): tiled / streamed ``pcseg predict`` of
+  synthetic outdoor LAS tiles: points/s, tiles, overlap cost, peak RSS per size.
 
 Each module has ``add_arguments(parser)`` and ``run(args) -> dict``; they measure with the
 one shared :mod:`pcseg.benchmarks.harness`, print ratios against a reference run of the same
@@ -17,11 +19,12 @@ import argparse
 from collections.abc import Sequence
 from types import ModuleType
 
-from pcseg.benchmarks import prepare, sparse, voxelize
+from pcseg.benchmarks import predict, prepare, sparse, voxelize
 from pcseg.benchmarks.harness import write_json
 
 #: subcommand name -> benchmark module (``add_arguments(parser)``, ``run(args) -> dict``)
-BENCHMARKS: dict[str, ModuleType] = {"sparse": sparse, "voxelize": voxelize, "prepare": prepare}
+BENCHMARKS: dict[str, ModuleType] = {"sparse": sparse, "voxelize": voxelize, "prepare": prepare,
+                                     "predict": predict}
 
 __all__ = ["BENCHMARKS", "build_parser", "main"]
 

@@ -6,8 +6,12 @@ TXT/CSV, KITTI .bin). Every original point gets ``pred_class`` and ``confidence`
 is the input's format with all its fields kept (LAS: classification set through the
 reverse of CLASSES.yaml's ``map``, plus extra dimensions). Large files are predicted in
 overlapping tiles of at most --voxel-budget voxels (pcseg/predict.py says how tiles are
-stitched). A file that fails is reported and the others go on; the exit status is 1 when
-any file failed. Under torchrun the files are shared out across the ranks.
+stitched). LAS/LAZ and NPY files larger than --chunk-points are predicted out of core
+(--stream auto; pcseg/predict_stream.py): read, tiled and written chunk by chunk, so the peak
+memory is set by --chunk-points and --voxel-budget, not by the file; PLY, PCD, NPZ, TXT and
+.bin files (and --format conversions) are read whole. A file that fails is reported and
+the others go on; the exit status is 1 when any file failed. Under torchrun the files are
+shared out across the ranks.
 """
 from __future__ import annotations
 
@@ -18,8 +22,10 @@ from pathlib import Path
 from pcseg.datasets.custom import ClassesError
 from pcseg.datasets.formats import OUTPUT_FORMATS
 from pcseg.predict import (
+    DEFAULT_CHUNK_POINTS,
     DEFAULT_OVERLAP_VOXELS,
     DEFAULT_VOXEL_BUDGET,
+    STREAM_MODES,
     PredictError,
     predict_files,
 )
@@ -43,6 +49,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--overlap", type=float, default=None,
                    help=f"metres of context around each tile (default {DEFAULT_OVERLAP_VOXELS} "
                         "voxels)")
+    p.add_argument("--stream", default="auto", choices=STREAM_MODES,
+                   help="out-of-core path for LAS/LAZ/NPY: auto (files of more than "
+                        "--chunk-points points), always, never (read the file whole)")
+    p.add_argument("--chunk-points", type=int, default=DEFAULT_CHUNK_POINTS,
+                   help=f"points read / written at a time, and per on-disk tile, by the "
+                        f"out-of-core path (default {DEFAULT_CHUNK_POINTS:,})")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run, parser=p)
@@ -54,11 +66,14 @@ def run(args: argparse.Namespace) -> int:
         args.parser.error(f"--voxel-budget must be >= 0, got {args.voxel_budget}")
     if args.overlap is not None and args.overlap < 0:
         args.parser.error(f"--overlap must be >= 0, got {args.overlap}")
+    if args.chunk_points < 1:
+        args.parser.error(f"--chunk-points must be >= 1, got {args.chunk_points}")
     try:
         summary = predict_files(args.checkpoint, args.inputs, args.out, fmt=args.format,
                                 classes=args.classes, voxel_budget=args.voxel_budget or None,
                                 overlap=args.overlap, device=args.device,
-                                progress=not args.no_progress)
+                                progress=not args.no_progress, stream=args.stream,
+                                chunk_points=args.chunk_points)
     except (PredictError, ClassesError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -129,7 +129,7 @@ FEATURE_SCALES: tuple[float, ...] = (1.0, 255.0, 65535.0)
 
 
 def normalise_features(values: np.ndarray, source: str | Path, *, kind: str = "colour",
-                       expected: float = 255.0) -> np.ndarray:
+                       expected: float = 255.0, hi: float | None = None) -> np.ndarray:
     """Detect the range of a colour or intensity field and return it as float32 in [0, 1].
 
     The one place every reader (and any future own-scan reader: LAS, PLY, PCD) brings
@@ -140,12 +140,15 @@ def normalise_features(values: np.ndarray, source: str | Path, *, kind: str = "c
     differs from ``expected`` (what the format documents: 255 for S3DIS text and PLY
     ``uchar`` colours, 1 for PLY float colours and KITTI remission) a
     :class:`DataWarning` notes it. Raises ``ValueError`` naming ``source`` for negative
-    values or values above 65535 (expected 0-1, 0-255 or 0-65535).
+    values or values above 65535 (expected 0-1, 0-255 or 0-65535). ``hi``: the field's
+    maximum over the whole file when ``values`` is one chunk of it (a file read in chunks is
+    then scaled exactly as when read whole).
     """
     v = np.asarray(values)
     if v.size == 0:
         return v.astype(np.float32)
-    lo, hi = float(np.min(v)), float(np.max(v))
+    lo = float(np.min(v))
+    hi = float(np.max(v)) if hi is None else max(float(hi), float(np.max(v)))
     if lo < 0 or hi > FEATURE_SCALES[-1]:
         raise ValueError(
             f"{source}: {kind} values range {lo:g}..{hi:g}; expected 0-1, 0-255 or 0-65535"

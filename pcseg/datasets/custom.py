@@ -215,17 +215,20 @@ def _expected_scale(v: np.ndarray) -> float:
     return 1.0
 
 
-def _normalise_feature(pf: PointFile, name: str, v: np.ndarray, kind: str | None) -> np.ndarray:
+def _normalise_feature(pf: PointFile, name: str, v: np.ndarray, kind: str | None,
+                       seen_max: float | None = None) -> np.ndarray:
     """Scale one raw feature into the network's range (see the module docstring).
 
     Colours and intensity go through :func:`pcseg.datasets.common.normalise_features` (the
     one shared range detection: 0-1, 0-255 or 0-65535, with a note when the range differs
     from the dtype's documented unit); other scalar fields: booleans as 0/1, integers over
-    their dtype's maximum, floats as they are.
+    their dtype's maximum, floats as they are. ``seen_max``: the field's maximum over the
+    whole file (default: over ``v``), so a file read in chunks is scaled as it is read whole.
     """
     v = np.asarray(v)
     if kind is not None:
-        return normalise_features(v, pf.path, kind=kind, expected=_expected_scale(v))
+        return normalise_features(v, pf.path, kind=kind, expected=_expected_scale(v),
+                                  hi=seen_max)
     if v.dtype == bool:
         return v.astype(np.float32)
     if np.issubdtype(v.dtype, np.integer):
@@ -233,9 +236,21 @@ def _normalise_feature(pf: PointFile, name: str, v: np.ndarray, kind: str | None
     return v.astype(np.float32)
 
 
-def point_features(pf: PointFile, spec: ClassesSpec) -> np.ndarray:
-    """(N, 3) float32 RGB in [0, 1] or (N, 1) float32 scalar / constant features."""
+def feature_fields(spec: ClassesSpec) -> tuple[str, ...]:
+    """The per-point fields :func:`point_features` may read for ``spec``."""
+    if not spec.features:
+        return ()
+    if spec.features[0] == "rgb":
+        return ("red", "green", "blue", "r", "g", "b", "colors")
+    return (spec.features[0],)
+
+
+def point_features(pf: PointFile, spec: ClassesSpec,
+                   seen_max: dict[str, float] | None = None) -> np.ndarray:
+    """(N, 3) float32 RGB in [0, 1] or (N, 1) float32 scalar / constant features.
+    ``seen_max``: per-field maxima over the whole file when ``pf`` is one chunk of it."""
     n = pf.num_points
+    mx = seen_max or {}
     if not spec.features:
         return np.ones((n, 1), dtype=np.float32)
     name = spec.features[0]
@@ -243,10 +258,12 @@ def point_features(pf: PointFile, spec: ClassesSpec) -> np.ndarray:
         for trio in (("red", "green", "blue"), ("r", "g", "b")):
             if all(c in pf.fields for c in trio):
                 rgb = np.stack([np.asarray(pf.fields[c]) for c in trio], axis=1)
-                return _normalise_feature(pf, "rgb", rgb, f"colour fields {list(trio)}")
+                top = max((mx[c] for c in trio if c in mx), default=None)
+                return _normalise_feature(pf, "rgb", rgb, f"colour fields {list(trio)}", top)
         if "colors" in pf.fields and np.ndim(pf.fields["colors"]) == 2:
             cols = np.asarray(pf.fields["colors"])[:, :3]
-            return _normalise_feature(pf, "colors", cols, "colour field 'colors'")
+            return _normalise_feature(pf, "colors", cols, "colour field 'colors'",
+                                      mx.get("colors"))
         raise PointFileError(f"{pf.path}: features [rgb] but no field 'red'/'green'/'blue' "
                              f"(or r/g/b, colors); the file has fields {sorted(pf.fields)}")
     v = pf.field(name)
@@ -254,7 +271,7 @@ def point_features(pf: PointFile, spec: ClassesSpec) -> np.ndarray:
         raise PointFileError(f"{pf.path}: feature field {name!r} has shape {v.shape}; "
                              "a scalar per point is needed")
     kind = f"intensity field {name!r}" if "intensity" in name.lower() else None
-    out = _normalise_feature(pf, name, v, kind)[:, None]
+    out = _normalise_feature(pf, name, v, kind, mx.get(name))[:, None]
     if not np.isfinite(out).all():
         raise PointFileError(f"{pf.path}: feature field {name!r} has NaN/inf values")
     return out

@@ -37,7 +37,7 @@ import copy
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -554,3 +554,178 @@ def _atomic(out: Path, write: Callable[[Path], Any], suffix: str | None = None) 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+# ----------------------------------------------------------------------------- streaming
+#: formats read and written chunk by chunk by :func:`iter_chunks` / :func:`write_streamed`
+#: (the out-of-core path of ``pcseg predict``); the others are read whole
+STREAM_FORMATS = ("las", "npy")
+
+
+@dataclass
+class PointChunk:
+    """Points ``start .. start + len(xyz)`` of a file read in chunks.
+
+    ``xyz``: (n, 3) float64 real coordinates; ``names``: every per-point field of the file;
+    ``record``: the chunk as stored (laspy ``ScaleAwarePointRecord`` / structured ndarray).
+    """
+
+    start: int
+    xyz: np.ndarray
+    names: list[str]
+    record: Any
+
+    def fields(self, names: Sequence[str]) -> dict[str, np.ndarray]:
+        """The fields of ``names`` this file has (others are skipped)."""
+        return {n: np.asarray(self.record[n]) for n in names if n in self.names}
+
+
+def stream_count(path: str | Path) -> int:
+    """Number of points of a LAS/LAZ (header) or NPY (array header) file, without reading
+    the points; :class:`PointFileError` for other formats or a bad file."""
+    path = Path(path)
+    fmt = file_format(path)
+    if fmt == "las":
+        import laspy  # type: ignore[import-untyped]
+
+        try:
+            with laspy.open(str(path)) as r:
+                return int(r.header.point_count)
+        except Exception as e:
+            raise PointFileError(f"{path}: not a readable LAS file: {e}") from e
+    if fmt == "npy":
+        return int(_npy_layout(path)[1])
+    raise PointFileError(f"{path}: format {fmt!r} is not streamed (only {STREAM_FORMATS})")
+
+
+def _npy_layout(path: Path) -> tuple[np.dtype, int, int]:
+    """(dtype, rows, data offset) of a structured 1-D ``.npy`` (memory-mapped header read)."""
+    try:
+        m = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception as e:
+        raise PointFileError(f"{path}: not a readable .npy file: {e}") from e
+    if m.dtype.names is None or m.ndim != 1:
+        raise PointFileError(f"{path}: .npy must be a structured array with named columns "
+                             f"(x, y, z, ...); got a plain {m.dtype} array of shape {m.shape}")
+    dtype, rows, offset = m.dtype, int(m.shape[0]), int(getattr(m, "offset", 0))
+    del m
+    return dtype, rows, offset
+
+
+def iter_chunks(path: str | Path, chunk_points: int) -> Iterator[PointChunk]:
+    """The points of a LAS/LAZ (``laspy.open(...).chunk_iterator``) or structured NPY (read
+    at offsets, never mapped whole) in chunks of at most ``chunk_points``; memory O(chunk)."""
+    path = Path(path)
+    fmt = file_format(path)
+    if fmt == "las":
+        import laspy  # type: ignore[import-untyped]
+
+        if path.suffix.lower() == ".laz" and not _laz_backend_available():
+            raise PointFileError(f"{path}: LAZ file but no LAZ backend is installed; "
+                                 f"{LAZ_HINT}")
+        with laspy.open(str(path)) as r:
+            names = list(r.header.point_format.dimension_names)
+            start = 0
+            for rec in r.chunk_iterator(chunk_points):
+                xyz = np.stack([np.asarray(rec.x, dtype=np.float64),
+                                np.asarray(rec.y, dtype=np.float64),
+                                np.asarray(rec.z, dtype=np.float64)], axis=1)
+                yield PointChunk(start, xyz, names, rec)
+                start += len(xyz)
+        return
+    if fmt != "npy":
+        raise PointFileError(f"{path}: format {fmt!r} is not streamed (only {STREAM_FORMATS})")
+    dtype, rows, offset = _npy_layout(path)
+    names = list(dtype.names or ())
+    missing = [a for a in "xyz" if a not in names]
+    if missing:
+        raise PointFileError(f"{path}: no coordinate field(s) {missing}; the file has fields "
+                             f"{sorted(names)}")
+    with open(path, "rb") as fh:
+        for start in range(0, rows, chunk_points):
+            n = min(chunk_points, rows - start)
+            fh.seek(offset + start * dtype.itemsize)
+            arr = np.fromfile(fh, dtype=dtype, count=n)
+            xyz = np.stack([arr[a].astype(np.float64) for a in "xyz"], axis=1)
+            yield PointChunk(start, xyz, names, arr)
+
+
+#: ``fill(chunk) -> (extra fields, classification codes or None)`` of :func:`write_streamed`
+ChunkFill = Callable[[PointChunk], tuple[dict[str, np.ndarray], "np.ndarray | None"]]
+
+
+def write_streamed(src: str | Path, out: str | Path, chunk_points: int,
+                   extra_dtypes: dict[str, Any], fill: ChunkFill) -> Path:
+    """Write ``src`` again chunk by chunk with the per-point ``extra`` fields of
+    ``fill(chunk)`` added (replaced when they exist), atomically (temporary file, then
+    rename). LAS/LAZ: the header (scales, offsets, VLRs), the raw point records (integer
+    X/Y/Z, bit fields, extra bytes) are copied byte for byte, ``extra`` become extra
+    dimensions and the returned codes (when not None) set ``classification``. NPY: the
+    input's columns with their dtypes, then the extra columns. Memory O(chunk)."""
+    src, out = Path(src), Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fmt = file_format(src)
+    if fmt == "las":
+        _write_las_streamed(src, out, chunk_points, extra_dtypes, fill)
+    elif fmt == "npy":
+        _write_npy_streamed(src, out, chunk_points, extra_dtypes, fill)
+    else:
+        raise PointFileError(f"{src}: format {fmt!r} is not streamed (only {STREAM_FORMATS})")
+    return out
+
+
+def _write_las_streamed(src: Path, out: Path, chunk_points: int, extra_dtypes: dict[str, Any],
+                        fill: ChunkFill) -> None:
+    import laspy  # type: ignore[import-untyped]
+
+    if out.suffix.lower() == ".laz" and not _laz_backend_available():
+        raise PointFileError(f"{out}: writing LAZ needs a LAZ backend; {LAZ_HINT}")
+    with laspy.open(str(src)) as r:
+        header = copy.deepcopy(r.header)
+    have = set(header.point_format.dimension_names)
+    new = [laspy.ExtraBytesParams(name=k, type=np.dtype(t)) for k, t in extra_dtypes.items()
+           if k not in have]
+    if new:
+        header.add_extra_dims(new)
+
+    def write(tmp: Path) -> None:
+        with laspy.open(str(tmp), mode="w", header=header) as w:
+            for chunk in iter_chunks(src, chunk_points):
+                rec = chunk.record
+                outrec = laspy.ScaleAwarePointRecord.zeros(len(rec), header=header)
+                for name in rec.array.dtype.names:
+                    outrec.array[name] = rec.array[name]
+                extra, cls = fill(chunk)
+                for k, v in extra.items():
+                    outrec[k] = v
+                if cls is not None:
+                    outrec.classification = cls
+                w.write_points(outrec)
+
+    _atomic(out, write)
+
+
+def _write_npy_streamed(src: Path, out: Path, chunk_points: int, extra_dtypes: dict[str, Any],
+                        fill: ChunkFill) -> None:
+    from numpy.lib import format as npformat
+
+    dtype, rows, _ = _npy_layout(src)
+    keep = [n for n in dtype.names or () if n not in extra_dtypes]
+    descr = [(n, dtype.fields[n][0]) for n in keep] if dtype.fields else []
+    out_dtype = np.dtype(descr + [(k, np.dtype(t)) for k, t in extra_dtypes.items()])
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            hdr = {"descr": npformat.dtype_to_descr(out_dtype), "fortran_order": False,
+                   "shape": (rows,)}
+            npformat.write_array_header_2_0(fh, hdr)
+            for chunk in iter_chunks(src, chunk_points):
+                arr = np.empty(len(chunk.xyz), dtype=out_dtype)
+                for n in keep:
+                    arr[n] = chunk.record[n]
+                extra, _ = fill(chunk)
+                for k, v in extra.items():
+                    arr[k] = v
+                fh.write(arr.tobytes())
+
+    _atomic(out, write, suffix=".npy")
