@@ -34,8 +34,8 @@ Pseudo-label generator (prototype labeller of the official 3D code):
 
 4. Prototype initialisation (``proto_init``): ``"zeros"`` (pcseg's default, and the
    official one without the ``I`` token, ``config/head.py`` l. 148) or ``"glorot"``
-   (official weak-label configs, token ``mom-I``: ``config.init = 'xavier'``, i.e.
-   ``glorot_uniform``, ``models/head.py`` l. 504-505 and ``models/basic_operators.py``
+   (official weak-label configs, token ``mom-I``: ``init = 'xavier'``, ``config/s3dis.py``
+   l. 86, i.e. ``glorot_uniform``, ``models/head.py`` l. 504-505 and ``models/basic_operators.py``
    l. 334): U(-a, a), ``a = sqrt(6 / (K + D))``, drawn from torch's global RNG at
    construction (the same on every rank: the trainer seeds all ranks alike before
    building). With a zero start and ``absent="keep"`` the EMA follows the batch means from
@@ -72,7 +72,7 @@ prototypes.
 
 Official loss weights w (``w.1`` / ``w.01`` in the config names): 0.01 at 1 % labels for
 CloserLook3D and Point Transformer (``config/s3dis/weaksup.01_closerlook_erda.yaml`` l. 6,
-``weaksup.01_pt_erda.yaml`` l. 46) and for ScanNet 20 points
+``weaksup.01_pt_erda.yaml`` l. 46, in ``Gsum`` mode) and for ScanNet 20 points
 (``config/scannet/weaksup20_closerlook_erda.yaml`` l. 6); 0.1 for RandLA-Net
 (``config/s3dis/weaksup.01_randla_erda.yaml`` l. 26) and for full supervision.
 
