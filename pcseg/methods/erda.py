@@ -1,4 +1,8 @@
-"""ERDA: Entropy-Regularized Distribution Alignment (Tang et al., NeurIPS 2023).
+"""ERDA: Entropy-Regularized Distribution Alignment (Tang et al., "All Points Matter:
+Entropy-Regularized Distribution Alignment for Weakly-supervised 3D Segmentation", NeurIPS
+2023; the modality-agnostic extension: arXiv 2408.16520). Official code: LiyaoTang/ERDA
+(TensorFlow), ``models/head.py`` (``cls_contrast_head``, ``pseudo_head``), ``config/head.py``
+(class ``pseudo``) and ``utils/tf_graph_builder.py`` (``get_momentum_update``).
 
 Loss = CE(q, y) on the labelled voxels + w * mean over the UNLABELLED voxels
 (``weak_labels == -1``) of a divergence between the pseudo-label distribution p and the
@@ -10,33 +14,81 @@ Pseudo-label generator (prototype labeller of the official 3D code):
 
 1. ``e = g(f)``, g = Linear(D,D) -> BatchNorm1d(D) -> ReLU -> Linear(D,D), on the last
    decoder features f; ``u = e / ||e||`` (L2-normalised embedding).
-2. Per batch and class k present among the LABELLED voxels: ``mean_k`` = mean of ``u``
-   over the labelled voxels of class k. Sums and counts are all-reduced across ranks
-   (torch.distributed, when initialised) before the update, so every rank keeps
-   identical prototypes.
-3. EMA prototypes (a buffer, no gradient): ``c_k <- m c_k + (1 - m) mean_k``, m = 0.999,
-   only for the classes present. Prototypes start at ZERO and follow this EMA from the
-   first observation (as in the official code). Because the cosine below is scale
-   invariant, a zero start is the bias-corrected EMA in direction: early batch means are
-   weighted about equally instead of the prototype being locked for ~1/(1-m) steps onto
-   the first batch mean of a randomly initialised head. The bool buffer
-   ``proto_initialised`` records which classes have been observed at least once.
-4. ``p_i = softmax_k(cos(u_i, c_k) / tau)``, tau = 1 by default. Classes whose prototype
-   is not initialised yet get logit -inf, i.e. ``p_k = 0`` (no garbage from a zero
-   prototype); while NO class is initialised the unlabelled term is skipped (it is 0,
-   still connected to the graph so every parameter gets a zero, not missing, gradient).
+2. Per batch and class k present among the LABELLED voxels: ``mean_k`` = mean over the
+   labelled voxels of class k of ``u`` (``proto_mean="normalised"``, pcseg's default) or of
+   the un-normalised ``e`` (``"raw"``, official: ``models/head.py`` l. 682 feeds the
+   projected features to ``collect_target_cur``, whose class mean is l. 488; normalisation
+   happens only inside the cosine, l. 695-696). In per-device mode sums and counts are
+   all-reduced across ranks (torch.distributed, when initialised) before the update, so
+   every rank keeps identical prototypes (with one process this is the official per-device
+   update).
+3. EMA prototypes (a buffer, no gradient), m = ``momentum`` (0.999), per-device mode
+   (``cross_device="none"``), updated with this batch BEFORE p is computed:
 
-Order within a training step: the prototypes are updated with this batch FIRST (no
-gradient), then p is computed with the updated prototypes. In eval mode
+   * ``absent="keep"`` (pcseg's default): ``c_k <- m c_k + (1 - m) mean_k`` only for the
+     classes present; absent classes keep their prototype.
+   * ``absent="reset"`` (official, ``models/head.py`` l. 508-516: the momentum factor is
+     multiplied by the presence mask, l. 511): ``c_k <- (m [k present]) c_k + (1 - m
+     [k present]) mean_k`` with ``mean_k = 0`` for an absent class, so an absent class's
+     prototype is set to ZERO (the stored variable too: its EMA restarts when it returns).
+
+4. Prototype initialisation (``proto_init``): ``"zeros"`` (pcseg's default, and the
+   official one without the ``I`` token, ``config/head.py`` l. 148) or ``"glorot"``
+   (official weak-label configs, token ``mom-I``: ``init = 'xavier'``, ``config/s3dis.py``
+   l. 86, i.e. ``glorot_uniform``, ``models/head.py`` l. 504-505 and ``models/basic_operators.py``
+   l. 334): U(-a, a), ``a = sqrt(6 / (K + D))``, drawn from torch's global RNG at
+   construction (the same on every rank: the trainer seeds all ranks alike before
+   building). With a zero start and ``absent="keep"`` the EMA follows the batch means from
+   the first observation; because the cosine is scale invariant, a zero start is the
+   bias-corrected EMA in direction (early batch means are weighted about equally instead
+   of the prototype being locked for ~1/(1-m) steps onto a random start or the first batch
+   mean of a randomly initialised head). The bool buffer ``proto_initialised`` records
+   which classes have been observed at least once.
+5. ``p_i = softmax_k(cos(u_i, c_k) / tau)``, tau = 1 by default (the official code has no
+   temperature: ``normdot`` with scale ``neg`` is the plain cosine). With
+   ``absent="keep"``, classes never observed get logit -inf, i.e. ``p_k = 0`` (no garbage
+   from a zero or random prototype), and while NO class is observed the unlabelled term is
+   skipped (it is 0, still connected to the graph so every parameter gets a zero, not
+   missing, gradient). With ``absent="reset"`` nothing is masked (official: ``target_cls_mask
+   = None``, l. 533): a zero prototype has cosine 0 with every point, so its logit is 0
+   (``F.normalize`` of a zero vector is zero, like ``tf.nn.l2_normalize``), and the term is
+   never skipped (p is uniform when every prototype is zero).
+
+Cross-device mode (``cross_device="sum"`` / ``"avg"``, official tokens ``Gsum`` / ``Gavg``,
+``config/head.py`` l. 141-144, ``models/head.py`` l. 519-523 and ``utils/tf_graph_builder.py``
+l. 266-274): p is computed with the PREVIOUS step's prototypes; then every rank computes
+its own class means (0 for a class absent from its labelled points) and ALL classes are
+updated, ``c <- m c + (1 - m) R``, R = the sum (``sum``) or the mean (``avg``) over ranks of
+the per-rank class means (one ``all_reduce_sum``; a single process is world size 1, where
+both give R = the batch's class means). An absent class's prototype thus decays by m (its
+direction is kept). ``absent`` then only chooses the masking of step 5 (``"reset"`` =
+official: no mask).
+
+Order within a training step (per-device mode): the prototypes are updated with this
+batch FIRST (no gradient), then p is computed with the updated prototypes. In eval mode
 (``method.eval()``) the prototypes are not updated. Gradients flow into both p (through
 the projection head and the features, i.e. the backbone) and q; never into the
 prototypes.
+
+Official loss weights w (``w.1`` / ``w.01`` in the config names): 0.01 at 1 % labels for
+CloserLook3D and Point Transformer (``config/s3dis/weaksup.01_closerlook_erda.yaml`` l. 6,
+``weaksup.01_pt_erda.yaml`` l. 46, in ``Gsum`` mode) and for ScanNet 20 points
+(``config/scannet/weaksup20_closerlook_erda.yaml`` l. 6); 0.1 for RandLA-Net
+(``config/s3dis/weaksup.01_randla_erda.yaml`` l. 26) and for full supervision.
+
+Presets (``preset``): ``"official"`` fills every option not given explicitly with the
+official per-device weak-label setting of S3DIS 1 % (``pseudo-fout-pmlp2-mom-I-normdot``,
+CloserLook3D and RandLA-Net): ``proto_mean="raw"``, ``absent="reset"``,
+``proto_init="glorot"``, ``cross_device="none"``, ``tau=1``, ``momentum=0.999`` and
+``weight=0.1`` (RandLA-Net's ``w.1``, ``config/s3dis/weaksup.01_randla_erda.yaml`` l. 26;
+CloserLook3D uses 0.01: give ``weight: 0.01`` next to the preset). Options given
+explicitly override the preset.
 
 Ablation variants (``variant``), each averaged over the unlabelled voxels:
 ``erda`` H(p, q) = H(p) + KL(p||q); ``er`` H(p); ``da`` KL(p||q); ``kl_qp`` KL(q||p);
 ``js`` Jensen-Shannon 0.5 KL(p||m) + 0.5 KL(q||m), m = (p+q)/2; ``mse`` mean over classes
 of (p_k - q_k)^2. ``0 log 0 = 0``; in ``kl_qp`` log p is clamped below at log(1e-8)
-(p_k is exactly 0 for uninitialised classes, and may underflow for small tau).
+(p_k is exactly 0 for masked classes, and may underflow for small tau).
 """
 from __future__ import annotations
 
@@ -45,9 +97,10 @@ from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
+from pydantic import model_validator
 from torch import nn
 
-from pcseg.distributed import all_reduce_sum
+from pcseg.distributed import all_reduce_sum, get_world_size
 from pcseg.methods.base import Method
 from pcseg.methods.common import (
     NonNegative,
@@ -107,17 +160,61 @@ def erda_divergence(
     return ((p - q) ** 2).mean(1)
 
 
-class ERDAOptions(SupervisionOptions):
-    """Options of :class:`ERDA` (see its docstring)."""
+ProtoMean = Literal["normalised", "raw"]
+Absent = Literal["keep", "reset"]
+ProtoInit = Literal["zeros", "glorot"]
+CrossDevice = Literal["none", "sum", "avg"]
+Preset = Literal["official"]
 
+#: the options a preset sets (each overridable by giving it explicitly); see the module
+#: docstring for the official file and line of each value
+PRESETS: dict[str, dict[str, Any]] = {
+    "official": {
+        "proto_mean": "raw",
+        "absent": "reset",
+        "proto_init": "glorot",
+        "cross_device": "none",
+        "tau": 1.0,
+        "momentum": 0.999,
+        "weight": 0.1,
+    },
+}
+
+
+class ERDAOptions(SupervisionOptions):
+    """Options of :class:`ERDA` (see its docstring and the module docstring)."""
+
+    #: fill the options not given with a named setting ("official": the official per-device
+    #: weak-label mode of S3DIS 1 %, see the module docstring); None: the defaults below
+    preset: Preset | None = None
     #: w, weight of the unlabelled term
     weight: NonNegative = 0.1
-    #: temperature of the prototype softmax
+    #: temperature of the prototype softmax (the official code has none: 1)
     tau: Positive = 1.0
     #: EMA momentum m of the prototypes
     momentum: UnitInterval = 0.999
     #: the divergence (ablation variants, see the module docstring)
     variant: Variant = "erda"
+    #: what the class mean averages: the L2-normalised projections u ("normalised") or the
+    #: un-normalised projections g(f) ("raw", official)
+    proto_mean: ProtoMean = "normalised"
+    #: classes absent from the batch's labelled points: "keep" their prototype and mask the
+    #: never-observed ones with logit -inf, or "reset" (official): momentum factor times the
+    #: presence mask, so the prototype becomes 0 and its cosine logit 0, nothing masked
+    absent: Absent = "keep"
+    #: prototype initialisation: "zeros", or "glorot" uniform (official weak-label token mom-I)
+    proto_init: ProtoInit = "zeros"
+    #: "none": per-device mode (update, then p); "sum" / "avg" (official Gsum / Gavg): p from
+    #: the previous step's prototypes, then all classes updated with the sum / mean over
+    #: ranks of the per-rank class means
+    cross_device: CrossDevice = "none"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("preset") in PRESETS:
+            return {**PRESETS[data["preset"]], **data}
+        return data
 
 
 class ERDA(Method):
@@ -127,10 +224,16 @@ class ERDA(Method):
         num_classes: K.
         feature_dim: D of the decoder features (and of the projection head).
         options: a validated :class:`ERDAOptions`, or keyword options:
+        preset: ``None`` | ``'official'`` (fills the options not given, see the module
+            docstring).
         weight: w, weight of the unlabelled term (default 0.1).
         tau: temperature of the prototype softmax (default 1).
         momentum: EMA momentum m of the prototypes in [0, 1) (default 0.999).
         variant: ``'erda' | 'er' | 'da' | 'kl_qp' | 'js' | 'mse'`` (default ``'erda'``).
+        proto_mean: ``'normalised'`` (default) | ``'raw'`` (official).
+        absent: ``'keep'`` (default) | ``'reset'`` (official).
+        proto_init: ``'zeros'`` (default) | ``'glorot'`` (official weak-label configs).
+        cross_device: ``'none'`` (default, per-device mode) | ``'sum'`` | ``'avg'``.
         class_weights: optional K weights of the labelled cross-entropy.
         label_smoothing: label smoothing of the labelled cross-entropy (default 0).
 
@@ -139,7 +242,7 @@ class ERDA(Method):
     ``diag/pseudo_acc``, ``diag/pred_acc_unlabelled`` (argmax p / argmax q vs the hidden
     ground truth on unlabelled voxels with a label; omitted when there is none),
     ``diag/pseudo_entropy`` (mean H(p)), ``diag/pq_agreement`` (mean argmax p == argmax q),
-    ``diag/protos_initialised`` (number of initialised prototypes), ``diag/labelled_frac``.
+    ``diag/protos_initialised`` (number of classes observed so far), ``diag/labelled_frac``.
     The p-based diagnostics are omitted while the unlabelled term is skipped.
     """
 
@@ -169,6 +272,8 @@ class ERDA(Method):
             nn.Linear(d, d), nn.BatchNorm1d(d), nn.ReLU(inplace=True), nn.Linear(d, d)
         )
         self.register_buffer("prototypes", torch.zeros(self.num_classes, d))
+        if opts.proto_init == "glorot":  # U(-a, a), a = sqrt(6 / (K + D)), as tf glorot_uniform
+            nn.init.xavier_uniform_(self.prototypes)
         self.register_buffer("proto_initialised", torch.zeros(self.num_classes, dtype=torch.bool))
         self.register_buffer(
             "class_weights",
@@ -176,53 +281,84 @@ class ERDA(Method):
             persistent=False,
         )
 
+    @property
+    def masks_unobserved(self) -> bool:
+        """True when never-observed classes get logit -inf (``absent="keep"``)."""
+        return self.options.absent == "keep"
+
     # ------------------------------------------------------------------ prototypes
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        """(M, D) features -> (M, D) un-normalised projections e = g(f) (with grad)."""
+        return at_least_float32(self.head(features.to(self.prototypes.dtype)))
+
     def embed(self, features: torch.Tensor) -> torch.Tensor:
         """(M, D) features -> (M, D) L2-normalised projections u = g(f)/||g(f)|| (with grad)."""
-        e = self.head(features.to(self.prototypes.dtype))
-        return F.normalize(at_least_float32(e), dim=1)
+        return F.normalize(self.project(features), dim=1)
 
     @torch.no_grad()
-    def update_prototypes(self, u: torch.Tensor, weak_labels: torch.Tensor) -> torch.Tensor:
-        """EMA update of the prototypes from normalised embeddings of labelled points.
+    def update_prototypes(self, v: torch.Tensor, weak_labels: torch.Tensor) -> torch.Tensor:
+        """EMA update of the prototypes from the projections of the labelled points.
 
         Must be called on EVERY rank at every step (it all-reduces).
 
         Args:
-            u: (M, D) L2-normalised embeddings (any grad is ignored).
+            v: (M, D) projections to average: the normalised u (``proto_mean="normalised"``)
+                or the raw g(f) (``"raw"``); any grad is ignored.
             weak_labels: (M,) int64, -1 = unlabelled.
         Returns:
-            (K,) bool mask of the classes updated (present among the labelled points of
-            the batch on any rank).
+            (K,) bool mask of the classes present among the labelled points of the batch on
+            any rank.
         """
-        u = u.detach().to(self.prototypes.dtype)
+        v = v.detach().to(self.prototypes.dtype)
         lab = weak_labels >= 0
         y = weak_labels[lab]
-        sums = torch.zeros_like(self.prototypes).index_add_(0, y, u[lab])
+        sums = torch.zeros_like(self.prototypes).index_add_(0, y, v[lab])
         counts = torch.bincount(y, minlength=self.num_classes).to(self.prototypes.dtype)
+        m = self.momentum
+        if self.options.cross_device != "none":
+            # per-rank class means (0 where absent), then their sum over ranks (Gsum) or
+            # mean (Gavg); every class is updated (an absent one decays by m)
+            local = sums / counts.clamp(min=1.0)[:, None]
+            packed = all_reduce_sum(torch.cat([local, counts[:, None]], dim=1))
+            r, counts = packed[:, :-1], packed[:, -1]
+            if self.options.cross_device == "avg":
+                r = r / get_world_size()
+            self.prototypes.mul_(m).add_((1.0 - m) * r)
+            present = counts > 0
+            self.proto_initialised |= present
+            return present
         # one collective for both so the ranks stay in lock-step
         packed = all_reduce_sum(torch.cat([sums, counts[:, None]], dim=1))
         sums, counts = packed[:, :-1], packed[:, -1]
         present = counts > 0
-        if bool(present.any()):
+        if self.options.absent == "reset":
+            # official: momentum factor times the presence mask; an absent class's mean is 0
+            mean = sums / counts.clamp(min=1.0)[:, None]
+            mom = m * present.to(self.prototypes.dtype)[:, None]
+            self.prototypes.copy_(mom * self.prototypes + (1.0 - mom) * mean)
+        elif bool(present.any()):
             mean = sums[present] / counts[present, None]
-            m = self.momentum
             self.prototypes[present] = m * self.prototypes[present] + (1.0 - m) * mean
-            self.proto_initialised |= present
+        self.proto_initialised |= present
         return present
 
     def pseudo_log_probs(self, u: torch.Tensor) -> torch.Tensor:
-        """(N, D) normalised embeddings -> (N, K) log p; -inf for uninitialised classes.
+        """(N, D) normalised embeddings -> (N, K) log p; -inf for never-observed classes
+        when ``absent="keep"`` (then at least one class must have been observed).
 
-        Requires at least one initialised prototype. Prototypes enter detached.
+        Prototypes enter detached (and normalised; a zero prototype gives cosine 0).
         """
         # at least float32 also under autocast: with a small tau, bf16 cosines would be amplified
         with torch.autocast(device_type=u.device.type, enabled=False):
             u = at_least_float32(u)
             c = F.normalize(self.prototypes.detach().to(u.dtype), dim=1)
             sim = (u @ c.t()) / self.tau
-            sim = sim.masked_fill(~self.proto_initialised[None, :], -math.inf)
+            if self.masks_unobserved:
+                sim = sim.masked_fill(~self.proto_initialised[None, :], -math.inf)
             return F.log_softmax(sim, dim=1)
+
+    def _has_pseudo_labels(self) -> bool:
+        return not self.masks_unobserved or bool(self.proto_initialised.any())
 
     @torch.no_grad()
     def pseudo_label_probs(
@@ -231,13 +367,13 @@ class ERDA(Method):
         features: torch.Tensor,
         batch: dict[str, Any] | None = None,
     ) -> torch.Tensor | None:
-        """(M, K) pseudo-label distribution p (0 on uninitialised classes), or None before
-        any prototype is initialised.
+        """(M, K) pseudo-label distribution p (0 on masked classes), or None while no
+        class has been observed (``absent="keep"``).
 
         The projection head is evaluated in eval mode (BatchNorm running statistics) and
         restored to its previous mode, so calling this during training has no side effect.
         """
-        if not bool(self.proto_initialised.any()):
+        if not self._has_pseudo_labels():
             return None
         was_training = self.head.training
         self.head.eval()
@@ -253,13 +389,20 @@ class ERDA(Method):
         """See :meth:`pcseg.methods.base.Method.forward` and the class docstring."""
         weak = check_inputs(logits, features, batch, self.num_classes, self.feature_dim, self.name)
         loss_sup = labelled_cross_entropy(logits, weak, self.class_weights, self.label_smoothing)
-        u = self.embed(features)
-        if self.training:
-            self.update_prototypes(u, weak)
+        e = self.project(features)
+        u = F.normalize(e, dim=1)
+        source = e if self.options.proto_mean == "raw" else u
         unl = weak == -1
+        cross = self.options.cross_device != "none"
+        log_p = None
+        if cross and bool(unl.any()) and self._has_pseudo_labels():
+            log_p = self.pseudo_log_probs(u[unl])  # the previous step's prototypes
+        if self.training:
+            self.update_prototypes(source, weak)
+        if not cross and bool(unl.any()) and self._has_pseudo_labels():
+            log_p = self.pseudo_log_probs(u[unl])  # this step's (updated) prototypes
         out: dict[str, torch.Tensor] = {}
-        if bool(unl.any()) and bool(self.proto_initialised.any()):
-            log_p = self.pseudo_log_probs(u[unl])
+        if log_p is not None:
             log_q = F.log_softmax(logits[unl].to(self.prototypes.dtype), dim=1)
             loss_erda = erda_divergence(log_p, log_q, self.variant).mean()
             out.update(self._pseudo_diagnostics(log_p, log_q, batch, unl))
