@@ -23,6 +23,7 @@ Rules:
 * Relative paths (``data.root``, ``data.raw``, ``run_dir``, ...) are relative to the
   current working directory (run from the repository root).
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,7 +33,7 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import (
@@ -87,10 +88,10 @@ class DataConfig(_Section):
     dataset: Dataset = "s3dis"  #: dataset kind (synthetic demo data is s3dis-format)
     root: str = ""  #: processed folder (docs/ARCHITECTURE.md section 2)
     #: raw dataset folder; when set and ``root`` has no meta.json, tools/train.py prepares it
-    raw: Optional[str] = None
+    raw: str | None = None
     #: keyword arguments of pcseg.datasets.synthetic.write_synthetic_s3dis; when set and
     #: ``raw`` is missing, the synthetic raw dataset is generated there first
-    synthetic: Optional[dict[str, Any]] = None
+    synthetic: dict[str, Any] | None = None
     #: splits tools/prepare_data.py processes when it prepares ``raw`` (empty: the
     #: reader's defaults)
     prepare_splits: list[str] = Field(default_factory=list)
@@ -102,23 +103,23 @@ class DataConfig(_Section):
     voxel_size: Annotated[Float, Field(gt=0)] = 0.05  #: voxel edge in metres
     #: input features of a voxel (pcseg.data.dataset.FEATURE_KEYS: rgb, remission, xyz,
     #: xyz_norm); null: ['rgb'] for RGB data, ['remission'] for LiDAR
-    feature_keys: Optional[Annotated[list[str], Field(min_length=1)]] = None
+    feature_keys: Annotated[list[str], Field(min_length=1)] | None = None
     #: crop training scenes to at most this many voxels (None: no crop)
-    max_voxels: Optional[PosInt] = None
+    max_voxels: PosInt | None = None
     #: training augmentations: 'default' (pcseg.data.transforms.default_train_transforms
     #: for the data's feature kind), 'default_elastic' (the same plus elastic distortion),
     #: a list for pcseg.data.transforms.build_transforms (e.g. ['rotate_z',
     #: {name: scale, low: 0.8}]), or null / [] for none
-    augmentations: Union[Literal["default", "default_elastic"], list[Any], None] = "default"
+    augmentations: Literal["default", "default_elastic"] | list[Any] | None = "default"
     batch_size: PosInt = 2  #: scenes per training batch (per process under DDP)
     val_batch_size: PosInt = 1  #: scenes per validation / test batch
     num_workers: NonNegInt = 0  #: DataLoader worker processes
     loop: PosInt = 1  #: each epoch visits every training scene this many times
     train_split: str = "train"
-    val_split: Optional[str] = "val"  #: split validated during training (None: no validation)
+    val_split: str | None = "val"  #: split validated during training (None: no validation)
     test_split: str = "val"  #: split tools/test.py evaluates by default
     #: SemanticKITTI semantic-kitti.yaml (learning_map_inv for submissions); else meta.json
-    semantickitti_yaml: Optional[str] = None
+    semantickitti_yaml: str | None = None
 
 
 class ModelConfig(_Section):
@@ -129,11 +130,11 @@ class ModelConfig(_Section):
     #: spconv | minkowski
     backend: str = "auto"
     #: optional width override of the 8 stages (e.g. a slimmer MinkUNet14A for CPU demos)
-    planes: Optional[EightPositiveInts] = None
+    planes: EightPositiveInts | None = None
     #: optional depth override: residual blocks of the 8 stages
-    layers: Optional[EightPositiveInts] = None
+    layers: EightPositiveInts | None = None
     #: optional stem width override (MinkowskiEngine INIT_DIM = 32)
-    init_dim: Optional[PosInt] = None
+    init_dim: PosInt | None = None
 
 
 class MethodConfig(_Section):
@@ -149,10 +150,10 @@ class TrainConfig(_Section):
 
     device: str = "auto"  #: 'auto' (cuda if available) | 'cpu' | 'cuda' | 'cuda:N'
     #: torch intra-op CPU threads (torch.set_num_threads); null: torch's default
-    threads: Optional[PosInt] = None
-    epochs: Optional[PosInt] = None  #: number of epochs (used when ``iterations`` is not set)
+    threads: PosInt | None = None
+    epochs: PosInt | None = None  #: number of epochs (used when ``iterations`` is not set)
     #: fixed number of optimiser steps (takes precedence over ``epochs``)
-    iterations: Optional[PosInt] = None
+    iterations: PosInt | None = None
     optimizer: Literal["sgd", "adamw"] = "sgd"
     lr: NonNegFloat = 0.1
     momentum: NonNegFloat = 0.9
@@ -178,7 +179,7 @@ class TrainConfig(_Section):
     #: / AMX)
     amp: bool = False
     amp_dtype: Literal["bf16", "fp16"] = "bf16"
-    grad_clip: Optional[NonNegFloat] = None  #: max global gradient norm (None or 0: no clipping)
+    grad_clip: NonNegFloat | None = None  #: max global gradient norm (None or 0: no clipping)
     seed: int = 0
     deterministic: bool = False  #: torch.use_deterministic_algorithms + cudnn.deterministic
     val_every: NonNegInt = 0  #: validate every N iterations (0: only at the end)
@@ -187,7 +188,7 @@ class TrainConfig(_Section):
     checkpoint_every: NonNegInt = 0
     #: stop when reaching this iteration as if interrupted (last.pt written; continue with
     #: --resume, which runs past it)
-    stop_at: Optional[PosInt] = None
+    stop_at: PosInt | None = None
     progress: bool = True  #: tqdm progress bar on rank 0
     find_unused_parameters: bool = False  #: DistributedDataParallel(find_unused_parameters=...)
 
@@ -265,15 +266,21 @@ def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, Any, list[
             return key, None, names
         ann = fields[part].annotation
         current = next(
-            (a for a in (ann, *typing.get_args(ann))
-             if isinstance(a, type) and issubclass(a, BaseModel)),
+            (
+                a
+                for a in (ann, *typing.get_args(ann))
+                if isinstance(a, type) and issubclass(a, BaseModel)
+            ),
             None,
         )
     return key, ann, names
 
 
 _BOUNDS = {
-    "greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<=",
+    "greater_than": ">",
+    "greater_than_equal": ">=",
+    "less_than": "<",
+    "less_than_equal": "<=",
 }
 
 

@@ -10,6 +10,7 @@ Collective calls must be made by EVERY rank in the same order: a method must cal
 reduce (e.g. ERDA reduces its class sums/counts even when a rank saw no labelled point),
 otherwise the ranks dead-lock.
 """
+
 from __future__ import annotations
 
 import os
@@ -104,7 +105,9 @@ def init_distributed(device_kind: str) -> tuple[int, int, int]:
     backend = "nccl" if device_kind == "cuda" else "gloo"
     if device_kind == "cuda":
         torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend=backend, rank=rank, world_size=world, timeout=COLLECTIVE_TIMEOUT)
+    dist.init_process_group(
+        backend=backend, rank=rank, world_size=world, timeout=COLLECTIVE_TIMEOUT
+    )
     return rank, world, local_rank
 
 
@@ -147,7 +150,7 @@ def sync_buffers(module: nn.Module) -> None:
         off = 0
         for b in floats:
             n = b.numel()
-            b.copy_(flat[off:off + n].reshape(b.shape).to(b.dtype))
+            b.copy_(flat[off : off + n].reshape(b.shape).to(b.dtype))
             off += n
     for b in others:
         t = b.detach().to(dev)

@@ -43,6 +43,7 @@ NPZ, TXT and ``.bin`` files (and ``--format`` conversions) take the in-memory pa
 Distributed: under ``torchrun`` (``RANK`` / ``WORLD_SIZE`` set) rank r predicts files
 r, r + W, ...; each rank writes its own files and ``predict_summary.rank<r>.json``.
 """
+
 from __future__ import annotations
 
 import json
@@ -104,9 +105,13 @@ class Tile:
     core: np.ndarray
 
 
-def make_tiles(vox: np.ndarray, voxel_budget: int, margin: int,
-               max_span: int = 30000,
-               box: tuple[np.ndarray, np.ndarray] | None = None) -> list[Tile]:
+def make_tiles(
+    vox: np.ndarray,
+    voxel_budget: int,
+    margin: int,
+    max_span: int = 30000,
+    box: tuple[np.ndarray, np.ndarray] | None = None,
+) -> list[Tile]:
     """Split the voxels ``vox`` (V, 3) into tiles of at most ``voxel_budget`` voxels each
     (core box + ``margin`` voxels on every side), see the module docstring. Cores are not
     split below the margin's width (nor below one voxel): such a tile may exceed the
@@ -152,8 +157,9 @@ def make_tiles(vox: np.ndarray, voxel_budget: int, margin: int,
     return tiles
 
 
-def tiles_from_boxes(vox: np.ndarray, boxes: Sequence[tuple[np.ndarray, np.ndarray]],
-                     margin: int) -> list[Tile]:
+def tiles_from_boxes(
+    vox: np.ndarray, boxes: Sequence[tuple[np.ndarray, np.ndarray]], margin: int
+) -> list[Tile]:
     """Tiles of given core boxes (voxel units, half-open; they must partition the voxels),
     each with ``margin`` voxels of context: the in-memory twin of a streamed tiling."""
     vox = np.asarray(vox, dtype=np.int64)
@@ -217,19 +223,31 @@ class Predictor:
         coords = np.empty((len(vox), 4), dtype=np.int32)
         coords[:, 0] = 0
         coords[:, 1:] = vox
-        batch = {"coords": torch.from_numpy(coords).to(self.device),
-                 "feats": torch.from_numpy(np.ascontiguousarray(f)).to(self.device)}
+        batch = {
+            "coords": torch.from_numpy(coords).to(self.device),
+            "feats": torch.from_numpy(np.ascontiguousarray(f)).to(self.device),
+        }
         out, _ = self.model(sparse_input(batch))
         return out.float()
 
     def margin_voxels(self, overlap: float | None) -> int:
         """The overlap in voxels: ``overlap`` metres rounded up (None: the default)."""
-        return (DEFAULT_OVERLAP_VOXELS if overlap is None
-                else math.ceil(float(overlap) / self.voxel_size - 1e-9))
+        return (
+            DEFAULT_OVERLAP_VOXELS
+            if overlap is None
+            else math.ceil(float(overlap) / self.voxel_size - 1e-9)
+        )
 
-    def run_tiles(self, vox: np.ndarray, pts: np.ndarray, f: np.ndarray, tiles: list[Tile],
-                  progress: bool = False, desc: str = "", return_probs: bool = False
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
+    def run_tiles(
+        self,
+        vox: np.ndarray,
+        pts: np.ndarray,
+        f: np.ndarray,
+        tiles: list[Tile],
+        progress: bool = False,
+        desc: str = "",
+        return_probs: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, int]:
         """Run the network on every tile of the voxels ``vox`` (V, 3) (representative points
         ``pts`` / features ``f``); the voxels of a tile's CORE take its prediction. Returns
         per-voxel class (V,) int64, confidence (V,) float32, probabilities (V, K) or None,
@@ -239,14 +257,21 @@ class Predictor:
         v_conf = np.zeros(len(vox), dtype=np.float32)
         probs = np.zeros((len(vox), k), dtype=np.float32) if return_probs else None
         visits = 0
-        bar = tqdm(tiles, desc=desc or "predict", unit="tile", disable=not progress,
-                   dynamic_ncols=True, leave=False)
+        bar = tqdm(
+            tiles,
+            desc=desc or "predict",
+            unit="tile",
+            disable=not progress,
+            dynamic_ncols=True,
+            leave=False,
+        )
         for t in bar:
             tv = vox[t.index]
             centre = (t.lo + t.hi) // 2
             shift = (np.floor_divide(centre, SHIFT_QUANTUM) * SHIFT_QUANTUM).astype(np.int64)
-            p = torch.softmax(self.logits((tv - shift).astype(np.int32), pts[t.index],
-                                          f[t.index]), dim=1)
+            p = torch.softmax(
+                self.logits((tv - shift).astype(np.int32), pts[t.index], f[t.index]), dim=1
+            )
             pc = p[torch.from_numpy(t.core).to(p.device)].cpu()
             conf, cls = pc.max(dim=1)
             sel = t.index[t.core]
@@ -258,12 +283,17 @@ class Predictor:
         bar.close()
         return v_pred, v_conf, probs, visits
 
-    def predict_points(self, coords: np.ndarray, feats: np.ndarray,
-                       voxel_budget: int | None = DEFAULT_VOXEL_BUDGET,
-                       overlap: float | None = None, progress: bool = False,
-                       desc: str = "", return_probs: bool = False,
-                       boxes: Sequence[tuple[np.ndarray, np.ndarray]] | None = None
-                       ) -> dict[str, Any]:
+    def predict_points(
+        self,
+        coords: np.ndarray,
+        feats: np.ndarray,
+        voxel_budget: int | None = DEFAULT_VOXEL_BUDGET,
+        overlap: float | None = None,
+        progress: bool = False,
+        desc: str = "",
+        return_probs: bool = False,
+        boxes: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+    ) -> dict[str, Any]:
         """Predict every point of ``coords`` (N, 3) float32 local metres / ``feats`` (N, C).
 
         ``voxel_budget``: most voxels per tile (None: one tile, untiled); ``overlap``:
@@ -286,11 +316,15 @@ class Predictor:
             tiles = tiles_from_boxes(vox, boxes, margin)
         else:
             tiles = make_tiles(vox, max(budget, 1), margin if voxel_budget is not None else 0)
-        v_pred, v_conf, probs, visits = self.run_tiles(vox, pts, f, tiles, progress, desc,
-                                                       return_probs)
+        v_pred, v_conf, probs, visits = self.run_tiles(
+            vox, pts, f, tiles, progress, desc, return_probs
+        )
         out: dict[str, Any] = {
-            "pred": v_pred[vr.inverse], "confidence": v_conf[vr.inverse], "tiles": len(tiles),
-            "voxels": len(vox), "margin_voxels": margin if len(tiles) > 1 else 0,
+            "pred": v_pred[vr.inverse],
+            "confidence": v_conf[vr.inverse],
+            "tiles": len(tiles),
+            "voxels": len(vox),
+            "margin_voxels": margin if len(tiles) > 1 else 0,
             "overlap_cost": (visits - len(vox)) / max(len(vox), 1),
             "max_tile_voxels": max((len(t.index) for t in tiles), default=0),
         }
@@ -299,8 +333,9 @@ class Predictor:
         return out
 
 
-def receptive_field(model: torch.nn.Module, in_channels: int, length: int = 256,
-                    device: torch.device | str = "cpu") -> int:
+def receptive_field(
+    model: torch.nn.Module, in_channels: int, length: int = 256, device: torch.device | str = "cpu"
+) -> int:
     """Theoretical receptive-field radius of ``model`` in voxels, measured: the farthest
     voxel of a line of ``2 * length + 1`` voxels whose input has a non-zero gradient on the
     output of the centre voxel (every voxel within it can change that output)."""
@@ -331,8 +366,9 @@ def _default_spec(state: dict[str, Any], cfg: Any) -> ClassesSpec | None:
     return None
 
 
-def load_predictor(checkpoint: str | Path, classes: str | Path | ClassesSpec | None = None,
-                   device: str = "auto") -> Predictor:
+def load_predictor(
+    checkpoint: str | Path, classes: str | Path | ClassesSpec | None = None, device: str = "auto"
+) -> Predictor:
     """Load ``checkpoint`` (model + config stored in it) with the class spec ``classes``
     (CLASSES.yaml; default: the copy ``pcseg prepare custom`` kept in the run's processed
     meta.json). Raises :class:`PredictError` naming what is missing."""
@@ -359,27 +395,40 @@ def load_predictor(checkpoint: str | Path, classes: str | Path | ClassesSpec | N
         if found is None:
             raise PredictError(
                 f"checkpoint {checkpoint}: no class spec found (data.root {cfg.data.root!r} has "
-                "no meta.json with 'classes'); pass --classes CLASSES.yaml")
+                "no meta.json with 'classes'); pass --classes CLASSES.yaml"
+            )
         spec = found
     names = list(state.get("class_names") or spec.names)
     if len(names) != int(state["num_classes"]):
-        raise PredictError(f"checkpoint {checkpoint}: {state['num_classes']} classes but class "
-                           f"names {names}")
+        raise PredictError(
+            f"checkpoint {checkpoint}: {state['num_classes']} classes but class names {names}"
+        )
     if list(spec.names) != names:
-        raise PredictError(f"checkpoint {checkpoint} was trained on classes {names}, the class "
-                           f"spec lists {spec.names}")
+        raise PredictError(
+            f"checkpoint {checkpoint} was trained on classes {names}, the class "
+            f"spec lists {spec.names}"
+        )
     in_ch = int(state["in_channels"])
     feat_kind = "rgb" if spec.features == ["rgb"] else "remission"
     keys = tuple(cfg.data.feature_keys or (("rgb",) if feat_kind == "rgb" else ("remission",)))
     widths = {"rgb": 3, "remission": 1, "xyz": 3, "xyz_norm": 3}
     if sum(widths[k_] for k_ in keys) != in_ch:
-        raise PredictError(f"checkpoint {checkpoint} expects {in_ch} input channels; features "
-                           f"{spec.features} with feature keys {list(keys)} give "
-                           f"{sum(widths[k_] for k_ in keys)}")
-    return Predictor(model=model, spec=spec, class_names=names,
-                     voxel_size=float(cfg.data.voxel_size), feature_keys=keys,
-                     in_channels=in_ch, device=dev, checkpoint=str(checkpoint),
-                     info={"iteration": state.get("iteration"), "model": cfg.model.name})
+        raise PredictError(
+            f"checkpoint {checkpoint} expects {in_ch} input channels; features "
+            f"{spec.features} with feature keys {list(keys)} give "
+            f"{sum(widths[k_] for k_ in keys)}"
+        )
+    return Predictor(
+        model=model,
+        spec=spec,
+        class_names=names,
+        voxel_size=float(cfg.data.voxel_size),
+        feature_keys=keys,
+        in_channels=in_ch,
+        device=dev,
+        checkpoint=str(checkpoint),
+        info={"iteration": state.get("iteration"), "model": cfg.model.name},
+    )
 
 
 # ----------------------------------------------------------------------------- files
@@ -389,9 +438,11 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files.extend(q for q in sorted(p.rglob("*"))
-                         if q.is_file() and q.suffix.lower() in SUFFIXES
-                         and not q.name.startswith("."))
+            files.extend(
+                q
+                for q in sorted(p.rglob("*"))
+                if q.is_file() and q.suffix.lower() in SUFFIXES and not q.name.startswith(".")
+            )
         else:
             files.append(p)
     return list(dict.fromkeys(files))
@@ -404,8 +455,9 @@ def label_codes(spec: ClassesSpec, pred: np.ndarray) -> np.ndarray:
     return pred.astype(np.int64) if rev is None else rev[pred]
 
 
-def _las_classification(pf: PointFile, spec: ClassesSpec, pred: np.ndarray,
-                        fmt: str) -> tuple[np.ndarray | None, list[str]]:
+def _las_classification(
+    pf: PointFile, spec: ClassesSpec, pred: np.ndarray, fmt: str
+) -> tuple[np.ndarray | None, list[str]]:
     """Classification codes to set in a LAS output (None: leave it), and notes."""
     target = pf.format if fmt == "same" else fmt
     if target not in ("las", "bin"):
@@ -431,13 +483,14 @@ def classification_notes(spec: ClassesSpec, classes: np.ndarray, limit: int) -> 
     if (codes < 0).any():
         notes.append("classes without a raw code in 'map' keep the file's classification")
     if codes.max(initial=0) > limit:
-        notes.append(f"codes above {limit} do not fit this point format's classification; "
-                     "classification left unchanged (see pred_class)")
+        notes.append(
+            f"codes above {limit} do not fit this point format's classification; "
+            "classification left unchanged (see pred_class)"
+        )
     return notes
 
 
-def classification_codes(spec: ClassesSpec, pred: np.ndarray,
-                         old: np.ndarray | None) -> np.ndarray:
+def classification_codes(spec: ClassesSpec, pred: np.ndarray, old: np.ndarray | None) -> np.ndarray:
     """uint8 LAS codes of ``pred``: the reverse of ``map``; a class without a code keeps the
     point's ``old`` classification (1, unclassified, without one)."""
     codes = label_codes(spec, pred)
@@ -455,8 +508,9 @@ def _las_limit(path: Path) -> int:
         return 31 if r.header.point_format.id < 6 else 255
 
 
-def use_stream(path: Path, fmt: str, voxel_budget: int | None, stream: str,
-               chunk_points: int) -> bool:
+def use_stream(
+    path: Path, fmt: str, voxel_budget: int | None, stream: str, chunk_points: int
+) -> bool:
     """Whether :func:`predict_file` takes the out-of-core path: ``stream`` 'always' (LAS/
     LAZ/NPY written in their own format, with a voxel budget), 'never', or 'auto' (those
     files when they hold more than ``chunk_points`` points)."""
@@ -475,10 +529,17 @@ def use_stream(path: Path, fmt: str, voxel_budget: int | None, stream: str,
         return False  # the in-memory reader reports the bad file
 
 
-def predict_file(predictor: Predictor, path: Path, out_dir: Path, fmt: str = "same",
-                 voxel_budget: int | None = DEFAULT_VOXEL_BUDGET, overlap: float | None = None,
-                 progress: bool = False, stream: str = "auto",
-                 chunk_points: int = DEFAULT_CHUNK_POINTS) -> dict[str, Any]:
+def predict_file(
+    predictor: Predictor,
+    path: Path,
+    out_dir: Path,
+    fmt: str = "same",
+    voxel_budget: int | None = DEFAULT_VOXEL_BUDGET,
+    overlap: float | None = None,
+    progress: bool = False,
+    stream: str = "auto",
+    chunk_points: int = DEFAULT_CHUNK_POINTS,
+) -> dict[str, Any]:
     """Predict one file and write its labelled copy; returns its summary entry. ``stream``:
     see :func:`use_stream` (the out-of-core path is :mod:`pcseg.predict_stream`)."""
     path = Path(path)
@@ -486,8 +547,9 @@ def predict_file(predictor: Predictor, path: Path, out_dir: Path, fmt: str = "sa
         from pcseg.predict_stream import predict_file_streamed
 
         assert voxel_budget is not None
-        r = predict_file_streamed(predictor, path, out_dir, voxel_budget, overlap,
-                                  chunk_points, progress=progress)
+        r = predict_file_streamed(
+            predictor, path, out_dir, voxel_budget, overlap, chunk_points, progress=progress
+        )
         r.pop("boxes", None)
         return r
     t0 = time.perf_counter()
@@ -497,25 +559,33 @@ def predict_file(predictor: Predictor, path: Path, out_dir: Path, fmt: str = "sa
     origin = scene_origin(pf.xyz)
     coords = (pf.xyz - origin).astype(np.float32)
     feats = point_features(pf, spec)
-    res = predictor.predict_points(coords, feats, voxel_budget, overlap, progress,
-                                   desc=path.name)
+    res = predictor.predict_points(coords, feats, voxel_budget, overlap, progress, desc=path.name)
     pred, conf = res["pred"], res["confidence"]
     k = len(predictor.class_names)
-    extra = {"pred_class": pred.astype(np.uint8 if k <= 255 else np.uint16),
-             "confidence": conf.astype(np.float32)}
+    extra = {
+        "pred_class": pred.astype(np.uint8 if k <= 255 else np.uint16),
+        "confidence": conf.astype(np.float32),
+    }
     cls, notes = _las_classification(pf, spec, pred, fmt)
     out = output_path(pf, out_dir, fmt)
     write_points(pf, out, extra, fmt, classification=cls)
     counts = np.bincount(pred, minlength=k)
     return {
-        "file": str(path), "output": str(out), "points": pf.num_points,
-        "origin": [float(o) for o in origin], "voxels": res["voxels"], "tiles": res["tiles"],
+        "file": str(path),
+        "output": str(out),
+        "points": pf.num_points,
+        "origin": [float(o) for o in origin],
+        "voxels": res["voxels"],
+        "tiles": res["tiles"],
         "overlap_cost": round(float(res["overlap_cost"]), 4),
-        "class_shares": {n: float(c) / max(pf.num_points, 1)
-                         for n, c in zip(predictor.class_names, counts)},
+        "class_shares": {
+            n: float(c) / max(pf.num_points, 1) for n, c in zip(predictor.class_names, counts)
+        },
         "class_counts": {n: int(c) for n, c in zip(predictor.class_names, counts)},
-        "mean_confidence": float(conf.mean()) if len(conf) else 0.0, "streamed": False,
-        "seconds": round(time.perf_counter() - t0, 3), "notes": notes,
+        "mean_confidence": float(conf.mean()) if len(conf) else 0.0,
+        "streamed": False,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "notes": notes,
     }
 
 
@@ -524,11 +594,19 @@ def rank_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def predict_files(checkpoint: str | Path, inputs: Sequence[str | Path], out: str | Path,
-                  fmt: str = "same", classes: str | Path | None = None,
-                  voxel_budget: int | None = DEFAULT_VOXEL_BUDGET, overlap: float | None = None,
-                  device: str = "auto", progress: bool = True, stream: str = "auto",
-                  chunk_points: int = DEFAULT_CHUNK_POINTS) -> dict[str, Any]:
+def predict_files(
+    checkpoint: str | Path,
+    inputs: Sequence[str | Path],
+    out: str | Path,
+    fmt: str = "same",
+    classes: str | Path | None = None,
+    voxel_budget: int | None = DEFAULT_VOXEL_BUDGET,
+    overlap: float | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    stream: str = "auto",
+    chunk_points: int = DEFAULT_CHUNK_POINTS,
+) -> dict[str, Any]:
     """``pcseg predict``: label every file of ``inputs`` into ``out``; a file that fails is
     reported (file + error) and the others go on. Returns the summary (also written to
     ``OUT/predict_summary.json``, ``.rank<r>.json`` under torchrun)."""
@@ -544,8 +622,10 @@ def predict_files(checkpoint: str | Path, inputs: Sequence[str | Path], out: str
     stems: dict[str, Path] = {}
     for f in files:
         if f.stem in stems:
-            raise PredictError(f"{stems[f.stem]} and {f} would both be written as {f.stem}.*; "
-                               "predict them into different --out folders")
+            raise PredictError(
+                f"{stems[f.stem]} and {f} would both be written as {f.stem}.*; "
+                "predict them into different --out folders"
+            )
         stems[f.stem] = f
     rank, world = rank_world()
     mine = files[rank::world]
@@ -559,28 +639,44 @@ def predict_files(checkpoint: str | Path, inputs: Sequence[str | Path], out: str
         if progress:
             print(f"[predict] ({i + 1}/{len(mine)}) {f}", file=sys.stderr)
         try:
-            r = predict_file(predictor, f, out_dir, fmt, voxel_budget, overlap, progress,
-                             stream, chunk_points)
+            r = predict_file(
+                predictor, f, out_dir, fmt, voxel_budget, overlap, progress, stream, chunk_points
+            )
         except Exception as e:  # noqa: BLE001 - one bad file must not stop the others
-            failed.append({"file": str(f), "error": f"{type(e).__name__}: {e}",
-                           "traceback": traceback.format_exc(limit=3)})
+            failed.append(
+                {
+                    "file": str(f),
+                    "error": f"{type(e).__name__}: {e}",
+                    "traceback": traceback.format_exc(limit=3),
+                }
+            )
             print(f"FAILED {f}: {type(e).__name__}: {e}", file=sys.stderr)
             continue
         done.append(r)
         shares = ", ".join(f"{n} {100 * s:.1f}%" for n, s in r["class_shares"].items() if s > 0)
         how = "streamed, " if r.get("streamed") else ""
-        print(f"{f} -> {r['output']}: {r['points']:,} points, {how}{r['tiles']} tile(s); "
-              f"{shares}")
+        print(f"{f} -> {r['output']}: {r['points']:,} points, {how}{r['tiles']} tile(s); {shares}")
     points = sum(r["points"] for r in done)
     seconds = time.perf_counter() - t0
-    summary = {"checkpoint": str(checkpoint), "classes": predictor.class_names,
-               "voxel_size": predictor.voxel_size, "voxel_budget": voxel_budget,
-               "overlap_m": overlap, "stream": stream, "chunk_points": chunk_points,
-               "rank": rank, "world_size": world, "files": done,
-               "failures": failed, "points": points, "seconds": round(seconds, 3),
-               "points_per_second": points / seconds if seconds > 0 else 0.0}
+    summary = {
+        "checkpoint": str(checkpoint),
+        "classes": predictor.class_names,
+        "voxel_size": predictor.voxel_size,
+        "voxel_budget": voxel_budget,
+        "overlap_m": overlap,
+        "stream": stream,
+        "chunk_points": chunk_points,
+        "rank": rank,
+        "world_size": world,
+        "files": done,
+        "failures": failed,
+        "points": points,
+        "seconds": round(seconds, 3),
+        "points_per_second": points / seconds if seconds > 0 else 0.0,
+    }
     name = "predict_summary.json" if world == 1 else f"predict_summary.rank{rank}.json"
     atomic_write_json(out_dir / name, summary)
-    print(f"[predict] {len(done)} file(s) labelled, {len(failed)} failed; summary in "
-          f"{out_dir / name}")
+    print(
+        f"[predict] {len(done)} file(s) labelled, {len(failed)} failed; summary in {out_dir / name}"
+    )
     return summary

@@ -47,6 +47,7 @@ scratch), and the network on at most ``voxel_budget`` voxels; a tile can exceed
 ``(24 + 4 C) * N * (1 + overlap share)`` bytes of tile buffers plus 14 bytes a point of
 results, removed at the end.
 """
+
 from __future__ import annotations
 
 import math
@@ -119,8 +120,12 @@ class GridPlan:
     def core_box(self, t: int) -> tuple[int, int, int, int]:
         """(x_lo, x_hi, y_lo, y_hi) of tile ``t`` (= i * ny + j)."""
         i, j = divmod(t, self.ny)
-        return (self.x0 + i * self.side, self.x0 + (i + 1) * self.side,
-                self.y0 + j * self.side, self.y0 + (j + 1) * self.side)
+        return (
+            self.x0 + i * self.side,
+            self.x0 + (i + 1) * self.side,
+            self.y0 + j * self.side,
+            self.y0 + (j + 1) * self.side,
+        )
 
 
 def _libc() -> Any:
@@ -155,8 +160,10 @@ def _check_chunk(path: Path, chunk: PointChunk) -> None:
     if bad.any():
         axis = int(np.flatnonzero(bad.any(axis=0))[0])
         rows = np.flatnonzero(bad[:, axis])
-        raise PointFileError(f"{path}: field {'xyz'[axis]!r} has NaN/inf value(s) (first at "
-                             f"point {chunk.start + int(rows[0])})")
+        raise PointFileError(
+            f"{path}: field {'xyz'[axis]!r} has NaN/inf value(s) (first at "
+            f"point {chunk.start + int(rows[0])})"
+        )
 
 
 def scan(path: Path, predictor: Predictor, chunk_points: int) -> Scan:
@@ -176,8 +183,12 @@ def scan(path: Path, predictor: Predictor, chunk_points: int) -> Scan:
         _check_chunk(path, chunk)
         if n == 0:  # the feature fields exist (error lists every field of the file)
             names = chunk.names
-            pf = PointFile(path, file_format(path), chunk.xyz[:1],
-                           {k: np.asarray(chunk.record[k])[:1] for k in chunk.names})
+            pf = PointFile(
+                path,
+                file_format(path),
+                chunk.xyz[:1],
+                {k: np.asarray(chunk.record[k])[:1] for k in chunk.names},
+            )
             point_features(pf, spec)
         n += len(chunk.xyz)
         lo = np.minimum(lo, chunk.xyz.min(axis=0))
@@ -199,13 +210,14 @@ def _merge_counts(keys: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return u, np.bincount(inv.ravel(), weights=w, minlength=len(u)).astype(np.int64)
 
 
-def plan_grid(sc: Scan, origin: np.ndarray, voxel_size: float, margin: int,
-              tile_points: int) -> GridPlan:
+def plan_grid(
+    sc: Scan, origin: np.ndarray, voxel_size: float, margin: int, tile_points: int
+) -> GridPlan:
     """The largest square grid whose tiles (core + margin) are estimated to hold at most
     ``tile_points`` points (never below one coarse cell a side, never above MAX_SPAN)."""
     c = COARSE_CELL_VOXELS
-    local_lo = ((sc.lo - origin).astype(np.float32).astype(np.float64) / voxel_size)
-    local_hi = ((sc.hi - origin).astype(np.float32).astype(np.float64) / voxel_size)
+    local_lo = (sc.lo - origin).astype(np.float32).astype(np.float64) / voxel_size
+    local_hi = (sc.hi - origin).astype(np.float32).astype(np.float64) / voxel_size
     vlo = np.floor(local_lo).astype(np.int64)
     vhi = np.floor(local_hi).astype(np.int64) + 1
     # coarse cell a (absolute metres / cell) covers local voxels ~ [a c - off, (a + 1) c - off)
@@ -231,8 +243,12 @@ def plan_grid(sc: Scan, origin: np.ndarray, voxel_size: float, margin: int,
         ys = vlo[1] + np.arange(ny) * side
         x0, x1 = cells(xs - margin, xs + side + margin, 0)
         y0, y1 = cells(ys - margin, ys + side + margin, 1)
-        tot = (sat[x1[:, None], y1[None, :]] - sat[x0[:, None], y1[None, :]]
-               - sat[x1[:, None], y0[None, :]] + sat[x0[:, None], y0[None, :]])
+        tot = (
+            sat[x1[:, None], y1[None, :]]
+            - sat[x0[:, None], y1[None, :]]
+            - sat[x1[:, None], y0[None, :]]
+            + sat[x0[:, None], y0[None, :]]
+        )
         return int(tot.max()), nx, ny
 
     span = int(max(vhi[0] - vlo[0], vhi[1] - vlo[1]))
@@ -252,8 +268,7 @@ def plan_grid(sc: Scan, origin: np.ndarray, voxel_size: float, margin: int,
 
 
 def _feats(path: Path, chunk: PointChunk, predictor: Predictor, sc: Scan) -> np.ndarray:
-    pf = PointFile(path, file_format(path), chunk.xyz,
-                   chunk.fields(feature_fields(predictor.spec)))
+    pf = PointFile(path, file_format(path), chunk.xyz, chunk.fields(feature_fields(predictor.spec)))
     return point_features(pf, predictor.spec, sc.field_max)
 
 
@@ -261,8 +276,15 @@ def _buffer_dtype(channels: int) -> np.dtype:
     return np.dtype([("i", "<i8"), ("p", "<f4", (3,)), ("f", "<f4", (channels,))])
 
 
-def distribute(path: Path, predictor: Predictor, sc: Scan, origin: np.ndarray, plan: GridPlan,
-               chunk_points: int, tmp: Path) -> tuple[np.ndarray, np.dtype]:
+def distribute(
+    path: Path,
+    predictor: Predictor,
+    sc: Scan,
+    origin: np.ndarray,
+    plan: GridPlan,
+    chunk_points: int,
+    tmp: Path,
+) -> tuple[np.ndarray, np.dtype]:
     """Pass 2: every point into the buffer file ``tmp/tile_<t>.bin`` of each tile whose core
     or overlap holds its voxel, in file order. Returns points per tile and the record dtype."""
     per_tile = np.zeros(plan.tiles, dtype=np.int64)
@@ -287,10 +309,12 @@ def distribute(path: Path, predictor: Predictor, sc: Scan, origin: np.ndarray, p
                 if dx or dy:
                     bx = plan.x0 + tx * plan.side
                     by = plan.y0 + ty * plan.side
-                    ok &= ((vox[:, 0] >= bx - plan.margin)
-                           & (vox[:, 0] < bx + plan.side + plan.margin)
-                           & (vox[:, 1] >= by - plan.margin)
-                           & (vox[:, 1] < by + plan.side + plan.margin))
+                    ok &= (
+                        (vox[:, 0] >= bx - plan.margin)
+                        & (vox[:, 0] < bx + plan.side + plan.margin)
+                        & (vox[:, 1] >= by - plan.margin)
+                        & (vox[:, 1] < by + plan.side + plan.margin)
+                    )
                 sel = np.flatnonzero(ok)
                 pts_l.append(sel)
                 tiles_l.append(tx[sel] * plan.ny + ty[sel])
@@ -314,9 +338,17 @@ def distribute(path: Path, predictor: Predictor, sc: Scan, origin: np.ndarray, p
     return per_tile, dt
 
 
-def predict_tiles(predictor: Predictor, plan: GridPlan, per_tile: np.ndarray, dt: np.dtype,
-                  voxel_budget: int, chunk_points: int, tmp: Path, progress: bool = False,
-                  desc: str = "") -> dict[str, Any]:
+def predict_tiles(
+    predictor: Predictor,
+    plan: GridPlan,
+    per_tile: np.ndarray,
+    dt: np.dtype,
+    voxel_budget: int,
+    chunk_points: int,
+    tmp: Path,
+    progress: bool = False,
+    desc: str = "",
+) -> dict[str, Any]:
     """Predict every tile buffer; the core points' results go to ``tmp/res_<bucket>.bin``.
     Returns voxels, visits, sub-tiles, class counts, the core boxes (global voxel units) of
     every (sub-)tile run and the largest tile (points, voxels)."""
@@ -326,8 +358,14 @@ def predict_tiles(predictor: Predictor, plan: GridPlan, per_tile: np.ndarray, dt
     boxes: list[tuple[np.ndarray, np.ndarray]] = []
     max_pts = max_vox = max_net = 0
     order = [t for t in range(plan.tiles) if per_tile[t]]
-    bar = tqdm(order, desc=desc or "predict", unit="tile", disable=not progress,
-               dynamic_ncols=True, leave=False)
+    bar = tqdm(
+        order,
+        desc=desc or "predict",
+        unit="tile",
+        disable=not progress,
+        dynamic_ncols=True,
+        leave=False,
+    )
     from pcseg.predict import make_tiles
 
     for t in bar:
@@ -337,8 +375,7 @@ def predict_tiles(predictor: Predictor, plan: GridPlan, per_tile: np.ndarray, dt
         x_lo, x_hi, y_lo, y_hi = plan.core_box(t)
         vr = voxelize(buf["p"], predictor.voxel_size, mode="test")
         vox = vr.voxel_coords.astype(np.int64)
-        core_v = ((vox[:, 0] >= x_lo) & (vox[:, 0] < x_hi)
-                  & (vox[:, 1] >= y_lo) & (vox[:, 1] < y_hi))
+        core_v = (vox[:, 0] >= x_lo) & (vox[:, 0] < x_hi) & (vox[:, 1] >= y_lo) & (vox[:, 1] < y_hi)
         max_pts, max_vox = max(max_pts, len(buf)), max(max_vox, len(vox))
         if not core_v.any():
             continue
@@ -367,9 +404,16 @@ def predict_tiles(predictor: Predictor, plan: GridPlan, per_tile: np.ndarray, dt
         del buf, vr, vox, res, v_pred, v_conf, subs
         release_memory()
     bar.close()
-    return {"voxels": voxels, "visits": visits, "tiles": len(boxes), "boxes": boxes,
-            "class_counts": class_counts, "max_tile_points": max_pts,
-            "max_tile_voxels": max_net, "max_grid_tile_voxels": max_vox}
+    return {
+        "voxels": voxels,
+        "visits": visits,
+        "tiles": len(boxes),
+        "boxes": boxes,
+        "class_counts": class_counts,
+        "max_tile_points": max_pts,
+        "max_tile_voxels": max_net,
+        "max_grid_tile_voxels": max_vox,
+    }
 
 
 class _Results:
@@ -384,8 +428,9 @@ class _Results:
         if b not in self.cache:
             self.cache = {k: v for k, v in self.cache.items() if k >= b - 1}
             p = self.tmp / f"res_{b}.bin"
-            self.cache[b] = (np.fromfile(p, dtype=_RESULT) if p.exists()
-                             else np.zeros(0, dtype=_RESULT))
+            self.cache[b] = (
+                np.fromfile(p, dtype=_RESULT) if p.exists() else np.zeros(0, dtype=_RESULT)
+            )
         return self.cache[b]
 
     def get(self, start: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -397,8 +442,10 @@ class _Results:
             pred[r["i"][m] - start] = r["pred"][m]
             conf[r["i"][m] - start] = r["conf"][m]
         if (pred < 0).any():
-            raise RuntimeError(f"streamed predict: {int((pred < 0).sum())} point(s) of chunk "
-                               f"{start} got no prediction (a tiling bug)")
+            raise RuntimeError(
+                f"streamed predict: {int((pred < 0).sum())} point(s) of chunk "
+                f"{start} got no prediction (a tiling bug)"
+            )
         self.conf_sum += float(conf.sum(dtype=np.float64))
         return pred, conf
 
@@ -412,11 +459,16 @@ def stream_supported(path: Path, fmt: str = "same") -> bool:
     return src in STREAM_FORMATS and (fmt == "same" or fmt == src)
 
 
-def predict_file_streamed(predictor: Predictor, path: str | Path, out_dir: str | Path,
-                          voxel_budget: int, overlap: float | None = None,
-                          chunk_points: int = DEFAULT_CHUNK_POINTS,
-                          tile_points: int | None = None, progress: bool = False
-                          ) -> dict[str, Any]:
+def predict_file_streamed(
+    predictor: Predictor,
+    path: str | Path,
+    out_dir: str | Path,
+    voxel_budget: int,
+    overlap: float | None = None,
+    chunk_points: int = DEFAULT_CHUNK_POINTS,
+    tile_points: int | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Predict one LAS/LAZ/NPY file out of core (see the module docstring) and write its
     labelled copy into ``out_dir`` (same format); returns the summary entry of
     :func:`pcseg.predict.predict_file` plus the streaming figures."""
@@ -439,8 +491,9 @@ def predict_file_streamed(predictor: Predictor, path: str | Path, out_dir: str |
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.stem}.stream.", dir=out_dir))
     try:
         per_tile, dt = distribute(path, predictor, sc, origin, plan, chunk_points, tmp)
-        res = predict_tiles(predictor, plan, per_tile, dt, voxel_budget, chunk_points, tmp,
-                            progress, desc=path.name)
+        res = predict_tiles(
+            predictor, plan, per_tile, dt, voxel_budget, chunk_points, tmp, progress, desc=path.name
+        )
         classes = np.flatnonzero(res["class_counts"])
         is_las = file_format(path) == "las"
         notes: list[str] = []
@@ -460,24 +513,31 @@ def predict_file_streamed(predictor: Predictor, path: str | Path, out_dir: str |
                 cls = classification_codes(spec, pred, old)
             return {"pred_class": pred.astype(pdt), "confidence": conf}, cls
 
-        write_streamed(path, out, chunk_points, {"pred_class": pdt, "confidence": np.float32},
-                       fill)
+        write_streamed(path, out, chunk_points, {"pred_class": pdt, "confidence": np.float32}, fill)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     n, counts = sc.points, res["class_counts"]
     buffered = int(per_tile.sum())
     return {
-        "file": str(path), "output": str(out), "points": n, "streamed": True,
-        "origin": [float(o) for o in origin], "voxels": res["voxels"], "tiles": res["tiles"],
-        "grid_tiles": int((per_tile > 0).sum()), "grid_side_voxels": plan.side,
+        "file": str(path),
+        "output": str(out),
+        "points": n,
+        "streamed": True,
+        "origin": [float(o) for o in origin],
+        "voxels": res["voxels"],
+        "tiles": res["tiles"],
+        "grid_tiles": int((per_tile > 0).sum()),
+        "grid_side_voxels": plan.side,
         "overlap_cost": round((res["visits"] - res["voxels"]) / max(res["voxels"], 1), 4),
         "buffered_points_per_point": round(buffered / max(n, 1), 4),
-        "max_tile_points": res["max_tile_points"], "max_tile_voxels": res["max_tile_voxels"],
+        "max_tile_points": res["max_tile_points"],
+        "max_tile_voxels": res["max_tile_voxels"],
         "boxes": [[lo.tolist(), hi.tolist()] for lo, hi in res["boxes"]],
-        "margin_voxels": margin, "chunk_points": chunk_points,
-        "class_shares": {nm: float(c) / max(n, 1) for nm, c in zip(predictor.class_names,
-                                                                    counts)},
+        "margin_voxels": margin,
+        "chunk_points": chunk_points,
+        "class_shares": {nm: float(c) / max(n, 1) for nm, c in zip(predictor.class_names, counts)},
         "class_counts": {nm: int(c) for nm, c in zip(predictor.class_names, counts)},
         "mean_confidence": results.conf_sum / max(n, 1),
-        "seconds": round(time.perf_counter() - t0, 3), "notes": notes,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "notes": notes,
     }

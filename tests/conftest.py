@@ -1,5 +1,6 @@
 """Shared test fixtures: seeding, the location of the real scans (skip when absent) and a tiny
 prepared synthetic S3DIS set (``prepared_rooms``, built once per session)."""
+
 from __future__ import annotations
 
 import os
@@ -66,6 +67,14 @@ def prepared_rooms(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("prepared_rooms")
     raw = write_synthetic_s3dis(root / "raw", num_areas=2, rooms_per_area=2, seed=0, spacing=0.1)
     out = root / "processed"
-    prepare_dataset(PrepareOptions(dataset="s3dis", raw=raw, out=out, voxel_size=0.1,
-                                   labels=["1%"], splits=["Area_1", "Area_2"]))
+    prepare_dataset(
+        PrepareOptions(
+            dataset="s3dis",
+            raw=raw,
+            out=out,
+            voxel_size=0.1,
+            labels=["1%"],
+            splits=["Area_1", "Area_2"],
+        )
+    )
     return out

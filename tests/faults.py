@@ -1,5 +1,6 @@
 """Fault injection for the reader and prepare tests: damage synthetic raw files the way real
 releases are damaged (the synthetic generators in pcseg.datasets.synthetic write clean data)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -54,8 +55,6 @@ def inject_s3dis_damage(room_dir: Path) -> dict[str, Any]:
         "columns": ("wall_1.txt", 2),
         "stray": [".DS_Store", "Icon", "wall_1 (1).txt", "copy_Room_1.txt"],
     }
-
-
 
 
 # --------------------------------------------------------------------------- damaged inputs
@@ -140,9 +139,11 @@ def ply_vertices(ply: Path, fn) -> None:
 
 def ply_nan_vertices(ply: Path, indices: list[int]) -> None:
     """Set x of vertices ``indices`` (0-based, file order) of a PLY mesh to NaN."""
+
     def fn(v):
         v["x"][list(indices)] = float("nan")
         return v
+
     ply_vertices(ply, fn)
 
 
@@ -158,4 +159,5 @@ def ply_float_colours(ply: Path, scale: float = 255.0) -> None:
         for n in names:
             out[n] = v[n] * (scale / 255.0) if n in ("red", "green", "blue") else v[n]
         return out
+
     ply_vertices(ply, fn)

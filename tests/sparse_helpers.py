@@ -1,5 +1,6 @@
 """Dense references and random voxel sets for the pcseg.sparse tests (written independently of
 the engine)."""
+
 from __future__ import annotations
 
 import torch
@@ -7,8 +8,14 @@ import torch
 DT = torch.float64
 
 
-def random_coords(batch: int, grid: int, occupancy: float, stride: int = 1,
-                  origin: tuple[int, int, int] = (-7, 3, -2), shuffle: bool = True) -> torch.Tensor:
+def random_coords(
+    batch: int,
+    grid: int,
+    occupancy: float,
+    stride: int = 1,
+    origin: tuple[int, int, int] = (-7, 3, -2),
+    shuffle: bool = True,
+) -> torch.Tensor:
     """(M, 4) int32 unique voxels: ~occupancy of a grid^3 block per batch entry, spatial
     coords origin + stride * cell (origin must be a multiple of stride for stride > 1)."""
     rows = []
@@ -32,15 +39,23 @@ def dense_conv_weight(W: torch.Tensor, ks: int, transpose: bool = False) -> torc
             for ix in range(ks):
                 k = (iz * ks + iy) * ks + ix
                 slots[ix][iy][iz] = W[k] if transpose else W[k].t()
-    w = torch.stack([torch.stack([torch.stack(slots[ix][iy], -1) for iy in range(ks)], -2)
-                     for ix in range(ks)], -3)
+    w = torch.stack(
+        [torch.stack([torch.stack(slots[ix][iy], -1) for iy in range(ks)], -2) for ix in range(ks)],
+        -3,
+    )
     expected = (cin, cout) if transpose else (cout, cin)
     assert w.shape == (*expected, ks, ks, ks)
     return w
 
 
-def densify(coords: torch.Tensor, feats: torch.Tensor, stride: int, min_coord: torch.Tensor,
-            shape: tuple[int, int, int], batch: int) -> torch.Tensor:
+def densify(
+    coords: torch.Tensor,
+    feats: torch.Tensor,
+    stride: int,
+    min_coord: torch.Tensor,
+    shape: tuple[int, int, int],
+    batch: int,
+) -> torch.Tensor:
     """Reference scatter of features into (B, C, X, Y, Z) (independent of SparseTensor.dense)."""
     grid = feats.new_zeros((batch, feats.shape[1], *shape))
     c = coords.long()
@@ -50,23 +65,25 @@ def densify(coords: torch.Tensor, feats: torch.Tensor, stride: int, min_coord: t
     return grid
 
 
-def sample(grid: torch.Tensor, coords: torch.Tensor, stride: int, min_coord: torch.Tensor) -> torch.Tensor:
+def sample(
+    grid: torch.Tensor, coords: torch.Tensor, stride: int, min_coord: torch.Tensor
+) -> torch.Tensor:
     """Rows of a (B, C, X, Y, Z) grid at the given coordinates -> (M, C)."""
     c = coords.long()
     idx = (c[:, 1:] - min_coord) // stride
     return grid[c[:, 0], :, idx[:, 0], idx[:, 1], idx[:, 2]]
 
 
-def grid_frame(coords: torch.Tensor, align: int, stride: int, pad: int = 2) -> tuple[torch.Tensor, tuple]:
+def grid_frame(
+    coords: torch.Tensor, align: int, stride: int, pad: int = 2
+) -> tuple[torch.Tensor, tuple]:
     """min_coord (multiple of ``align``, congruent to coords mod stride) and an even grid shape."""
     sp = coords[:, 1:].long()
     mn = torch.div(sp.min(0).values, align, rounding_mode="floor") * align
-    ext = ((sp.max(0).values - mn) // stride + 1 + pad)
+    ext = (sp.max(0).values - mn) // stride + 1 + pad
     ext = ext + ext % 2
     return mn, tuple(int(v) for v in ext)
 
 
 def grads_of(out: torch.Tensor, g: torch.Tensor, *tensors: torch.Tensor) -> list[torch.Tensor]:
     return list(torch.autograd.grad((out * g).sum(), tensors))
-
-

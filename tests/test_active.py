@@ -1,5 +1,6 @@
 """The simulated-user active-labelling study (pcseg.workflows.active, `pcseg active-study`):
 the two users on a hand-made scene, and a tiny end-to-end study that resumes."""
+
 from __future__ import annotations
 
 import json
@@ -79,8 +80,9 @@ def test_rounds_accumulate_never_repeat_and_both_users_click_equally_often():
         rows = start
         for rnd in range(1, 4):
             # 30 clicks: more than the uncertain cells, so the suggested user fills up
-            clicks, new = simulate_round(strategy, coords, gt, rows, 30, pr, k,
-                                         rng=click_rng(0, rnd, "room"))
+            clicks, new = simulate_round(
+                strategy, coords, gt, rows, 30, pr, k, rng=click_rng(0, rnd, "room")
+            )
             assert len(clicks) == 30
             assert len(new) == len(rows) + 30
             assert set(rows[:, 0].tolist()) <= set(new[:, 0].tolist())
@@ -96,14 +98,32 @@ def tiny_config(prepared_rooms, tmp_path):
     root = tmp_path / "processed"
     shutil.copytree(prepared_rooms, root)
     cfg = {
-        "data": {"dataset": "s3dis", "root": str(root), "label_spec": "1%", "voxel_size": 0.1,
-                 "max_voxels": 600, "batch_size": 1, "num_workers": 0, "train_split": "Area_1",
-                 "val_split": "Area_2", "test_split": "Area_2", "prepare_splits": []},
+        "data": {
+            "dataset": "s3dis",
+            "root": str(root),
+            "label_spec": "1%",
+            "voxel_size": 0.1,
+            "max_voxels": 600,
+            "batch_size": 1,
+            "num_workers": 0,
+            "train_split": "Area_1",
+            "val_split": "Area_2",
+            "test_split": "Area_2",
+            "prepare_splits": [],
+        },
         "model": {"name": "MinkUNet14A", "planes": [8] * 8, "init_dim": 8},
         "method": {"name": "erda", "weight": 0.1, "momentum": 0.5},
-        "train": {"iterations": 2, "optimizer": "adamw", "lr": 0.01, "scheduler": "constant",
-                  "log_every": 1, "progress": False, "device": "cpu", "threads": 1,
-                  "val_every": 0},
+        "train": {
+            "iterations": 2,
+            "optimizer": "adamw",
+            "lr": 0.01,
+            "scheduler": "constant",
+            "log_every": 1,
+            "progress": False,
+            "device": "cpu",
+            "threads": 1,
+            "val_every": 0,
+        },
         "run_dir": str(tmp_path / "unused"),
     }
     path = tmp_path / "cfg.yaml"
@@ -113,10 +133,27 @@ def tiny_config(prepared_rooms, tmp_path):
 
 def test_active_study_end_to_end_resumes(tiny_config, tmp_path):
     path, root = tiny_config
-    args = ["active-study", "--config", str(path), "--start-spec", "1%", "--rounds", "1",
-            "--clicks-per-round", "3", "--seeds", "0", "--run-root", str(tmp_path / "runs"),
-            "--json", str(tmp_path / "r.json"), "--out", str(tmp_path / "t.md"),
-            "--plot", str(tmp_path / "p.png")]
+    args = [
+        "active-study",
+        "--config",
+        str(path),
+        "--start-spec",
+        "1%",
+        "--rounds",
+        "1",
+        "--clicks-per-round",
+        "3",
+        "--seeds",
+        "0",
+        "--run-root",
+        str(tmp_path / "runs"),
+        "--json",
+        str(tmp_path / "r.json"),
+        "--out",
+        str(tmp_path / "t.md"),
+        "--plot",
+        str(tmp_path / "p.png"),
+    ]
     assert main(args) == 0
     res = json.loads((tmp_path / "r.json").read_text())
     runs = {(r["strategy"], r["round"]): r for r in res["runs"]}
@@ -146,9 +183,22 @@ def test_active_study_end_to_end_resumes(tiny_config, tmp_path):
 def test_table_pairs_the_strategies_by_seed():
     from pcseg.workflows.active import format_active_table
 
-    runs = [{"strategy": s, "seed": sd, "round": 1, "labels": 10, "misclassified_fraction": 0.5,
-             "miou": m} for s, sd, m in (("suggested", 0, 0.5), ("suggested", 1, 0.4),
-                                         ("random", 0, 0.3), ("random", 1, 0.3))]
+    runs = [
+        {
+            "strategy": s,
+            "seed": sd,
+            "round": 1,
+            "labels": 10,
+            "misclassified_fraction": 0.5,
+            "miou": m,
+        }
+        for s, sd, m in (
+            ("suggested", 0, 0.5),
+            ("suggested", 1, 0.4),
+            ("random", 0, 0.3),
+            ("random", 1, 0.3),
+        )
+    ]
     table = format_active_table({"runs": runs})
     row = table.splitlines()[2]
     assert row.startswith("| 1 | 10 | 45.0 ± 7.1 | s0 50.0, s1 40.0 | 50 % | 10 | 30.0 ± 0.0 |")

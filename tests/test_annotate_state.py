@@ -1,5 +1,6 @@
 """The annotation state (pcseg.annotate.state) on hand-made scenes, and the (M, 2) label file
 ([point index, class]) read by pcseg.data.processed and the training dataset."""
+
 from __future__ import annotations
 
 import os
@@ -35,8 +36,13 @@ def _room():
     wall = np.stack([np.zeros(100), a.ravel(), b.ravel() + 0.1], 1)
     box = np.stack([a.ravel()[:20] * 0.3 + 3, b.ravel()[:20] * 0.3, np.full(20, 0.5)], 1)
     coords = np.concatenate([floor, wall, box]).astype(np.float32)
-    feats = np.concatenate([np.tile([0.9, 0.1, 0.1], (100, 1)), np.tile([0.5, 0.5, 0.5], (100, 1)),
-                            np.tile([0.1, 0.9, 0.1], (20, 1))]).astype(np.float32)
+    feats = np.concatenate(
+        [
+            np.tile([0.9, 0.1, 0.1], (100, 1)),
+            np.tile([0.5, 0.5, 0.5], (100, 1)),
+            np.tile([0.1, 0.9, 0.1], (20, 1)),
+        ]
+    ).astype(np.float32)
     return coords, feats
 
 
@@ -148,8 +154,11 @@ def test_read_only_folder_message(tmp_path, monkeypatch):
 
     monkeypatch.setattr(state_mod, "atomic_save_npy", refuse)
     st = AnnotationState(_room()[0], _classes(), path=tmp_path / "out" / "room.npy")
-    with pytest.raises(AnnotationError, match=r"cannot write the label file .*room\.npy: "
-                                              r"Permission denied.*writable folder"):
+    with pytest.raises(
+        AnnotationError,
+        match=r"cannot write the label file .*room\.npy: "
+        r"Permission denied.*writable folder",
+    ):
         st.add([0], 0)
     assert st.labels[0] == 0  # the edit is kept in memory; a later save can still write it
 
@@ -199,13 +208,26 @@ def test_load_classes(tmp_path):
 def _processed_unlabelled(root, n=300):
     """A processed folder of one scan whose ground truth is all -1."""
     rng = np.random.default_rng(0)
-    sc = Scene(name="scan", dataset="custom", coords=rng.random((n, 3)).astype(np.float32) * 3,
-               feats=rng.random((n, 3)).astype(np.float32), semantic=np.full(n, -1, np.int64),
-               instance=np.full(n, -1, np.int64))
+    sc = Scene(
+        name="scan",
+        dataset="custom",
+        coords=rng.random((n, 3)).astype(np.float32) * 3,
+        feats=rng.random((n, 3)).astype(np.float32),
+        semantic=np.full(n, -1, np.int64),
+        instance=np.full(n, -1, np.int64),
+    )
     processed.write_scene(root, sc, class_names=["a", "b", "c"])
-    processed.write_meta(root, {"dataset": "custom", "class_names": ["a", "b", "c"],
-                                "voxel_size": 0.05, "splits": {"train": ["scan"]},
-                                "label_specs": [], "seed": 0})
+    processed.write_meta(
+        root,
+        {
+            "dataset": "custom",
+            "class_names": ["a", "b", "c"],
+            "voxel_size": 0.05,
+            "splits": {"train": ["scan"]},
+            "label_specs": [],
+            "seed": 0,
+        },
+    )
     return sc
 
 
@@ -214,8 +236,7 @@ def test_label_file_with_classes_reads_and_trains(tmp_path):
 
     sc = _processed_unlabelled(tmp_path)
     rows = np.array([[4, 2], [10, 0], [77, 1]], np.int64)
-    processed.write_labels(tmp_path, "import:annotate", "scan", rows, num_points=300,
-                           num_classes=3)
+    processed.write_labels(tmp_path, "import:annotate", "scan", rows, num_points=300, num_classes=3)
     assert processed.read_labels(tmp_path, "import:annotate", "scan").tolist() == [4, 10, 77]
     idx, cls = processed.read_label_classes(tmp_path, "import:annotate", "scan", sc.semantic, 3)
     assert idx.tolist() == [4, 10, 77] and cls.tolist() == [2, 0, 1]
@@ -224,8 +245,9 @@ def test_label_file_with_classes_reads_and_trains(tmp_path):
     with pytest.raises(ValueError, match=r"class column .*\[0, 1\]"):
         processed.read_label_classes(tmp_path, "import:annotate", "scan", sc.semantic, 2)
     for mode in ("train", "val"):
-        ds = SegmentationDataset(tmp_path, "train", label_spec="import:annotate", mode=mode,
-                                 voxel_size=0.01)
+        ds = SegmentationDataset(
+            tmp_path, "train", label_spec="import:annotate", mode=mode, voxel_size=0.01
+        )
         s = ds[0]
         assert sorted(s["weak_labels"][s["weak_labels"] >= 0].tolist()) == [0, 1, 2]
         assert (s["labels"] == -1).all()
@@ -301,8 +323,9 @@ def test_viewer_shows_the_annotators_classes(tmp_path):
     from pcseg.viz.data import load_processed_scene
 
     _processed_unlabelled(tmp_path)
-    processed.write_labels(tmp_path, "import:annotate", "scan",
-                           np.array([[4, 2], [10, 0]], np.int64))
+    processed.write_labels(
+        tmp_path, "import:annotate", "scan", np.array([[4, 2], [10, 0]], np.int64)
+    )
     view = load_processed_scene(tmp_path, "scan", "import:annotate")
     assert view.labelled.sum() == 2 and view.weak_classes[[4, 10]].tolist() == [2, 0]
     col = mode_colors(view, "weak")

@@ -1,5 +1,6 @@
 """Active-labelling suggestions (pcseg.annotate.suggest): spread-out spots that find a region
 whose predictions were deliberately corrupted."""
+
 from __future__ import annotations
 
 import math

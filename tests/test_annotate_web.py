@@ -9,6 +9,7 @@ The screen position of a point comes from the camera the browser reports to the 
 (position, orientation, field of view, image size; written by the hidden --debug-json hook).
 Skips when viser, selenium, chromium or chromedriver is missing.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,13 +53,24 @@ def _room() -> Scene:
     tx, ty = np.meshgrid(np.arange(1.5, 2.5, s), np.arange(1.0, 1.8, s), indexing="ij")
     table = np.stack([tx.ravel(), ty.ravel(), np.full(tx.size, 0.75)], 1)
     coords = np.concatenate([floor, wall, table])
-    cols = [np.tile(c, (len(p), 1)) for c, p in
-            (([0.6, 0.45, 0.3], floor), ([0.85, 0.85, 0.8], wall), ([0.2, 0.3, 0.75], table))]
+    cols = [
+        np.tile(c, (len(p), 1))
+        for c, p in (
+            ([0.6, 0.45, 0.3], floor),
+            ([0.85, 0.85, 0.8], wall),
+            ([0.2, 0.3, 0.75], table),
+        )
+    ]
     feats = np.clip(np.concatenate(cols) + rng.normal(0, 0.02, (len(coords), 3)), 0, 1)
     n = len(coords)
-    sc = Scene(name="Area_1_scan", dataset="s3dis", coords=coords.astype(np.float32),
-               feats=feats.astype(np.float32), semantic=np.full(n, -1, np.int64),
-               instance=np.full(n, -1, np.int64))
+    sc = Scene(
+        name="Area_1_scan",
+        dataset="s3dis",
+        coords=coords.astype(np.float32),
+        feats=feats.astype(np.float32),
+        semantic=np.full(n, -1, np.int64),
+        instance=np.full(n, -1, np.int64),
+    )
     sc.extra["parts"] = [len(floor), len(wall), len(table)]
     return sc
 
@@ -67,12 +79,21 @@ def _write_room(tmp_path: Path) -> tuple[Path, Scene, Path]:
     root = tmp_path / "processed"
     sc = _room()
     processed.write_scene(root, sc, class_names=S3DIS_CLASSES)
-    processed.write_meta(root, {"dataset": "s3dis", "class_names": list(S3DIS_CLASSES),
-                                "voxel_size": 0.05, "splits": {"Area_1": [sc.name]},
-                                "label_specs": [], "seed": 0})
+    processed.write_meta(
+        root,
+        {
+            "dataset": "s3dis",
+            "class_names": list(S3DIS_CLASSES),
+            "voxel_size": 0.05,
+            "splits": {"Area_1": [sc.name]},
+            "label_specs": [],
+            "seed": 0,
+        },
+    )
     classes = tmp_path / "classes.yaml"
-    classes.write_text(yaml.safe_dump({"names": list(S3DIS_CLASSES),
-                                       "colors": {"table": [40, 200, 60]}}))
+    classes.write_text(
+        yaml.safe_dump({"names": list(S3DIS_CLASSES), "colors": {"table": [40, 200, 60]}})
+    )
     return root, sc, classes
 
 
@@ -105,9 +126,13 @@ def _read_json(path: Path) -> dict:
 
 def _rotation(wxyz) -> np.ndarray:
     w, x, y, z = wxyz
-    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 class Camera:
@@ -122,8 +147,10 @@ class Camera:
 
     def project(self, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         pc = (pts - self.pos) @ self.R
-        return np.stack([self.w / 2 + self.f * pc[:, 0] / pc[:, 2],
-                         self.h / 2 + self.f * pc[:, 1] / pc[:, 2]], 1), pc[:, 2]
+        return np.stack(
+            [self.w / 2 + self.f * pc[:, 0] / pc[:, 2], self.h / 2 + self.f * pc[:, 1] / pc[:, 2]],
+            1,
+        ), pc[:, 2]
 
     def ray(self, px: float, py: float) -> np.ndarray:
         return self.R @ np.array([(px - self.w / 2) / self.f, (py - self.h / 2) / self.f, 1.0])
@@ -135,13 +162,21 @@ def _clickable(cam: Camera, coords: np.ndarray, subset: np.ndarray, box, tol: fl
     from pcseg.annotate.state import pick_point
 
     uv, depth = cam.project(coords[subset])
-    ok = (depth > 0) & (uv[:, 0] > box[0]) & (uv[:, 0] < box[2]) & (uv[:, 1] > box[1]) & \
-        (uv[:, 1] < box[3])
+    ok = (
+        (depth > 0)
+        & (uv[:, 0] > box[0])
+        & (uv[:, 0] < box[2])
+        & (uv[:, 1] > box[1])
+        & (uv[:, 1] < box[3])
+    )
     rng = np.random.default_rng(1)
     for j in rng.permutation(np.flatnonzero(ok))[:200]:
         px, py = round(uv[j, 0]), round(uv[j, 1])
-        if all(pick_point(coords, cam.pos, cam.ray(px + dx, py + dy), tol) == subset[j]
-               for dx in (-1, 0, 1) for dy in (-1, 0, 1)):
+        if all(
+            pick_point(coords, cam.pos, cam.ray(px + dx, py + dy), tol) == subset[j]
+            for dx in (-1, 0, 1)
+            for dy in (-1, 0, 1)
+        ):
             return int(subset[j]), (px, py)
     raise AssertionError("no clickable point in the box")
 
@@ -165,17 +200,42 @@ def annotated(tmp_path):
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     server = subprocess.Popen(
-        [sys.executable, "-m", "pcseg", "annotate", str(root / "scenes" / f"{sc.name}.npz"),
-         "--classes", str(classes), "--port", str(port), "--exit-after", "200",
-         "--debug-json", str(dbg)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True)
+        [
+            sys.executable,
+            "-m",
+            "pcseg",
+            "annotate",
+            str(root / "scenes" / f"{sc.name}.npz"),
+            "--classes",
+            str(classes),
+            "--port",
+            str(port),
+            "--exit-after",
+            "200",
+            "--debug-json",
+            str(dbg),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--use-gl=angle",
-              "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-              "--disable-background-networking", "--disable-component-update",
-              "--no-first-run", "--disable-sync", "--window-size=1000,700",
-              f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}"):
+    for a in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--use-gl=angle",
+        "--use-angle=swiftshader",
+        "--enable-unsafe-swiftshader",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-sync",
+        "--window-size=1000,700",
+        f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}",
+    ):
         opts.add_argument(a)
     driver = None
     try:
@@ -187,12 +247,14 @@ def annotated(tmp_path):
         _wait(lambda: _read_json(dbg).get("cameras"), 60, "the browser's camera")
         time.sleep(3)  # let the first frames render
         driver.execute_script(  # dismiss the "software WebGL" notification (screenshot)
-            "document.querySelectorAll('[class*=Notification] button').forEach(b => b.click())")
+            "document.querySelectorAll('[class*=Notification] button').forEach(b => b.click())"
+        )
         info = _read_json(dbg)
         cam = Camera(next(iter(info["cameras"].values())))
         rect = driver.execute_script(
             "const c = Array.from(document.querySelectorAll('canvas')).find(c => c.width > 0);"
-            "const r = c.getBoundingClientRect(); return [r.left, r.top, r.width, r.height];")
+            "const r = c.getBoundingClientRect(); return [r.left, r.top, r.width, r.height];"
+        )
         assert abs(rect[2] - cam.w) <= 1 and abs(rect[3] - cam.h) <= 1, (rect, cam.w, cam.h)
         tol = 8.0 * cam.fov / cam.h  # --pick-px default
         n_floor, n_wall, _ = sc.extra["parts"]
@@ -215,8 +277,9 @@ def annotated(tmp_path):
         def labelled() -> np.ndarray:
             return np.asarray(_read_json(dbg).get("labelled", -1))
 
-        st = AnnotationState(sc.coords, ClassList(list(S3DIS_CLASSES),
-                                                  np.zeros((13, 3), np.uint8)), sc.feats)
+        st = AnnotationState(
+            sc.coords, ClassList(list(S3DIS_CLASSES), np.zeros((13, 3), np.uint8)), sc.feats
+        )
         # 1) point tool, class floor (key 1)
         p_floor, pix = _clickable(cam, sc.coords, floor, box, tol)
         key("1")
@@ -244,8 +307,9 @@ def annotated(tmp_path):
             IMAGE.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(shot, IMAGE)
         key("\ue007")  # Enter: accept
-        region = st.grow_region(p_table, radius=_grow_radius(sc.coords), color_tol=0.15,
-                                normal_deg=30)
+        region = st.grow_region(
+            p_table, radius=_grow_radius(sc.coords), color_tol=0.15, normal_deg=30
+        )
         st.add(region, TABLE)
         _wait(lambda: labelled() == st.num_labelled, 20, "the accepted region")
         # 4) a wrong click, undone with z
@@ -302,20 +366,41 @@ def test_browser_clicks_are_saved_and_train(annotated, tmp_path):
     assert shot.is_file() and shot.stat().st_size < 300_000
     # the saved labels train: 2 iterations on the unlabelled scan
     cfg = {
-        "data": {"dataset": "s3dis", "root": str(root), "label_spec": "import:annotate",
-                 "voxel_size": 0.05, "max_voxels": 2000, "batch_size": 1,
-                 "train_split": "Area_1", "val_split": None, "test_split": "Area_1"},
+        "data": {
+            "dataset": "s3dis",
+            "root": str(root),
+            "label_spec": "import:annotate",
+            "voxel_size": 0.05,
+            "max_voxels": 2000,
+            "batch_size": 1,
+            "train_split": "Area_1",
+            "val_split": None,
+            "test_split": "Area_1",
+        },
         "model": {"name": "MinkUNet14A", "planes": [8] * 8, "init_dim": 8},
         "method": {"name": "supervised"},
-        "train": {"iterations": 2, "optimizer": "adamw", "lr": 0.01, "scheduler": "constant",
-                  "log_every": 1, "progress": False, "device": "cpu"},
+        "train": {
+            "iterations": 2,
+            "optimizer": "adamw",
+            "lr": 0.01,
+            "scheduler": "constant",
+            "log_every": 1,
+            "progress": False,
+            "device": "cpu",
+        },
         "run_dir": str(tmp_path / "run"),
     }
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    r = subprocess.run([sys.executable, "-m", "pcseg", "train", str(path)], env=env,
-                       capture_output=True, text=True, timeout=180, check=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "pcseg", "train", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["finished"] and summary["iterations"] == 2
@@ -339,9 +424,13 @@ def test_front_end_with_a_run(tmp_path):
     pred[bad] = CHAIR
     run = tmp_path / "run"
     (run / "test" / "predictions").mkdir(parents=True)
-    np.savez(run / "test" / "predictions" / f"{sc.name}.npz", pred=pred,
-             pseudo=np.where(np.isin(np.arange(n), bad), FLOOR, pred),
-             confidence=(1 - entropy / 3).astype(np.float32), entropy=entropy)
+    np.savez(
+        run / "test" / "predictions" / f"{sc.name}.npz",
+        pred=pred,
+        pseudo=np.where(np.isin(np.arange(n), bad), FLOOR, pred),
+        confidence=(1 - entropy / 3).astype(np.float32),
+        entropy=entropy,
+    )
     session = open_session(root, classes, scene_id=sc.name, run=run)
     app = WebAnnotator(session, port=_free_port())
     try:

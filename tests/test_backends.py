@@ -4,6 +4,7 @@ The strongest check: one MinkUNet definition (pcseg.models.minkunet) built on th
 backend and on the spconv backend, with the torch weights converted to spconv's layout,
 gives the same logits, features and parameter gradients (float64, train-mode BatchNorm).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -13,6 +14,13 @@ import torch
 
 from pcseg.models import build_model
 from pcseg.sparse import SparseTensor
+from pcseg.sparse.backend_minkowski import (
+    install_collections_shim,
+    state_dict_from_minkowski,
+    state_dict_to_minkowski,
+    weight_from_minkowski,
+    weight_to_minkowski,
+)
 from pcseg.sparse.backends import (
     BACKENDS,
     ENV_VAR,
@@ -21,13 +29,6 @@ from pcseg.sparse.backends import (
     TorchBackend,
     get_backend,
     resolve_backend_name,
-)
-from pcseg.sparse.backend_minkowski import (
-    install_collections_shim,
-    state_dict_from_minkowski,
-    state_dict_to_minkowski,
-    weight_from_minkowski,
-    weight_to_minkowski,
 )
 
 HAS_ME = importlib.util.find_spec("MinkowskiEngine") is not None
@@ -47,8 +48,12 @@ def small_scene(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     step = floor[(floor[:, 0] > 4) & (floor[:, 1] > 4)] + torch.tensor([0, 0, 3])
     s0 = torch.unique(torch.cat([floor, wall, step]), dim=0)
     s1 = torch.unique(torch.cat([floor[::3], wall[::2]]), dim=0) + torch.tensor([7, -3, 1])
-    coords = torch.cat([torch.cat([torch.zeros(len(s0), 1, dtype=torch.long), s0], 1),
-                        torch.cat([torch.ones(len(s1), 1, dtype=torch.long), s1], 1)]).to(torch.int32)
+    coords = torch.cat(
+        [
+            torch.cat([torch.zeros(len(s0), 1, dtype=torch.long), s0], 1),
+            torch.cat([torch.ones(len(s1), 1, dtype=torch.long), s1], 1),
+        ]
+    ).to(torch.int32)
     perm = torch.randperm(coords.shape[0], generator=g)  # rows in no particular order
     coords = coords[perm]
     feats = torch.rand(coords.shape[0], 3, generator=g, dtype=torch.float64)
@@ -86,8 +91,10 @@ def test_env_var_selection(monkeypatch):
 @pytest.mark.skipif(HAS_ME, reason="MinkowskiEngine is installed")
 def test_minkowski_missing_gives_recipe(monkeypatch):
     monkeypatch.delenv(ENV_VAR, raising=False)
-    for call in (lambda: get_backend("minkowski"),
-                 lambda: build_model("MinkUNet14A", 3, 4, backend="minkowski")):
+    for call in (
+        lambda: get_backend("minkowski"),
+        lambda: build_model("MinkUNet14A", 3, 4, backend="minkowski"),
+    ):
         with pytest.raises(BackendUnavailableError) as e:
             call()
         msg = str(e.value)
@@ -201,14 +208,19 @@ def _check_same_outputs_and_grads(ref, alt, from_backend, train: bool) -> None:
         torch.testing.assert_close(g2[k], g1[k], rtol=1e-7, atol=1e-10, msg=k)
     sd1, sd2 = ref.state_dict(), from_backend(alt.state_dict())
     torch.testing.assert_close(sd2["bn0.running_mean"], sd1["bn0.running_mean"], rtol=0, atol=1e-12)
-    torch.testing.assert_close(sd2["block8.0.norm2.running_var"], sd1["block8.0.norm2.running_var"],
-                               rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        sd2["block8.0.norm2.running_var"], sd1["block8.0.norm2.running_var"], rtol=0, atol=1e-12
+    )
 
 
 @needs_spconv
 @pytest.mark.parametrize("train", [True, False])
 def test_minkunet_spconv_equals_torch(train):
-    from pcseg.sparse.backend_spconv import num_threads, state_dict_from_spconv, state_dict_to_spconv
+    from pcseg.sparse.backend_spconv import (
+        num_threads,
+        state_dict_from_spconv,
+        state_dict_to_spconv,
+    )
 
     ref, alt = _model_pair("spconv", state_dict_to_spconv)
     # one thread: spconv needs it without the patch, and it keeps the test fast on a

@@ -1,5 +1,6 @@
 """pcseg.benchmarks: the shared harness on hand examples, GEMM work accounting, run
 configurations, the CLI, tiny end-to-end sparse / voxelize / prepare runs, gpu_check."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,8 +16,11 @@ from pcseg.benchmarks import gpu_check, harness, prepare, sparse, voxelize
 
 # ----------------------------------------------------------------- harness
 def test_summarize_and_time_repeats_on_a_fake_clock():
-    assert harness.summarize([3.0, 1.0, 2.0, 10.0]) == {"min": 1.0, "median": 2.5,
-                                                        "times": [3.0, 1.0, 2.0, 10.0]}
+    assert harness.summarize([3.0, 1.0, 2.0, 10.0]) == {
+        "min": 1.0,
+        "median": 2.5,
+        "times": [3.0, 1.0, 2.0, 10.0],
+    }
     with pytest.raises(ValueError):
         harness.summarize([])
     # the clock advances by the duration of each call: 5 (warm-up, untimed), then 4, 1, 3
@@ -40,15 +44,17 @@ def test_ratio_helpers():
     assert harness.ratio(None, 2.0) is None and harness.ratio(3.0, None) is None
     assert harness.ratio(3.0, 0.0) is None  # no ratio invented
     times = {"ref": 2.0, "fast": 1.0, "slow": 8.0, "failed": None}
-    assert harness.ratios_to(times, "ref") == {"ref": 1.0, "fast": 0.5, "slow": 4.0,
-                                               "failed": None}
-    assert harness.ratios_to(times, "ref", invert=True) == {"ref": 1.0, "fast": 2.0,
-                                                            "slow": 0.25, "failed": None}
+    assert harness.ratios_to(times, "ref") == {"ref": 1.0, "fast": 0.5, "slow": 4.0, "failed": None}
+    assert harness.ratios_to(times, "ref", invert=True) == {
+        "ref": 1.0,
+        "fast": 2.0,
+        "slow": 0.25,
+        "failed": None,
+    }
 
 
 def test_table_formatting():
-    cols = (harness.Column("name", 6), harness.Column("n", 7, ",d"),
-            harness.Column("ms", 6, ".1f"))
+    cols = (harness.Column("name", 6), harness.Column("n", 7, ",d"), harness.Column("ms", 6, ".1f"))
     lines = harness.format_table(cols, [["a", 12345, 1.25], ["b", 7, None], "b raw line"])
     assert lines[0] == "  name       n     ms"
     assert lines[1] == "-" * len(lines[0])
@@ -74,8 +80,9 @@ def test_run_worker_returns_the_result_or_the_error(tmp_path):
     # target(spec) runs in a fresh interpreter; builtins:dict echoes the spec through JSON
     spec = {"times": [2.0, 1.0, 4.0], "name": "x"}
     assert harness.run_worker("builtins:dict", spec, tmp_path, timeout=120, tag="ok") == spec
-    bad = harness.run_worker("pcseg.benchmarks.harness:no_such_function", {}, tmp_path,
-                             timeout=120, tag="bad")
+    bad = harness.run_worker(
+        "pcseg.benchmarks.harness:no_such_function", {}, tmp_path, timeout=120, tag="bad"
+    )
     assert "error" in bad and "no_such_function" in bad["error"]
     with pytest.raises(ValueError):
         harness.resolve("no_colon")
@@ -109,24 +116,42 @@ def test_profile_counts_the_gemm_work_of_a_known_run(_one_thread):
 
 def test_configs_add_one_autocast_pcseg_run():
     base = sparse.configs(["pcseg", "spconv", "minkowski"], "cpu", 2)
-    assert [c[0] for c in base] == ["pcseg_2t", "pcseg_1t", "spconv_2t", "spconv_1t",
-                                    "minkowski_2t"]
+    assert [c[0] for c in base] == [
+        "pcseg_2t",
+        "pcseg_1t",
+        "spconv_2t",
+        "spconv_1t",
+        "minkowski_2t",
+    ]
     assert {c[3] for c in base} == {"none"}
     amp = sparse.configs(["pcseg", "spconv"], "cpu", 2, "bf16")
     assert ("pcseg_2t_bf16", "pcseg", 2, "bf16") in amp
     assert [c for c in amp if c[3] != "none"] == [("pcseg_2t_bf16", "pcseg", 2, "bf16")]
-    assert sparse.configs(["pcseg"], "cuda", 1, "fp16") == [("pcseg", "pcseg", 1, "none"),
-                                                            ("pcseg_fp16", "pcseg", 1, "fp16")]
+    assert sparse.configs(["pcseg"], "cuda", 1, "fp16") == [
+        ("pcseg", "pcseg", 1, "none"),
+        ("pcseg_fp16", "pcseg", 1, "fp16"),
+    ]
 
 
 def test_case_ratios_on_hand_runs():
     def run(fwd, bwd, peak, cpu=None):
-        return {"median_ms": {"forward": fwd, "backward": bwd, "total": fwd + bwd,
-                              "cpu": cpu if cpu is not None else fwd + bwd}, "peak_mib": peak}
+        return {
+            "median_ms": {
+                "forward": fwd,
+                "backward": bwd,
+                "total": fwd + bwd,
+                "cpu": cpu if cpu is not None else fwd + bwd,
+            },
+            "peak_mib": peak,
+        }
 
-    runs = {"pcseg_2t": run(10, 20, 100), "pcseg_1t": run(15, 25, 90),
-            "spconv_1t": run(30, 30, 200), "spconv_2t": run(20, 20, 150),
-            "minkowski_2t": {"error": "boom"}}
+    runs = {
+        "pcseg_2t": run(10, 20, 100),
+        "pcseg_1t": run(15, 25, 90),
+        "spconv_1t": run(30, 30, 200),
+        "spconv_2t": run(20, 20, 150),
+        "minkowski_2t": {"error": "boom"},
+    }
     args = argparse.Namespace(threads=2, device="cpu", amp="none")
     r = sparse.case_ratios("b", runs, args)
     assert r["time_vs_spconv"] == pytest.approx(30 / 60)
@@ -142,11 +167,14 @@ def test_parser_has_one_subcommand_per_benchmark():
         assert callable(mod.add_arguments) and callable(mod.run)
     p = benchmarks.build_parser()
     a = p.parse_args(["sparse", "--amp", "bf16", "--json", "bench_sparse.json"])
-    assert (a.benchmark, a.amp, str(a.json), a.cases) == ("sparse", "bf16", "bench_sparse.json",
-                                                          "a,b,c")
+    assert (a.benchmark, a.amp, str(a.json), a.cases) == (
+        "sparse",
+        "bf16",
+        "bench_sparse.json",
+        "a,b,c",
+    )
     assert set(sparse.CASES) == {"a", "b", "c"}
-    a = p.parse_args(["predict", "--sizes", "2000000,5000000,10000000", "--voxel-budget",
-                      "100000"])
+    a = p.parse_args(["predict", "--sizes", "2000000,5000000,10000000", "--voxel-budget", "100000"])
     assert (a.benchmark, a.voxel_budget, a.chunk_points) == ("predict", 100_000, 1_000_000)
     with pytest.raises(SystemExit):
         p.parse_args(["nonesuch"])
@@ -156,14 +184,45 @@ def test_sparse_benchmark_end_to_end_with_autocast(tmp_path):
     """Case a on a small crop, pcseg only, float32 and bf16 autocast, each in its own worker
     process: every configuration runs and the ratios are the quotients of the medians."""
     out = tmp_path / "b.json"
-    rc = benchmarks.main(["sparse", "--cases", "a", "--impls", "pcseg", "--voxels-a", "3000",
-                          "--room-spacing", "0.08", "--repeats", "1", "--warmup", "1",
-                          "--threads", "1", "--amp", "bf16", "--no-memory", "--json", str(out),
-                          "--timeout", "600"])
+    rc = benchmarks.main(
+        [
+            "sparse",
+            "--cases",
+            "a",
+            "--impls",
+            "pcseg",
+            "--voxels-a",
+            "3000",
+            "--room-spacing",
+            "0.08",
+            "--repeats",
+            "1",
+            "--warmup",
+            "1",
+            "--threads",
+            "1",
+            "--amp",
+            "bf16",
+            "--no-memory",
+            "--json",
+            str(out),
+            "--timeout",
+            "600",
+        ]
+    )
     assert rc == 0
     res = json.loads(out.read_text())
-    for key in ("device", "threads", "cases", "notes", "ratio_vs_spconv", "amp",
-                "loadavg_start", "loadavg_end", "skipped_impls"):
+    for key in (
+        "device",
+        "threads",
+        "cases",
+        "notes",
+        "ratio_vs_spconv",
+        "amp",
+        "loadavg_start",
+        "loadavg_end",
+        "skipped_impls",
+    ):
         assert key in res
     runs = res["cases"]["a"]["runs"]
     assert set(runs) == {"pcseg_1t", "pcseg_1t_bf16"}
@@ -183,11 +242,20 @@ def test_sparse_benchmark_end_to_end_with_autocast(tmp_path):
 # ----------------------------------------------------------------- voxelize / prepare
 def test_voxelize_benchmark_tiny(tmp_path, capsys):
     out = tmp_path / "v.json"
-    assert benchmarks.main(["voxelize", "--points", "5000", "--repeats", "1", "--no-prepare",
-                            "--json", str(out)]) == 0
+    assert (
+        benchmarks.main(
+            ["voxelize", "--points", "5000", "--repeats", "1", "--no-prepare", "--json", str(out)]
+        )
+        == 0
+    )
     res = json.loads(out.read_text())
-    assert set(res["cases"]) == {"numpy_baseline", "pcseg_train", "pcseg_test", "pcseg_mean",
-                                 "pcseg_grid_only"}
+    assert set(res["cases"]) == {
+        "numpy_baseline",
+        "pcseg_train",
+        "pcseg_test",
+        "pcseg_mean",
+        "pcseg_grid_only",
+    }
     assert res["cases"]["numpy_baseline"]["speedup_vs_baseline"] == pytest.approx(1.0)
     for c in res["cases"].values():
         assert c["seconds"] > 0 and c["peak_mib"] > 0 and math.isfinite(c["speedup_vs_baseline"])
@@ -200,8 +268,12 @@ def test_voxelize_benchmark_tiny(tmp_path, capsys):
 
 def test_prepare_benchmark_tiny(tmp_path):
     out = tmp_path / "p.json"
-    assert benchmarks.main(["prepare", "--rooms", "1", "--areas", "1", "--workers", "1",
-                            "--json", str(out)]) == 0
+    assert (
+        benchmarks.main(
+            ["prepare", "--rooms", "1", "--areas", "1", "--workers", "1", "--json", str(out)]
+        )
+        == 0
+    )
     res = json.loads(out.read_text())
     assert list(res["runs"]) == ["workers_1"] and res["reference"] == "workers_1"
     r = res["runs"]["workers_1"]
@@ -215,8 +287,12 @@ def test_prepare_benchmark_tiny(tmp_path):
 def test_gpu_check_training_config_is_minkunet34c_under_autocast(tmp_path):
     from pcseg.config import load_config
 
-    cfg = load_config(gpu_check.DEMO_CONFIG, gpu_check.train_overrides(
-        tmp_path / "processed", tmp_path / "run", "cuda", 200, "bf16", 50_000))
+    cfg = load_config(
+        gpu_check.DEMO_CONFIG,
+        gpu_check.train_overrides(
+            tmp_path / "processed", tmp_path / "run", "cuda", 200, "bf16", 50_000
+        ),
+    )
     assert cfg.model.name == "MinkUNet34C" and cfg.model.planes is None
     assert cfg.model.init_dim is None
     assert cfg.train.amp is True and cfg.train.amp_dtype == "bf16"
@@ -236,18 +312,43 @@ def test_predict_benchmark_tiny(tmp_path, capsys):
 
     p = argparse.ArgumentParser()
     predict.add_arguments(p)
-    args = p.parse_args(["--sizes", "3000,6000", "--voxel-budget", "1500", "--chunk-points",
-                         "2000", "--planes", "8", "--tmp", str(tmp_path),
-                         "--untiled-max-voxels", "4000"])
+    args = p.parse_args(
+        [
+            "--sizes",
+            "3000,6000",
+            "--voxel-budget",
+            "1500",
+            "--chunk-points",
+            "2000",
+            "--planes",
+            "8",
+            "--tmp",
+            str(tmp_path),
+            "--untiled-max-voxels",
+            "4000",
+        ]
+    )
     res = predict.run(args)
     runs = res["runs"]
     assert not [r for r in runs if "error" in r], runs
     modes = sorted({(r["mode"], r["points"]) for r in runs})
-    assert modes == [("in_memory", 3000), ("in_memory", 6000), ("stream", 3000),
-                     ("stream", 6000), ("untiled", 3000)]
+    assert modes == [
+        ("in_memory", 3000),
+        ("in_memory", 6000),
+        ("stream", 3000),
+        ("stream", 6000),
+        ("untiled", 3000),
+    ]
     for r in runs:
-        for k in ("points_per_second", "tiles", "voxels", "overlap_cost", "peak_rss_mib",
-                  "memory_vs_first", "speed_vs_first"):
+        for k in (
+            "points_per_second",
+            "tiles",
+            "voxels",
+            "overlap_cost",
+            "peak_rss_mib",
+            "memory_vs_first",
+            "speed_vs_first",
+        ):
             assert k in r and math.isfinite(r[k]), (k, r)
         assert r["streamed"] == (r["mode"] == "stream")
         assert (r["tiles"] > 1) == (r["mode"] != "untiled")

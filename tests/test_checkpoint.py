@@ -1,4 +1,5 @@
 """Checkpoints: fine-tuning weights from another run (load_matching_weights)."""
+
 from __future__ import annotations
 
 import pytest

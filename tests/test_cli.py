@@ -5,6 +5,7 @@
 saved per-point predictions and the processed ground truth; submission files are checked
 for shape, dtype and the class -> benchmark id mapping.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from conftest import REPO
+
 from pcseg.cli.main import build_parser, main
 from pcseg.config import load_config
 from pcseg.data import processed
@@ -39,8 +40,11 @@ def _test(argv: list[str]) -> dict:
     if args.out is not None:
         out = Path(args.out)
     else:
-        cfg = (load_config(args.config, args.set) if args.config
-               else config_from_checkpoint(args.checkpoint, args.set))
+        cfg = (
+            load_config(args.config, args.set)
+            if args.config
+            else config_from_checkpoint(args.checkpoint, args.set)
+        )
         out = Path(cfg.run_dir) / "test"
     return json.loads((out / "metrics.json").read_text())
 
@@ -50,15 +54,31 @@ def trained(tmp_path_factory):
     """A 4-iteration ERDA run whose data `pcseg train` generates and prepares itself."""
     root = tmp_path_factory.mktemp("tools")
     cfg = {
-        "data": {"dataset": "s3dis", "root": str(root / "processed"), "raw": str(root / "raw"),
-                 "synthetic": {"num_areas": 2, "rooms_per_area": 1, "seed": 1, "spacing": 0.1},
-                 "prepare_splits": ["Area_1", "Area_2"], "label_spec": "1%", "voxel_size": 0.1,
-                 "max_voxels": 600, "batch_size": 1, "train_split": "Area_1", "val_split": "Area_2",
-                 "test_split": "Area_2"},
+        "data": {
+            "dataset": "s3dis",
+            "root": str(root / "processed"),
+            "raw": str(root / "raw"),
+            "synthetic": {"num_areas": 2, "rooms_per_area": 1, "seed": 1, "spacing": 0.1},
+            "prepare_splits": ["Area_1", "Area_2"],
+            "label_spec": "1%",
+            "voxel_size": 0.1,
+            "max_voxels": 600,
+            "batch_size": 1,
+            "train_split": "Area_1",
+            "val_split": "Area_2",
+            "test_split": "Area_2",
+        },
         "model": {"name": "MinkUNet14A", "planes": [8] * 8, "init_dim": 8},
         "method": {"name": "erda", "weight": 0.1, "momentum": 0.5},
-        "train": {"iterations": 4, "optimizer": "adamw", "lr": 0.01, "scheduler": "constant",
-                  "log_every": 2, "progress": False, "device": "cpu"},
+        "train": {
+            "iterations": 4,
+            "optimizer": "adamw",
+            "lr": 0.01,
+            "scheduler": "constant",
+            "log_every": 2,
+            "progress": False,
+            "device": "cpu",
+        },
         "run_dir": str(root / "run"),
     }
     path = root / "cfg.yaml"
@@ -80,7 +100,9 @@ def _brute_metrics(root: Path, pred_dir: Path, scenes: list[str], k: int):
             tp[c] += np.sum((pred == c) & (gt == c))
             fp[c] += np.sum((pred == c) & lab & (gt != c))
             fn[c] += np.sum((gt == c) & (pred != c))
-    iou = [tp[c] / (tp[c] + fp[c] + fn[c]) if tp[c] + fp[c] + fn[c] > 0 else math.nan for c in range(k)]
+    iou = [
+        tp[c] / (tp[c] + fp[c] + fn[c]) if tp[c] + fp[c] + fn[c] > 0 else math.nan for c in range(k)
+    ]
     gt_n = tp + fn
     oa = tp.sum() / gt_n.sum()
     macc = np.mean([tp[c] / gt_n[c] for c in range(k) if gt_n[c] > 0])
@@ -100,8 +122,9 @@ def test_train_generates_prepares_and_trains(trained):
 
 def test_test_metrics_match_brute_force(trained):
     path, root, _ = trained
-    m = _test([str(path), "--checkpoint", str(root / "run" / "checkpoints" / "last.pt"),
-                        "--no-progress"])
+    m = _test(
+        [str(path), "--checkpoint", str(root / "run" / "checkpoints" / "last.pt"), "--no-progress"]
+    )
     out = root / "run" / "test"
     saved = json.loads((out / "metrics.json").read_text())
     k = len(saved["class_names"])
@@ -138,8 +161,14 @@ def test_test_saves_u2pl_teacher_pseudo_labels(trained, tmp_path):
     u2pl_path = tmp_path / "u2pl.yaml"
     u2pl_path.write_text(yaml.safe_dump(cfg))
     _train([str(u2pl_path)])
-    _test([str(u2pl_path), "--checkpoint", str(tmp_path / "run" / "checkpoints" / "last.pt"),
-                    "--no-progress"])
+    _test(
+        [
+            str(u2pl_path),
+            "--checkpoint",
+            str(tmp_path / "run" / "checkpoints" / "last.pt"),
+            "--no-progress",
+        ]
+    )
     k = len(json.loads((tmp_path / "run" / "test" / "metrics.json").read_text())["class_names"])
     for s in processed.split_scenes(root / "processed", "Area_2"):
         z = np.load(tmp_path / "run" / "test" / "predictions" / f"{s}.npz")
@@ -149,8 +178,18 @@ def test_test_saves_u2pl_teacher_pseudo_labels(trained, tmp_path):
 def test_tta_and_checkpoint_config(trained):
     path, root, _ = trained
     out = root / "tta"
-    m = _test(["--checkpoint", str(root / "run" / "checkpoints" / "best.pt"), "--out", str(out),
-                        "--set", "test.tta_rotations=2", "test.tta_flips=true", "--no-progress"])
+    m = _test(
+        [
+            "--checkpoint",
+            str(root / "run" / "checkpoints" / "best.pt"),
+            "--out",
+            str(out),
+            "--set",
+            "test.tta_rotations=2",
+            "test.tta_flips=true",
+            "--no-progress",
+        ]
+    )
     assert m["tta"]["passes"] == 4
     scenes = processed.split_scenes(root / "processed", "Area_2")
     _, miou, oa, _ = _brute_metrics(root, out / "predictions", scenes, len(m["class_names"]))
@@ -161,9 +200,20 @@ def test_unlabelled_scoring_leaves_out_weak_voxels(trained, tmp_path):
     """test.score=unlabelled scores only points that share no voxel with a weak label."""
     path, root, _ = trained
     out = tmp_path / "unl"
-    m = _test([str(path), "--checkpoint", str(root / "run" / "checkpoints" / "last.pt"),
-                        "--split", "Area_1", "--out", str(out), "--set", "test.score=unlabelled",
-                        "--no-progress"])
+    m = _test(
+        [
+            str(path),
+            "--checkpoint",
+            str(root / "run" / "checkpoints" / "last.pt"),
+            "--split",
+            "Area_1",
+            "--out",
+            str(out),
+            "--set",
+            "test.score=unlabelled",
+            "--no-progress",
+        ]
+    )
     assert m["score"] == "unlabelled"
     k = len(m["class_names"])
     conf = np.zeros((k, k), dtype=np.int64)
@@ -184,9 +234,19 @@ def test_unlabelled_scoring_leaves_out_weak_voxels(trained, tmp_path):
     assert np.array_equal(np.asarray(m["confusion"]), conf)
     assert m["num_points"] == conf.sum()
     with pytest.raises(ValueError, match="label_spec"):
-        _test([str(path), "--checkpoint", str(root / "run" / "checkpoints" / "last.pt"),
-                        "--out", str(tmp_path / "x"), "--set", "test.score=unlabelled", "data.label_spec=full",
-                        "--no-progress"])
+        _test(
+            [
+                str(path),
+                "--checkpoint",
+                str(root / "run" / "checkpoints" / "last.pt"),
+                "--out",
+                str(tmp_path / "x"),
+                "--set",
+                "test.score=unlabelled",
+                "data.label_spec=full",
+                "--no-progress",
+            ]
+        )
 
 
 def test_submission_files(trained, tmp_path):
@@ -194,14 +254,35 @@ def test_submission_files(trained, tmp_path):
     ckpt = str(root / "run" / "checkpoints" / "last.pt")
     scenes = processed.split_scenes(root / "processed", "Area_2")
     # ScanNet: one NYU40 id per vertex
-    _test([str(path), "--checkpoint", ckpt, "--out", str(tmp_path / "sn"), "--no-progress",
-                    "--set", "data.dataset=scannet"])
+    _test(
+        [
+            str(path),
+            "--checkpoint",
+            ckpt,
+            "--out",
+            str(tmp_path / "sn"),
+            "--no-progress",
+            "--set",
+            "data.dataset=scannet",
+        ]
+    )
     # SemanticKITTI: uint32 raw ids via learning_map_inv (learning id = class + 1)
     inv = {0: 0, **{i: 100 + 3 * i for i in range(1, 20)}}
     ypath = tmp_path / "semantic-kitti.yaml"
     ypath.write_text(yaml.safe_dump({"learning_map_inv": inv}))
-    _test([str(path), "--checkpoint", ckpt, "--out", str(tmp_path / "sk"), "--no-progress",
-                    "--set", "data.dataset=semantickitti", f"data.semantickitti_yaml={ypath}"])
+    _test(
+        [
+            str(path),
+            "--checkpoint",
+            ckpt,
+            "--out",
+            str(tmp_path / "sk"),
+            "--no-progress",
+            "--set",
+            "data.dataset=semantickitti",
+            f"data.semantickitti_yaml={ypath}",
+        ]
+    )
     for s in scenes:
         pred = np.load(tmp_path / "sn" / "predictions" / f"{s}.npz")["pred"]
         lines = (tmp_path / "sn" / "submission" / f"{s}.txt").read_text().split()
@@ -247,8 +328,9 @@ def test_train_init_fine_tunes_from_another_run(trained, tmp_path, capsys):
     path, root, _ = trained
     ckpt = root / "run" / "checkpoints" / "last.pt"
     run = tmp_path / "ft"
-    summary = _train([str(path), "--init", str(ckpt), "--set", f"run_dir={run}",
-                      "train.iterations=1"])
+    summary = _train(
+        [str(path), "--init", str(ckpt), "--set", f"run_dir={run}", "train.iterations=1"]
+    )
     assert summary["finished"] and summary["iterations"] == 1
     assert "classifier kept (same class list)" in capsys.readouterr().out
     assert main(["train", str(path), "--init", str(ckpt), "--resume"]) == 2
@@ -259,8 +341,18 @@ def test_help_lists_every_subcommand(capsys):
         main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for cmd in ("prepare", "train", "test", "view", "annotate", "benchmark", "demo", "compare",
-                "synthetic", "active-study"):
+    for cmd in (
+        "prepare",
+        "train",
+        "test",
+        "view",
+        "annotate",
+        "benchmark",
+        "demo",
+        "compare",
+        "synthetic",
+        "active-study",
+    ):
         assert f"    {cmd}" in out
 
 
@@ -273,11 +365,30 @@ def test_compare_methods_table(trained, tmp_path):
     cdir = tmp_path / "cfgs"
     cdir.mkdir()
     (cdir / "base.yaml").write_text(yaml.safe_dump(base))
-    (cdir / "supervised.yaml").write_text("_base_: base.yaml\nmethod: {_delete_: true, name: supervised}\n")
+    (cdir / "supervised.yaml").write_text(
+        "_base_: base.yaml\nmethod: {_delete_: true, name: supervised}\n"
+    )
     (cdir / "erda.yaml").write_text("_base_: base.yaml\nmethod: {name: erda, weight: 0.1}\n")
-    assert main(["compare", "--config-dir", str(cdir), "--methods", "supervised,erda",
-                 "--seeds", "0,1", "--run-root", str(tmp_path / "runs"), "--out",
-                 str(tmp_path / "t.md"), "--json", str(tmp_path / "r.json")]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--config-dir",
+                str(cdir),
+                "--methods",
+                "supervised,erda",
+                "--seeds",
+                "0,1",
+                "--run-root",
+                str(tmp_path / "runs"),
+                "--out",
+                str(tmp_path / "t.md"),
+                "--json",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
     res = json.loads((tmp_path / "r.json").read_text())
     assert set(res) == {"supervised", "erda"} and all(len(v) == 2 for v in res.values())
     table = (tmp_path / "t.md").read_text()
@@ -291,8 +402,24 @@ def test_compare_methods_table(trained, tmp_path):
     assert res["supervised"][0]["pseudo_acc_first_last"] is None
     assert json.loads((tmp_path / "r.json").read_text())["erda"][1]["seed"] == 1
     # a second call reuses the finished runs (no retraining): same numbers
-    assert main(["compare", "--config-dir", str(cdir), "--methods", "erda", "--seeds", "0",
-                 "--run-root", str(tmp_path / "runs"), "--json", str(tmp_path / "r2.json")]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--config-dir",
+                str(cdir),
+                "--methods",
+                "erda",
+                "--seeds",
+                "0",
+                "--run-root",
+                str(tmp_path / "runs"),
+                "--json",
+                str(tmp_path / "r2.json"),
+            ]
+        )
+        == 0
+    )
     again = json.loads((tmp_path / "r2.json").read_text())
     assert again["erda"][0]["miou"] == res["erda"][0]["miou"]
 
@@ -301,14 +428,30 @@ def test_real_kitti_scan_config_trains_and_scores_unlabelled_points(real_data, t
     """configs/kitti_scan/erda.yaml end to end on the real scan (2 iterations): prepared from
     the raw layout, trained, and scored only on points that carry no 1 % label."""
     out = tmp_path / "run"
-    sets = [f"data.raw={real_data / 'semantickitti'}", f"data.root={tmp_path / 'processed'}",
-            "data.max_voxels=2000", "model.planes=[8,8,8,8,8,8,8,8]", "model.init_dim=8",
-            "train.iterations=2", "train.val_every=0", "train.progress=false", "train.threads=1",
-            f"run_dir={out}"]
+    sets = [
+        f"data.raw={real_data / 'semantickitti'}",
+        f"data.root={tmp_path / 'processed'}",
+        "data.max_voxels=2000",
+        "model.planes=[8,8,8,8,8,8,8,8]",
+        "model.init_dim=8",
+        "train.iterations=2",
+        "train.val_every=0",
+        "train.progress=false",
+        "train.threads=1",
+        f"run_dir={out}",
+    ]
     summary = _train([str(REPO / "configs" / "kitti_scan" / "erda.yaml"), "--set", *sets])
     assert summary["finished"] and summary["method"] == "erda" and summary["label_spec"] == "1%"
-    m = _test([str(REPO / "configs" / "kitti_scan" / "erda.yaml"), "--checkpoint",
-                        str(out / "checkpoints" / "last.pt"), "--no-progress", "--set", *sets])
+    m = _test(
+        [
+            str(REPO / "configs" / "kitti_scan" / "erda.yaml"),
+            "--checkpoint",
+            str(out / "checkpoints" / "last.pt"),
+            "--no-progress",
+            "--set",
+            *sets,
+        ]
+    )
     scene = processed.split_scenes(tmp_path / "processed", "train")
     assert m["score"] == "unlabelled" and m["scenes"] == scene == ["00_000000"]
     gt = processed.read_scene(tmp_path / "processed", scene[0]).semantic

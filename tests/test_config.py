@@ -19,8 +19,9 @@ from pcseg.config import (
 )
 
 # configs/custom/classes_*.yaml are CLASSES.yaml examples (tests/test_custom.py), not configs
-ALL_CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml")
-                     if not p.name.startswith("classes_"))
+ALL_CONFIGS = sorted(
+    p for p in (REPO / "configs").rglob("*.yaml") if not p.name.startswith("classes_")
+)
 
 
 def _write(path: Path, obj) -> Path:

@@ -1,5 +1,6 @@
 """pcseg prepare custom: CLASSES.yaml checks, partial labels as the spec ``given``, the origin
 shift, unlabelled scans, and every bad input named by file and field."""
+
 from __future__ import annotations
 
 import json
@@ -20,10 +21,14 @@ from pcseg.datasets.custom import (
 )
 from pcseg.datasets.formats import PointFileError
 
-ASPRS = {"names": ["ground", "low_vegetation", "high_vegetation", "building"],
-         "label_field": "classification",
-         "map": {2: "ground", 3: "low_vegetation", 5: "high_vegetation", 6: "building"},
-         "ignore": [0, 1], "features": ["intensity"], "voxel_size": 0.5}
+ASPRS = {
+    "names": ["ground", "low_vegetation", "high_vegetation", "building"],
+    "label_field": "classification",
+    "map": {2: "ground", 3: "low_vegetation", 5: "high_vegetation", 6: "building"},
+    "ignore": [0, 1],
+    "features": ["intensity"],
+    "voxel_size": 0.5,
+}
 
 
 def _classes(tmp_path, **over):
@@ -34,9 +39,13 @@ def _classes(tmp_path, **over):
 
 
 def test_classes_yaml_errors_name_file_and_key(tmp_path):
-    for bad, key in [({"colour": {}}, "colour"), ({"map": {2: "roof"}}, "map"),
-                     ({"names": ["a", "a"]}, "names"), ({"voxel_size": -1}, "voxel_size"),
-                     ({"features": ["rgb", "intensity"]}, "features")]:
+    for bad, key in [
+        ({"colour": {}}, "colour"),
+        ({"map": {2: "roof"}}, "map"),
+        ({"names": ["a", "a"]}, "names"),
+        ({"voxel_size": -1}, "voxel_size"),
+        ({"features": ["rgb", "intensity"]}, "features"),
+    ]:
         path = _classes(tmp_path, **bad)
         with pytest.raises(ClassesError) as e:
             load_classes(path)
@@ -90,8 +99,17 @@ def test_sampled_spec_and_splits(tmp_path):
 def test_unlabelled_files_prepare(tmp_path):
     from plyfile import PlyData, PlyElement
 
-    v = np.zeros(500, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"), ("red", "u1"),
-                             ("green", "u1"), ("blue", "u1")])
+    v = np.zeros(
+        500,
+        dtype=[
+            ("x", "f4"),
+            ("y", "f4"),
+            ("z", "f4"),
+            ("red", "u1"),
+            ("green", "u1"),
+            ("blue", "u1"),
+        ],
+    )
     v["x"] = np.random.default_rng(0).random(500) * 5
     (tmp_path / "raw").mkdir()
     PlyData([PlyElement.describe(v, "vertex")]).write(str(tmp_path / "raw" / "room.ply"))
@@ -131,8 +149,9 @@ def test_nan_coordinates_named(tmp_path):
     arr["y"][3] = np.nan
     (tmp_path / "raw").mkdir()
     np.save(tmp_path / "raw" / "n.npy", arr)
-    msg = _reader_error(tmp_path, tmp_path / "raw" / "n.npy", label_field=None, map=None,
-                        ignore=[], features=[])
+    msg = _reader_error(
+        tmp_path, tmp_path / "raw" / "n.npy", label_field=None, map=None, ignore=[], features=[]
+    )
     assert "n.npy" in msg and "'y'" in msg and "NaN" in msg
 
 
@@ -140,8 +159,7 @@ def test_one_bad_file_does_not_stop_the_others_and_empty_class_warns(tmp_path, c
     raw = tmp_path / "raw"
     write_synthetic_las(raw / "good.las", 3000, seed=0)
     (raw / "empty.ply").write_bytes(b"")
-    path = _classes(tmp_path, names=[*ASPRS["names"], "water"],
-                    map={**ASPRS["map"], 9: "water"})
+    path = _classes(tmp_path, names=[*ASPRS["names"], "water"], map={**ASPRS["map"], 9: "water"})
     with pytest.warns(UserWarning, match="water"):
         s = prepare_custom(raw, path, tmp_path / "proc")
     assert s["scenes"] == 1 and s["failed"] == 1 and s["empty_classes"] == ["water"]
@@ -153,10 +171,36 @@ def test_one_bad_file_does_not_stop_the_others_and_empty_class_warns(tmp_path, c
 def test_cli_prepare_custom(tmp_path):
     raw = tmp_path / "raw"
     write_synthetic_las(raw / "a.las", 2000, seed=0)
-    rc = main(["prepare", "custom", "--raw", str(raw), "--classes", str(_classes(tmp_path)),
-               "--out", str(tmp_path / "proc"), "--labels", "given", "1pt"])
+    rc = main(
+        [
+            "prepare",
+            "custom",
+            "--raw",
+            str(raw),
+            "--classes",
+            str(_classes(tmp_path)),
+            "--out",
+            str(tmp_path / "proc"),
+            "--labels",
+            "given",
+            "1pt",
+        ]
+    )
     assert rc == 0
     summary = json.loads((tmp_path / "proc" / "summary.json").read_text())
     assert set(summary["label_specs"]) == {"given", "1pt"}
-    assert main(["prepare", "custom", "--raw", str(raw), "--out", str(tmp_path / "p2"),
-                 "--classes", str(tmp_path / "missing.yaml")]) == 1
+    assert (
+        main(
+            [
+                "prepare",
+                "custom",
+                "--raw",
+                str(raw),
+                "--out",
+                str(tmp_path / "p2"),
+                "--classes",
+                str(tmp_path / "missing.yaml"),
+            ]
+        )
+        == 1
+    )

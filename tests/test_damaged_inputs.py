@@ -6,6 +6,7 @@ tests run ``pcseg prepare`` on a folder per dataset that mixes good scenes with 
 empty, NaN, mislabelled and garbage-line ones, then ``pcseg train`` and ``pcseg test`` on the
 result with a tiny model.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,8 +38,9 @@ KITTI_SCENES = [f"00_{i:06d}" for i in range(5)]
 @pytest.fixture(scope="module")
 def kitti_clean(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("kitti") / "raw"
-    return write_synthetic_semantickitti(root, sequences=("00",), scans_per_sequence=5,
-                                         azimuth_steps=192, seed=3)
+    return write_synthetic_semantickitti(
+        root, sequences=("00",), scans_per_sequence=5, azimuth_steps=192, seed=3
+    )
 
 
 @pytest.fixture
@@ -79,8 +81,9 @@ def _label(raw: Path, sid: str) -> Path:
 
 
 def _prepare(dataset: str, raw: Path, out: Path, *extra: str) -> int:
-    return main(["prepare", dataset, "--raw", str(raw), "--out", str(out), "--labels", "1%",
-                 *extra])
+    return main(
+        ["prepare", dataset, "--raw", str(raw), "--out", str(out), "--labels", "1%", *extra]
+    )
 
 
 def _summary(out: Path) -> dict:
@@ -153,8 +156,11 @@ def test_empty_scan_is_refused_naming_the_file(kitti, rooms, tmp_path, capsys):
 def test_check_points_names_file_count_and_first_indices():
     coords = np.zeros((10, 3), np.float32)
     coords[[3, 7, 8], 1] = [np.nan, np.inf, -np.inf]
-    with pytest.raises(ValueError, match=r"^scan\.bin: 3 of 10 points .*point index 3, 7, 8\)"
-                                         r".*--nonfinite drop"):
+    with pytest.raises(
+        ValueError,
+        match=r"^scan\.bin: 3 of 10 points .*point index 3, 7, 8\)"
+        r".*--nonfinite drop",
+    ):
         common.check_points(coords, "scan.bin")
     with pytest.warns(DataWarning, match=r"scan\.bin: 3 of 10 .*dropped"):
         keep = common.check_points(coords, "scan.bin", nonfinite="drop")
@@ -163,8 +169,12 @@ def test_check_points_names_file_count_and_first_indices():
     with pytest.raises(ValueError, match="no point left"):
         common.check_points(np.full((2, 3), np.nan), "all.bin", nonfinite="drop")
     with pytest.raises(ValueError, match=r"f\.txt: 1 of 2 .*line 7"):
-        common.check_points(np.array([[0, 0, 0], [np.nan, 0, 0]]), "f.txt", positions=np.array([3, 7]),
-                     position_name="line")
+        common.check_points(
+            np.array([[0, 0, 0], [np.nan, 0, 0]]),
+            "f.txt",
+            positions=np.array([3, 7]),
+            position_name="line",
+        )
 
 
 def test_nonfinite_points_every_reader(kitti, kitti_clean, scan, rooms, tmp_path):
@@ -173,8 +183,11 @@ def test_nonfinite_points_every_reader(kitti, kitti_clean, scan, rooms, tmp_path
     bad = [5, 40, 41]
     faults.kitti_nan_points(_bin(kitti, "00_000000"), bad)
     n = len(np.fromfile(_bin(kitti, "00_000000"), "<f4")) // 4
-    with pytest.raises(ValueError, match=re.escape(f"{_bin(kitti, '00_000000')}: 3 of {n} points")
-                       + r".*point index 5, 40, 41"):
+    with pytest.raises(
+        ValueError,
+        match=re.escape(f"{_bin(kitti, '00_000000')}: 3 of {n} points")
+        + r".*point index 5, 40, 41",
+    ):
         sk.read_scene(kitti, "00_000000")
     with pytest.warns(DataWarning, match="dropped"):
         dropped = sk.read_scene(kitti, "00_000000", nonfinite="drop")
@@ -236,8 +249,9 @@ def _prepare_options() -> set[str]:
     return {o for a in sub.choices["prepare"]._actions for o in a.option_strings}
 
 
-def test_hints_name_real_options_and_kitti_needs_no_yaml(kitti, kitti_clean, scan, rooms,
-                                                         tmp_path, capsys):
+def test_hints_name_real_options_and_kitti_needs_no_yaml(
+    kitti, kitti_clean, scan, rooms, tmp_path, capsys
+):
     # SemanticKITTI without semantic-kitti.yaml: the official map built in
     (kitti / "semantic-kitti.yaml").unlink()
     out = tmp_path / "k"
@@ -247,8 +261,12 @@ def test_hints_name_real_options_and_kitti_needs_no_yaml(kitti, kitti_clean, sca
     np.testing.assert_array_equal(got.semantic, ref.semantic)
     assert got.extra["config"] == "builtin"
     messages = []
-    assert _prepare("semantickitti", kitti, tmp_path / "k2", "--kitti-yaml",
-                    str(tmp_path / "none.yaml")) == 1
+    assert (
+        _prepare(
+            "semantickitti", kitti, tmp_path / "k2", "--kitti-yaml", str(tmp_path / "none.yaml")
+        )
+        == 1
+    )
     messages.append(capsys.readouterr().err)
     with pytest.raises(ValueError) as e:
         sk.find_config(kitti)
@@ -267,8 +285,12 @@ def test_hints_name_real_options_and_kitti_needs_no_yaml(kitti, kitti_clean, sca
     sid = f"Area_1_{room.parent.name}"
     assert _prepare("s3dis", rooms, tmp_path / "r", "--split", "Area_1") == 0
     messages.append(_summary(tmp_path / "r")["failures"][0]["error"])
-    assert _prepare("s3dis", rooms, tmp_path / "r2", "--split", "Area_1",
-                    "--s3dis-unknown-class", "ignore") == 0
+    assert (
+        _prepare(
+            "s3dis", rooms, tmp_path / "r2", "--split", "Area_1", "--s3dis-unknown-class", "ignore"
+        )
+        == 0
+    )
     assert sid in processed.read_meta(tmp_path / "r2")["splits"]["Area_1"]
     options = _prepare_options()
     for m in messages:
@@ -276,15 +298,31 @@ def test_hints_name_real_options_and_kitti_needs_no_yaml(kitti, kitti_clean, sca
         assert named, m
         assert set(named) <= options, (m, options)
         assert not re.search(r"pass \w+=", m), m
-    assert {"--kitti-yaml", "--scannet-split-dir", "--scannet-label-map",
-            "--s3dis-unknown-class"} <= options
+    assert {
+        "--kitti-yaml",
+        "--scannet-split-dir",
+        "--scannet-label-map",
+        "--s3dis-unknown-class",
+    } <= options
     # the split dir option works
     split_dir = tmp_path / "lists"
     split_dir.mkdir()
     (split_dir / "scannetv2_train.txt").write_text("scene0000_00\n")
     write_scannet_label_tsv(tmp_path / "labels.tsv")
-    assert _prepare("scannet", scan, tmp_path / "s2", "--split", "train", "--scannet-split-dir",
-                    str(split_dir), "--scannet-label-map", str(tmp_path / "labels.tsv")) == 0
+    assert (
+        _prepare(
+            "scannet",
+            scan,
+            tmp_path / "s2",
+            "--split",
+            "train",
+            "--scannet-split-dir",
+            str(split_dir),
+            "--scannet-label-map",
+            str(tmp_path / "labels.tsv"),
+        )
+        == 0
+    )
     assert processed.read_meta(tmp_path / "s2")["splits"] == {"train": ["scene0000_00"]}
 
 
@@ -300,10 +338,22 @@ def test_builtin_kitti_config_equals_official_yaml(real_data):
 
 def test_split_scenes_from_command_line_and_config(kitti, tmp_path, capsys):
     out = tmp_path / "out"
-    assert _prepare("semantickitti", kitti, out, "--split-scenes", "train=00_000000",
-                    "--split-scenes", "test=00_00000[12]") == 0
-    assert processed.read_meta(out)["splits"] == {"train": ["00_000000"],
-                                                  "test": ["00_000001", "00_000002"]}
+    assert (
+        _prepare(
+            "semantickitti",
+            kitti,
+            out,
+            "--split-scenes",
+            "train=00_000000",
+            "--split-scenes",
+            "test=00_00000[12]",
+        )
+        == 0
+    )
+    assert processed.read_meta(out)["splits"] == {
+        "train": ["00_000000"],
+        "test": ["00_000001", "00_000002"],
+    }
     for bad in ("train=00_000009", "test=01_*"):
         assert _prepare("semantickitti", kitti, tmp_path / "x", "--split-scenes", bad) == 1
         err = capsys.readouterr().err
@@ -325,12 +375,20 @@ def test_split_scenes_from_command_line_and_config(kitti, tmp_path, capsys):
 def test_feature_units_detected_in_one_place(scan, scannet_clean, kitti):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        np.testing.assert_allclose(common.normalise_features(np.array([[0, 128, 255]], np.uint8), "a"),
-                                   [[0, 128 / 255, 1]], rtol=1e-6)
-        np.testing.assert_allclose(common.normalise_features(np.array([[0.2, 0.5]]), "a", expected=1.0),
-                                   [[0.2, 0.5]], rtol=1e-6)
+        np.testing.assert_allclose(
+            common.normalise_features(np.array([[0, 128, 255]], np.uint8), "a"),
+            [[0, 128 / 255, 1]],
+            rtol=1e-6,
+        )
+        np.testing.assert_allclose(
+            common.normalise_features(np.array([[0.2, 0.5]]), "a", expected=1.0),
+            [[0.2, 0.5]],
+            rtol=1e-6,
+        )
     with pytest.warns(DataWarning, match=r"b\.ply: colour stored as float32 in 0-255.*divided"):
-        v = common.normalise_features(np.array([[0, 100, 250.0]], np.float32), "b.ply", expected=1.0)
+        v = common.normalise_features(
+            np.array([[0, 100, 250.0]], np.float32), "b.ply", expected=1.0
+        )
     np.testing.assert_allclose(v, [[0, 100 / 255, 250 / 255]], rtol=1e-6)
     for bad in ([[-1.0, 2.0]], [[0.0, 70000.0]]):
         with pytest.raises(ValueError, match=r"c\.ply: colour values range.*expected 0-1, 0-255"):
@@ -358,13 +416,29 @@ def test_feature_units_detected_in_one_place(scan, scannet_clean, kitti):
 
 def _tiny_cfg(tmp_path: Path, dataset: str, root: Path, train: str, val: str, test: str) -> Path:
     cfg = {
-        "data": {"dataset": dataset, "root": str(root), "label_spec": "1%", "voxel_size": 0.1,
-                 "max_voxels": 600, "batch_size": 1, "train_split": train, "val_split": val,
-                 "test_split": test},
+        "data": {
+            "dataset": dataset,
+            "root": str(root),
+            "label_spec": "1%",
+            "voxel_size": 0.1,
+            "max_voxels": 600,
+            "batch_size": 1,
+            "train_split": train,
+            "val_split": val,
+            "test_split": test,
+        },
         "model": {"name": "MinkUNet14A", "planes": [8] * 8, "init_dim": 8},
         "method": {"name": "erda", "weight": 0.1, "momentum": 0.5},
-        "train": {"iterations": 4, "optimizer": "adamw", "lr": 0.01, "scheduler": "constant",
-                  "log_every": 2, "progress": False, "device": "cpu", "val_every": 2},
+        "train": {
+            "iterations": 4,
+            "optimizer": "adamw",
+            "lr": 0.01,
+            "scheduler": "constant",
+            "log_every": 2,
+            "progress": False,
+            "device": "cpu",
+            "val_every": 2,
+        },
         "run_dir": str(tmp_path / f"run_{dataset}"),
     }
     path = tmp_path / f"{dataset}.yaml"
@@ -376,8 +450,20 @@ def _train_and_test(cfg: Path, tmp_path: Path) -> dict:
     assert main(["train", str(cfg), "--set", "train.seed=1"]) == 0
     run = yaml.safe_load(cfg.read_text())["run_dir"]
     out = tmp_path / f"test_{cfg.stem}"
-    assert main(["test", str(cfg), "--checkpoint", f"{run}/checkpoints/last.pt", "--out", str(out),
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "test",
+                str(cfg),
+                "--checkpoint",
+                f"{run}/checkpoints/last.pt",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     return json.loads((out / "metrics.json").read_text())
 
 
@@ -392,19 +478,26 @@ def _check_named(out: Path, printed: str, expected: dict[str, str]) -> None:
 
 @pytest.mark.integration
 def test_damaged_kitti_prepare_train_test(kitti, tmp_path, capsys):
-    faults.truncate_file(_bin(kitti, "00_000001"), 5)                  # truncated scan
-    faults.empty_file(_bin(kitti, "00_000002"))                        # empty scan
-    faults.kitti_nan_points(_bin(kitti, "00_000003"), [0, 17])         # NaN points
-    faults.kitti_relabel(_label(kitti, "00_000004"), [3, 4, 5], 7)     # raw id 7 not in the map
+    faults.truncate_file(_bin(kitti, "00_000001"), 5)  # truncated scan
+    faults.empty_file(_bin(kitti, "00_000002"))  # empty scan
+    faults.kitti_nan_points(_bin(kitti, "00_000003"), [0, 17])  # NaN points
+    faults.kitti_relabel(_label(kitti, "00_000004"), [3, 4, 5], 7)  # raw id 7 not in the map
     out = tmp_path / "out"
     assert _prepare("semantickitti", kitti, out) == 0
-    _check_named(out, capsys.readouterr().out, {
-        "00_000001": str(_bin(kitti, "00_000001")), "00_000002": str(_bin(kitti, "00_000002")),
-        "00_000003": str(_bin(kitti, "00_000003")), "00_000004": str(_label(kitti, "00_000004")),
-    })
+    _check_named(
+        out,
+        capsys.readouterr().out,
+        {
+            "00_000001": str(_bin(kitti, "00_000001")),
+            "00_000002": str(_bin(kitti, "00_000002")),
+            "00_000003": str(_bin(kitti, "00_000003")),
+            "00_000004": str(_label(kitti, "00_000004")),
+        },
+    )
     assert processed.read_meta(out)["splits"] == {"train": ["00_000000"]}
-    m = _train_and_test(_tiny_cfg(tmp_path, "semantickitti", out, "train", "00_000000",
-                                  "00_00000[0-4]"), tmp_path)
+    m = _train_and_test(
+        _tiny_cfg(tmp_path, "semantickitti", out, "train", "00_000000", "00_00000[0-4]"), tmp_path
+    )
     assert m["scenes"] == ["00_000000"]
 
 
@@ -426,15 +519,19 @@ def test_damaged_scannet_prepare_train_test(scan, tmp_path, capsys):
 @pytest.mark.integration
 def test_damaged_s3dis_prepare_train_test(rooms, tmp_path, capsys):
     a1 = sorted(p for p in (rooms / "Area_1").iterdir() if p.is_dir())
-    faults.inject_s3dis_damage(a1[0])                          # repairable / skipped lines
+    faults.inject_s3dis_damage(a1[0])  # repairable / skipped lines
     faults.s3dis_nan_line(a1[1] / "Annotations" / "floor_1.txt", 2)  # NaN
     a2 = sorted(p for p in (rooms / "Area_2").iterdir() if p.is_dir())
-    faults.s3dis_empty_room(a2[1])                             # empty room
+    faults.s3dis_empty_room(a2[1])  # empty room
     out = tmp_path / "out"
     assert _prepare("s3dis", rooms, out, "--split", "Area_1", "Area_2") == 0
-    _check_named(out, capsys.readouterr().out, {
-        f"Area_1_{a1[1].name}": str(a1[1] / "Annotations" / "floor_1.txt"),
-        f"Area_2_{a2[1].name}": str(a2[1] / "Annotations"),
-    })
+    _check_named(
+        out,
+        capsys.readouterr().out,
+        {
+            f"Area_1_{a1[1].name}": str(a1[1] / "Annotations" / "floor_1.txt"),
+            f"Area_2_{a2[1].name}": str(a2[1] / "Annotations"),
+        },
+    )
     m = _train_and_test(_tiny_cfg(tmp_path, "s3dis", out, "Area_1", "Area_2", "Area_2"), tmp_path)
     assert m["scenes"] == [f"Area_2_{a2[0].name}"]

@@ -1,4 +1,5 @@
 """SegmentationDataset, collate and transforms, checked against brute-force references."""
+
 from __future__ import annotations
 
 import math
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from pcseg.data import processed, transforms as T
+from pcseg.data import processed
+from pcseg.data import transforms as T
 from pcseg.data.classes import S3DIS_CLASSES
 from pcseg.data.dataset import SegmentationDataset, build_dataloader, collate
 from pcseg.data.scene import Scene
@@ -25,8 +27,14 @@ def _scene(name: str, seed: int) -> Scene:
     coords = (rng.random((n, 3)) * [3.0, 2.0, 1.5] - [1.0, 0.5, 0.0]).astype(np.float32)
     sem = (coords[:, 0] * 3).astype(np.int64) % 13
     sem[rng.random(n) < 0.1] = -1
-    return Scene(name=name, dataset="s3dis", coords=coords, feats=rng.random((n, 3)).astype(np.float32),
-                 semantic=sem, instance=np.full(n, -1))
+    return Scene(
+        name=name,
+        dataset="s3dis",
+        coords=coords,
+        feats=rng.random((n, 3)).astype(np.float32),
+        semantic=sem,
+        instance=np.full(n, -1),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +45,17 @@ def root(tmp_path_factory):
         processed.write_scene(out, sc)
         for spec in ("1%", "1pt"):
             processed.write_labels(out, spec, name, sample_weak_labels(sc, spec, 0, VS))
-    processed.write_meta(out, {"dataset": "s3dis", "class_names": list(S3DIS_CLASSES), "voxel_size": VS,
-                               "splits": {"train": NAMES[:2], "val": NAMES[2:]},
-                               "label_specs": ["1%", "1pt"], "seed": 0})
+    processed.write_meta(
+        out,
+        {
+            "dataset": "s3dis",
+            "class_names": list(S3DIS_CLASSES),
+            "voxel_size": VS,
+            "splits": {"train": NAMES[:2], "val": NAMES[2:]},
+            "label_specs": ["1%", "1pt"],
+            "seed": 0,
+        },
+    )
     return out
 
 
@@ -146,10 +162,17 @@ def test_collate_offsets(root):
         assert np.all(b["coords"][rows, 0].numpy() == i)
         np.testing.assert_array_equal(b["coords"][rows, 1:].numpy(), _floor(sc.coords))
         np.testing.assert_array_equal(b["point_labels"][lo:hi].numpy(), sc.semantic)
-    tb = collate([SegmentationDataset(root, "train", "1%", VS).get_sample(0, np.random.default_rng(0))])
+    tb = collate(
+        [SegmentationDataset(root, "train", "1%", VS).get_sample(0, np.random.default_rng(0))]
+    )
     assert tb["inverse"].numel() == 0 and tb["point_offsets"].tolist() == [0, 0]
     with pytest.raises(ValueError, match="mix"):
-        collate([samples[0], ds.__class__(root, "train", "1%", VS).get_sample(0, np.random.default_rng(0))])
+        collate(
+            [
+                samples[0],
+                ds.__class__(root, "train", "1%", VS).get_sample(0, np.random.default_rng(0)),
+            ]
+        )
 
 
 def test_augmented_samples_deterministic(root):
@@ -177,8 +200,11 @@ def test_augmented_samples_deterministic(root):
 
 def _data(n=200, seed=0):
     rng = np.random.default_rng(seed)
-    return {"coords": (rng.random((n, 3)) * 4).astype(np.float32),
-            "feats": rng.random((n, 3)).astype(np.float32), "semantic": np.arange(n)}
+    return {
+        "coords": (rng.random((n, 3)) * 4).astype(np.float32),
+        "feats": rng.random((n, 3)).astype(np.float32),
+        "semantic": np.arange(n),
+    }
 
 
 def test_geometric_transforms_against_hand_computation():
@@ -190,11 +216,16 @@ def test_geometric_transforms_against_hand_computation():
     rot = np.array([[math.cos(a), -math.sin(a), 0], [math.sin(a), math.cos(a), 0], [0, 0, 1]])
     np.testing.assert_allclose(out["coords"], (c - ctr) @ rot.T + ctr, atol=1e-5)
     out = T.RandomRotateZ(max_angle=0.1)(d, np.random.default_rng(5))
-    ang = np.arctan2(*(out["coords"][:, :2] - ctr[:2])[0][::-1]) - np.arctan2(*(c[:, :2] - ctr[:2])[0][::-1])
+    ang = np.arctan2(*(out["coords"][:, :2] - ctr[:2])[0][::-1]) - np.arctan2(
+        *(c[:, :2] - ctr[:2])[0][::-1]
+    )
     assert abs((ang + np.pi) % (2 * np.pi) - np.pi) <= 0.1 + 1e-6
     s = np.random.default_rng(6).uniform(0.8, 1.2, size=1)
-    np.testing.assert_allclose(T.RandomScale(0.8, 1.2)(d, np.random.default_rng(6))["coords"],
-                               (c - ctr) * s + ctr, atol=1e-5)
+    np.testing.assert_allclose(
+        T.RandomScale(0.8, 1.2)(d, np.random.default_rng(6))["coords"],
+        (c - ctr) * s + ctr,
+        atol=1e-5,
+    )
     f = T.RandomFlip(("x",), p=1.0)(d, np.random.default_rng(0))["coords"]
     np.testing.assert_allclose(f[:, 0], 2 * ctr[0] - c[:, 0], atol=1e-5)
     np.testing.assert_array_equal(f[:, 1:], d["coords"][:, 1:])
@@ -202,7 +233,9 @@ def test_geometric_transforms_against_hand_computation():
     assert 0 < np.abs(j - d["coords"]).max() <= 0.02 + 1e-6
     e = T.ElasticDistortion(p=1.0)(d, np.random.default_rng(0))["coords"]
     assert np.abs(e - d["coords"]).max() > 1e-3
-    assert d["coords"].dtype == np.float32 and np.array_equal(d["coords"], _data()["coords"])  # input untouched
+    assert d["coords"].dtype == np.float32 and np.array_equal(
+        d["coords"], _data()["coords"]
+    )  # input untouched
 
 
 def test_colour_transforms():
@@ -212,7 +245,9 @@ def test_colour_transforms():
     shift = np.random.default_rng(1)
     shift.random()
     exp = np.clip(f + shift.uniform(-0.05, 0.05, size=3), 0, 1)
-    np.testing.assert_allclose(T.ChromaticTranslation(p=1.0)(d, np.random.default_rng(1))["feats"], exp, atol=1e-6)
+    np.testing.assert_allclose(
+        T.ChromaticTranslation(p=1.0)(d, np.random.default_rng(1))["feats"], exp, atol=1e-6
+    )
     ac = T.ChromaticAutoContrast(p=1.0, blend_factor=1.0)(d, np.random.default_rng(0))["feats"]
     np.testing.assert_allclose(ac.min(0), 0, atol=1e-6)
     np.testing.assert_allclose(ac.max(0), 1, atol=1e-6)
@@ -240,8 +275,10 @@ def test_dataset_errors(root):
 def test_sparse_input_is_built_once_per_batch_with_the_model_dtypes():
     from pcseg.models.inputs import SPARSE_INPUT_KEY, sparse_input
 
-    batch = {"coords": torch.tensor([[0, 1, 2, 3], [0, 1, 2, 4], [1, 0, 0, 0]], dtype=torch.int64),
-             "feats": torch.rand(3, 2, dtype=torch.float64)}
+    batch = {
+        "coords": torch.tensor([[0, 1, 2, 3], [0, 1, 2, 4], [1, 0, 0, 0]], dtype=torch.int64),
+        "feats": torch.rand(3, 2, dtype=torch.float64),
+    }
     x = sparse_input(batch)
     assert x.coords.dtype == torch.int32 and x.feats.dtype == torch.float32
     torch.testing.assert_close(x.feats, batch["feats"].float())

@@ -1,4 +1,5 @@
 """S3DIS reader: exact labels/instances on synthetic rooms, damaged lines, stray files, splits."""
+
 from __future__ import annotations
 
 import io
@@ -22,7 +23,9 @@ from pcseg.datasets.synthetic import (
 
 def _small_room(root: Path, area: str = "Area_1", room: str = "office_1", seed: int = 0):
     rng = np.random.default_rng(seed)
-    objs = make_s3dis_room(rng, size=(3.0, 3.5, 2.6), spacing=0.2, beam=True, column=True, sofa=True)
+    objs = make_s3dis_room(
+        rng, size=(3.0, 3.5, 2.6), spacing=0.2, beam=True, column=True, sofa=True
+    )
     names = write_s3dis_room(root / area / room, objs)
     return objs, names
 
@@ -51,7 +54,10 @@ def test_room_roundtrip_exact(tmp_path):
     # every class the generator wrote is present, instance ids are 0..objects-1
     assert set(np.unique(scene.semantic)) == {s3dis.CLASS_TO_INDEX[o.class_name] for o in objs}
     assert np.array_equal(np.unique(scene.instance), np.arange(len(objs)))
-    assert scene.extra["alignment_angle_deg"] is None and scene.extra["objects"][0][0] == sorted(names)[0]
+    assert (
+        scene.extra["alignment_angle_deg"] is None
+        and scene.extra["objects"][0][0] == sorted(names)[0]
+    )
 
 
 def test_hand_written_room_order_and_stairs(tmp_path):
@@ -69,7 +75,9 @@ def test_hand_written_room_order_and_stairs(tmp_path):
     assert msgs == []
     # sorted() order: chair_10, chair_2, stairs_1, wall_1
     np.testing.assert_array_equal(scene.instance, [0, 0, 1, 2, 3, 3])
-    np.testing.assert_array_equal(scene.semantic, [8, 8, 8, 12, 2, 2])  # chair=8, stairs->clutter=12, wall=2
+    np.testing.assert_array_equal(
+        scene.semantic, [8, 8, 8, 12, 2, 2]
+    )  # chair=8, stairs->clutter=12, wall=2
     np.testing.assert_array_equal(scene.coords[:, 0], np.float32([0.25, 0.125, 0.5, 2, 0, 1]))
     np.testing.assert_allclose(scene.feats[2], [1.0, 0.0, 0.0])
     np.testing.assert_allclose(scene.feats[4], np.float32([10, 20, 30]) / 255, rtol=1e-6)
@@ -160,7 +168,9 @@ def test_parse_cr_only_line_endings():
 
 def test_parse_roundtrip_and_warning_cap():
     rng = np.random.default_rng(1)
-    arr = np.concatenate([np.round(rng.uniform(-50, 50, (20000, 3)), 3), rng.integers(0, 256, (20000, 3))], 1)
+    arr = np.concatenate(
+        [np.round(rng.uniform(-50, 50, (20000, 3)), 3), rng.integers(0, 256, (20000, 3))], 1
+    )
     buf = io.StringIO()
     np.savetxt(buf, arr, fmt="%.3f %.3f %.3f %d %d %d")
     data = buf.getvalue().encode()
@@ -184,7 +194,9 @@ def test_parse_roundtrip_and_warning_cap():
 @pytest.mark.slow
 def test_parse_speed_one_million_lines():
     rng = np.random.default_rng(2)
-    arr = np.concatenate([np.round(rng.uniform(-50, 50, (1_000_000, 3)), 3), rng.integers(0, 256, (1_000_000, 3))], 1)
+    arr = np.concatenate(
+        [np.round(rng.uniform(-50, 50, (1_000_000, 3)), 3), rng.integers(0, 256, (1_000_000, 3))], 1
+    )
     buf = io.StringIO()
     np.savetxt(buf, arr, fmt="%.3f %.3f %.3f %d %d %d")
     data = buf.getvalue().encode()
@@ -228,14 +240,28 @@ def test_bad_scene_ids_and_missing_room(tmp_path):
 
 def test_splits(tmp_path):
     rng = np.random.default_rng(0)
-    for area, rooms in (("Area_1", ["office_1", "office_10", "office_2"]), ("Area_2", ["hallway_1"]), ("Area_3", ["WC_1"])):
+    for area, rooms in (
+        ("Area_1", ["office_1", "office_10", "office_2"]),
+        ("Area_2", ["hallway_1"]),
+        ("Area_3", ["WC_1"]),
+    ):
         for room in rooms:
-            write_s3dis_room(tmp_path / area / room, make_s3dis_room(rng, size=(2, 2, 2.5), spacing=0.5))
+            write_s3dis_room(
+                tmp_path / area / room, make_s3dis_room(rng, size=(2, 2, 2.5), spacing=0.5)
+            )
     (tmp_path / "Area_1" / ".DS_Store").write_bytes(b"x")
     (tmp_path / "Area_1" / "Area_1_alignmentAngle.txt").write_text("office_1 0\n")
-    assert s3dis.list_scenes(tmp_path, "Area_1") == ["Area_1_office_1", "Area_1_office_2", "Area_1_office_10"]
+    assert s3dis.list_scenes(tmp_path, "Area_1") == [
+        "Area_1_office_1",
+        "Area_1_office_2",
+        "Area_1_office_10",
+    ]
     assert s3dis.list_scenes(tmp_path, "Area_1+Area_3") == [
-        "Area_1_office_1", "Area_1_office_2", "Area_1_office_10", "Area_3_WC_1"]
+        "Area_1_office_1",
+        "Area_1_office_2",
+        "Area_1_office_10",
+        "Area_3_WC_1",
+    ]
     assert s3dis.list_scenes(tmp_path, "fold3") == ["Area_3_WC_1"]
     with pytest.warns(DataWarning, match=r"Area_4', 'Area_5', 'Area_6"):
         assert len(s3dis.list_scenes(tmp_path, "fold3_train")) == 4
@@ -262,7 +288,8 @@ def test_alignment_angle(tmp_path):
     with pytest.raises(ValueError, match="alignmentAngle"):
         s3dis.read_scene(tmp_path, "Area_1_office_1", align=True)
     (tmp_path / "Area_1" / "Area_1_alignmentAngle.txt").write_text(
-        "## Global alignment angle per disjoint space in Area_1 ##\n## Disjoint Space Name Angle ##\noffice_1 90\n")
+        "## Global alignment angle per disjoint space in Area_1 ##\n## Disjoint Space Name Angle ##\noffice_1 90\n"
+    )
     scene, _ = _read(tmp_path, "Area_1_office_1")
     assert scene.extra["alignment_angle_deg"] == 90.0 and not scene.extra["aligned"]
     np.testing.assert_array_equal(scene.coords, plain.coords)  # recorded, not applied
@@ -280,8 +307,9 @@ def test_alignment_angle(tmp_path):
 
 
 def test_synthetic_dataset_with_damage_reads(tmp_path):
-    root = write_synthetic_s3dis(tmp_path, num_areas=2, rooms_per_area=1, spacing=0.2,
-                                 alignment_angles=True)
+    root = write_synthetic_s3dis(
+        tmp_path, num_areas=2, rooms_per_area=1, spacing=0.2, alignment_angles=True
+    )
     inject_s3dis_damage(root / "Area_1" / "office_1")
     ids = s3dis.list_scenes(root, "Area_1+Area_2")
     assert ids == ["Area_1_office_1", "Area_2_office_1"]

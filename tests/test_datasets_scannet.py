@@ -1,5 +1,6 @@
 """ScanNet reader: exact labels on synthetic meshes, label-tsv line endings (real files),
 splits, test scenes, error cases and limited-annotation import."""
+
 from __future__ import annotations
 
 import json
@@ -44,10 +45,20 @@ def test_scene_roundtrip_exact(tmp_path, line_ending):
     np.testing.assert_array_equal(scene.instance, syn.instance)
     assert scene.semantic.dtype == np.int64 and scene.instance.dtype == np.int64
     # hand-checked classes through the NYU40 ids: group label -> expected class name / ignored
-    expect = {"floor": "floor", "wall": "wall", "office chair": "chair", "chair": "chair",
-              "desk": "desk", "kitchen cabinet": "cabinet", "bookshelf": "bookshelf",
-              "trash can": "otherfurniture", "door": "door", "table": "table",
-              "ceiling": None, "object": None}
+    expect = {
+        "floor": "floor",
+        "wall": "wall",
+        "office chair": "chair",
+        "chair": "chair",
+        "desk": "desk",
+        "kitchen cabinet": "cabinet",
+        "bookshelf": "bookshelf",
+        "trash can": "otherfurniture",
+        "door": "door",
+        "table": "table",
+        "ceiling": None,
+        "object": None,
+    }
     seg_to_group = {s: g for g in syn.seg_groups for s in g["segments"]}
     for g in syn.seg_groups:
         verts = np.isin(syn.seg_indices, g["segments"])
@@ -109,7 +120,11 @@ def test_real_label_tsv_line_endings(real_data):
     orig = meta / TSV
     lf = meta / "variants" / "scannetv2-labels.combined.lf.tsv"
     crcrlf = meta / "variants" / "scannetv2-labels.combined.crcrlf.tsv"
-    assert b"\r\n" in orig.read_bytes() and b"\r" not in lf.read_bytes() and b"\r\r\n" in crcrlf.read_bytes()
+    assert (
+        b"\r\n" in orig.read_bytes()
+        and b"\r" not in lf.read_bytes()
+        and b"\r\r\n" in crcrlf.read_bytes()
+    )
     tables = {p.name: scannet.read_label_table(p) for p in (orig, lf, crcrlf)}
     assert [len(t) for t in tables.values()] == [607, 607, 607]
     maps = {p.name: scannet.read_label_map(p) for p in (orig, lf, crcrlf)}
@@ -121,12 +136,16 @@ def test_real_label_tsv_line_endings(real_data):
     # independent check of values against a naive parse of the original
     naive = {r[1].decode().strip(): int(r[4]) for r in _naive_rows(orig)}
     assert naive == m0
-    assert m0["wall"] == 1 and m0["chair"] == 5 and m0["books"] == 23 and m0["wardrobe cabinet"] == 39
+    assert (
+        m0["wall"] == 1 and m0["chair"] == 5 and m0["books"] == 23 and m0["wardrobe cabinet"] == 39
+    )
     # the two rows that differ byte-wise between the original and the \r\r\n copy
     a, b = _naive_rows(orig), _naive_rows(crcrlf)
     changed = [(ra[0], ra, rb) for ra, rb in zip(a, b) if ra != rb]
     assert [c[0] for c in changed] == [b"1177", b"1163"]
-    assert changed[0][1][2] == b"wardrobe " and changed[0][2][2] == b"wardrobe"  # trailing space gone
+    assert (
+        changed[0][1][2] == b"wardrobe " and changed[0][2][2] == b"wardrobe"
+    )  # trailing space gone
     assert changed[1][1][1] == b"stick" and changed[1][2][1] == b"object"
     # the LF copy only dropped the empty trailing cells of one row (id 363)
     dropped = [ra[0] for ra, rl in zip(a, _naive_rows(lf)) if ra != rl]
@@ -134,7 +153,9 @@ def test_real_label_tsv_line_endings(real_data):
     # stripped tables agree except that one raw_category
     for r0, r2 in zip(tables[orig.name], tables[crcrlf.name]):
         diff = {k for k in r0 if k != "_line" and r0[k] != r2[k]}
-        assert diff == (set() if r0["id"] != "1163" or r0["raw_category"] != "stick" else {"raw_category"})
+        assert diff == (
+            set() if r0["id"] != "1163" or r0["raw_category"] != "stick" else {"raw_category"}
+        )
 
 
 def test_label_table_errors(tmp_path):
@@ -142,7 +163,9 @@ def test_label_table_errors(tmp_path):
     p.write_bytes(b"id\traw_category\tnyu40id\r\n1\tchair \t5\r\n2\tchair\t5\r\n\r\n")
     assert scannet.read_label_map(p) == {"chair": 5}
     p.write_bytes(b"id\traw_category\tnyu40id\n1\tchair\t5\n2\tchair\t7\n")
-    with pytest.raises(ValueError, match=r"t.tsv:3: raw_category 'chair' maps to 7, but line 2 maps it to 5"):
+    with pytest.raises(
+        ValueError, match=r"t.tsv:3: raw_category 'chair' maps to 7, but line 2 maps it to 5"
+    ):
         scannet.read_label_map(p)
     p.write_bytes(b"id\traw_category\tnyu40id\n1\tchair\tfive\n")
     with pytest.raises(ValueError, match=r"t.tsv:2: nyu40id 'five' is not an integer"):
@@ -157,8 +180,10 @@ def test_label_table_errors(tmp_path):
     assert scannet.read_label_map(p) == {"desk": 14}
     # mixed endings in one file (a bare CR inside an LF file ends a line too) and cells quoted by
     # a spreadsheet export; line numbers count every kind of line break
-    p.write_bytes(b'id\traw_category\tnyu40id\n1\t"desk"\t14\r2\t"tv ""stand"""\t" 39 "\r\n'
-                  b"3\tlamp\t35\r\r\n4\tlamp\tx\n")
+    p.write_bytes(
+        b'id\traw_category\tnyu40id\n1\t"desk"\t14\r2\t"tv ""stand"""\t" 39 "\r\n'
+        b"3\tlamp\t35\r\r\n4\tlamp\tx\n"
+    )
     with pytest.raises(ValueError, match=r"t.tsv:5: nyu40id 'x' is not an integer"):
         scannet.read_label_map(p)
     p.write_bytes(p.read_bytes().replace(b"lamp\tx", b"sofa\t6"))
@@ -173,14 +198,22 @@ def test_scene_errors_overlaps_unknown_categories(tmp_path):
     # move one segment of the first group also into the last group: last group wins
     seg = agg["segGroups"][0]["segments"][0]
     agg["segGroups"][-1]["segments"].append(seg)
-    agg["segGroups"].append({"id": 99, "objectId": 99, "segments": [agg["segGroups"][1]["segments"][0]],
-                             "label": "flux capacitor"})
+    agg["segGroups"].append(
+        {
+            "id": 99,
+            "objectId": 99,
+            "segments": [agg["segGroups"][1]["segments"][0]],
+            "label": "flux capacitor",
+        }
+    )
     agg_path.write_text(json.dumps(agg))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         s = scannet.read_scene(tmp_path, "scene0000_00")
     msgs = [str(w.message) for w in caught]
-    assert any("'flux capacitor'" in m for m in msgs) and any("2 segments belong to several" in m for m in msgs)
+    assert any("'flux capacitor'" in m for m in msgs) and any(
+        "2 segments belong to several" in m for m in msgs
+    )
     assert s.extra["overlapping_segments"] == 2
     last = agg["segGroups"][-2]
     moved = syn.seg_indices == seg
@@ -195,7 +228,10 @@ def test_scene_errors_overlaps_unknown_categories(tmp_path):
     segs = json.loads(segs_path.read_text())
     segs["segIndices"] = segs["segIndices"][:-3]
     segs_path.write_text(json.dumps(segs))
-    with pytest.raises(ValueError, match=rf"segs.json: {len(syn.xyz) - 3} segIndices, mesh .* has {len(syn.xyz)} vertices"):
+    with pytest.raises(
+        ValueError,
+        match=rf"segs.json: {len(syn.xyz) - 3} segIndices, mesh .* has {len(syn.xyz)} vertices",
+    ):
         scannet.read_scene(tmp_path, "scene0000_00")
     segs_path.write_text("{not json")
     with pytest.raises(ValueError, match="cannot parse JSON"):
@@ -205,8 +241,12 @@ def test_scene_errors_overlaps_unknown_categories(tmp_path):
         scannet.read_scene(tmp_path, "scene0_0")
     with pytest.raises(ValueError, match="not found"):
         scannet.read_scene(tmp_path, "scene0999_00")
-    (d / "scene0000_00_vh_clean_2.ply").write_bytes(b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nend_header\n1\n")
-    with pytest.raises(ValueError, match=r"vertex properties \['y', 'z', 'red', 'green', 'blue'\] missing"):
+    (d / "scene0000_00_vh_clean_2.ply").write_bytes(
+        b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nend_header\n1\n"
+    )
+    with pytest.raises(
+        ValueError, match=r"vertex properties \['y', 'z', 'red', 'green', 'blue'\] missing"
+    ):
         scannet.read_scene(tmp_path, "scene0000_00")
 
 
@@ -221,29 +261,46 @@ def test_aggregation_must_match_the_low_res_segments(tmp_path):
     # labels with stray spaces still map (the tsv side is stripped too)
     agg["segGroups"][0]["label"] = f" {agg['segGroups'][0]['label']} "
     agg_path.write_text(json.dumps(agg))
-    np.testing.assert_array_equal(scannet.read_scene(tmp_path, "scene0000_00").semantic, syn.semantic)
+    np.testing.assert_array_equal(
+        scannet.read_scene(tmp_path, "scene0000_00").semantic, syn.semantic
+    )
     # an aggregation of the high-resolution mesh is refused, naming both files
     agg["segmentsFile"] = "scannet.scene0000_00_vh_clean.segs.json"
     agg_path.write_text(json.dumps(agg))
-    with pytest.raises(ValueError, match=r"aggregation.json: segmentsFile 'scannet.scene0000_00_vh_clean.segs.json' "
-                                         r"does not match scene0000_00_vh_clean_2.0.010000.segs.json"):
+    with pytest.raises(
+        ValueError,
+        match=r"aggregation.json: segmentsFile 'scannet.scene0000_00_vh_clean.segs.json' "
+        r"does not match scene0000_00_vh_clean_2.0.010000.segs.json",
+    ):
         scannet.read_scene(tmp_path, "scene0000_00")
     # under scans/ a missing aggregation is an error (not an unlabelled scene), and the
     # high-resolution file next to it is not taken as a fallback
     agg_path.rename(d / "scene0000_00_vh_clean.aggregation.json")
-    with pytest.raises(ValueError, match=r"scene0000_00.aggregation.json not found: every scene under scans/ "
-                                         r"is annotated .*_vh_clean.aggregation.json annotates the high-resolution"):
+    with pytest.raises(
+        ValueError,
+        match=r"scene0000_00.aggregation.json not found: every scene under scans/ "
+        r"is annotated .*_vh_clean.aggregation.json annotates the high-resolution",
+    ):
         scannet.read_scene(tmp_path, "scene0000_00")
     (d / "scene0000_00_vh_clean.aggregation.json").unlink()
-    with pytest.raises(ValueError, match=r"not found: every scene under scans/ is annotated \(partial download\?\); "
-                                         r"unlabelled scenes belong in scans_test/"):
+    with pytest.raises(
+        ValueError,
+        match=r"not found: every scene under scans/ is annotated \(partial download\?\); "
+        r"unlabelled scenes belong in scans_test/",
+    ):
         scannet.read_scene(tmp_path, "scene0000_00")
 
 
 def test_load_limited_annotation(tmp_path):
     p = tmp_path / "points20"
-    torch.save({"scene0000_00": np.array([5, 1, 3]), "scene0001_00": torch.tensor([2, 0], dtype=torch.int64),
-                "scene0002_00": np.array([], dtype=np.int64)}, p)
+    torch.save(
+        {
+            "scene0000_00": np.array([5, 1, 3]),
+            "scene0001_00": torch.tensor([2, 0], dtype=torch.int64),
+            "scene0002_00": np.array([], dtype=np.int64),
+        },
+        p,
+    )
     out = scannet.load_limited_annotation(p, {"scene0000_00": 6, "scene0001_00": 3})
     assert sorted(out) == ["scene0000_00", "scene0001_00", "scene0002_00"]
     np.testing.assert_array_equal(out["scene0000_00"], [1, 3, 5])

@@ -1,5 +1,6 @@
 """SemanticKITTI reader: exact labels on synthetic scans, the real scan against an
 independent computation, layout/config discovery, splits and error cases."""
+
 from __future__ import annotations
 
 import os
@@ -20,7 +21,9 @@ from pcseg.datasets.synthetic import (
 )
 
 
-def _write_scan(root: Path, seq: str, frame: int, pts: np.ndarray, labels: np.ndarray | None) -> None:
+def _write_scan(
+    root: Path, seq: str, frame: int, pts: np.ndarray, labels: np.ndarray | None
+) -> None:
     base = root / "dataset" / "sequences" / seq
     (base / "velodyne").mkdir(parents=True, exist_ok=True)
     pts.astype("<f4").tofile(base / "velodyne" / f"{frame:06d}.bin")
@@ -74,7 +77,9 @@ def test_synthetic_scans_roundtrip_exact(synthetic_root):
         assert (scene.semantic[raw == 252] == 0).all() and (scene.semantic[raw == 1] == -1).all()
         assert (raw == 252).any()
     test = sk.read_scene(root, "11_000000")
-    assert (test.semantic == -1).all() and (test.instance == -1).all() and not test.extra["has_labels"]
+    assert (
+        (test.semantic == -1).all() and (test.instance == -1).all() and not test.extra["has_labels"]
+    )
 
 
 def test_layout_config_and_splits(synthetic_root):
@@ -128,17 +133,25 @@ def test_error_cases(synthetic_root):
     data = binp.read_bytes()
     binp.write_bytes(data[:-6])
     n = len(data) // 16
-    with pytest.raises(ValueError, match=rf"000000.bin: {len(data) - 6} bytes is not a multiple of 16.*{n - 1} whole points and 10 trailing"):
+    with pytest.raises(
+        ValueError,
+        match=rf"000000.bin: {len(data) - 6} bytes is not a multiple of 16.*{n - 1} whole points and 10 trailing",
+    ):
         sk.read_scene(root, "08_000000")
     binp.write_bytes(data[:-16])
-    with pytest.raises(ValueError, match=rf"000000.label: {n} labels, but the scan has {n - 1} points"):
+    with pytest.raises(
+        ValueError, match=rf"000000.label: {n} labels, but the scan has {n - 1} points"
+    ):
         sk.read_scene(root, "08_000000")
     binp.write_bytes(data)
     lab = scans[0][1].copy()
     lab[3] = (7 << 16) | 77
     lab[4] = 300
     lab.astype("<u4").tofile(seq / "labels" / "000000.label")
-    with pytest.raises(ValueError, match=r"000000.label: raw semantic ids not in learning_map: 77 \(1 points\), 300 \(1 points\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"000000.label: raw semantic ids not in learning_map: 77 \(1 points\), 300 \(1 points\)",
+    ):
         sk.read_scene(root, "08_000000")
     with pytest.raises(ValueError, match="<seq>_<frame>"):
         sk.read_scene(root, "08-000000")
@@ -147,11 +160,18 @@ def test_error_cases(synthetic_root):
     # a labelled sequence (08: valid) without its .label is an error, never an unlabelled scan;
     # the test sequence 11 is read unlabelled
     (seq / "labels" / "000001.label").unlink()
-    with pytest.raises(ValueError, match=r"labels/000001.label not found: sequence 08 belongs to the labelled "
-                                         r"train/valid split \['00', .*, '10', '08'\] of the config \(partial download"):
+    with pytest.raises(
+        ValueError,
+        match=r"labels/000001.label not found: sequence 08 belongs to the labelled "
+        r"train/valid split \['00', .*, '10', '08'\] of the config \(partial download",
+    ):
         sk.read_scene(root, "08_000001")
     test_scan = sk.read_scene(root, "11_000000")
-    assert not test_scan.has_labels and (test_scan.semantic == -1).all() and (test_scan.instance == -1).all()
+    assert (
+        not test_scan.has_labels
+        and (test_scan.semantic == -1).all()
+        and (test_scan.instance == -1).all()
+    )
     bad = root / "bad.yaml"
     bad.write_text("learning_map:\n  0: 0\n  10: 25\n")
     with pytest.raises(ValueError, match="learning_map 10: 25"):
@@ -165,8 +185,12 @@ def test_lut():
     lut = sk.build_lut({0: 0, 1: 0, 10: 1, 252: 1, 40: 9})
     assert lut.shape == (253,) and lut[10] == 0 and lut[252] == 0 and lut[40] == 8 and lut[0] == -1
     assert lut[5] == -2
-    np.testing.assert_array_equal(sk.map_raw_labels(np.array([0, 10, 252, 40], np.uint32), lut, "x"), [-1, 0, 0, 8])
-    with pytest.raises(ValueError, match="x: raw semantic ids not in learning_map: 5 \\(2 points\\), 1000"):
+    np.testing.assert_array_equal(
+        sk.map_raw_labels(np.array([0, 10, 252, 40], np.uint32), lut, "x"), [-1, 0, 0, 8]
+    )
+    with pytest.raises(
+        ValueError, match="x: raw semantic ids not in learning_map: 5 \\(2 points\\), 1000"
+    ):
         sk.map_raw_labels(np.array([5, 5, 1000]), lut, "x")
 
 
@@ -190,8 +214,24 @@ def test_real_scan(real_data):
     raw = np.fromfile(root / "dataset/sequences/00/labels/000000.label", dtype=np.uint32) & 0xFFFF
     ids, cnt = np.unique(raw, return_counts=True)
     assert dict(zip(ids.tolist(), cnt.tolist())) == {
-        0: 2184, 1: 4, 10: 4234, 40: 34228, 44: 3268, 48: 26360, 50: 18268, 51: 370, 52: 1471,
-        60: 1053, 70: 27123, 71: 1192, 72: 2964, 80: 532, 81: 102, 99: 1227, 255: 88}
+        0: 2184,
+        1: 4,
+        10: 4234,
+        40: 34228,
+        44: 3268,
+        48: 26360,
+        50: 18268,
+        51: 370,
+        52: 1471,
+        60: 1053,
+        70: 27123,
+        71: 1192,
+        72: 2964,
+        80: 532,
+        81: 102,
+        99: 1227,
+        255: 88,
+    }
     hist = {}
     for i, c in zip(ids.tolist(), cnt.tolist()):
         k = cfg["learning_map"][i] - 1
@@ -199,7 +239,10 @@ def test_real_scan(real_data):
     got = dict(zip(*[a.tolist() for a in np.unique(scene.semantic, return_counts=True)]))
     assert got == hist
     assert got[SEMANTICKITTI_CLASSES.index("motorcyclist")] == 88  # moving class 255 folded
-    assert got[-1] == 2184 + 4 + 1471 + 1227 and got[SEMANTICKITTI_CLASSES.index("road")] == 34228 + 1053
+    assert (
+        got[-1] == 2184 + 4 + 1471 + 1227
+        and got[SEMANTICKITTI_CLASSES.index("road")] == 34228 + 1053
+    )
     c = scene.coords
     assert -78.2 < c[:, 0].min() < -77.9 and 77.9 < c[:, 0].max() < 78.1
     assert -55.8 < c[:, 1].min() < -55.6 and 44.8 < c[:, 1].max() < 45.0

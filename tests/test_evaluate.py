@@ -4,6 +4,7 @@ A 3-iteration ERDA run on Area_1 gives the checkpoint; evaluate scores every ori
 of Area_2. The reported scores are checked against a brute-force count over the written
 predictions and the processed ground truth.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,18 +23,37 @@ from pcseg.engine.trainer import train
 
 
 def _cfg(root: Path, run_dir: Path, **test_over):
-    return config_from_dict({
-        "data": {"dataset": "s3dis", "root": str(root), "label_spec": "1%", "voxel_size": 0.1,
-                 "max_voxels": 600, "batch_size": 2, "train_split": "Area_1", "val_split": "",
-                 "test_split": "Area_2"},
-        "model": {"name": "MinkUNet14A", "planes": [8] * 8, "init_dim": 8},
-        "method": {"name": "erda", "weight": 0.1, "momentum": 0.9},
-        "train": {"iterations": 3, "optimizer": "adamw", "lr": 0.01, "scheduler": "constant",
-                  "log_every": 1, "val_every": 0, "progress": False, "device": "cpu",
-                  "seed": 0},
-        "test": test_over,
-        "run_dir": str(run_dir),
-    }, "tiny-eval")
+    return config_from_dict(
+        {
+            "data": {
+                "dataset": "s3dis",
+                "root": str(root),
+                "label_spec": "1%",
+                "voxel_size": 0.1,
+                "max_voxels": 600,
+                "batch_size": 2,
+                "train_split": "Area_1",
+                "val_split": "",
+                "test_split": "Area_2",
+            },
+            "model": {"name": "MinkUNet14A", "planes": [8] * 8, "init_dim": 8},
+            "method": {"name": "erda", "weight": 0.1, "momentum": 0.9},
+            "train": {
+                "iterations": 3,
+                "optimizer": "adamw",
+                "lr": 0.01,
+                "scheduler": "constant",
+                "log_every": 1,
+                "val_every": 0,
+                "progress": False,
+                "device": "cpu",
+                "seed": 0,
+            },
+            "test": test_over,
+            "run_dir": str(run_dir),
+        },
+        "tiny-eval",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -102,8 +122,9 @@ def test_tta_passes_and_scores_from_their_predictions(prepared_rooms, trained, t
     m = evaluate(cfg, ckpt, split="Area_2", out_dir=tmp_path / "tta", progress=False)
     assert m["tta"] == {"rotations": 2, "flips": True, "passes": 4}
     assert len(tta_variants(2, True)) == 4 and tta_variants(2, True)[0] is None
-    pred = np.concatenate([np.load(tmp_path / "tta" / "predictions" / f"{n}.npz")["pred"]
-                           for n in m["scenes"]])
+    pred = np.concatenate(
+        [np.load(tmp_path / "tta" / "predictions" / f"{n}.npz")["pred"] for n in m["scenes"]]
+    )
     gt = np.concatenate([processed.read_scene(prepared_rooms, n).semantic for n in m["scenes"]])
     miou, oa, _ = _brute_force_scores(pred, gt, len(m["class_names"]))
     assert m["miou"] == pytest.approx(miou, rel=1e-12) and m["oa"] == pytest.approx(oa, rel=1e-12)
@@ -112,10 +133,18 @@ def test_tta_passes_and_scores_from_their_predictions(prepared_rooms, trained, t
 
 def test_unlabelled_score_leaves_the_weakly_labelled_voxels_out(prepared_rooms, trained, tmp_path):
     run, ckpt = trained
-    full = evaluate(_cfg(prepared_rooms, run, save_predictions=False), ckpt,
-                    out_dir=tmp_path / "all", progress=False)
-    part = evaluate(_cfg(prepared_rooms, run, score="unlabelled", save_predictions=False), ckpt,
-                    out_dir=tmp_path / "unl", progress=False)
+    full = evaluate(
+        _cfg(prepared_rooms, run, save_predictions=False),
+        ckpt,
+        out_dir=tmp_path / "all",
+        progress=False,
+    )
+    part = evaluate(
+        _cfg(prepared_rooms, run, score="unlabelled", save_predictions=False),
+        ckpt,
+        out_dir=tmp_path / "unl",
+        progress=False,
+    )
     weak = sum(len(processed.read_labels(prepared_rooms, "1%", n)) for n in full["scenes"])
     assert weak > 0 and 0 < part["num_points"] <= full["num_points"] - weak
     assert part["score"] == "unlabelled" and not (tmp_path / "unl" / "predictions").exists()
@@ -125,8 +154,9 @@ def test_unlabelled_score_leaves_the_weakly_labelled_voxels_out(prepared_rooms, 
         evaluate(cfg, ckpt, out_dir=tmp_path / "x", progress=False)
 
 
-def test_evaluate_restores_the_thread_count_and_checks_the_checkpoint(prepared_rooms, trained,
-                                                                       tmp_path):
+def test_evaluate_restores_the_thread_count_and_checks_the_checkpoint(
+    prepared_rooms, trained, tmp_path
+):
     run, ckpt = trained
     cfg = _cfg(prepared_rooms, run, save_predictions=False)
     cfg.train.threads = 2

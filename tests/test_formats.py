@@ -1,5 +1,6 @@
 """pcseg.datasets.formats: each reader against files written by the reference library itself
 (plyfile, laspy, open3d, numpy), fields and dtypes checked, and the writers' round trips."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,9 +21,19 @@ def test_ply_any_vertex_properties(tmp_path, text):
     from plyfile import PlyData, PlyElement
 
     r = _rng()
-    v = np.empty(N, dtype=[("x", "f8"), ("y", "f8"), ("z", "f8"), ("red", "u1"),
-                           ("green", "u1"), ("blue", "u1"), ("scalar_Intensity", "f4"),
-                           ("label", "i4")])
+    v = np.empty(
+        N,
+        dtype=[
+            ("x", "f8"),
+            ("y", "f8"),
+            ("z", "f8"),
+            ("red", "u1"),
+            ("green", "u1"),
+            ("blue", "u1"),
+            ("scalar_Intensity", "f4"),
+            ("label", "i4"),
+        ],
+    )
     for k in ("x", "y", "z"):
         v[k] = r.random(N) * 1000 + 2_445_000
     for k in ("red", "green", "blue"):
@@ -31,14 +42,20 @@ def test_ply_any_vertex_properties(tmp_path, text):
     v["label"] = r.integers(-1, 4, N)
     faces = np.array([([0, 1, 2],)], dtype=[("vertex_indices", "i4", (3,))])
     path = tmp_path / "a.ply"
-    PlyData([PlyElement.describe(v, "vertex"), PlyElement.describe(faces, "face")], text=text,
-            comments=["made by plyfile"]).write(str(path))
+    PlyData(
+        [PlyElement.describe(v, "vertex"), PlyElement.describe(faces, "face")],
+        text=text,
+        comments=["made by plyfile"],
+    ).write(str(path))
     pf = read_points(path)
     assert pf.format == "ply" and pf.num_points == N
     assert {k: pf.fields[k].dtype for k in pf.fields} == {k: v.dtype[k] for k in v.dtype.names}
     np.testing.assert_array_equal(pf.xyz, np.column_stack([v["x"], v["y"], v["z"]]))
-    out = write_points(pf, tmp_path / "o.ply", {"pred_class": np.arange(N, dtype=np.uint8),
-                                                "confidence": np.full(N, 0.5, np.float32)})
+    out = write_points(
+        pf,
+        tmp_path / "o.ply",
+        {"pred_class": np.arange(N, dtype=np.uint8), "confidence": np.full(N, 0.5, np.float32)},
+    )
     back = PlyData.read(str(out))
     assert back.text == text and [e.name for e in back.elements] == ["vertex", "face"]
     assert "made by plyfile" in back.comments
@@ -133,8 +150,10 @@ def test_npy_npz_txt_bin(tmp_path):
     pf = read_points(tmp_path / "b.npz")
     assert pf.fields["intensity"].dtype == np.float32 and pf.xyz.shape == (N, 3)
 
-    lines = [f"{x:.3f},{y:.3f},{z:.3f},{int(c)}" for x, y, z, c in
-             zip(r.random(N) + 1e6, r.random(N), r.random(N), r.integers(0, 3, N))]
+    lines = [
+        f"{x:.3f},{y:.3f},{z:.3f},{int(c)}"
+        for x, y, z, c in zip(r.random(N) + 1e6, r.random(N), r.random(N), r.integers(0, 3, N))
+    ]
     (tmp_path / "c.csv").write_text("x,y,z,label\n" + "\n".join(lines) + "\n")
     pf = read_points(tmp_path / "c.csv")
     assert pf.fields["label"].dtype == np.int64 and pf.xyz[0, 0] == float(lines[0].split(",")[0])
@@ -151,8 +170,9 @@ def test_npy_npz_txt_bin(tmp_path):
     pts.tofile(tmp_path / "e.bin")
     pf = read_points(tmp_path / "e.bin")
     assert pf.fields["intensity"].dtype == np.float32
-    out = write_points(pf, tmp_path / "out" / "e.bin", {"pred_class": np.arange(N)},
-                       classification=np.arange(N))
+    out = write_points(
+        pf, tmp_path / "out" / "e.bin", {"pred_class": np.arange(N)}, classification=np.arange(N)
+    )
     assert out.read_bytes() == (tmp_path / "e.bin").read_bytes()
     np.testing.assert_array_equal(np.fromfile(out.with_suffix(".label"), "<u4"), np.arange(N))
 

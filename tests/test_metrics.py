@@ -1,4 +1,5 @@
 """Confusion matrix / IoU / OA / mAcc against brute-force loops and hand-worked cases."""
+
 from __future__ import annotations
 
 import math
@@ -8,7 +9,11 @@ import pytest
 import torch
 
 from pcseg.engine.metrics import (
-    ConfusionMatrix, confusion_matrix, format_table, iou_per_class, metrics_from_confusion,
+    ConfusionMatrix,
+    confusion_matrix,
+    format_table,
+    iou_per_class,
+    metrics_from_confusion,
 )
 
 
@@ -34,8 +39,8 @@ def test_random_against_brute_force():
     rng = np.random.default_rng(0)
     k = 7
     gt = rng.integers(-1, k, size=5000)
-    pred = rng.integers(-2, k + 2, size=5000)   # includes out-of-range predictions
-    agree = rng.random(5000) < 0.5                # half the points predicted correctly
+    pred = rng.integers(-2, k + 2, size=5000)  # includes out-of-range predictions
+    agree = rng.random(5000) < 0.5  # half the points predicted correctly
     pred[agree] = gt[agree]
     conf, gtc = confusion_matrix(pred, gt, k)
     bconf, bgtc, biou = _brute(pred, gt, k)
@@ -44,7 +49,7 @@ def test_random_against_brute_force():
     m = metrics_from_confusion(conf, gtc)
     np.testing.assert_allclose(m["iou"], biou)
     assert m["miou"] == pytest.approx(np.nanmean(biou))
-    valid = (gt >= 0)
+    valid = gt >= 0
     assert m["oa"] == pytest.approx(np.mean(pred[valid] == gt[valid]))
     accs = [np.mean(pred[gt == c] == c) for c in range(k) if (gt == c).any()]
     assert m["macc"] == pytest.approx(np.mean(accs))
@@ -58,7 +63,7 @@ def test_accumulation_matches_single_pass_and_torch_inputs():
     pred = np.where(rng.random(3000) < 0.7, gt, rng.integers(0, k, size=3000))
     acc = ConfusionMatrix(k)
     for s in range(0, 3000, 700):
-        acc.update(torch.from_numpy(pred[s:s + 700]), torch.from_numpy(gt[s:s + 700]))
+        acc.update(torch.from_numpy(pred[s : s + 700]), torch.from_numpy(gt[s : s + 700]))
     conf, gtc = confusion_matrix(pred, gt, k)
     np.testing.assert_array_equal(acc.matrix, conf)
     np.testing.assert_array_equal(acc.gt_count, gtc)

@@ -1,4 +1,5 @@
 """MinkUNet family: parameter counts from an independent formula, forward/backward, API."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,8 +22,9 @@ SPEC = {
 
 def reference_param_count(block: str, layers, planes, cin: int, ncls: int, init: int = 32) -> int:
     """Count from the definition: conv k^3*cin*cout (no bias), BN 2*C, head cin*K + K."""
+
     def conv(k, a, b):
-        return k ** 3 * a * b
+        return k**3 * a * b
 
     def bn(c):
         return 2 * c
@@ -35,7 +37,9 @@ def reference_param_count(block: str, layers, planes, cin: int, ncls: int, init:
             if block == BASIC:
                 total += conv(3, inpl, p) + bn(p) + conv(3, p, p) + bn(p)
             else:
-                total += conv(1, inpl, p) + bn(p) + conv(3, p, p) + bn(p) + conv(1, p, 4 * p) + bn(4 * p)
+                total += (
+                    conv(1, inpl, p) + bn(p) + conv(3, p, p) + bn(p) + conv(1, p, 4 * p) + bn(4 * p)
+                )
             if j == 0 and inpl != p * exp:  # projection shortcut: 1x1 conv + BN
                 total += conv(1, inpl, p * exp) + bn(p * exp)
             inpl = p * exp
@@ -70,9 +74,23 @@ def test_minkunet34c_known_size():
 
 
 def test_all_names_build_and_unknown_name_lists_valid_ones():
-    expected = {"MinkUNet14", "MinkUNet14A", "MinkUNet14B", "MinkUNet14C", "MinkUNet14D", "MinkUNet18",
-                "MinkUNet18A", "MinkUNet18B", "MinkUNet18D", "MinkUNet34", "MinkUNet34A", "MinkUNet34B",
-                "MinkUNet34C", "MinkUNet50", "MinkUNet101"}
+    expected = {
+        "MinkUNet14",
+        "MinkUNet14A",
+        "MinkUNet14B",
+        "MinkUNet14C",
+        "MinkUNet14D",
+        "MinkUNet18",
+        "MinkUNet18A",
+        "MinkUNet18B",
+        "MinkUNet18D",
+        "MinkUNet34",
+        "MinkUNet34A",
+        "MinkUNet34B",
+        "MinkUNet34C",
+        "MinkUNet50",
+        "MinkUNet101",
+    }
     assert set(MODELS) == expected
     for name in ("MinkUNet14B", "MinkUNet34B"):
         m = build_model(name, 1, 5)
@@ -107,8 +125,14 @@ def test_minkunet34c_forward_backward_two_scenes():
     assert 1500 < m < 6000
     model = build_model("MinkUNet34C", 3, 13)
     logits, feats = model(x)
-    assert logits.shape == (m, 13) and feats.shape == (m, model.feature_dim) and model.feature_dim == 96
-    loss = torch.nn.functional.cross_entropy(logits, torch.randint(0, 13, (m,))) + feats.pow(2).mean()
+    assert (
+        logits.shape == (m, 13)
+        and feats.shape == (m, model.feature_dim)
+        and model.feature_dim == 96
+    )
+    loss = (
+        torch.nn.functional.cross_entropy(logits, torch.randint(0, 13, (m,))) + feats.pow(2).mean()
+    )
     loss.backward()
     for name, p in model.named_parameters():
         assert p.grad is not None, name
@@ -135,8 +159,11 @@ def test_output_rows_follow_input_order_and_maps_built_once():
     logits, feats = model(xs)
     log = xs.manager.build_log
     assert len(log) == len(set(log))
-    want = {("subm", 1, 1, 5, 1)} | {("subm", s, s, 3, 1) for s in (1, 2, 4, 8, 16)} \
+    want = (
+        {("subm", 1, 1, 5, 1)}
+        | {("subm", s, s, 3, 1) for s in (1, 2, 4, 8, 16)}
         | {("down", s, 2 * s, 2, 1) for s in (1, 2, 4, 8)}
+    )
     assert set(log) == want
     perm = torch.randperm(len(xs))
     xp = SparseTensor(xs.coords[perm], xs.feats[perm])

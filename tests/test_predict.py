@@ -2,6 +2,7 @@
 LAS round trip keeping every original dimension and the integer X/Y/Z records, PLY added
 properties, unlabelled files, bad files reported while the others go on, ranks sharing files,
 and the end to end LAS -> prepare custom (1%) -> train -> predict -> laspy."""
+
 from __future__ import annotations
 
 import json
@@ -66,8 +67,9 @@ def test_tiled_equals_untiled(tiny):
     rf = receptive_field(tiny.model, 1)
     assert rf > 16
     # overlap >= receptive field: every voxel sees all of its context -> equal everywhere
-    tiled = tiny.predict_points(coords, feats, 2500, overlap=rf * tiny.voxel_size,
-                                return_probs=True)
+    tiled = tiny.predict_points(
+        coords, feats, 2500, overlap=rf * tiny.voxel_size, return_probs=True
+    )
     assert tiled["tiles"] > 1
     np.testing.assert_allclose(tiled["probs"], full["probs"], atol=INTERIOR_PROB_TOL)
     np.testing.assert_array_equal(tiled["pred"], full["pred"])
@@ -85,10 +87,10 @@ def test_tiled_equals_untiled(tiny):
     assert diff[d >= 32].mean() <= diff[d < 32].mean()
 
 
-@pytest.mark.parametrize("stream,suffix", [("never", ".las"), ("always", ".las"),
-                                           ("always", ".laz")])
-def test_las_round_trip_keeps_every_dimension_and_integer_records(tiny, tmp_path, stream,
-                                                                  suffix):
+@pytest.mark.parametrize(
+    "stream,suffix", [("never", ".las"), ("always", ".las"), ("always", ".laz")]
+)
+def test_las_round_trip_keeps_every_dimension_and_integer_records(tiny, tmp_path, stream, suffix):
     import laspy
 
     src = write_synthetic_las(tmp_path / "utm.las", 5000, seed=3)
@@ -96,8 +98,9 @@ def test_las_round_trip_keeps_every_dimension_and_integer_records(tiny, tmp_path
         las = laspy.read(str(src))
         las.write(str(tmp_path / "utm.laz"))
         src = tmp_path / "utm.laz"
-    r = predict_file(tiny, src, tmp_path / "out", voxel_budget=1500, stream=stream,
-                     chunk_points=1200)
+    r = predict_file(
+        tiny, src, tmp_path / "out", voxel_budget=1500, stream=stream, chunk_points=1200
+    )
     assert r["tiles"] > 1 and r["streamed"] == (stream == "always")
     assert r["output"].endswith(suffix)
     a, b = laspy.read(str(src)), laspy.read(r["output"])
@@ -135,8 +138,9 @@ def test_streaming_equals_in_memory_tiled_with_the_same_tiles(tiny, tmp_path):
 
     src = write_synthetic_las(tmp_path / "s.las", 12000, seed=5)
     # chunks of 2,500 points, grid tiles of <= 5,000 points each split to <= 1,500 voxels
-    r = predict_file_streamed(tiny, src, tmp_path / "out", voxel_budget=1500,
-                              chunk_points=2500, tile_points=5000)
+    r = predict_file_streamed(
+        tiny, src, tmp_path / "out", voxel_budget=1500, chunk_points=2500, tile_points=5000
+    )
     assert r["grid_tiles"] > 4 and r["tiles"] > r["grid_tiles"]
     assert r["max_tile_points"] <= 5000  # (a core no wider than the overlap is not split)
     coords, pf = _read_scene(src)
@@ -147,8 +151,9 @@ def test_streaming_equals_in_memory_tiled_with_the_same_tiles(tiny, tmp_path):
     assert abs(mem["overlap_cost"] - r["overlap_cost"]) < 1e-3
     out = laspy.read(r["output"])
     np.testing.assert_array_equal(np.asarray(out.pred_class), mem["pred"])
-    np.testing.assert_allclose(np.asarray(out.confidence), mem["confidence"],
-                               atol=INTERIOR_PROB_TOL)
+    np.testing.assert_allclose(
+        np.asarray(out.confidence), mem["confidence"], atol=INTERIOR_PROB_TOL
+    )
 
 
 def test_streaming_vs_untiled(tiny, tmp_path):
@@ -159,16 +164,25 @@ def test_streaming_vs_untiled(tiny, tmp_path):
     full = tiny.predict_points(coords, point_features(pf, tiny.spec), None)
     rf = receptive_field(tiny.model, 1)
     # overlap >= receptive field: equal to untiled everywhere
-    r = predict_file_streamed(tiny, src, tmp_path / "a", voxel_budget=1500, chunk_points=2000,
-                              tile_points=2500, overlap=rf * tiny.voxel_size)
+    r = predict_file_streamed(
+        tiny,
+        src,
+        tmp_path / "a",
+        voxel_budget=1500,
+        chunk_points=2000,
+        tile_points=2500,
+        overlap=rf * tiny.voxel_size,
+    )
     assert r["tiles"] > 1
     out = laspy.read(r["output"])
     np.testing.assert_array_equal(np.asarray(out.pred_class), full["pred"])
-    np.testing.assert_allclose(np.asarray(out.confidence), full["confidence"],
-                               atol=INTERIOR_PROB_TOL)
+    np.testing.assert_allclose(
+        np.asarray(out.confidence), full["confidence"], atol=INTERIOR_PROB_TOL
+    )
     # default overlap (16 voxels): the border tolerance of the in-memory tiled path
-    r = predict_file_streamed(tiny, src, tmp_path / "b", voxel_budget=800, chunk_points=2000,
-                              tile_points=2500)
+    r = predict_file_streamed(
+        tiny, src, tmp_path / "b", voxel_budget=800, chunk_points=2000, tile_points=2500
+    )
     assert r["tiles"] > 1 and r["margin_voxels"] == 16
     out = laspy.read(r["output"])
     assert np.abs(np.asarray(out.confidence) - full["confidence"]).max() <= BORDER_PROB_TOL
@@ -178,17 +192,18 @@ def test_streaming_vs_untiled(tiny, tmp_path):
 
 def test_npy_streamed_keeps_columns_and_auto_threshold(tiny, tmp_path):
     d = synthetic_outdoor(5000, 4)
-    v = np.zeros(5000, dtype=[("x", "f8"), ("y", "f8"), ("z", "f8"), ("intensity", "u2"),
-                              ("tag", "i4")])
+    v = np.zeros(
+        5000, dtype=[("x", "f8"), ("y", "f8"), ("z", "f8"), ("intensity", "u2"), ("tag", "i4")]
+    )
     v["x"], v["y"], v["z"] = d["xyz"].T + 300_000
     v["intensity"], v["tag"] = d["intensity"], np.arange(5000)
     np.save(tmp_path / "p.npy", v)
     # auto: streamed when the file holds more than one chunk
-    r = predict_file(tiny, tmp_path / "p.npy", tmp_path / "o", voxel_budget=1500,
-                     chunk_points=1500)
+    r = predict_file(tiny, tmp_path / "p.npy", tmp_path / "o", voxel_budget=1500, chunk_points=1500)
     assert r["streamed"] and r["tiles"] > 1
-    small = predict_file(tiny, tmp_path / "p.npy", tmp_path / "o2", voxel_budget=1500,
-                         chunk_points=10_000)
+    small = predict_file(
+        tiny, tmp_path / "p.npy", tmp_path / "o2", voxel_budget=1500, chunk_points=10_000
+    )
     assert not small["streamed"]
     a, b = np.load(r["output"]), np.load(small["output"])
     assert a.dtype == b.dtype and a.dtype.names[:5] == v.dtype.names
@@ -205,13 +220,13 @@ def test_streaming_bad_input_names_file_and_field(tiny, tmp_path):
     v["z"][2500] = np.nan
     np.save(tmp_path / "nan.npy", v)
     with pytest.raises(PointFileError, match=r"nan\.npy.*'z'.*point 2500"):
-        predict_file_streamed(tiny, tmp_path / "nan.npy", tmp_path / "o", 1500,
-                              chunk_points=1000)
+        predict_file_streamed(tiny, tmp_path / "nan.npy", tmp_path / "o", 1500, chunk_points=1000)
     w = np.zeros(3000, dtype=[("x", "f8"), ("y", "f8"), ("z", "f8")])
     np.save(tmp_path / "nofeat.npy", w)
     with pytest.raises(PointFileError, match=r"nofeat\.npy.*'intensity'"):
-        predict_file_streamed(tiny, tmp_path / "nofeat.npy", tmp_path / "o", 1500,
-                              chunk_points=1000)
+        predict_file_streamed(
+            tiny, tmp_path / "nofeat.npy", tmp_path / "o", 1500, chunk_points=1000
+        )
     # nothing half-written: no output, no temporary folder left
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
 
@@ -220,8 +235,10 @@ def test_ply_unlabelled_file_gets_added_properties(tiny, tmp_path):
     from plyfile import PlyData, PlyElement
 
     d = synthetic_outdoor(3000, 1)
-    v = np.zeros(3000, dtype=[("x", "f8"), ("y", "f8"), ("z", "f8"), ("intensity", "u2"),
-                              ("scalar_Foo", "f4")])
+    v = np.zeros(
+        3000,
+        dtype=[("x", "f8"), ("y", "f8"), ("z", "f8"), ("intensity", "u2"), ("scalar_Foo", "f4")],
+    )
     v["x"], v["y"], v["z"] = d["xyz"].T + 500_000
     v["intensity"] = d["intensity"]
     PlyData([PlyElement.describe(v, "vertex")], text=True).write(str(tmp_path / "s.ply"))
@@ -241,22 +258,58 @@ def trained(tmp_path_factory):
     write_synthetic_las(root / "raw" / "tile_a.las", 4000, seed=0)
     write_synthetic_las(root / "raw" / "tile_b.las", 4000, seed=1)
     classes = root / "classes.yaml"
-    classes.write_text(yaml.safe_dump({
-        "names": ["ground", "low_vegetation", "high_vegetation", "building"],
-        "label_field": "classification",
-        "map": {2: "ground", 3: "low_vegetation", 5: "high_vegetation", 6: "building"},
-        "ignore": [0, 1], "features": ["intensity"], "voxel_size": 0.5}))
-    assert main(["prepare", "custom", "--raw", str(root / "raw"), "--classes", str(classes),
-                 "--out", str(root / "proc"), "--labels", "1%"]) == 0
+    classes.write_text(
+        yaml.safe_dump(
+            {
+                "names": ["ground", "low_vegetation", "high_vegetation", "building"],
+                "label_field": "classification",
+                "map": {2: "ground", 3: "low_vegetation", 5: "high_vegetation", 6: "building"},
+                "ignore": [0, 1],
+                "features": ["intensity"],
+                "voxel_size": 0.5,
+            }
+        )
+    )
+    assert (
+        main(
+            [
+                "prepare",
+                "custom",
+                "--raw",
+                str(root / "raw"),
+                "--classes",
+                str(classes),
+                "--out",
+                str(root / "proc"),
+                "--labels",
+                "1%",
+            ]
+        )
+        == 0
+    )
     cfg = {
-        "_base_": str(__import__("pathlib").Path(__file__).parents[1]
-                       / "configs" / "custom" / "erda.yaml"),
-        "data": {"root": str(root / "proc"), "label_spec": "1%", "max_voxels": 600,
-                 "batch_size": 1, "num_workers": 0},
+        "_base_": str(
+            __import__("pathlib").Path(__file__).parents[1] / "configs" / "custom" / "erda.yaml"
+        ),
+        "data": {
+            "root": str(root / "proc"),
+            "label_spec": "1%",
+            "max_voxels": 600,
+            "batch_size": 1,
+            "num_workers": 0,
+        },
         "model": {"name": "MinkUNet14A", "planes": [8] * 8, "init_dim": 8},
         "method": {"momentum": 0.5},
-        "train": {"iterations": 4, "scheduler": "constant", "log_every": 2, "progress": False,
-                  "device": "cpu", "threads": 1, "val_every": 0, "checkpoint_every": 4},
+        "train": {
+            "iterations": 4,
+            "scheduler": "constant",
+            "log_every": 2,
+            "progress": False,
+            "device": "cpu",
+            "threads": 1,
+            "val_every": 0,
+            "checkpoint_every": 4,
+        },
         "run_dir": str(root / "run"),
     }
     (root / "cfg.yaml").write_text(yaml.safe_dump(cfg))
@@ -269,8 +322,19 @@ def test_end_to_end_las_prepare_train_predict(trained, tmp_path):
     import laspy
 
     ckpt = trained / "run" / "checkpoints" / "best.pt"
-    rc = main(["predict", "--checkpoint", str(ckpt), str(trained / "raw"), "--out",
-               str(tmp_path), "--no-progress", "--voxel-budget", "2000"])
+    rc = main(
+        [
+            "predict",
+            "--checkpoint",
+            str(ckpt),
+            str(trained / "raw"),
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+            "--voxel-budget",
+            "2000",
+        ]
+    )
     assert rc == 0
     for name in ("tile_a", "tile_b"):
         src = laspy.read(str(trained / "raw" / f"{name}.las"))
@@ -294,10 +358,24 @@ def test_bad_file_reported_others_go_on(trained, tmp_path, capsys):
     assert [f["file"] for f in s["failures"]] == [str(bad)]
     assert "broken.las" in s["failures"][0]["error"]
     assert (tmp_path / "out" / "tile_a.las").is_file()
-    assert not any(p.name.startswith("broken") or p.name.startswith(".broken")
-                   for p in (tmp_path / "out").iterdir())
-    assert main(["predict", "--checkpoint", str(ckpt), str(bad), "--out", str(tmp_path / "o2"),
-                 "--no-progress"]) == 1
+    assert not any(
+        p.name.startswith("broken") or p.name.startswith(".broken")
+        for p in (tmp_path / "out").iterdir()
+    )
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(ckpt),
+                str(bad),
+                "--out",
+                str(tmp_path / "o2"),
+                "--no-progress",
+            ]
+        )
+        == 1
+    )
     assert "broken.las" in capsys.readouterr().err
 
 

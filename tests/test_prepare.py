@@ -1,5 +1,6 @@
 """`pcseg prepare` (pcseg.datasets.prepare) end to end on a fake reader (one broken scene),
 resume, atomicity."""
+
 from __future__ import annotations
 
 import json
@@ -23,6 +24,7 @@ from pcseg.datasets import prepare as prepare_lib
 def cli(argv: list[str]) -> int:
     return main(["prepare", *argv])
 
+
 SPLITS = {"train": ["Area_1_room_1", "Area_1_bad", "Area_1_room_2"], "val": ["Area_5_room_1"]}
 
 
@@ -31,9 +33,15 @@ def _fake_scene(scene_id: str) -> Scene:
     n = int(rng.integers(3000, 5000))
     coords = (rng.random((n, 3)) * [5.0, 4.0, 3.0]).astype(np.float32)
     sem = rng.integers(-1, 13, n)
-    return Scene(name=scene_id, dataset="s3dis", coords=coords, feats=rng.random((n, 3)).astype(np.float32),
-                 semantic=sem, instance=np.where(sem >= 0, sem * 3 + (coords[:, 0] > 2.5), -1),
-                 source=f"fake://{scene_id}")
+    return Scene(
+        name=scene_id,
+        dataset="s3dis",
+        coords=coords,
+        feats=rng.random((n, 3)).astype(np.float32),
+        semantic=sem,
+        instance=np.where(sem >= 0, sem * 3 + (coords[:, 0] > 2.5), -1),
+        source=f"fake://{scene_id}",
+    )
 
 
 def _fake_reader(broken: set[str] | None = None) -> types.ModuleType:
@@ -65,8 +73,21 @@ def fake(monkeypatch):
 
 
 def _run(out: Path, *extra: str) -> int:
-    return cli(["s3dis", "--raw", "/nonexistent/raw", "--out", str(out),
-                "--labels", "1%", "1pt", "--seed", "5", *extra])
+    return cli(
+        [
+            "s3dis",
+            "--raw",
+            "/nonexistent/raw",
+            "--out",
+            str(out),
+            "--labels",
+            "1%",
+            "1pt",
+            "--seed",
+            "5",
+            *extra,
+        ]
+    )
 
 
 GOOD = ["Area_1_room_1", "Area_1_room_2", "Area_5_room_1"]
@@ -98,12 +119,22 @@ def test_end_to_end_with_broken_scene(fake, tmp_path, capsys):
         hist += np.bincount(ref.semantic[ref.semantic >= 0], minlength=13)
         points += ref.num_points
     s = json.loads((out / "summary.json").read_text())
-    assert (s["scenes"], s["scenes_total"], s["processed"], s["skipped"], s["failed"]) == (3, 4, 3, 0, 1)
+    assert (s["scenes"], s["scenes_total"], s["processed"], s["skipped"], s["failed"]) == (
+        3,
+        4,
+        3,
+        0,
+        1,
+    )
     assert s["points"] == points and s["labelled_points"] == int(hist.sum())
     assert s["class_histogram"] == {n: int(c) for n, c in zip(S3DIS_CLASSES, hist)}
-    assert s["failures"] == [{"scene": "Area_1_bad",
-                              "error": "ValueError: /nonexistent/raw/Area_1_bad.txt line 3: "
-                                       "expected 6 numbers, got 'x y'"}]
+    assert s["failures"] == [
+        {
+            "scene": "Area_1_bad",
+            "error": "ValueError: /nonexistent/raw/Area_1_bad.txt line 3: "
+            "expected 6 numbers, got 'x y'",
+        }
+    ]
     for spec, c in counts.items():
         assert s["label_specs"][spec]["labelled"] == c
         assert s["label_specs"][spec]["pct_of_points"] == pytest.approx(100 * c / points)
@@ -113,7 +144,11 @@ def test_end_to_end_with_broken_scene(fake, tmp_path, capsys):
 def test_resume_skips_finished_scenes(fake, tmp_path, capsys):
     out = tmp_path / "out"
     assert _run(out) == 0
-    stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix in (".npz", ".npy")}
+    stamp = {
+        p: p.stat().st_mtime_ns
+        for p in out.rglob("*")
+        if p.is_file() and p.suffix in (".npz", ".npy")
+    }
     fake.calls.clear()
     assert _run(out) == 0
     assert fake.calls == ["Area_1_bad"]  # only the failed scene is read again
@@ -126,8 +161,10 @@ def test_resume_skips_finished_scenes(fake, tmp_path, capsys):
     assert fake.calls == ["Area_1_bad"]
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
     for sid in GOOD:
-        np.testing.assert_array_equal(processed.read_labels(out, "sqn1%", sid),
-                                      sample_weak_labels(_fake_scene(sid), "sqn1%", 5, 0.05))
+        np.testing.assert_array_equal(
+            processed.read_labels(out, "sqn1%", sid),
+            sample_weak_labels(_fake_scene(sid), "sqn1%", 5, 0.05),
+        )
     assert processed.read_meta(out)["label_specs"] == ["1%", "1pt", "sqn1%"]
     # --overwrite redoes everything
     fake.calls.clear()
@@ -167,14 +204,18 @@ def test_interrupted_write_leaves_no_partial_file(fake, tmp_path, monkeypatch):
     # the first scene's .npz, .json and 1% labels were written; its 1pt label file was killed;
     # meta.json is written once the scenes are done, so it never lists an unfinished scene
     assert sorted(p.relative_to(out).as_posix() for p in files) == [
-        "labels/1pct/Area_1_room_1.npy", "scenes/Area_1_room_1.json", "scenes/Area_1_room_1.npz"]
+        "labels/1pct/Area_1_room_1.npy",
+        "scenes/Area_1_room_1.json",
+        "scenes/Area_1_room_1.npz",
+    ]
     assert _run(out) == 0  # resume completes the job
     clean = tmp_path / "clean"
     assert _run(clean) == 0
     for sid in GOOD:
         for spec in ("1%", "1pt"):
-            np.testing.assert_array_equal(processed.read_labels(out, spec, sid),
-                                          processed.read_labels(clean, spec, sid))
+            np.testing.assert_array_equal(
+                processed.read_labels(out, spec, sid), processed.read_labels(clean, spec, sid)
+            )
 
 
 def test_workers_give_identical_output(fake, tmp_path):
@@ -183,13 +224,17 @@ def test_workers_give_identical_output(fake, tmp_path):
     assert _run(b, "--workers", "2") == 0
     for sid in GOOD:
         for spec in ("1%", "1pt"):
-            np.testing.assert_array_equal(processed.read_labels(a, spec, sid), processed.read_labels(b, spec, sid))
+            np.testing.assert_array_equal(
+                processed.read_labels(a, spec, sid), processed.read_labels(b, spec, sid)
+            )
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
     assert sa["failures"] == sb["failures"] and sa["label_specs"] == sb["label_specs"]
 
 
 def test_all_failed_gives_nonzero_exit(monkeypatch, tmp_path):
-    monkeypatch.setitem(prepare_lib.READERS, "s3dis", _fake_reader(broken=set(GOOD) | {"Area_1_bad"}))
+    monkeypatch.setitem(
+        prepare_lib.READERS, "s3dis", _fake_reader(broken=set(GOOD) | {"Area_1_bad"})
+    )
     assert _run(tmp_path / "out", "--split", "val") == 1
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert s["scenes"] == 0 and [f["scene"] for f in s["failures"]] == ["Area_5_room_1"]
@@ -199,7 +244,10 @@ def test_limited_annotation_and_bad_arguments(fake, tmp_path):
     ann = tmp_path / "points3.json"
     ann.write_text(json.dumps({"Area_1_room_1": [9, 2, 5], "Area_5_room_1": [0]}))
     out = tmp_path / "out"
-    assert _run(out, "--split", "train", "val", "--limited-annotation", str(ann), "--voxel-size", "0") == 0
+    assert (
+        _run(out, "--split", "train", "val", "--limited-annotation", str(ann), "--voxel-size", "0")
+        == 0
+    )
     assert processed.read_labels(out, "import:points3", "Area_1_room_1").tolist() == [2, 5, 9]
     assert processed.read_labels(out, "import:points3", "Area_1_room_2").size == 0
     assert (out / "labels" / "import_points3" / "Area_5_room_1.npy").is_file()
@@ -208,7 +256,9 @@ def test_limited_annotation_and_bad_arguments(fake, tmp_path):
         cli(["s3dis", "--raw", "/x", "--out", str(out), "--labels", "2x"])
     assert e.value.code == 2
     assert _run(tmp_path / "o2", "--split", "nosuch") == 1
-    assert _run(tmp_path / "o3", "--labels", "import:points3") == 1  # imported spec without its file
+    assert (
+        _run(tmp_path / "o3", "--labels", "import:points3") == 1
+    )  # imported spec without its file
 
 
 def test_end_to_end_synthetic_s3dis(tmp_path):
@@ -222,10 +272,27 @@ def test_end_to_end_synthetic_s3dis(tmp_path):
     raw = synthetic.write_synthetic_s3dis(tmp_path / "raw", num_areas=2, rooms_per_area=1)
     inject_s3dis_damage(raw / "Area_1" / "office_1")  # the first room of every area is an office
     out = tmp_path / "out"
-    assert cli(["s3dis", "--raw", str(raw), "--out", str(out),
-                "--labels", "1%", "1pt", "--workers", "2"]) == 0
+    assert (
+        cli(
+            [
+                "s3dis",
+                "--raw",
+                str(raw),
+                "--out",
+                str(out),
+                "--labels",
+                "1%",
+                "1pt",
+                "--workers",
+                "2",
+            ]
+        )
+        == 0
+    )
     meta = processed.read_meta(out)
-    warnings.simplefilter("ignore", DataWarning)  # the reference reads below repeat the reader's warnings
+    warnings.simplefilter(
+        "ignore", DataWarning
+    )  # the reference reads below repeat the reader's warnings
     ids = s3dis.list_scenes(raw, "all")
     assert meta["splits"]["train"] == ids == meta["splits"]["all"] and len(ids) == 2
     assert "val" not in meta["splits"]  # Area_5 is not in the synthetic set: split left out
@@ -237,8 +304,9 @@ def test_end_to_end_synthetic_s3dis(tmp_path):
         got = processed.read_scene(out, sid)
         np.testing.assert_array_equal(got.coords, ref.coords)
         np.testing.assert_array_equal(got.semantic, ref.semantic)
-        np.testing.assert_array_equal(processed.read_labels(out, "1%", sid),
-                                      sample_weak_labels(ref, "1%", 0, 0.05))
+        np.testing.assert_array_equal(
+            processed.read_labels(out, "1%", sid), sample_weak_labels(ref, "1%", 0, 0.05)
+        )
         hist += np.bincount(ref.semantic[ref.semantic >= 0], minlength=13)
         points += ref.num_points
     assert (s["scenes"], s["failed"], s["points"]) == (len(ids), 0, points)
@@ -246,4 +314,8 @@ def test_end_to_end_synthetic_s3dis(tmp_path):
     assert any("NUL byte" in w for w in s["warnings"])  # the reader's repair is reported
     ds = SegmentationDataset(out, "all", "1%", None, mode="test")
     b = collate([ds[1]])
-    assert b["inverse"].shape[0] == b["point_labels"].shape[0] == processed.read_scene_info(out, ids[-1])["num_points"]
+    assert (
+        b["inverse"].shape[0]
+        == b["point_labels"].shape[0]
+        == processed.read_scene_info(out, ids[-1])["num_points"]
+    )

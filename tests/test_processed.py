@@ -1,4 +1,5 @@
 """Processed folder: round trips, completion check and clear errors on bad files."""
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,16 @@ from pcseg.data.scene import Scene
 def _scene(name: str = "Area_1_office_1", n: int = 500, remission: bool = False) -> Scene:
     rng = np.random.default_rng(4)
     sem = rng.integers(-1, 13, n)
-    return Scene(name=name, dataset="s3dis", coords=rng.random((n, 3)).astype(np.float32),
-                 feats=rng.random((n, 1 if remission else 3)).astype(np.float32),
-                 semantic=sem, instance=rng.integers(-1, 5, n), source="/raw/x", extra={"area": "Area_1"})
+    return Scene(
+        name=name,
+        dataset="s3dis",
+        coords=rng.random((n, 3)).astype(np.float32),
+        feats=rng.random((n, 1 if remission else 3)).astype(np.float32),
+        semantic=sem,
+        instance=rng.integers(-1, 5, n),
+        source="/raw/x",
+        extra={"area": "Area_1"},
+    )
 
 
 def test_scene_round_trip(tmp_path):
@@ -26,7 +34,12 @@ def test_scene_round_trip(tmp_path):
     for k in ("coords", "feats", "semantic", "instance"):
         np.testing.assert_array_equal(getattr(got, k), getattr(sc, k))
     assert got.coords.dtype == np.float32 and got.semantic.dtype == np.int64
-    assert (got.name, got.dataset, got.source, got.extra) == (sc.name, "s3dis", "/raw/x", {"area": "Area_1"})
+    assert (got.name, got.dataset, got.source, got.extra) == (
+        sc.name,
+        "s3dis",
+        "/raw/x",
+        {"area": "Area_1"},
+    )
     info = json.loads((tmp_path / "scenes" / f"{sc.name}.json").read_text())
     assert info["num_points"] == 500 and info["feat_kind"] == "rgb"
     assert info["class_names"] == list(S3DIS_CLASSES)
@@ -59,8 +72,14 @@ def test_labels_round_trip_and_done(tmp_path):
 
 
 def test_meta_round_trip_and_splits(tmp_path):
-    meta = {"dataset": "s3dis", "class_names": list(S3DIS_CLASSES), "voxel_size": 0.05,
-            "splits": {"train": ["a", "b"], "val": ["c"]}, "label_specs": ["1%"], "seed": 0}
+    meta = {
+        "dataset": "s3dis",
+        "class_names": list(S3DIS_CLASSES),
+        "voxel_size": 0.05,
+        "splits": {"train": ["a", "b"], "val": ["c"]},
+        "label_specs": ["1%"],
+        "seed": 0,
+    }
     processed.write_meta(tmp_path, meta)
     assert processed.read_meta(tmp_path) == meta
     assert processed.split_scenes(tmp_path, "train") == ["a", "b"]
@@ -89,7 +108,13 @@ def test_missing_and_corrupt_files_name_the_path(tmp_path):
     np.savez(npz, coords=sc.coords, feats=sc.feats, semantic=sc.semantic)
     with pytest.raises(ValueError, match=r"missing arrays \['instance'\]"):
         processed.read_scene(tmp_path, sc.name)
-    np.savez(npz, coords=sc.coords, feats=sc.feats, semantic=sc.semantic.astype(np.int32), instance=sc.instance)
+    np.savez(
+        npz,
+        coords=sc.coords,
+        feats=sc.feats,
+        semantic=sc.semantic.astype(np.int32),
+        instance=sc.instance,
+    )
     with pytest.raises(ValueError, match="semantic must be int64"):
         processed.read_scene(tmp_path, sc.name)
     lab = tmp_path / "labels" / "1pct" / f"{sc.name}.npy"

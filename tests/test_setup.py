@@ -1,5 +1,6 @@
 """pcseg.engine.setup: torch_globals (set and restored, also after an error), device and
 autocast policy, seeding."""
+
 from __future__ import annotations
 
 import random
@@ -20,9 +21,13 @@ from pcseg.engine.setup import (
 
 
 def _state() -> tuple:
-    return (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
-            torch.is_deterministic_algorithms_warn_only_enabled(),
-            torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    return (
+        torch.get_num_threads(),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
 
 
 def test_torch_globals_sets_the_state_and_restores_it():

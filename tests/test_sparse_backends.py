@@ -1,4 +1,5 @@
 """pcseg.sparse.backends: backend selection, and the CUDA path against the CPU."""
+
 from __future__ import annotations
 
 import math
@@ -51,5 +52,3 @@ def test_cuda_subm_and_strided_match_cpu():
     assert y16.dtype == torch.float16
     torch.testing.assert_close(y16.float().cpu(), y_cpu, rtol=3e-2, atol=3e-2)
     assert math.isfinite(float(y16.float().sum()))
-
-

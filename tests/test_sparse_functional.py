@@ -7,6 +7,7 @@ Conventions checked here, written independently of the engine:
 * odd kernels are centred, a kernel-2 stride-2 conv maps fine voxel c to the coarse
   voxel floor(c / 2s) * 2s (MinkowskiEngine).
 """
+
 from __future__ import annotations
 
 import pytest
@@ -33,9 +34,17 @@ from pcseg.sparse import (
 from pcseg.sparse import tensor as tensor_mod
 
 # ----------------------------------------------------------- convs vs dense refs
-SUBM_CASES = [(1, 1, 1, 1, True), (3, 1, 1, 1, True), (3, 1, 2, 1, False), (3, 2, 2, 1, True),
-              (5, 1, 2, 1, True), (5, 2, 1, 1, False), (3, 1, 2, 2, True), (3, 2, 1, 2, True),
-              (5, 1, 1, 2, True)]
+SUBM_CASES = [
+    (1, 1, 1, 1, True),
+    (3, 1, 1, 1, True),
+    (3, 1, 2, 1, False),
+    (3, 2, 2, 1, True),
+    (5, 1, 2, 1, True),
+    (5, 2, 1, 1, False),
+    (3, 1, 2, 2, True),
+    (3, 2, 1, 2, True),
+    (5, 1, 1, 2, True),
+]
 
 
 @pytest.mark.parametrize("ks,dil,batch,stride,shuffle", SUBM_CASES)
@@ -54,7 +63,9 @@ def test_subm_conv_matches_dense(ks, dil, batch, stride, shuffle, monkeypatch):
     mn, shape = grid_frame(c, stride, stride)
     grid = densify(c, f, stride, mn, shape, batch)
     r = (ks // 2) * dil
-    ref_grid = F.conv3d(grid, dense_conv_weight(conv.weight, ks), conv.bias, padding=r, dilation=dil)
+    ref_grid = F.conv3d(
+        grid, dense_conv_weight(conv.weight, ks), conv.bias, padding=r, dilation=dil
+    )
     ref = sample(ref_grid, c, stride, mn)
     torch.testing.assert_close(y.feats, ref, rtol=1e-10, atol=1e-10)
 
@@ -65,7 +76,9 @@ def test_subm_conv_matches_dense(ks, dil, batch, stride, shuffle, monkeypatch):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("ks,batch,stride", [(2, 1, 1), (2, 2, 1), (3, 1, 1), (3, 2, 1), (2, 2, 2), (3, 1, 2)])
+@pytest.mark.parametrize(
+    "ks,batch,stride", [(2, 1, 1), (2, 2, 1), (3, 1, 1), (3, 2, 1), (2, 2, 2), (3, 1, 2)]
+)
 def test_strided_conv_matches_dense(ks, batch, stride):
     cin, cout = 3, 5
     origin = (-7, 5, -1) if stride == 1 else (-6, 2, -10)
@@ -107,10 +120,17 @@ def test_transposed_conv_matches_dense(ks, batch, stride):
     cshape = tuple(s // 2 for s in shape)
     grid = densify(coarse_c, fc, 2 * stride, mn, cshape, batch)
     if ks == 2:
-        ref_grid = F.conv_transpose3d(grid, dense_conv_weight(up.weight, ks, transpose=True), stride=2)
+        ref_grid = F.conv_transpose3d(
+            grid, dense_conv_weight(up.weight, ks, transpose=True), stride=2
+        )
     else:
-        ref_grid = F.conv_transpose3d(grid, dense_conv_weight(up.weight, ks, transpose=True), stride=2,
-                                      padding=1, output_padding=1)
+        ref_grid = F.conv_transpose3d(
+            grid,
+            dense_conv_weight(up.weight, ks, transpose=True),
+            stride=2,
+            padding=1,
+            output_padding=1,
+        )
     ref = sample(ref_grid, c, stride, mn)
     torch.testing.assert_close(y.feats, ref, rtol=1e-10, atol=1e-10)
     g = torch.randn_like(ref)
@@ -127,7 +147,9 @@ def test_strided_then_transposed_returns_to_exact_fine_coords():
     assert u.stride == 1 and u.manager is x.manager and torch.equal(u.coords, c)
     with pytest.raises(ValueError, match="not divisible"):
         ConvTranspose3d(2, 2, 2)(x)
-    x2 = SparseTensor(c * torch.tensor([1, 2, 2, 2], dtype=torch.int32), torch.randn(len(c), 2), stride=2)
+    x2 = SparseTensor(
+        c * torch.tensor([1, 2, 2, 2], dtype=torch.int32), torch.randn(len(c), 2), stride=2
+    )
     with pytest.raises(ValueError, match="no coordinates at tensor stride 1"):
         ConvTranspose3d(2, 2, 2)(x2)
 
@@ -148,8 +170,9 @@ def test_gradcheck_tiny(kind):
         km, n_in, K = m.kernel_map(2, 1, 2, 1, "up"), m.num_rows(2), 8
     f = torch.randn(n_in, 2, dtype=DT, requires_grad=True)
     w = torch.randn(K, 2, 3, dtype=DT, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b: sparse_conv(a, b, km), (f, w), eps=1e-6, atol=1e-7,
-                                    fast_mode=True)
+    assert torch.autograd.gradcheck(
+        lambda a, b: sparse_conv(a, b, km), (f, w), eps=1e-6, atol=1e-7, fast_mode=True
+    )
 
 
 def test_small_blocks_give_same_result(monkeypatch):
@@ -249,5 +272,3 @@ def test_reduced_precision_sums_over_offsets_accumulate_in_float32(monkeypatch):
     assert abs(float(f.grad[centre]) - 269.0) <= 1.0
     # d out / d w[k] = sum of the 27 (or fewer) inputs seen through offset k: 27 for the centre
     assert float(conv.weight.grad[13]) == 27.0 and conv.weight.grad.dtype == torch.float32
-
-

@@ -1,5 +1,6 @@
 """pcseg.sparse.kernel_map: kernel offsets in MinkowskiEngine order, submanifold and
 downsampling maps against brute force."""
+
 from __future__ import annotations
 
 import pytest
@@ -83,5 +84,3 @@ def test_downsample_map_matches_brute_force(ks, dil, dense, per, monkeypatch):
     up = m.kernel_map(2 * s, s, ks, dil, "up")
     assert up.n_in == km.n_out and up.n_out == km.n_in
     assert torch.equal(up.in_idx, km.out_idx) and torch.equal(up.out_idx, km.in_idx)
-
-

@@ -1,4 +1,5 @@
 """pcseg.sparse.keys: packing voxel coordinates into sortable keys, ranges, bad input."""
+
 from __future__ import annotations
 
 import pytest
@@ -14,8 +15,16 @@ from pcseg.sparse import (
 
 # --------------------------------------------------------------------------- keys
 def test_key_roundtrip_negative_and_kitti_range():
-    c = torch.tensor([[0, -1600, 1600, -1], [3, 1599, -1600, 0], [0, -1, -1, -1],
-                      [32767, 16383, -16384, 7], [1, 0, 0, 0]], dtype=torch.int64)
+    c = torch.tensor(
+        [
+            [0, -1600, 1600, -1],
+            [3, 1599, -1600, 0],
+            [0, -1, -1, -1],
+            [32767, 16383, -16384, 7],
+            [1, 0, 0, 0],
+        ],
+        dtype=torch.int64,
+    )
     k = pack_keys(c)
     assert k.dtype == torch.int64 and bool((k >= 0).all())
     assert torch.equal(unpack_keys(k, torch.int64), c)
@@ -32,9 +41,16 @@ def test_key_roundtrip_negative_and_kitti_range():
     assert order.tolist() == lex
 
 
-@pytest.mark.parametrize("bad,col", [([0, 16384, 0, 0], "x"), ([0, 0, -16385, 0], "y"),
-                                     ([0, 0, 0, 20000], "z"), ([-1, 0, 0, 0], "batch"),
-                                     ([32768, 0, 0, 0], "batch")])
+@pytest.mark.parametrize(
+    "bad,col",
+    [
+        ([0, 16384, 0, 0], "x"),
+        ([0, 0, -16385, 0], "y"),
+        ([0, 0, 0, 20000], "z"),
+        ([-1, 0, 0, 0], "batch"),
+        ([32768, 0, 0, 0], "batch"),
+    ],
+)
 def test_key_out_of_range_raises(bad, col):
     c = torch.tensor([[0, 0, 0, 0], bad])
     with pytest.raises(CoordinateRangeError, match=col):
@@ -52,5 +68,3 @@ def test_bad_inputs_raise_clear_errors():
         SparseTensor(torch.zeros(2, 4, dtype=torch.int32), torch.zeros(3, 1))
     with pytest.raises(ValueError, match="multiples"):
         SparseTensor(torch.tensor([[0, 1, 2, 4]]), torch.zeros(1, 1), stride=2)
-
-

@@ -1,5 +1,6 @@
 """pcseg.sparse.nn and pcseg.sparse.tensor: BatchNorm/ReLU, pooling, SparseTensor batching,
 ordering and kernel-map caching."""
+
 from __future__ import annotations
 
 import pytest
@@ -76,7 +77,9 @@ def test_from_scenes_dense_batch_and_to():
     grid, mn = x.dense()
     assert mn.tolist() == [-1, 0, 0] and grid.shape == (2, 2, 7, 6, 6)
     assert torch.equal(grid[0, :, 2, 2, 3], f0[1]) and torch.equal(grid[1, :, 6, 5, 5], f1[0])
-    assert float(grid.abs().sum()) == pytest.approx(float(f0.abs().sum() + f1.abs().sum()), rel=1e-6)
+    assert float(grid.abs().sum()) == pytest.approx(
+        float(f0.abs().sum() + f1.abs().sum()), rel=1e-6
+    )
     # strided tensor: dense at stride resolution
     xs = SparseTensor(torch.tensor([[0, -2, 0, 4], [0, 2, 2, 0]]), torch.ones(2, 1), stride=2)
     gs, mns = xs.dense()
@@ -110,5 +113,3 @@ def test_kernel_maps_are_cached_and_built_once():
     log = x.manager.build_log
     assert sorted(log) == sorted([("subm", 1, 1, 3, 1), ("down", 1, 2, 2, 1), ("subm", 2, 2, 3, 1)])
     assert x.manager.kernel_map(1, 1, 3, 1, "subm") is x.manager.kernel_map(1, 1, 3, 1)
-
-

@@ -17,6 +17,7 @@ The race (spconv 2.3.8 CPU wheel): ``GatherCPU::scatter_add`` runs under
 forwards were wrong (max error ~0.7), 0 of 20 with one thread or with the patch. The slow
 test ``test_unpatched_scatter_race_demo`` reproduces it.
 """
+
 from __future__ import annotations
 
 import os
@@ -29,6 +30,8 @@ pytest.importorskip("spconv.pytorch")
 # Everything except the multi-thread checks runs with one torch thread: spconv needs it
 # (without the patch) and OpenMP with 2 threads on a busy 2-core machine is ~10x slower.
 
+import spconv.pytorch as sp  # noqa: E402
+
 from pcseg.sparse import Conv3d, ConvTranspose3d, SparseTensor, SubMConv3d  # noqa: E402
 from pcseg.sparse.backend_spconv import (  # noqa: E402
     coords_to_indices,
@@ -40,8 +43,6 @@ from pcseg.sparse.backend_spconv import (  # noqa: E402
     weight_to_spconv,
 )
 from pcseg.sparse.keys import pack_keys  # noqa: E402
-
-import spconv.pytorch as sp  # noqa: E402
 
 patch_spconv_cpu()
 
@@ -63,15 +64,24 @@ def surface_scene(seed: int = 0) -> torch.Tensor:
     parts = [plane(a, a, 2, 0), plane(a, h, 1, -35), plane(a, h, 0, 34)]
     b = torch.arange(-9, 9)
     bz = torch.arange(0, 18)
-    parts += [plane(b, bz, 0, -9), plane(b, bz, 0, 8), plane(b, bz, 1, -9), plane(b, bz, 1, 8),
-              plane(b, b, 2, 17)]
+    parts += [
+        plane(b, bz, 0, -9),
+        plane(b, bz, 0, 8),
+        plane(b, bz, 1, -9),
+        plane(b, bz, 1, 8),
+        plane(b, b, 2, 17),
+    ]
     s0 = torch.unique(torch.cat(parts), dim=0)
     # light jitter of the surfaces (as a real scan): drop 5 % of the voxels
     s0 = s0[torch.rand(s0.shape[0], generator=g) > 0.05]
     c = torch.arange(0, 30)
     s1 = torch.unique(torch.cat([plane(c, c, 2, -3), plane(c, torch.arange(-3, 12), 1, 29)]), dim=0)
-    out = torch.cat([torch.cat([torch.zeros(len(s0), 1, dtype=torch.long), s0], 1),
-                     torch.cat([torch.ones(len(s1), 1, dtype=torch.long), s1], 1)])
+    out = torch.cat(
+        [
+            torch.cat([torch.zeros(len(s0), 1, dtype=torch.long), s0], 1),
+            torch.cat([torch.ones(len(s1), 1, dtype=torch.long), s1], 1),
+        ]
+    )
     return out.to(torch.int32)
 
 
@@ -98,7 +108,7 @@ def test_scene_size(scene):
 
 @pytest.mark.parametrize("k", [1, 2, 3, 5])
 def test_weight_layout_round_trip(k):
-    w = torch.randn(k ** 3, 3, 5, dtype=torch.float64)
+    w = torch.randn(k**3, 3, 5, dtype=torch.float64)
     s = weight_to_spconv(w)
     assert s.shape == (5, k, k, k, 3)
     assert torch.equal(weight_from_spconv(s), w)
@@ -130,7 +140,9 @@ def _subm_pair(cin, cout, k, dil, dtype):
     return ours, theirs
 
 
-@pytest.mark.parametrize("k,dil,cin,cout", [(3, 1, 16, 24), (5, 1, 4, 8), (3, 2, 8, 8), (1, 1, 8, 12)])
+@pytest.mark.parametrize(
+    "k,dil,cin,cout", [(3, 1, 16, 24), (5, 1, 4, 8), (3, 2, 8, 8), (1, 1, 8, 12)]
+)
 def test_submanifold_forward_backward_float64(scene, k, dil, cin, cout):
     torch.manual_seed(1)
     feats = torch.randn(scene.shape[0], cin, dtype=torch.float64)
@@ -151,7 +163,9 @@ def test_submanifold_forward_backward_float64(scene, k, dil, cin, cout):
     assert scale > 0.1
     torch.testing.assert_close(y2, y1, rtol=0, atol=1e-12 * max(scale, 1))
     torch.testing.assert_close(f2.grad, f1.grad, rtol=0, atol=1e-11)
-    torch.testing.assert_close(weight_from_spconv(theirs.weight.grad), ours.weight.grad, rtol=0, atol=1e-9)
+    torch.testing.assert_close(
+        weight_from_spconv(theirs.weight.grad), ours.weight.grad, rtol=0, atol=1e-9
+    )
     # sanity: the gradients are not trivially zero
     assert f1.grad.abs().max() > 0.1 and ours.weight.grad.abs().max() > 0.1
 
@@ -199,7 +213,9 @@ def test_strided_and_inverse_conv_float64(scene):
     assert coarse1.shape == coarse2.shape
     o1, o2 = _sort_rows(coarse1), _sort_rows(coarse2)
     assert torch.equal(coarse1[o1], coarse2[o2])
-    expect = torch.unique(torch.cat([scene[:, :1], torch.div(scene[:, 1:], 2, rounding_mode="floor") * 2], 1), dim=0)
+    expect = torch.unique(
+        torch.cat([scene[:, :1], torch.div(scene[:, 1:], 2, rounding_mode="floor") * 2], 1), dim=0
+    )
     assert torch.equal(coarse1[o1], expect)
     # strided conv rows (sorted by coordinate)
     torch.testing.assert_close(d2.features[o2], d1.feats[o1], rtol=0, atol=1e-12)
@@ -216,8 +232,12 @@ def test_strided_and_inverse_conv_float64(scene):
         loss2 = (u2.features * g_fine).sum() + (d2.features * g2_coarse).sum()
         loss2.backward()
     torch.testing.assert_close(f2.grad, f1.grad, rtol=0, atol=1e-11)
-    torch.testing.assert_close(weight_from_spconv(sdown.weight.grad), down.weight.grad, rtol=0, atol=1e-9)
-    torch.testing.assert_close(weight_from_spconv(sup.weight.grad), up.weight.grad, rtol=0, atol=1e-9)
+    torch.testing.assert_close(
+        weight_from_spconv(sdown.weight.grad), down.weight.grad, rtol=0, atol=1e-9
+    )
+    torch.testing.assert_close(
+        weight_from_spconv(sup.weight.grad), up.weight.grad, rtol=0, atol=1e-9
+    )
     assert f1.grad.abs().max() > 0.1
 
 

@@ -1,4 +1,5 @@
 """Synthetic raw-data generators: formats on disk, realism checks, determinism, CLI."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,8 +12,8 @@ import yaml
 from plyfile import PlyData
 
 from pcseg.cli.main import main
-from pcseg.datasets import s3dis, scannet, semantickitti, synthetic
 from pcseg.data.classes import S3DIS_CLASSES
+from pcseg.datasets import s3dis, scannet, semantickitti, synthetic
 
 
 def _tree_digest(root: Path) -> str:
@@ -47,7 +48,9 @@ def test_default_s3dis_room_is_realistic():
     for cls in ("door", "window", "board"):
         for o in by[cls]:
             p = o.points
-            dist = np.minimum.reduce([np.abs(p[:, 0]), np.abs(p[:, 0] - W), np.abs(p[:, 1]), np.abs(p[:, 1] - L)])
+            dist = np.minimum.reduce(
+                [np.abs(p[:, 0]), np.abs(p[:, 0] - W), np.abs(p[:, 1]), np.abs(p[:, 1] - L)]
+            )
             assert np.median(dist) < 0.05 and dist.max() < 0.15, cls
     # chairs stand near a table (centre within 1.6 m of a table centre), seat ~0.45 m
     tables = np.array([o.points.mean(0)[:2] for o in by["table"]])
@@ -63,9 +66,15 @@ def test_default_s3dis_room_is_realistic():
 
 
 def test_write_synthetic_s3dis_layout_and_determinism(tmp_path):
-    a = synthetic.write_synthetic_s3dis(tmp_path / "a", num_areas=2, rooms_per_area=2, seed=3, spacing=0.25)
-    b = synthetic.write_synthetic_s3dis(tmp_path / "b", num_areas=2, rooms_per_area=2, seed=3, spacing=0.25)
-    c = synthetic.write_synthetic_s3dis(tmp_path / "c", num_areas=2, rooms_per_area=2, seed=4, spacing=0.25)
+    a = synthetic.write_synthetic_s3dis(
+        tmp_path / "a", num_areas=2, rooms_per_area=2, seed=3, spacing=0.25
+    )
+    b = synthetic.write_synthetic_s3dis(
+        tmp_path / "b", num_areas=2, rooms_per_area=2, seed=3, spacing=0.25
+    )
+    c = synthetic.write_synthetic_s3dis(
+        tmp_path / "c", num_areas=2, rooms_per_area=2, seed=4, spacing=0.25
+    )
     assert _tree_digest(a) == _tree_digest(b) != _tree_digest(c)
     rooms = sorted(p.relative_to(a).as_posix() for p in a.glob("Area_*/*") if p.is_dir())
     assert rooms == ["Area_1/office_1", "Area_1/office_2", "Area_2/lounge_1", "Area_2/office_1"]
@@ -86,15 +95,36 @@ def test_write_synthetic_s3dis_layout_and_determinism(tmp_path):
 
 def test_s3dis_cli_then_damage(tmp_path):
     from faults import inject_s3dis_damage
+
     from pcseg.cli.main import main
 
-    assert main(["synthetic", "s3dis", "--out", str(tmp_path), "--areas", "1",
-                 "--rooms-per-area", "1", "--spacing", "0.3", "--seed", "1"]) == 0
+    assert (
+        main(
+            [
+                "synthetic",
+                "s3dis",
+                "--out",
+                str(tmp_path),
+                "--areas",
+                "1",
+                "--rooms-per-area",
+                "1",
+                "--spacing",
+                "0.3",
+                "--seed",
+                "1",
+            ]
+        )
+        == 0
+    )
     ann = tmp_path / "Area_1" / "office_1" / "Annotations"
     assert not (ann / ".DS_Store").exists()
     inject_s3dis_damage(ann.parent)
     assert (ann / ".DS_Store").is_file() and (ann / "wall_1 (1).txt").is_file()
-    assert b"\x00" in (ann / "ceiling_1.txt").read_bytes() and b"\x10" in (ann / "floor_1.txt").read_bytes()
+    assert (
+        b"\x00" in (ann / "ceiling_1.txt").read_bytes()
+        and b"\x10" in (ann / "floor_1.txt").read_bytes()
+    )
 
 
 def test_semantickitti_scan_is_lidar_like():
@@ -119,7 +149,11 @@ def test_semantickitti_scan_is_lidar_like():
     assert h[0] > h[2] > h[-1]
     # remission in [0, 0.99], quantised to 0.01; lane markings brighter than road
     rem = pts[:, 3]
-    assert rem.min() >= 0 and rem.max() <= 0.99 and np.allclose(rem * 100, np.round(rem * 100), atol=1e-3)
+    assert (
+        rem.min() >= 0
+        and rem.max() <= 0.99
+        and np.allclose(rem * 100, np.round(rem * 100), atol=1e-3)
+    )
     if (raw == 60).sum() > 10:
         assert rem[raw == 60].mean() > rem[raw == 40].mean()
     # ground (road) at the sensor height below the sensor
@@ -130,22 +164,54 @@ def test_semantickitti_scan_is_lidar_like():
 
 
 def test_write_synthetic_semantickitti(tmp_path):
-    root = synthetic.write_synthetic_semantickitti(tmp_path, sequences=("00", "11"), scans_per_sequence=2,
-                                                   azimuth_steps=64, seed=1)
+    root = synthetic.write_synthetic_semantickitti(
+        tmp_path, sequences=("00", "11"), scans_per_sequence=2, azimuth_steps=64, seed=1
+    )
     seq = root / "dataset" / "sequences"
-    assert sorted(p.name for p in (seq / "00" / "velodyne").iterdir()) == ["000000.bin", "000001.bin"]
-    assert (seq / "00" / "labels" / "000001.label").is_file() and not (seq / "11" / "labels").exists()
+    assert sorted(p.name for p in (seq / "00" / "velodyne").iterdir()) == [
+        "000000.bin",
+        "000001.bin",
+    ]
+    assert (seq / "00" / "labels" / "000001.label").is_file() and not (
+        seq / "11" / "labels"
+    ).exists()
     n = (seq / "00" / "velodyne" / "000000.bin").stat().st_size // 16
     assert (seq / "00" / "labels" / "000000.label").stat().st_size == 4 * n
     # generated yaml: official structure (compared with the real file in test_datasets_semantickitti)
     ours = yaml.safe_load((root / "semantic-kitti.yaml").read_text())
-    assert set(ours) == {"labels", "color_map", "learning_map", "learning_map_inv", "learning_ignore", "split"}
-    assert ours["learning_map"][255] == 8 and ours["learning_map_inv"][8] == 32 and ours["split"]["valid"] == [8]
+    assert set(ours) == {
+        "labels",
+        "color_map",
+        "learning_map",
+        "learning_map_inv",
+        "learning_ignore",
+        "split",
+    }
+    assert (
+        ours["learning_map"][255] == 8
+        and ours["learning_map_inv"][8] == 32
+        and ours["split"]["valid"] == [8]
+    )
     assert semantickitti.list_scenes(root, "00") == ["00_000000", "00_000001"]
     s = semantickitti.read_scene(root, "00_000001")
     assert s.num_points == (seq / "00" / "velodyne" / "000001.bin").stat().st_size // 16
-    assert main(["synthetic", "semantickitti", "--out", str(tmp_path / "cli"), "--sequences", "08",
-                           "--scans", "1", "--azimuth-steps", "32"]) == 0
+    assert (
+        main(
+            [
+                "synthetic",
+                "semantickitti",
+                "--out",
+                str(tmp_path / "cli"),
+                "--sequences",
+                "08",
+                "--scans",
+                "1",
+                "--azimuth-steps",
+                "32",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "cli" / "dataset" / "sequences" / "08" / "labels" / "000000.label").is_file()
 
 
@@ -160,7 +226,15 @@ def test_write_synthetic_scannet(tmp_path, ending):
     assert b"office chair \t" in tsv  # a trailing space like copies in the wild
     d = root / "scans" / "scene0000_00"
     ply = PlyData.read(str(d / "scene0000_00_vh_clean_2.ply"))
-    assert [p.name for p in ply["vertex"].properties] == ["x", "y", "z", "red", "green", "blue", "alpha"]
+    assert [p.name for p in ply["vertex"].properties] == [
+        "x",
+        "y",
+        "z",
+        "red",
+        "green",
+        "blue",
+        "alpha",
+    ]
     faces = np.stack(ply["face"].data["vertex_indices"])
     nv = len(ply["vertex"].data)
     assert faces.shape[1] == 3 and faces.min() >= 0 and faces.max() < nv
@@ -168,7 +242,9 @@ def test_write_synthetic_scannet(tmp_path, ending):
     groups = json.loads((d / "scene0000_00.aggregation.json").read_text())["segGroups"]
     assert len(segs) == nv
     all_segs = [s for g in groups for s in g["segments"]]
-    assert len(all_segs) == len(set(all_segs)) and set(all_segs) < set(segs)  # one group per segment, some free
+    assert len(all_segs) == len(set(all_segs)) and set(all_segs) < set(
+        segs
+    )  # one group per segment, some free
     assert sorted(g["objectId"] for g in groups) == list(range(len(groups)))
     assert not (root / "scans_test" / "scene0707_00" / "scene0707_00.aggregation.json").exists()
     assert scannet.read_label_map(root / "scannetv2-labels.combined.tsv")["office chair"] == 5

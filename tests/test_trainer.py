@@ -3,6 +3,7 @@
 All runs use a tiny synthetic S3DIS-format dataset (2 areas x 2 rooms at 10 cm spacing,
 voxel 0.1 m, crops of <= 600 voxels) and a MinkUNet14A slimmed to 8 channels.
 """
+
 from __future__ import annotations
 
 import math
@@ -15,10 +16,10 @@ import pytest
 import torch
 
 from pcseg.config import TrainConfig, config_from_dict
+from pcseg.engine.builders import TrainModule, build_method, build_model
 from pcseg.engine.checkpoint import load_checkpoint
 from pcseg.engine.data import ResumableBatchSampler, build_dataset, sample_seed
 from pcseg.engine.optim import build_optimizer, build_scheduler, lr_factor_fn
-from pcseg.engine.builders import TrainModule, build_method, build_model
 from pcseg.engine.trainer import train
 
 
@@ -28,18 +29,38 @@ def data_root(prepared_rooms) -> Path:
 
 
 def tiny_cfg(root: Path, run_dir: Path, method: dict | None = None, **train_over):
-    train = {"iterations": 6, "optimizer": "adamw", "lr": 0.01, "scheduler": "onecycle",
-             "log_every": 1, "val_every": 0, "progress": False, "device": "cpu", "seed": 0}
+    train = {
+        "iterations": 6,
+        "optimizer": "adamw",
+        "lr": 0.01,
+        "scheduler": "onecycle",
+        "log_every": 1,
+        "val_every": 0,
+        "progress": False,
+        "device": "cpu",
+        "seed": 0,
+    }
     train.update(train_over)
-    return config_from_dict({
-        "data": {"dataset": "s3dis", "root": str(root), "label_spec": "1%", "voxel_size": 0.1,
-                 "max_voxels": 600, "batch_size": 2, "train_split": "Area_1", "val_split": "Area_2",
-                 "test_split": "Area_2"},
-        "model": {"name": "MinkUNet14A", "planes": [8] * 8, "init_dim": 8},
-        "method": method or {"name": "erda", "weight": 0.1, "momentum": 0.9},
-        "train": train,
-        "run_dir": str(run_dir),
-    }, "tiny")
+    return config_from_dict(
+        {
+            "data": {
+                "dataset": "s3dis",
+                "root": str(root),
+                "label_spec": "1%",
+                "voxel_size": 0.1,
+                "max_voxels": 600,
+                "batch_size": 2,
+                "train_split": "Area_1",
+                "val_split": "Area_2",
+                "test_split": "Area_2",
+            },
+            "model": {"name": "MinkUNet14A", "planes": [8] * 8, "init_dim": 8},
+            "method": method or {"name": "erda", "weight": 0.1, "momentum": 0.9},
+            "train": train,
+            "run_dir": str(run_dir),
+        },
+        "tiny",
+    )
 
 
 def test_overfits_a_fixed_batch(data_root):
@@ -49,8 +70,9 @@ def test_overfits_a_fixed_batch(data_root):
     ds = build_dataset(cfg, "Area_1", "train")
     from pcseg.data.dataset import collate
 
-    batch = collate([ds.get_sample(0, np.random.default_rng(0)),
-                     ds.get_sample(1, np.random.default_rng(1))])
+    batch = collate(
+        [ds.get_sample(0, np.random.default_rng(0)), ds.get_sample(1, np.random.default_rng(1))]
+    )
     model = build_model(cfg, ds.in_channels, ds.num_classes)
     module = TrainModule(model, build_method(cfg, ds.num_classes, model.feature_dim))
     opt = torch.optim.AdamW(module.parameters(), lr=0.01)
@@ -83,8 +105,15 @@ def test_end_to_end_outputs(data_root, tmp_path):
     ea = EventAccumulator(str(run / "tb"))
     ea.Reload()
     tags = set(ea.Tags()["scalars"])
-    for tag in ("train/loss", "train/loss_sup", "train/loss_erda", "train/lr", "val/miou",
-                "diag/pseudo_entropy", "diag/labelled_frac"):
+    for tag in (
+        "train/loss",
+        "train/loss_sup",
+        "train/loss_erda",
+        "train/lr",
+        "val/miou",
+        "diag/pseudo_entropy",
+        "diag/labelled_frac",
+    ):
         assert tag in tags, (tag, sorted(tags))
     logged = [e.value for e in ea.Scalars("train/loss")]
     means = [np.mean(s["loss_history"][0:2]), np.mean(s["loss_history"][2:4])]
@@ -94,12 +123,19 @@ def test_end_to_end_outputs(data_root, tmp_path):
 def test_resume_continues_exactly(data_root, tmp_path):
     n = 6
     full = train(tiny_cfg(data_root, tmp_path / "a", iterations=n, deterministic=True, val_every=2))
-    first = train(tiny_cfg(data_root, tmp_path / "b", iterations=n, deterministic=True,
-                           val_every=2, stop_at=3))
+    first = train(
+        tiny_cfg(
+            data_root, tmp_path / "b", iterations=n, deterministic=True, val_every=2, stop_at=3
+        )
+    )
     assert not first["finished"] and len(first["loss_history"]) == 3
     # same config (stop_at included): a resumed run goes past stop_at
-    resumed = train(tiny_cfg(data_root, tmp_path / "b", iterations=n, deterministic=True,
-                             val_every=2, stop_at=3), resume=True)
+    resumed = train(
+        tiny_cfg(
+            data_root, tmp_path / "b", iterations=n, deterministic=True, val_every=2, stop_at=3
+        ),
+        resume=True,
+    )
     assert resumed["finished"]
     assert resumed["loss_history"] == full["loss_history"]  # exact float equality
     a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
@@ -139,14 +175,23 @@ def test_trainer_api_step_validate_and_load_state_dict(data_root, tmp_path):
 
 
 def _ddp_worker(rank: int, world: int, port: int, cfg_dict: dict, out: str) -> None:
-    os.environ.update({"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(world),
-                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    os.environ.update(
+        {
+            "RANK": str(rank),
+            "LOCAL_RANK": str(rank),
+            "WORLD_SIZE": str(world),
+            "MASTER_ADDR": "127.0.0.1",
+            "MASTER_PORT": str(port),
+        }
+    )
     torch.set_num_threads(1)
     cfg = config_from_dict(cfg_dict, "ddp")
 
     def keep(module, r):
-        torch.save({"model": module.model.state_dict(), "method": module.method.state_dict()},
-                   Path(out) / f"rank{r}.pt")
+        torch.save(
+            {"model": module.model.state_dict(), "method": module.method.state_dict()},
+            Path(out) / f"rank{r}.pt",
+        )
 
     s = train(cfg, on_finish=keep)
     torch.save(s["loss_history"], Path(out) / f"loss{rank}.pt")
@@ -164,9 +209,9 @@ def test_ddp_two_cpu_ranks_stay_identical(data_root, tmp_path):
     cfg = tiny_cfg(data_root, tmp_path / "ddp", iterations=3, val_every=0)
     cfg.data.batch_size = 1
     cfg.data.loop = 2  # 4 samples per epoch: each rank sees 2 different ones
-    torch.multiprocessing.spawn(_ddp_worker,
-                                args=(2, _free_port(), config_to_dict(cfg), str(tmp_path)),
-                                nprocs=2, join=True)
+    torch.multiprocessing.spawn(
+        _ddp_worker, args=(2, _free_port(), config_to_dict(cfg), str(tmp_path)), nprocs=2, join=True
+    )
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     for part in ("model", "method"):
         assert r0[part].keys() == r1[part].keys()
@@ -195,8 +240,14 @@ def test_sampler_is_resumable_and_sharded():
 
 @pytest.mark.parametrize("kind", ["poly", "cosine", "constant", "onecycle"])
 def test_schedules_match_formulas(kind):
-    cfg = TrainConfig(iterations=20, scheduler=kind, lr=0.1, warmup=4 if kind != "onecycle" else 0,
-                      optimizer="sgd", momentum=0.9)
+    cfg = TrainConfig(
+        iterations=20,
+        scheduler=kind,
+        lr=0.1,
+        warmup=4 if kind != "onecycle" else 0,
+        optimizer="sgd",
+        momentum=0.9,
+    )
     p = torch.nn.Parameter(torch.zeros(1))
     opt = build_optimizer([p], cfg)
     sch = build_scheduler(opt, cfg, 20)
@@ -211,8 +262,11 @@ def test_schedules_match_formulas(kind):
         assert lrs[0] == pytest.approx(0.1 / 25) and max(lrs) == pytest.approx(0.1, rel=1e-3)
         assert int(np.argmax(lrs)) in (up - 1, up) and lrs[-1] < lrs[0]
         return
-    main = {"poly": (1 - t / 20) ** 0.9, "cosine": 0.5 * (1 + np.cos(np.pi * t / 20)),
-            "constant": np.ones(20)}[kind]
+    main = {
+        "poly": (1 - t / 20) ** 0.9,
+        "cosine": 0.5 * (1 + np.cos(np.pi * t / 20)),
+        "constant": np.ones(20),
+    }[kind]
     at4 = main[4]
     expect = np.where(t < 4, (0.001 * (1 - t / 4) + t / 4) * at4, main) * 0.1
     np.testing.assert_allclose(lrs, expect, rtol=1e-9)
@@ -249,12 +303,16 @@ def test_fp16_autocast_on_cpu_is_refused_clearly(data_root, tmp_path):
 
     train(tiny_cfg(data_root, tmp_path / "y", iterations=1))
     with pytest.raises(ValueError, match="amp_dtype.*fp16.*needs CUDA"):
-        evaluate(tiny_cfg(data_root, tmp_path / "y", amp=True, amp_dtype="fp16"),
-                 tmp_path / "y" / "checkpoints" / "last.pt", progress=False)
+        evaluate(
+            tiny_cfg(data_root, tmp_path / "y", amp=True, amp_dtype="fp16"),
+            tmp_path / "y" / "checkpoints" / "last.pt",
+            progress=False,
+        )
 
 
-def test_non_finite_loss_stops_with_the_iteration_and_an_autocast_hint(data_root, tmp_path,
-                                                                        monkeypatch):
+def test_non_finite_loss_stops_with_the_iteration_and_an_autocast_hint(
+    data_root, tmp_path, monkeypatch
+):
     forward = TrainModule.forward
 
     def poisoned(self, batch):
@@ -270,19 +328,31 @@ def test_non_finite_loss_stops_with_the_iteration_and_an_autocast_hint(data_root
 
 
 def test_train_restores_global_torch_state(data_root, tmp_path):
-    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
-              torch.backends.cudnn.benchmark, torch.get_num_threads())
+    before = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+        torch.get_num_threads(),
+    )
     train(tiny_cfg(data_root, tmp_path / "a", iterations=1, deterministic=True, threads=1))
-    assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic,
-            torch.backends.cudnn.benchmark, torch.get_num_threads()) == before
+    assert (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+        torch.get_num_threads(),
+    ) == before
 
 
 def test_scalars_of_the_loss_dict_one_copy_per_device():
     from pcseg.engine.trainer import _scalars
 
-    out = {"loss": torch.tensor(1.5, requires_grad=True) * 2, "n": 3, "vec": torch.ones(2),
-           "diag/acc": torch.tensor([0.25], dtype=torch.float64),
-           "half": torch.tensor(0.5, dtype=torch.bfloat16)}
+    out = {
+        "loss": torch.tensor(1.5, requires_grad=True) * 2,
+        "n": 3,
+        "vec": torch.ones(2),
+        "diag/acc": torch.tensor([0.25], dtype=torch.float64),
+        "half": torch.tensor(0.5, dtype=torch.bfloat16),
+    }
     vals = _scalars(out)
     assert vals == {"loss": 3.0, "n": 3.0, "diag/acc": 0.25, "half": 0.5}
     assert list(vals) == ["loss", "n", "diag/acc", "half"]
@@ -292,8 +362,15 @@ def test_scalars_of_the_loss_dict_one_copy_per_device():
 @pytest.mark.gpu
 @pytest.mark.parametrize("amp_dtype", ["bf16", "fp16"])
 def test_cuda_amp_run_and_resume(data_root, tmp_path, amp_dtype):
-    over = {"device": "cuda", "amp": True, "amp_dtype": amp_dtype, "iterations": 4, "val_every": 2,
-            "deterministic": True, "grad_clip": 1.0}
+    over = {
+        "device": "cuda",
+        "amp": True,
+        "amp_dtype": amp_dtype,
+        "iterations": 4,
+        "val_every": 2,
+        "deterministic": True,
+        "grad_clip": 1.0,
+    }
     full = train(tiny_cfg(data_root, tmp_path / "a", **over))
     assert full["finished"] and full["device"].startswith("cuda")
     assert all(math.isfinite(v) for v in full["loss_history"])

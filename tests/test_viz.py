@@ -4,6 +4,7 @@ Open3D rendering runs in subprocesses with timeouts (a GL hang must not hang pyt
 synthetic room is built here: regular grids on a floor, a ceiling, two walls, a table top and
 a chair seat with known S3DIS classes.
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,12 @@ PRESENT_TOP = ("floor", "wall", "table", "chair")  # ceiling is hidden in top vi
 
 
 # ----------------------------------------------------------------------------- fixtures
-def _grid(a: tuple[float, float], b: tuple[float, float], step: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    u, v = np.meshgrid(np.arange(a[0], a[1] + 1e-9, step), np.arange(b[0], b[1] + 1e-9, step), indexing="ij")
+def _grid(
+    a: tuple[float, float], b: tuple[float, float], step: float = 0.05
+) -> tuple[np.ndarray, np.ndarray]:
+    u, v = np.meshgrid(
+        np.arange(a[0], a[1] + 1e-9, step), np.arange(b[0], b[1] + 1e-9, step), indexing="ij"
+    )
     return u.ravel(), v.ravel()
 
 
@@ -67,12 +72,26 @@ def room(tmp_path: Path) -> dict:
         coords, sem = _room(chair)
         n = len(coords)
         feats = rng.uniform(0, 1, (n, 3)).astype(np.float32)
-        atomic_save_npz(proc / "scenes" / f"{name}.npz", coords=coords, feats=feats, semantic=sem,
-                        instance=np.full(n, -1, np.int64))
-        atomic_write_json(proc / "scenes" / f"{name}.json", {
-            "name": name, "dataset": "s3dis", "class_names": list(S3DIS_CLASSES), "source": "test",
-            "num_points": n, "feat_kind": "rgb",
-            "class_counts": np.bincount(sem, minlength=13).tolist(), "extra": {}})
+        atomic_save_npz(
+            proc / "scenes" / f"{name}.npz",
+            coords=coords,
+            feats=feats,
+            semantic=sem,
+            instance=np.full(n, -1, np.int64),
+        )
+        atomic_write_json(
+            proc / "scenes" / f"{name}.json",
+            {
+                "name": name,
+                "dataset": "s3dis",
+                "class_names": list(S3DIS_CLASSES),
+                "source": "test",
+                "num_points": n,
+                "feat_kind": "rgb",
+                "class_counts": np.bincount(sem, minlength=13).tolist(),
+                "extra": {},
+            },
+        )
         idx = np.arange(0, n, 50, dtype=np.int64)
         atomic_save_npy(proc / "labels" / "1pct" / f"{name}.npy", idx)
         pred = sem.copy()
@@ -80,24 +99,53 @@ def room(tmp_path: Path) -> dict:
         pseudo = np.where(sem == CLS["floor"], sem, -1)
         conf = np.where(sem == CLS["chair"], 0.2, 0.9).astype(np.float32)
         ent = np.where(sem == CLS["chair"], 2.0, 0.1).astype(np.float32)
-        atomic_save_npz(run / "test" / "predictions" / f"{name}.npz", pred=pred, pseudo=pseudo,
-                        confidence=conf, entropy=ent)
-        info[name] = dict(coords=coords, sem=sem, feats=feats, idx=idx, pred=pred, pseudo=pseudo,
-                          conf=conf, ent=ent)
-    atomic_write_json(proc / "meta.json", {
-        "dataset": "s3dis", "class_names": list(S3DIS_CLASSES), "voxel_size": 0.05,
-        "splits": {"val": ["room_1", "room_2"]}, "label_specs": ["1%"], "seed": 0})
+        atomic_save_npz(
+            run / "test" / "predictions" / f"{name}.npz",
+            pred=pred,
+            pseudo=pseudo,
+            confidence=conf,
+            entropy=ent,
+        )
+        info[name] = dict(
+            coords=coords,
+            sem=sem,
+            feats=feats,
+            idx=idx,
+            pred=pred,
+            pseudo=pseudo,
+            conf=conf,
+            ent=ent,
+        )
+    atomic_write_json(
+        proc / "meta.json",
+        {
+            "dataset": "s3dis",
+            "class_names": list(S3DIS_CLASSES),
+            "voxel_size": 0.05,
+            "splits": {"val": ["room_1", "room_2"]},
+            "label_specs": ["1%"],
+            "seed": 0,
+        },
+    )
     run.mkdir(parents=True, exist_ok=True)
     # relative root: resolved against the run folder's parent
     (run / "config.yaml").write_text(yaml.safe_dump({"data": {"root": "proc", "label_spec": "1%"}}))
     return {"proc": proc, "run": run, "scenes": info}
 
 
-def _run_tool(args: list[str], timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+def _run_tool(
+    args: list[str], timeout: float = 120, env: dict | None = None
+) -> subprocess.CompletedProcess:
     e = dict(os.environ if env is None else env)
     e.setdefault("PYTHONPATH", str(REPO))
-    return subprocess.run([PY, *VIEW, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=e, cwd=REPO)
+    return subprocess.run(
+        [PY, *VIEW, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=e,
+        cwd=REPO,
+    )
 
 
 def _read_png(path: Path) -> np.ndarray:
@@ -119,8 +167,11 @@ def _headless_env() -> dict:
 # ----------------------------------------------------------------------------- palettes
 @pytest.mark.timeout(60)
 def test_palettes_distinct_and_sized():
-    for dataset, names in (("s3dis", S3DIS_CLASSES), ("scannet", SCANNET_CLASSES),
-                           ("semantickitti", SEMANTICKITTI_CLASSES)):
+    for dataset, names in (
+        ("s3dis", S3DIS_CLASSES),
+        ("scannet", SCANNET_CLASSES),
+        ("semantickitti", SEMANTICKITTI_CLASSES),
+    ):
         pal = P.get_palette(dataset)
         assert pal.shape == (len(names), 3) and pal.dtype == np.uint8
         assert len({tuple(c) for c in pal}) == len(names), f"{dataset}: duplicate class colours"
@@ -129,23 +180,54 @@ def test_palettes_distinct_and_sized():
     gen = P.generic_palette(70)
     dist = np.abs(gen[:, None].astype(int) - gen[None].astype(int)).max(-1)
     assert (dist + 999 * np.eye(70, dtype=int)).min() >= 12
-    assert all(np.abs(gen.astype(int) - np.asarray(r)).max(-1).min() >= 12 for r in P.RESERVED_COLORS)
+    assert all(
+        np.abs(gen.astype(int) - np.asarray(r)).max(-1).min() >= 12 for r in P.RESERVED_COLORS
+    )
 
 
 @pytest.mark.timeout(60)
 def test_palette_values_from_the_customary_tables():
-    s3dis = {"ceiling": (0, 255, 0), "floor": (0, 0, 255), "wall": (0, 255, 255), "beam": (255, 255, 0),
-             "column": (255, 0, 255), "window": (100, 100, 255), "door": (200, 200, 100),
-             "table": (170, 120, 200), "chair": (255, 0, 0), "sofa": (200, 100, 100),
-             "bookcase": (10, 200, 100), "board": (200, 200, 200), "clutter": (50, 50, 50)}
-    scannet = {"wall": (174, 199, 232), "floor": (152, 223, 138), "cabinet": (31, 119, 180),
-               "bed": (255, 187, 120), "chair": (188, 189, 34), "sofa": (140, 86, 75),
-               "table": (255, 152, 150), "door": (214, 39, 40), "window": (197, 176, 213),
-               "bookshelf": (148, 103, 189), "picture": (196, 156, 148), "counter": (23, 190, 207),
-               "desk": (247, 182, 210), "curtain": (219, 219, 141), "refrigerator": (255, 127, 14),
-               "shower curtain": (158, 218, 229), "toilet": (44, 160, 44), "sink": (112, 128, 144),
-               "bathtub": (227, 119, 194), "otherfurniture": (82, 84, 163)}
-    for dataset, table, names in (("s3dis", s3dis, S3DIS_CLASSES), ("scannet", scannet, SCANNET_CLASSES)):
+    s3dis = {
+        "ceiling": (0, 255, 0),
+        "floor": (0, 0, 255),
+        "wall": (0, 255, 255),
+        "beam": (255, 255, 0),
+        "column": (255, 0, 255),
+        "window": (100, 100, 255),
+        "door": (200, 200, 100),
+        "table": (170, 120, 200),
+        "chair": (255, 0, 0),
+        "sofa": (200, 100, 100),
+        "bookcase": (10, 200, 100),
+        "board": (200, 200, 200),
+        "clutter": (50, 50, 50),
+    }
+    scannet = {
+        "wall": (174, 199, 232),
+        "floor": (152, 223, 138),
+        "cabinet": (31, 119, 180),
+        "bed": (255, 187, 120),
+        "chair": (188, 189, 34),
+        "sofa": (140, 86, 75),
+        "table": (255, 152, 150),
+        "door": (214, 39, 40),
+        "window": (197, 176, 213),
+        "bookshelf": (148, 103, 189),
+        "picture": (196, 156, 148),
+        "counter": (23, 190, 207),
+        "desk": (247, 182, 210),
+        "curtain": (219, 219, 141),
+        "refrigerator": (255, 127, 14),
+        "shower curtain": (158, 218, 229),
+        "toilet": (44, 160, 44),
+        "sink": (112, 128, 144),
+        "bathtub": (227, 119, 194),
+        "otherfurniture": (82, 84, 163),
+    }
+    for dataset, table, names in (
+        ("s3dis", s3dis, S3DIS_CLASSES),
+        ("scannet", scannet, SCANNET_CLASSES),
+    ):
         pal = P.get_palette(dataset)
         for i, n in enumerate(names):
             assert tuple(int(v) for v in pal[i]) == table[n], (dataset, n)
@@ -199,10 +281,17 @@ def test_legend_text_and_image():
 # ----------------------------------------------------------------------------- colour modes
 def _view(sem, pal=None, **kw) -> ViewData:
     n = len(sem)
-    return ViewData(name="v", dataset="s3dis", class_names=S3DIS_CLASSES,
-                    palette=P.get_palette("s3dis") if pal is None else pal,
-                    coords=np.zeros((n, 3), np.float32), feats=np.zeros((n, 3), np.float32),
-                    feat_kind="rgb", semantic=np.asarray(sem, np.int64), **kw)
+    return ViewData(
+        name="v",
+        dataset="s3dis",
+        class_names=S3DIS_CLASSES,
+        palette=P.get_palette("s3dis") if pal is None else pal,
+        coords=np.zeros((n, 3), np.float32),
+        feats=np.zeros((n, 3), np.float32),
+        feat_kind="rgb",
+        semantic=np.asarray(sem, np.int64),
+        **kw,
+    )
 
 
 @pytest.mark.timeout(60)
@@ -210,25 +299,35 @@ def test_colour_functions_hand_computed():
     pal = np.array([[10, 20, 30], [40, 50, 60], [70, 80, 90]], np.uint8)
     ign = P.IGNORE_COLOR
     np.testing.assert_array_equal(
-        C.label_colors(np.array([2, -1, 0]), pal), np.array([[70, 80, 90], ign, [10, 20, 30]]))
+        C.label_colors(np.array([2, -1, 0]), pal), np.array([[70, 80, 90], ign, [10, 20, 30]])
+    )
     with pytest.raises(ValueError, match="outside"):
         C.label_colors(np.array([3]), pal)
     np.testing.assert_array_equal(
         C.weak_colors(np.array([1, 2, -1, 0]), np.array([True, False, True, False]), pal),
-        np.array([[40, 50, 60], P.UNLABELLED_COLOR, ign, P.UNLABELLED_COLOR]))
+        np.array([[40, 50, 60], P.UNLABELLED_COLOR, ign, P.UNLABELLED_COLOR]),
+    )
     np.testing.assert_array_equal(
         C.error_colors(np.array([0, 1, 2, -1, 1]), np.array([0, 2, -1, 1, 1])),
-        np.array([C.RIGHT_COLOR, C.WRONG_COLOR, C.DARK_COLOR, C.DARK_COLOR, C.RIGHT_COLOR]))
+        np.array([C.RIGHT_COLOR, C.WRONG_COLOR, C.DARK_COLOR, C.DARK_COLOR, C.RIGHT_COLOR]),
+    )
     # matplotlib 'gray' LUT has 256 entries: value t -> index min(int(t * 256), 255) -> grey level = index
     vals = np.array([-1.0, 0.0, 0.25, 0.5, 1.0, 7.0, np.nan])
     grey = [0, 0, 64, 128, 255, 255]
-    np.testing.assert_array_equal(C.scalar_colors(vals, "gray", 0.0, 1.0),
-                                  np.array([[g, g, g] for g in grey] + [list(ign)]))
-    np.testing.assert_array_equal(C.scalar_colors(np.array([2.0, 4.0]), "gray", 2.0, 6.0),
-                                  np.array([[0, 0, 0], [128, 128, 128]]))
-    np.testing.assert_array_equal(C.rgb_colors(np.array([[0.0, 0.5, 1.0], [1.2, -0.1, 0.2]])),
-                                  np.array([[0, 128, 255], [255, 0, 51]]))
-    np.testing.assert_array_equal(C.rgb_colors(np.array([[0.0, 127.5, 255.0]])), np.array([[0, 128, 255]]))
+    np.testing.assert_array_equal(
+        C.scalar_colors(vals, "gray", 0.0, 1.0), np.array([[g, g, g] for g in grey] + [list(ign)])
+    )
+    np.testing.assert_array_equal(
+        C.scalar_colors(np.array([2.0, 4.0]), "gray", 2.0, 6.0),
+        np.array([[0, 0, 0], [128, 128, 128]]),
+    )
+    np.testing.assert_array_equal(
+        C.rgb_colors(np.array([[0.0, 0.5, 1.0], [1.2, -0.1, 0.2]])),
+        np.array([[0, 128, 255], [255, 0, 51]]),
+    )
+    np.testing.assert_array_equal(
+        C.rgb_colors(np.array([[0.0, 127.5, 255.0]])), np.array([[0, 128, 255]])
+    )
 
 
 @pytest.mark.timeout(60)
@@ -240,18 +339,26 @@ def test_mode_colors_and_summary_on_a_view():
     pseudo = np.where(rng.random(n) < 0.4, rng.integers(0, 13, n), -1)
     lab = np.zeros(n, bool)
     lab[::10] = True
-    v = _view(sem, labelled=lab, pred=pred, pseudo=pseudo,
-              confidence=rng.random(n).astype(np.float32), entropy=rng.random(n).astype(np.float32))
+    v = _view(
+        sem,
+        labelled=lab,
+        pred=pred,
+        pseudo=pseudo,
+        confidence=rng.random(n).astype(np.float32),
+        entropy=rng.random(n).astype(np.float32),
+    )
     pal = v.palette
     for i in range(n):  # brute-force reference, point by point
         exp_gt = pal[sem[i]] if sem[i] >= 0 else P.IGNORE_COLOR
         assert tuple(C.mode_colors(v, "gt")[i]) == tuple(int(c) for c in exp_gt)
         exp_w = (pal[sem[i]] if sem[i] >= 0 else P.IGNORE_COLOR) if lab[i] else P.UNLABELLED_COLOR
         assert tuple(C.mode_colors(v, "weak")[i]) == tuple(int(c) for c in exp_w)
-        exp_e = C.DARK_COLOR if sem[i] < 0 else (C.RIGHT_COLOR if pred[i] == sem[i] else C.WRONG_COLOR)
+        exp_e = (
+            C.DARK_COLOR if sem[i] < 0 else (C.RIGHT_COLOR if pred[i] == sem[i] else C.WRONG_COLOR)
+        )
         assert tuple(C.mode_colors(v, "error")[i]) == exp_e
     assert C.available_modes(v) == list(C.MODES)
-    ok = (sem >= 0)
+    ok = sem >= 0
     acc = sum(int(pred[i] == sem[i]) for i in range(n) if ok[i]) / ok.sum()
     assert C.mode_summary(v, "pred") == f"acc {100 * acc:.1f}%"
     assert C.mode_summary(v, "weak") == f"{lab.sum()} labelled ({100 * lab.sum() / n:.2f}%)"
@@ -322,7 +429,11 @@ def test_export_ply_round_trip(tmp_path: Path, room: dict):
     np.testing.assert_array_equal(np.stack([vert["x"], vert["y"], vert["z"]], 1), xyz)
     np.testing.assert_array_equal(np.stack([vert["red"], vert["green"], vert["blue"]], 1), rgb)
     np.testing.assert_array_equal(vert["label"], lab)
-    assert vert["red"].dtype == np.uint8 and vert["x"].dtype == np.float32 and vert["label"].dtype == np.int32
+    assert (
+        vert["red"].dtype == np.uint8
+        and vert["x"].dtype == np.float32
+        and vert["label"].dtype == np.int32
+    )
     export_ply(tmp_path / "b.ply", xyz, np.full((50, 3), 0.5), None, binary=False)
     vert = PlyData.read(str(tmp_path / "b.ply"))["vertex"]
     assert set(vert["red"]) == {128} and "label" not in [p.name for p in vert.properties]
@@ -331,14 +442,31 @@ def test_export_ply_round_trip(tmp_path: Path, room: dict):
     # CLI: --export-ply --mode pred writes palette[pred] and the pred labels
     from pcseg.cli.main import main
 
-    assert main(["view", str(room["run"]), "--scene", "room_1", "--export-ply", str(tmp_path / "p.ply"),
-                     "--mode", "pred"]) == 0
+    assert (
+        main(
+            [
+                "view",
+                str(room["run"]),
+                "--scene",
+                "room_1",
+                "--export-ply",
+                str(tmp_path / "p.ply"),
+                "--mode",
+                "pred",
+            ]
+        )
+        == 0
+    )
     vert = PlyData.read(str(tmp_path / "p.ply"))["vertex"]
     pred = room["scenes"]["room_1"]["pred"]
     np.testing.assert_array_equal(vert["label"], pred)
-    np.testing.assert_array_equal(np.stack([vert["red"], vert["green"], vert["blue"]], 1),
-                                  P.get_palette("s3dis")[pred])
-    assert main(["view", str(room["proc"]), "--export-ply", str(tmp_path / "q.ply"), "--mode", "pred"]) == 1
+    np.testing.assert_array_equal(
+        np.stack([vert["red"], vert["green"], vert["blue"]], 1), P.get_palette("s3dis")[pred]
+    )
+    assert (
+        main(["view", str(room["proc"]), "--export-ply", str(tmp_path / "q.ply"), "--mode", "pred"])
+        == 1
+    )
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -348,18 +476,41 @@ def test_headless_render_panel_colours(room: dict, tmp_path: Path):
 
     out = tmp_path / "panel.png"
     w, h = 320, 240
-    r = _run_tool([room["run"], "--scene", "room_1", "--render", out, "--modes", "gt,pred,error",
-                   "--view", "top", "--width", w, "--height", h, "--point-size", 4, "--no-legend"],
-                  env=_headless_env(), timeout=150)
+    r = _run_tool(
+        [
+            room["run"],
+            "--scene",
+            "room_1",
+            "--render",
+            out,
+            "--modes",
+            "gt,pred,error",
+            "--view",
+            "top",
+            "--width",
+            w,
+            "--height",
+            h,
+            "--point-size",
+            4,
+            "--no-legend",
+        ],
+        env=_headless_env(),
+        timeout=150,
+    )
     assert r.returncode == 0, r.stderr
     img = _read_png(out)
     assert img.shape == (TITLE_HEIGHT + h, 3 * w, 3)
     pal = P.get_palette("s3dis")
-    tiles = [img[TITLE_HEIGHT:, i * w + 1:(i + 1) * w] for i in range(3)]  # skip the 1-px separators
+    tiles = [
+        img[TITLE_HEIGHT:, i * w + 1 : (i + 1) * w] for i in range(3)
+    ]  # skip the 1-px separators
     gt, pred, err = tiles
     for name in PRESENT_TOP:
         assert _count(gt, pal[CLS[name]]) >= 20, name
-    absent = [n for n in S3DIS_CLASSES if n not in PRESENT_TOP]  # incl. ceiling: hidden from the top
+    absent = [
+        n for n in S3DIS_CLASSES if n not in PRESENT_TOP
+    ]  # incl. ceiling: hidden from the top
     for name in absent:
         assert _count(gt, pal[CLS[name]]) == 0, name
     # unlit points: every pixel is the background or one of the present class colours exactly
@@ -378,7 +529,7 @@ def test_headless_render_panel_colours(room: dict, tmp_path: Path):
     # title region: dark text in every tile, no class colours
     titles = img[:TITLE_HEIGHT]
     for i in range(3):
-        assert (titles[:, i * w:(i + 1) * w].max(-1) < 100).sum() > 30
+        assert (titles[:, i * w : (i + 1) * w].max(-1) < 100).sum() > 30
     assert all(_count(titles, pal[CLS[n]], 0) == 0 for n in PRESENT_TOP)
 
 
@@ -388,18 +539,38 @@ def test_render_side_view_keeps_ceiling_and_legend(room: dict, tmp_path: Path):
 
     out = tmp_path / "side.png"
     w, h = 300, 200
-    r = _run_tool([room["proc"], "--scene", "room_1", "--render", out, "--modes", "gt", "--view", "side",
-                   "--width", w, "--height", h, "--point-size", 3], env=_headless_env(), timeout=150)
+    r = _run_tool(
+        [
+            room["proc"],
+            "--scene",
+            "room_1",
+            "--render",
+            out,
+            "--modes",
+            "gt",
+            "--view",
+            "side",
+            "--width",
+            w,
+            "--height",
+            h,
+            "--point-size",
+            3,
+        ],
+        env=_headless_env(),
+        timeout=150,
+    )
     assert r.returncode == 0, r.stderr
     img = _read_png(out)
     pal = P.get_palette("s3dis")
     present = sorted(CLS[n] for n in PRESENT_TOP + ("ceiling",))
-    legend = P.legend_image(S3DIS_CLASSES, pal, width=w, present=present, row_height=LEGEND_ROW_HEIGHT,
-                            header="x")
+    legend = P.legend_image(
+        S3DIS_CLASSES, pal, width=w, present=present, row_height=LEGEND_ROW_HEIGHT, header="x"
+    )
     assert img.shape == (TITLE_HEIGHT + h + legend.shape[0], w, 3)
-    tile = img[TITLE_HEIGHT:TITLE_HEIGHT + h]
+    tile = img[TITLE_HEIGHT : TITLE_HEIGHT + h]
     assert _count(tile, pal[CLS["ceiling"]]) >= 20
-    strip = img[TITLE_HEIGHT + h:]
+    strip = img[TITLE_HEIGHT + h :]
     for c in present:
         assert _count(strip, pal[c], 0) >= 20
     assert _count(strip, pal[CLS["sofa"]], 0) == 0
@@ -419,8 +590,14 @@ np.save(sys.argv[3], panel)
 @pytest.mark.timeout(200)
 def test_render_modes_api_weak_markers(room: dict, tmp_path: Path):
     out, arr = tmp_path / "api.png", tmp_path / "api.npy"
-    r = subprocess.run([PY, "-c", _API_SCRIPT, str(room["run"]), str(out), str(arr)], capture_output=True,
-                       text=True, timeout=150, env=_headless_env(), cwd=REPO)
+    r = subprocess.run(
+        [PY, "-c", _API_SCRIPT, str(room["run"]), str(out), str(arr)],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        env=_headless_env(),
+        cwd=REPO,
+    )
     assert r.returncode == 0, r.stderr
     panel = np.load(arr)
     assert panel.shape == (150, 400, 3)
@@ -466,7 +643,10 @@ def test_fit_camera_and_hidden_mask(room: dict):
     s = dist / (dist - corners @ f)
     assert (np.abs(corners @ u) * s).max() <= vr * (1 + 1e-6)
     assert (np.abs(corners @ r) * s).max() <= 1.5 * vr * (1 + 1e-6)
-    assert max((np.abs(corners @ u) * s).max() / vr, (np.abs(corners @ r) * s).max() / (1.5 * vr)) > 0.999
+    assert (
+        max((np.abs(corners @ u) * s).max() / vr, (np.abs(corners @ r) * s).max() / (1.5 * vr))
+        > 0.999
+    )
 
 
 # ----------------------------------------------------------------------------- curves
@@ -483,7 +663,7 @@ def test_plot_curves_from_tensorboard(tmp_path: Path):
         wr.add_scalar("train/loss_erda", 0.5 - 0.01 * s, s)
         wr.add_scalar("train/pseudo_acc", 0.5 + 0.03 * s, s)
         wr.add_scalar("diag/mask_ratio", 0.1 * s, s)
-        wr.add_scalar("train/lr", 0.01 * 0.9 ** s, s)
+        wr.add_scalar("train/lr", 0.01 * 0.9**s, s)
         wr.add_scalar("misc/ignored", 1.0, s)
     wr.close()
     wr = SummaryWriter(str(run / "tb" / "val"))  # a second events folder is merged in
@@ -494,13 +674,26 @@ def test_plot_curves_from_tensorboard(tmp_path: Path):
     np.testing.assert_array_equal(sc["val/miou"][0], [4, 9])
     np.testing.assert_allclose(sc["val/miou"][1], [0.4, 0.9], rtol=1e-6)
     np.testing.assert_allclose(sc["train/loss"][1], [2.0 / (s + 1) for s in range(10)], rtol=1e-6)
-    assert [curve_group(t) for t in ("train/loss", "val/miou", "train/pseudo_acc", "diag/x",
-                                     "train/diag/y", "train/lr", "misc/z")] == \
-        ["losses", "validation", "pseudo", "pseudo", "pseudo", "lr", None]
+    assert [
+        curve_group(t)
+        for t in (
+            "train/loss",
+            "val/miou",
+            "train/pseudo_acc",
+            "diag/x",
+            "train/diag/y",
+            "train/lr",
+            "misc/z",
+        )
+    ] == ["losses", "validation", "pseudo", "pseudo", "pseudo", "lr", None]
     out = tmp_path / "curves.png"
     groups = plot_curves(run, out, smooth=0.5)
-    assert groups == {"losses": ["train/loss", "train/loss_erda"], "validation": ["val/miou"],
-                      "pseudo": ["diag/mask_ratio", "train/pseudo_acc"], "lr": ["train/lr"]}
+    assert groups == {
+        "losses": ["train/loss", "train/loss_erda"],
+        "validation": ["val/miou"],
+        "pseudo": ["diag/mask_ratio", "train/pseudo_acc"],
+        "lr": ["train/lr"],
+    }
     assert _read_png(out).shape == (int(3.8 * 2 * 110), int(6.0 * 2 * 110), 3)
     # CLI and errors
     r = _run_tool([run, "--curves", tmp_path / "c2.png"], env=_headless_env(), timeout=100)
@@ -538,13 +731,18 @@ def _wait_for(cond, timeout: float, what: str):
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.skipif(not (shutil.which("Xvfb") and shutil.which("xdotool")),
-                    reason="Xvfb and xdotool not installed")
+@pytest.mark.skipif(
+    not (shutil.which("Xvfb") and shutil.which("xdotool")), reason="Xvfb and xdotool not installed"
+)
 def test_viewer_keys_under_xvfb(room: dict, tmp_path: Path):
     r_fd, w_fd = os.pipe()
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(w_fd), "-screen", "0", "800x600x24", "-nolisten", "tcp"],
-                            pass_fds=(w_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    xvfb = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(w_fd), "-screen", "0", "800x600x24", "-nolisten", "tcp"],
+        pass_fds=(w_fd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     os.close(w_fd)
     viewer = None
     try:
@@ -563,14 +761,31 @@ def test_viewer_keys_under_xvfb(room: dict, tmp_path: Path):
         env["DISPLAY"] = f":{int(num.strip())}"
         shots = tmp_path / "shots"
         log = open(tmp_path / "viewer.log", "w")
-        viewer = subprocess.Popen([PY, *VIEW, str(room["run"]), "--scene", "room_1", "--screenshot-dir",
-                                   str(shots), "--exit-after", "90", "--point-size", "4"],
-                                  env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        viewer = subprocess.Popen(
+            [
+                PY,
+                *VIEW,
+                str(room["run"]),
+                "--scene",
+                "room_1",
+                "--screenshot-dir",
+                str(shots),
+                "--exit-after",
+                "90",
+                "--point-size",
+                "4",
+            ],
+            env=env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
         def xdo(*args: str) -> str:
-            return subprocess.run(["xdotool", *args], env=env, capture_output=True, text=True,
-                                  timeout=20).stdout
+            return subprocess.run(
+                ["xdotool", *args], env=env, capture_output=True, text=True, timeout=20
+            ).stdout
 
         wid: list[str] = []
 
@@ -623,8 +838,11 @@ def test_viewer_keys_under_xvfb(room: dict, tmp_path: Path):
 def test_error_colour_is_in_no_palette():
     """Wrong points are drawn in a colour no class palette uses (red was SemanticKITTI's
     traffic-sign and S3DIS's chair)."""
-    pals = {name: np.asarray(v) for name, v in vars(P).items()
-            if isinstance(v, np.ndarray) and v.ndim == 2 and v.shape[1] == 3}
+    pals = {
+        name: np.asarray(v)
+        for name, v in vars(P).items()
+        if isinstance(v, np.ndarray) and v.ndim == 2 and v.shape[1] == 3
+    }
     pals.update({f"get_palette({d})": P.get_palette(d) for d in P.DATASET_PALETTES})
     pals["generic_palette(80)"] = P.generic_palette(80)
     assert {"S3DIS_COLORS", "SCANNET_COLORS", "SEMANTICKITTI_COLORS"} <= set(pals)
@@ -642,8 +860,12 @@ def test_legend_shows_unlabelled_and_ignored_greys():
     from pcseg.viz.render import legend_extras
 
     sem = np.array([0, 1, -1, 2])
-    view = SimpleNamespace(semantic=sem, pred=np.array([0, 2, 1, 2]), pseudo=None,
-                           labelled=np.array([True, False, False, False]))
+    view = SimpleNamespace(
+        semantic=sem,
+        pred=np.array([0, 2, 1, 2]),
+        pseudo=None,
+        labelled=np.array([True, False, False, False]),
+    )
     vis = np.ones(4, bool)
     extras = legend_extras(view, ["gt", "weak", "error"], vis)
     names = [n for n, _ in extras]
@@ -675,8 +897,25 @@ def test_render_prints_no_runtime_dir_error(room: dict, tmp_path: Path):
     env = _headless_env()
     env.pop("XDG_RUNTIME_DIR", None)
     out = tmp_path / "r.png"
-    r = _run_tool([room["proc"], "--scene", "room_1", "--render", out, "--modes", "gt,weak",
-                   "--view", "top", "--width", 160, "--height", 120], env=env, timeout=150)
+    r = _run_tool(
+        [
+            room["proc"],
+            "--scene",
+            "room_1",
+            "--render",
+            out,
+            "--modes",
+            "gt,weak",
+            "--view",
+            "top",
+            "--width",
+            160,
+            "--height",
+            120,
+        ],
+        env=env,
+        timeout=150,
+    )
     assert r.returncode == 0, r.stderr
     assert "XDG_RUNTIME_DIR" not in r.stderr + r.stdout, r.stderr
     strip = _read_png(out)[-60:]

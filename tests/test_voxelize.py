@@ -1,4 +1,5 @@
 """Grid sampling: checked against brute-force numpy / python references."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -38,8 +39,16 @@ def test_inverse_and_voxel_set_match_bruteforce(mode):
 
 
 def test_hand_worked_example():
-    c = np.array([[0.01, 0.01, 0.01], [0.09, 0.02, 0.0], [-0.01, 0.0, 0.0],
-                  [0.15, 0.0, 0.0], [0.05, 0.05, 0.05]], dtype=np.float32)
+    c = np.array(
+        [
+            [0.01, 0.01, 0.01],
+            [0.09, 0.02, 0.0],
+            [-0.01, 0.0, 0.0],
+            [0.15, 0.0, 0.0],
+            [0.05, 0.05, 0.05],
+        ],
+        dtype=np.float32,
+    )
     feats = np.array([[1.0], [3.0], [5.0], [7.0], [8.0]], dtype=np.float32)
     labels = np.array([2, 1, 0, 4, 1])
     r = voxelize(c, 0.1, mode="mean", feats=feats, labels=labels)
@@ -101,10 +110,12 @@ def test_train_mode_keeps_labelled_points_and_is_seeded():
     r_mask = voxelize(c, 0.2, mode="train", labels=labels, keep=mask, rng=7)
     np.testing.assert_array_equal(r_mask.point_index, r.point_index)
     # deterministic for a seed, different for another
-    np.testing.assert_array_equal(voxelize(c, 0.2, "train", rng=11).point_index,
-                                  voxelize(c, 0.2, "train", rng=11).point_index)
-    assert not np.array_equal(voxelize(c, 0.2, "train", rng=11).point_index,
-                              voxelize(c, 0.2, "train", rng=12).point_index)
+    np.testing.assert_array_equal(
+        voxelize(c, 0.2, "train", rng=11).point_index, voxelize(c, 0.2, "train", rng=11).point_index
+    )
+    assert not np.array_equal(
+        voxelize(c, 0.2, "train", rng=11).point_index, voxelize(c, 0.2, "train", rng=12).point_index
+    )
 
 
 def test_train_mode_representative_is_uniform():
@@ -138,8 +149,16 @@ def test_negative_and_large_lidar_range():
 
 def test_huge_range_uses_lexsort_fallback():
     # ranges too large for a packed int64 key (3 x 2^31 > 2^63): must still be correct
-    c = np.array([[-2.0e6, 2.0e6, -2.0e6], [2.0e6, -2.0e6, 2.0e6], [0.0, 0.0, 0.0],
-                  [0.0004, 0.0, 0.0], [2.0e6, -2.0e6, 2.0e6]], dtype=np.float64)
+    c = np.array(
+        [
+            [-2.0e6, 2.0e6, -2.0e6],
+            [2.0e6, -2.0e6, 2.0e6],
+            [0.0, 0.0, 0.0],
+            [0.0004, 0.0, 0.0],
+            [2.0e6, -2.0e6, 2.0e6],
+        ],
+        dtype=np.float64,
+    )
     r = voxelize(c, 0.001, "test")
     ref_vox, ref_inv = voxelize_baseline(c, 0.001)
     np.testing.assert_array_equal(r.voxel_coords, ref_vox)

@@ -1,5 +1,6 @@
 """pcseg.workflows: which labels choose the checkpoint (selection_note), and the label-budget
 study (runs reused, results accumulated, fractions and table checked by hand)."""
+
 from __future__ import annotations
 
 import json
@@ -16,10 +17,20 @@ from pcseg.workflows.runs import selection_note
 
 
 def _cfg(root: Path, val: str, test: str, train: str = "Area_1", spec: str = "1%"):
-    return config_from_dict({"data": {"dataset": "s3dis", "root": str(root), "train_split": train,
-                                      "val_split": val, "test_split": test,
-                                      "label_spec": spec},
-                            "train": {"iterations": 1}, "run_dir": "r"})
+    return config_from_dict(
+        {
+            "data": {
+                "dataset": "s3dis",
+                "root": str(root),
+                "train_split": train,
+                "val_split": val,
+                "test_split": test,
+                "label_spec": spec,
+            },
+            "train": {"iterations": 1},
+            "run_dir": "r",
+        }
+    )
 
 
 def test_selection_note_says_which_labels_choose_best(prepared_rooms):
@@ -46,11 +57,19 @@ def test_labelled_fraction_counts_label_files(prepared_rooms):
 def test_budget_study_accumulates_and_reuses(tmp_path, capsys):
     root = tmp_path
     base = {
-        "data": {"dataset": "s3dis", "root": str(root / "processed"), "raw": str(root / "raw"),
-                 "synthetic": {"num_areas": 2, "rooms_per_area": 1, "seed": 1, "spacing": 0.15},
-                 "prepare_splits": ["Area_1", "Area_2"], "voxel_size": 0.15,
-                 "max_voxels": 400, "batch_size": 1, "train_split": "Area_1",
-                 "val_split": "", "test_split": "Area_2"},
+        "data": {
+            "dataset": "s3dis",
+            "root": str(root / "processed"),
+            "raw": str(root / "raw"),
+            "synthetic": {"num_areas": 2, "rooms_per_area": 1, "seed": 1, "spacing": 0.15},
+            "prepare_splits": ["Area_1", "Area_2"],
+            "voxel_size": 0.15,
+            "max_voxels": 400,
+            "batch_size": 1,
+            "train_split": "Area_1",
+            "val_split": "",
+            "test_split": "Area_2",
+        },
         "model": {"name": "MinkUNet14A", "planes": [8] * 8, "init_dim": 8},
         "train": {"iterations": 2, "log_every": 1, "progress": False, "device": "cpu"},
     }
@@ -60,8 +79,16 @@ def test_budget_study_accumulates_and_reuses(tmp_path, capsys):
     (cdir / "supervised.yaml").write_text("_base_: base.yaml\nmethod: {name: supervised}\n")
     (cdir / "erda.yaml").write_text("_base_: base.yaml\nmethod: {name: erda, weight: 0.1}\n")
     js = root / "r.json"
-    res = run_budget_study(cdir, ["supervised"], ["1pt", "full"], [0], root / "runs",
-                           json_out=js, table_out=root / "t.md", plot_out=root / "c.png")
+    res = run_budget_study(
+        cdir,
+        ["supervised"],
+        ["1pt", "full"],
+        [0],
+        root / "runs",
+        json_out=js,
+        table_out=root / "t.md",
+        plot_out=root / "c.png",
+    )
     assert set(res["budgets"]) == {"1pt", "full"}
     run = root / "runs" / "1pt" / "supervised" / "seed_0"
     got = json.loads((run / "test" / "metrics.json").read_text())["miou"]

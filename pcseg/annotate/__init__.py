@@ -5,6 +5,7 @@
 * :mod:`pcseg.annotate.suggest`: where to click next, from a run's predictions;
 * :mod:`pcseg.annotate.web`: the browser front end (viser), for headless servers.
 """
+
 from pcseg.annotate.state import (
     AnnotationError,
     AnnotationState,
@@ -15,5 +16,14 @@ from pcseg.annotate.state import (
 )
 from pcseg.annotate.suggest import Spot, suggest_spots, uncertainty
 
-__all__ = ["AnnotationError", "AnnotationState", "ClassList", "Spot", "load_classes",
-           "pick_point", "read_label_file", "suggest_spots", "uncertainty"]
+__all__ = [
+    "AnnotationError",
+    "AnnotationState",
+    "ClassList",
+    "Spot",
+    "load_classes",
+    "pick_point",
+    "read_label_file",
+    "suggest_spots",
+    "uncertainty",
+]

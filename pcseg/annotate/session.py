@@ -5,6 +5,7 @@ scene id), checks the class list against the processed folder's ``meta.json``, c
 label folder is writable, attaches a run's predictions when given, and reopens the label file
 ``labels/<spec>/<scene>.npy`` when it exists (where the user left off). No GUI here.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,27 +55,34 @@ def resolve_scene(scene: str | os.PathLike, scene_id: str | None = None) -> tupl
     p = Path(scene)
     if p.is_file() or p.suffix == ".npz":
         if p.suffix != ".npz" or p.parent.name != "scenes":
-            raise AnnotationError(f"{p}: expected a processed scene PROCESSED/scenes/<id>.npz or "
-                                  f"a processed folder with --scene ID")
+            raise AnnotationError(
+                f"{p}: expected a processed scene PROCESSED/scenes/<id>.npz or "
+                f"a processed folder with --scene ID"
+            )
         if not p.is_file():
             raise AnnotationError(f"processed scene {p} does not exist")
         if scene_id is not None and scene_id != p.stem:
             raise AnnotationError(f"--scene {scene_id} contradicts the scene file {p}")
         return p.parent.parent, p.stem
     if not p.is_dir():
-        raise AnnotationError(f"{p} does not exist (expected a processed scene "
-                              f"PROCESSED/scenes/<id>.npz or a processed folder)")
+        raise AnnotationError(
+            f"{p} does not exist (expected a processed scene "
+            f"PROCESSED/scenes/<id>.npz or a processed folder)"
+        )
     ids = sorted(q.stem for q in (p / "scenes").glob("*.npz"))
     if not ids:
         raise AnnotationError(f"{p}: no processed scenes (scenes/*.npz); run pcseg prepare")
     if scene_id is None:
         if len(ids) > 1:
-            raise AnnotationError(f"{p} holds {len(ids)} scenes; choose one with --scene "
-                                  f"(e.g. {', '.join(ids[:5])})")
+            raise AnnotationError(
+                f"{p} holds {len(ids)} scenes; choose one with --scene (e.g. {', '.join(ids[:5])})"
+            )
         scene_id = ids[0]
     if scene_id not in ids:
-        raise AnnotationError(f"scene {scene_id!r} not in {p / 'scenes'} (has "
-                              f"{', '.join(ids[:8])}{' ...' if len(ids) > 8 else ''})")
+        raise AnnotationError(
+            f"scene {scene_id!r} not in {p / 'scenes'} (has "
+            f"{', '.join(ids[:8])}{' ...' if len(ids) > 8 else ''})"
+        )
     return p, scene_id
 
 
@@ -86,14 +94,20 @@ def check_writable(folder: Path) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise AnnotationError(f"cannot write label files into {folder}: {e.strerror or e} "
-                              f"(expected a writable folder; copy the processed folder or "
-                              f"fix its permissions)") from None
+        raise AnnotationError(
+            f"cannot write label files into {folder}: {e.strerror or e} "
+            f"(expected a writable folder; copy the processed folder or "
+            f"fix its permissions)"
+        ) from None
 
 
-def open_session(scene: str | os.PathLike, classes: str | os.PathLike | ClassList,
-                 scene_id: str | None = None, spec: str = DEFAULT_SPEC,
-                 run: str | os.PathLike | None = None) -> Session:
+def open_session(
+    scene: str | os.PathLike,
+    classes: str | os.PathLike | ClassList,
+    scene_id: str | None = None,
+    spec: str = DEFAULT_SPEC,
+    run: str | os.PathLike | None = None,
+) -> Session:
     """Open SCENE for labelling (module docstring); errors are :class:`AnnotationError`."""
     root, sid = resolve_scene(scene, scene_id)
     cl = classes if isinstance(classes, ClassList) else load_classes(classes)
@@ -102,8 +116,9 @@ def open_session(scene: str | os.PathLike, classes: str | os.PathLike | ClassLis
     except ValueError as e:
         raise AnnotationError(f"--labels {spec!r}: {e}") from None
     if spec == "full":
-        raise AnnotationError("--labels full is the complete ground truth; choose another spec, "
-                              f"e.g. {DEFAULT_SPEC}")
+        raise AnnotationError(
+            f"--labels full is the complete ground truth; choose another spec, e.g. {DEFAULT_SPEC}"
+        )
     try:
         view = load_processed_scene(root, sid)
     except (FileNotFoundError, ValueError) as e:
@@ -113,7 +128,8 @@ def open_session(scene: str | os.PathLike, classes: str | os.PathLike | ClassLis
         raise AnnotationError(
             f"class file {cl.source or '(given)'} lists {cl.names} but the processed scene "
             f"{root / 'scenes' / (sid + '.json')} has classes {meta_names}: a class index must "
-            f"mean the same class in both (training reads the processed folder's classes)")
+            f"mean the same class in both (training reads the processed folder's classes)"
+        )
     if run is not None:
         pred = Path(run) / "test" / "predictions" / f"{sid}.npz"
         try:
@@ -122,8 +138,9 @@ def open_session(scene: str | os.PathLike, classes: str | os.PathLike | ClassLis
             raise AnnotationError(f"--run {run}: {e} (run pcseg test on it first)") from None
     path = processed.labels_path(root, spec, sid)
     check_writable(path.parent)
-    state = AnnotationState(view.coords, cl, view.feats if view.feat_kind == "rgb" else None,
-                            path=path)
+    state = AnnotationState(
+        view.coords, cl, view.feats if view.feat_kind == "rgb" else None, path=path
+    )
     resumed = 0
     if path.is_file():
         resumed = state.load(path, semantic=view.semantic)

@@ -26,6 +26,7 @@ written atomically so a kill leaves either the old or the new file.
 :func:`pick_point` intersects a click ray with the points: the front-most point whose distance
 to the ray is within a tolerance that grows linearly with depth (a fixed number of pixels).
 """
+
 from __future__ import annotations
 
 import math
@@ -64,8 +65,10 @@ class ClassList:
             raise AnnotationError(f"class {cls!r} is not an integer") from None
         if not 0 <= c < len(self.names):
             where = f" of {self.source}" if self.source else ""
-            raise AnnotationError(f"class {c} is outside the class list{where}: expected 0.."
-                                  f"{len(self.names) - 1} ({', '.join(self.names)})")
+            raise AnnotationError(
+                f"class {c} is outside the class list{where}: expected 0.."
+                f"{len(self.names) - 1} ({', '.join(self.names)})"
+            )
         return c
 
 
@@ -84,8 +87,10 @@ def load_classes(path: str | os.PathLike) -> ClassList:
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise AnnotationError(f"class file {path} is not readable YAML: {e}") from None
     if not isinstance(obj, dict) or not isinstance(obj.get("names"), list) or not obj["names"]:
-        raise AnnotationError(f"class file {path}: expected a mapping with a non-empty list "
-                              f"'names: [..]' (class index = position)")
+        raise AnnotationError(
+            f"class file {path}: expected a mapping with a non-empty list "
+            f"'names: [..]' (class index = position)"
+        )
     names = [str(n) for n in obj["names"]]
     if len(set(names)) != len(names):
         raise AnnotationError(f"class file {path}: names must be unique, got {names}")
@@ -94,22 +99,28 @@ def load_classes(path: str | os.PathLike) -> ClassList:
         raise AnnotationError(f"class file {path}: 'colors' must map a name to [r, g, b]")
     unknown = sorted(set(map(str, given)) - set(names))
     if unknown:
-        raise AnnotationError(f"class file {path}: colors for unknown classes {unknown} "
-                              f"(names: {names})")
+        raise AnnotationError(
+            f"class file {path}: colors for unknown classes {unknown} (names: {names})"
+        )
     colors = np.asarray(generic_palette(len(names)), dtype=np.uint8).copy()
     for i, n in enumerate(names):
         if n in given:
             c = given[n]
-            if (not isinstance(c, (list, tuple)) or len(c) != 3
-                    or not all(isinstance(v, (int, float)) and 0 <= v <= 255 for v in c)):
-                raise AnnotationError(f"class file {path}: colour of {n!r} must be [r, g, b] in "
-                                      f"0..255, got {c!r}")
+            if (
+                not isinstance(c, (list, tuple))
+                or len(c) != 3
+                or not all(isinstance(v, (int, float)) and 0 <= v <= 255 for v in c)
+            ):
+                raise AnnotationError(
+                    f"class file {path}: colour of {n!r} must be [r, g, b] in 0..255, got {c!r}"
+                )
             colors[i] = np.asarray(c, dtype=np.uint8)
     return ClassList(names, colors, str(path))
 
 
-def estimate_normals(coords: np.ndarray, k: int = 12, tree: cKDTree | None = None,
-                     at: np.ndarray | None = None) -> np.ndarray:
+def estimate_normals(
+    coords: np.ndarray, k: int = 12, tree: cKDTree | None = None, at: np.ndarray | None = None
+) -> np.ndarray:
     """(len(at), 3) float32 unit normals (PCA over each point's ``k`` nearest neighbours) of
     the points ``at`` (default: all)."""
     coords = np.asarray(coords, dtype=np.float64)
@@ -121,16 +132,21 @@ def estimate_normals(coords: np.ndarray, k: int = 12, tree: cKDTree | None = Non
     _, nb = tree.query(query, k=min(k, len(coords)))
     out = np.empty((n, 3), dtype=np.float32)
     for s in range(0, n, 65536):  # bounded memory
-        p = coords[nb[s:s + 65536]]
+        p = coords[nb[s : s + 65536]]
         p = p - p.mean(axis=1, keepdims=True)
         cov = np.einsum("nki,nkj->nij", p, p)
         _, vec = np.linalg.eigh(cov)
-        out[s:s + 65536] = vec[:, :, 0]
+        out[s : s + 65536] = vec[:, :, 0]
     return out
 
 
-def pick_point(coords: np.ndarray, origin: Sequence[float], direction: Sequence[float],
-               tol_per_metre: float, candidates: np.ndarray | None = None) -> int | None:
+def pick_point(
+    coords: np.ndarray,
+    origin: Sequence[float],
+    direction: Sequence[float],
+    tol_per_metre: float,
+    candidates: np.ndarray | None = None,
+) -> int | None:
     """Index of the point a click ray hits, or None.
 
     A point is hit when its distance to the ray is at most ``tol_per_metre * depth`` (depth
@@ -204,8 +220,9 @@ class AnnotationState:
         if self.feats is not None:
             self.feats = np.asarray(self.feats, dtype=np.float32)
             if len(self.feats) != len(self.coords):
-                raise AnnotationError(f"feats has {len(self.feats)} rows for "
-                                      f"{len(self.coords)} points")
+                raise AnnotationError(
+                    f"feats has {len(self.feats)} rows for {len(self.coords)} points"
+                )
         self.path = None if self.path is None else Path(self.path)
         self.labels = np.full(len(self.coords), -1, dtype=np.int64)
 
@@ -239,8 +256,10 @@ class AnnotationState:
     def _check_idx(self, idx: Any) -> np.ndarray:
         arr = np.unique(np.asarray(idx, dtype=np.int64).reshape(-1))
         if arr.size and (arr[0] < 0 or arr[-1] >= self.num_points):
-            raise AnnotationError(f"point index {int(arr[0] if arr[0] < 0 else arr[-1])} out of "
-                                  f"range for a scene of {self.num_points} points")
+            raise AnnotationError(
+                f"point index {int(arr[0] if arr[0] < 0 else arr[-1])} out of "
+                f"range for a scene of {self.num_points} points"
+            )
         return arr
 
     def _apply(self, what: str, idx: np.ndarray, new: np.ndarray) -> int:
@@ -275,11 +294,18 @@ class AnnotationState:
         c = int(self._check_idx([center])[0])
         if radius <= 0:
             return np.array([c], dtype=np.int64)
-        return np.sort(np.asarray(self.tree.query_ball_point(self.coords[c], float(radius)),
-                                  dtype=np.int64))
+        return np.sort(
+            np.asarray(self.tree.query_ball_point(self.coords[c], float(radius)), dtype=np.int64)
+        )
 
-    def grow_region(self, seed: int, radius: float = 0.05, color_tol: float = 0.15,
-                    normal_deg: float | None = 30.0, max_points: int = 200_000) -> np.ndarray:
+    def grow_region(
+        self,
+        seed: int,
+        radius: float = 0.05,
+        color_tol: float = 0.15,
+        normal_deg: float | None = 30.0,
+        max_points: int = 200_000,
+    ) -> np.ndarray:
         """Sorted indices of the connected region of points similar to ``seed`` (module doc)."""
         s = int(self._check_idx([seed])[0])
         ok = np.ones(self.num_points, dtype=bool)
@@ -349,8 +375,10 @@ class AnnotationState:
 
     def summary(self) -> str:
         """Per-class counts and the labelled fraction, one line per class."""
-        head = (f"{self.num_labelled:,d} / {self.num_points:,d} points labelled "
-                f"({100.0 * self.labelled_fraction:.3f}%)")
+        head = (
+            f"{self.num_labelled:,d} / {self.num_points:,d} points labelled "
+            f"({100.0 * self.labelled_fraction:.3f}%)"
+        )
         lines = [head]
         for i, (n, c) in enumerate(zip(self.classes.names, self.counts())):
             lines.append(f"{i} {n}: {int(c):,d}")
@@ -360,8 +388,7 @@ class AnnotationState:
     def to_array(self) -> np.ndarray:
         """(M, 2) int64 rows [point index, class] of the labelled points, sorted by index."""
         idx = np.flatnonzero(self.labels >= 0).astype(np.int64)
-        return np.stack([idx, self.labels[idx]], axis=1) if idx.size else np.zeros((0, 2),
-                                                                                   np.int64)
+        return np.stack([idx, self.labels[idx]], axis=1) if idx.size else np.zeros((0, 2), np.int64)
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
         """Write :meth:`to_array` atomically to ``path`` (default: the state's path)."""
@@ -371,12 +398,15 @@ class AnnotationState:
         try:
             atomic_save_npy(target, self.to_array())
         except OSError as e:
-            raise AnnotationError(f"cannot write the label file {target}: {e.strerror or e} "
-                                  f"(expected a writable folder {target.parent})") from None
+            raise AnnotationError(
+                f"cannot write the label file {target}: {e.strerror or e} "
+                f"(expected a writable folder {target.parent})"
+            ) from None
         return target
 
-    def load(self, path: str | os.PathLike | None = None,
-             semantic: np.ndarray | None = None) -> int:
+    def load(
+        self, path: str | os.PathLike | None = None, semantic: np.ndarray | None = None
+    ) -> int:
         """Replace the labels with those of a label file; returns the number of labelled points.
 
         The file is either (M, 2) [index, class] rows or (M,) indices whose class is
@@ -393,8 +423,9 @@ class AnnotationState:
         return self.num_labelled
 
 
-def read_label_file(path: str | os.PathLike, num_points: int, num_classes: int,
-                    semantic: np.ndarray | None = None) -> np.ndarray:
+def read_label_file(
+    path: str | os.PathLike, num_points: int, num_classes: int, semantic: np.ndarray | None = None
+) -> np.ndarray:
     """(N,) int64 per-point labels (-1 = none) from a weak-label file of either form."""
     from pcseg.data.processed import check_label_array
 
@@ -418,6 +449,8 @@ def read_label_file(path: str | os.PathLike, num_points: int, num_classes: int,
             raise AnnotationError(f"ground truth has shape {sem.shape} for {num_points} points")
         labels[arr] = np.where(sem[arr] < num_classes, sem[arr], -1)
     else:
-        raise AnnotationError(f"label file {path} holds point indices only (M,), whose class is "
-                              f"the ground truth, and none was given")
+        raise AnnotationError(
+            f"label file {path} holds point indices only (M,), whose class is "
+            f"the ground truth, and none was given"
+        )
     return labels

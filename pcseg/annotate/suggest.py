@@ -13,6 +13,7 @@ label are skipped, then greedy non-maximum suppression takes the best cell and d
 cell within ``min_distance`` metres of a taken one, until ``k`` spots: the spots are spread
 over the scene, not one blob. Each spot is the most uncertain point of its cell.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,9 +31,13 @@ class Spot:
     score: float
 
 
-def uncertainty(entropy: np.ndarray | None, num_classes: int, pred: np.ndarray | None = None,
-                pseudo: np.ndarray | None = None, confidence: np.ndarray | None = None
-                ) -> np.ndarray:
+def uncertainty(
+    entropy: np.ndarray | None,
+    num_classes: int,
+    pred: np.ndarray | None = None,
+    pseudo: np.ndarray | None = None,
+    confidence: np.ndarray | None = None,
+) -> np.ndarray:
     """(N,) float32 per-point uncertainty (module docstring); ``confidence`` (1 - max prob) is
     used when there is no entropy."""
     if entropy is not None:
@@ -48,9 +53,14 @@ def uncertainty(entropy: np.ndarray | None, num_classes: int, pred: np.ndarray |
     return u.astype(np.float32)
 
 
-def suggest_spots(coords: np.ndarray, scores: np.ndarray, k: int = 10, cell: float = 0.5,
-                  min_distance: float | None = None, labelled: np.ndarray | None = None
-                  ) -> list[Spot]:
+def suggest_spots(
+    coords: np.ndarray,
+    scores: np.ndarray,
+    k: int = 10,
+    cell: float = 0.5,
+    min_distance: float | None = None,
+    labelled: np.ndarray | None = None,
+) -> list[Spot]:
     """Up to ``k`` spread-out spots of high uncertainty, best first (module docstring).
 
     Args:
@@ -62,8 +72,10 @@ def suggest_spots(coords: np.ndarray, scores: np.ndarray, k: int = 10, cell: flo
     coords = np.asarray(coords, dtype=np.float64)
     scores = np.asarray(scores, dtype=np.float64)
     if coords.ndim != 2 or coords.shape[1] != 3 or scores.shape != (len(coords),):
-        raise ValueError(f"suggest_spots: coords (N, 3) and scores (N,) expected, got "
-                         f"{coords.shape} and {scores.shape}")
+        raise ValueError(
+            f"suggest_spots: coords (N, 3) and scores (N,) expected, got "
+            f"{coords.shape} and {scores.shape}"
+        )
     if len(coords) == 0 or k <= 0:
         return []
     if cell <= 0:

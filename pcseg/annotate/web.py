@@ -25,6 +25,7 @@ Controls (panel on the right; hotkeys via viser's command palette, no modifier):
 
 Every change is saved atomically to ``labels/<spec>/<scene>.npy`` right away.
 """
+
 from __future__ import annotations
 
 import math
@@ -49,8 +50,9 @@ def import_viser():
     try:
         import viser
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("pcseg annotate needs viser: pip install 'pcseg[annotate]' "
-                          f"(or pip install viser): {e}") from None
+        raise ImportError(
+            f"pcseg annotate needs viser: pip install 'pcseg[annotate]' (or pip install viser): {e}"
+        ) from None
     return viser
 
 
@@ -63,8 +65,12 @@ def default_camera(coords: np.ndarray) -> dict[str, Any]:
     direction = np.array([-0.55, -0.75, 0.65])
     direction /= np.linalg.norm(direction)
     dist = 0.5 * ext / math.tan(fov / 2) * 1.1
-    return {"position": (centre + direction * dist).tolist(), "look_at": centre.tolist(),
-            "up": [0.0, 0.0, 1.0], "fov": fov}
+    return {
+        "position": (centre + direction * dist).tolist(),
+        "look_at": centre.tolist(),
+        "up": [0.0, 0.0, 1.0],
+        "fov": fov,
+    }
 
 
 def default_point_size(coords: np.ndarray) -> float:
@@ -98,9 +104,15 @@ def _reported(method):
 class WebAnnotator:
     """The viser GUI around a :class:`Session` (module docstring)."""
 
-    def __init__(self, session: Session, host: str = "127.0.0.1", port: int = 8080,
-                 pick_px: float = 8.0, point_size: float | None = None,
-                 debug_json: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        session: Session,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        pick_px: float = 8.0,
+        point_size: float | None = None,
+        debug_json: str | Path | None = None,
+    ) -> None:
         viser = import_viser()
         self.session = session
         self.state = session.state
@@ -111,9 +123,11 @@ class WebAnnotator:
         self.preview: np.ndarray | None = None
         self.spots: list[Spot] = []
         self.spot_i = -1
-        self.last_message = (f"resumed {session.resumed:,d} labelled points from "
-                             f"{session.label_path}" if session.resumed else
-                             f"labels go to {session.label_path}")
+        self.last_message = (
+            f"resumed {session.resumed:,d} labelled points from {session.label_path}"
+            if session.resumed
+            else f"labels go to {session.label_path}"
+        )
         self.server = viser.ViserServer(host=host, port=port, verbose=False)
         self.server.gui.configure_theme(control_width="medium")
         self.server.scene.set_up_direction("+z")
@@ -125,8 +139,13 @@ class WebAnnotator:
         self._build_gui()
         self._drawn_mode = "labels"
         self.cloud = self.server.scene.add_point_cloud(
-            "/scene", self.view.coords, self._base_colors("labels"), point_size=self.point_size,
-            point_shape="circle", precision="float32")
+            "/scene",
+            self.view.coords,
+            self._base_colors("labels"),
+            point_size=self.point_size,
+            point_shape="circle",
+            precision="float32",
+        )
         self.label_cloud = None
         self._draw_labels()
         self.preview_cloud = None
@@ -139,18 +158,27 @@ class WebAnnotator:
     def _build_gui(self) -> None:
         gui = self.server.gui
         names = self.session.classes.names
-        gui.add_markdown(f"**{self.session.scene}** ({self.view.num_points:,d} points)  \n"
-                         f"labels: `{self.session.spec}`")
+        gui.add_markdown(
+            f"**{self.session.scene}** ({self.view.num_points:,d} points)  \n"
+            f"labels: `{self.session.spec}`"
+        )
         self.class_options = [f"{i} {n}" for i, n in enumerate(names)]
-        self.g_class = gui.add_dropdown("Class", self.class_options,
-                                        initial_value=self.class_options[0])
+        self.g_class = gui.add_dropdown(
+            "Class", self.class_options, initial_value=self.class_options[0]
+        )
         self.g_tool = gui.add_dropdown("Tool", TOOLS, initial_value="point")
         ext = float(np.linalg.norm(np.ptp(self.view.coords, axis=0))) or 1.0
-        self.g_brush = gui.add_slider("Brush radius (m)", 0.0, round(ext / 4, 3), 0.005,
-                                      round(min(0.1, ext / 20), 3))
+        self.g_brush = gui.add_slider(
+            "Brush radius (m)", 0.0, round(ext / 4, 3), 0.005, round(min(0.1, ext / 20), 3)
+        )
         with gui.add_folder("Region growing", expand_by_default=False):
-            self.g_grow_r = gui.add_slider("Step radius (m)", 0.005, round(ext / 10, 3), 0.005,
-                                           round(max(2.5 * self.point_size / 1.5, 0.01), 3))
+            self.g_grow_r = gui.add_slider(
+                "Step radius (m)",
+                0.005,
+                round(ext / 10, 3),
+                0.005,
+                round(max(2.5 * self.point_size / 1.5, 0.01), 3),
+            )
             self.g_grow_c = gui.add_slider("Colour tolerance", 0.0, 1.0, 0.01, 0.15)
             self.g_grow_n = gui.add_slider("Normal angle (deg, 90=off)", 1, 90, 1, 30)
             self.g_accept = gui.add_button("Accept region", disabled=True)
@@ -160,11 +188,19 @@ class WebAnnotator:
         if (self.view.semantic >= 0).any():
             modes.append("gt")
         if self.session.has_predictions:
-            modes += [m for m in ("pred", "pseudo", "entropy", "confidence")
-                      if getattr(self.view, m) is not None]
+            modes += [
+                m
+                for m in ("pred", "pseudo", "entropy", "confidence")
+                if getattr(self.view, m) is not None
+            ]
         self.g_mode = gui.add_dropdown("Colours", modes, initial_value="labels")
-        self.g_psize = gui.add_slider("Point size", self.point_size / 4, self.point_size * 4,
-                                      self.point_size / 20, self.point_size)
+        self.g_psize = gui.add_slider(
+            "Point size",
+            self.point_size / 4,
+            self.point_size * 4,
+            self.point_size / 20,
+            self.point_size,
+        )
         if self.session.has_predictions:
             with gui.add_folder("Suggestions"):
                 self.g_k = gui.add_slider("Spots", 1, 50, 1, 10)
@@ -176,7 +212,8 @@ class WebAnnotator:
         self.g_status = gui.add_markdown("")
         swatches = "  \n".join(
             f"<span style='color:rgb({c[0]},{c[1]},{c[2]})'>&#9632;</span> {i} {n}"
-            for i, (n, c) in enumerate(zip(names, self.session.classes.colors)))
+            for i, (n, c) in enumerate(zip(names, self.session.classes.colors))
+        )
         with gui.add_folder("Legend"):
             gui.add_markdown(swatches)
         # hotkeys
@@ -235,11 +272,16 @@ class WebAnnotator:
             else:
                 ang = float(self.g_grow_n.value)
                 self.preview = self.state.grow_region(
-                    idx, radius=float(self.g_grow_r.value), color_tol=float(self.g_grow_c.value),
-                    normal_deg=None if ang >= 90 else ang)
+                    idx,
+                    radius=float(self.g_grow_r.value),
+                    color_tol=float(self.g_grow_c.value),
+                    normal_deg=None if ang >= 90 else ang,
+                )
                 self._show_preview()
-                self._say(f"region of {len(self.preview):,d} points: Accept (Enter) labels it "
-                          f"{self.g_class.value}, Reject (Escape) drops it")
+                self._say(
+                    f"region of {len(self.preview):,d} points: Accept (Enter) labels it "
+                    f"{self.g_class.value}, Reject (Escape) drops it"
+                )
                 return
             self._redraw()
 
@@ -276,16 +318,26 @@ class WebAnnotator:
     @_reported
     def suggest(self) -> None:
         v = self.view
-        u = uncertainty(v.entropy, v.num_classes, pred=v.pred, pseudo=v.pseudo,
-                        confidence=v.confidence)
+        u = uncertainty(
+            v.entropy, v.num_classes, pred=v.pred, pseudo=v.pseudo, confidence=v.confidence
+        )
         ext = float(np.linalg.norm(np.ptp(v.coords, axis=0))) or 1.0
-        self.spots = suggest_spots(v.coords, u, k=int(self.g_k.value), cell=max(ext / 40, 0.05),
-                                   labelled=self.state.labels >= 0)
+        self.spots = suggest_spots(
+            v.coords,
+            u,
+            k=int(self.g_k.value),
+            cell=max(ext / 40, 0.05),
+            labelled=self.state.labels >= 0,
+        )
         self.spot_i = -1
         pts = np.stack([s.position for s in self.spots]) if self.spots else np.zeros((0, 3))
         self.spot_cloud = self.server.scene.add_point_cloud(
-            "/suggestions", pts.astype(np.float32), SPOT_COLOR, point_size=self.point_size * 6,
-            point_shape="circle")
+            "/suggestions",
+            pts.astype(np.float32),
+            SPOT_COLOR,
+            point_size=self.point_size * 6,
+            point_shape="circle",
+        )
         self._say(f"{len(self.spots)} suggested spots (red); Next spot flies there")
 
     @_reported
@@ -303,8 +355,9 @@ class WebAnnotator:
             with client.atomic():
                 cam.look_at = p
                 cam.position = p + offset
-        self._say(f"spot {self.spot_i + 1}/{len(self.spots)} at point "
-                  f"{self.spots[self.spot_i].point}")
+        self._say(
+            f"spot {self.spot_i + 1}/{len(self.spots)} at point {self.spots[self.spot_i].point}"
+        )
 
     # ------------------------------------------------------------------ events
     def _on_click(self, event: Any) -> None:
@@ -336,8 +389,9 @@ class WebAnnotator:
             base = rgb_colors(self.view.feats, self.view.feat_kind).astype(np.float32)
             return (base * 0.45 + 110).astype(np.uint8)
         if mode in ("gt", "pred", "pseudo"):
-            arr = {"gt": self.view.semantic, "pred": self.view.pred,
-                   "pseudo": self.view.pseudo}[mode]
+            arr = {"gt": self.view.semantic, "pred": self.view.pred, "pseudo": self.view.pseudo}[
+                mode
+            ]
             return label_colors(arr, pal)
         return mode_colors(self.view, mode)
 
@@ -358,8 +412,13 @@ class WebAnnotator:
         if self._drawn_mode == "labels" and lab.size:
             colors = self.session.classes.colors[self.state.labels[lab]]
             self.label_cloud = self.server.scene.add_point_cloud(
-                "/labels", self.view.coords[lab], colors, point_size=self.point_size * 1.3,
-                point_shape="circle", precision="float32")
+                "/labels",
+                self.view.coords[lab],
+                colors,
+                point_size=self.point_size * 1.3,
+                point_shape="circle",
+                precision="float32",
+            )
 
     def _set_point_size(self, size: float) -> None:
         self.point_size = size
@@ -381,18 +440,27 @@ class WebAnnotator:
         has = self.preview is not None and len(self.preview) > 0
         if has:
             self.preview_cloud = self.server.scene.add_point_cloud(
-                "/preview", self.view.coords[self.preview], HIGHLIGHT,
-                point_size=self.point_size * 1.6, point_shape="circle", precision="float32")
+                "/preview",
+                self.view.coords[self.preview],
+                HIGHLIGHT,
+                point_size=self.point_size * 1.6,
+                point_shape="circle",
+                precision="float32",
+            )
         self.g_accept.disabled = not has
         self.g_reject.disabled = not has
 
     def _refresh_text(self) -> None:
         st = self.state
-        rows = "\n".join(f"| {i} {n} | {int(c):,d} |"
-                         for i, (n, c) in enumerate(zip(st.classes.names, st.counts())) if c)
+        rows = "\n".join(
+            f"| {i} {n} | {int(c):,d} |"
+            for i, (n, c) in enumerate(zip(st.classes.names, st.counts()))
+            if c
+        )
         self.g_counts.content = (
             f"**{st.num_labelled:,d} / {st.num_points:,d} labelled "
-            f"({100 * st.labelled_fraction:.3f}%)**\n\n| class | points |\n|---|---|\n{rows}")
+            f"({100 * st.labelled_fraction:.3f}%)**\n\n| class | points |\n|---|---|\n{rows}"
+        )
         self.g_status.content = self.last_message
 
     def _say(self, msg: str) -> None:
@@ -409,12 +477,19 @@ class WebAnnotator:
         cams = {}
         for cid, client in self.server.get_clients().items():
             c = client.camera
-            cams[str(cid)] = {"position": np.asarray(c.position).tolist(),
-                              "wxyz": np.asarray(c.wxyz).tolist(), "fov": float(c.fov),
-                              "image_height": int(c.image_height),
-                              "image_width": int(c.image_width)}
-        info = {"cameras": cams, "message": self.last_message,
-                "labelled": self.state.num_labelled, **extra}
+            cams[str(cid)] = {
+                "position": np.asarray(c.position).tolist(),
+                "wxyz": np.asarray(c.wxyz).tolist(),
+                "fov": float(c.fov),
+                "image_height": int(c.image_height),
+                "image_width": int(c.image_width),
+            }
+        info = {
+            "cameras": cams,
+            "message": self.last_message,
+            "labelled": self.state.num_labelled,
+            **extra,
+        }
         try:
             atomic_write_json(self.debug_json, info)
         except OSError:
@@ -423,9 +498,12 @@ class WebAnnotator:
     def serve_forever(self, exit_after: float | None = None) -> None:
         """Block until interrupted (or ``exit_after`` seconds); the labels are already saved."""
         url = f"http://localhost:{self.server.get_port()}"
-        print(f"pcseg annotate: {self.session.scene} at {url} (from another machine: "
-              f"ssh -L {self.server.get_port()}:localhost:{self.server.get_port()} THIS_HOST, "
-              f"then open {url}); labels autosave to {self.session.label_path}", flush=True)
+        print(
+            f"pcseg annotate: {self.session.scene} at {url} (from another machine: "
+            f"ssh -L {self.server.get_port()}:localhost:{self.server.get_port()} THIS_HOST, "
+            f"then open {url}); labels autosave to {self.session.label_path}",
+            flush=True,
+        )
         self._debug({"ready": True, "port": self.server.get_port()})
         t0 = time.monotonic()
         try:
@@ -435,6 +513,7 @@ class WebAnnotator:
             pass
         finally:
             self.server.stop()
-        print(f"saved {self.state.num_labelled:,d} labelled points to "
-              f"{self.session.label_path}", flush=True)
-
+        print(
+            f"saved {self.state.num_labelled:,d} labelled points to {self.session.label_path}",
+            flush=True,
+        )

@@ -13,6 +13,7 @@ one shared :mod:`pcseg.benchmarks.harness`, print ratios against a reference run
 command plus peak memory, and :func:`main` writes the result dict to ``--json``.
 ``python -m pcseg.benchmarks.gpu_check`` is the CUDA-machine check (not a subcommand).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,12 @@ from pcseg.benchmarks import predict, prepare, sparse, voxelize
 from pcseg.benchmarks.harness import write_json
 
 #: subcommand name -> benchmark module (``add_arguments(parser)``, ``run(args) -> dict``)
-BENCHMARKS: dict[str, ModuleType] = {"sparse": sparse, "voxelize": voxelize, "prepare": prepare,
-                                     "predict": predict}
+BENCHMARKS: dict[str, ModuleType] = {
+    "sparse": sparse,
+    "voxelize": voxelize,
+    "prepare": prepare,
+    "predict": predict,
+}
 
 __all__ = ["BENCHMARKS", "build_parser", "main"]
 
@@ -35,8 +40,12 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     for name, mod in BENCHMARKS.items():
         doc = (mod.__doc__ or name).strip().splitlines()[0]
-        s = sub.add_parser(name, help=doc, description=mod.__doc__,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        s = sub.add_parser(
+            name,
+            help=doc,
+            description=mod.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         mod.add_arguments(s)
     return p
 

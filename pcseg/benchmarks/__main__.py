@@ -1,4 +1,5 @@
 """``python -m pcseg.benchmarks <benchmark> [options]``."""
+
 import sys
 
 from pcseg.benchmarks import main

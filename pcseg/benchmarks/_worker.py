@@ -1,5 +1,6 @@
 """Worker process of :func:`pcseg.benchmarks.harness.run_worker` (not imported by the package
 ``__init__``, so ``python -m pcseg.benchmarks._worker SPEC`` runs it without re-import)."""
+
 from __future__ import annotations
 
 import sys

@@ -14,6 +14,7 @@
 * reporting: :func:`ratio`, :func:`ratios_to`, :class:`Column` / :func:`format_table` /
   :func:`print_table`, :func:`write_json`.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -50,13 +51,18 @@ def summarize(times: Sequence[float]) -> dict[str, Any]:
     return {"min": min(times), "median": statistics.median(times), "times": list(times)}
 
 
-def time_repeats(fn: Callable[[], Any], repeats: int, warmup: int = 0,
-                 clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
+def time_repeats(
+    fn: Callable[[], Any],
+    repeats: int,
+    warmup: int = 0,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, Any]:
     """Call ``fn`` ``warmup`` times untimed, then ``repeats`` times timed; returns
     :func:`summarize` of the timed calls in seconds (``min_s`` / ``median_s`` / ``times_s``)."""
     if repeats < 1 or warmup < 0:
-        raise ValueError(f"time_repeats: repeats >= 1 and warmup >= 0 required, "
-                         f"got {repeats}, {warmup}")
+        raise ValueError(
+            f"time_repeats: repeats >= 1 and warmup >= 0 required, got {repeats}, {warmup}"
+        )
     for _ in range(warmup):
         fn()
     times = []
@@ -157,8 +163,11 @@ class PeakMemory:
 
     def as_dict(self) -> dict[str, Any]:
         """The figures as a JSON-ready mapping (CUDA key only on CUDA)."""
-        d: dict[str, Any] = {"baseline_rss_mib": self.baseline_rss_mib,
-                             "peak_rss_mib": self.peak_rss_mib, "peak_mib": self.peak_mib}
+        d: dict[str, Any] = {
+            "baseline_rss_mib": self.baseline_rss_mib,
+            "peak_rss_mib": self.peak_rss_mib,
+            "peak_mib": self.peak_mib,
+        }
         if self.cuda_peak_allocated_mib is not None:
             d["cuda_peak_allocated_mib"] = self.cuda_peak_allocated_mib
         return d
@@ -177,8 +186,14 @@ def tracemalloc_peak_mib(fn: Callable[[], Any]) -> float:
 
 
 # ----------------------------------------------------------------- worker processes
-def run_worker(target: str, spec: Mapping[str, Any], tmp: Path, timeout: float,
-               tag: str = "worker", env: Mapping[str, str] | None = None) -> dict[str, Any]:
+def run_worker(
+    target: str,
+    spec: Mapping[str, Any],
+    tmp: Path,
+    timeout: float,
+    tag: str = "worker",
+    env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """Run ``target`` (``"package.module:function"``, called with the spec dict and returning
     a JSON-ready dict) in a fresh ``python -m pcseg.benchmarks._worker`` process.
 
@@ -197,8 +212,9 @@ def run_worker(target: str, spec: Mapping[str, Any], tmp: Path, timeout: float,
     full_env["PYTHONPATH"] = str(PACKAGE_ROOT) + (os.pathsep + old if old else "")
     cmd = [sys.executable, "-m", "pcseg.benchmarks._worker", str(spec_path)]
     try:
-        p = subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=timeout,
-                           check=False)
+        p = subprocess.run(
+            cmd, env=full_env, capture_output=True, text=True, timeout=timeout, check=False
+        )
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:g} s"}
     if p.returncode != 0 or not out.exists():
@@ -232,8 +248,9 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def ratios_to(values: Mapping[str, float | None], reference: str,
-              invert: bool = False) -> dict[str, float | None]:
+def ratios_to(
+    values: Mapping[str, float | None], reference: str, invert: bool = False
+) -> dict[str, float | None]:
     """Every value over ``values[reference]`` (``invert``: reference over every value, e.g. a
     speed-up from times); None where a value is missing."""
     ref = values.get(reference)

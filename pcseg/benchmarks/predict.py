@@ -21,6 +21,7 @@ peak RSS (``ru_maxrss``, includes the interpreter and torch, ~300 MiB) is its ow
 Overlap cost: voxel visits beyond one per voxel / voxels (the extra network work the tile
 overlaps cost). Ratios are against the first (smallest) size of the same mode.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,13 @@ WRITE_CHUNK = 1_000_000
 MODES = ("stream", "in_memory", "untiled")
 
 
-def synthetic_outdoor(n: int, seed: int = 0, density: float = 4.0, side: float | None = None,
-                      rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+def synthetic_outdoor(
+    n: int,
+    seed: int = 0,
+    density: float = 4.0,
+    side: float | None = None,
+    rng: np.random.Generator | None = None,
+) -> dict[str, np.ndarray]:
     """``n`` points of an outdoor tile (``density`` points per m^2 of ground area, or a
     square of ``side`` metres): ``xyz`` (n, 3) float64 local metres, ``classification``
     (n,) uint8 ASPRS codes, ``intensity`` (n,) uint16 (class-dependent). ``rng``: draw
@@ -63,7 +69,7 @@ def synthetic_outdoor(n: int, seed: int = 0, density: float = 4.0, side: float |
     r = np.hypot(local[:, 0], local[:, 1])
     rt = 0.18 * cell
     tree = (k == 2) & (r < rt)
-    z[tree] += 6.0 + np.sqrt(np.maximum(rt ** 2 - r[tree] ** 2, 0)) * rng.random(tree.sum())
+    z[tree] += 6.0 + np.sqrt(np.maximum(rt**2 - r[tree] ** 2, 0)) * rng.random(tree.sum())
     cls[tree] = ASPRS["high_vegetation"]
     low = (k == 3) & (r < 0.3 * cell)
     z[low] += 0.3 + 0.4 * rng.random(low.sum())
@@ -75,9 +81,13 @@ def synthetic_outdoor(n: int, seed: int = 0, density: float = 4.0, side: float |
     return {"xyz": np.column_stack([xy, z]), "classification": cls, "intensity": intensity}
 
 
-def write_synthetic_las(path: str | Path, n: int, seed: int = 0,
-                        offset: Sequence[float] = UTM_OFFSET,
-                        label_fraction: float = 1.0) -> Path:
+def write_synthetic_las(
+    path: str | Path,
+    n: int,
+    seed: int = 0,
+    offset: Sequence[float] = UTM_OFFSET,
+    label_fraction: float = 1.0,
+) -> Path:
     """A LAS 1.2 point format 1 file of :func:`synthetic_outdoor` at ``offset`` (scale 1 cm),
     written :data:`WRITE_CHUNK` points at a time (one square scene, points in random order);
     with ``label_fraction`` < 1 only that random share of points keeps its code, the rest
@@ -121,31 +131,56 @@ def tiny_predictor(voxel_size: float, planes: int = 16) -> Any:
 
     torch.manual_seed(0)
     names = list(ASPRS)
-    net = type("MinkUNet14ABench", (MODELS["MinkUNet14A"],),
-               {"PLANES": (planes,) * 8, "INIT_DIM": planes})
+    net = type(
+        "MinkUNet14ABench", (MODELS["MinkUNet14A"],), {"PLANES": (planes,) * 8, "INIT_DIM": planes}
+    )
     model = net(1, len(names)).eval()
-    spec = ClassesSpec(names=names, voxel_size=voxel_size, features=["intensity"],
-                       label_field="classification",
-                       map={v: k for k, v in ASPRS.items()})
-    return Predictor(model=model, spec=spec, class_names=names, voxel_size=voxel_size,
-                     feature_keys=("remission",), in_channels=1, device=torch.device("cpu"))
+    spec = ClassesSpec(
+        names=names,
+        voxel_size=voxel_size,
+        features=["intensity"],
+        label_field="classification",
+        map={v: k for k, v in ASPRS.items()},
+    )
+    return Predictor(
+        model=model,
+        spec=spec,
+        class_names=names,
+        voxel_size=voxel_size,
+        feature_keys=("remission",),
+        in_channels=1,
+        device=torch.device("cpu"),
+    )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of the ``predict`` subcommand."""
-    p.add_argument("--sizes", default="2000000,5000000,10000000",
-                   help="comma-separated scene sizes in points")
+    p.add_argument(
+        "--sizes", default="2000000,5000000,10000000", help="comma-separated scene sizes in points"
+    )
     p.add_argument("--voxel-budget", type=int, default=100_000)
     p.add_argument("--voxel-size", type=float, default=0.5)
     p.add_argument("--overlap", type=float, default=None, help="metres (default 16 voxels)")
-    p.add_argument("--chunk-points", type=int, default=1_000_000,
-                   help="points per chunk (and per tile) of the streaming path")
+    p.add_argument(
+        "--chunk-points",
+        type=int,
+        default=1_000_000,
+        help="points per chunk (and per tile) of the streaming path",
+    )
     p.add_argument("--planes", type=int, default=16, help="width of the MinkUNet14A")
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
-    p.add_argument("--untiled-max-voxels", type=int, default=3_000_000,
-                   help="run untiled only where the scene has at most this many voxels")
-    p.add_argument("--no-in-memory", dest="in_memory", action="store_false",
-                   help="skip the in-memory tiled runs")
+    p.add_argument(
+        "--untiled-max-voxels",
+        type=int,
+        default=3_000_000,
+        help="run untiled only where the scene has at most this many voxels",
+    )
+    p.add_argument(
+        "--no-in-memory",
+        dest="in_memory",
+        action="store_false",
+        help="skip the in-memory tiled runs",
+    )
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per worker")
     p.add_argument("--tmp", type=Path, default=None, help="scratch folder (default: a temp)")
     p.add_argument("--json", type=Path, default=None, help="write results to this JSON file")
@@ -170,18 +205,31 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     before, _ = rss_mib()
     t0 = time.perf_counter()
     with torch.no_grad():
-        r = predict_file(pred, Path(spec["path"]), Path(spec["out"]),
-                         voxel_budget=None if mode == "untiled" else int(spec["budget"]),
-                         overlap=spec["overlap"], stream="always" if mode == "stream" else "never",
-                         chunk_points=int(spec["chunk_points"]))
+        r = predict_file(
+            pred,
+            Path(spec["path"]),
+            Path(spec["out"]),
+            voxel_budget=None if mode == "untiled" else int(spec["budget"]),
+            overlap=spec["overlap"],
+            stream="always" if mode == "stream" else "never",
+            chunk_points=int(spec["chunk_points"]),
+        )
     sec = time.perf_counter() - t0
     _, peak = rss_mib()
     Path(r["output"]).unlink(missing_ok=True)
-    return {"mode": mode, "points": int(r["points"]), "seconds": sec,
-            "points_per_second": r["points"] / sec, "tiles": int(r["tiles"]),
-            "voxels": int(r["voxels"]), "overlap_cost": float(r["overlap_cost"]),
-            "max_tile_voxels": r.get("max_tile_voxels"), "streamed": bool(r["streamed"]),
-            "peak_rss_mib": peak, "rss_before_mib": before}
+    return {
+        "mode": mode,
+        "points": int(r["points"]),
+        "seconds": sec,
+        "points_per_second": r["points"] / sec,
+        "tiles": int(r["tiles"]),
+        "voxels": int(r["voxels"]),
+        "overlap_cost": float(r["overlap_cost"]),
+        "max_tile_voxels": r.get("max_tile_voxels"),
+        "streamed": bool(r["streamed"]),
+        "peak_rss_mib": peak,
+        "rss_before_mib": before,
+    }
 
 
 def _sizes(text: str) -> list[int]:
@@ -200,30 +248,47 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.voxel_budget < 1 or args.chunk_points < 1:
         raise SystemExit("predict: --voxel-budget >= 1 and --chunk-points >= 1 are required")
     modes = ["stream"] + (["in_memory"] if args.in_memory else [])
-    res: dict[str, Any] = {"sizes": sizes, "voxel_budget": args.voxel_budget,
-                           "voxel_size": args.voxel_size, "overlap_m": args.overlap,
-                           "chunk_points": args.chunk_points, "threads": args.threads,
-                           "runs": []}
+    res: dict[str, Any] = {
+        "sizes": sizes,
+        "voxel_budget": args.voxel_budget,
+        "voxel_size": args.voxel_size,
+        "overlap_m": args.overlap,
+        "chunk_points": args.chunk_points,
+        "threads": args.threads,
+        "runs": [],
+    }
     with tempfile.TemporaryDirectory(prefix="pcseg_predict_bench_", dir=args.tmp) as tmpdir:
         tmp = Path(tmpdir)
         for n in sizes:
             scene = tmp / f"scene_{n}.las"
-            made = run_worker("pcseg.benchmarks.predict:make_scene",
-                              {"points": n, "path": str(scene)}, tmp, args.timeout,
-                              tag=f"make_{n}")
+            made = run_worker(
+                "pcseg.benchmarks.predict:make_scene",
+                {"points": n, "path": str(scene)},
+                tmp,
+                args.timeout,
+                tag=f"make_{n}",
+            )
             if "error" in made:
                 res["runs"].append({"mode": "make_scene", "points": n, **made})
                 continue
             # measured: ~0.67 voxels a point at 4 points / m^2 and 0.5 m (1 point a column)
-            est_vox = 0.7 * n * min(1.0, 1.0 / (4.0 * args.voxel_size ** 2))
+            est_vox = 0.7 * n * min(1.0, 1.0 / (4.0 * args.voxel_size**2))
             todo = modes + (["untiled"] if est_vox <= args.untiled_max_voxels else [])
             for mode in todo:
-                spec = {"path": str(scene), "out": str(tmp / f"out_{mode}"), "mode": mode,
-                        "budget": args.voxel_budget, "voxel_size": args.voxel_size,
-                        "overlap": args.overlap, "chunk_points": args.chunk_points,
-                        "threads": args.threads, "planes": args.planes}
-                r = run_worker("pcseg.benchmarks.predict:measure", spec, tmp, args.timeout,
-                               tag=f"{mode}_{n}")
+                spec = {
+                    "path": str(scene),
+                    "out": str(tmp / f"out_{mode}"),
+                    "mode": mode,
+                    "budget": args.voxel_budget,
+                    "voxel_size": args.voxel_size,
+                    "overlap": args.overlap,
+                    "chunk_points": args.chunk_points,
+                    "threads": args.threads,
+                    "planes": args.planes,
+                }
+                r = run_worker(
+                    "pcseg.benchmarks.predict:measure", spec, tmp, args.timeout, tag=f"{mode}_{n}"
+                )
                 r.setdefault("mode", mode)
                 r.setdefault("points", n)
                 res["runs"].append(r)
@@ -237,19 +302,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         f = first.setdefault(r["mode"], r)
         r["memory_vs_first"] = ratio(r["peak_rss_mib"], f["peak_rss_mib"])
         r["speed_vs_first"] = ratio(r["points_per_second"], f["points_per_second"])
-    cols = (Column("mode", 9), Column("points", 11, ",d"), Column("points/s", 10, ",.0f"),
-            Column("tiles", 6, "d"), Column("voxels", 10, ",d"), Column("overlap", 8, ".1%"),
-            Column("peak MiB", 9, ",.0f"), Column("mem/first", 9, ".2f"),
-            Column("pps/first", 9, ".2f"))
-    rows = [[r["mode"], r["points"], r.get("points_per_second"), r.get("tiles"),
-             r.get("voxels"), r.get("overlap_cost"), r.get("peak_rss_mib"),
-             r.get("memory_vs_first"), r.get("speed_vs_first")]
-            for r in sorted(res["runs"], key=lambda r: (MODES.index(r["mode"])
-                                                        if r["mode"] in MODES else 9,
-                                                        r["points"]))
-            if "error" not in r]
-    print(f"predict benchmark: voxel budget {args.voxel_budget:,} at {args.voxel_size} m, "
-          f"chunk {args.chunk_points:,} points, {args.threads} thread(s); ratios against "
-          f"{sizes[0]:,} points of the same mode")
+    cols = (
+        Column("mode", 9),
+        Column("points", 11, ",d"),
+        Column("points/s", 10, ",.0f"),
+        Column("tiles", 6, "d"),
+        Column("voxels", 10, ",d"),
+        Column("overlap", 8, ".1%"),
+        Column("peak MiB", 9, ",.0f"),
+        Column("mem/first", 9, ".2f"),
+        Column("pps/first", 9, ".2f"),
+    )
+    rows = [
+        [
+            r["mode"],
+            r["points"],
+            r.get("points_per_second"),
+            r.get("tiles"),
+            r.get("voxels"),
+            r.get("overlap_cost"),
+            r.get("peak_rss_mib"),
+            r.get("memory_vs_first"),
+            r.get("speed_vs_first"),
+        ]
+        for r in sorted(
+            res["runs"],
+            key=lambda r: (MODES.index(r["mode"]) if r["mode"] in MODES else 9, r["points"]),
+        )
+        if "error" not in r
+    ]
+    print(
+        f"predict benchmark: voxel budget {args.voxel_budget:,} at {args.voxel_size} m, "
+        f"chunk {args.chunk_points:,} points, {args.threads} thread(s); ratios against "
+        f"{sizes[0]:,} points of the same mode"
+    )
     print_table(cols, rows)
     return res

@@ -10,6 +10,7 @@ Reported: points/s, the peak RSS of the run (the worker and, with ``--workers > 
 largest pool process), and the speed-up / memory ratio against the ``--reference-workers``
 run of the same command.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,13 +31,17 @@ WORKER = "pcseg.benchmarks.prepare:measure"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of the ``prepare`` subcommand."""
     p.add_argument("--workers", type=int, default=2, help="prepare worker processes")
-    p.add_argument("--reference-workers", type=int, default=1,
-                   help="worker count of the reference run the ratios are taken against "
-                        "(equal to --workers: one run only)")
-    p.add_argument("--rooms", type=int, default=None,
-                   help="synthetic rooms per area (generator default)")
-    p.add_argument("--areas", type=int, default=None,
-                   help="synthetic areas (generator default)")
+    p.add_argument(
+        "--reference-workers",
+        type=int,
+        default=1,
+        help="worker count of the reference run the ratios are taken against "
+        "(equal to --workers: one run only)",
+    )
+    p.add_argument(
+        "--rooms", type=int, default=None, help="synthetic rooms per area (generator default)"
+    )
+    p.add_argument("--areas", type=int, default=None, help="synthetic areas (generator default)")
     p.add_argument("--timeout", type=int, default=3600, help="seconds per prepare run")
     p.add_argument("--json", type=Path, default=None, help="write results to this JSON file")
 
@@ -57,8 +62,13 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """One prepare run (worker target): ``spec`` = raw, out, workers, labels."""
     from pcseg.datasets.prepare import PrepareError, PrepareOptions, prepare_dataset
 
-    opts = PrepareOptions(dataset="s3dis", raw=Path(spec["raw"]), out=Path(spec["out"]),
-                          labels=list(spec["labels"]), workers=int(spec["workers"]))
+    opts = PrepareOptions(
+        dataset="s3dis",
+        raw=Path(spec["raw"]),
+        out=Path(spec["out"]),
+        labels=list(spec["labels"]),
+        workers=int(spec["workers"]),
+    )
     t0 = time.perf_counter()
     try:
         s = prepare_dataset(opts)
@@ -69,22 +79,34 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     wall = time.perf_counter() - t0
     own = max_rss_mib()
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    res = {"exit_code": code, "workers": opts.workers, "scenes": s["scenes"],
-           "points": s["points"], "seconds": wall,
-           "points_per_second": s["points"] / wall if wall > 0 else 0.0, "failed": s["failed"],
-           "peak_rss_mib": own, "children_peak_rss_mib": children,
-           "peak_mib": max(own, children)}
+    res = {
+        "exit_code": code,
+        "workers": opts.workers,
+        "scenes": s["scenes"],
+        "points": s["points"],
+        "seconds": wall,
+        "points_per_second": s["points"] / wall if wall > 0 else 0.0,
+        "failed": s["failed"],
+        "peak_rss_mib": own,
+        "children_peak_rss_mib": children,
+        "peak_mib": max(own, children),
+    }
     if error is not None:
         res["error_message"] = error
     return res
 
 
-def bench_once(raw: Path, tmp: Path, workers: int, timeout: float = 3600,
-               labels: tuple[str, ...] = LABELS) -> dict[str, Any]:
+def bench_once(
+    raw: Path, tmp: Path, workers: int, timeout: float = 3600, labels: tuple[str, ...] = LABELS
+) -> dict[str, Any]:
     """Prepare ``raw`` into ``tmp/out_<workers>`` with ``workers`` processes, in a worker
     process; returns :func:`measure`'s result (or ``{"error": ...}``)."""
-    spec = {"raw": str(raw), "out": str(tmp / f"out_{workers}"), "workers": workers,
-            "labels": list(labels)}
+    spec = {
+        "raw": str(raw),
+        "out": str(tmp / f"out_{workers}"),
+        "workers": workers,
+        "labels": list(labels),
+    }
     return run_worker(WORKER, spec, tmp, timeout, tag=f"prepare_{workers}")
 
 
@@ -92,9 +114,11 @@ def describe(p: dict[str, Any]) -> str:
     """One line about one run."""
     if "error" in p:
         return f"ERROR {p['error']}"
-    return (f"--workers {p['workers']}: {p['scenes']} scenes, {p['points']:,} points in "
-            f"{p['seconds']:.2f}s = {p['points_per_second']:,.0f} points/s, "
-            f"peak RSS {p['peak_mib']:.0f} MiB")
+    return (
+        f"--workers {p['workers']}: {p['scenes']} scenes, {p['points']:,} points in "
+        f"{p['seconds']:.2f}s = {p['points_per_second']:,.0f} points/s, "
+        f"peak RSS {p['peak_mib']:.0f} MiB"
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -102,8 +126,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.workers < 1 or args.reference_workers < 1:
         raise SystemExit("prepare: --workers >= 1 and --reference-workers >= 1 are required")
     counts = list(dict.fromkeys([args.reference_workers, args.workers]))
-    res: dict[str, Any] = {"dataset": "s3dis (pcseg.datasets.synthetic)", "labels": list(LABELS),
-                           "reference": f"workers_{args.reference_workers}", "runs": {}}
+    res: dict[str, Any] = {
+        "dataset": "s3dis (pcseg.datasets.synthetic)",
+        "labels": list(LABELS),
+        "reference": f"workers_{args.reference_workers}",
+        "runs": {},
+    }
     with tempfile.TemporaryDirectory(prefix="pcseg_bench_prepare_") as tmpdir:
         tmp = Path(tmpdir)
         write_raw(tmp / "raw", args.rooms, args.areas)
@@ -123,17 +151,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     res["speedup_vs_reference"] = main["speedup_vs_reference"]
     res["memory_vs_reference"] = main["memory_vs_reference"]
     print()
-    print(f"prepare throughput (synthetic S3DIS, labels {' '.join(LABELS)}; reference "
-          f"{res['reference']})")
-    cols = (Column("run", 11), Column("scenes", 7, "d"), Column("points", 11, ",d"),
-            Column("seconds", 8, ".2f"), Column("points/s", 11, ",.0f"),
-            Column("peak MiB", 9, ".0f"), Column("x ref", 6, ".2f"), Column("mem/ref", 8, ".2f"))
+    print(
+        f"prepare throughput (synthetic S3DIS, labels {' '.join(LABELS)}; reference "
+        f"{res['reference']})"
+    )
+    cols = (
+        Column("run", 11),
+        Column("scenes", 7, "d"),
+        Column("points", 11, ",d"),
+        Column("seconds", 8, ".2f"),
+        Column("points/s", 11, ",.0f"),
+        Column("peak MiB", 9, ".0f"),
+        Column("x ref", 6, ".2f"),
+        Column("mem/ref", 8, ".2f"),
+    )
     rows: list[Any] = []
     for name, r in res["runs"].items():
         if "error" in r:
             rows.append(f"{name:>11s} ERROR {r['error'][:80]}")
         else:
-            rows.append([name, r["scenes"], r["points"], r["seconds"], r["points_per_second"],
-                         r["peak_mib"], r["speedup_vs_reference"], r["memory_vs_reference"]])
+            rows.append(
+                [
+                    name,
+                    r["scenes"],
+                    r["points"],
+                    r["seconds"],
+                    r["points_per_second"],
+                    r["peak_mib"],
+                    r["speedup_vs_reference"],
+                    r["memory_vs_reference"],
+                ]
+            )
     print_table(cols, rows)
     return res

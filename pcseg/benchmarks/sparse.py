@@ -12,6 +12,7 @@ are reported as skipped. Every measurement runs in its own worker process
 pass), and pcseg / peer ratios; the headline ``ratio_vs_spconv`` is case b's pcseg at
 ``--threads`` over spconv single-threaded on CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,9 @@ SPARSE_IMPLS = ("pcseg", "spconv", "minkowski")
 #: benchmark cases (``--cases``)
 CASES = ("a", "b", "c")
 #: the real scan of case c: $PCSEG_REAL_DATA (else ../shared/data/real next to the checkout)
-REAL_DATA = Path(os.environ.get("PCSEG_REAL_DATA",
-                                PACKAGE_ROOT.parent / "shared" / "data" / "real"))
+REAL_DATA = Path(
+    os.environ.get("PCSEG_REAL_DATA", PACKAGE_ROOT.parent / "shared" / "data" / "real")
+)
 KITTI_SCAN = REAL_DATA / "semantickitti/dataset/sequences/00/velodyne/000000.bin"
 #: worker target of one measurement
 WORKER = "pcseg.benchmarks.sparse:measure"
@@ -52,42 +54,67 @@ WORKER = "pcseg.benchmarks.sparse:measure"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments of the ``sparse`` subcommand."""
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--threads", type=int, default=2,
-                   help="torch threads of the multi-threaded runs (pcseg, patched spconv, "
-                        "MinkowskiEngine)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="torch threads of the multi-threaded runs (pcseg, patched spconv, MinkowskiEngine)",
+    )
     p.add_argument("--repeats", type=int, default=3, help="timed repetitions (median reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed repetitions first")
-    p.add_argument("--cases", default="a,b,c",
-                   help="a: sub-manifold 3x3x3 conv; b: MinkUNet34C on an indoor room at 2 cm; "
-                        "c: MinkUNet34C on SemanticKITTI 00/000000 at 5 cm")
-    p.add_argument("--impls", default=",".join(SPARSE_IMPLS),
-                   help="implementations to measure (those not importable are reported as "
-                        "skipped)")
+    p.add_argument(
+        "--cases",
+        default="a,b,c",
+        help="a: sub-manifold 3x3x3 conv; b: MinkUNet34C on an indoor room at 2 cm; "
+        "c: MinkUNet34C on SemanticKITTI 00/000000 at 5 cm",
+    )
+    p.add_argument(
+        "--impls",
+        default=",".join(SPARSE_IMPLS),
+        help="implementations to measure (those not importable are reported as skipped)",
+    )
     p.add_argument("--channels", type=int, default=32, help="case a: C_in = C_out")
-    p.add_argument("--voxels-a", type=int, default=100_000,
-                   help="case a: voxels (crop of the room)")
-    p.add_argument("--room-spacing", type=float, default=0.02,
-                   help="case b: surface sampling step (m) of the synthetic S3DIS room")
-    p.add_argument("--kitti", type=Path, default=KITTI_SCAN,
-                   help="case c: SemanticKITTI .bin scan")
+    p.add_argument(
+        "--voxels-a", type=int, default=100_000, help="case a: voxels (crop of the room)"
+    )
+    p.add_argument(
+        "--room-spacing",
+        type=float,
+        default=0.02,
+        help="case b: surface sampling step (m) of the synthetic S3DIS room",
+    )
+    p.add_argument("--kitti", type=Path, default=KITTI_SCAN, help="case c: SemanticKITTI .bin scan")
     p.add_argument("--model", default="MinkUNet34C")
-    p.add_argument("--timeout", type=int, default=3600,
-                   help="seconds per measurement subprocess")
-    p.add_argument("--omp-wait-policy", choices=("inherit", "passive", "active"),
-                   default="inherit",
-                   help="OMP_WAIT_POLICY of the measurement processes; 'passive' avoids the "
-                        "collapse of multi-threaded runs on a machine busier than its core count")
+    p.add_argument("--timeout", type=int, default=3600, help="seconds per measurement subprocess")
+    p.add_argument(
+        "--omp-wait-policy",
+        choices=("inherit", "passive", "active"),
+        default="inherit",
+        help="OMP_WAIT_POLICY of the measurement processes; 'passive' avoids the "
+        "collapse of multi-threaded runs on a machine busier than its core count",
+    )
     p.add_argument("--json", type=Path, default=None, help="write results to this JSON file")
-    p.add_argument("--profile", action="store_true",
-                   help="also profile one iteration per implementation (single-threaded on CPU) "
-                        "of every case and print the time per category (GEMM, gather, scatter, "
-                        "kernel map, BatchNorm, ...)")
-    p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none",
-                   help="also run pcseg under torch.autocast with this dtype (extra "
-                        "configuration pcseg_<N>t_<amp>; the peers and the headline ratios stay "
-                        "float32)")
-    p.add_argument("--no-memory", dest="memory", action="store_false",
-                   help="skip the separate peak-memory pass of every measurement")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile one iteration per implementation (single-threaded on CPU) "
+        "of every case and print the time per category (GEMM, gather, scatter, "
+        "kernel map, BatchNorm, ...)",
+    )
+    p.add_argument(
+        "--amp",
+        choices=("none", "bf16", "fp16"),
+        default="none",
+        help="also run pcseg under torch.autocast with this dtype (extra "
+        "configuration pcseg_<N>t_<amp>; the peers and the headline ratios stay "
+        "float32)",
+    )
+    p.add_argument(
+        "--no-memory",
+        dest="memory",
+        action="store_false",
+        help="skip the separate peak-memory pass of every measurement",
+    )
 
 
 # ----------------------------------------------------------------- scenes
@@ -99,15 +126,16 @@ def room_scene(spacing: float) -> tuple[np.ndarray, np.ndarray, str]:
     from pcseg.datasets import s3dis, synthetic
 
     with tempfile.TemporaryDirectory(prefix="pcseg_bench_room_") as tmp:
-        synthetic.write_synthetic_s3dis(Path(tmp), num_areas=1, rooms_per_area=1,
-                                        spacing=spacing)
+        synthetic.write_synthetic_s3dis(Path(tmp), num_areas=1, rooms_per_area=1, spacing=spacing)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             sid = s3dis.list_scenes(Path(tmp), "Area_1")[0]
         sc = s3dis.read_scene(Path(tmp), sid)
     pts, rgb = sc.coords, sc.feats
-    src = (f"pcseg.datasets.synthetic S3DIS room {sid} (surface spacing {spacing} m, "
-           f"{len(pts):,} points)")
+    src = (
+        f"pcseg.datasets.synthetic S3DIS room {sid} (surface spacing {spacing} m, "
+        f"{len(pts):,} points)"
+    )
     v = voxelize(pts, 0.02, "test", feats=rgb)
     assert v.feats is not None
     return v.voxel_coords.astype(np.int32), v.feats.astype(np.float32), src
@@ -121,8 +149,11 @@ def kitti_scene(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
     scan = read_bin(path)
     v = voxelize(scan[:, :3], 0.05, "test", feats=scan[:, 3:4])
     assert v.feats is not None
-    return (v.voxel_coords.astype(np.int32), v.feats.astype(np.float32),
-            f"{path} ({len(scan):,} points)")
+    return (
+        v.voxel_coords.astype(np.int32),
+        v.feats.astype(np.float32),
+        f"{path} ({len(scan):,} points)",
+    )
 
 
 def _batch(coords: np.ndarray) -> np.ndarray:
@@ -144,11 +175,15 @@ def _conv_steps(impl: str, coords: Any, feats: Any, C: int, dev: Any) -> dict[st
         x = SparseTensor(coords, f)
 
         def kmap() -> float:
-            return timed_ms(lambda: CoordinateManager(coords).kernel_map(1, 1, 3, 1, "subm"),
-                            dev)[0]
+            return timed_ms(lambda: CoordinateManager(coords).kernel_map(1, 1, 3, 1, "subm"), dev)[
+                0
+            ]
 
-        return {"kmap": kmap,
-                "forward": lambda: conv(x).feats, "versions": {"torch": torch.__version__}}
+        return {
+            "kmap": kmap,
+            "forward": lambda: conv(x).feats,
+            "versions": {"torch": torch.__version__},
+        }
     if impl == "spconv":
         import spconv
         import spconv.pytorch as sp
@@ -161,12 +196,28 @@ def _conv_steps(impl: str, coords: Any, feats: Any, C: int, dev: Any) -> dict[st
         x_cached = conv(sp.SparseConvTensor(f, idx, shape, 1)).replace_feature(f)
 
         def kmap() -> float:
-            return timed_ms(lambda: ops.get_indice_pairs(
-                idx, 1, shape, conv.algo, conv.kernel_size, conv.stride, conv.padding,
-                conv.dilation, conv.output_padding, True, False), dev)[0]
+            return timed_ms(
+                lambda: ops.get_indice_pairs(
+                    idx,
+                    1,
+                    shape,
+                    conv.algo,
+                    conv.kernel_size,
+                    conv.stride,
+                    conv.padding,
+                    conv.dilation,
+                    conv.output_padding,
+                    True,
+                    False,
+                ),
+                dev,
+            )[0]
 
-        return {"kmap": kmap, "forward": lambda: conv(x_cached).features,
-                "versions": {"spconv": spconv.__version__}}
+        return {
+            "kmap": kmap,
+            "forward": lambda: conv(x_cached).features,
+            "versions": {"spconv": spconv.__version__},
+        }
     if impl == "minkowski":
         from pcseg.sparse.backend_minkowski import import_minkowski
 
@@ -180,18 +231,21 @@ def _conv_steps(impl: str, coords: Any, feats: Any, C: int, dev: Any) -> dict[st
             # MinkowskiEngine builds the map inside the first forward on new coordinates:
             # (first forward on a fresh tensor) - (forward with the map cached)
             with torch.no_grad():
-                fresh = timed_ms(lambda: conv(ME.SparseTensor(f.detach(), coordinates=ci)),
-                                 dev)[0]
+                fresh = timed_ms(lambda: conv(ME.SparseTensor(f.detach(), coordinates=ci)), dev)[0]
                 cached = timed_ms(lambda: conv(x_cached), dev)[0]
             return max(fresh - cached, 0.0)
 
-        return {"kmap": kmap, "forward": lambda: conv(x_cached).F,
-                "versions": {"MinkowskiEngine": str(getattr(ME, "__version__", "?"))}}
+        return {
+            "kmap": kmap,
+            "forward": lambda: conv(x_cached).F,
+            "versions": {"MinkowskiEngine": str(getattr(ME, "__version__", "?"))},
+        }
     raise ValueError(f"unknown implementation {impl!r}")
 
 
-def _model_steps(impl: str, coords: Any, feats: Any, spec: dict[str, Any],
-                 dev: Any) -> dict[str, Any]:
+def _model_steps(
+    impl: str, coords: Any, feats: Any, spec: dict[str, Any], dev: Any
+) -> dict[str, Any]:
     """Cases b / c: MinkUNet ``forward() -> logits`` from the raw coordinates (every kernel
     map rebuilt, as in a training step) and ``backward(logits)`` of a cross-entropy loss."""
     import torch
@@ -200,8 +254,13 @@ def _model_steps(impl: str, coords: Any, feats: Any, spec: dict[str, Any],
     from pcseg.sparse import SparseTensor
 
     backend = {"pcseg": "torch", "spconv": "spconv", "minkowski": "minkowski"}[impl]
-    model = build_model(spec["model"], int(spec["in_channels"]), int(spec["num_classes"]),
-                        backend=backend).to(dev).train()
+    model = (
+        build_model(
+            spec["model"], int(spec["in_channels"]), int(spec["num_classes"]), backend=backend
+        )
+        .to(dev)
+        .train()
+    )
     g = torch.Generator().manual_seed(0)
     target = torch.randint(0, int(spec["num_classes"]), (coords.shape[0],), generator=g).to(dev)
     versions = {"torch": torch.__version__}
@@ -222,31 +281,93 @@ def _model_steps(impl: str, coords: Any, feats: Any, spec: dict[str, Any],
 
 #: torch.profiler op names per category of the time breakdown (``--profile``)
 PROFILE_CATEGORIES: dict[str, tuple[str, ...]] = {
-    "gemm": ("aten::mm", "aten::addmm_", "aten::addmm", "aten::bmm", "aten::baddbmm",
-             "aten::matmul"),
+    "gemm": (
+        "aten::mm",
+        "aten::addmm_",
+        "aten::addmm",
+        "aten::bmm",
+        "aten::baddbmm",
+        "aten::matmul",
+    ),
     "gather": ("aten::index_select", "aten::index", "aten::gather"),
-    "scatter": ("aten::scatter_add_", "aten::index_add_", "aten::index_copy_", "aten::index_put_",
-                "aten::_index_put_impl_", "aten::scatter_reduce_"),
-    "kernel_map": ("aten::searchsorted", "aten::sort", "aten::unique_dim", "aten::_unique2",
-                   "aten::unique_consecutive", "aten::nonzero", "aten::bincount", "aten::argsort",
-                   "aten::bitwise_and", "aten::bitwise_or", "aten::bitwise_right_shift",
-                   "aten::bitwise_left_shift", "aten::__rshift__", "aten::__lshift__", "aten::eq",
-                   "aten::ne", "aten::clamp_", "aten::cumsum", "aten::arange", "aten::remainder",
-                   "aten::floor_divide", "aten::div", "aten::masked_select", "aten::where"),
+    "scatter": (
+        "aten::scatter_add_",
+        "aten::index_add_",
+        "aten::index_copy_",
+        "aten::index_put_",
+        "aten::_index_put_impl_",
+        "aten::scatter_reduce_",
+    ),
+    "kernel_map": (
+        "aten::searchsorted",
+        "aten::sort",
+        "aten::unique_dim",
+        "aten::_unique2",
+        "aten::unique_consecutive",
+        "aten::nonzero",
+        "aten::bincount",
+        "aten::argsort",
+        "aten::bitwise_and",
+        "aten::bitwise_or",
+        "aten::bitwise_right_shift",
+        "aten::bitwise_left_shift",
+        "aten::__rshift__",
+        "aten::__lshift__",
+        "aten::eq",
+        "aten::ne",
+        "aten::clamp_",
+        "aten::cumsum",
+        "aten::arange",
+        "aten::remainder",
+        "aten::floor_divide",
+        "aten::div",
+        "aten::masked_select",
+        "aten::where",
+    ),
     "batchnorm": ("aten::native_batch_norm", "aten::native_batch_norm_backward"),
-    "relu_add_cat": ("aten::relu_", "aten::relu", "aten::clamp_min_", "aten::clamp_min",
-                     "aten::threshold_backward", "aten::add", "aten::add_", "aten::cat"),
-    "alloc_fill": ("aten::empty", "aten::zeros", "aten::zero_", "aten::fill_", "aten::new_zeros",
-                   "aten::new_empty", "aten::empty_like", "aten::zeros_like", "aten::copy_",
-                   "aten::to", "aten::_to_copy", "aten::contiguous", "aten::clone"),
-    "loss_head": ("aten::_log_softmax", "aten::_log_softmax_backward_data",
-                  "aten::nll_loss_forward", "aten::nll_loss_backward", "aten::linear", "aten::t"),
+    "relu_add_cat": (
+        "aten::relu_",
+        "aten::relu",
+        "aten::clamp_min_",
+        "aten::clamp_min",
+        "aten::threshold_backward",
+        "aten::add",
+        "aten::add_",
+        "aten::cat",
+    ),
+    "alloc_fill": (
+        "aten::empty",
+        "aten::zeros",
+        "aten::zero_",
+        "aten::fill_",
+        "aten::new_zeros",
+        "aten::new_empty",
+        "aten::empty_like",
+        "aten::zeros_like",
+        "aten::copy_",
+        "aten::to",
+        "aten::_to_copy",
+        "aten::contiguous",
+        "aten::clone",
+    ),
+    "loss_head": (
+        "aten::_log_softmax",
+        "aten::_log_softmax_backward_data",
+        "aten::nll_loss_forward",
+        "aten::nll_loss_backward",
+        "aten::linear",
+        "aten::t",
+    ),
     # spconv's C++ gather / scatter-add loops and pair generation run inside these autograd
     # functions (self time), its GEMMs are aten::mm
-    "spconv_cpp_gather_scatter_pairs": ("SubMConvFunction", "SubMConvFunctionBackward",
-                                        "SparseConvFunction", "SparseConvFunctionBackward",
-                                        "SparseInverseConvFunction",
-                                        "SparseInverseConvFunctionBackward"),
+    "spconv_cpp_gather_scatter_pairs": (
+        "SubMConvFunction",
+        "SubMConvFunctionBackward",
+        "SparseConvFunction",
+        "SparseConvFunctionBackward",
+        "SparseInverseConvFunction",
+        "SparseInverseConvFunctionBackward",
+    ),
 }
 
 
@@ -256,8 +377,12 @@ def gemm_flops(name: str, shapes: list[list[int]]) -> int:
     if name == "aten::mm" and len(shapes) >= 2 and len(shapes[0]) == 2 and len(shapes[1]) == 2:
         (m, k), (_, n) = shapes[0], shapes[1]
         return 2 * m * k * n
-    if name in ("aten::addmm", "aten::addmm_") and len(shapes) >= 3 and len(shapes[1]) == 2 \
-            and len(shapes[2]) == 2:
+    if (
+        name in ("aten::addmm", "aten::addmm_")
+        and len(shapes) >= 3
+        and len(shapes[1]) == 2
+        and len(shapes[2]) == 2
+    ):
         (m, k), (_, n) = shapes[1], shapes[2]
         return 2 * m * k * n
     return 0
@@ -289,13 +414,23 @@ def profile_step(run: Callable[[], Any], dev: Any) -> dict[str, Any]:
             cats[cat] = cats.get(cat, 0.0) + t
     cats["other"] = sum(other.values())
     total = sum(cats.values())
-    gflop = sum(e.count * gemm_flops(e.key, e.input_shapes)
-                for e in prof.key_averages(group_by_input_shape=True)) / 1e9
+    gflop = (
+        sum(
+            e.count * gemm_flops(e.key, e.input_shapes)
+            for e in prof.key_averages(group_by_input_shape=True)
+        )
+        / 1e9
+    )
     gemm_s = cats.get("gemm", 0.0)
-    return {"wall_s": wall, "profiled_self_s": total, "seconds": cats,
-            "gemm_gflop": gflop, "gemm_gflop_per_s": gflop / gemm_s if gemm_s > 0 else None,
-            "percent": {k: 100 * v / total for k, v in cats.items()} if total else {},
-            "other_top": dict(sorted(other.items(), key=lambda kv: -kv[1])[:8])}
+    return {
+        "wall_s": wall,
+        "profiled_self_s": total,
+        "seconds": cats,
+        "gemm_gflop": gflop,
+        "gemm_gflop_per_s": gflop / gemm_s if gemm_s > 0 else None,
+        "percent": {k: 100 * v / total for k, v in cats.items()} if total else {},
+        "other_top": dict(sorted(other.items(), key=lambda kv: -kv[1])[:8]),
+    }
 
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
@@ -353,8 +488,14 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     for _ in range(int(spec["warmup"])):
         iteration()
     if spec.get("mode") == "profile":
-        return {"impl": impl, "case": case, "threads": int(spec["threads"]), "device": str(dev),
-                "voxels": int(coords.shape[0]), "profile": profile_step(iteration, dev)}
+        return {
+            "impl": impl,
+            "case": case,
+            "threads": int(spec["threads"]),
+            "device": str(dev),
+            "voxels": int(coords.shape[0]),
+            "profile": profile_step(iteration, dev),
+        }
     # memory baseline after the warm-up: one-time costs (library buffers, thread pools)
     # excluded; pcseg's reusable scratch buffers are freed first, so the measured peak
     # includes them
@@ -368,10 +509,15 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
             for k, v in iteration().items():
                 times.setdefault(k, []).append(v)
     return {
-        "impl": impl, "case": case, "threads": int(spec["threads"]), "device": str(dev),
-        "voxels": int(coords.shape[0]), "times_ms": times,
+        "impl": impl,
+        "case": case,
+        "threads": int(spec["threads"]),
+        "device": str(dev),
+        "voxels": int(coords.shape[0]),
+        "times_ms": times,
         "median_ms": {k: summarize(v)["median"] for k, v in times.items()},
-        **mem.as_dict(), "versions": step.get("versions", {}),
+        **mem.as_dict(),
+        "versions": step.get("versions", {}),
     }
 
 
@@ -409,8 +555,9 @@ def amp_label(device: str, threads: int, amp: str) -> str:
     return f"pcseg_{amp}" if device == "cuda" else f"pcseg_{threads}t_{amp}"
 
 
-def configs(impls: list[str], device: str, threads: int,
-             amp: str = "none") -> list[tuple[str, str, int, str]]:
+def configs(
+    impls: list[str], device: str, threads: int, amp: str = "none"
+) -> list[tuple[str, str, int, str]]:
     """(label, impl, threads, amp) of every run: on CPU pcseg at ``threads`` and at 1, spconv
     at 1 (its only correct setting unpatched) and at ``threads`` (with the patched scatter),
     MinkowskiEngine at ``threads``; on CUDA one run per implementation. All float32; with
@@ -433,17 +580,21 @@ def configs(impls: list[str], device: str, threads: int,
 
 #: what the figures mean (in the JSON)
 NOTES = [
-    ("spconv runs with spconv 2.3.8's CPU fixes (pcseg.sparse.backend_spconv.patch_spconv_cpu): "
-     "the CUDA-stream lookup in backward, and its racy CPU scatter-add forced to one thread; "
-     "spconv_1t = everything single-threaded (correct even unpatched), "
-     "spconv_Nt = GEMMs / gathers on N threads, scatter on one (correct only patched)."),
-    ("times are medians (ms) over --repeats after --warmup; cases b/c rebuild every kernel map "
-     "each iteration (fresh input, as in training); peak_mib = RSS high-water over the timed "
-     "iterations minus the RSS after the warm-up, measured in a separate untimed pass "
-     "(1 warm-up + 1 iteration) run with MALLOC_MMAP_THRESHOLD_=131072 so that freed tensors "
-     "are returned to the OS (CUDA: max_memory_allocated minus allocated before); "
-     "peak_mib_default_malloc is the same figure from the timing pass (glibc's default, heap "
-     "growth included)."),
+    (
+        "spconv runs with spconv 2.3.8's CPU fixes (pcseg.sparse.backend_spconv.patch_spconv_cpu): "
+        "the CUDA-stream lookup in backward, and its racy CPU scatter-add forced to one thread; "
+        "spconv_1t = everything single-threaded (correct even unpatched), "
+        "spconv_Nt = GEMMs / gathers on N threads, scatter on one (correct only patched)."
+    ),
+    (
+        "times are medians (ms) over --repeats after --warmup; cases b/c rebuild every kernel map "
+        "each iteration (fresh input, as in training); peak_mib = RSS high-water over the timed "
+        "iterations minus the RSS after the warm-up, measured in a separate untimed pass "
+        "(1 warm-up + 1 iteration) run with MALLOC_MMAP_THRESHOLD_=131072 so that freed tensors "
+        "are returned to the OS (CUDA: max_memory_allocated minus allocated before); "
+        "peak_mib_default_malloc is the same figure from the timing pass (glibc's default, heap "
+        "growth included)."
+    ),
 ]
 
 
@@ -476,8 +627,9 @@ def _parse_list(text: str, valid: tuple[str, ...], what: str) -> list[str]:
     return items
 
 
-def _prepare_inputs(args: argparse.Namespace, cases: list[str], tmp: Path,
-                    res: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _prepare_inputs(
+    args: argparse.Namespace, cases: list[str], tmp: Path, res: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
     """Write every case's batch (coords with batch column, feats) to ``tmp/<case>.pt``."""
     import torch
 
@@ -491,12 +643,19 @@ def _prepare_inputs(args: argparse.Namespace, cases: list[str], tmp: Path,
             order = np.argsort(c[:, 0], kind="stable")[: args.voxels_a]  # crop along x
             ca = c[np.sort(order)]
             save("a", ca, torch.zeros(len(ca), 1))
-            inputs["a"] = {"source": f"crop (lowest x) of {src} at 2 cm", "voxels": len(ca),
-                           "channels": args.channels}
+            inputs["a"] = {
+                "source": f"crop (lowest x) of {src} at 2 cm",
+                "voxels": len(ca),
+                "channels": args.channels,
+            }
         if "b" in cases:
             save("b", c, torch.from_numpy(f))
-            inputs["b"] = {"source": src + " at 2 cm", "voxels": len(c), "in_channels": 3,
-                           "num_classes": 13}
+            inputs["b"] = {
+                "source": src + " at 2 cm",
+                "voxels": len(c),
+                "in_channels": 3,
+                "num_classes": 13,
+            }
     if "c" in cases:
         if not Path(args.kitti).is_file():
             print(f"[sparse] case c skipped: SemanticKITTI scan {args.kitti} not found")
@@ -504,22 +663,36 @@ def _prepare_inputs(args: argparse.Namespace, cases: list[str], tmp: Path,
         else:
             c, f, src = kitti_scene(Path(args.kitti))
             save("c", c, torch.from_numpy(f))
-            inputs["c"] = {"source": src + " at 5 cm", "voxels": len(c), "in_channels": 1,
-                           "num_classes": 19}
+            inputs["c"] = {
+                "source": src + " at 5 cm",
+                "voxels": len(c),
+                "in_channels": 1,
+                "num_classes": 19,
+            }
     return inputs
 
 
-def _spec(args: argparse.Namespace, case: str, info: dict[str, Any], tmp: Path,
-          **kw: Any) -> dict[str, Any]:
-    return {"case": case, "device": args.device, "inputs": str(tmp / f"{case}.pt"),
-            "repeats": args.repeats, "warmup": args.warmup, "channels": args.channels,
-            "model": args.model, "in_channels": info.get("in_channels", 0),
-            "num_classes": info.get("num_classes", 0), "omp_wait_policy": args.omp_wait_policy,
-            **kw}
+def _spec(
+    args: argparse.Namespace, case: str, info: dict[str, Any], tmp: Path, **kw: Any
+) -> dict[str, Any]:
+    return {
+        "case": case,
+        "device": args.device,
+        "inputs": str(tmp / f"{case}.pt"),
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "channels": args.channels,
+        "model": args.model,
+        "in_channels": info.get("in_channels", 0),
+        "num_classes": info.get("num_classes", 0),
+        "omp_wait_policy": args.omp_wait_policy,
+        **kw,
+    }
 
 
-def _run_case(args: argparse.Namespace, case: str, info: dict[str, Any], tmp: Path,
-              runnable: list[str]) -> dict[str, Any]:
+def _run_case(
+    args: argparse.Namespace, case: str, info: dict[str, Any], tmp: Path, runnable: list[str]
+) -> dict[str, Any]:
     """Every configuration of one case: a timing pass, then (``--memory``) a memory pass."""
     runs: dict[str, Any] = {}
     for label, impl, nt, amp in configs(runnable, args.device, args.threads, args.amp):
@@ -528,27 +701,34 @@ def _run_case(args: argparse.Namespace, case: str, info: dict[str, Any], tmp: Pa
         r = _measure_in_worker(dict(spec, mode="time"), tmp, args.timeout)
         if "error" not in r and args.memory:
             r["peak_mib_default_malloc"] = r.pop("peak_mib")
-            m = _measure_in_worker(dict(spec, mode="memory", warmup=1, repeats=1), tmp,
-                                   args.timeout)
+            m = _measure_in_worker(
+                dict(spec, mode="memory", warmup=1, repeats=1), tmp, args.timeout
+            )
             if "error" in m:
                 r["peak_mib"], r["memory_error"] = None, m["error"]
             else:
                 r["peak_mib"] = m["peak_mib"]
-                r["memory_pass"] = {k: m[k]
-                                    for k in ("baseline_rss_mib", "peak_rss_mib", "peak_mib")}
+                r["memory_pass"] = {
+                    k: m[k] for k in ("baseline_rss_mib", "peak_rss_mib", "peak_mib")
+                }
         runs[label] = r
         if "error" in r:
             print(f"[sparse]   {label}: ERROR {r['error']}")
         else:
             med = r["median_ms"]
             peak = f", peak {r['peak_mib']:.0f} MiB" if r.get("peak_mib") is not None else ""
-            print(f"[sparse]   {label}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in med.items())
-                  + peak + f"  ({time.perf_counter() - t0:.0f} s)")
+            print(
+                f"[sparse]   {label}: "
+                + ", ".join(f"{k} {v:.1f} ms" for k, v in med.items())
+                + peak
+                + f"  ({time.perf_counter() - t0:.0f} s)"
+            )
     return runs
 
 
-def _profile_case(args: argparse.Namespace, case: str, info: dict[str, Any], tmp: Path,
-                  runnable: list[str]) -> dict[str, Any]:
+def _profile_case(
+    args: argparse.Namespace, case: str, info: dict[str, Any], tmp: Path, runnable: list[str]
+) -> dict[str, Any]:
     """``--profile``: one profiled iteration per implementation (single-threaded on CPU)."""
     prof: dict[str, Any] = {}
     profiled = [(impl, impl, "none") for impl in runnable]
@@ -556,23 +736,40 @@ def _profile_case(args: argparse.Namespace, case: str, info: dict[str, Any], tmp
         profiled.append((f"pcseg_{args.amp}", "pcseg", args.amp))
     for name, impl, amp in profiled:
         nt = 1 if args.device == "cpu" else args.threads
-        spec = _spec(args, case, info, tmp, impl=impl, label=f"{name}_prof", threads=nt,
-                     amp=amp, repeats=1, warmup=1, mode="profile")
+        spec = _spec(
+            args,
+            case,
+            info,
+            tmp,
+            impl=impl,
+            label=f"{name}_prof",
+            threads=nt,
+            amp=amp,
+            repeats=1,
+            warmup=1,
+            mode="profile",
+        )
         r = _measure_in_worker(spec, tmp, args.timeout)
         prof[name] = r.get("profile", r)
         if "error" in r:
             print(f"[sparse]   profile {name}: ERROR {r['error']}")
             continue
         pr = r["profile"]
-        parts = ", ".join(f"{k} {v:.2f}s ({pr['percent'][k]:.0f}%)"
-                          for k, v in sorted(pr["seconds"].items(), key=lambda kv: -kv[1])
-                          if v > 0)
-        print(f"[sparse]   profile {name} ({nt} thread{'s' if nt > 1 else ''}, one iteration, "
-              f"wall {pr['wall_s']:.2f}s): {parts}")
+        parts = ", ".join(
+            f"{k} {v:.2f}s ({pr['percent'][k]:.0f}%)"
+            for k, v in sorted(pr["seconds"].items(), key=lambda kv: -kv[1])
+            if v > 0
+        )
+        print(
+            f"[sparse]   profile {name} ({nt} thread{'s' if nt > 1 else ''}, one iteration, "
+            f"wall {pr['wall_s']:.2f}s): {parts}"
+        )
         if pr.get("gemm_gflop"):
             rate = pr.get("gemm_gflop_per_s")
-            print(f"[sparse]   profile {name}: GEMM work {pr['gemm_gflop']:.1f} GFLOP"
-                  + (f" at {rate:.1f} GFLOP/s" if rate else ""))
+            print(
+                f"[sparse]   profile {name}: GEMM work {pr['gemm_gflop']:.1f} GFLOP"
+                + (f" at {rate:.1f} GFLOP/s" if rate else "")
+            )
     return prof
 
 
@@ -600,19 +797,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     runnable = [i for i in impls if i not in skipped]
     ncpu = os.cpu_count()
     res: dict[str, Any] = {
-        "device": args.device, "threads": args.threads, "repeats": args.repeats,
-        "warmup": args.warmup, "model": args.model, "cpu_count": ncpu, "skipped_impls": skipped,
-        "loadavg_start": _loadavg(), "cases": {}, "notes": list(NOTES),
+        "device": args.device,
+        "threads": args.threads,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "model": args.model,
+        "cpu_count": ncpu,
+        "skipped_impls": skipped,
+        "loadavg_start": _loadavg(),
+        "cases": {},
+        "notes": list(NOTES),
     }
-    res["omp_wait_policy"] = (args.omp_wait_policy if args.omp_wait_policy != "inherit"
-                              else os.environ.get("OMP_WAIT_POLICY", "(unset)"))
+    res["omp_wait_policy"] = (
+        args.omp_wait_policy
+        if args.omp_wait_policy != "inherit"
+        else os.environ.get("OMP_WAIT_POLICY", "(unset)")
+    )
     for i, r in skipped.items():
         print(f"[sparse] {i}: skipped ({r})")
     load = res["loadavg_start"]
     if load and ncpu and load[0] > ncpu and res["omp_wait_policy"].lower() != "passive":
-        print(f"[sparse] warning: load average {load[0]:.1f} > {ncpu} CPUs; multi-threaded "
-              "timings will be distorted (OpenMP spin-waits on descheduled threads); consider "
-              "--omp-wait-policy passive")
+        print(
+            f"[sparse] warning: load average {load[0]:.1f} > {ncpu} CPUs; multi-threaded "
+            "timings will be distorted (OpenMP spin-waits on descheduled threads); consider "
+            "--omp-wait-policy passive"
+        )
     with tempfile.TemporaryDirectory(prefix="pcseg_bench_sparse_") as tmpdir:
         tmp = Path(tmpdir)
         inputs = _prepare_inputs(args, cases, tmp, res)
@@ -633,7 +842,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         res["amp"] = args.amp
         for key in ("time_amp_vs_float32", "time_amp_vs_spconv", "time_amp_vs_minkowski"):
             if b.get(key) is not None:
-                res[f"ratio_{key[len('time_'):]}"] = b[key]
+                res[f"ratio_{key[len('time_') :]}"] = b[key]
     print_results(res)
     return res
 
@@ -649,6 +858,7 @@ def run_time_ms(r: dict[str, Any] | None) -> float | None:
 
 def case_ratios(case: str, runs: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     """pcseg / peer ratios of one case (time: :func:`run_time_ms`; memory: ``peak_mib``)."""
+
     def t(label: str) -> float | None:
         return run_time_ms(runs.get(label))
 
@@ -664,13 +874,18 @@ def case_ratios(case: str, runs: dict[str, Any], args: argparse.Namespace) -> di
     if args.device == "cuda":
         ours, ours1, sp1, spn, me = "pcseg", "pcseg", "spconv", "spconv", "minkowski"
     else:
-        ours, ours1, sp1, spn, me = (f"pcseg_{n}t", "pcseg_1t", "spconv_1t", f"spconv_{n}t",
-                                     f"minkowski_{n}t")
+        ours, ours1, sp1, spn, me = (
+            f"pcseg_{n}t",
+            "pcseg_1t",
+            "spconv_1t",
+            f"spconv_{n}t",
+            f"minkowski_{n}t",
+        )
         if n == 1:
             ours1, sp1 = ours, spn
     out: dict[str, Any] = {
         "definition": f"{ours} / peer; time_vs_spconv uses {sp1}, time_vs_spconv_same_threads "
-                      f"uses {spn}, time_1t_vs_spconv_1t uses {ours1} / {sp1}",
+        f"uses {spn}, time_1t_vs_spconv_1t uses {ours1} / {sp1}",
         "time_vs_spconv": ratio(t(ours), t(sp1)),
         "time_vs_spconv_same_threads": ratio(t(ours), t(spn)),
         "time_1t_vs_spconv_1t": ratio(t(ours1), t(sp1)),
@@ -682,13 +897,15 @@ def case_ratios(case: str, runs: dict[str, Any], args: argparse.Namespace) -> di
     if args.amp != "none":
         amp = amp_label(args.device, n, args.amp)
         out["definition"] += f"; *_amp_* use {amp} (autocast {args.amp}) / the same float32 peers"
-        out.update({
-            "time_amp_vs_float32": ratio(t(amp), t(ours)),
-            "time_amp_vs_spconv": ratio(t(amp), t(sp1)),
-            "time_amp_vs_minkowski": ratio(t(amp), t(me)),
-            "memory_amp_vs_spconv": ratio(mem(amp), mem(sp1)),
-            "memory_amp_vs_minkowski": ratio(mem(amp), mem(me)),
-        })
+        out.update(
+            {
+                "time_amp_vs_float32": ratio(t(amp), t(ours)),
+                "time_amp_vs_spconv": ratio(t(amp), t(sp1)),
+                "time_amp_vs_minkowski": ratio(t(amp), t(me)),
+                "memory_amp_vs_spconv": ratio(mem(amp), mem(sp1)),
+                "memory_amp_vs_minkowski": ratio(mem(amp), mem(me)),
+            }
+        )
     if case == "a":
         for key in ("kmap", "forward", "backward"):
             out[f"{key}_vs_spconv"] = ratio(part(ours, key), part(sp1, key))
@@ -696,39 +913,68 @@ def case_ratios(case: str, runs: dict[str, Any], args: argparse.Namespace) -> di
 
 
 #: columns of the result table
-TABLE = (Column("case", 4), Column("config", 14), Column("voxels", 8, ",d"),
-         Column("kmap ms", 9, ".1f"), Column("fwd ms", 9, ".1f"), Column("bwd ms", 9, ".1f"),
-         Column("total ms", 9, ".1f"), Column("cpu ms", 9, ".1f"), Column("peak MiB", 9, ".0f"),
-         Column("pcseg/this", 10, ".2f"))
+TABLE = (
+    Column("case", 4),
+    Column("config", 14),
+    Column("voxels", 8, ",d"),
+    Column("kmap ms", 9, ".1f"),
+    Column("fwd ms", 9, ".1f"),
+    Column("bwd ms", 9, ".1f"),
+    Column("total ms", 9, ".1f"),
+    Column("cpu ms", 9, ".1f"),
+    Column("peak MiB", 9, ".0f"),
+    Column("pcseg/this", 10, ".2f"),
+)
 #: headline keys printed under the table
-HEADLINE = ("ratio_vs_spconv", "memory_ratio_vs_spconv", "ratio_vs_minkowski",
-            "memory_ratio_vs_minkowski", "ratio_amp_vs_float32", "ratio_amp_vs_spconv",
-            "ratio_amp_vs_minkowski")
+HEADLINE = (
+    "ratio_vs_spconv",
+    "memory_ratio_vs_spconv",
+    "ratio_vs_minkowski",
+    "memory_ratio_vs_minkowski",
+    "ratio_amp_vs_float32",
+    "ratio_amp_vs_spconv",
+    "ratio_amp_vs_minkowski",
+)
 
 
 def print_results(res: dict[str, Any]) -> None:
     """The table of every run (``pcseg/this``: the reference pcseg run's time over this run's)
     and case b's headline ratios."""
     print()
-    print(f"sparse benchmark ({res['device']}, --threads {res['threads']}, median of "
-          f"{res['repeats']} after {res['warmup']} warm-up; load average "
-          f"{res.get('loadavg_start')} -> {res.get('loadavg_end')} on {res['cpu_count']} CPUs)")
+    print(
+        f"sparse benchmark ({res['device']}, --threads {res['threads']}, median of "
+        f"{res['repeats']} after {res['warmup']} warm-up; load average "
+        f"{res.get('loadavg_start')} -> {res.get('loadavg_end')} on {res['cpu_count']} CPUs)"
+    )
     rows: list[Any] = []
     for case, cr in res["cases"].items():
         if "skipped" in cr:
             rows.append(f"{case:>4s} skipped: {cr['skipped']}")
             continue
         runs = cr["runs"]
-        ref_t = run_time_ms(runs.get(f"pcseg_{res['threads']}t" if res["device"] == "cpu"
-                                     else "pcseg"))
+        ref_t = run_time_ms(
+            runs.get(f"pcseg_{res['threads']}t" if res["device"] == "cpu" else "pcseg")
+        )
         for label, r in runs.items():
             if "error" in r:
                 rows.append(f"{case:>4s} {label:>14s} ERROR {r['error'][:80]}")
                 continue
             m = r["median_ms"]
             tot = run_time_ms(r)
-            rows.append([case, label, r["voxels"], m.get("kmap"), m["forward"], m["backward"],
-                         tot, m.get("cpu"), r.get("peak_mib"), ratio(ref_t, tot)])
+            rows.append(
+                [
+                    case,
+                    label,
+                    r["voxels"],
+                    m.get("kmap"),
+                    m["forward"],
+                    m["backward"],
+                    tot,
+                    m.get("cpu"),
+                    r.get("peak_mib"),
+                    ratio(ref_t, tot),
+                ]
+            )
     print_table(TABLE, rows)
     for k in HEADLINE:
         if res.get(k) is not None:

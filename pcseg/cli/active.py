@@ -4,6 +4,7 @@ each round, K spots per training scene with their true class, either the spots
 random points; every round retrains from scratch (same seed and schedule) and tests last.pt.
 Finished runs are reused, so the same command resumes an interrupted study
 (pcseg.workflows.active)."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,24 +22,45 @@ def _csv(text: str) -> list[str]:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``active-study`` subcommand."""
-    p = sub.add_parser("active-study", help="simulated active labelling: suggested vs random "
-                       "clicks, test mIoU per round", description=__doc__)
-    p.add_argument("--config", type=Path, default=CONFIG_DIR / "budget" / "erda.yaml",
-                   help="config trained every round (default configs/budget/erda.yaml)")
+    p = sub.add_parser(
+        "active-study",
+        help="simulated active labelling: suggested vs random clicks, test mIoU per round",
+        description=__doc__,
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=CONFIG_DIR / "budget" / "erda.yaml",
+        help="config trained every round (default configs/budget/erda.yaml)",
+    )
     p.add_argument("--start-spec", default="1pt", help="round-0 labels (default 1pt)")
     p.add_argument("--rounds", type=int, default=3, help="labelling rounds after round 0")
-    p.add_argument("--clicks-per-round", type=int, default=5, metavar="K",
-                   help="clicks per training scene per round (default 5)")
+    p.add_argument(
+        "--clicks-per-round",
+        type=int,
+        default=5,
+        metavar="K",
+        help="clicks per training scene per round (default 5)",
+    )
     p.add_argument("--seeds", type=_csv, default=["0", "1", "2"], help="comma-separated seeds")
-    p.add_argument("--strategies", type=_csv, default=list(STRATEGIES),
-                   help=f"comma-separated users (default {','.join(STRATEGIES)})")
-    p.add_argument("--run-root", type=Path, default=None,
-                   help="runs go to RUN_ROOT/seed_S/... (default runs/active/<config name>)")
+    p.add_argument(
+        "--strategies",
+        type=_csv,
+        default=list(STRATEGIES),
+        help=f"comma-separated users (default {','.join(STRATEGIES)})",
+    )
+    p.add_argument(
+        "--run-root",
+        type=Path,
+        default=None,
+        help="runs go to RUN_ROOT/seed_S/... (default runs/active/<config name>)",
+    )
     p.add_argument("--json", type=Path, default=None, help="accumulate the results here")
     p.add_argument("--out", type=Path, default=None, help="write the Markdown table here")
     p.add_argument("--plot", type=Path, default=None, help="draw mIoU per round to this PNG")
-    p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="overrides for every run")
+    p.add_argument(
+        "--set", nargs="+", default=[], metavar="KEY=VALUE", help="overrides for every run"
+    )
     p.set_defaults(run=run, parser=p)
 
 
@@ -50,10 +72,19 @@ def run(args: argparse.Namespace) -> int:
     except ValueError:
         args.parser.error(f"--seeds: integers expected, got {','.join(args.seeds)}")
     try:
-        run_active_study(args.config, args.strategies, seeds, args.rounds,
-                         args.clicks_per_round, run_root, start_spec=args.start_spec,
-                         overrides=args.set, json_out=args.json, table_out=args.out,
-                         plot_out=args.plot)
+        run_active_study(
+            args.config,
+            args.strategies,
+            seeds,
+            args.rounds,
+            args.clicks_per_round,
+            run_root,
+            start_spec=args.start_spec,
+            overrides=args.set,
+            json_out=args.json,
+            table_out=args.out,
+            plot_out=args.plot,
+        )
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

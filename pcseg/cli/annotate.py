@@ -16,6 +16,7 @@ and open http://localhost:8080. Every change is saved atomically to
 ``pcseg train CONFIG --set data.label_spec=import:annotate``.
 Exit status: 0 ok, 1 bad input (message names the file), 2 viser missing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,22 +26,45 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``annotate`` subcommand."""
-    p = sub.add_parser("annotate", help="label a scene by clicking, in a browser (viser)",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "annotate",
+        help="label a scene by clicking, in a browser (viser)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("scene", type=Path, help="PROCESSED/scenes/<id>.npz, or PROCESSED with --scene")
-    p.add_argument("--scene", dest="scene_id", metavar="ID", help="scene id when SCENE is a processed folder")
-    p.add_argument("--classes", type=Path, required=True, metavar="CLASSES.yaml",
-                   help="names: [..] and optional colors: {name: [r, g, b]}")
-    p.add_argument("--labels", default="import:annotate", metavar="SPEC",
-                   help="label spec to write and resume, labels/<spec>/<scene>.npy "
-                        "(default: import:annotate)")
-    p.add_argument("--run", dest="run_dir", type=Path, metavar="RUN",
-                   help="run folder whose test/predictions/<scene>.npz to show")
+    p.add_argument(
+        "--scene", dest="scene_id", metavar="ID", help="scene id when SCENE is a processed folder"
+    )
+    p.add_argument(
+        "--classes",
+        type=Path,
+        required=True,
+        metavar="CLASSES.yaml",
+        help="names: [..] and optional colors: {name: [r, g, b]}",
+    )
+    p.add_argument(
+        "--labels",
+        default="import:annotate",
+        metavar="SPEC",
+        help="label spec to write and resume, labels/<spec>/<scene>.npy (default: import:annotate)",
+    )
+    p.add_argument(
+        "--run",
+        dest="run_dir",
+        type=Path,
+        metavar="RUN",
+        help="run folder whose test/predictions/<scene>.npz to show",
+    )
     p.add_argument("--port", type=int, default=8080)
-    p.add_argument("--host", default="127.0.0.1",
-                   help="interface to listen on (default 127.0.0.1: reach it by an SSH tunnel)")
-    p.add_argument("--pick-px", type=float, default=8.0,
-                   help="click tolerance in pixels around the cursor")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface to listen on (default 127.0.0.1: reach it by an SSH tunnel)",
+    )
+    p.add_argument(
+        "--pick-px", type=float, default=8.0, help="click tolerance in pixels around the cursor"
+    )
     p.add_argument("--point-size", type=float, default=None, help="point size in metres")
     p.add_argument("--exit-after", type=float, default=None, help=argparse.SUPPRESS)  # tests
     p.add_argument("--debug-json", type=Path, default=None, help=argparse.SUPPRESS)  # tests
@@ -53,16 +77,23 @@ def run(args: argparse.Namespace) -> int:
     from pcseg.annotate.state import AnnotationError
 
     try:
-        session = open_session(args.scene, args.classes, scene_id=args.scene_id,
-                               spec=args.labels, run=args.run_dir)
+        session = open_session(
+            args.scene, args.classes, scene_id=args.scene_id, spec=args.labels, run=args.run_dir
+        )
     except AnnotationError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     try:
         from pcseg.annotate.web import WebAnnotator
 
-        app = WebAnnotator(session, host=args.host, port=args.port, pick_px=args.pick_px,
-                           point_size=args.point_size, debug_json=args.debug_json)
+        app = WebAnnotator(
+            session,
+            host=args.host,
+            port=args.port,
+            pick_px=args.pick_px,
+            point_size=args.point_size,
+            debug_json=args.debug_json,
+        )
     except ImportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

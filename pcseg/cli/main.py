@@ -1,4 +1,5 @@
 """``pcseg SUBCOMMAND ...``: the parser and the dispatch to the subcommand modules."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,19 @@ from pcseg.cli import (
 )
 
 #: subcommand modules, in the order ``pcseg --help`` lists them; each has ``register(sub)``
-COMMANDS = (prepare, synthetic, train, test, predict, view, annotate, active, compare, benchmark,
-            demo)
+COMMANDS = (
+    prepare,
+    synthetic,
+    train,
+    test,
+    predict,
+    view,
+    annotate,
+    active,
+    compare,
+    benchmark,
+    demo,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

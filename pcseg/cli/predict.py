@@ -13,6 +13,7 @@ memory is set by --chunk-points and --voxel-budget, not by the file; PLY, PCD, N
 the others go on; the exit status is 1 when any file failed. Under torchrun the files are
 shared out across the ranks.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,28 +34,56 @@ from pcseg.predict import (
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``predict`` subcommand."""
-    p = sub.add_parser("predict", help="label your own point-cloud files with a checkpoint",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "predict",
+        help="label your own point-cloud files with a checkpoint",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="files or folders to label")
     p.add_argument("--checkpoint", required=True, type=Path, help="a pcseg checkpoint (.pt)")
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--format", default="same", choices=["same", *OUTPUT_FORMATS],
-                   help="output format (default: the input's own)")
-    p.add_argument("--classes", type=Path, default=None, metavar="CLASSES.yaml",
-                   help="class spec (default: the copy kept by pcseg prepare custom in the "
-                        "run's processed folder)")
-    p.add_argument("--voxel-budget", type=int, default=DEFAULT_VOXEL_BUDGET,
-                   help=f"most voxels per tile (bounds memory; default {DEFAULT_VOXEL_BUDGET:,})"
-                        "; 0 = never tile")
-    p.add_argument("--overlap", type=float, default=None,
-                   help=f"metres of context around each tile (default {DEFAULT_OVERLAP_VOXELS} "
-                        "voxels)")
-    p.add_argument("--stream", default="auto", choices=STREAM_MODES,
-                   help="out-of-core path for LAS/LAZ/NPY: auto (files of more than "
-                        "--chunk-points points), always, never (read the file whole)")
-    p.add_argument("--chunk-points", type=int, default=DEFAULT_CHUNK_POINTS,
-                   help=f"points read / written at a time, and per on-disk tile, by the "
-                        f"out-of-core path (default {DEFAULT_CHUNK_POINTS:,})")
+    p.add_argument(
+        "--format",
+        default="same",
+        choices=["same", *OUTPUT_FORMATS],
+        help="output format (default: the input's own)",
+    )
+    p.add_argument(
+        "--classes",
+        type=Path,
+        default=None,
+        metavar="CLASSES.yaml",
+        help="class spec (default: the copy kept by pcseg prepare custom in the "
+        "run's processed folder)",
+    )
+    p.add_argument(
+        "--voxel-budget",
+        type=int,
+        default=DEFAULT_VOXEL_BUDGET,
+        help=f"most voxels per tile (bounds memory; default {DEFAULT_VOXEL_BUDGET:,})"
+        "; 0 = never tile",
+    )
+    p.add_argument(
+        "--overlap",
+        type=float,
+        default=None,
+        help=f"metres of context around each tile (default {DEFAULT_OVERLAP_VOXELS} voxels)",
+    )
+    p.add_argument(
+        "--stream",
+        default="auto",
+        choices=STREAM_MODES,
+        help="out-of-core path for LAS/LAZ/NPY: auto (files of more than "
+        "--chunk-points points), always, never (read the file whole)",
+    )
+    p.add_argument(
+        "--chunk-points",
+        type=int,
+        default=DEFAULT_CHUNK_POINTS,
+        help=f"points read / written at a time, and per on-disk tile, by the "
+        f"out-of-core path (default {DEFAULT_CHUNK_POINTS:,})",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run, parser=p)
@@ -69,11 +98,19 @@ def run(args: argparse.Namespace) -> int:
     if args.chunk_points < 1:
         args.parser.error(f"--chunk-points must be >= 1, got {args.chunk_points}")
     try:
-        summary = predict_files(args.checkpoint, args.inputs, args.out, fmt=args.format,
-                                classes=args.classes, voxel_budget=args.voxel_budget or None,
-                                overlap=args.overlap, device=args.device,
-                                progress=not args.no_progress, stream=args.stream,
-                                chunk_points=args.chunk_points)
+        summary = predict_files(
+            args.checkpoint,
+            args.inputs,
+            args.out,
+            fmt=args.format,
+            classes=args.classes,
+            voxel_budget=args.voxel_budget or None,
+            overlap=args.overlap,
+            device=args.device,
+            progress=not args.no_progress,
+            stream=args.stream,
+            chunk_points=args.chunk_points,
+        )
     except (PredictError, ClassesError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

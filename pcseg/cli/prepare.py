@@ -1,4 +1,5 @@
 """``pcseg prepare DATASET --raw DIR --out DIR``: raw dataset -> processed folder + weak labels."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,56 +20,114 @@ from pcseg.datasets.prepare import (
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``prepare`` subcommand."""
-    p = sub.add_parser("prepare", help="raw dataset -> processed folder and weak-label files",
-                       description=__doc__)
-    p.add_argument("dataset", choices=[*DATASETS, "custom"],
-                   help="a benchmark, or 'custom': a folder of your own files (with --classes)")
-    p.add_argument("--classes", type=Path, default=None, metavar="CLASSES.yaml",
-                   help="custom only: class names, label field, map, features, voxel size "
-                        "(pcseg/datasets/custom.py; examples in configs/custom/)")
+    p = sub.add_parser(
+        "prepare", help="raw dataset -> processed folder and weak-label files", description=__doc__
+    )
+    p.add_argument(
+        "dataset",
+        choices=[*DATASETS, "custom"],
+        help="a benchmark, or 'custom': a folder of your own files (with --classes)",
+    )
+    p.add_argument(
+        "--classes",
+        type=Path,
+        default=None,
+        metavar="CLASSES.yaml",
+        help="custom only: class names, label field, map, features, voxel size "
+        "(pcseg/datasets/custom.py; examples in configs/custom/)",
+    )
     p.add_argument("--raw", required=True, type=Path, help="raw dataset folder")
     p.add_argument("--out", required=True, type=Path, help="processed output folder")
-    p.add_argument("--split", nargs="+", default=None,
-                   help="splits to process (default: every split the reader defines)")
-    p.add_argument("--voxel-size", type=float, default=None,
-                   help="metres; weak labels are sampled on the cloud voxelized at this size "
-                        "(one random point per voxel, counts are voxel counts as in ERDA); "
-                        "0 = sample on raw points. Default per dataset: "
-                        + ", ".join(f"{k} {v}" for k, v in DEFAULT_VOXEL_SIZE.items()))
-    p.add_argument("--labels", nargs="*", default=[],
-                   help="weak-label specs to draw, e.g. 1%% 0.1%% sqn1%% 1pt 20pps click full "
-                        "(grammar in pcseg/data/weak_labels.py; default none)")
+    p.add_argument(
+        "--split",
+        nargs="+",
+        default=None,
+        help="splits to process (default: every split the reader defines)",
+    )
+    p.add_argument(
+        "--voxel-size",
+        type=float,
+        default=None,
+        help="metres; weak labels are sampled on the cloud voxelized at this size "
+        "(one random point per voxel, counts are voxel counts as in ERDA); "
+        "0 = sample on raw points. Default per dataset: "
+        + ", ".join(f"{k} {v}" for k, v in DEFAULT_VOXEL_SIZE.items()),
+    )
+    p.add_argument(
+        "--labels",
+        nargs="*",
+        default=[],
+        help="weak-label specs to draw, e.g. 1%% 0.1%% sqn1%% 1pt 20pps click full "
+        "(grammar in pcseg/data/weak_labels.py; default none)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the weak-label draws (default 0)")
     p.add_argument("--workers", type=int, default=1, help="processes (default 1 = in-process)")
     p.add_argument("--overwrite", action="store_true", help="redo scenes that are already done")
-    p.add_argument("--trust-pickle", action="store_true",
-                   help="allow a full pickle load of --limited-annotation .pth files that hold "
-                        "more than numpy arrays / tensors (only for files you trust)")
-    p.add_argument("--limited-annotation", nargs="+", type=Path, default=[], metavar="FILE",
-                   help="official limited-annotation index files ({scene: indices}, "
-                        ".pth/.json/.npz); each becomes label spec 'import:<file stem>'")
-    p.add_argument("--split-scenes", action="append", default=[], metavar="SPLIT=NAMES",
-                   help="define split SPLIT by scene names or globs (comma separated), from "
-                        "the scenes of --split (default all); repeatable, e.g. "
-                        "--split-scenes train=00_000000 --split-scenes 'test=00_00000[12]'. "
-                        "Only these scenes are processed and only these splits recorded; a "
-                        "name or glob matching no scene is an error")
-    p.add_argument("--nonfinite", choices=list(NONFINITE_POLICIES), default="refuse",
-                   help="points with NaN/inf coordinates or features: refuse (default; the "
-                        "scene fails, naming the file, count and first indices) or drop "
-                        "(remove those points with a warning)")
-    p.add_argument("--kitti-yaml", type=Path, default=None, metavar="FILE",
-                   help="semantickitti: the semantic-kitti.yaml label config (default: one in "
-                        "the raw folder, else the official learning map built in)")
-    p.add_argument("--scannet-split-dir", type=Path, default=None, metavar="DIR",
-                   help="scannet: folder holding scannetv2_{train,val,test}.txt when they are "
-                        "not in RAW, RAW/meta or RAW/Tasks/Benchmark")
-    p.add_argument("--scannet-label-map", type=Path, default=None, metavar="FILE",
-                   help="scannet: scannetv2-labels.combined.tsv when not in RAW or RAW/meta")
-    p.add_argument("--s3dis-unknown-class", choices=["error", "ignore", "skip"], default="error",
-                   help="s3dis: an object file <class>_<i>.txt of an unknown class fails the "
-                        "room (error, default), keeps its points unlabelled (ignore) or is "
-                        "left out (skip)")
+    p.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow a full pickle load of --limited-annotation .pth files that hold "
+        "more than numpy arrays / tensors (only for files you trust)",
+    )
+    p.add_argument(
+        "--limited-annotation",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="FILE",
+        help="official limited-annotation index files ({scene: indices}, "
+        ".pth/.json/.npz); each becomes label spec 'import:<file stem>'",
+    )
+    p.add_argument(
+        "--split-scenes",
+        action="append",
+        default=[],
+        metavar="SPLIT=NAMES",
+        help="define split SPLIT by scene names or globs (comma separated), from "
+        "the scenes of --split (default all); repeatable, e.g. "
+        "--split-scenes train=00_000000 --split-scenes 'test=00_00000[12]'. "
+        "Only these scenes are processed and only these splits recorded; a "
+        "name or glob matching no scene is an error",
+    )
+    p.add_argument(
+        "--nonfinite",
+        choices=list(NONFINITE_POLICIES),
+        default="refuse",
+        help="points with NaN/inf coordinates or features: refuse (default; the "
+        "scene fails, naming the file, count and first indices) or drop "
+        "(remove those points with a warning)",
+    )
+    p.add_argument(
+        "--kitti-yaml",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="semantickitti: the semantic-kitti.yaml label config (default: one in "
+        "the raw folder, else the official learning map built in)",
+    )
+    p.add_argument(
+        "--scannet-split-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="scannet: folder holding scannetv2_{train,val,test}.txt when they are "
+        "not in RAW, RAW/meta or RAW/Tasks/Benchmark",
+    )
+    p.add_argument(
+        "--scannet-label-map",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="scannet: scannetv2-labels.combined.tsv when not in RAW or RAW/meta",
+    )
+    p.add_argument(
+        "--s3dis-unknown-class",
+        choices=["error", "ignore", "skip"],
+        default="error",
+        help="s3dis: an object file <class>_<i>.txt of an unknown class fails the "
+        "room (error, default), keeps its points unlabelled (ignore) or is "
+        "left out (skip)",
+    )
     p.set_defaults(run=run, parser=p)
 
 
@@ -91,21 +150,33 @@ def run(args: argparse.Namespace) -> int:
         split_scenes = parse_split_scenes(args.split_scenes)
     except ValueError as e:
         args.parser.error(str(e))
-    for flag, val, ds in (("--kitti-yaml", args.kitti_yaml, "semantickitti"),
-                          ("--scannet-split-dir", args.scannet_split_dir, "scannet"),
-                          ("--scannet-label-map", args.scannet_label_map, "scannet"),
-                          ("--s3dis-unknown-class",
-                           None if args.s3dis_unknown_class == "error" else 1, "s3dis")):
+    for flag, val, ds in (
+        ("--kitti-yaml", args.kitti_yaml, "semantickitti"),
+        ("--scannet-split-dir", args.scannet_split_dir, "scannet"),
+        ("--scannet-label-map", args.scannet_label_map, "scannet"),
+        ("--s3dis-unknown-class", None if args.s3dis_unknown_class == "error" else 1, "s3dis"),
+    ):
         if val is not None and args.dataset != ds:
             args.parser.error(f"{flag} applies to {ds} only, not {args.dataset}")
     opts = PrepareOptions(
-        dataset=args.dataset, raw=args.raw, out=args.out, splits=args.split,
-        voxel_size=args.voxel_size, labels=list(args.labels), seed=args.seed, workers=args.workers,
-        overwrite=args.overwrite, trust_pickle=args.trust_pickle,
-        limited_annotation=list(args.limited_annotation), nonfinite=args.nonfinite,
-        kitti_yaml=args.kitti_yaml, scannet_split_dir=args.scannet_split_dir,
-        scannet_label_map=args.scannet_label_map, split_scenes=split_scenes,
-        s3dis_unknown_class=args.s3dis_unknown_class)
+        dataset=args.dataset,
+        raw=args.raw,
+        out=args.out,
+        splits=args.split,
+        voxel_size=args.voxel_size,
+        labels=list(args.labels),
+        seed=args.seed,
+        workers=args.workers,
+        overwrite=args.overwrite,
+        trust_pickle=args.trust_pickle,
+        limited_annotation=list(args.limited_annotation),
+        nonfinite=args.nonfinite,
+        kitti_yaml=args.kitti_yaml,
+        scannet_split_dir=args.scannet_split_dir,
+        scannet_label_map=args.scannet_label_map,
+        split_scenes=split_scenes,
+        s3dis_unknown_class=args.s3dis_unknown_class,
+    )
     try:
         prepare_dataset(opts)
     except PrepareError as e:
@@ -121,12 +192,21 @@ def _run_custom(args: argparse.Namespace) -> int:
     if args.classes is None:
         args.parser.error("pcseg prepare custom needs --classes CLASSES.yaml")
     if args.voxel_size is not None or args.limited_annotation:
-        args.parser.error("custom: the voxel size comes from CLASSES.yaml (voxel_size); "
-                          "--voxel-size / --limited-annotation are for the benchmarks")
+        args.parser.error(
+            "custom: the voxel size comes from CLASSES.yaml (voxel_size); "
+            "--voxel-size / --limited-annotation are for the benchmarks"
+        )
     try:
-        prepare_custom(args.raw, args.classes, args.out, labels=list(args.labels) or None,
-                       splits=args.split, seed=args.seed, workers=args.workers,
-                       overwrite=args.overwrite)
+        prepare_custom(
+            args.raw,
+            args.classes,
+            args.out,
+            labels=list(args.labels) or None,
+            splits=args.split,
+            seed=args.seed,
+            workers=args.workers,
+            overwrite=args.overwrite,
+        )
     except (ClassesError, PrepareError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

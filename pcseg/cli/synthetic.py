@@ -1,5 +1,6 @@
 """``pcseg synthetic {s3dis,semantickitti,scannet} --out DIR``: write a small raw dataset in the
 benchmark's own on-disk format (exact labels known), e.g. to try ``pcseg prepare``."""
+
 from __future__ import annotations
 
 import argparse
@@ -14,8 +15,11 @@ from pcseg.datasets.synthetic import (
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``synthetic`` subcommand."""
-    p = sub.add_parser("synthetic", help="write a synthetic raw dataset (S3DIS/SemanticKITTI/ScanNet)",
-                       description=__doc__)
+    p = sub.add_parser(
+        "synthetic",
+        help="write a synthetic raw dataset (S3DIS/SemanticKITTI/ScanNet)",
+        description=__doc__,
+    )
     p.add_argument("dataset", choices=["s3dis", "semantickitti", "scannet"])
     p.add_argument("--out", type=Path, required=True, help="output folder (raw dataset root)")
     p.add_argument("--seed", type=int, default=0)
@@ -24,19 +28,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--spacing", type=float, default=0.04, help="s3dis: surface sampling step (m)")
     p.add_argument("--sequences", nargs="+", default=["00", "08"], help="semantickitti: sequences")
     p.add_argument("--scans", type=int, default=4, help="semantickitti: scans per sequence")
-    p.add_argument("--azimuth-steps", type=int, default=1024,
-                   help="semantickitti: columns per sweep")
+    p.add_argument(
+        "--azimuth-steps", type=int, default=1024, help="semantickitti: columns per sweep"
+    )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Write the dataset; exit status 0."""
     if args.dataset == "s3dis":
-        root = write_synthetic_s3dis(args.out, args.areas, args.rooms_per_area, args.seed,
-                                     spacing=args.spacing)
+        root = write_synthetic_s3dis(
+            args.out, args.areas, args.rooms_per_area, args.seed, spacing=args.spacing
+        )
     elif args.dataset == "semantickitti":
-        root = write_synthetic_semantickitti(args.out, args.sequences, args.scans, args.seed,
-                                             azimuth_steps=args.azimuth_steps)
+        root = write_synthetic_semantickitti(
+            args.out, args.sequences, args.scans, args.seed, azimuth_steps=args.azimuth_steps
+        )
     else:
         root = write_synthetic_scannet(args.out, seed=args.seed)
     print(f"wrote synthetic {args.dataset} to {root}")

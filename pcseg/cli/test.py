@@ -7,6 +7,7 @@ and writes (OUT = RUN/test unless ``--out``): OUT/metrics.json, OUT/predictions/
 (pred, pseudo, confidence, entropy over the original points) and, for ScanNet /
 SemanticKITTI, benchmark submission files under OUT/submission/.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,10 +20,16 @@ from pcseg.workflows.runs import config_from_checkpoint, test_checkpoint
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``test`` subcommand."""
-    p = sub.add_parser("test", help="full-resolution evaluation of a checkpoint",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "test",
+        help="full-resolution evaluation of a checkpoint",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_config_arguments(p, "YAML config (default: the config stored in the checkpoint)")
-    p.add_argument("--checkpoint", default=None, help="checkpoint (default RUN/checkpoints/best.pt)")
+    p.add_argument(
+        "--checkpoint", default=None, help="checkpoint (default RUN/checkpoints/best.pt)"
+    )
     p.add_argument("--split", default=None, help="split to evaluate (default data.test_split)")
     p.add_argument("--out", default=None, help="output folder (default RUN/test)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -41,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    test_checkpoint(cfg, args.checkpoint, split=args.split, out_dir=args.out,
-                    progress=not args.no_progress)
+    test_checkpoint(
+        cfg, args.checkpoint, split=args.split, out_dir=args.out, progress=not args.no_progress
+    )
     return 0

@@ -17,6 +17,7 @@ S screenshot, H/L legend + help, Q quit. Without a display the viewer exits with
 use --render (works headless through EGL) or run it under xvfb-run.
 Exit status: 0 ok, 1 bad input (message names the file), 2 usage / no display.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,36 +48,66 @@ def _background(text: str) -> tuple[float, float, float]:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``view`` subcommand."""
-    p = sub.add_parser("view", help="viewer, headless PNG panels, PLY export, training curves",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "view",
+        help="viewer, headless PNG panels, PLY export, training curves",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("path", type=Path, help="processed folder, processed scene .npz, or run folder")
     p.add_argument("--scene", help="scene id (default: the first)")
     p.add_argument("--labels", help="weak-label spec to show, e.g. 1%% (default: the run's)")
     p.add_argument("--kitti-yaml", help="semantic-kitti.yaml for the SemanticKITTI palette")
     what = p.add_mutually_exclusive_group()
-    what.add_argument("--render", type=Path, metavar="OUT.png", help="render a PNG panel headlessly")
+    what.add_argument(
+        "--render", type=Path, metavar="OUT.png", help="render a PNG panel headlessly"
+    )
     what.add_argument("--export-ply", type=Path, metavar="OUT.ply", help="export a coloured PLY")
-    what.add_argument("--curves", type=Path, metavar="OUT.png", help="plot training curves of a run")
+    what.add_argument(
+        "--curves", type=Path, metavar="OUT.png", help="plot training curves of a run"
+    )
     what.add_argument("--list", action="store_true", help="list scenes and their available modes")
     what.add_argument("--legend", action="store_true", help="print the class legend and exit")
-    p.add_argument("--modes", type=_csv, default=None,
-                   help=f"modes for --render, comma separated ({','.join(MODES)}); "
-                        "default: every available label mode")
-    p.add_argument("--mode", default=None, choices=MODES, help="mode for --export-ply / the viewer's first mode")
+    p.add_argument(
+        "--modes",
+        type=_csv,
+        default=None,
+        help=f"modes for --render, comma separated ({','.join(MODES)}); "
+        "default: every available label mode",
+    )
+    p.add_argument(
+        "--mode",
+        default=None,
+        choices=MODES,
+        help="mode for --export-ply / the viewer's first mode",
+    )
     p.add_argument("--view", default="iso", choices=sorted(VIEWS))
     p.add_argument("--width", type=int, default=640, help="tile width (px) for --render")
     p.add_argument("--height", type=int, default=480, help="tile height (px) for --render")
     p.add_argument("--point-size", type=float, default=None, help="pixels per point")
-    p.add_argument("--hide-classes", type=_csv, default=[], help="ground-truth classes to hide, e.g. ceiling")
+    p.add_argument(
+        "--hide-classes", type=_csv, default=[], help="ground-truth classes to hide, e.g. ceiling"
+    )
     ceil = p.add_mutually_exclusive_group()
-    ceil.add_argument("--hide-ceiling", dest="hide_ceiling", action="store_true", default=None,
-                      help="hide the ceiling (default: automatic for top/iso renders of indoor scenes)")
+    ceil.add_argument(
+        "--hide-ceiling",
+        dest="hide_ceiling",
+        action="store_true",
+        default=None,
+        help="hide the ceiling (default: automatic for top/iso renders of indoor scenes)",
+    )
     ceil.add_argument("--keep-ceiling", dest="hide_ceiling", action="store_false")
     p.add_argument("--no-legend", action="store_true", help="--render without the legend strip")
-    p.add_argument("--background", type=_background, default=(1.0, 1.0, 1.0), help="white | black | r,g,b")
-    p.add_argument("--all-scenes", action="store_true", help="--render: one PNG per scene into the folder OUT")
+    p.add_argument(
+        "--background", type=_background, default=(1.0, 1.0, 1.0), help="white | black | r,g,b"
+    )
+    p.add_argument(
+        "--all-scenes", action="store_true", help="--render: one PNG per scene into the folder OUT"
+    )
     p.add_argument("--smooth", type=float, default=0.0, help="--curves: EMA smoothing in [0, 1)")
-    p.add_argument("--screenshot-dir", type=Path, default=Path("."), help="viewer: where S saves PNGs")
+    p.add_argument(
+        "--screenshot-dir", type=Path, default=Path("."), help="viewer: where S saves PNGs"
+    )
     p.add_argument("--exit-after", type=float, default=None, help=argparse.SUPPRESS)  # test hook
     p.set_defaults(run=run)
 
@@ -119,8 +150,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(source: Any) -> int:
-    print(f"processed: {source.processed}" + (f"\nrun: {source.run_dir}" if source.run_dir else "")
-          + f"\nlabel spec: {source.label_spec or 'none'}")
+    print(
+        f"processed: {source.processed}"
+        + (f"\nrun: {source.run_dir}" if source.run_dir else "")
+        + f"\nlabel spec: {source.label_spec or 'none'}"
+    )
     for name in source.scenes:
         view = source.load(name)
         print(f"{name}\t{view.num_points:,d} points\tmodes: {','.join(available_modes(view))}")
@@ -131,18 +165,29 @@ def _render(source: Any, args: argparse.Namespace) -> int:
     from pcseg.viz.render import render_modes
 
     if args.render.is_dir() and not args.all_scenes:
-        print(f"error: --render {args.render} is a folder; give a .png path or add --all-scenes",
-              file=sys.stderr)
+        print(
+            f"error: --render {args.render} is a folder; give a .png path or add --all-scenes",
+            file=sys.stderr,
+        )
         return 2
     scenes = source.scenes if args.all_scenes else [args.scene]
     for scene in scenes:
         view = source.load(scene)
         modes = args.modes or _default_modes(view)
         out = args.render / f"{view.name}.png" if args.all_scenes else args.render
-        panel = render_modes(view, modes, out, view=args.view, width=args.width,
-                             height=args.height, point_size=args.point_size,
-                             hide_classes=args.hide_classes, hide_ceiling=args.hide_ceiling,
-                             legend=not args.no_legend, background=args.background)
+        panel = render_modes(
+            view,
+            modes,
+            out,
+            view=args.view,
+            width=args.width,
+            height=args.height,
+            point_size=args.point_size,
+            hide_classes=args.hide_classes,
+            hide_ceiling=args.hide_ceiling,
+            legend=not args.no_legend,
+            background=args.background,
+        )
         print(f"wrote {out} ({panel.shape[1]}x{panel.shape[0]}, modes {','.join(modes)})")
     return 0
 
@@ -155,14 +200,21 @@ def _export_ply(source: Any, args: argparse.Namespace) -> int:
     mode = args.mode or "gt"
     colors = mode_colors(view, mode)
     # the label column holds the labels the mode shows (ground truth for rgb / heat maps)
-    labels = {"pred": view.pred, "error": view.pred, "pseudo": view.pseudo,
-              "pseudo_error": view.pseudo,
-              "weak": None if view.labelled is None else
-              np.where(view.labelled, view.semantic if view.weak_classes is None
-                       else view.weak_classes, -1)}.get(mode, view.semantic)
+    labels = {
+        "pred": view.pred,
+        "error": view.pred,
+        "pseudo": view.pseudo,
+        "pseudo_error": view.pseudo,
+        "weak": None
+        if view.labelled is None
+        else np.where(
+            view.labelled, view.semantic if view.weak_classes is None else view.weak_classes, -1
+        ),
+    }.get(mode, view.semantic)
     keep = ~hidden_mask(view, args.view, args.hide_classes, bool(args.hide_ceiling))
-    export_ply(args.export_ply, view.coords[keep], colors[keep],
-               None if labels is None else labels[keep])
+    export_ply(
+        args.export_ply, view.coords[keep], colors[keep], None if labels is None else labels[keep]
+    )
     print(f"wrote {args.export_ply} ({int(keep.sum()):,d} points, mode {mode})")
     return 0
 
@@ -174,8 +226,15 @@ def _interactive(source: Any, args: argparse.Namespace) -> int:
     if problem is not None:
         print(f"cannot open the interactive viewer: {problem}\n{NO_DISPLAY_HINT}", file=sys.stderr)
         return 2
-    Viewer(source, scene=args.scene, mode=args.mode or "rgb",
-           point_size=args.point_size or 3.0, hide_classes=args.hide_classes,
-           hide_ceiling=bool(args.hide_ceiling), screenshot_dir=args.screenshot_dir,
-           background=args.background, exit_after=args.exit_after).run()
+    Viewer(
+        source,
+        scene=args.scene,
+        mode=args.mode or "rgb",
+        point_size=args.point_size or 3.0,
+        hide_classes=args.hide_classes,
+        hide_ceiling=bool(args.hide_ceiling),
+        screenshot_dir=args.screenshot_dir,
+        background=args.background,
+        exit_after=args.exit_after,
+    ).run()
     return 0

@@ -7,6 +7,7 @@ Each reader module (``s3dis``, ``scannet``, ``semantickitti``) exposes
 raises ``ValueError`` naming the file. ``synthetic`` writes small datasets in the same
 raw formats (``pcseg synthetic {s3dis,semantickitti,scannet} --out DIR``).
 """
+
 from __future__ import annotations
 
 from types import ModuleType
@@ -15,7 +16,11 @@ from pcseg.datasets import s3dis, scannet, semantickitti
 from pcseg.datasets.common import DataWarning
 
 #: Reader module of each benchmark dataset.
-READERS: dict[str, ModuleType] = {"s3dis": s3dis, "scannet": scannet, "semantickitti": semantickitti}
+READERS: dict[str, ModuleType] = {
+    "s3dis": s3dis,
+    "scannet": scannet,
+    "semantickitti": semantickitti,
+}
 DATASETS: tuple[str, ...] = tuple(READERS)
 
 __all__ = ["DATASETS", "READERS", "DataWarning", "get_reader"]

@@ -1,5 +1,6 @@
 """Helpers shared by the raw-dataset readers: warnings, split expressions, name checks, the
 read-time point check (:func:`check_points`) and feature units (:func:`normalise_features`)."""
+
 from __future__ import annotations
 
 import re
@@ -73,9 +74,16 @@ def first_existing(candidates: Iterable[Path]) -> Path | None:
 NONFINITE_POLICIES: tuple[str, ...] = ("refuse", "drop")
 
 
-def check_points(coords: np.ndarray, source: str | Path, *, nonfinite: str = "refuse",
-                 feats: np.ndarray | None = None, positions: np.ndarray | None = None,
-                 position_name: str = "point index", max_listed: int = 5) -> np.ndarray | None:
+def check_points(
+    coords: np.ndarray,
+    source: str | Path,
+    *,
+    nonfinite: str = "refuse",
+    feats: np.ndarray | None = None,
+    positions: np.ndarray | None = None,
+    position_name: str = "point index",
+    max_listed: int = 5,
+) -> np.ndarray | None:
     """The one read-time check of a reader's points (every reader calls it).
 
     Args:
@@ -113,11 +121,14 @@ def check_points(coords: np.ndarray, source: str | Path, *, nonfinite: str = "re
     pos = idx if positions is None else np.asarray(positions)[idx]
     shown = ", ".join(str(int(p)) for p in pos[:max_listed])
     shown += ", ..." if len(idx) > max_listed else ""
-    what = (f"{source}: {len(idx)} of {n} points have non-finite (NaN/inf) coordinates"
-            f"{' or features' if feats is not None else ''} (first at {position_name} {shown})")
+    what = (
+        f"{source}: {len(idx)} of {n} points have non-finite (NaN/inf) coordinates"
+        f"{' or features' if feats is not None else ''} (first at {position_name} {shown})"
+    )
     if nonfinite == "refuse":
-        raise ValueError(f"{what}; expected finite numbers (`pcseg prepare --nonfinite drop` "
-                         f"drops such points)")
+        raise ValueError(
+            f"{what}; expected finite numbers (`pcseg prepare --nonfinite drop` drops such points)"
+        )
     if len(idx) == n:
         raise ValueError(f"{what}: no point left after dropping them")
     warn(f"{what}; dropped (--nonfinite drop)")
@@ -128,8 +139,14 @@ def check_points(coords: np.ndarray, source: str | Path, *, nonfinite: str = "re
 FEATURE_SCALES: tuple[float, ...] = (1.0, 255.0, 65535.0)
 
 
-def normalise_features(values: np.ndarray, source: str | Path, *, kind: str = "colour",
-                       expected: float = 255.0, hi: float | None = None) -> np.ndarray:
+def normalise_features(
+    values: np.ndarray,
+    source: str | Path,
+    *,
+    kind: str = "colour",
+    expected: float = 255.0,
+    hi: float | None = None,
+) -> np.ndarray:
     """Detect the range of a colour or intensity field and return it as float32 in [0, 1].
 
     The one place every reader (and any future own-scan reader: LAS, PLY, PCD) brings
@@ -160,8 +177,10 @@ def normalise_features(values: np.ndarray, source: str | Path, *, kind: str = "c
     else:
         scale = next(s for s in FEATURE_SCALES if hi <= s)
     if scale != expected:
-        warn(f"{source}: {kind} stored as {v.dtype} in 0-{scale:g} (range {lo:g}..{hi:g}), "
-             f"expected 0-{expected:g}; divided by {scale:g} to 0-1")
+        warn(
+            f"{source}: {kind} stored as {v.dtype} in 0-{scale:g} (range {lo:g}..{hi:g}), "
+            f"expected 0-{expected:g}; divided by {scale:g} to 0-1"
+        )
     return (v.astype(np.float64) / scale).astype(np.float32)
 
 

@@ -37,6 +37,7 @@ hold 8-bit values, / 255); a scalar field: integers / the dtype's maximum, float
 stored; ``[]``: one constant channel (1.0). The processed format holds RGB (3 channels) or
 one scalar channel, hence at most one entry (besides ``rgb`` alone).
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -94,8 +95,10 @@ class ClassesSpec(BaseModel):
     @classmethod
     def _features(cls, v: list[str]) -> list[str]:
         if len(v) > 1:
-            raise ValueError(f"at most one feature: [] (geometry only), [rgb] or one scalar field "
-                             f"such as [intensity]; got {v}")
+            raise ValueError(
+                f"at most one feature: [] (geometry only), [rgb] or one scalar field "
+                f"such as [intensity]; got {v}"
+            )
         return v
 
     @model_validator(mode="after")
@@ -150,8 +153,10 @@ def load_classes(path: str | Path) -> ClassesSpec:
     except (OSError, yaml.YAMLError) as e:
         raise ClassesError(f"classes file {path} is not valid YAML: {e}") from e
     if not isinstance(obj, dict):
-        raise ClassesError(f"classes file {path}: expected a mapping of keys (names, voxel_size, "
-                           f"...), got {type(obj).__name__}")
+        raise ClassesError(
+            f"classes file {path}: expected a mapping of keys (names, voxel_size, "
+            f"...), got {type(obj).__name__}"
+        )
     return classes_from_dict(obj, str(path))
 
 
@@ -176,8 +181,11 @@ def validate_points(pf: PointFile, nonfinite: str = "refuse") -> np.ndarray | No
     :class:`PointFileError` naming the file and the field.
     """
     xyz = np.asarray(pf.xyz)
-    bad_axes = [a for i, a in enumerate("xyz") if xyz.ndim == 2 and xyz.shape[1] == 3
-                and not np.isfinite(xyz[:, i]).all()]
+    bad_axes = [
+        a
+        for i, a in enumerate("xyz")
+        if xyz.ndim == 2 and xyz.shape[1] == 3 and not np.isfinite(xyz[:, i]).all()
+    ]
     source = f"{pf.path}" + (f" (field(s) {bad_axes})" if bad_axes else "")
     try:
         return check_points(xyz, source, nonfinite=nonfinite)
@@ -199,7 +207,8 @@ def check_extent(pf: PointFile, voxel_size: float) -> None:
             f"{pf.path}: coordinates too far apart: field {'xyz'[axis]!r} spans "
             f"{ext[axis]:,.2f} m, the voxel key range at voxel_size {voxel_size} m allows "
             f"{limit:,.2f} m; use a larger voxel_size or split the file (pcseg predict tiles "
-            "large files by itself)")
+            "large files by itself)"
+        )
 
 
 # ----------------------------------------------------------------------------- conversion
@@ -215,8 +224,9 @@ def _expected_scale(v: np.ndarray) -> float:
     return 1.0
 
 
-def _normalise_feature(pf: PointFile, name: str, v: np.ndarray, kind: str | None,
-                       seen_max: float | None = None) -> np.ndarray:
+def _normalise_feature(
+    pf: PointFile, name: str, v: np.ndarray, kind: str | None, seen_max: float | None = None
+) -> np.ndarray:
     """Scale one raw feature into the network's range (see the module docstring).
 
     Colours and intensity go through :func:`pcseg.datasets.common.normalise_features` (the
@@ -227,8 +237,7 @@ def _normalise_feature(pf: PointFile, name: str, v: np.ndarray, kind: str | None
     """
     v = np.asarray(v)
     if kind is not None:
-        return normalise_features(v, pf.path, kind=kind, expected=_expected_scale(v),
-                                  hi=seen_max)
+        return normalise_features(v, pf.path, kind=kind, expected=_expected_scale(v), hi=seen_max)
     if v.dtype == bool:
         return v.astype(np.float32)
     if np.issubdtype(v.dtype, np.integer):
@@ -245,8 +254,9 @@ def feature_fields(spec: ClassesSpec) -> tuple[str, ...]:
     return (spec.features[0],)
 
 
-def point_features(pf: PointFile, spec: ClassesSpec,
-                   seen_max: dict[str, float] | None = None) -> np.ndarray:
+def point_features(
+    pf: PointFile, spec: ClassesSpec, seen_max: dict[str, float] | None = None
+) -> np.ndarray:
     """(N, 3) float32 RGB in [0, 1] or (N, 1) float32 scalar / constant features.
     ``seen_max``: per-field maxima over the whole file when ``pf`` is one chunk of it."""
     n = pf.num_points
@@ -262,14 +272,16 @@ def point_features(pf: PointFile, spec: ClassesSpec,
                 return _normalise_feature(pf, "rgb", rgb, f"colour fields {list(trio)}", top)
         if "colors" in pf.fields and np.ndim(pf.fields["colors"]) == 2:
             cols = np.asarray(pf.fields["colors"])[:, :3]
-            return _normalise_feature(pf, "colors", cols, "colour field 'colors'",
-                                      mx.get("colors"))
-        raise PointFileError(f"{pf.path}: features [rgb] but no field 'red'/'green'/'blue' "
-                             f"(or r/g/b, colors); the file has fields {sorted(pf.fields)}")
+            return _normalise_feature(pf, "colors", cols, "colour field 'colors'", mx.get("colors"))
+        raise PointFileError(
+            f"{pf.path}: features [rgb] but no field 'red'/'green'/'blue' "
+            f"(or r/g/b, colors); the file has fields {sorted(pf.fields)}"
+        )
     v = pf.field(name)
     if v.ndim != 1:
-        raise PointFileError(f"{pf.path}: feature field {name!r} has shape {v.shape}; "
-                             "a scalar per point is needed")
+        raise PointFileError(
+            f"{pf.path}: feature field {name!r} has shape {v.shape}; a scalar per point is needed"
+        )
     kind = f"intensity field {name!r}" if "intensity" in name.lower() else None
     out = _normalise_feature(pf, name, v, kind, mx.get(name))[:, None]
     if not np.isfinite(out).all():
@@ -287,8 +299,9 @@ def point_labels(pf: PointFile, spec: ClassesSpec, source: str = "CLASSES.yaml")
     f = spec.label_field
     raw = pf.field(f)
     if raw.ndim != 1:
-        raise PointFileError(f"{pf.path}: label field {f!r} has shape {raw.shape}; one value "
-                             "per point is needed")
+        raise PointFileError(
+            f"{pf.path}: label field {f!r} has shape {raw.shape}; one value per point is needed"
+        )
     if not np.issubdtype(raw.dtype, np.integer):
         fr = np.asarray(raw, dtype=np.float64)
         if not np.all(np.isfinite(fr)) or not np.all(fr == np.round(fr)):
@@ -312,13 +325,20 @@ def point_labels(pf: PointFile, spec: ClassesSpec, source: str = "CLASSES.yaml")
     if bad.any():
         u, c = np.unique(raw[bad], return_counts=True)
         listing = ", ".join(f"{int(a)} ({int(b)} points)" for a, b in list(zip(u, c))[:20])
-        raise PointFileError(f"{pf.path}: field {f!r} has values {what}: {listing}; add them to "
-                             f"'map' or 'ignore' in {source}")
+        raise PointFileError(
+            f"{pf.path}: field {f!r} has values {what}: {listing}; add them to "
+            f"'map' or 'ignore' in {source}"
+        )
     return out
 
 
-def to_scene(pf: PointFile, spec: ClassesSpec, name: str, source: str = "CLASSES.yaml",
-             check_range: bool = True) -> Scene:
+def to_scene(
+    pf: PointFile,
+    spec: ClassesSpec,
+    name: str,
+    source: str = "CLASSES.yaml",
+    check_range: bool = True,
+) -> Scene:
     """The :class:`Scene` of one file (origin shift, features, labels; see module docstring)."""
     validate_points(pf)
     if check_range:
@@ -327,11 +347,23 @@ def to_scene(pf: PointFile, spec: ClassesSpec, name: str, source: str = "CLASSES
     coords = (pf.xyz - origin).astype(np.float32)
     feats = point_features(pf, spec)
     semantic = point_labels(pf, spec, source)
-    extra = {"origin": [float(o) for o in origin], "format": pf.format, "file": str(pf.path),
-             "label_field": spec.label_field, "labelled_points": int((semantic >= 0).sum())}
-    return Scene(name=name, dataset=DATASET, coords=coords, feats=feats, semantic=semantic,
-                 instance=np.full(pf.num_points, -1, dtype=np.int64), source=str(pf.path),
-                 extra=extra)
+    extra = {
+        "origin": [float(o) for o in origin],
+        "format": pf.format,
+        "file": str(pf.path),
+        "label_field": spec.label_field,
+        "labelled_points": int((semantic >= 0).sum()),
+    }
+    return Scene(
+        name=name,
+        dataset=DATASET,
+        coords=coords,
+        feats=feats,
+        semantic=semantic,
+        instance=np.full(pf.num_points, -1, dtype=np.int64),
+        source=str(pf.path),
+        extra=extra,
+    )
 
 
 # ----------------------------------------------------------------------------- the reader
@@ -371,8 +403,9 @@ class CustomReader:
         """Scene ids of ``split`` (files matching its globs, relative to ``raw``)."""
         pats = self.spec.split_patterns()
         if split not in pats:
-            raise ValueError(f"split {split!r} is not in the splits of {self.source} "
-                             f"({sorted(pats)})")
+            raise ValueError(
+                f"split {split!r} is not in the splits of {self.source} ({sorted(pats)})"
+            )
         raw = Path(raw)
         ids = []
         for sid, p in list_files(raw).items():
@@ -390,8 +423,13 @@ class CustomReader:
         return to_scene(pf, self.spec, sid, self.source)
 
 
-def prepare_custom(raw: str | Path, classes: str | Path, out: str | Path,
-                   labels: list[str] | None = None, **options: Any) -> dict[str, Any]:
+def prepare_custom(
+    raw: str | Path,
+    classes: str | Path,
+    out: str | Path,
+    labels: list[str] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
     """``pcseg prepare custom``: the processed folder of a folder of files.
 
     ``labels``: weak-label specs (default ``['given']`` when the files carry labels, none
@@ -405,18 +443,28 @@ def prepare_custom(raw: str | Path, classes: str | Path, out: str | Path,
     spec = load_classes(classes)
     if labels is None or not labels:
         labels = ["given"] if spec.label_field else []
-    opts = PrepareOptions(dataset=DATASET, raw=Path(raw), out=Path(out), labels=list(labels),
-                          voxel_size=spec.voxel_size, reader=CustomReader(spec, str(classes)),
-                          class_names=list(spec.names),
-                          meta_extra={"classes": spec.model_dump(mode="json"),
-                                      "classes_file": str(Path(classes).resolve())},
-                          **options)
+    opts = PrepareOptions(
+        dataset=DATASET,
+        raw=Path(raw),
+        out=Path(out),
+        labels=list(labels),
+        voxel_size=spec.voxel_size,
+        reader=CustomReader(spec, str(classes)),
+        class_names=list(spec.names),
+        meta_extra={
+            "classes": spec.model_dump(mode="json"),
+            "classes_file": str(Path(classes).resolve()),
+        },
+        **options,
+    )
     summary = prepare_dataset(opts)
     if spec.label_field:
         empty = [n for n, c in summary["class_histogram"].items() if c == 0]
         if empty:
-            msg = (f"{classes}: class(es) {empty} in 'names' have no labelled point in any "
-                   f"file of {raw} (label field {spec.label_field!r})")
+            msg = (
+                f"{classes}: class(es) {empty} in 'names' have no labelled point in any "
+                f"file of {raw} (label field {spec.label_field!r})"
+            )
             warnings.warn(msg, stacklevel=2)
             print(f"warning: {msg}", file=sys.stderr)
             summary["empty_classes"] = empty

@@ -31,6 +31,7 @@ store float coordinates are also fields (their original dtype is kept there).
 Errors are :class:`PointFileError` (a ``ValueError``) naming the file and, where one is at
 fault, the field.
 """
+
 from __future__ import annotations
 
 import copy
@@ -45,14 +46,30 @@ from typing import Any
 import numpy as np
 
 SUFFIXES: dict[str, str] = {
-    ".ply": "ply", ".las": "las", ".laz": "las", ".pcd": "pcd", ".npy": "npy", ".npz": "npz",
-    ".txt": "txt", ".csv": "txt", ".xyz": "txt", ".pts": "txt", ".bin": "bin",
+    ".ply": "ply",
+    ".las": "las",
+    ".laz": "las",
+    ".pcd": "pcd",
+    ".npy": "npy",
+    ".npz": "npz",
+    ".txt": "txt",
+    ".csv": "txt",
+    ".xyz": "txt",
+    ".pts": "txt",
+    ".bin": "bin",
 }
 #: the formats ``pcseg predict --format`` can convert to (besides ``same``)
 OUTPUT_FORMATS = ("ply", "las", "npy")
 #: suffix written for each output format
-OUTPUT_SUFFIX = {"ply": ".ply", "las": ".las", "npy": ".npy", "npz": ".npz", "pcd": ".pcd",
-                 "txt": ".txt", "bin": ".bin"}
+OUTPUT_SUFFIX = {
+    "ply": ".ply",
+    "las": ".las",
+    "npy": ".npy",
+    "npz": ".npz",
+    "pcd": ".pcd",
+    "txt": ".txt",
+    "bin": ".bin",
+}
 
 
 class PointFileError(ValueError):
@@ -85,8 +102,9 @@ class PointFile:
     def field(self, name: str) -> np.ndarray:
         """The field ``name``; :class:`PointFileError` listing the fields the file has."""
         if name not in self.fields:
-            raise PointFileError(f"{self.path}: no field {name!r}; the file has fields "
-                                 f"{sorted(self.fields)}")
+            raise PointFileError(
+                f"{self.path}: no field {name!r}; the file has fields {sorted(self.fields)}"
+            )
         return self.fields[name]
 
 
@@ -94,8 +112,9 @@ def file_format(path: str | Path) -> str:
     """The format of ``path`` from its suffix (PointFileError for an unknown one)."""
     suf = Path(path).suffix.lower()
     if suf not in SUFFIXES:
-        raise PointFileError(f"{path}: unknown point-cloud suffix {suf!r}; known "
-                             f"{sorted(SUFFIXES)}")
+        raise PointFileError(
+            f"{path}: unknown point-cloud suffix {suf!r}; known {sorted(SUFFIXES)}"
+        )
     return SUFFIXES[suf]
 
 
@@ -112,7 +131,11 @@ def read_points(path: str | Path, columns: Sequence[str] | None = None) -> Point
     if path.stat().st_size == 0:
         raise PointFileError(f"{path}: empty file (0 bytes)")
     readers: dict[str, Callable[..., PointFile]] = {
-        "ply": read_ply, "las": read_las, "pcd": read_pcd, "npy": read_npy, "npz": read_npz,
+        "ply": read_ply,
+        "las": read_las,
+        "pcd": read_pcd,
+        "npy": read_npy,
+        "npz": read_npz,
         "bin": read_kitti_bin,
     }
     if fmt == "txt":
@@ -127,8 +150,9 @@ def read_points(path: str | Path, columns: Sequence[str] | None = None) -> Point
 def _xyz_from(path: Path, cols: dict[str, np.ndarray]) -> np.ndarray:
     missing = [a for a in "xyz" if a not in cols]
     if missing:
-        raise PointFileError(f"{path}: no coordinate field(s) {missing}; the file has fields "
-                             f"{sorted(cols)}")
+        raise PointFileError(
+            f"{path}: no coordinate field(s) {missing}; the file has fields {sorted(cols)}"
+        )
     return np.stack([np.asarray(cols[a], dtype=np.float64) for a in "xyz"], axis=1)
 
 
@@ -143,14 +167,17 @@ def read_ply(path: str | Path) -> PointFile:
     except Exception as e:
         raise PointFileError(f"{path}: not a readable PLY file: {e}") from e
     if "vertex" not in [el.name for el in ply.elements]:
-        raise PointFileError(f"{path}: PLY has no 'vertex' element (elements: "
-                             f"{[el.name for el in ply.elements]})")
+        raise PointFileError(
+            f"{path}: PLY has no 'vertex' element (elements: {[el.name for el in ply.elements]})"
+        )
     data = ply["vertex"].data
     cols = {name: np.asarray(data[name]) for name in data.dtype.names or ()}
     for name, arr in cols.items():
         if arr.dtype == object:
-            raise PointFileError(f"{path}: vertex property {name!r} is a list property; "
-                                 "only scalar vertex properties are supported")
+            raise PointFileError(
+                f"{path}: vertex property {name!r} is a list property; "
+                "only scalar vertex properties are supported"
+            )
     return PointFile(path, "ply", _xyz_from(path, cols), cols, {"ply": ply})
 
 
@@ -176,10 +203,16 @@ def write_ply(pf: PointFile, out: Path, extra: dict[str, np.ndarray]) -> None:
         new[n] = base[n]
     for k, v in extra.items():
         new[k] = v
-    elements = [PlyElement.describe(new, "vertex") if el.name == "vertex" else el
-                for el in ply.elements]
-    outply = PlyData(elements, text=ply.text, byte_order=ply.byte_order,
-                     comments=list(ply.comments), obj_info=list(ply.obj_info))
+    elements = [
+        PlyElement.describe(new, "vertex") if el.name == "vertex" else el for el in ply.elements
+    ]
+    outply = PlyData(
+        elements,
+        text=ply.text,
+        byte_order=ply.byte_order,
+        comments=list(ply.comments),
+        obj_info=list(ply.obj_info),
+    )
     _atomic(out, lambda p: outply.write(str(p)))
 
 
@@ -225,8 +258,14 @@ def read_las(path: str | Path) -> PointFile:
         raise PointFileError(f"{path}: not a readable LAS file: {e}") from e
     names = list(las.point_format.dimension_names)
     cols = {n: np.asarray(las[n]) for n in names}
-    xyz = np.stack([np.asarray(las.x, dtype=np.float64), np.asarray(las.y, dtype=np.float64),
-                    np.asarray(las.z, dtype=np.float64)], axis=1)
+    xyz = np.stack(
+        [
+            np.asarray(las.x, dtype=np.float64),
+            np.asarray(las.y, dtype=np.float64),
+            np.asarray(las.z, dtype=np.float64),
+        ],
+        axis=1,
+    )
     return PointFile(path, "las", xyz, cols, {"las": las})
 
 
@@ -234,8 +273,9 @@ def _extra_dim_type(v: np.ndarray) -> np.dtype:
     return np.dtype(v.dtype)
 
 
-def write_las(pf: PointFile, out: Path, extra: dict[str, np.ndarray],
-              classification: np.ndarray | None = None) -> None:
+def write_las(
+    pf: PointFile, out: Path, extra: dict[str, np.ndarray], classification: np.ndarray | None = None
+) -> None:
     """The input LAS again — header, VLRs, integer X/Y/Z records and every dimension
     unchanged — with ``classification`` set (when given) and the fields of ``extra`` as extra
     dimensions (replaced when they exist). From another format: a LAS 1.4 file, point format
@@ -274,8 +314,9 @@ def _new_las(pf: PointFile) -> Any:
             las[c] = (v.astype(np.uint16) * 257) if v.dtype == np.uint8 else v.astype(np.uint16)
     if "intensity" in pf.fields:
         v = np.asarray(pf.fields["intensity"], dtype=np.float64)
-        las.intensity = (np.clip(v, 0, 1) * 65535 if v.max(initial=0) <= 1 else
-                         np.clip(v, 0, 65535)).astype(np.uint16)
+        las.intensity = (
+            np.clip(v, 0, 1) * 65535 if v.max(initial=0) <= 1 else np.clip(v, 0, 65535)
+        ).astype(np.uint16)
     return las
 
 
@@ -286,8 +327,9 @@ def read_pcd(path: str | Path) -> PointFile:
     try:
         import open3d as o3d_mod
     except ImportError as e:
-        raise PointFileError(f"{path}: reading PCD needs open3d: pip install 'pcseg[viz]' "
-                             "(or open3d / open3d-cpu)") from e
+        raise PointFileError(
+            f"{path}: reading PCD needs open3d: pip install 'pcseg[viz]' (or open3d / open3d-cpu)"
+        ) from e
     o3d: Any = o3d_mod
     try:
         pcd = o3d.t.io.read_point_cloud(str(path))
@@ -331,8 +373,10 @@ def read_npy(path: str | Path) -> PointFile:
     except Exception as e:
         raise PointFileError(f"{path}: not a readable .npy file: {e}") from e
     if arr.dtype.names is None:
-        raise PointFileError(f"{path}: .npy must be a structured array with named columns "
-                             f"(x, y, z, ...); got a plain {arr.dtype} array of shape {arr.shape}")
+        raise PointFileError(
+            f"{path}: .npy must be a structured array with named columns "
+            f"(x, y, z, ...); got a plain {arr.dtype} array of shape {arr.shape}"
+        )
     cols = {n: np.asarray(arr[n]) for n in arr.dtype.names}
     return PointFile(path, "npy", _xyz_from(path, cols), cols)
 
@@ -431,33 +475,44 @@ def read_txt(path: str | Path, columns: Sequence[str] | None = None) -> PointFil
     ncol = vals.shape[1]
     names = list(header or columns or ["x", "y", "z"] + [f"f{i}" for i in range(3, ncol)])
     if len(names) != ncol:
-        raise PointFileError(f"{path}: {ncol} columns but the column names are {names} "
-                             f"({'header' if header else 'columns spec'})")
+        raise PointFileError(
+            f"{path}: {ncol} columns but the column names are {names} "
+            f"({'header' if header else 'columns spec'})"
+        )
     names = [n.lower() if n.lower() in ("x", "y", "z") else n for n in names]
     cols: dict[str, np.ndarray] = {}
     for i, n in enumerate(names):
         c = vals[:, i]
         cols[n] = c.astype(np.int64) if n not in "xyz" and np.all(c == np.round(c)) else c
-    return PointFile(path, "txt", _xyz_from(path, cols), cols,
-                     {"lines": body, "header": lines[0] if header else None, "delim": delim})
+    return PointFile(
+        path,
+        "txt",
+        _xyz_from(path, cols),
+        cols,
+        {"lines": body, "header": lines[0] if header else None, "delim": delim},
+    )
 
 
 def write_txt(pf: PointFile, out: Path, extra: dict[str, np.ndarray]) -> None:
     """The original lines, byte for byte, with the ``extra`` columns appended."""
     delim = pf.native.get("delim")
     sep = delim or " "
-    fmts = {k: ("{:d}" if np.issubdtype(v.dtype, np.integer) else "{:.6g}")
-            for k, v in extra.items()}
+    fmts = {
+        k: ("{:d}" if np.issubdtype(v.dtype, np.integer) else "{:.6g}") for k, v in extra.items()
+    }
     lines = list(pf.native.get("lines") or [])
     if not lines:  # conversion from another format
         cols = _flat_columns(pf, extra)
         arr = np.stack([np.asarray(v, dtype=np.float64) for v in cols.values()], axis=1)
-        _atomic(out, lambda p: np.savetxt(p, arr, fmt="%.17g", header=" ".join(cols),
-                                          comments="//"))
+        _atomic(
+            out, lambda p: np.savetxt(p, arr, fmt="%.17g", header=" ".join(cols), comments="//")
+        )
         return
     keys = list(extra)
-    body = [ln + sep + sep.join(fmts[k].format(extra[k][i].item()) for k in keys)
-            for i, ln in enumerate(lines)]
+    body = [
+        ln + sep + sep.join(fmts[k].format(extra[k][i].item()) for k in keys)
+        for i, ln in enumerate(lines)
+    ]
     head = pf.native.get("header")
     if head is not None:
         body.insert(0, head + sep + sep.join(keys))
@@ -470,15 +525,18 @@ def read_kitti_bin(path: str | Path) -> PointFile:
     path = Path(path)
     raw = np.fromfile(path, dtype="<f4")
     if raw.size % 4:
-        raise PointFileError(f"{path}: size {path.stat().st_size} bytes is not a multiple of 16 "
-                             "(KITTI .bin = float32 x, y, z, intensity per point)")
+        raise PointFileError(
+            f"{path}: size {path.stat().st_size} bytes is not a multiple of 16 "
+            "(KITTI .bin = float32 x, y, z, intensity per point)"
+        )
     pts = raw.reshape(-1, 4)
     cols = {"x": pts[:, 0], "y": pts[:, 1], "z": pts[:, 2], "intensity": pts[:, 3]}
     return PointFile(path, "bin", pts[:, :3].astype(np.float64), cols)
 
 
-def write_kitti_bin(pf: PointFile, out: Path, extra: dict[str, np.ndarray],
-                    label_codes: np.ndarray | None = None) -> None:
+def write_kitti_bin(
+    pf: PointFile, out: Path, extra: dict[str, np.ndarray], label_codes: np.ndarray | None = None
+) -> None:
     """``.bin`` has no room for more fields: the input is copied unchanged, with
     ``<stem>.label`` (uint32 class codes, SemanticKITTI style) and ``<stem>.<name>.npy``
     for every extra field next to it."""
@@ -507,8 +565,13 @@ def output_path(pf: PointFile, out_dir: Path, fmt: str = "same", stem: str | Non
     return out_dir / f"{stem}{OUTPUT_SUFFIX[fmt]}"
 
 
-def write_points(pf: PointFile, out: str | Path, extra: dict[str, np.ndarray],
-                 fmt: str = "same", classification: np.ndarray | None = None) -> Path:
+def write_points(
+    pf: PointFile,
+    out: str | Path,
+    extra: dict[str, np.ndarray],
+    fmt: str = "same",
+    classification: np.ndarray | None = None,
+) -> Path:
     """Write ``pf`` with its original fields plus the per-point ``extra`` fields to ``out``
     (atomically: a failed write leaves nothing). ``fmt``: 'same' (the input's format) or one
     of :data:`OUTPUT_FORMATS`. ``classification``: LAS classification codes to set (LAS
@@ -545,8 +608,7 @@ def _atomic(out: Path, write: Callable[[Path], Any], suffix: str | None = None) 
     """Run ``write(tmp)`` on a temporary file in ``out``'s folder, then rename it to ``out``."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix or out.suffix,
-                               dir=out.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix or out.suffix, dir=out.parent)
     os.close(fd)
     try:
         write(Path(tmp))
@@ -605,8 +667,10 @@ def _npy_layout(path: Path) -> tuple[np.dtype, int, int]:
     except Exception as e:
         raise PointFileError(f"{path}: not a readable .npy file: {e}") from e
     if m.dtype.names is None or m.ndim != 1:
-        raise PointFileError(f"{path}: .npy must be a structured array with named columns "
-                             f"(x, y, z, ...); got a plain {m.dtype} array of shape {m.shape}")
+        raise PointFileError(
+            f"{path}: .npy must be a structured array with named columns "
+            f"(x, y, z, ...); got a plain {m.dtype} array of shape {m.shape}"
+        )
     dtype, rows, offset = m.dtype, int(m.shape[0]), int(getattr(m, "offset", 0))
     del m
     return dtype, rows, offset
@@ -621,15 +685,19 @@ def iter_chunks(path: str | Path, chunk_points: int) -> Iterator[PointChunk]:
         import laspy  # type: ignore[import-untyped]
 
         if path.suffix.lower() == ".laz" and not _laz_backend_available():
-            raise PointFileError(f"{path}: LAZ file but no LAZ backend is installed; "
-                                 f"{LAZ_HINT}")
+            raise PointFileError(f"{path}: LAZ file but no LAZ backend is installed; {LAZ_HINT}")
         with laspy.open(str(path)) as r:
             names = list(r.header.point_format.dimension_names)
             start = 0
             for rec in r.chunk_iterator(chunk_points):
-                xyz = np.stack([np.asarray(rec.x, dtype=np.float64),
-                                np.asarray(rec.y, dtype=np.float64),
-                                np.asarray(rec.z, dtype=np.float64)], axis=1)
+                xyz = np.stack(
+                    [
+                        np.asarray(rec.x, dtype=np.float64),
+                        np.asarray(rec.y, dtype=np.float64),
+                        np.asarray(rec.z, dtype=np.float64),
+                    ],
+                    axis=1,
+                )
                 yield PointChunk(start, xyz, names, rec)
                 start += len(xyz)
         return
@@ -639,8 +707,9 @@ def iter_chunks(path: str | Path, chunk_points: int) -> Iterator[PointChunk]:
     names = list(dtype.names or ())
     missing = [a for a in "xyz" if a not in names]
     if missing:
-        raise PointFileError(f"{path}: no coordinate field(s) {missing}; the file has fields "
-                             f"{sorted(names)}")
+        raise PointFileError(
+            f"{path}: no coordinate field(s) {missing}; the file has fields {sorted(names)}"
+        )
     with open(path, "rb") as fh:
         for start in range(0, rows, chunk_points):
             n = min(chunk_points, rows - start)
@@ -654,8 +723,13 @@ def iter_chunks(path: str | Path, chunk_points: int) -> Iterator[PointChunk]:
 ChunkFill = Callable[[PointChunk], tuple[dict[str, np.ndarray], "np.ndarray | None"]]
 
 
-def write_streamed(src: str | Path, out: str | Path, chunk_points: int,
-                   extra_dtypes: dict[str, Any], fill: ChunkFill) -> Path:
+def write_streamed(
+    src: str | Path,
+    out: str | Path,
+    chunk_points: int,
+    extra_dtypes: dict[str, Any],
+    fill: ChunkFill,
+) -> Path:
     """Write ``src`` again chunk by chunk with the per-point ``extra`` fields of
     ``fill(chunk)`` added (replaced when they exist), atomically (temporary file, then
     rename). LAS/LAZ: the header (scales, offsets, VLRs), the raw point records (integer
@@ -674,8 +748,9 @@ def write_streamed(src: str | Path, out: str | Path, chunk_points: int,
     return out
 
 
-def _write_las_streamed(src: Path, out: Path, chunk_points: int, extra_dtypes: dict[str, Any],
-                        fill: ChunkFill) -> None:
+def _write_las_streamed(
+    src: Path, out: Path, chunk_points: int, extra_dtypes: dict[str, Any], fill: ChunkFill
+) -> None:
     import laspy  # type: ignore[import-untyped]
 
     if out.suffix.lower() == ".laz" and not _laz_backend_available():
@@ -683,8 +758,11 @@ def _write_las_streamed(src: Path, out: Path, chunk_points: int, extra_dtypes: d
     with laspy.open(str(src)) as r:
         header = copy.deepcopy(r.header)
     have = set(header.point_format.dimension_names)
-    new = [laspy.ExtraBytesParams(name=k, type=np.dtype(t)) for k, t in extra_dtypes.items()
-           if k not in have]
+    new = [
+        laspy.ExtraBytesParams(name=k, type=np.dtype(t))
+        for k, t in extra_dtypes.items()
+        if k not in have
+    ]
     if new:
         header.add_extra_dims(new)
 
@@ -705,8 +783,9 @@ def _write_las_streamed(src: Path, out: Path, chunk_points: int, extra_dtypes: d
     _atomic(out, write)
 
 
-def _write_npy_streamed(src: Path, out: Path, chunk_points: int, extra_dtypes: dict[str, Any],
-                        fill: ChunkFill) -> None:
+def _write_npy_streamed(
+    src: Path, out: Path, chunk_points: int, extra_dtypes: dict[str, Any], fill: ChunkFill
+) -> None:
     from numpy.lib import format as npformat
 
     dtype, rows, _ = _npy_layout(src)
@@ -716,8 +795,11 @@ def _write_npy_streamed(src: Path, out: Path, chunk_points: int, extra_dtypes: d
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
-            hdr = {"descr": npformat.dtype_to_descr(out_dtype), "fortran_order": False,
-                   "shape": (rows,)}
+            hdr = {
+                "descr": npformat.dtype_to_descr(out_dtype),
+                "fortran_order": False,
+                "shape": (rows,),
+            }
             npformat.write_array_header_2_0(fh, hdr)
             for chunk in iter_chunks(src, chunk_points):
                 arr = np.empty(len(chunk.xyz), dtype=out_dtype)

@@ -26,6 +26,7 @@ or glob that matches no listed scene is an error naming it.
 Entry points: :func:`prepare_dataset` (``pcseg prepare``) and :func:`prepare_if_missing`
 (``pcseg train`` before training, on rank 0).
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -112,8 +113,9 @@ def reader_kwargs(opts: PrepareOptions) -> tuple[dict[str, Any], dict[str, Any]]
     """(keyword arguments of the reader's ``list_scenes``, of its ``read_scene``) for
     ``opts``; only those the reader's functions accept are passed."""
     if opts.nonfinite not in NONFINITE_POLICIES:
-        raise PrepareError(f"nonfinite must be one of {list(NONFINITE_POLICIES)}, "
-                           f"got {opts.nonfinite!r}")
+        raise PrepareError(
+            f"nonfinite must be one of {list(NONFINITE_POLICIES)}, got {opts.nonfinite!r}"
+        )
     lst: dict[str, Any] = {}
     read: dict[str, Any] = {"nonfinite": opts.nonfinite}
     if opts.dataset == "semantickitti" and opts.kitti_yaml is not None:
@@ -136,8 +138,9 @@ def reader_kwargs(opts: PrepareOptions) -> tuple[dict[str, Any], dict[str, Any]]
     return accepted(reader.list_scenes, lst), accepted(reader.read_scene, read)
 
 
-def select_split_scenes(split_scenes: dict[str, list[str]], listed: list[str],
-                        raw: Path) -> dict[str, list[str]]:
+def select_split_scenes(
+    split_scenes: dict[str, list[str]], listed: list[str], raw: Path
+) -> dict[str, list[str]]:
     """{split: scene ids} from {split: scene names or globs} matched against ``listed``
     (the scenes the reader found, in its order). Raises ``ValueError`` naming a split
     without patterns, or a name / glob that matches no listed scene."""
@@ -169,17 +172,24 @@ def parse_split_scenes(items: list[str]) -> dict[str, list[str]]:
         split = split.strip()
         pats = [p.strip() for p in rest.split(",") if p.strip()]
         if not sep or not split or not pats:
-            raise ValueError(f"--split-scenes {item!r}: expected SPLIT=NAME_OR_GLOB[,...] "
-                             f"(e.g. train=00_000000 or 'test=00_00000[12]')")
+            raise ValueError(
+                f"--split-scenes {item!r}: expected SPLIT=NAME_OR_GLOB[,...] "
+                f"(e.g. train=00_000000 or 'test=00_00000[12]')"
+            )
         out.setdefault(split, []).extend(p for p in pats if p not in out.get(split, []))
     return out
+
 
 def _default_splits(reader: ModuleType) -> list[str]:
     return [str(s) for s in getattr(reader, "SPLITS", {"all": None})]
 
 
-def list_split_scenes(reader: ModuleType, raw: Path, splits: list[str] | None,
-                      list_kwargs: dict[str, Any] | None = None) -> dict[str, list[str]]:
+def list_split_scenes(
+    reader: ModuleType,
+    raw: Path,
+    splits: list[str] | None,
+    list_kwargs: dict[str, Any] | None = None,
+) -> dict[str, list[str]]:
     """{split: scene ids}. With ``splits=None`` every split the reader defines; a default split
     the raw folder lacks (listing raises or is empty) is left out with a note on stderr. A
     :class:`~pcseg.datasets.common.SplitError` (the split exists but has no usable entry)
@@ -188,7 +198,7 @@ def list_split_scenes(reader: ModuleType, raw: Path, splits: list[str] | None,
     out: dict[str, list[str]] = {}
     notes: list[str] = []
     warns: list[str] = []
-    for split in (splits if splits is not None else _default_splits(reader)):
+    for split in splits if splits is not None else _default_splits(reader):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
@@ -215,13 +225,21 @@ def process_scene(job: dict[str, Any]) -> dict[str, Any]:
     sid = job["scene"]
     out = Path(job["out"])
     specs: list[str] = job["specs"]
-    res: dict[str, Any] = {"scene": sid, "status": "done", "error": None, "warnings": [], "points": 0}
+    res: dict[str, Any] = {
+        "scene": sid,
+        "status": "done",
+        "error": None,
+        "warnings": [],
+        "points": 0,
+    }
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            have_scene = (not job["overwrite"]
-                          and processed.scene_npz_path(out, sid).is_file()
-                          and processed.scene_json_path(out, sid).is_file())
+            have_scene = (
+                not job["overwrite"]
+                and processed.scene_npz_path(out, sid).is_file()
+                and processed.scene_json_path(out, sid).is_file()
+            )
             if have_scene:
                 todo = [s for s in specs if not processed.labels_path(out, s, sid).is_file()]
                 if not todo:
@@ -242,8 +260,10 @@ def process_scene(job: dict[str, Any]) -> dict[str, Any]:
                     idx = job["imported"][spec]
                     idx = np.zeros(0, dtype=np.int64) if idx is None else idx
                     if idx.size and idx[-1] >= scene.num_points:
-                        raise ValueError(f"{spec}: index {int(idx[-1])} out of range for "
-                                         f"{scene.num_points} points")
+                        raise ValueError(
+                            f"{spec}: index {int(idx[-1])} out of range for "
+                            f"{scene.num_points} points"
+                        )
                 else:
                     vs = job["voxel_size"] or None
                     if cand is None:
@@ -252,14 +272,23 @@ def process_scene(job: dict[str, Any]) -> dict[str, Any]:
                 processed.write_labels(out, spec, sid, idx)
         res["warnings"] = [str(w.message) for w in caught]
     except Exception as e:  # noqa: BLE001 -- one bad scene must not stop the run
-        res.update(status="failed", error=f"{type(e).__name__}: {e}",
-                   traceback=traceback.format_exc(limit=3))
+        res.update(
+            status="failed",
+            error=f"{type(e).__name__}: {e}",
+            traceback=traceback.format_exc(limit=3),
+        )
     res["seconds"] = time.perf_counter() - t0
     return res
 
 
-def build_summary(out: Path, meta: dict[str, Any], scene_ids: list[str], failures: list[dict],
-                  warn_list: list[str], stats: dict[str, Any]) -> dict[str, Any]:
+def build_summary(
+    out: Path,
+    meta: dict[str, Any],
+    scene_ids: list[str],
+    failures: list[dict],
+    warn_list: list[str],
+    stats: dict[str, Any],
+) -> dict[str, Any]:
     """Summary over every successfully processed scene of this run's splits."""
     names = list(meta["class_names"])
     hist = np.zeros(len(names), dtype=np.int64)
@@ -303,13 +332,25 @@ def build_summary(out: Path, meta: dict[str, Any], scene_ids: list[str], failure
     }
 
 
-def merge_meta(out: Path, opts: PrepareOptions, class_names: list[str], voxel_size: float,
-               splits: dict[str, list[str]], specs: list[str]) -> dict[str, Any]:
+def merge_meta(
+    out: Path,
+    opts: PrepareOptions,
+    class_names: list[str],
+    voxel_size: float,
+    splits: dict[str, list[str]],
+    specs: list[str],
+) -> dict[str, Any]:
     """The ``meta.json`` of ``out`` after this run: this run's splits and specs merged into the
     existing file's. Raises :class:`PrepareError` when the existing file disagrees on the
     dataset, voxel size, seed or class names (unless ``opts.overwrite``)."""
-    meta = {"dataset": opts.dataset, "class_names": class_names, "voxel_size": voxel_size,
-            "splits": dict(splits), "label_specs": list(specs), "seed": opts.seed}
+    meta = {
+        "dataset": opts.dataset,
+        "class_names": class_names,
+        "voxel_size": voxel_size,
+        "splits": dict(splits),
+        "label_specs": list(specs),
+        "seed": opts.seed,
+    }
     if (out / "meta.json").is_file() and not opts.overwrite:
         old = processed.read_meta(out)
         for key in ("dataset", "voxel_size", "seed", "class_names"):
@@ -325,9 +366,13 @@ def merge_meta(out: Path, opts: PrepareOptions, class_names: list[str], voxel_si
     return meta
 
 
-def drop_incomplete(out: Path, meta: dict[str, Any], failed: dict[str, str],
-                    run_specs: list[str] | None = None, run_scenes: set[str] | None = None
-                    ) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
+def drop_incomplete(
+    out: Path,
+    meta: dict[str, Any],
+    failed: dict[str, str],
+    run_specs: list[str] | None = None,
+    run_scenes: set[str] | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[str]]:
     """``meta`` without the scenes that failed in this run or whose files are incomplete
     (their ``.npz`` / ``.json`` missing, or, for ``run_scenes``, a label file of
     ``run_specs``), and without splits left empty. Returns (meta, dropped [{"scene",
@@ -340,8 +385,9 @@ def drop_incomplete(out: Path, meta: dict[str, Any], failed: dict[str, str],
         for sid in ids:
             if sid in failed:
                 err = failed[sid]
-            elif not processed.is_scene_done(out, sid, (run_specs or []) if sid in run_scenes
-                                             else ()):
+            elif not processed.is_scene_done(
+                out, sid, (run_specs or []) if sid in run_scenes else ()
+            ):
                 err = "processed files incomplete (scene or label file missing)"
             else:
                 keep.append(sid)
@@ -362,7 +408,9 @@ def prepare_dataset(opts: PrepareOptions) -> dict[str, Any]:
     reader = opts.reader if opts.reader is not None else READERS[opts.dataset]
     out = Path(opts.out)
     raw = Path(opts.raw)
-    voxel_size = DEFAULT_VOXEL_SIZE[opts.dataset] if opts.voxel_size is None else float(opts.voxel_size)
+    voxel_size = (
+        DEFAULT_VOXEL_SIZE[opts.dataset] if opts.voxel_size is None else float(opts.voxel_size)
+    )
     class_names = list(opts.class_names or dataset_class_names(opts.dataset))
     specs, imported = _label_specs(opts)
     list_kw, read_kw = reader_kwargs(opts)
@@ -379,25 +427,39 @@ def prepare_dataset(opts: PrepareOptions) -> dict[str, Any]:
     for name, mapping in imported.items():
         unknown = sorted(set(mapping) - set(scene_ids))
         if unknown:
-            print(f"note: {name}: {len(unknown)} scene(s) of the file are not processed here "
-                  f"(first: {unknown[0]})", file=sys.stderr)
+            print(
+                f"note: {name}: {len(unknown)} scene(s) of the file are not processed here "
+                f"(first: {unknown[0]})",
+                file=sys.stderr,
+            )
 
     out.mkdir(parents=True, exist_ok=True)
     meta = merge_meta(out, opts, class_names, voxel_size, splits, specs)  # checks, no write
     meta.update(opts.meta_extra)
     jobs = [
-        {"scene": sid, "dataset": opts.dataset, "raw": str(raw), "out": str(out), "specs": specs,
-         "seed": opts.seed, "voxel_size": voxel_size, "overwrite": opts.overwrite,
-         "class_names": class_names, "reader": opts.reader, "read_kwargs": read_kw,
-         "imported": {n: m.get(sid) for n, m in imported.items()}}
+        {
+            "scene": sid,
+            "dataset": opts.dataset,
+            "raw": str(raw),
+            "out": str(out),
+            "specs": specs,
+            "seed": opts.seed,
+            "voxel_size": voxel_size,
+            "overwrite": opts.overwrite,
+            "class_names": class_names,
+            "reader": opts.reader,
+            "read_kwargs": read_kw,
+            "imported": {n: m.get(sid) for n, m in imported.items()},
+        }
         for sid in scene_ids
     ]
     results = _run_jobs(jobs, opts.workers, f"prepare {opts.dataset}")
     failed = {r["scene"]: r["error"] for r in results if r["status"] == "failed"}
     meta, dropped, dropped_splits = drop_incomplete(out, meta, failed, specs, set(scene_ids))
     processed.write_meta(out, meta)
-    summary = _summarise(out, meta, specs, splits, scene_ids, results, opts.workers,
-                         time.perf_counter() - t_start)
+    summary = _summarise(
+        out, meta, specs, splits, scene_ids, results, opts.workers, time.perf_counter() - t_start
+    )
     summary["dropped"] = dropped
     summary["dropped_splits"] = dropped_splits
     atomic_write_json(out / "summary.json", summary)
@@ -418,7 +480,9 @@ def _label_specs(opts: PrepareOptions) -> tuple[list[str], dict[str, dict[str, n
             specs.append(name)
     missing = [s for s in specs if parse_spec(s).kind == "import" and s not in imported]
     if missing:
-        raise PrepareError(f"label spec(s) {missing} are imported: pass the file with --limited-annotation")
+        raise PrepareError(
+            f"label spec(s) {missing} are imported: pass the file with --limited-annotation"
+        )
     return specs, imported
 
 
@@ -446,11 +510,20 @@ def _run_jobs(jobs: list[dict[str, Any]], workers: int, desc: str) -> list[dict[
     return results
 
 
-def _summarise(out: Path, meta: dict[str, Any], specs: list[str], splits: dict[str, list[str]],
-               scene_ids: list[str], results: list[dict[str, Any]], workers: int,
-               seconds: float) -> dict[str, Any]:
-    failures = sorted(({"scene": r["scene"], "error": r["error"]} for r in results
-                       if r["status"] == "failed"), key=lambda f: f["scene"])
+def _summarise(
+    out: Path,
+    meta: dict[str, Any],
+    specs: list[str],
+    splits: dict[str, list[str]],
+    scene_ids: list[str],
+    results: list[dict[str, Any]],
+    workers: int,
+    seconds: float,
+) -> dict[str, Any]:
+    failures = sorted(
+        ({"scene": r["scene"], "error": r["error"]} for r in results if r["status"] == "failed"),
+        key=lambda f: f["scene"],
+    )
     warn_list = [f"{r['scene']}: {w}" for r in results for w in r["warnings"]]
     done = [r for r in results if r["status"] == "done"]
     new_points = sum(r["points"] for r in done)
@@ -463,27 +536,39 @@ def _summarise(out: Path, meta: dict[str, Any], specs: list[str], splits: dict[s
         "points_per_second": new_points / seconds if seconds > 0 else 0.0,
         "workers": workers,
     }
-    return build_summary(out, {**meta, "label_specs_run": specs, "splits_run": splits},
-                         scene_ids, failures, warn_list, stats)
+    return build_summary(
+        out,
+        {**meta, "label_specs_run": specs, "splits_run": splits},
+        scene_ids,
+        failures,
+        warn_list,
+        stats,
+    )
 
 
 def print_summary(s: dict[str, Any]) -> None:
     """Print a prepare summary (see :func:`build_summary`)."""
-    print(f"\n{s['dataset']}: {s['scenes']}/{s['scenes_total']} scenes, {s['points']:,} points "
-          f"({s['labelled_points']:,} labelled); processed {s['processed']}, skipped {s['skipped']}, "
-          f"failed {s['failed']} in {s['seconds']:.1f}s ({s['points_per_second']:,.0f} points/s)")
+    print(
+        f"\n{s['dataset']}: {s['scenes']}/{s['scenes_total']} scenes, {s['points']:,} points "
+        f"({s['labelled_points']:,} labelled); processed {s['processed']}, skipped {s['skipped']}, "
+        f"failed {s['failed']} in {s['seconds']:.1f}s ({s['points_per_second']:,.0f} points/s)"
+    )
     for name, c in s["class_histogram"].items():
         print(f"  {name:>16s} {c:>12,d}")
     for spec, d in s["label_specs"].items():
-        print(f"  labels {spec:>10s}: {d['labelled']:>10,d} points = {d['pct_of_points']:.4f}% of points, "
-              f"{d['pct_of_labelled_points']:.4f}% of labelled points")
+        print(
+            f"  labels {spec:>10s}: {d['labelled']:>10,d} points = {d['pct_of_points']:.4f}% of points, "
+            f"{d['pct_of_labelled_points']:.4f}% of labelled points"
+        )
     if s["failures"]:
         print(f"FAILED scenes ({len(s['failures'])}):")
         for f in s["failures"]:
             print(f"  {f['scene']}: {f['error']}")
     if s.get("dropped"):
-        print(f"DROPPED from meta.json ({len(s['dropped'])} scenes; fix the file and run again "
-              f"to add them back):")
+        print(
+            f"DROPPED from meta.json ({len(s['dropped'])} scenes; fix the file and run again "
+            f"to add them back):"
+        )
         for d in s["dropped"]:
             print(f"  {d['scene']} (splits {', '.join(d['splits'])}): {d['error']}")
     if s.get("dropped_splits"):
@@ -509,8 +594,10 @@ def prepare_if_missing(cfg: Config) -> None:
         have = processed.read_meta(root)["splits"]
         if all(s in have for s in want_splits):
             return
-        print(f"[train] {root}/meta.json lacks split(s) "
-              f"{[s for s in want_splits if s not in have]} of data.prepare_splits")
+        print(
+            f"[train] {root}/meta.json lacks split(s) "
+            f"{[s for s in want_splits if s not in have]} of data.prepare_splits"
+        )
     if cfg.data.raw is None:
         raise FileNotFoundError(
             f"data.root {root} has no processed data (meta.json) or lacks label spec(s) {specs}; "
@@ -525,8 +612,15 @@ def prepare_if_missing(cfg: Config) -> None:
         print(f"[train] generating synthetic raw data in {raw}")
         write_synthetic_s3dis(raw, **cfg.data.synthetic)
     kitti_yaml = getattr(cfg.data, "semantickitti_yaml", None)
-    opts = PrepareOptions(dataset=cfg.data.dataset, raw=raw, out=root, voxel_size=cfg.data.voxel_size,
-                          seed=0, labels=specs, splits=want_splits or None,
-                          kitti_yaml=Path(kitti_yaml) if kitti_yaml else None)
+    opts = PrepareOptions(
+        dataset=cfg.data.dataset,
+        raw=raw,
+        out=root,
+        voxel_size=cfg.data.voxel_size,
+        seed=0,
+        labels=specs,
+        splits=want_splits or None,
+        kitti_yaml=Path(kitti_yaml) if kitti_yaml else None,
+    )
     print(f"[train] preparing {root} from {raw} (labels {specs})")
     prepare_dataset(opts)

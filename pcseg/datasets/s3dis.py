@@ -33,6 +33,7 @@ Scene ids are ``<Area_N>_<room>`` (``Area_1_office_1``). Coordinates are returne
 stored (no re-centring); ``read_scene(..., align=True)`` rotates a non-aligned room by
 ``-angle`` degrees about +z around its bounding-box centre (Pointcept's convention).
 """
+
 from __future__ import annotations
 
 import io
@@ -232,7 +233,7 @@ def parse_numeric_table(
         if hi > lo:
             seg_lines = np.arange(lo, hi)
             seg_lines = seg_lines[counts[lo:hi] == ncols]
-            chunk = data[starts[lo]:ends[hi - 1]]
+            chunk = data[starts[lo] : ends[hi - 1]]
             try:
                 vals = np.fromstring(chunk, dtype=np.float64, sep=" ")
                 if vals.size != seg_lines.size * ncols:
@@ -242,7 +243,7 @@ def parse_numeric_table(
             except ValueError:
                 vals_rows, ok_lines = [], []
                 for li in seg_lines:
-                    line = data[starts[li]:ends[li]]
+                    line = data[starts[li] : ends[li]]
                     v, why = _repair_line(line, ncols)
                     if v is None:
                         report.skipped.append(int(li) + 1)
@@ -255,7 +256,7 @@ def parse_numeric_table(
                     row_lines.append(np.asarray(ok_lines, dtype=np.int64))
         if k < len(bounds) - 2:
             li = int(bounds[k + 1])
-            line = data[starts[li]:ends[li]]
+            line = data[starts[li] : ends[li]]
             v = _floats(line, ncols)
             if v is not None:  # numbers after all (nan / inf): judged by _finite_rows
                 pieces.append(np.asarray([v], dtype=np.float64))
@@ -284,8 +285,14 @@ def _finite_rows(
     """Rows of ``vals`` (0-based ``lines``) after the shared NaN/inf check."""
     if len(vals) == 0:
         return vals, report
-    keep = check_points(vals[:, :3], source, feats=vals[:, 3:], nonfinite=nonfinite,
-                        positions=lines + 1, position_name="line")
+    keep = check_points(
+        vals[:, :3],
+        source,
+        feats=vals[:, 3:],
+        nonfinite=nonfinite,
+        positions=lines + 1,
+        position_name="line",
+    )
     if keep is None:
         return vals, report
     report.skipped.extend(int(b) + 1 for b in lines[~keep])
@@ -300,15 +307,15 @@ def _emit(messages: list[str], source: str, max_warnings: int) -> None:
         warn(f"{source}: {len(messages) - max_warnings} more damaged lines not listed")
 
 
-def read_object_file(path: Path, max_warnings: int = 20, nonfinite: str = "refuse"
-                     ) -> tuple[np.ndarray, ParseReport]:
+def read_object_file(
+    path: Path, max_warnings: int = 20, nonfinite: str = "refuse"
+) -> tuple[np.ndarray, ParseReport]:
     """Read one ``x y z r g b`` file -> ((M, 6) float64, :class:`ParseReport`)."""
     try:
         data = Path(path).read_bytes()
     except OSError as e:
         raise ValueError(f"cannot read S3DIS object file {path}: {e}") from e
-    return parse_numeric_table(data, 6, str(path), max_warnings=max_warnings,
-                               nonfinite=nonfinite)
+    return parse_numeric_table(data, 6, str(path), max_warnings=max_warnings, nonfinite=nonfinite)
 
 
 # --------------------------------------------------------------------------- layout
@@ -455,15 +462,19 @@ def list_object_files(
             f"aliases {CLASS_ALIASES})"
         )
         if on_unknown_class == "error":
-            raise ValueError(msg + "; `pcseg prepare s3dis --s3dis-unknown-class ignore` (keep "
-                             "its points unlabelled) or `skip` (drop the file) goes on")
+            raise ValueError(
+                msg + "; `pcseg prepare s3dis --s3dis-unknown-class ignore` (keep "
+                "its points unlabelled) or `skip` (drop the file) goes on"
+            )
         if on_unknown_class == "ignore":
             warn(msg + "; points kept with semantic -1")
             out.append(ObjectFile(path, cls, -1))
         elif on_unknown_class == "skip":
             warn(msg + "; file skipped")
         else:
-            raise ValueError(f"on_unknown_class must be 'error', 'ignore' or 'skip', got {on_unknown_class!r}")
+            raise ValueError(
+                f"on_unknown_class must be 'error', 'ignore' or 'skip', got {on_unknown_class!r}"
+            )
     return out
 
 
@@ -538,7 +549,9 @@ def read_scene(
     rgb = data[:, 3:6]
     out_of_range = (rgb < 0) | (rgb > 255)
     if out_of_range.any():
-        warn(f"{room_dir}: {int(out_of_range.any(axis=1).sum())} points with rgb outside 0..255; clipped")
+        warn(
+            f"{room_dir}: {int(out_of_range.any(axis=1).sum())} points with rgb outside 0..255; clipped"
+        )
         rgb = np.clip(rgb, 0, 255)
 
     angles = read_alignment_angles(root / area)
@@ -561,8 +574,9 @@ def read_scene(
         name=check_scene_name(scene_id),
         dataset=DATASET,
         coords=np.ascontiguousarray(coords, dtype=np.float32),
-        feats=np.ascontiguousarray(normalise_features(rgb, room_dir, expected=255.0),
-                                   dtype=np.float32),
+        feats=np.ascontiguousarray(
+            normalise_features(rgb, room_dir, expected=255.0), dtype=np.float32
+        ),
         semantic=np.concatenate(sem),
         instance=np.concatenate(inst),
         source=str(room_dir),

@@ -27,6 +27,7 @@ used, and an aggregation whose ``segmentsFile`` names another segs file is refus
 under ``scans/`` without its aggregation is an error (a partial download would otherwise
 turn it silently into an unlabelled scene); only ``scans_test/`` scenes are unlabelled.
 """
+
 from __future__ import annotations
 
 import functools
@@ -119,7 +120,7 @@ def read_label_table(path: Path) -> list[dict[str, str]]:
             header = cells
             continue
         if len(cells) > len(header):
-            extra = cells[len(header):]
+            extra = cells[len(header) :]
             if any(extra):
                 raise ValueError(
                     f"{path}:{lineno}: {len(cells)} tab-separated cells, header has {len(header)}"
@@ -134,9 +135,7 @@ def read_label_table(path: Path) -> list[dict[str, str]]:
     return rows
 
 
-def read_label_map(
-    path: Path, key: str = "raw_category", value: str = "nyu40id"
-) -> dict[str, int]:
+def read_label_map(path: Path, key: str = "raw_category", value: str = "nyu40id") -> dict[str, int]:
     """``raw_category -> nyu40id`` (or other columns) from the label tsv.
 
     Raises ``ValueError`` naming file and line for a missing column, a non-integer value,
@@ -144,7 +143,9 @@ def read_label_map(
     """
     rows = read_label_table(path)
     if rows and (key not in rows[0] or value not in rows[0]):
-        raise ValueError(f"{path}: columns {key!r} and {value!r} required, header is {list(rows[0])[:-1]}")
+        raise ValueError(
+            f"{path}: columns {key!r} and {value!r} required, header is {list(rows[0])[:-1]}"
+        )
     out: dict[str, int] = {}
     first_line: dict[str, str] = {}
     for row in rows:
@@ -172,8 +173,10 @@ def find_label_map(raw: Path, label_map_file: Path | None = None) -> Path:
     """Locate the label tsv: ``label_map_file``, else RAW/ or RAW/meta/."""
     if label_map_file is not None:
         if not Path(label_map_file).is_file():
-            raise ValueError(f"ScanNet label map {label_map_file} (--scannet-label-map) not "
-                             f"found; expected the file {LABEL_MAP_NAME}")
+            raise ValueError(
+                f"ScanNet label map {label_map_file} (--scannet-label-map) not "
+                f"found; expected the file {LABEL_MAP_NAME}"
+            )
         return Path(label_map_file)
     raw = Path(raw)
     cands = [raw / LABEL_MAP_NAME, raw / "meta" / LABEL_MAP_NAME]
@@ -224,13 +227,17 @@ def read_split_file(path: Path) -> list[str]:
             continue
         if not _SCENE_RE.match(s):
             bad += 1
-            warn(f"{path}:{lineno}: {s[:60]!r} is not a ScanNet scene id (expected "
-                 f"sceneXXXX_YY); entry skipped")
+            warn(
+                f"{path}:{lineno}: {s[:60]!r} is not a ScanNet scene id (expected "
+                f"sceneXXXX_YY); entry skipped"
+            )
             continue
         out.append(s)
     if not out:
-        raise SplitError(f"{path}: no valid scene id (sceneXXXX_YY) on any line"
-                         f"{f' ({bad} bad lines)' if bad else ' (empty file)'}")
+        raise SplitError(
+            f"{path}: no valid scene id (sceneXXXX_YY) on any line"
+            f"{f' ({bad} bad lines)' if bad else ' (empty file)'}"
+        )
     return out
 
 
@@ -264,8 +271,10 @@ def list_scenes(raw: Path, split: str, split_dir: Path | None = None) -> list[st
     present = [s for s in listed if scene_dir(raw, s) is not None]
     if len(present) < len(listed):
         miss = [s for s in listed if s not in set(present)]
-        warn(f"{raw}: {len(miss)} of {len(listed)} scenes of split {split!r} not on disk "
-             f"(e.g. {miss[:3]}); skipped")
+        warn(
+            f"{raw}: {len(miss)} of {len(listed)} scenes of split {split!r} not on disk "
+            f"(e.g. {miss[:3]}); skipped"
+        )
     return [check_scene_name(s) for s in present]
 
 
@@ -283,8 +292,9 @@ def _scenes_on_disk(raw: Path) -> list[str]:
 # --------------------------------------------------------------------------- scenes
 
 
-def read_mesh_vertices(path: Path, nonfinite: str = "refuse"
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def read_mesh_vertices(
+    path: Path, nonfinite: str = "refuse"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """PLY vertices -> (xyz (V,3) float32, rgb (V,3) float32 in [0,1], keep mask or None).
 
     Points are checked by :func:`~pcseg.datasets.common.check_points` (empty mesh and
@@ -409,8 +419,10 @@ def read_scene(
         raise ValueError(f"ScanNet scene id {scene_id!r} is not of the form sceneXXXX_YY")
     d = scene_dir(raw, scene_id)
     if d is None:
-        raise ValueError(f"ScanNet scene {scene_id!r} not found under {Path(raw) / 'scans'} "
-                         f"or {Path(raw) / 'scans_test'}")
+        raise ValueError(
+            f"ScanNet scene {scene_id!r} not found under {Path(raw) / 'scans'} "
+            f"or {Path(raw) / 'scans_test'}"
+        )
     ply = d / f"{scene_id}_vh_clean_2.ply"
     if not ply.is_file():
         raise ValueError(f"{ply} not found")
@@ -421,8 +433,14 @@ def read_scene(
     overlaps = 0
     if not agg.is_file():
         if d.parent.name == "scans":
-            hint = (f"; {scene_id}_vh_clean.aggregation.json annotates the high-resolution mesh and "
-                    f"cannot label {ply.name}") if (d / f"{scene_id}_vh_clean.aggregation.json").is_file() else ""
+            hint = (
+                (
+                    f"; {scene_id}_vh_clean.aggregation.json annotates the high-resolution mesh and "
+                    f"cannot label {ply.name}"
+                )
+                if (d / f"{scene_id}_vh_clean.aggregation.json").is_file()
+                else ""
+            )
             raise ValueError(
                 f"{agg} not found: every scene under scans/ is annotated (partial download?){hint}; "
                 f"unlabelled scenes belong in scans_test/"
@@ -465,7 +483,9 @@ def read_scene(
     axis = read_axis_alignment(d / f"{scene_id}.txt")
     if align:
         if axis is None:
-            raise ValueError(f"{scene_id}: align=True but no axisAlignment in {d / (scene_id + '.txt')}")
+            raise ValueError(
+                f"{scene_id}: align=True but no axisAlignment in {d / (scene_id + '.txt')}"
+            )
         m = np.asarray(axis, dtype=np.float64).reshape(4, 4)
         xyz = (xyz.astype(np.float64) @ m[:3, :3].T + m[:3, 3]).astype(np.float32)
     return Scene(

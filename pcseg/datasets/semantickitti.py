@@ -25,6 +25,7 @@ sequences outside the config's train/valid split (the test sequences); in a labe
 sequence a missing ``.label`` is an error naming it (a partial download must not turn
 training scans silently into unlabelled ones). Scene ids are ``<seq>_<frame>`` (``00_000000``).
 """
+
 from __future__ import annotations
 
 import functools
@@ -67,34 +68,134 @@ SPLITS: dict[str, tuple[str, ...]] = {
 #: Raw id -> name, learning map, inverse map and colour map (BGR) of the official
 #: semantic-kitti.yaml (github.com/PRBonn/semantic-kitti-api, config/semantic-kitti.yaml).
 OFFICIAL_LABELS: dict[int, str] = {
-    0: "unlabeled", 1: "outlier", 10: "car", 11: "bicycle", 13: "bus", 15: "motorcycle",
-    16: "on-rails", 18: "truck", 20: "other-vehicle", 30: "person", 31: "bicyclist",
-    32: "motorcyclist", 40: "road", 44: "parking", 48: "sidewalk", 49: "other-ground",
-    50: "building", 51: "fence", 52: "other-structure", 60: "lane-marking", 70: "vegetation",
-    71: "trunk", 72: "terrain", 80: "pole", 81: "traffic-sign", 99: "other-object",
-    252: "moving-car", 253: "moving-bicyclist", 254: "moving-person",
-    255: "moving-motorcyclist", 256: "moving-on-rails", 257: "moving-bus",
-    258: "moving-truck", 259: "moving-other-vehicle",
+    0: "unlabeled",
+    1: "outlier",
+    10: "car",
+    11: "bicycle",
+    13: "bus",
+    15: "motorcycle",
+    16: "on-rails",
+    18: "truck",
+    20: "other-vehicle",
+    30: "person",
+    31: "bicyclist",
+    32: "motorcyclist",
+    40: "road",
+    44: "parking",
+    48: "sidewalk",
+    49: "other-ground",
+    50: "building",
+    51: "fence",
+    52: "other-structure",
+    60: "lane-marking",
+    70: "vegetation",
+    71: "trunk",
+    72: "terrain",
+    80: "pole",
+    81: "traffic-sign",
+    99: "other-object",
+    252: "moving-car",
+    253: "moving-bicyclist",
+    254: "moving-person",
+    255: "moving-motorcyclist",
+    256: "moving-on-rails",
+    257: "moving-bus",
+    258: "moving-truck",
+    259: "moving-other-vehicle",
 }
 OFFICIAL_LEARNING_MAP: dict[int, int] = {
-    0: 0, 1: 0, 10: 1, 11: 2, 13: 5, 15: 3, 16: 5, 18: 4, 20: 5, 30: 6, 31: 7, 32: 8,
-    40: 9, 44: 10, 48: 11, 49: 12, 50: 13, 51: 14, 52: 0, 60: 9, 70: 15, 71: 16, 72: 17,
-    80: 18, 81: 19, 99: 0, 252: 1, 253: 7, 254: 6, 255: 8, 256: 5, 257: 5, 258: 4, 259: 5,
+    0: 0,
+    1: 0,
+    10: 1,
+    11: 2,
+    13: 5,
+    15: 3,
+    16: 5,
+    18: 4,
+    20: 5,
+    30: 6,
+    31: 7,
+    32: 8,
+    40: 9,
+    44: 10,
+    48: 11,
+    49: 12,
+    50: 13,
+    51: 14,
+    52: 0,
+    60: 9,
+    70: 15,
+    71: 16,
+    72: 17,
+    80: 18,
+    81: 19,
+    99: 0,
+    252: 1,
+    253: 7,
+    254: 6,
+    255: 8,
+    256: 5,
+    257: 5,
+    258: 4,
+    259: 5,
 }
 OFFICIAL_LEARNING_MAP_INV: dict[int, int] = {
-    0: 0, 1: 10, 2: 11, 3: 15, 4: 18, 5: 20, 6: 30, 7: 31, 8: 32, 9: 40, 10: 44, 11: 48,
-    12: 49, 13: 50, 14: 51, 15: 70, 16: 71, 17: 72, 18: 80, 19: 81,
+    0: 0,
+    1: 10,
+    2: 11,
+    3: 15,
+    4: 18,
+    5: 20,
+    6: 30,
+    7: 31,
+    8: 32,
+    9: 40,
+    10: 44,
+    11: 48,
+    12: 49,
+    13: 50,
+    14: 51,
+    15: 70,
+    16: 71,
+    17: 72,
+    18: 80,
+    19: 81,
 }
 OFFICIAL_COLOR_MAP: dict[int, list[int]] = {
-    0: [0, 0, 0], 1: [0, 0, 255], 10: [245, 150, 100], 11: [245, 230, 100],
-    13: [250, 80, 100], 15: [150, 60, 30], 16: [255, 0, 0], 18: [180, 30, 80],
-    20: [255, 0, 0], 30: [30, 30, 255], 31: [200, 40, 255], 32: [90, 30, 150],
-    40: [255, 0, 255], 44: [255, 150, 255], 48: [75, 0, 75], 49: [75, 0, 175],
-    50: [0, 200, 255], 51: [50, 120, 255], 52: [0, 150, 255], 60: [170, 255, 150],
-    70: [0, 175, 0], 71: [0, 60, 135], 72: [80, 240, 150], 80: [150, 240, 255],
-    81: [0, 0, 255], 99: [255, 255, 50], 252: [245, 150, 100], 253: [200, 40, 255],
-    254: [30, 30, 255], 255: [90, 30, 150], 256: [255, 0, 0], 257: [250, 80, 100],
-    258: [180, 30, 80], 259: [255, 0, 0],
+    0: [0, 0, 0],
+    1: [0, 0, 255],
+    10: [245, 150, 100],
+    11: [245, 230, 100],
+    13: [250, 80, 100],
+    15: [150, 60, 30],
+    16: [255, 0, 0],
+    18: [180, 30, 80],
+    20: [255, 0, 0],
+    30: [30, 30, 255],
+    31: [200, 40, 255],
+    32: [90, 30, 150],
+    40: [255, 0, 255],
+    44: [255, 150, 255],
+    48: [75, 0, 75],
+    49: [75, 0, 175],
+    50: [0, 200, 255],
+    51: [50, 120, 255],
+    52: [0, 150, 255],
+    60: [170, 255, 150],
+    70: [0, 175, 0],
+    71: [0, 60, 135],
+    72: [80, 240, 150],
+    80: [150, 240, 255],
+    81: [0, 0, 255],
+    99: [255, 255, 50],
+    252: [245, 150, 100],
+    253: [200, 40, 255],
+    254: [30, 30, 255],
+    255: [90, 30, 150],
+    256: [255, 0, 0],
+    257: [250, 80, 100],
+    258: [180, 30, 80],
+    259: [255, 0, 0],
 }
 BUILTIN = "builtin"  # what ``extra['config']`` says when no yaml was used
 
@@ -107,10 +208,15 @@ def builtin_config() -> dict[str, Any]:
         "learning_map": dict(OFFICIAL_LEARNING_MAP),
         "learning_map_inv": dict(OFFICIAL_LEARNING_MAP_INV),
         "learning_ignore": {k: k == 0 for k in OFFICIAL_LEARNING_MAP_INV},
-        "split": {name: list(seqs) for name, seqs in
-                  (("train", SPLITS["train"]), ("valid", SPLITS["val"]), ("test", SPLITS["test"]))},
+        "split": {
+            name: list(seqs)
+            for name, seqs in (
+                ("train", SPLITS["train"]),
+                ("valid", SPLITS["val"]),
+                ("test", SPLITS["test"]),
+            )
+        },
     }
-
 
 
 def load_config(path: Path) -> dict[str, Any]:
@@ -129,7 +235,14 @@ def load_config(path: Path) -> dict[str, Any]:
     if not isinstance(cfg, dict) or not isinstance(cfg.get("learning_map"), dict):
         raise ValueError(f"{path}: no 'learning_map' mapping")
     out = dict(cfg)
-    for key in ("labels", "learning_map", "learning_map_inv", "learning_ignore", "color_map", "content"):
+    for key in (
+        "labels",
+        "learning_map",
+        "learning_map_inv",
+        "learning_ignore",
+        "color_map",
+        "content",
+    ):
         if key in cfg and isinstance(cfg[key], dict):
             try:
                 out[key] = {int(k): v for k, v in cfg[key].items()}
@@ -194,9 +307,11 @@ def _get_config(raw: Path, config: Path | None) -> tuple[Path | None, dict[str, 
     if config is not None:
         path = Path(config)
         if not path.is_file():
-            raise ValueError(f"SemanticKITTI config {path} (--kitti-yaml) not found; expected "
-                             f"a semantic-kitti.yaml, or leave --kitti-yaml out to use the "
-                             f"official label map built in")
+            raise ValueError(
+                f"SemanticKITTI config {path} (--kitti-yaml) not found; expected "
+                f"a semantic-kitti.yaml, or leave --kitti-yaml out to use the "
+                f"official label map built in"
+            )
     else:
         found = find_config(raw, required=False)
         if found is None:
@@ -216,7 +331,9 @@ def find_dataset_root(raw: Path) -> Path:
     for cand in (raw, raw / "dataset"):
         if (cand / "sequences").is_dir():
             return cand
-    raise ValueError(f"{raw}: no sequences/ folder (expected RAW/sequences or RAW/dataset/sequences)")
+    raise ValueError(
+        f"{raw}: no sequences/ folder (expected RAW/sequences or RAW/dataset/sequences)"
+    )
 
 
 def find_config(raw: Path, required: bool = True) -> Path | None:
@@ -224,7 +341,12 @@ def find_config(raw: Path, required: bool = True) -> Path | None:
     (None when absent and not ``required``)."""
     raw = Path(raw)
     root = find_dataset_root(raw)
-    cands = [raw / CONFIG_NAME, raw / "dataset" / CONFIG_NAME, root / CONFIG_NAME, root.parent / CONFIG_NAME]
+    cands = [
+        raw / CONFIG_NAME,
+        raw / "dataset" / CONFIG_NAME,
+        root / CONFIG_NAME,
+        root.parent / CONFIG_NAME,
+    ]
     found = first_existing(cands)
     if found is None and required:
         raise ValueError(
@@ -234,8 +356,9 @@ def find_config(raw: Path, required: bool = True) -> Path | None:
     return found
 
 
-def resolve_split(split: str, cfg: dict[str, Any] | None = None,
-                  on_disk: tuple[str, ...] = ()) -> tuple[str, ...]:
+def resolve_split(
+    split: str, cfg: dict[str, Any] | None = None, on_disk: tuple[str, ...] = ()
+) -> tuple[str, ...]:
     """Split expression -> sequence names ('XX').
 
     ``cfg`` (from :func:`load_config`) overrides train/val/test with its ``split``
@@ -265,7 +388,9 @@ def list_scenes(raw: Path, split: str, config: Path | None = None) -> list[str]:
     """
     root = find_dataset_root(raw)
     _, cfg, _ = _get_config(raw, config)
-    on_disk = tuple(sorted(p.name for p in (root / "sequences").iterdir() if p.is_dir() and p.name.isdigit()))
+    on_disk = tuple(
+        sorted(p.name for p in (root / "sequences").iterdir() if p.is_dir() and p.name.isdigit())
+    )
     seqs = resolve_split(split, cfg, on_disk)
     scenes: list[str] = []
     missing = []
@@ -317,8 +442,9 @@ def parse_scene_id(scene_id: str) -> tuple[str, str]:
     return m.group("seq"), m.group("frame")
 
 
-def read_scene(raw: Path, scene_id: str, *, config: Path | None = None,
-               nonfinite: str = "refuse") -> Scene:
+def read_scene(
+    raw: Path, scene_id: str, *, config: Path | None = None, nonfinite: str = "refuse"
+) -> Scene:
     """Read one scan as a :class:`Scene`.
 
     Returns coords (N,3) float32 (sensor frame, metres), feats (N,1) float32 remission in

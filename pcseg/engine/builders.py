@@ -4,6 +4,7 @@
 * :class:`TrainModule`: both as one module (what DDP wraps).
 * :func:`bn_buffer_owner`: the buffers averaged over ranks after every step.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

@@ -11,12 +11,14 @@ A checkpoint (``RUN/checkpoints/last.pt`` / ``best.pt``) is a dict::
 It is written with :func:`pcseg.utils.io.atomic_save_with`, so an interrupted save
 never leaves a truncated ``last.pt``.
 """
+
 from __future__ import annotations
 
 import contextlib
 import random
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -83,8 +85,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return state
 
 
-def load_matching_weights(model: torch.nn.Module, path: str | Path, class_names: list[str],
-                          classifier_prefix: str = "final.") -> dict[str, Any]:
+def load_matching_weights(
+    model: torch.nn.Module,
+    path: str | Path,
+    class_names: list[str],
+    classifier_prefix: str = "final.",
+) -> dict[str, Any]:
     """Initialise ``model`` from the network weights of another run's checkpoint (fine-tuning).
 
     Every parameter and buffer whose name and shape match is copied. The classifier
@@ -111,8 +117,14 @@ def load_matching_weights(model: torch.nn.Module, path: str | Path, class_names:
         else:
             fresh.append(name)
     if not loaded:
-        raise ValueError(f"--init {path}: no weight of the checkpoint matches this model "
-                         f"(different model.name / planes / input features?)")
+        raise ValueError(
+            f"--init {path}: no weight of the checkpoint matches this model "
+            f"(different model.name / planes / input features?)"
+        )
     model.load_state_dict(own)
-    return {"loaded": loaded, "fresh": fresh, "same_classes": same_classes,
-            "skipped_from_checkpoint": sorted(set(src) - set(loaded))}
+    return {
+        "loaded": loaded,
+        "fresh": fresh,
+        "same_classes": same_classes,
+        "skipped_from_checkpoint": sorted(set(src) - set(loaded)),
+    }

@@ -11,11 +11,13 @@ interrupted and resumed at that point. The epoch order is a permutation drawn fr
 takes positions r, r + W, ... (as DistributedSampler does), so every rank runs the same
 number of steps.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,14 +29,22 @@ from pcseg.data.transforms import Compose, build_transforms, default_train_trans
 
 def sample_seed(seed: int, epoch: int, position: int) -> int:
     """64-bit seed of the sample at ``position`` of ``epoch`` (a pure function of the three)."""
-    return int(np.random.SeedSequence([int(seed), int(epoch), int(position), 0x5EED]).generate_state(1, np.uint64)[0])
+    return int(
+        np.random.SeedSequence([int(seed), int(epoch), int(position), 0x5EED]).generate_state(
+            1, np.uint64
+        )[0]
+    )
 
 
 def epoch_order(num_samples: int, seed: int, epoch: int, shuffle: bool = True) -> np.ndarray:
     """(num_samples,) int64 visiting order of ``epoch`` (a permutation when ``shuffle``)."""
     if not shuffle:
         return np.arange(num_samples, dtype=np.int64)
-    return np.random.default_rng([int(seed), int(epoch), 0x0BDE]).permutation(num_samples).astype(np.int64)
+    return (
+        np.random.default_rng([int(seed), int(epoch), 0x0BDE])
+        .permutation(num_samples)
+        .astype(np.int64)
+    )
 
 
 class ResumableBatchSampler(torch.utils.data.Sampler):
@@ -51,9 +61,17 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
     The last batch of an epoch may be smaller than ``batch_size``.
     """
 
-    def __init__(self, num_samples: int, batch_size: int, seed: int, rank: int = 0,
-                 world_size: int = 1, start_epoch: int = 0, start_step: int = 0,
-                 shuffle: bool = True) -> None:
+    def __init__(
+        self,
+        num_samples: int,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start_epoch: int = 0,
+        start_step: int = 0,
+        shuffle: bool = True,
+    ) -> None:
         if num_samples <= 0:
             raise ValueError("ResumableBatchSampler: empty dataset")
         self.n, self.bs, self.seed = int(num_samples), int(batch_size), int(seed)
@@ -75,10 +93,12 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
         order = epoch_order(self.n, self.seed, epoch, self.shuffle)
         total = self.samples_per_rank * self.world
         positions = np.arange(total) % self.n  # pad by wrapping around
-        mine = positions[self.rank::self.world]
-        pairs = [(int(order[p]), sample_seed(self.seed, epoch, int(p_glob)))
-                 for p_glob, p in zip(range(self.rank, total, self.world), mine)]
-        return [pairs[i:i + self.bs] for i in range(0, len(pairs), self.bs)]
+        mine = positions[self.rank :: self.world]
+        pairs = [
+            (int(order[p]), sample_seed(self.seed, epoch, int(p_glob)))
+            for p_glob, p in zip(range(self.rank, total, self.world), mine)
+        ]
+        return [pairs[i : i + self.bs] for i in range(0, len(pairs), self.bs)]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         epoch = self.start_epoch
@@ -119,8 +139,9 @@ def build_train_transforms(cfg: Config, feat_kind: str) -> Compose | None:
     return build_transforms(aug)
 
 
-def build_dataset(cfg: Config, split: str, mode: str, transforms: Any = None,
-                  with_weak_labels: bool = True) -> SegmentationDataset:
+def build_dataset(
+    cfg: Config, split: str, mode: str, transforms: Any = None, with_weak_labels: bool = True
+) -> SegmentationDataset:
     """SegmentationDataset of ``split`` in ``mode`` ('train' | 'val' | 'test') from ``cfg.data``.
 
     ``split`` is a split name of meta.json; ``'a+b'`` joins several (e.g. ``'Area_1+Area_2'``)
@@ -141,12 +162,20 @@ def build_dataset(cfg: Config, split: str, mode: str, transforms: Any = None,
     from pcseg.data.processed import read_meta
 
     known = read_meta(root)["splits"]
-    split_arg: str | list[str] = split.split("+") if ("+" in split and split not in known) else split
+    split_arg: str | list[str] = (
+        split.split("+") if ("+" in split and split not in known) else split
+    )
     ds = SegmentationDataset(
-        root, split_arg, label_spec=d.label_spec if (train or with_weak_labels) else None,
-        voxel_size=d.voxel_size, mode=mode, transforms=None,
-        max_voxels=d.max_voxels if train else None, loop=d.loop if train else 1,
-        seed=cfg.train.seed, feature_keys=d.feature_keys,
+        root,
+        split_arg,
+        label_spec=d.label_spec if (train or with_weak_labels) else None,
+        voxel_size=d.voxel_size,
+        mode=mode,
+        transforms=None,
+        max_voxels=d.max_voxels if train else None,
+        loop=d.loop if train else 1,
+        seed=cfg.train.seed,
+        feature_keys=d.feature_keys,
     )
     if transforms is not None:
         ds.transforms = transforms
@@ -155,25 +184,49 @@ def build_dataset(cfg: Config, split: str, mode: str, transforms: Any = None,
     return ds
 
 
-def build_train_loader(cfg: Config, dataset: SegmentationDataset, rank: int, world: int,
-                       start_epoch: int, start_step: int, pin_memory: bool = False
-                       ) -> tuple[torch.utils.data.DataLoader, ResumableBatchSampler]:
+def build_train_loader(
+    cfg: Config,
+    dataset: SegmentationDataset,
+    rank: int,
+    world: int,
+    start_epoch: int,
+    start_step: int,
+    pin_memory: bool = False,
+) -> tuple[torch.utils.data.DataLoader, ResumableBatchSampler]:
     """Endless training loader resuming at (``start_epoch``, ``start_step``)."""
-    sampler = ResumableBatchSampler(len(dataset), cfg.data.batch_size, cfg.train.seed, rank, world,
-                                    start_epoch, start_step, shuffle=True)
+    sampler = ResumableBatchSampler(
+        len(dataset),
+        cfg.data.batch_size,
+        cfg.train.seed,
+        rank,
+        world,
+        start_epoch,
+        start_step,
+        shuffle=True,
+    )
     gen = torch.Generator()
     gen.manual_seed(cfg.train.seed)  # the loader's own generator: never touches the global RNG
     nw = cfg.data.num_workers
     loader = torch.utils.data.DataLoader(
-        SeededSamples(dataset), batch_sampler=sampler, collate_fn=collate, num_workers=nw,
-        generator=gen, pin_memory=pin_memory, persistent_workers=False,
+        SeededSamples(dataset),
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=nw,
+        generator=gen,
+        pin_memory=pin_memory,
+        persistent_workers=False,
         prefetch_factor=2 if nw > 0 else None,
     )
     return loader, sampler
 
 
-def build_eval_loader(cfg: Config, dataset: SegmentationDataset, rank: int = 0, world: int = 1,
-                      batch_size: int | None = None) -> torch.utils.data.DataLoader:
+def build_eval_loader(
+    cfg: Config,
+    dataset: SegmentationDataset,
+    rank: int = 0,
+    world: int = 1,
+    batch_size: int | None = None,
+) -> torch.utils.data.DataLoader:
     """In-order loader over this rank's shard (scenes rank, rank + W, ...; no padding)."""
     shard: torch.utils.data.Dataset[Any] = dataset
     if world > 1:
@@ -181,11 +234,17 @@ def build_eval_loader(cfg: Config, dataset: SegmentationDataset, rank: int = 0, 
     gen = torch.Generator()
     gen.manual_seed(0)
     return torch.utils.data.DataLoader(
-        shard, batch_size=batch_size or cfg.data.val_batch_size, shuffle=False,
-        collate_fn=collate, num_workers=cfg.data.num_workers, generator=gen,
+        shard,
+        batch_size=batch_size or cfg.data.val_batch_size,
+        shuffle=False,
+        collate_fn=collate,
+        num_workers=cfg.data.num_workers,
+        generator=gen,
     )
 
 
 def batch_to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """Move every tensor of a collated batch to ``device`` (non-blocking); others unchanged."""
-    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+    return {
+        k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()
+    }

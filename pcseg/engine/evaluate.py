@@ -21,6 +21,7 @@ Outputs (``OUT`` = ``RUN/test`` by default)::
     OUT/submission/sequences/<seq>/predictions/<frame>.label
                                     SemanticKITTI: uint32 raw ids via learning_map_inv
 """
+
 from __future__ import annotations
 
 import math
@@ -80,7 +81,7 @@ class FixedRotateFlip:
 def tta_variants(rotations: int, flips: bool) -> list[FixedRotateFlip | None]:
     """The TTA transforms: None (identity) first, then the other rotations / flips."""
     out: list[FixedRotateFlip | None] = []
-    for f in ([False, True] if flips else [False]):
+    for f in [False, True] if flips else [False]:
         for r in range(rotations):
             identity = r == 0 and not f
             out.append(None if identity else FixedRotateFlip(2 * math.pi * r / rotations, f))
@@ -105,27 +106,31 @@ def _first(x: list) -> Any:
     return x[0]
 
 
-def load_model_for_eval(cfg: Config, checkpoint: str | Path, device: torch.device
-                        ) -> tuple[torch.nn.Module, Method, dict[str, Any]]:
+def load_model_for_eval(
+    cfg: Config, checkpoint: str | Path, device: torch.device
+) -> tuple[torch.nn.Module, Method, dict[str, Any]]:
     """Build model + method from ``cfg`` and load ``checkpoint`` into them (eval mode)."""
     state = load_checkpoint(checkpoint, map_location="cpu")
     for key in ("in_channels", "num_classes", "feature_dim"):
         if key not in state:
-            raise ValueError(f"checkpoint {checkpoint} lacks {key!r} "
-                             "(not written by pcseg.engine.trainer?)")
+            raise ValueError(
+                f"checkpoint {checkpoint} lacks {key!r} (not written by pcseg.engine.trainer?)"
+            )
     model = build_model(cfg, int(state["in_channels"]), int(state["num_classes"]))
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as e:
-        raise ValueError(f"checkpoint {checkpoint} does not fit model {cfg.model.name!r}: "
-                         f"{e}") from e
+        raise ValueError(
+            f"checkpoint {checkpoint} does not fit model {cfg.model.name!r}: {e}"
+        ) from e
     method = build_method(cfg, int(state["num_classes"]), model_feature_dim(model))
     method.on_train_start(model)
     try:
         method.load_state_dict(state["method"])
     except RuntimeError as e:
-        raise ValueError(f"checkpoint {checkpoint} does not fit method {cfg.method.name!r}: "
-                         f"{e}") from e
+        raise ValueError(
+            f"checkpoint {checkpoint} does not fit method {cfg.method.name!r}: {e}"
+        ) from e
     model.to(device).eval()
     method.to(device).eval()
     return model, method, state
@@ -177,8 +182,14 @@ def scannet_nyu40_ids(pred: np.ndarray) -> np.ndarray:
     return np.asarray(SCANNET_NYU40_IDS, dtype=np.int64)[pred]
 
 
-def _write_submission(cfg: Config, root: Path, out: Path, scene: str, pred: np.ndarray,
-                      lmi_cache: dict[str, dict[int, int]]) -> Path | None:
+def _write_submission(
+    cfg: Config,
+    root: Path,
+    out: Path,
+    scene: str,
+    pred: np.ndarray,
+    lmi_cache: dict[str, dict[int, int]],
+) -> Path | None:
     ds = cfg.data.dataset
     if ds == "scannet":
         path = out / "submission" / f"{scene}.txt"
@@ -188,8 +199,11 @@ def _write_submission(cfg: Config, root: Path, out: Path, scene: str, pred: np.n
         if "lmi" not in lmi_cache:
             lmi_cache["lmi"] = _kitti_learning_map_inv(cfg, root, scene)
         m = re.fullmatch(r"(\d+)_(\d+)", scene)
-        rel = (Path("sequences") / m.group(1) / "predictions" / f"{m.group(2)}.label" if m
-               else Path(f"{scene}.label"))
+        rel = (
+            Path("sequences") / m.group(1) / "predictions" / f"{m.group(2)}.label"
+            if m
+            else Path(f"{scene}.label")
+        )
         path = out / "submission" / rel
         atomic_write_bytes(path, kitti_raw_ids(pred, lmi_cache["lmi"]).astype("<u4").tobytes())
         return path
@@ -198,27 +212,45 @@ def _write_submission(cfg: Config, root: Path, out: Path, scene: str, pred: np.n
 
 def _scene_loader(datasets: list, num_workers: int) -> torch.utils.data.DataLoader:
     """Scene i -> the list of its collated TTA variants, in order, one scene at a time."""
-    return torch.utils.data.DataLoader(_SceneVariants(datasets), batch_size=1, shuffle=False,
-                                       collate_fn=_first, num_workers=num_workers)
+    return torch.utils.data.DataLoader(
+        _SceneVariants(datasets),
+        batch_size=1,
+        shuffle=False,
+        collate_fn=_first,
+        num_workers=num_workers,
+    )
 
 
-def _test_datasets(cfg: Config, split: str, variants: list[FixedRotateFlip | None],
-                   unlabelled_only: bool, state: dict[str, Any]) -> list:
+def _test_datasets(
+    cfg: Config,
+    split: str,
+    variants: list[FixedRotateFlip | None],
+    unlabelled_only: bool,
+    state: dict[str, Any],
+) -> list:
     """One test-mode dataset of ``split`` per TTA variant (input channels checked against
     the checkpoint). The first, untransformed, carries the weak labels when
     ``unlabelled_only``: they mark the voxels to leave out of the score."""
-    datasets = [build_dataset(cfg, split, "test", transforms=v,
-                              with_weak_labels=unlabelled_only and i == 0)
-                for i, v in enumerate(variants)]
+    datasets = [
+        build_dataset(cfg, split, "test", transforms=v, with_weak_labels=unlabelled_only and i == 0)
+        for i, v in enumerate(variants)
+    ]
     if datasets[0].in_channels != int(state["in_channels"]):
-        raise ValueError(f"data gives {datasets[0].in_channels} input channels, checkpoint "
-                         f"expects {state['in_channels']}")
+        raise ValueError(
+            f"data gives {datasets[0].in_channels} input channels, checkpoint "
+            f"expects {state['in_channels']}"
+        )
     return datasets
 
 
-def predict_scene(model: torch.nn.Module, method: Method,
-                  batches: list[dict[str, Any]], num_classes: int, device: torch.device,
-                  autocast: Callable[[], Any]) -> tuple[np.ndarray, np.ndarray]:
+def predict_scene(
+    model: torch.nn.Module,
+    method: Method,
+    batches: list[dict[str, Any]],
+    num_classes: int,
+    device: torch.device,
+    autocast: Callable[[], Any],
+) -> tuple[np.ndarray, np.ndarray]:
     """``(mean, pseudo)`` of one scene from its TTA variant batches (the first untransformed):
     (N, K) float32 softmax averaged over the variants, per original point, and (N,) int64
     argmax of the method's pseudo-label distribution on the first pass (-1 without one)."""
@@ -239,8 +271,9 @@ def predict_scene(model: torch.nn.Module, method: Method,
     return mean, pseudo.cpu().numpy().astype(np.int64)
 
 
-def _score_scene(conf: ConfusionMatrix, first: dict[str, Any], pred: np.ndarray,
-                 unlabelled_only: bool) -> None:
+def _score_scene(
+    conf: ConfusionMatrix, first: dict[str, Any], pred: np.ndarray, unlabelled_only: bool
+) -> None:
     """Add a scene's points to ``conf`` (only those whose voxel has no weak label when
     ``unlabelled_only``); ``first`` is the scene's untransformed batch."""
     labels = first["point_labels"]
@@ -252,21 +285,37 @@ def _score_scene(conf: ConfusionMatrix, first: dict[str, Any], pred: np.ndarray,
         conf.update(pred, labels)
 
 
-def _write_scene(cfg: Config, out: Path, name: str, pred: np.ndarray, mean: np.ndarray,
-                 pseudo: np.ndarray, lmi_cache: dict[str, dict[int, int]]) -> None:
+def _write_scene(
+    cfg: Config,
+    out: Path,
+    name: str,
+    pred: np.ndarray,
+    mean: np.ndarray,
+    pseudo: np.ndarray,
+    lmi_cache: dict[str, dict[int, int]],
+) -> None:
     """``OUT/predictions/<scene>.npz`` (test.save_predictions) and the submission file
     (test.submission) of a scene: ``pred`` (N,), ``mean`` (N, K), ``pseudo`` (N,)."""
     if cfg.test.save_predictions:
-        atomic_save_npz(out / "predictions" / f"{name}.npz", pred=pred, pseudo=pseudo,
-                        confidence=mean.max(1).astype(np.float32),
-                        entropy=_entropy(mean).astype(np.float32))
+        atomic_save_npz(
+            out / "predictions" / f"{name}.npz",
+            pred=pred,
+            pseudo=pseudo,
+            confidence=mean.max(1).astype(np.float32),
+            entropy=_entropy(mean).astype(np.float32),
+        )
     if cfg.test.submission:
         _write_submission(cfg, Path(cfg.data.root), out, name, pred, lmi_cache)
 
 
 @torch.no_grad()
-def evaluate(cfg: Config, checkpoint: str | Path, split: str | None = None,
-             out_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+def evaluate(
+    cfg: Config,
+    checkpoint: str | Path,
+    split: str | None = None,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on every original point of ``split`` and write the outputs.
 
     Args:
@@ -284,8 +333,14 @@ def evaluate(cfg: Config, checkpoint: str | Path, split: str | None = None,
         return _evaluate(cfg, checkpoint, split, out_dir, progress, t0)
 
 
-def _evaluate(cfg: Config, checkpoint: str | Path, split: str | None, out_dir: str | Path | None,
-              progress: bool, t0: float) -> dict[str, Any]:
+def _evaluate(
+    cfg: Config,
+    checkpoint: str | Path,
+    split: str | None,
+    out_dir: str | Path | None,
+    progress: bool,
+    t0: float,
+) -> dict[str, Any]:
     split = split or cfg.data.test_split
     out = Path(out_dir) if out_dir is not None else Path(cfg.run_dir) / "test"
     device = resolve_device(cfg.train.device)
@@ -293,18 +348,26 @@ def _evaluate(cfg: Config, checkpoint: str | Path, split: str | None, out_dir: s
     variants = tta_variants(cfg.test.tta_rotations, cfg.test.tta_flips)
     unlabelled_only = cfg.test.score == "unlabelled"
     if unlabelled_only and cfg.data.label_spec == "full":
-        raise ValueError("test.score='unlabelled' needs a weak data.label_spec (e.g. '1%'); with "
-                         "'full' every labelled point is a training label and none is left to "
-                         "score")
+        raise ValueError(
+            "test.score='unlabelled' needs a weak data.label_spec (e.g. '1%'); with "
+            "'full' every labelled point is a training label and none is left to "
+            "score"
+        )
     datasets = _test_datasets(cfg, split, variants, unlabelled_only, state)
     class_names = list(state.get("class_names") or []) or list(datasets[0].class_names)
-    autocast = autocast_factory(*autocast_policy(cfg.train.amp, cfg.train.amp_dtype, device),
-                                device)
+    autocast = autocast_factory(
+        *autocast_policy(cfg.train.amp, cfg.train.amp_dtype, device), device
+    )
     conf = ConfusionMatrix(len(class_names))
     lmi_cache: dict[str, dict[int, int]] = {}
     scenes: list[str] = []
-    for batches in tqdm(_scene_loader(datasets, cfg.data.num_workers), total=len(datasets[0]),
-                        desc=f"test {split}", disable=not progress, dynamic_ncols=True):
+    for batches in tqdm(
+        _scene_loader(datasets, cfg.data.num_workers),
+        total=len(datasets[0]),
+        desc=f"test {split}",
+        disable=not progress,
+        dynamic_ncols=True,
+    ):
         name = batches[0]["scene_names"][0]
         mean, pseudo = predict_scene(model, method, batches, len(class_names), device, autocast)
         pred = mean.argmax(1).astype(np.int64)
@@ -312,16 +375,28 @@ def _evaluate(cfg: Config, checkpoint: str | Path, split: str | None, out_dir: s
         scenes.append(name)
         _write_scene(cfg, out, name, pred, mean, pseudo, lmi_cache)
     metrics = conf.metrics(class_names)
-    metrics.update({
-        "split": split, "checkpoint": str(checkpoint), "iteration": state.get("iteration"),
-        "tta": {"rotations": cfg.test.tta_rotations, "flips": cfg.test.tta_flips,
-                "passes": len(variants)},
-        "score": cfg.test.score, "scenes": scenes, "seconds": time.time() - t0,
-        "method": cfg.method.name, "model": cfg.model.name,
-    })
+    metrics.update(
+        {
+            "split": split,
+            "checkpoint": str(checkpoint),
+            "iteration": state.get("iteration"),
+            "tta": {
+                "rotations": cfg.test.tta_rotations,
+                "flips": cfg.test.tta_flips,
+                "passes": len(variants),
+            },
+            "score": cfg.test.score,
+            "scenes": scenes,
+            "seconds": time.time() - t0,
+            "method": cfg.method.name,
+            "model": cfg.model.name,
+        }
+    )
     atomic_write_json(out / "metrics.json", json_safe(metrics))
     scored = "points without a weak label" if unlabelled_only else "labelled points"
-    print(f"[test] {len(scenes)} scenes of split {split!r}, {metrics['num_points']:,} {scored}, "
-          f"{len(variants)} pass(es) per scene")
+    print(
+        f"[test] {len(scenes)} scenes of split {split!r}, {metrics['num_points']:,} {scored}, "
+        f"{len(variants)} pass(es) per scene"
+    )
     print(format_table(metrics))
     return metrics

@@ -15,9 +15,10 @@ Conventions (those of the S3DIS / ScanNet / SemanticKITTI benchmarks):
 * OA = sum TP / number of labelled points; mean class accuracy = mean over classes
   present in the ground truth of TP_k / GT_k.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -72,12 +73,14 @@ class ConfusionMatrix:
         if not is_distributed():
             return
         flat = np.concatenate([self.matrix.reshape(-1), self.gt_count])
-        t = torch.from_numpy(flat).to(device=reduce_device(), dtype=torch.float64)  # exact below 2**53
+        t = torch.from_numpy(flat).to(
+            device=reduce_device(), dtype=torch.float64
+        )  # exact below 2**53
         all_reduce_sum(t)
         out = t.cpu().numpy().round().astype(np.int64)
         k = self.num_classes
         self.matrix = out[: k * k].reshape(k, k)
-        self.gt_count = out[k * k:]
+        self.gt_count = out[k * k :]
 
     def metrics(self, class_names: Sequence[str] | None = None) -> dict:
         """Scores of the accumulated matrix; see :func:`metrics_from_confusion`."""
@@ -97,7 +100,8 @@ def iou_per_class(confusion: np.ndarray, gt_count: np.ndarray | None = None) -> 
 
 
 def metrics_from_confusion(
-    confusion: np.ndarray, gt_count: np.ndarray | None = None,
+    confusion: np.ndarray,
+    gt_count: np.ndarray | None = None,
     class_names: Sequence[str] | None = None,
 ) -> dict:
     """mIoU, OA, mAcc and per-class IoU of a confusion matrix.

@@ -10,29 +10,37 @@ Schedules (stepped once per optimiser step, ``total`` = number of steps):
   ``lr / div_factor`` over ``pct_start`` of the steps, then down to
   ``lr / (div_factor * final_div_factor)``; momentum / beta1 cycled inversely).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 
 from pcseg.config import TrainConfig
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(
+    params: Iterable[torch.nn.Parameter], cfg: TrainConfig
+) -> torch.optim.Optimizer:
     """SGD (momentum, optional Nesterov) or AdamW over ``params`` (those with requires_grad)."""
     params = [p for p in params if p.requires_grad]
     if not params:
         raise ValueError("no trainable parameters")
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
+            params,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov and cfg.momentum > 0,
             weight_decay=cfg.weight_decay,
         )
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(
-            params, lr=cfg.lr, betas=(float(cfg.betas[0]), float(cfg.betas[1])),
+            params,
+            lr=cfg.lr,
+            betas=(float(cfg.betas[0]), float(cfg.betas[1])),
             weight_decay=cfg.weight_decay,
         )
     raise ValueError(f"train.optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
@@ -70,11 +78,18 @@ def build_scheduler(
     """Per-iteration scheduler for ``total`` optimiser steps (call ``.step()`` after each)."""
     if cfg.scheduler == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=cfg.lr, total_steps=max(int(total), 2), pct_start=cfg.pct_start,
-            div_factor=cfg.div_factor, final_div_factor=cfg.final_div_factor,
+            optimizer,
+            max_lr=cfg.lr,
+            total_steps=max(int(total), 2),
+            pct_start=cfg.pct_start,
+            div_factor=cfg.div_factor,
+            final_div_factor=cfg.final_div_factor,
             cycle_momentum=cfg.cycle_momentum and (cfg.optimizer == "adamw" or cfg.momentum > 0),
-            base_momentum=0.85, max_momentum=max(cfg.momentum if cfg.optimizer == "sgd" else cfg.betas[0], 0.85),
+            base_momentum=0.85,
+            max_momentum=max(cfg.momentum if cfg.optimizer == "sgd" else cfg.betas[0], 0.85),
         )
     if cfg.scheduler in ("poly", "cosine", "constant"):
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor_fn(cfg, total))
-    raise ValueError(f"train.scheduler must be onecycle | poly | cosine | constant, got {cfg.scheduler!r}")
+    raise ValueError(
+        f"train.scheduler must be onecycle | poly | cosine | constant, got {cfg.scheduler!r}"
+    )

@@ -8,6 +8,7 @@
   threads, deterministic algorithms and their warn-only flag, cuDNN deterministic /
   benchmark) and restores it afterwards, also when the block raises.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -32,15 +33,18 @@ def resolve_device(name: str, local_rank: int = 0, world_size: int = 1) -> torch
     An explicit ``cuda:N`` is refused when ``world_size`` > 1 (every rank would use GPU N).
     """
     if name.startswith("cuda:") and world_size > 1:
-        raise ValueError(f"train.device: {name!r} pins every one of the {world_size} ranks to "
-                         "one GPU; use 'cuda' or 'auto' under torchrun (each rank takes "
-                         "cuda:<LOCAL_RANK>)")
+        raise ValueError(
+            f"train.device: {name!r} pins every one of the {world_size} ranks to "
+            "one GPU; use 'cuda' or 'auto' under torchrun (each rank takes "
+            "cuda:<LOCAL_RANK>)"
+        )
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("train.device is 'cuda' but CUDA is not available "
-                               "(use --set train.device=cpu)")
+            raise RuntimeError(
+                "train.device is 'cuda' but CUDA is not available (use --set train.device=cpu)"
+            )
         return torch.device("cuda", local_rank)
     if name.startswith("cuda:") and not torch.cuda.is_available():
         raise RuntimeError(f"train.device is {name!r} but CUDA is not available")
@@ -52,16 +56,16 @@ def autocast_policy(amp: bool, amp_dtype: str, device: torch.device) -> tuple[bo
     ``device``: bf16 or fp16 on CUDA, bf16 only elsewhere (ValueError naming the key for fp16)."""
     dtype = torch.bfloat16 if amp_dtype == "bf16" else torch.float16
     if amp and device.type != "cuda" and dtype != torch.bfloat16:
-        raise ValueError(f"train.amp_dtype: {amp_dtype!r} autocast needs CUDA; on {device.type} "
-                         "use train.amp_dtype=bf16 (or train.amp=false)")
+        raise ValueError(
+            f"train.amp_dtype: {amp_dtype!r} autocast needs CUDA; on {device.type} "
+            "use train.amp_dtype=bf16 (or train.amp=false)"
+        )
     return bool(amp), dtype
 
 
-def autocast_factory(enabled: bool, dtype: torch.dtype, device: torch.device
-                     ) -> Callable[[], Any]:
+def autocast_factory(enabled: bool, dtype: torch.dtype, device: torch.device) -> Callable[[], Any]:
     """A no-argument callable returning a fresh ``torch.autocast`` context for ``device``."""
-    return functools.partial(torch.autocast, device_type=device.type, dtype=dtype,
-                             enabled=enabled)
+    return functools.partial(torch.autocast, device_type=device.type, dtype=dtype, enabled=enabled)
 
 
 def seed_everything(seed: int) -> None:
@@ -88,8 +92,7 @@ def set_deterministic(enabled: bool) -> None:
 
 
 @contextlib.contextmanager
-def torch_globals(threads: int | None = None, deterministic: bool | None = None
-                  ) -> Iterator[None]:
+def torch_globals(threads: int | None = None, deterministic: bool | None = None) -> Iterator[None]:
     """Run a block with torch's global state set, restoring the previous state afterwards.
 
     Args:

@@ -3,6 +3,7 @@
 The summary is written to ``RUN/summary.json`` and printed at the end of
 :func:`pcseg.engine.trainer.train`.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,10 +26,25 @@ def _or_none(v: Any) -> Any:
     return v if v >= 0 else None
 
 
-def build_summary(cfg: Config, *, iterations: int, total: int, epoch: int, best: dict,
-                  history: dict, final_val: dict | None, last_window: dict, interrupted: bool,
-                  wall_s: float, train_s: float, it_per_s: float, device: torch.device,
-                  world: int, n_params: int, class_names: list[str]) -> dict[str, Any]:
+def build_summary(
+    cfg: Config,
+    *,
+    iterations: int,
+    total: int,
+    epoch: int,
+    best: dict,
+    history: dict,
+    final_val: dict | None,
+    last_window: dict,
+    interrupted: bool,
+    wall_s: float,
+    train_s: float,
+    it_per_s: float,
+    device: torch.device,
+    world: int,
+    n_params: int,
+    class_names: list[str],
+) -> dict[str, Any]:
     """The summary dict of a run (keys in the order summary.json shows them).
 
     ``best``: ``{"miou", "iteration", "epoch"}`` (negative = none yet); ``history``: the
@@ -56,8 +72,9 @@ def build_summary(cfg: Config, *, iterations: int, total: int, epoch: int, best:
         "final_train": losses_final,
         "final_diagnostics": diag_final,
         "trace": history["trace"],
-        "val_history": [{k: v for k, v in r.items() if k != "per_class_iou"}
-                        for r in history["val"]],
+        "val_history": [
+            {k: v for k, v in r.items() if k != "per_class_iou"} for r in history["val"]
+        ],
         "class_names": class_names,
         "wall_time_s": wall_s,
         "train_time_s": train_s,
@@ -81,26 +98,36 @@ def format_summary(s: dict[str, Any]) -> str:
     status = "finished" if s["finished"] else "interrupted"
     lines = [
         "=" * 60,
-        (f"run        {s['run_dir']}  ({s['method']} / {s['model']} / {s['dataset']} "
-         f"{s['label_spec']})"),
+        (
+            f"run        {s['run_dir']}  ({s['method']} / {s['model']} / {s['dataset']} "
+            f"{s['label_spec']})"
+        ),
         f"status     {status} at iteration {s['iterations']}/{s['total_iterations']}",
-        (f"best mIoU  {_pct(s['best_miou'])} (iteration {s['best_iteration']}, epoch "
-         f"{s['best_epoch']}; voxels of the val split)"),
+        (
+            f"best mIoU  {_pct(s['best_miou'])} (iteration {s['best_iteration']}, epoch "
+            f"{s['best_epoch']}; voxels of the val split)"
+        ),
     ]
     if s["final_val"] is not None:
         fv = s["final_val"]
-        lines.append(f"final val  mIoU {_pct(fv['miou'])}  OA {_pct(fv['oa'])}  "
-                     f"mAcc {_pct(fv['macc'])}")
+        lines.append(
+            f"final val  mIoU {_pct(fv['miou'])}  OA {_pct(fv['oa'])}  mAcc {_pct(fv['macc'])}"
+        )
     if s["final_train"]:
-        lines.append("final loss " + "  ".join(f"{k} {v:.4g}"
-                                               for k, v in sorted(s["final_train"].items())))
+        lines.append(
+            "final loss " + "  ".join(f"{k} {v:.4g}" for k, v in sorted(s["final_train"].items()))
+        )
     if s["final_diagnostics"]:
-        lines.append("diagnostics " + "  ".join(
-            f"{k[5:]} {v:.4g}" for k, v in sorted(s["final_diagnostics"].items())))
-    lines.append(f"time       {s['train_time_s']:.1f} s training, "
-                 f"{s['iterations_per_s']:.2f} it/s, peak memory {s['peak_memory_mb']:.0f} MiB "
-                 f"({s['peak_memory_kind']}), "
-                 f"{s['device']} x{s['world_size']}")
+        lines.append(
+            "diagnostics "
+            + "  ".join(f"{k[5:]} {v:.4g}" for k, v in sorted(s["final_diagnostics"].items()))
+        )
+    lines.append(
+        f"time       {s['train_time_s']:.1f} s training, "
+        f"{s['iterations_per_s']:.2f} it/s, peak memory {s['peak_memory_mb']:.0f} MiB "
+        f"({s['peak_memory_kind']}), "
+        f"{s['device']} x{s['world_size']}"
+    )
     lines.append("=" * 60)
     return "\n".join(lines)
 

@@ -30,6 +30,7 @@ Design notes:
   statistics). BatchNorm running statistics (network and method heads) are averaged
   over ranks after every step instead (:func:`pcseg.distributed.sync_buffers`).
 """
+
 from __future__ import annotations
 
 import math
@@ -86,8 +87,13 @@ from pcseg.utils.io import atomic_write_json
 
 
 @torch.no_grad()
-def validate_voxels(model: nn.Module, loader: torch.utils.data.DataLoader, num_classes: int,
-                    device: torch.device, autocast: Callable[[], Any]) -> ConfusionMatrix:
+def validate_voxels(
+    model: nn.Module,
+    loader: torch.utils.data.DataLoader,
+    num_classes: int,
+    device: torch.device,
+    autocast: Callable[[], Any],
+) -> ConfusionMatrix:
     """Confusion matrix of argmax logits vs voxel labels over ``loader`` (all-reduced under DDP)."""
     was = model.training
     model.eval()
@@ -153,8 +159,9 @@ def _tb_name(key: str) -> str:
 Resume: TypeAlias = "bool | str | os.PathLike[str]"
 
 
-def find_checkpoint(resume: Resume, ckpt_dir: Path, verbose: bool = True
-                    ) -> tuple[dict[str, Any] | None, Path | None]:
+def find_checkpoint(
+    resume: Resume, ckpt_dir: Path, verbose: bool = True
+) -> tuple[dict[str, Any] | None, Path | None]:
     """``(state, path)`` of the checkpoint to resume from, ``(None, None)`` for a fresh start.
 
     ``resume``: False = fresh; True = ``ckpt_dir/last.pt`` when it exists (a note is printed
@@ -191,8 +198,7 @@ class Trainer:
     (``{"loss": [...], "trace": [...], "val": [...]}``), ``class_names``.
     """
 
-    def __init__(self, cfg: Config, resume: Resume = False,
-                 init: str | Path | None = None) -> None:
+    def __init__(self, cfg: Config, resume: Resume = False, init: str | Path | None = None) -> None:
         self.cfg = cfg
         self.init = init
         self.t_start = time.time()
@@ -272,16 +278,20 @@ class Trainer:
         rep = load_matching_weights(self.model, path, self.class_names)
         self.init_report = rep
         if self.main_proc:
-            head = ("kept (same class list)" if rep["same_classes"]
-                    else "new (the class list differs)")
-            print(f"[train] --init {path}: {len(rep['loaded'])} tensors loaded, "
-                  f"{len(rep['fresh'])} fresh; classifier {head}; method state not taken")
+            head = (
+                "kept (same class list)" if rep["same_classes"] else "new (the class list differs)"
+            )
+            print(
+                f"[train] --init {path}: {len(rep['loaded'])} tensors loaded, "
+                f"{len(rep['fresh'])} fresh; classifier {head}; method state not taken"
+            )
 
     def _build_optimisation(self) -> None:
         """Training loader (from the start), length of the run, optimiser, schedule, AMP."""
         cfg = self.cfg
-        self.loader, sampler = build_train_loader(cfg, self.train_ds, self.rank, self.world, 0, 0,
-                                                  self.device.type == "cuda")
+        self.loader, sampler = build_train_loader(
+            cfg, self.train_ds, self.rank, self.world, 0, 0, self.device.type == "cuda"
+        )
         self.steps_per_epoch = sampler.batches_per_epoch
         if cfg.train.iterations is not None:
             self.total = cfg.train.iterations
@@ -291,8 +301,9 @@ class Trainer:
             raise ValueError("set train.iterations or train.epochs")
         self.optimizer = build_optimizer(self.module.parameters(), cfg.train)
         self.scheduler = build_scheduler(self.optimizer, cfg.train, self.total)
-        self.use_amp, self.amp_dtype = autocast_policy(cfg.train.amp, cfg.train.amp_dtype,
-                                                       self.device)
+        self.use_amp, self.amp_dtype = autocast_policy(
+            cfg.train.amp, cfg.train.amp_dtype, self.device
+        )
         fp16 = self.use_amp and self.amp_dtype == torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=fp16)
         self.autocast = autocast_factory(self.use_amp, self.amp_dtype, self.device)
@@ -303,7 +314,8 @@ class Trainer:
         if self.world > 1:
             ddp_kwargs: dict[str, Any] = {
                 "broadcast_buffers": False,
-                "find_unused_parameters": self.cfg.train.find_unused_parameters}
+                "find_unused_parameters": self.cfg.train.find_unused_parameters,
+            }
             if self.device.type == "cuda":
                 ddp_kwargs["device_ids"] = [self.device.index]
             # BN statistics: start identical (DDP broadcasts parameters, not with buffers off)
@@ -320,17 +332,19 @@ class Trainer:
         save_config(cfg, self.run_dir / "config.yaml")
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(self.run_dir / "tb"),
-                               purge_step=self.iteration if resumed else None)
+        writer = SummaryWriter(
+            str(self.run_dir / "tb"), purge_step=self.iteration if resumed else None
+        )
         last = self.ckpt_dir / "last.pt"
         if not resumed and last.exists():
-            print(f"[train] note: {last} exists and will be overwritten "
-                  "(use --resume to continue)")
+            print(f"[train] note: {last} exists and will be overwritten (use --resume to continue)")
         amp = f" (autocast {cfg.train.amp_dtype})" if self.use_amp else ""
-        print(f"[train] {cfg.model.name} + {cfg.method.name} on {self.device} x{self.world}"
-              f"{amp}: {self.num_parameters() / 1e6:.2f}M parameters, "
-              f"{len(self.train_ds)} training samples, "
-              f"{self.steps_per_epoch} steps/epoch, {self.total} iterations")
+        print(
+            f"[train] {cfg.model.name} + {cfg.method.name} on {self.device} x{self.world}"
+            f"{amp}: {self.num_parameters() / 1e6:.2f}M parameters, "
+            f"{len(self.train_ds)} training samples, "
+            f"{self.steps_per_epoch} steps/epoch, {self.total} iterations"
+        )
         return writer
 
     def num_parameters(self) -> int:
@@ -349,15 +363,23 @@ class Trainer:
             torch.distributed.all_gather_object(gathered, rng)
             rng_list = gathered
         return {
-            "model": self.model.state_dict(), "method": self.method.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "model": self.model.state_dict(),
+            "method": self.method.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-            "rng": rng_list, "iteration": self.iteration, "epoch": self.epoch,
-            "epoch_step": self.epoch_step, "best": dict(self.best), "history": self.history,
+            "rng": rng_list,
+            "iteration": self.iteration,
+            "epoch": self.epoch,
+            "epoch_step": self.epoch_step,
+            "best": dict(self.best),
+            "history": self.history,
             "world_size": self.world,
             "elapsed_s": self.elapsed_before + (time.time() - self.t_loop0),
-            "config": config_to_dict(self.cfg), "class_names": self.class_names,
-            "in_channels": self.in_channels, "num_classes": self.num_classes,
+            "config": config_to_dict(self.cfg),
+            "class_names": self.class_names,
+            "in_channels": self.in_channels,
+            "num_classes": self.num_classes,
             "feature_dim": model_feature_dim(self.model),
         }
 
@@ -379,9 +401,15 @@ class Trainer:
         self.best = dict(state["best"])
         self.history = state["history"]
         self.elapsed_before = float(state.get("elapsed_s", 0.0))
-        self.loader, _ = build_train_loader(self.cfg, self.train_ds, self.rank, self.world,
-                                            self.epoch, self.epoch_step,
-                                            self.device.type == "cuda")
+        self.loader, _ = build_train_loader(
+            self.cfg,
+            self.train_ds,
+            self.rank,
+            self.world,
+            self.epoch,
+            self.epoch_step,
+            self.device.type == "cuda",
+        )
 
     def _load_rng(self, rng_states: Any) -> None:
         """This rank's entry of a gathered list (the first when the list is shorter)."""
@@ -393,10 +421,14 @@ class Trainer:
         if not self.main_proc:
             return
         if state.get("world_size", 1) != self.world:
-            print(f"[train] warning: checkpoint written with {state.get('world_size')} ranks, "
-                  f"resuming with {self.world}: data order differs from the original run")
-        print(f"[train] resumed from {path} at iteration {self.iteration} "
-              f"(epoch {self.epoch}, step {self.epoch_step})")
+            print(
+                f"[train] warning: checkpoint written with {state.get('world_size')} ranks, "
+                f"resuming with {self.world}: data order differs from the original run"
+            )
+        print(
+            f"[train] resumed from {path} at iteration {self.iteration} "
+            f"(epoch {self.epoch}, step {self.epoch_step})"
+        )
 
     def _save(self, name: str, state: dict[str, Any]) -> None:
         if self.main_proc:
@@ -458,8 +490,9 @@ class Trainer:
             if self.writer is not None:
                 for k, v in self.last_window.items():
                     self.writer.add_scalar(_tb_name(k), v, it)
-            pbar.set_postfix(loss=f"{self.last_window.get('loss', float('nan')):.4f}",
-                             lr=f"{vals['lr']:.2e}")
+            pbar.set_postfix(
+                loss=f"{self.last_window.get('loss', float('nan')):.4f}", lr=f"{vals['lr']:.2e}"
+            )
 
     def _after_step(self) -> bool:
         """Periodic validation and checkpoints; True when ``train.stop_at`` is reached."""
@@ -476,8 +509,9 @@ class Trainer:
         if stop:
             self.interrupted = True
             if self.main_proc:
-                tqdm.write(f"[train] stopping at iteration {it} (train.stop_at); "
-                           "resume with --resume")
+                tqdm.write(
+                    f"[train] stopping at iteration {it} (train.stop_at); resume with --resume"
+                )
         return stop
 
     def validate(self) -> dict[str, Any] | None:
@@ -489,11 +523,18 @@ class Trainer:
         if self.val_loader is None:
             return None
         with preserve_rng():
-            conf = validate_voxels(self.model, self.val_loader, self.num_classes, self.device,
-                                   self.autocast)
+            conf = validate_voxels(
+                self.model, self.val_loader, self.num_classes, self.device, self.autocast
+            )
         m = conf.metrics(self.class_names)
-        rec = {"iteration": self.iteration, "epoch": self.epoch, "miou": m["miou"],
-               "oa": m["oa"], "macc": m["macc"], "per_class_iou": m["per_class_iou"]}
+        rec = {
+            "iteration": self.iteration,
+            "epoch": self.epoch,
+            "miou": m["miou"],
+            "oa": m["oa"],
+            "macc": m["macc"],
+            "per_class_iou": m["per_class_iou"],
+        }
         self.history["val"].append(rec)
         improved = math.isfinite(m["miou"]) and m["miou"] > self.best["miou"]
         if improved:
@@ -512,8 +553,10 @@ class Trainer:
         for n, v in m["per_class_iou"].items():
             if v is not None:
                 self.writer.add_scalar(f"val/iou/{n}", v, it)
-        tqdm.write(f"[val] iteration {it}: mIoU {100 * m['miou']:.2f}  OA {100 * m['oa']:.2f}  "
-                   f"mAcc {100 * m['macc']:.2f}" + ("  (best)" if improved else ""))
+        tqdm.write(
+            f"[val] iteration {it}: mIoU {100 * m['miou']:.2f}  OA {100 * m['oa']:.2f}  "
+            f"mAcc {100 * m['macc']:.2f}" + ("  (best)" if improved else "")
+        )
 
     def fit(self) -> dict[str, Any]:
         """Train to ``total`` iterations (or ``train.stop_at``); final validation and
@@ -522,8 +565,13 @@ class Trainer:
         it0 = self.iteration
         self.module.train()
         show = self.main_proc and self.cfg.train.progress
-        pbar = tqdm(total=self.total, initial=self.iteration, disable=not show,
-                    dynamic_ncols=True, desc=f"train {self.cfg.method.name}")
+        pbar = tqdm(
+            total=self.total,
+            initial=self.iteration,
+            disable=not show,
+            dynamic_ncols=True,
+            desc=f"train {self.cfg.method.name}",
+        )
         data_iter = iter(self.loader)
         while self.iteration < self.total:
             vals = self.step(next(data_iter))
@@ -550,13 +598,23 @@ class Trainer:
         """The summary (written and printed on rank 0); closes the TensorBoard writer."""
         t_loop = time.time() - self.t_loop0
         summary = build_summary(
-            self.cfg, iterations=self.iteration, total=self.total, epoch=self.epoch,
-            best=self.best, history=self.history, final_val=final_val,
-            last_window=self.last_window, interrupted=self.interrupted,
-            wall_s=time.time() - self.t_start, train_s=self.elapsed_before + t_loop,
+            self.cfg,
+            iterations=self.iteration,
+            total=self.total,
+            epoch=self.epoch,
+            best=self.best,
+            history=self.history,
+            final_val=final_val,
+            last_window=self.last_window,
+            interrupted=self.interrupted,
+            wall_s=time.time() - self.t_start,
+            train_s=self.elapsed_before + t_loop,
             it_per_s=(self.iteration - it0) / t_loop if t_loop > 0 else float("nan"),
-            device=self.device, world=self.world, n_params=self.num_parameters(),
-            class_names=self.class_names)
+            device=self.device,
+            world=self.world,
+            n_params=self.num_parameters(),
+            class_names=self.class_names,
+        )
         if self.writer is not None:
             self.writer.flush()
             self.writer.close()
@@ -567,9 +625,12 @@ class Trainer:
         return summary
 
 
-def train(cfg: Config, resume: Resume = False,
-          on_finish: Callable[[TrainModule, int], None] | None = None,
-          init: str | Path | None = None) -> dict[str, Any]:
+def train(
+    cfg: Config,
+    resume: Resume = False,
+    on_finish: Callable[[TrainModule, int], None] | None = None,
+    init: str | Path | None = None,
+) -> dict[str, Any]:
     """Train according to ``cfg``; returns the end-of-run summary (also written to
     RUN/summary.json).
 

@@ -6,6 +6,7 @@ rejected); :func:`method_options` returns it (the config validates the method se
 through it) and :func:`build_method` validates the options through it before
 constructing. Add a method by adding an entry.
 """
+
 from __future__ import annotations
 
 import difflib

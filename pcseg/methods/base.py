@@ -3,6 +3,7 @@
 A method is an ``nn.Module`` so that its state (projection heads, prototype buffers,
 an EMA teacher, memory queues) is saved in checkpoints and moved with ``.to(device)``.
 """
+
 from __future__ import annotations
 
 from typing import Any, ClassVar

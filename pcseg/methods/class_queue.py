@@ -5,6 +5,7 @@ checkpoint (U2PL's default ``queue_capacity = 10000`` and ``rep_dim = 64``: 13 c
 33 MB, 20 classes -> 51 MB). Under DDP :meth:`ClassQueues.push_masked` all-gathers the
 keys of all ranks first (rank order), so the queues stay identical on every rank.
 """
+
 from __future__ import annotations
 
 import torch

@@ -6,10 +6,12 @@ of :class:`MethodOptions`: unknown names are rejected, values are typed and rang
 checked); :func:`resolve_options` turns keywords into such a model with an error message
 that names the method, the option and what was expected.
 """
+
 from __future__ import annotations
 
 import difflib
-from typing import Annotated, Any, Mapping, Sequence, TypeVar, get_args
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, TypeVar, get_args
 
 import torch
 import torch.nn.functional as F
@@ -63,9 +65,7 @@ def resolve_options(
         if values:
             raise TypeError(f"{who}: pass an options object or keyword options, not both")
         if not isinstance(options, cls):
-            raise TypeError(
-                f"{who}: options must be {cls.__name__}, got {type(options).__name__}"
-            )
+            raise TypeError(f"{who}: options must be {cls.__name__}, got {type(options).__name__}")
         return options
     try:
         return cls.model_validate(dict(values or {}))
@@ -134,15 +134,15 @@ def check_inputs(
         ValueError / KeyError naming the offending field and what was expected.
     """
     if logits.dim() != 2 or logits.shape[1] != num_classes:
-        raise ValueError(
-            f"{who}: logits must be (M, {num_classes}), got {tuple(logits.shape)}"
-        )
+        raise ValueError(f"{who}: logits must be (M, {num_classes}), got {tuple(logits.shape)}")
     if not logits.is_floating_point():
         raise ValueError(f"{who}: logits must be floating point, got {logits.dtype}")
     m = logits.shape[0]
     if features is not None:
-        if features.dim() != 2 or features.shape[0] != m or (
-            feature_dim is not None and features.shape[1] != feature_dim
+        if (
+            features.dim() != 2
+            or features.shape[0] != m
+            or (feature_dim is not None and features.shape[1] != feature_dim)
         ):
             raise ValueError(
                 f"{who}: features must be ({m}, {feature_dim}), got {tuple(features.shape)}"

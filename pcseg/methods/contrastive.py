@@ -11,6 +11,7 @@ negatives drawn from per-class queues (see :mod:`pcseg.methods.u2pl` for the ful
   replacement; ``num_negatives`` negatives per anchor drawn with replacement.
 * positive: the mean teacher representation of the candidates; loss :func:`info_nce`.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -267,7 +268,11 @@ class U2PLContrast(nn.Module):
         k = self.num_classes
         if update_queues:
             neg = negative_key_mask(
-                prob, weak_labels, unreliable, self.low_rank, self.high_rank,
+                prob,
+                weak_labels,
+                unreliable,
+                self.low_rank,
+                self.high_rank,
                 self.neg_prob_threshold,
             )
             pushed = self.queues.push_masked(rep_t, neg)

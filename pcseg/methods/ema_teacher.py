@@ -9,10 +9,12 @@ Resume: the teacher network exists only after :meth:`EMATeacher.attach`. A check
 loaded before that keeps the teacher weights aside and ``attach`` loads them into the
 fresh copy; loading after ``attach`` restores them directly.
 """
+
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Literal, get_args
+from collections.abc import Callable
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
@@ -118,7 +120,7 @@ class EMATeacher(nn.Module):
     ) -> None:
         if self.model is None:
             mp = prefix + "model."
-            pending = {k[len(mp):]: v for k, v in state_dict.items() if k.startswith(mp)}
+            pending = {k[len(mp) :]: v for k, v in state_dict.items() if k.startswith(mp)}
             if pending:
                 self._pending = pending
         super()._load_from_state_dict(

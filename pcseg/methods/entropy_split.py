@@ -4,10 +4,12 @@ Among the unlabelled points the ``alpha_t`` % with the highest teacher entropy
 ``H_i = -sum_k P_ik log(P_ik + 1e-10)`` are unreliable, the rest reliable;
 ``alpha_t = alpha_0 (1 - t/T)`` (:func:`unreliable_percent`).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, Mapping, get_args
+from collections.abc import Mapping
+from typing import Any, Literal, get_args
 
 import torch
 from pydantic import Field

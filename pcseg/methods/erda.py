@@ -90,6 +90,7 @@ Ablation variants (``variant``), each averaged over the unlabelled voxels:
 of (p_k - q_k)^2. ``0 log 0 = 0``; in ``kl_qp`` log p is clamped below at log(1e-8)
 (p_k is exactly 0 for masked classes, and may underflow for small tau).
 """
+
 from __future__ import annotations
 
 import math
@@ -411,9 +412,7 @@ class ERDA(Method):
         loss = loss_sup + self.weight * loss_erda.to(loss_sup.dtype)
         out.update({"loss": loss, "loss_sup": loss_sup, "loss_erda": loss_erda})
         out.update(supervision_diagnostics(logits, weak, batch))
-        out["diag/protos_initialised"] = (
-            self.proto_initialised.sum().to(torch.float32).detach()
-        )
+        out["diag/protos_initialised"] = self.proto_initialised.sum().to(torch.float32).detach()
         return out
 
     @torch.no_grad()

@@ -27,9 +27,11 @@ the highest entropy are unreliable, ``alpha_t = alpha_0 (1 - t/T)`` (see
 :mod:`pcseg.methods.u2pl`). Only the contrastive term uses it; ERDA's loss still covers
 ALL unlabelled voxels.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -166,7 +168,12 @@ class ERDAWithU2PLNegatives(Method):
         alpha = self.alpha_t()
         split = teacher_split(prob, weak, alpha, self.anchor_split)
         loss_con, info = self.contrast(
-            rep_s, rep_t, prob, weak, split["anchor_ok"], split["unreliable"],
+            rep_s,
+            rep_t,
+            prob,
+            weak,
+            split["anchor_ok"],
+            split["unreliable"],
             update_queues=self.training,
         )
         diags = split_diagnostics(split, batch, self.contrast.queues, alpha)

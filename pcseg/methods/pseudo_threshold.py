@@ -7,6 +7,7 @@ DETACHED prediction, so the gradient of the pseudo term w.r.t. the logits of a s
 voxel is ``(q - onehot(argmax q)) / N_selected``. When no voxel is selected the term is 0
 (connected to the graph, not NaN).
 """
+
 from __future__ import annotations
 
 from typing import Any

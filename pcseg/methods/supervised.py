@@ -1,4 +1,5 @@
 """Supervised-only baseline: cross-entropy on the weakly labelled voxels only."""
+
 from __future__ import annotations
 
 from typing import Any

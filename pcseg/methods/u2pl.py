@@ -87,9 +87,11 @@ aside and :meth:`on_train_start` loads them into the fresh copy; loading after
 ``on_train_start`` restores them directly. The sampling generator's state is saved as the
 module's extra state, so a resumed run draws the same anchors/negatives.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -187,7 +189,8 @@ class U2PL(Method):
         self.contrast = U2PLContrast(self.num_classes, self.feature_dim, opts)
         self.teacher = EMATeacher(self.contrast.rep_head, opts.teacher_bn, input_builder)
         self.register_buffer(
-            "class_weights", class_weights_tensor(opts.class_weights, self.num_classes, self.name),
+            "class_weights",
+            class_weights_tensor(opts.class_weights, self.num_classes, self.name),
             persistent=False,
         )
         #: optimiser steps taken (t of alpha_t) and the run length T (0 = unknown)
@@ -249,7 +252,12 @@ class U2PL(Method):
             else:
                 loss_unsup = zero_with_graph(logits)
             loss_con, info = self.contrast(
-                rep_s, rep_t, prob, weak, split["anchor_ok"], split["unreliable"],
+                rep_s,
+                rep_t,
+                prob,
+                weak,
+                split["anchor_ok"],
+                split["unreliable"],
                 update_queues=self.training,
             )
             out.update(split_diagnostics(split, batch, self.contrast.queues, alpha))

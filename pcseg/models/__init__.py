@@ -3,6 +3,7 @@
 ``build_model(name, in_channels, num_classes, backend=None) -> MinkUNet``;
 ``model(x: SparseTensor) -> (logits (M, K), features (M, model.feature_dim))``.
 """
+
 from .minkunet import (
     MODELS,
     BasicBlock,

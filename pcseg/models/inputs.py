@@ -1,5 +1,6 @@
 """The network input of a collated batch, built in one place for the student, the evaluator
 and U2PL's EMA teacher (so methods never build it from the data layer themselves)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -7,7 +8,6 @@ from typing import Any
 import torch
 
 from pcseg.sparse import SparseTensor
-
 
 #: batch key under which :func:`sparse_input` keeps the network input it built
 SPARSE_INPUT_KEY = "_sparse_input"
@@ -28,7 +28,9 @@ def sparse_input(batch: dict[str, Any], device: torch.device | str | None = None
     cached = batch.get(SPARSE_INPUT_KEY)
     if cached is not None and cached.feats.device == dev:
         return cached
-    x = SparseTensor(batch["coords"].to(device=dev, dtype=torch.int32),
-                     batch["feats"].to(device=dev, dtype=torch.float32))
+    x = SparseTensor(
+        batch["coords"].to(device=dev, dtype=torch.int32),
+        batch["feats"].to(device=dev, dtype=torch.float32),
+    )
     batch[SPARSE_INPUT_KEY] = x
     return x

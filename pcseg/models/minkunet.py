@@ -16,6 +16,7 @@ example hard-codes ``PLANES[7]``, which only matches BasicBlock).
 Every sparse layer is built through a backend object (:func:`pcseg.sparse.get_backend`),
 so the same definition runs on the pure-PyTorch engine or on an adapter.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -34,8 +35,16 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, backend: SparseBackend, inplanes: int, planes: int, dilation: int = 1,
-                 downsample: nn.Module | None = None, bn_momentum: float = 0.1, key: str | None = None) -> None:
+    def __init__(
+        self,
+        backend: SparseBackend,
+        inplanes: int,
+        planes: int,
+        dilation: int = 1,
+        downsample: nn.Module | None = None,
+        bn_momentum: float = 0.1,
+        key: str | None = None,
+    ) -> None:
         super().__init__()
         self.backend = backend
         self.conv1 = backend.subm_conv(inplanes, planes, 3, dilation, key=key)
@@ -57,8 +66,16 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, backend: SparseBackend, inplanes: int, planes: int, dilation: int = 1,
-                 downsample: nn.Module | None = None, bn_momentum: float = 0.1, key: str | None = None) -> None:
+    def __init__(
+        self,
+        backend: SparseBackend,
+        inplanes: int,
+        planes: int,
+        dilation: int = 1,
+        downsample: nn.Module | None = None,
+        bn_momentum: float = 0.1,
+        key: str | None = None,
+    ) -> None:
         super().__init__()
         self.backend = backend
         self.conv1 = backend.subm_conv(inplanes, planes, 1, key=key)
@@ -100,14 +117,25 @@ class MinkUNet(nn.Module):
     PLANES: tuple[int, ...] = DEFAULT_PLANES
     INIT_DIM: int = INIT_DIM
 
-    def __init__(self, in_channels: int, num_classes: int, backend: str | SparseBackend | None = None,
-                 bn_momentum: float = 0.1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        backend: str | SparseBackend | None = None,
+        bn_momentum: float = 0.1,
+    ) -> None:
         super().__init__()
         if len(self.LAYERS) != 8 or len(self.PLANES) != 8:
             raise ValueError(f"{type(self).__name__}: LAYERS and PLANES need 8 entries each")
         if in_channels < 1 or num_classes < 1:
-            raise ValueError(f"in_channels and num_classes must be >= 1, got {in_channels}, {num_classes}")
-        be = backend if (backend is not None and not isinstance(backend, str)) else get_backend(backend)
+            raise ValueError(
+                f"in_channels and num_classes must be >= 1, got {in_channels}, {num_classes}"
+            )
+        be = (
+            backend
+            if (backend is not None and not isinstance(backend, str))
+            else get_backend(backend)
+        )
         self.backend = be
         self.in_channels = int(in_channels)
         self.num_classes = int(num_classes)
@@ -153,7 +181,9 @@ class MinkUNet(nn.Module):
         self.final = nn.Linear(self.feature_dim, num_classes, bias=True)
         self._init_norms()
 
-    def _make_layer(self, block: type[nn.Module], planes: int, blocks: int, key: str) -> nn.Sequential:
+    def _make_layer(
+        self, block: type[nn.Module], planes: int, blocks: int, key: str
+    ) -> nn.Sequential:
         be = self.backend
         exp = block.expansion  # type: ignore[attr-defined]
         downsample = None
@@ -162,7 +192,16 @@ class MinkUNet(nn.Module):
                 be.subm_conv(self.inplanes, planes * exp, 1, key=key),
                 be.batch_norm(planes * exp),
             )
-        layers = [block(be, self.inplanes, planes, downsample=downsample, bn_momentum=self._bn_momentum, key=key)]
+        layers = [
+            block(
+                be,
+                self.inplanes,
+                planes,
+                downsample=downsample,
+                bn_momentum=self._bn_momentum,
+                key=key,
+            )
+        ]
         self.inplanes = planes * exp
         for _ in range(1, blocks):
             layers.append(block(be, self.inplanes, planes, bn_momentum=self._bn_momentum, key=key))
@@ -177,8 +216,10 @@ class MinkUNet(nn.Module):
     def forward(self, x: SparseTensor) -> tuple[Tensor, Tensor]:
         """(logits (M, num_classes), features (M, feature_dim)) for the M voxels of ``x``."""
         if isinstance(x, SparseTensor) and x.feats.shape[1] != self.in_channels:
-            raise ValueError(f"{type(self).__name__}: expected {self.in_channels} input channels, "
-                             f"got {x.feats.shape[1]}")
+            raise ValueError(
+                f"{type(self).__name__}: expected {self.in_channels} input channels, "
+                f"got {x.feats.shape[1]}"
+            )
         be = self.backend
         inp = be.from_sparse_tensor(x)
         out_p1 = self.relu(self.bn0(self.conv0p1s1(inp)))
@@ -205,15 +246,24 @@ class MinkUNet(nn.Module):
         return self.final(feats), feats
 
     def extra_repr(self) -> str:
-        return (f"in_channels={self.in_channels}, num_classes={self.num_classes}, "
-                f"feature_dim={self.feature_dim}, backend={getattr(self.backend, 'name', '?')}")
+        return (
+            f"in_channels={self.in_channels}, num_classes={self.num_classes}, "
+            f"feature_dim={self.feature_dim}, backend={getattr(self.backend, 'name', '?')}"
+        )
 
 
 def _variant(name: str, base: type[MinkUNet], **attrs: Any) -> type[MinkUNet]:
-    cls = type(name, (base,), dict(attrs, __doc__=f"{name}: MinkowskiEngine examples/minkunet.py variant "
-                                                  f"(BLOCK={attrs.get('BLOCK', base.BLOCK).__name__}, "
-                                                  f"LAYERS={attrs.get('LAYERS', base.LAYERS)}, "
-                                                  f"PLANES={attrs.get('PLANES', base.PLANES)})."))
+    cls = type(
+        name,
+        (base,),
+        dict(
+            attrs,
+            __doc__=f"{name}: MinkowskiEngine examples/minkunet.py variant "
+            f"(BLOCK={attrs.get('BLOCK', base.BLOCK).__name__}, "
+            f"LAYERS={attrs.get('LAYERS', base.LAYERS)}, "
+            f"PLANES={attrs.get('PLANES', base.PLANES)}).",
+        ),
+    )
     cls.__module__ = __name__
     return cls
 
@@ -236,13 +286,29 @@ MinkUNet34C = _variant("MinkUNet34C", MinkUNet34, PLANES=(32, 64, 128, 256, 256,
 
 MODELS: dict[str, type[MinkUNet]] = {
     c.__name__: c
-    for c in (MinkUNet14, MinkUNet14A, MinkUNet14B, MinkUNet14C, MinkUNet14D, MinkUNet18, MinkUNet18A,
-              MinkUNet18B, MinkUNet18D, MinkUNet34, MinkUNet34A, MinkUNet34B, MinkUNet34C, MinkUNet50,
-              MinkUNet101)
+    for c in (
+        MinkUNet14,
+        MinkUNet14A,
+        MinkUNet14B,
+        MinkUNet14C,
+        MinkUNet14D,
+        MinkUNet18,
+        MinkUNet18A,
+        MinkUNet18B,
+        MinkUNet18D,
+        MinkUNet34,
+        MinkUNet34A,
+        MinkUNet34B,
+        MinkUNet34C,
+        MinkUNet50,
+        MinkUNet101,
+    )
 }
 
 
-def build_model(name: str, in_channels: int, num_classes: int, backend: str | None = None) -> MinkUNet:
+def build_model(
+    name: str, in_channels: int, num_classes: int, backend: str | None = None
+) -> MinkUNet:
     """Instantiate a MinkUNet by name (e.g. ``"MinkUNet34C"``).
 
     Args:
@@ -264,4 +330,12 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
-__all__ = ["MinkUNet", "BasicBlock", "Bottleneck", "MODELS", "build_model", "count_parameters", *MODELS]
+__all__ = [
+    "MinkUNet",
+    "BasicBlock",
+    "Bottleneck",
+    "MODELS",
+    "build_model",
+    "count_parameters",
+    *MODELS,
+]

@@ -10,6 +10,7 @@ Public API::
     KernelMap, kernel_offsets                       # MinkowskiEngine offset order
     get_backend(name=None), TorchBackend, BackendUnavailableError
 """
+
 from .backends import (
     BACKENDS,
     BackendUnavailableError,

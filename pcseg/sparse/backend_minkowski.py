@@ -30,13 +30,15 @@ Row order. ``ME.SparseTensor`` may reorder the input rows (``unique_index``); th
 records the input's ``inverse_mapping`` on the coordinate manager so that
 :meth:`MinkowskiBackend.features` returns stride-1 features in the caller's row order.
 """
+
 from __future__ import annotations
 
 import collections
 import collections.abc
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, cast
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -74,7 +76,9 @@ def import_minkowski() -> Any:
     try:
         import MinkowskiEngine as ME  # noqa: N813, PLC0415
     except (ImportError, OSError, AttributeError) as e:  # broken builds raise the latter two
-        raise BackendUnavailableError(f"{MINKOWSKI_INSTALL} (import error: {type(e).__name__}: {e})") from e
+        raise BackendUnavailableError(
+            f"{MINKOWSKI_INSTALL} (import error: {type(e).__name__}: {e})"
+        ) from e
     return ME
 
 
@@ -86,7 +90,9 @@ def weight_to_minkowski(weight: Tensor, stride_one: bool = True) -> Tensor:
     MinkowskiEngine's ``use_mm``), else ``(1, C_in, C_out)``.
     """
     if weight.dim() != 3:
-        raise ValueError(f"weight_to_minkowski: expected (K, C_in, C_out), got {tuple(weight.shape)}")
+        raise ValueError(
+            f"weight_to_minkowski: expected (K, C_in, C_out), got {tuple(weight.shape)}"
+        )
     if weight.shape[0] == 1 and stride_one:
         return weight[0].contiguous()
     return weight.contiguous()
@@ -98,7 +104,9 @@ def weight_from_minkowski(kernel: Tensor) -> Tensor:
         return kernel.unsqueeze(0).contiguous()
     if kernel.dim() == 3:
         return kernel.contiguous()
-    raise ValueError(f"weight_from_minkowski: expected a 2-D or 3-D kernel, got {tuple(kernel.shape)}")
+    raise ValueError(
+        f"weight_from_minkowski: expected a 2-D or 3-D kernel, got {tuple(kernel.shape)}"
+    )
 
 
 def state_dict_to_minkowski(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -109,7 +117,11 @@ def state_dict_to_minkowski(state_dict: Mapping[str, Tensor]) -> dict[str, Tenso
     1x1x1 convs of MinkUNet) and its ``<prefix>.bias`` (C_out,) becomes (1, C_out).
     BatchNorm and Linear entries are copied unchanged.
     """
-    convs = {k[: -len(".weight")] for k, v in state_dict.items() if k.endswith(".weight") and v.dim() == 3}
+    convs = {
+        k[: -len(".weight")]
+        for k, v in state_dict.items()
+        if k.endswith(".weight") and v.dim() == 3
+    }
     out: dict[str, Tensor] = {}
     for k, v in state_dict.items():
         prefix, _, leaf = k.rpartition(".")
@@ -166,8 +178,11 @@ def _layers() -> _Layers:
         """``nn.BatchNorm1d`` over ``x.F`` returning a tensor on the same coordinate map."""
 
         def forward(self, x: Any) -> Any:
-            return ME.SparseTensor(super().forward(x.F), coordinate_map_key=x.coordinate_map_key,
-                                   coordinate_manager=x.coordinate_manager)
+            return ME.SparseTensor(
+                super().forward(x.F),
+                coordinate_map_key=x.coordinate_map_key,
+                coordinate_manager=x.coordinate_manager,
+            )
 
     _LAYERS = _Layers(ME=ME, BatchNorm=MinkowskiBatchNormF)
     return _LAYERS
@@ -186,33 +201,79 @@ class MinkowskiBackend:
         self._L = _layers()
         self.ME = self._L.ME
 
-    def _conv(self, cls: Any, in_channels: int, out_channels: int, kernel_size: int, stride: int,
-              dilation: int, bias: bool) -> nn.Module:
-        m = cls(in_channels, out_channels, kernel_size=kernel_size, stride=stride, dilation=dilation,
-                bias=bias, dimension=3)
-        _pcseg_init(m.kernel, kernel_size ** 3, out_channels)
+    def _conv(
+        self,
+        cls: Any,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int,
+        dilation: int,
+        bias: bool,
+    ) -> nn.Module:
+        m = cls(
+            in_channels,
+            out_channels,
+            kernel_size=kernel_size,
+            stride=stride,
+            dilation=dilation,
+            bias=bias,
+            dimension=3,
+        )
+        _pcseg_init(m.kernel, kernel_size**3, out_channels)
         return cast(nn.Module, m)  # MinkowskiEngine has no type information
 
-    def subm_conv(self, in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1,
-                  bias: bool = False, key: str | None = None) -> nn.Module:
+    def subm_conv(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        dilation: int = 1,
+        bias: bool = False,
+        key: str | None = None,
+    ) -> nn.Module:
         """Stride-1 ``MinkowskiConvolution`` (output on the input coordinates)."""
         if kernel_size % 2 != 1:
             raise ValueError(f"subm_conv: kernel_size must be odd, got {kernel_size}")
-        return self._conv(self.ME.MinkowskiConvolution, in_channels, out_channels, kernel_size, 1, dilation, bias)
+        return self._conv(
+            self.ME.MinkowskiConvolution, in_channels, out_channels, kernel_size, 1, dilation, bias
+        )
 
-    def down_conv(self, in_channels: int, out_channels: int, kernel_size: int = 2, stride: int = 2,
-                  key: str | None = None) -> nn.Module:
+    def down_conv(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 2,
+        stride: int = 2,
+        key: str | None = None,
+    ) -> nn.Module:
         """Strided ``MinkowskiConvolution`` (tensor stride s -> 2s)."""
         if stride != 2:
             raise ValueError(f"down_conv: only stride 2 is supported, got {stride}")
-        return self._conv(self.ME.MinkowskiConvolution, in_channels, out_channels, kernel_size, 2, 1, False)
+        return self._conv(
+            self.ME.MinkowskiConvolution, in_channels, out_channels, kernel_size, 2, 1, False
+        )
 
-    def up_conv(self, in_channels: int, out_channels: int, kernel_size: int = 2, stride: int = 2,
-                key: str | None = None) -> nn.Module:
+    def up_conv(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 2,
+        stride: int = 2,
+        key: str | None = None,
+    ) -> nn.Module:
         """``MinkowskiConvolutionTranspose`` onto the existing coordinates at stride s."""
         if stride != 2:
             raise ValueError(f"up_conv: only stride 2 is supported, got {stride}")
-        return self._conv(self.ME.MinkowskiConvolutionTranspose, in_channels, out_channels, kernel_size, 2, 1, False)
+        return self._conv(
+            self.ME.MinkowskiConvolutionTranspose,
+            in_channels,
+            out_channels,
+            kernel_size,
+            2,
+            1,
+            False,
+        )
 
     def batch_norm(self, channels: int, momentum: float = 0.1, eps: float = 1e-5) -> nn.Module:
         """BatchNorm1d over ``x.F`` (pcseg state-dict keys)."""
@@ -245,8 +306,10 @@ class MinkowskiBackend:
         if inv is not None:
             inv = inv.long()
             if inv.numel() != coords.shape[0] or t.F.shape[0] != coords.shape[0]:
-                raise ValueError("make_input: duplicated coordinates (MinkowskiEngine merged rows); "
-                                 "voxelize (unique) the coordinates first")
+                raise ValueError(
+                    "make_input: duplicated coordinates (MinkowskiEngine merged rows); "
+                    "voxelize (unique) the coordinates first"
+                )
             if torch.equal(inv, torch.arange(inv.numel(), device=inv.device)):
                 inv = None
         setattr(t.coordinate_manager, _ROW_ORDER_ATTR, (t.coordinate_map_key, inv))
@@ -257,7 +320,9 @@ class MinkowskiBackend:
         if isinstance(x, self.ME.SparseTensor):
             return x
         if not isinstance(x, SparseTensor):
-            raise TypeError(f"expected a pcseg.sparse.SparseTensor or ME.SparseTensor, got {type(x).__name__}")
+            raise TypeError(
+                f"expected a pcseg.sparse.SparseTensor or ME.SparseTensor, got {type(x).__name__}"
+            )
         return self.make_input(x.coords, x.feats, x.stride)
 
     def features(self, x: Any) -> Tensor:

@@ -51,6 +51,7 @@ CPU caveats of the spconv 2.3.8 CPU wheel, fixed by :func:`patch_spconv_cpu`
    The patch runs that one kernel with one thread (torch's setting, and also spconv's
    bundled libgomp in case it is the one bound); gathers and GEMMs keep every thread.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -59,9 +60,9 @@ import glob
 import math
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -163,8 +164,10 @@ def patch_spconv_cpu() -> bool:
                     gomp.omp_set_num_threads(g)
 
         ops_cls.scatter_add_cpu = staticmethod(scatter_add_cpu)
-        _PATCHED.update(stream=(original_stream, get_current_stream),
-                        scatter=(original_scatter, scatter_add_cpu))
+        _PATCHED.update(
+            stream=(original_stream, get_current_stream),
+            scatter=(original_scatter, scatter_add_cpu),
+        )
         return True
 
 
@@ -210,7 +213,7 @@ def num_threads(n: int) -> Iterator[None]:
 def _cube_side(k_volume: int, what: str) -> int:
     k: int = round(k_volume ** (1.0 / 3.0))  # typeshed types int ** float as Any
     for c in (k - 1, k, k + 1):
-        if c >= 1 and c ** 3 == k_volume:
+        if c >= 1 and c**3 == k_volume:
             return c
     raise ValueError(f"{what}: kernel volume {k_volume} is not a cube k**3")
 
@@ -234,13 +237,17 @@ def weight_from_spconv(weight: Tensor) -> Tensor:
     """spconv KRSC weight (C_out, kz, ky, kx, C_in) -> pcseg (K, C_in, C_out); inverse of
     :func:`weight_to_spconv`."""
     if weight.dim() != 5:
-        raise ValueError(f"weight_from_spconv: expected (C_out, k, k, k, C_in), got {tuple(weight.shape)}")
+        raise ValueError(
+            f"weight_from_spconv: expected (C_out, k, k, k, C_in), got {tuple(weight.shape)}"
+        )
     cout, kz, ky, kx, cin = weight.shape
     if not kz == ky == kx:
-        raise ValueError(f"weight_from_spconv: only cubic kernels are supported, got {kz}x{ky}x{kx}")
+        raise ValueError(
+            f"weight_from_spconv: only cubic kernels are supported, got {kz}x{ky}x{kx}"
+        )
     if kz == 1:
         return weight.contiguous().reshape(1, cin, cout)
-    return weight.reshape(cout, kz ** 3, cin).permute(1, 2, 0).contiguous()
+    return weight.reshape(cout, kz**3, cin).permute(1, 2, 0).contiguous()
 
 
 def state_dict_to_spconv(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -264,8 +271,9 @@ def state_dict_from_spconv(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor
 
 
 # ============================================================================ coordinates
-def coords_to_indices(coords: Tensor, stride: int = 1, align: int = DEFAULT_ALIGN
-                      ) -> tuple[Tensor, list[int], Tensor]:
+def coords_to_indices(
+    coords: Tensor, stride: int = 1, align: int = DEFAULT_ALIGN
+) -> tuple[Tensor, list[int], Tensor]:
     """pcseg ``[batch, x, y, z]`` coordinates -> spconv indices.
 
     Args:
@@ -279,28 +287,37 @@ def coords_to_indices(coords: Tensor, stride: int = 1, align: int = DEFAULT_ALIG
         ``origin`` (3,) int64 ``[x0, y0, z0]`` with ``coord = origin + index * stride``.
     """
     if not isinstance(coords, Tensor) or coords.dim() != 2 or coords.shape[1] != 4:
-        raise ValueError(f"coords: expected an (M, 4) [batch, x, y, z] tensor, got "
-                         f"{tuple(coords.shape) if isinstance(coords, Tensor) else type(coords).__name__}")
+        raise ValueError(
+            f"coords: expected an (M, 4) [batch, x, y, z] tensor, got "
+            f"{tuple(coords.shape) if isinstance(coords, Tensor) else type(coords).__name__}"
+        )
     if coords.dtype.is_floating_point:
         raise ValueError(f"coords: expected an integer dtype, got {coords.dtype}")
     if stride < 1 or align < stride or align % stride:
         raise ValueError(f"align ({align}) must be a positive multiple of stride ({stride})")
     c = coords.long()
     if c.shape[0] == 0:
-        return (torch.zeros((0, 4), dtype=torch.int32, device=coords.device), [align // stride] * 3,
-                torch.zeros(3, dtype=torch.int64))
+        return (
+            torch.zeros((0, 4), dtype=torch.int32, device=coords.device),
+            [align // stride] * 3,
+            torch.zeros(3, dtype=torch.int64),
+        )
     sp = c[:, 1:]
     lo = sp.min(0).values
     hi = sp.max(0).values
     origin = torch.div(lo, align, rounding_mode="floor") * align
     rel = sp - origin
     if bool((rel % stride != 0).any()):
-        raise ValueError(f"coords: spatial coordinates are not multiples of the tensor stride {stride}")
+        raise ValueError(
+            f"coords: spatial coordinates are not multiples of the tensor stride {stride}"
+        )
     idx = rel // stride
     unit = align // stride
     extent = (hi - origin) // stride + 1
     shape_xyz = ((extent + unit - 1) // unit * unit).tolist()
-    indices = torch.stack([c[:, 0], idx[:, 2], idx[:, 1], idx[:, 0]], 1).to(torch.int32).contiguous()
+    indices = (
+        torch.stack([c[:, 0], idx[:, 2], idx[:, 1], idx[:, 0]], 1).to(torch.int32).contiguous()
+    )
     return indices, [int(shape_xyz[2]), int(shape_xyz[1]), int(shape_xyz[0])], origin.cpu()
 
 
@@ -390,9 +407,14 @@ def _layers() -> _Layers:
             f = x.features
             return x.replace_feature(torch.relu_(f) if self.inplace else torch.relu(f))
 
-    _LAYERS = _Layers(sp=sp, SubMConv3d=SpconvSubMConv3d, Conv3d=SpconvConv3d,
-                      InverseConv3d=SpconvInverseConv3d, BatchNorm=SpconvBatchNorm,
-                      ReLU=SpconvReLU)
+    _LAYERS = _Layers(
+        sp=sp,
+        SubMConv3d=SpconvSubMConv3d,
+        Conv3d=SpconvConv3d,
+        InverseConv3d=SpconvInverseConv3d,
+        BatchNorm=SpconvBatchNorm,
+        ReLU=SpconvReLU,
+    )
     return _LAYERS
 
 
@@ -401,8 +423,10 @@ def _check_same_indices(a: Any, b: Any, who: str) -> None:
     if ia is ib:
         return
     if ia.shape != ib.shape or not torch.equal(ia, ib):
-        raise ValueError(f"{who}: the two spconv tensors have different indices "
-                         f"({ia.shape[0]} vs {ib.shape[0]} rows)")
+        raise ValueError(
+            f"{who}: the two spconv tensors have different indices "
+            f"({ia.shape[0]} vs {ib.shape[0]} rows)"
+        )
 
 
 class SpconvBackend:
@@ -427,31 +451,66 @@ class SpconvBackend:
             patch_spconv_cpu()
 
     # ------------------------------------------------------------------ layers
-    def subm_conv(self, in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1,
-                  bias: bool = False, key: str | None = None) -> nn.Module:
+    def subm_conv(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        dilation: int = 1,
+        bias: bool = False,
+        key: str | None = None,
+    ) -> nn.Module:
         """``SubMConv3d``; convs with the same ``key``, kernel and dilation share pairs."""
         if kernel_size % 2 != 1:
             raise ValueError(f"subm_conv: kernel_size must be odd, got {kernel_size}")
         ikey = None if key is None or kernel_size == 1 else f"{key}_k{kernel_size}_d{dilation}"
-        return self._L.SubMConv3d(in_channels, out_channels, kernel_size, stride=1, padding=0,
-                                  dilation=dilation, bias=bias, indice_key=ikey)
+        return self._L.SubMConv3d(
+            in_channels,
+            out_channels,
+            kernel_size,
+            stride=1,
+            padding=0,
+            dilation=dilation,
+            bias=bias,
+            indice_key=ikey,
+        )
 
-    def down_conv(self, in_channels: int, out_channels: int, kernel_size: int = 2, stride: int = 2,
-                  key: str | None = None) -> nn.Module:
+    def down_conv(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 2,
+        stride: int = 2,
+        key: str | None = None,
+    ) -> nn.Module:
         """``SparseConv3d(k=2, s=2)`` storing its pairs under ``key`` for the matching up conv."""
         if kernel_size != 2 or stride != 2:
-            raise ValueError("spconv backend: down_conv supports kernel_size=2, stride=2 only "
-                             f"(pcseg's output coordinates), got kernel_size={kernel_size}, stride={stride}")
+            raise ValueError(
+                "spconv backend: down_conv supports kernel_size=2, stride=2 only "
+                f"(pcseg's output coordinates), got kernel_size={kernel_size}, stride={stride}"
+            )
         if not key:
-            raise ValueError("spconv backend: down_conv needs a key (indice_key) to pair its up_conv")
-        return self._L.Conv3d(in_channels, out_channels, 2, stride=2, padding=0, bias=False, indice_key=key)
+            raise ValueError(
+                "spconv backend: down_conv needs a key (indice_key) to pair its up_conv"
+            )
+        return self._L.Conv3d(
+            in_channels, out_channels, 2, stride=2, padding=0, bias=False, indice_key=key
+        )
 
-    def up_conv(self, in_channels: int, out_channels: int, kernel_size: int = 2, stride: int = 2,
-                key: str | None = None) -> nn.Module:
+    def up_conv(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 2,
+        stride: int = 2,
+        key: str | None = None,
+    ) -> nn.Module:
         """``SparseInverseConv3d`` undoing the ``down_conv`` with the same ``key``."""
         if kernel_size != 2 or stride != 2:
-            raise ValueError("spconv backend: up_conv supports kernel_size=2, stride=2 only, "
-                             f"got kernel_size={kernel_size}, stride={stride}")
+            raise ValueError(
+                "spconv backend: up_conv supports kernel_size=2, stride=2 only, "
+                f"got kernel_size={kernel_size}, stride={stride}"
+            )
         if not key:
             raise ValueError("spconv backend: up_conv needs the key of the down_conv it undoes")
         return self._L.InverseConv3d(in_channels, out_channels, 2, indice_key=key, bias=False)
@@ -486,8 +545,10 @@ class SpconvBackend:
         if coords.device != feats.device:
             raise ValueError(f"coords on {coords.device} but feats on {feats.device}")
         if self.align % (stride * 16):
-            raise ValueError(f"align {self.align} is too small for an input at stride {stride} followed by "
-                             f"4 stride-2 levels (need a multiple of {stride * 16})")
+            raise ValueError(
+                f"align {self.align} is too small for an input at stride {stride} followed by "
+                f"4 stride-2 levels (need a multiple of {stride * 16})"
+            )
         indices, shape, origin = coords_to_indices(coords, stride, self.align)
         bs = int(coords[:, 0].max().item()) + 1 if coords.shape[0] else 1
         t = self._L.sp.SparseConvTensor(feats.contiguous(), indices, shape, bs)
@@ -499,7 +560,9 @@ class SpconvBackend:
         if isinstance(x, self._L.sp.SparseConvTensor):
             return x
         if not isinstance(x, SparseTensor):
-            raise TypeError(f"expected a pcseg.sparse.SparseTensor or spconv SparseConvTensor, got {type(x).__name__}")
+            raise TypeError(
+                f"expected a pcseg.sparse.SparseTensor or spconv SparseConvTensor, got {type(x).__name__}"
+            )
         return self.make_input(x.coords, x.feats, x.stride)
 
     def features(self, x: Any) -> Tensor:

@@ -26,6 +26,7 @@ transposed partner). The torch backend ignores it (its coordinate manager resolv
 from strides); spconv needs it (``indice_key``) to pair inverse convolutions with the
 strided convolution they undo.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -46,7 +47,7 @@ BACKENDS = ("torch", "minkowski", "spconv")
 MINKOWSKI_INSTALL = (
     "MinkowskiEngine is not importable. CPU build recipe: "
     "`apt-get install libopenblas-dev` then "
-    "`pip install --no-build-isolation --config-settings=\"--global-option=--cpu_only --blas=openblas\" "
+    '`pip install --no-build-isolation --config-settings="--global-option=--cpu_only --blas=openblas" '
     "MinkowskiEngine==0.5.4`; on Python >= 3.10 MinkowskiEngine 0.5.4 also needs the shim "
     "`import collections, collections.abc; collections.Sequence = collections.abc.Sequence` "
     "executed before `import MinkowskiEngine`. Or use the default pure-PyTorch backend "
@@ -69,14 +70,33 @@ class SparseBackend(Protocol):
 
     name: str
 
-    def subm_conv(self, in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1,
-                  bias: bool = False, key: str | None = None) -> nn.Module: ...
+    def subm_conv(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        dilation: int = 1,
+        bias: bool = False,
+        key: str | None = None,
+    ) -> nn.Module: ...
 
-    def down_conv(self, in_channels: int, out_channels: int, kernel_size: int = 2, stride: int = 2,
-                  key: str | None = None) -> nn.Module: ...
+    def down_conv(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 2,
+        stride: int = 2,
+        key: str | None = None,
+    ) -> nn.Module: ...
 
-    def up_conv(self, in_channels: int, out_channels: int, kernel_size: int = 2, stride: int = 2,
-                key: str | None = None) -> nn.Module: ...
+    def up_conv(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 2,
+        stride: int = 2,
+        key: str | None = None,
+    ) -> nn.Module: ...
 
     def batch_norm(self, channels: int, momentum: float = 0.1, eps: float = 1e-5) -> nn.Module: ...
 
@@ -101,18 +121,37 @@ class TorchBackend:
     def __init__(self, sort_input: bool = True) -> None:
         self.sort_input = sort_input
 
-    def subm_conv(self, in_channels: int, out_channels: int, kernel_size: int = 3, dilation: int = 1,
-                  bias: bool = False, key: str | None = None) -> nn.Module:
+    def subm_conv(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        dilation: int = 1,
+        bias: bool = False,
+        key: str | None = None,
+    ) -> nn.Module:
         """Submanifold conv module (same coordinates in and out)."""
         return snn.SubMConv3d(in_channels, out_channels, kernel_size, dilation, bias)
 
-    def down_conv(self, in_channels: int, out_channels: int, kernel_size: int = 2, stride: int = 2,
-                  key: str | None = None) -> nn.Module:
+    def down_conv(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 2,
+        stride: int = 2,
+        key: str | None = None,
+    ) -> nn.Module:
         """Strided conv module (stride s -> 2s, creates the coarse coordinates)."""
         return snn.Conv3d(in_channels, out_channels, kernel_size, stride)
 
-    def up_conv(self, in_channels: int, out_channels: int, kernel_size: int = 2, stride: int = 2,
-                key: str | None = None) -> nn.Module:
+    def up_conv(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 2,
+        stride: int = 2,
+        key: str | None = None,
+    ) -> nn.Module:
         """Transposed conv module (stride 2s -> s onto the existing fine coordinates)."""
         return snn.ConvTranspose3d(in_channels, out_channels, kernel_size, stride)
 
@@ -164,7 +203,9 @@ def resolve_backend_name(name: str | None = None) -> str:
     aliases = {"pytorch": "torch", "me": "minkowski", "minkowskiengine": "minkowski"}
     key = aliases.get(key, key)
     if key not in BACKENDS:
-        raise ValueError(f"unknown sparse backend {name!r} (from {src}); valid: {', '.join(BACKENDS)}")
+        raise ValueError(
+            f"unknown sparse backend {name!r} (from {src}); valid: {', '.join(BACKENDS)}"
+        )
     return key
 
 

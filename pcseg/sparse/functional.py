@@ -20,6 +20,7 @@ bf16) and the gradients are returned in the dtypes of the original inputs. With 
 operands each GEMM runs in that dtype, but the sums over kernel offsets (the scatter) and the
 weight-gradient sums over blocks are accumulated in float32 and rounded once at the end.
 """
+
 from __future__ import annotations
 
 import threading
@@ -57,7 +58,7 @@ class _Buffers(dict[tuple[int, torch.device, torch.dtype], Tensor]):
 
 #: the scratch buffers of every live thread that ran a convolution (autograd runs CUDA
 #: backward passes on its own device threads), so that one call can free them all
-_ALL_BUFS: "weakref.WeakSet[_Buffers]" = weakref.WeakSet()
+_ALL_BUFS: weakref.WeakSet[_Buffers] = weakref.WeakSet()
 _ALL_BUFS_LOCK = threading.Lock()
 
 
@@ -94,7 +95,9 @@ def clear_workspace() -> None:
 def workspace_bytes() -> int:
     """Bytes held by the scratch buffers of all threads."""
     with _ALL_BUFS_LOCK:
-        return sum(b.numel() * b.element_size() for bufs in list(_ALL_BUFS) for b in list(bufs.values()))
+        return sum(
+            b.numel() * b.element_size() for bufs in list(_ALL_BUFS) for b in list(bufs.values())
+        )
 
 
 def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -103,8 +106,15 @@ def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
-def _segment_mm_scatter(a: Tensor, mats: tuple[Tensor, ...], segs: list[tuple[int, int, int]],
-                        y: Tensor, dst: Tensor, idx: Tensor, copy: bool) -> None:
+def _segment_mm_scatter(
+    a: Tensor,
+    mats: tuple[Tensor, ...],
+    segs: list[tuple[int, int, int]],
+    y: Tensor,
+    dst: Tensor,
+    idx: Tensor,
+    copy: bool,
+) -> None:
     """``y[ra:rb] = a[ra:rb] @ mats[k]`` for every segment ``(k, ra, rb)``, then the rows of
     ``y`` go to ``dst[idx]`` (``index_copy_`` when ``idx`` is unique, else ``index_add_``);
     ``dst`` may be of a wider dtype than ``y`` (reduced-precision products, float32 sums)."""
@@ -138,8 +148,9 @@ def _conv_forward(x: Tensor, w: Tensor, kmap: KernelMap) -> Tensor:
     return out.to(x.dtype)
 
 
-def _conv_backward(x: Tensor, w: Tensor, go: Tensor, kmap: KernelMap, need_x: bool,
-                   need_w: bool) -> tuple[Tensor | None, Tensor | None]:
+def _conv_backward(
+    x: Tensor, w: Tensor, go: Tensor, kmap: KernelMap, need_x: bool, need_w: bool
+) -> tuple[Tensor | None, Tensor | None]:
     """Gradients w.r.t. x (n_in, C_in) and w (K, C_in, C_out) given go (n_out, C_out).
 
     For fp16 / bf16 operands both gradients come back in float32 (accumulated in float32)."""
@@ -256,8 +267,14 @@ def sparse_conv(feats: Tensor, weight: Tensor, kmap: KernelMap) -> Tensor:
         dtype of ``feats`` and ``weight``.
     """
     if feats.dim() != 2 or feats.shape[0] != kmap.n_in:
-        raise ValueError(f"sparse_conv: feats must be ({kmap.n_in}, C_in), got {tuple(feats.shape)}")
-    if weight.dim() != 3 or weight.shape[0] != kmap.kernel_volume or weight.shape[1] != feats.shape[1]:
+        raise ValueError(
+            f"sparse_conv: feats must be ({kmap.n_in}, C_in), got {tuple(feats.shape)}"
+        )
+    if (
+        weight.dim() != 3
+        or weight.shape[0] != kmap.kernel_volume
+        or weight.shape[1] != feats.shape[1]
+    ):
         raise ValueError(
             f"sparse_conv: weight must be ({kmap.kernel_volume}, {feats.shape[1]}, C_out), got {tuple(weight.shape)}"
         )

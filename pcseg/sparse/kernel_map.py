@@ -21,6 +21,7 @@ keys (:class:`SortedKeyIndex`, ``torch.searchsorted``; any coordinate range). Bu
   Other kernels search ``coarse + offset * s`` among the fine keys.
 * transposed conv maps are ``downsample_map.transposed()`` (pairs swapped, cached).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -85,11 +86,13 @@ class KernelMap:
     _chunks: dict[int, list[tuple[Tensor, Tensor, int, list[tuple[int, int, int]]]]] = field(
         init=False, default_factory=dict, repr=False
     )
-    _transposed: "KernelMap | None" = field(init=False, default=None, repr=False)
+    _transposed: KernelMap | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         if len(self.counts) != self.kernel_volume:
-            raise ValueError(f"counts has {len(self.counts)} entries, expected {self.kernel_volume}")
+            raise ValueError(
+                f"counts has {len(self.counts)} entries, expected {self.kernel_volume}"
+            )
         ptr = [0]
         for c in self.counts:
             ptr.append(ptr[-1] + int(c))
@@ -119,12 +122,19 @@ class KernelMap:
         a, b = self.ptr[k], self.ptr[k + 1]
         return self.in_idx[a:b], self.out_idx[a:b]
 
-    def transposed(self) -> "KernelMap":
+    def transposed(self) -> KernelMap:
         """The same pairs with input and output swapped (for transposed convolution); cached."""
         if self._transposed is None:
             t = KernelMap(
-                self.kernel_volume, self.out_idx, self.in_idx, list(self.counts), self.n_out,
-                self.n_in, self.identity, in_unique=self.out_unique, out_unique=self.in_unique,
+                self.kernel_volume,
+                self.out_idx,
+                self.in_idx,
+                list(self.counts),
+                self.n_out,
+                self.n_in,
+                self.identity,
+                in_unique=self.out_unique,
+                out_unique=self.in_unique,
             )
             t._transposed = self
             self._transposed = t
@@ -204,19 +214,29 @@ class DenseGridIndex:
 
     kind = "dense"
 
-    def __init__(self, coords: Tensor, stride: int, pad: int, lo: Tensor, dims: list[int], batch: int) -> None:
+    def __init__(
+        self, coords: Tensor, stride: int, pad: int, lo: Tensor, dims: list[int], batch: int
+    ) -> None:
         self.stride = stride
         self.max_radius = pad
         self.lo = lo
         self.dims = dims
         self._mul = (dims[0] * dims[1] * dims[2], dims[1] * dims[2], dims[2])
         n = coords.shape[0]
-        self.table = torch.full((batch * self._mul[0],), -1, dtype=torch.int32, device=coords.device)
+        self.table = torch.full(
+            (batch * self._mul[0],), -1, dtype=torch.int32, device=coords.device
+        )
         self.table[self.encode(coords)] = torch.arange(n, dtype=torch.int32, device=coords.device)
 
     @staticmethod
-    def plan(coords: Tensor, stride: int, pad: int, max_cells_per_voxel: int = 64,
-             min_cells: int = 1 << 20, max_cells: int = 1 << 26) -> "DenseGridIndex | None":
+    def plan(
+        coords: Tensor,
+        stride: int,
+        pad: int,
+        max_cells_per_voxel: int = 64,
+        min_cells: int = 1 << 20,
+        max_cells: int = 1 << 26,
+    ) -> DenseGridIndex | None:
         """A dense index for the (N, 4) coordinates if its table stays small, else None."""
         n = coords.shape[0]
         if n == 0:
@@ -236,7 +256,9 @@ class DenseGridIndex:
         """(M, 4) coordinates (multiples of ``stride`` inside the box) -> (M,) int64 flat cells."""
         c = coords.long()
         rel = torch.div(c[:, 1:] - self.lo, self.stride, rounding_mode="floor")
-        return c[:, 0] * self._mul[0] + rel[:, 0] * self._mul[1] + rel[:, 1] * self._mul[2] + rel[:, 2]
+        return (
+            c[:, 0] * self._mul[0] + rel[:, 0] * self._mul[1] + rel[:, 1] * self._mul[2] + rel[:, 2]
+        )
 
     def delta(self, dx: int, dy: int, dz: int) -> int:
         """Flat shift of a spatial offset given in finest-level voxels (multiples of stride)."""
@@ -265,7 +287,9 @@ QUERY_ELEMS = 1 << 24
 QUERY_ELEMS_CPU = 1 << 18
 
 
-def find_shifted(index: NeighborIndex, base: Tensor, deltas: list[int]) -> list[tuple[Tensor, Tensor]]:
+def find_shifted(
+    index: NeighborIndex, base: Tensor, deltas: list[int]
+) -> list[tuple[Tensor, Tensor]]:
     """For each query shift ``d`` in ``deltas``: (positions ``o`` in ``base`` whose query
     ``base[o] + d`` exists, ascending; the rows of the index it hits).
 
@@ -279,7 +303,7 @@ def find_shifted(index: NeighborIndex, base: Tensor, deltas: list[int]) -> list[
     if per == 1:  # one shift per query: no batch bookkeeping
         return [index.find(base + d) for d in deltas]
     for start in range(0, len(deltas), per):
-        chunk = deltas[start:start + per]
+        chunk = deltas[start : start + per]
         d = torch.tensor(chunk, dtype=base.dtype, device=base.device)
         hit, rows = index.find((base[None, :] + d[:, None]).reshape(-1))
         k = torch.div(hit, max(n, 1), rounding_mode="floor")
@@ -288,8 +312,9 @@ def find_shifted(index: NeighborIndex, base: Tensor, deltas: list[int]) -> list[
     return found
 
 
-def build_submanifold_map(index: NeighborIndex, base: Tensor, n: int, stride: int, kernel_size: int,
-                          dilation: int = 1) -> KernelMap:
+def build_submanifold_map(
+    index: NeighborIndex, base: Tensor, n: int, stride: int, kernel_size: int, dilation: int = 1
+) -> KernelMap:
     """Submanifold kernel map (output coords = input coords) for an odd ``kernel_size``.
 
     Args:
@@ -346,14 +371,20 @@ def build_downsample_map(
     n = fine_keys.numel()
     if kernel_size == 2 and dilation == 1:
         b = in_stride.bit_length() - 1
-        k = (axis_bit(fine_keys, 2, b) * 2 + axis_bit(fine_keys, 1, b)) * 2 + axis_bit(fine_keys, 0, b)
+        k = (axis_bit(fine_keys, 2, b) * 2 + axis_bit(fine_keys, 1, b)) * 2 + axis_bit(
+            fine_keys, 0, b
+        )
         k_sorted, order = torch.sort(k, stable=True)
         counts = torch.bincount(k_sorted, minlength=8).tolist() if n else [0] * 8
         return KernelMap(8, order, parent[order], counts, n, n_coarse, None, in_unique=True)
     if fine_index is None or coarse_base is None:
-        raise ValueError("build_downsample_map: kernels other than 2 need fine_index and coarse_base")
+        raise ValueError(
+            "build_downsample_map: kernels other than 2 need fine_index and coarse_base"
+        )
     offs = kernel_offsets(kernel_size, dilation)
-    deltas = [fine_index.delta(dx * in_stride, dy * in_stride, dz * in_stride) for dx, dy, dz in offs]
+    deltas = [
+        fine_index.delta(dx * in_stride, dy * in_stride, dz * in_stride) for dx, dy, dz in offs
+    ]
     found = find_shifted(fine_index, coarse_base, deltas)
     outs = [hit for hit, _ in found]
     ins = [rows for _, rows in found]

@@ -14,6 +14,7 @@ Coordinates must lie in ``[COORD_MIN, COORD_MAX] = [-16384, 16383]`` (e.g. +-80 
 never carries into / borrows from the neighbouring field, so the key of ``c + d`` is
 exactly ``key(c) + offset_delta(d)``: neighbour queries are a single int64 addition.
 """
+
 from __future__ import annotations
 
 import torch
@@ -45,7 +46,9 @@ def check_coords(coords: Tensor, what: str = "coords") -> None:
     if not isinstance(coords, Tensor):
         raise TypeError(f"{what}: expected a torch.Tensor, got {type(coords).__name__}")
     if coords.dim() != 2 or coords.shape[1] != 4:
-        raise ValueError(f"{what}: expected shape (M, 4) [batch, x, y, z], got {tuple(coords.shape)}")
+        raise ValueError(
+            f"{what}: expected shape (M, 4) [batch, x, y, z], got {tuple(coords.shape)}"
+        )
     if coords.dtype.is_floating_point or coords.dtype.is_complex or coords.dtype == torch.bool:
         raise ValueError(f"{what}: expected an integer dtype, got {coords.dtype}")
     if coords.shape[0] == 0:

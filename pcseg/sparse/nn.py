@@ -5,6 +5,7 @@ Convolution weights have shape ``(K, C_in, C_out)`` in MinkowskiEngine kernel-of
 MinkowskiEngine's MinkUNet: ``kaiming_normal_(mode="fan_out", nonlinearity="relu")`` with
 ``fan_out = K * C_out``.
 """
+
 from __future__ import annotations
 
 import math
@@ -24,18 +25,23 @@ def _check_input(x: SparseTensor, in_channels: int, who: str) -> None:
 
 
 class _ConvBase(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int,
-                 bias: bool) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, dilation: int, bias: bool
+    ) -> None:
         super().__init__()
-        for v, name in ((in_channels, "in_channels"), (out_channels, "out_channels"),
-                        (kernel_size, "kernel_size"), (dilation, "dilation")):
+        for v, name in (
+            (in_channels, "in_channels"),
+            (out_channels, "out_channels"),
+            (kernel_size, "kernel_size"),
+            (dilation, "dilation"),
+        ):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{type(self).__name__}: {name} must be a positive int, got {v!r}")
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = kernel_size
         self.dilation = dilation
-        self.kernel_volume = kernel_size ** 3
+        self.kernel_volume = kernel_size**3
         self.weight = nn.Parameter(torch.empty(self.kernel_volume, in_channels, out_channels))
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         self.reset_parameters()
@@ -53,8 +59,10 @@ class _ConvBase(nn.Module):
         return f + self.bias if self.bias is not None else f
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"dilation={self.dilation}, bias={self.bias is not None}")
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"dilation={self.dilation}, bias={self.bias is not None}"
+        )
 
 
 class SubMConv3d(_ConvBase):
@@ -64,10 +72,18 @@ class SubMConv3d(_ConvBase):
     Input (M, C_in) -> output (M, C_out) on the same coordinates.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3,
-                 dilation: int = 1, bias: bool = False) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        dilation: int = 1,
+        bias: bool = False,
+    ) -> None:
         if isinstance(kernel_size, int) and kernel_size % 2 == 0:
-            raise ValueError(f"SubMConv3d: kernel_size must be odd (1, 3, 5, ...), got {kernel_size}")
+            raise ValueError(
+                f"SubMConv3d: kernel_size must be odd (1, 3, 5, ...), got {kernel_size}"
+            )
         super().__init__(in_channels, out_channels, kernel_size, dilation, bias)
 
     def forward(self, x: SparseTensor) -> SparseTensor:
@@ -88,10 +104,19 @@ class Conv3d(_ConvBase):
     odd kernels take ``out + {-r..r}^3 * s * dilation``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 2, stride: int = 2,
-                 dilation: int = 1, bias: bool = False) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 2,
+        stride: int = 2,
+        dilation: int = 1,
+        bias: bool = False,
+    ) -> None:
         if stride != 2:
-            raise ValueError(f"Conv3d: only stride 2 is supported (use SubMConv3d for stride 1), got {stride}")
+            raise ValueError(
+                f"Conv3d: only stride 2 is supported (use SubMConv3d for stride 1), got {stride}"
+            )
         super().__init__(in_channels, out_channels, kernel_size, dilation, bias)
         self.stride = stride
 
@@ -114,8 +139,15 @@ class ConvTranspose3d(_ConvBase):
     ``out[c] += in[p] @ W[k]`` for every fine ``c = p + offset_k * s``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 2, stride: int = 2,
-                 dilation: int = 1, bias: bool = False) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 2,
+        stride: int = 2,
+        dilation: int = 1,
+        bias: bool = False,
+    ) -> None:
         if stride != 2:
             raise ValueError(f"ConvTranspose3d: only stride 2 is supported, got {stride}")
         super().__init__(in_channels, out_channels, kernel_size, dilation, bias)
@@ -124,7 +156,9 @@ class ConvTranspose3d(_ConvBase):
     def forward(self, x: SparseTensor) -> SparseTensor:
         _check_input(x, self.in_channels, "ConvTranspose3d")
         if x.stride % self.stride:
-            raise ValueError(f"ConvTranspose3d: input stride {x.stride} is not divisible by {self.stride}")
+            raise ValueError(
+                f"ConvTranspose3d: input stride {x.stride} is not divisible by {self.stride}"
+            )
         out_stride = x.stride // self.stride
         km = x.manager.kernel_map(x.stride, out_stride, self.kernel_size, self.dilation, "up")
         f = sparse_conv(x.feats, self.weight, km)
@@ -194,7 +228,9 @@ def global_max_pool(x: SparseTensor) -> Tensor:
     b = x.batch_indices
     C = x.feats.shape[1]
     out = x.feats.new_full((B, C), float("-inf"))
-    return out.scatter_reduce(0, b[:, None].expand(-1, C), x.feats, reduce="amax", include_self=True)
+    return out.scatter_reduce(
+        0, b[:, None].expand(-1, C), x.feats, reduce="amax", include_self=True
+    )
 
 
 def voxel_to_point(x: SparseTensor | Tensor, inverse: Tensor) -> Tensor:
@@ -204,9 +240,13 @@ def voxel_to_point(x: SparseTensor | Tensor, inverse: Tensor) -> Tensor:
     """
     f = x.feats if isinstance(x, SparseTensor) else x
     if inverse.dim() != 1 or inverse.dtype.is_floating_point:
-        raise ValueError(f"voxel_to_point: inverse must be a 1-D integer tensor, got {tuple(inverse.shape)} {inverse.dtype}")
+        raise ValueError(
+            f"voxel_to_point: inverse must be a 1-D integer tensor, got {tuple(inverse.shape)} {inverse.dtype}"
+        )
     if inverse.numel():
         lo, hi = int(inverse.min()), int(inverse.max())
         if lo < 0 or hi >= f.shape[0]:
-            raise ValueError(f"voxel_to_point: inverse values must lie in [0, {f.shape[0]}), got [{lo}, {hi}]")
+            raise ValueError(
+                f"voxel_to_point: inverse values must lie in [0, {f.shape[0]}), got [{lo}, {hi}]"
+            )
     return f.index_select(0, inverse.to(device=f.device, dtype=torch.int64))

@@ -11,13 +11,21 @@ the coordinates, and caches kernel maps keyed by
 per forward pass and reused by every layer that needs it. ``manager.build_log`` records
 every map actually built (tests use it to count builds).
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
+from .kernel_map import (
+    DenseGridIndex,
+    KernelMap,
+    SortedKeyIndex,
+    build_downsample_map,
+    build_submanifold_map,
+)
 from .keys import (
     MAX_STRIDE,
     batch_of_keys,
@@ -25,13 +33,6 @@ from .keys import (
     coarsen_keys,
     pack_keys,
     unpack_keys,
-)
-from .kernel_map import (
-    DenseGridIndex,
-    KernelMap,
-    SortedKeyIndex,
-    build_downsample_map,
-    build_submanifold_map,
 )
 
 KINDS = ("subm", "down", "up")
@@ -56,15 +57,30 @@ def _check_stride(stride: int, what: str = "stride") -> int:
 class _Level:
     """Coordinates of one tensor stride: keys in row order, sorted keys, sort permutation."""
 
-    __slots__ = ("stride", "keys", "sorted_keys", "perm", "coords", "parent", "dense", "dense_planned")
+    __slots__ = (
+        "stride",
+        "keys",
+        "sorted_keys",
+        "perm",
+        "coords",
+        "parent",
+        "dense",
+        "dense_planned",
+    )
 
-    def __init__(self, stride: int, keys: Tensor, sorted_keys: Tensor, perm: Tensor | None,
-                 coords: Tensor | None = None) -> None:
+    def __init__(
+        self,
+        stride: int,
+        keys: Tensor,
+        sorted_keys: Tensor,
+        perm: Tensor | None,
+        coords: Tensor | None = None,
+    ) -> None:
         self.stride = stride
-        self.keys = keys                  # (N,) int64, row order
-        self.sorted_keys = sorted_keys    # (N,) int64 ascending
-        self.perm = perm                  # (N,) int64 rows of sorted keys, None = identity
-        self.coords = coords              # (N, 4) int, decoded lazily for derived levels
+        self.keys = keys  # (N,) int64, row order
+        self.sorted_keys = sorted_keys  # (N,) int64 ascending
+        self.perm = perm  # (N,) int64 rows of sorted keys, None = identity
+        self.coords = coords  # (N, 4) int, decoded lazily for derived levels
         self.parent: Tensor | None = None  # (N,) int64 row in level 2*stride
         self.dense: DenseGridIndex | None = None
         self.dense_planned = False
@@ -123,18 +139,24 @@ class CoordinateManager:
         self.build_log: list[MapKey] = []
 
     @classmethod
-    def _sorted_copy(cls, other: "CoordinateManager") -> "CoordinateManager":
+    def _sorted_copy(cls, other: CoordinateManager) -> CoordinateManager:
         """Manager of ``other``'s base coordinates reordered to ascending keys (no re-validation)."""
         lvl = other._levels[other.base_stride]
         perm = lvl.perm
         if perm is None:
             raise ValueError("_sorted_copy: the base level is already sorted")
         mgr = cls.__new__(cls)
-        mgr.device, mgr.coord_dtype, mgr.base_stride = other.device, other.coord_dtype, other.base_stride
+        mgr.device, mgr.coord_dtype, mgr.base_stride = (
+            other.device,
+            other.coord_dtype,
+            other.base_stride,
+        )
         inv = torch.empty_like(perm)
         inv[perm] = torch.arange(perm.numel(), device=perm.device)
         coords = other.coords(other.base_stride).index_select(0, perm)
-        mgr._init_state(_Level(other.base_stride, lvl.sorted_keys, lvl.sorted_keys, None, coords), inv)
+        mgr._init_state(
+            _Level(other.base_stride, lvl.sorted_keys, lvl.sorted_keys, None, coords), inv
+        )
         mgr._batch_size = other._batch_size
         return mgr
 
@@ -212,8 +234,14 @@ class CoordinateManager:
         return p
 
     # ----------------------------------------------------------- kernel maps
-    def kernel_map(self, in_stride: int, out_stride: int, kernel_size: int, dilation: int = 1,
-                   kind: str = "subm") -> KernelMap:
+    def kernel_map(
+        self,
+        in_stride: int,
+        out_stride: int,
+        kernel_size: int,
+        dilation: int = 1,
+        kind: str = "subm",
+    ) -> KernelMap:
         """Cached kernel map.
 
         kind ``"subm"``: ``in_stride == out_stride``, odd kernel, output coords = input coords.
@@ -227,29 +255,48 @@ class CoordinateManager:
             return got
         if kind == "subm":
             if in_stride != out_stride:
-                raise ValueError(f"subm kernel map needs in_stride == out_stride, got {in_stride}, {out_stride}")
+                raise ValueError(
+                    f"subm kernel map needs in_stride == out_stride, got {in_stride}, {out_stride}"
+                )
             lvl = self._level(in_stride)
             index = self._neighbor_index(in_stride, (kernel_size // 2) * dilation)
-            base = lvl.keys if isinstance(index, SortedKeyIndex) else index.encode(self.coords(in_stride))
+            base = (
+                lvl.keys
+                if isinstance(index, SortedKeyIndex)
+                else index.encode(self.coords(in_stride))
+            )
             km = build_submanifold_map(index, base, lvl.n, in_stride, kernel_size, dilation)
             self.build_log.append(key)
         elif kind == "down":
             if out_stride != 2 * in_stride:
-                raise ValueError(f"down kernel map needs out_stride == 2 * in_stride, got {in_stride}, {out_stride}")
+                raise ValueError(
+                    f"down kernel map needs out_stride == 2 * in_stride, got {in_stride}, {out_stride}"
+                )
             fine = self._level(in_stride)
             coarse = self._level(out_stride)
             assert fine.parent is not None
             index, base = None, None
             if not (kernel_size == 2 and dilation == 1):
-                reach = (kernel_size - 1) * dilation if kernel_size % 2 == 0 else (kernel_size // 2) * dilation
+                reach = (
+                    (kernel_size - 1) * dilation
+                    if kernel_size % 2 == 0
+                    else (kernel_size // 2) * dilation
+                )
                 index = self._neighbor_index(in_stride, reach + 1)
-                base = coarse.keys if isinstance(index, SortedKeyIndex) else index.encode(self.coords(out_stride))
-            km = build_downsample_map(fine.keys, fine.parent, coarse.n, in_stride, kernel_size, dilation,
-                                      index, base)
+                base = (
+                    coarse.keys
+                    if isinstance(index, SortedKeyIndex)
+                    else index.encode(self.coords(out_stride))
+                )
+            km = build_downsample_map(
+                fine.keys, fine.parent, coarse.n, in_stride, kernel_size, dilation, index, base
+            )
             self.build_log.append(key)
         elif kind == "up":
             if in_stride != 2 * out_stride:
-                raise ValueError(f"up kernel map needs in_stride == 2 * out_stride, got {in_stride}, {out_stride}")
+                raise ValueError(
+                    f"up kernel map needs in_stride == 2 * out_stride, got {in_stride}, {out_stride}"
+                )
             if out_stride not in self._levels:
                 self._level(out_stride, create=False)  # raises a clear ValueError
             km = self.kernel_map(out_stride, in_stride, kernel_size, dilation, "down").transposed()
@@ -292,8 +339,13 @@ class SparseTensor:
 
     __slots__ = ("feats", "stride", "manager")
 
-    def __init__(self, coords: Tensor, feats: Tensor, stride: int = 1,
-                 manager: CoordinateManager | None = None) -> None:
+    def __init__(
+        self,
+        coords: Tensor,
+        feats: Tensor,
+        stride: int = 1,
+        manager: CoordinateManager | None = None,
+    ) -> None:
         if not isinstance(feats, Tensor):
             raise TypeError(f"feats: expected a torch.Tensor, got {type(feats).__name__}")
         if feats.dim() != 2:
@@ -314,7 +366,9 @@ class SparseTensor:
             if manager.device != coords.device:
                 raise ValueError(f"manager lives on {manager.device}, coords on {coords.device}")
             mine = manager.coords(stride)
-            if mine is not coords and (mine.shape != coords.shape or not torch.equal(mine.long(), coords.long())):
+            if mine is not coords and (
+                mine.shape != coords.shape or not torch.equal(mine.long(), coords.long())
+            ):
                 raise ValueError(
                     f"coords differ from the manager's coordinates at stride {stride}; "
                     "pass manager=None to build a new coordinate manager"
@@ -324,7 +378,7 @@ class SparseTensor:
         self.manager = manager
 
     @classmethod
-    def _derived(cls, feats: Tensor, stride: int, manager: CoordinateManager) -> "SparseTensor":
+    def _derived(cls, feats: Tensor, stride: int, manager: CoordinateManager) -> SparseTensor:
         """Tensor on the manager's coordinates at ``stride`` without any validation."""
         obj = cls.__new__(cls)
         obj.feats = feats
@@ -333,23 +387,33 @@ class SparseTensor:
         return obj
 
     @classmethod
-    def from_scenes(cls, coords_list: Sequence[Tensor], feats_list: Sequence[Tensor]) -> "SparseTensor":
+    def from_scenes(
+        cls, coords_list: Sequence[Tensor], feats_list: Sequence[Tensor]
+    ) -> SparseTensor:
         """Batch scenes: ``coords_list[i]`` (N_i, 3) integer voxels, ``feats_list[i]`` (N_i, C).
 
         Scene ``i`` gets batch index ``i``; returns a stride-1 tensor with int32 coords.
         """
         if len(coords_list) != len(feats_list):
-            raise ValueError(f"{len(coords_list)} coordinate arrays but {len(feats_list)} feature arrays")
+            raise ValueError(
+                f"{len(coords_list)} coordinate arrays but {len(feats_list)} feature arrays"
+            )
         if not coords_list:
             raise ValueError("from_scenes needs at least one scene")
         cs, fs = [], []
         for i, (c, f) in enumerate(zip(coords_list, feats_list)):
             if c.dim() != 2 or c.shape[1] != 3 or c.dtype.is_floating_point:
-                raise ValueError(f"scene {i}: coords must be (N, 3) integer, got {tuple(c.shape)} {c.dtype}")
+                raise ValueError(
+                    f"scene {i}: coords must be (N, 3) integer, got {tuple(c.shape)} {c.dtype}"
+                )
             if f.dim() != 2 or f.shape[0] != c.shape[0]:
-                raise ValueError(f"scene {i}: feats must be (N={c.shape[0]}, C), got {tuple(f.shape)}")
+                raise ValueError(
+                    f"scene {i}: feats must be (N={c.shape[0]}, C), got {tuple(f.shape)}"
+                )
             if f.shape[1] != feats_list[0].shape[1]:
-                raise ValueError(f"scene {i}: {f.shape[1]} feature channels, scene 0 has {feats_list[0].shape[1]}")
+                raise ValueError(
+                    f"scene {i}: {f.shape[1]} feature channels, scene 0 has {feats_list[0].shape[1]}"
+                )
             b = torch.full((c.shape[0], 1), i, dtype=torch.int32, device=c.device)
             cs.append(torch.cat([b, c.to(torch.int32)], dim=1))
             fs.append(f)
@@ -398,37 +462,47 @@ class SparseTensor:
         return int(self.feats.shape[0])
 
     def __repr__(self) -> str:
-        return (f"SparseTensor(M={self.feats.shape[0]}, C={self.feats.shape[1]}, stride={self.stride}, "
-                f"dtype={self.feats.dtype}, device={self.feats.device})")
+        return (
+            f"SparseTensor(M={self.feats.shape[0]}, C={self.feats.shape[1]}, stride={self.stride}, "
+            f"dtype={self.feats.dtype}, device={self.feats.device})"
+        )
 
     # ---------------------------------------------------------------- methods
-    def replace_feats(self, feats: Tensor) -> "SparseTensor":
+    def replace_feats(self, feats: Tensor) -> SparseTensor:
         """Same coordinates / stride / manager, new (M, C') features."""
         if feats.dim() != 2 or feats.shape[0] != self.feats.shape[0]:
-            raise ValueError(f"replace_feats: expected ({self.feats.shape[0]}, C) features, got {tuple(feats.shape)}")
+            raise ValueError(
+                f"replace_feats: expected ({self.feats.shape[0]}, C) features, got {tuple(feats.shape)}"
+            )
         return SparseTensor._derived(feats, self.stride, self.manager)
 
-    def same_coords(self, other: "SparseTensor") -> bool:
+    def same_coords(self, other: SparseTensor) -> bool:
         """Whether ``other`` lives on the very same coordinates (same manager and stride)."""
         return self.manager is other.manager and self.stride == other.stride
 
-    def __add__(self, other: "SparseTensor | Tensor | float") -> "SparseTensor":
+    def __add__(self, other: SparseTensor | Tensor | float) -> SparseTensor:
         if isinstance(other, SparseTensor):
             if not self.same_coords(other):
-                raise ValueError("adding SparseTensors needs the same coordinates (same manager and stride)")
+                raise ValueError(
+                    "adding SparseTensors needs the same coordinates (same manager and stride)"
+                )
             return self.replace_feats(self.feats + other.feats)
         return self.replace_feats(self.feats + other)
 
-    def to(self, device: torch.device | str) -> "SparseTensor":
+    def to(self, device: torch.device | str) -> SparseTensor:
         """Copy to ``device`` (a new coordinate manager there; its kernel maps are rebuilt on use)."""
         device = torch.device(device)
         if device == self.feats.device:
             return self
         coords = self.coords.to(device)
-        return SparseTensor(coords, self.feats.to(device), self.stride,
-                            CoordinateManager(coords, self.stride, check=False))
+        return SparseTensor(
+            coords,
+            self.feats.to(device),
+            self.stride,
+            CoordinateManager(coords, self.stride, check=False),
+        )
 
-    def sorted(self) -> "SparseTensor":
+    def sorted(self) -> SparseTensor:
         """Rows reordered to ascending key order (``(batch, x, y, z)`` lexicographic).
 
         Returns ``self`` when the rows are already sorted (or the tensor is not at the base
@@ -452,15 +526,18 @@ class SparseTensor:
         if inv is None:
             return f
         if self.stride != self.manager.base_stride:
-            raise ValueError(f"unsort_feats: tensor is at stride {self.stride}, base stride is {self.manager.base_stride}")
+            raise ValueError(
+                f"unsort_feats: tensor is at stride {self.stride}, base stride is {self.manager.base_stride}"
+            )
         return f.index_select(0, inv)
 
-    def detach(self) -> "SparseTensor":
+    def detach(self) -> SparseTensor:
         """Features detached from the graph, same coordinates."""
         return self.replace_feats(self.feats.detach())
 
-    def dense(self, shape: Sequence[int] | None = None,
-              min_coord: Sequence[int] | Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def dense(
+        self, shape: Sequence[int] | None = None, min_coord: Sequence[int] | Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Scatter into a dense grid.
 
         Returns ``(grid (B, C, X, Y, Z), min_coord (3,) int64)``. Voxel ``c`` lands at grid
@@ -483,7 +560,9 @@ class SparseTensor:
         if bool((rel < 0).any()):
             raise ValueError(f"dense: min_coord {mc.tolist()} is above some coordinates")
         if bool((rel % s != 0).any()):
-            raise ValueError(f"dense: min_coord {mc.tolist()} is not congruent to the coordinates modulo stride {s}")
+            raise ValueError(
+                f"dense: min_coord {mc.tolist()} is not congruent to the coordinates modulo stride {s}"
+            )
         idx = rel // s
         if shape is None:
             shp = (idx.max(0).values + 1).tolist() if idx.shape[0] else [0, 0, 0]

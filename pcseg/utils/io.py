@@ -3,6 +3,7 @@
 An interrupted run therefore never leaves a half-written file under the final name,
 which is what makes every long job here resumable (a file that exists is complete).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -10,8 +11,9 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 

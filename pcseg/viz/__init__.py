@@ -2,6 +2,7 @@
 
 Open3D, matplotlib and tensorboard are imported lazily inside the functions that need them.
 """
+
 from pcseg.viz.colors import (
     MODES,
     ModeUnavailable,
@@ -20,8 +21,27 @@ from pcseg.viz.ply import export_ply
 from pcseg.viz.render import VIEWS, render_modes, save_png
 
 __all__ = [
-    "MODES", "ModeUnavailable", "available_modes", "error_colors", "label_colors", "mode_colors",
-    "rgb_colors", "scalar_colors", "weak_colors", "plot_curves", "read_scalars", "ViewData",
-    "ViewSource", "load_view_data", "open_source", "get_palette", "legend_image", "legend_text",
-    "semantickitti_palette", "export_ply", "VIEWS", "render_modes", "save_png",
+    "MODES",
+    "ModeUnavailable",
+    "available_modes",
+    "error_colors",
+    "label_colors",
+    "mode_colors",
+    "rgb_colors",
+    "scalar_colors",
+    "weak_colors",
+    "plot_curves",
+    "read_scalars",
+    "ViewData",
+    "ViewSource",
+    "load_view_data",
+    "open_source",
+    "get_palette",
+    "legend_image",
+    "legend_text",
+    "semantickitti_palette",
+    "export_ply",
+    "VIEWS",
+    "render_modes",
+    "save_png",
 ]

@@ -1,5 +1,6 @@
 """The label-budget curve: test mIoU against the labelled fraction (log axis), one line per
 method with the seed spread as a band, and the full-label ceiling as a horizontal line."""
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,12 @@ def curve_points(results: dict[str, Any], method: str) -> list[tuple[float, floa
     return sorted(pts)
 
 
-def plot_budget_curve(results: dict[str, Any], out: Path, ceiling_method: str = "supervised",
-                      title: str = "test mIoU against labelled fraction") -> Path:
+def plot_budget_curve(
+    results: dict[str, Any],
+    out: Path,
+    ceiling_method: str = "supervised",
+    title: str = "test mIoU against labelled fraction",
+) -> Path:
     """Draw the curve of every method in ``results`` (see pcseg.workflows.budget) to ``out``."""
     import matplotlib
 
@@ -43,8 +48,12 @@ def plot_budget_curve(results: dict[str, Any], out: Path, ceiling_method: str = 
     full = results["budgets"].get("full", {}).get("methods", {}).get(ceiling_method)
     if full:
         v = [100 * r["miou"] for r in full]
-        ax.axhline(float(np.mean(v)), color="k", linestyle="--",
-                   label=f"full labels ({ceiling_method}, {len(v)} seeds)")
+        ax.axhline(
+            float(np.mean(v)),
+            color="k",
+            linestyle="--",
+            label=f"full labels ({ceiling_method}, {len(v)} seeds)",
+        )
     ax.set_xscale("log")
     ax.set_xlabel("labelled fraction of training points")
     ax.set_ylabel("test mIoU (%)")

@@ -14,6 +14,7 @@ Modes (:data:`MODES`):
 ``pseudo_error`` pseudo-label vs ground truth: wrong violet, right grey, none/ignored dark
 =============== =================================================================
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -27,7 +28,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from pcseg.viz.data import ViewData
 
 MODES: tuple[str, ...] = (
-    "rgb", "gt", "weak", "pred", "pseudo", "confidence", "entropy", "error", "pseudo_error",
+    "rgb",
+    "gt",
+    "weak",
+    "pred",
+    "pseudo",
+    "confidence",
+    "entropy",
+    "error",
+    "pseudo_error",
 )
 LABEL_MODES: tuple[str, ...] = ("gt", "weak", "pred", "pseudo")
 """Modes whose colours are class colours (they get a class legend)."""
@@ -54,8 +63,9 @@ def _as_labels(labels: np.ndarray, name: str) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
-def label_colors(labels: np.ndarray, palette: np.ndarray,
-                 ignore_color: Sequence[int] = IGNORE_COLOR) -> np.ndarray:
+def label_colors(
+    labels: np.ndarray, palette: np.ndarray, ignore_color: Sequence[int] = IGNORE_COLOR
+) -> np.ndarray:
     """Class colours: labels (N,) int in [0, K) or -1 -> (N, 3) uint8; -1 gets ``ignore_color``.
 
     Raises ValueError for a label >= K or < -1.
@@ -63,8 +73,10 @@ def label_colors(labels: np.ndarray, palette: np.ndarray,
     labels = _as_labels(labels, "labels")
     palette = np.asarray(palette, dtype=np.uint8)
     if labels.size and (labels.max() >= len(palette) or labels.min() < -1):
-        raise ValueError(f"labels range [{labels.min()}, {labels.max()}] outside [-1, "
-                         f"{len(palette) - 1}] of a {len(palette)}-colour palette")
+        raise ValueError(
+            f"labels range [{labels.min()}, {labels.max()}] outside [-1, "
+            f"{len(palette) - 1}] of a {len(palette)}-colour palette"
+        )
     out = np.empty((len(labels), 3), dtype=np.uint8)
     valid = labels >= 0
     out[valid] = palette[labels[valid]]
@@ -72,9 +84,13 @@ def label_colors(labels: np.ndarray, palette: np.ndarray,
     return out
 
 
-def weak_colors(labels: np.ndarray, labelled: np.ndarray, palette: np.ndarray,
-                unlabelled_color: Sequence[int] = UNLABELLED_COLOR,
-                ignore_color: Sequence[int] = IGNORE_COLOR) -> np.ndarray:
+def weak_colors(
+    labels: np.ndarray,
+    labelled: np.ndarray,
+    palette: np.ndarray,
+    unlabelled_color: Sequence[int] = UNLABELLED_COLOR,
+    ignore_color: Sequence[int] = IGNORE_COLOR,
+) -> np.ndarray:
     """Weak-label view: points with ``labelled`` (N,) bool True get their class colour
     (``ignore_color`` if their label is -1), all others ``unlabelled_color``. -> (N, 3) uint8."""
     labelled = np.asarray(labelled, dtype=bool)
@@ -87,8 +103,13 @@ def weak_colors(labels: np.ndarray, labelled: np.ndarray, palette: np.ndarray,
     return out
 
 
-def scalar_colors(values: np.ndarray, cmap: str = "viridis", vmin: float | None = None,
-                  vmax: float | None = None, nan_color: Sequence[int] = IGNORE_COLOR) -> np.ndarray:
+def scalar_colors(
+    values: np.ndarray,
+    cmap: str = "viridis",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    nan_color: Sequence[int] = IGNORE_COLOR,
+) -> np.ndarray:
     """Heat map: values (N,) float -> (N, 3) uint8 through matplotlib colormap ``cmap``
     after clipping to [vmin, vmax] (defaults: 1st / 99th percentile of the finite values).
     Non-finite values get ``nan_color``."""
@@ -99,7 +120,7 @@ def scalar_colors(values: np.ndarray, cmap: str = "viridis", vmin: float | None 
         raise ValueError(f"values must be 1-D, got shape {v.shape}")
     finite = np.isfinite(v)
     if vmin is None or vmax is None:
-        lo, hi = (np.percentile(v[finite], [1, 99]) if finite.any() else (0.0, 1.0))
+        lo, hi = np.percentile(v[finite], [1, 99]) if finite.any() else (0.0, 1.0)
         vmin = float(lo) if vmin is None else vmin
         vmax = float(hi) if vmax is None else vmax
     span = vmax - vmin
@@ -127,8 +148,13 @@ def rgb_colors(feats: np.ndarray, feat_kind: str = "rgb", cmap: str = REMISSION_
     return np.round(np.clip(rgb, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def error_colors(pred: np.ndarray, gt: np.ndarray, wrong: Sequence[int] = WRONG_COLOR,
-                 right: Sequence[int] = RIGHT_COLOR, ignored: Sequence[int] = DARK_COLOR) -> np.ndarray:
+def error_colors(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    wrong: Sequence[int] = WRONG_COLOR,
+    right: Sequence[int] = RIGHT_COLOR,
+    ignored: Sequence[int] = DARK_COLOR,
+) -> np.ndarray:
     """Error map (N, 3) uint8: gt == -1 or pred == -1 -> ``ignored``; pred != gt -> ``wrong``;
     else ``right``."""
     pred = _as_labels(pred, "pred")
@@ -165,19 +191,41 @@ def _check_mode(view: ViewData, mode: str) -> None:
     has_gt = view.semantic is not None and bool((view.semantic >= 0).any())
     need = {
         "gt": [("semantic", has_gt, "the scene has no ground-truth labels")],
-        "weak": [("labelled", view.labelled is not None,
-                  "no weak-label spec loaded (pass --labels SPEC, e.g. 1%)")],
-        "pred": [("pred", view.pred is not None, "no predictions (open a run folder after pcseg test)")],
-        "pseudo": [("pseudo", view.pseudo is not None and bool((view.pseudo >= 0).any()),
-                    "the method produced no pseudo-labels (all -1)" if view.pseudo is not None
-                    else "no predictions (open a run folder after pcseg test)")],
-        "confidence": [("confidence", view.confidence is not None, "no confidence in the predictions")],
+        "weak": [
+            (
+                "labelled",
+                view.labelled is not None,
+                "no weak-label spec loaded (pass --labels SPEC, e.g. 1%)",
+            )
+        ],
+        "pred": [
+            ("pred", view.pred is not None, "no predictions (open a run folder after pcseg test)")
+        ],
+        "pseudo": [
+            (
+                "pseudo",
+                view.pseudo is not None and bool((view.pseudo >= 0).any()),
+                "the method produced no pseudo-labels (all -1)"
+                if view.pseudo is not None
+                else "no predictions (open a run folder after pcseg test)",
+            )
+        ],
+        "confidence": [
+            ("confidence", view.confidence is not None, "no confidence in the predictions")
+        ],
         "entropy": [("entropy", view.entropy is not None, "no entropy in the predictions")],
-        "error": [("pred", view.pred is not None, "no predictions"),
-                  ("semantic", has_gt, "the scene has no ground-truth labels")],
-        "pseudo_error": [("pseudo", view.pseudo is not None and bool((view.pseudo >= 0).any()),
-                          "no pseudo-labels"),
-                         ("semantic", has_gt, "the scene has no ground-truth labels")],
+        "error": [
+            ("pred", view.pred is not None, "no predictions"),
+            ("semantic", has_gt, "the scene has no ground-truth labels"),
+        ],
+        "pseudo_error": [
+            (
+                "pseudo",
+                view.pseudo is not None and bool((view.pseudo >= 0).any()),
+                "no pseudo-labels",
+            ),
+            ("semantic", has_gt, "the scene has no ground-truth labels"),
+        ],
     }.get(mode, [])
     for _, ok, why in need:
         if not ok:

@@ -1,4 +1,5 @@
 """Training curves from a run's TensorBoard events (``RUN/tb/``), drawn with matplotlib (Agg)."""
+
 from __future__ import annotations
 
 import io
@@ -44,7 +45,9 @@ def read_scalars(tb_dir: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.nd
         raise FileNotFoundError(f"TensorBoard folder {tb_dir} not found")
     dirs = sorted({p.parent for p in tb_dir.rglob("events.out.tfevents.*")})
     if not dirs:
-        raise FileNotFoundError(f"no TensorBoard event files (events.out.tfevents.*) under {tb_dir}")
+        raise FileNotFoundError(
+            f"no TensorBoard event files (events.out.tfevents.*) under {tb_dir}"
+        )
     raw: dict[str, list[tuple[float, int, float]]] = {}
     for d in dirs:
         acc = EventAccumulator(str(d), size_guidance={"scalars": 0})
@@ -76,8 +79,9 @@ def ema(values: np.ndarray, alpha: float) -> np.ndarray:
     return out
 
 
-def plot_curves(run_dir: str | os.PathLike, out_png: str | os.PathLike, smooth: float = 0.0,
-                dpi: int = 110) -> dict[str, list[str]]:
+def plot_curves(
+    run_dir: str | os.PathLike, out_png: str | os.PathLike, smooth: float = 0.0, dpi: int = 110
+) -> dict[str, list[str]]:
     """Grid of subplots of a run's training curves, written atomically to ``out_png``.
 
     Reads ``run_dir/tb`` (or ``run_dir`` itself when it holds the event files). One subplot per
@@ -106,22 +110,25 @@ def plot_curves(run_dir: str | os.PathLike, out_png: str | os.PathLike, smooth: 
             groups.setdefault(g, []).append(tag)
     order = [(g, title) for g, title in CURVE_GROUPS if g in groups]
     if not order:
-        raise ValueError(f"{tb}: no plottable scalars (train/loss*, val/*, train/pseudo_acc, "
-                         f"diag/*, lr); found {sorted(scalars) or 'none'}")
+        raise ValueError(
+            f"{tb}: no plottable scalars (train/loss*, val/*, train/pseudo_acc, "
+            f"diag/*, lr); found {sorted(scalars) or 'none'}"
+        )
     ncols = 1 if len(order) == 1 else 2
     nrows = int(np.ceil(len(order) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(6.0 * ncols, 3.8 * nrows), squeeze=False)
-    for ax in axes.ravel()[len(order):]:
+    for ax in axes.ravel()[len(order) :]:
         ax.set_visible(False)
     for ax, (g, title) in zip(axes.ravel(), order):
         for tag in groups[g]:
             steps, values = scalars[tag]
             if smooth > 0 and len(values) > 1:
-                line, = ax.plot(steps, values, alpha=0.3, lw=1)
+                (line,) = ax.plot(steps, values, alpha=0.3, lw=1)
                 ax.plot(steps, ema(values, smooth), color=line.get_color(), lw=1.6, label=tag)
             else:
-                ax.plot(steps, values, lw=1.4, marker="o" if len(values) < 30 else None,
-                        ms=3, label=tag)
+                ax.plot(
+                    steps, values, lw=1.4, marker="o" if len(values) < 30 else None, ms=3, label=tag
+                )
         if g == "losses":
             vals = np.concatenate([scalars[t][1] for t in groups[g]])
             pos = vals[np.isfinite(vals)]

@@ -8,6 +8,7 @@ Accepted paths (see docs/ARCHITECTURE.md sections 2 and 6):
   predictions are ``RUN/test/predictions/<id>.npz`` (pred, pseudo, confidence, entropy over the
   scene's ORIGINAL points).
 """
+
 from __future__ import annotations
 
 import json
@@ -71,7 +72,7 @@ def _read_json(path: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"missing file {path}")
     try:
-        with open(path, "r", encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             obj = json.load(f)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
@@ -136,8 +137,12 @@ class ViewSource:
         return view
 
 
-def load_processed_scene(processed: str | os.PathLike, scene: str, label_spec: str | None = None,
-                         kitti_yaml: str | os.PathLike | None = None) -> ViewData:
+def load_processed_scene(
+    processed: str | os.PathLike,
+    scene: str,
+    label_spec: str | None = None,
+    kitti_yaml: str | os.PathLike | None = None,
+) -> ViewData:
     """Read ``processed/scenes/<scene>.npz|json`` (and ``labels/<spec>/<scene>.npy`` when
     ``label_spec`` is given) into :class:`ViewData`. Errors name the missing / bad file."""
     processed = Path(processed)
@@ -163,7 +168,9 @@ def load_processed_scene(processed: str | os.PathLike, scene: str, label_spec: s
     if feats.ndim != 2 or len(feats) != n:
         raise ValueError(f"{npz_path}: feats must be (N={n}, C), got {feats.shape}")
     if semantic.shape != (n,) or not np.issubdtype(semantic.dtype, np.integer):
-        raise ValueError(f"{npz_path}: semantic must be ({n},) integers, got {semantic.shape} {semantic.dtype}")
+        raise ValueError(
+            f"{npz_path}: semantic must be ({n},) integers, got {semantic.shape} {semantic.dtype}"
+        )
     dataset = str(info.get("dataset", meta.get("dataset", "unknown")))
     names = info.get("class_names") or meta.get("class_names")
     if not names:
@@ -171,13 +178,20 @@ def load_processed_scene(processed: str | os.PathLike, scene: str, label_spec: s
     names = tuple(str(s) for s in names)
     semantic = semantic.astype(np.int64)
     if n and (semantic.max() >= len(names) or semantic.min() < -1):
-        raise ValueError(f"{npz_path}: semantic labels in [{semantic.min()}, {semantic.max()}], "
-                         f"expected -1 or [0, {len(names) - 1}]")
+        raise ValueError(
+            f"{npz_path}: semantic labels in [{semantic.min()}, {semantic.max()}], "
+            f"expected -1 or [0, {len(names) - 1}]"
+        )
     feat_kind = str(info.get("feat_kind", "rgb" if feats.shape[1] >= 3 else "remission"))
     view = ViewData(
-        name=scene, dataset=dataset, class_names=names,
+        name=scene,
+        dataset=dataset,
+        class_names=names,
         palette=get_palette(dataset, names, kitti_yaml),
-        coords=coords, feats=feats, feat_kind=feat_kind, semantic=semantic,
+        coords=coords,
+        feats=feats,
+        feat_kind=feat_kind,
+        semantic=semantic,
         files={"scene": str(npz_path)},
     )
     if label_spec:
@@ -194,19 +208,27 @@ def load_processed_scene(processed: str | os.PathLike, scene: str, label_spec: s
     return view
 
 
-def load_labelled_mask(processed: str | os.PathLike, spec: str, scene: str,
-                       num_points: int) -> tuple[np.ndarray, Path]:
+def load_labelled_mask(
+    processed: str | os.PathLike, spec: str, scene: str, num_points: int
+) -> tuple[np.ndarray, Path]:
     """(N,) bool mask of the points labelled under ``spec`` (from
     ``labels/<spec_dirname>/<scene>.npy``: sorted unique int indices, or (M, 2) [index, class]
     rows) and the file read."""
     processed = Path(processed)
     labels_root = processed / "labels"
-    folder = next((labels_root / d for d in _spec_dirnames(spec) if (labels_root / d).is_dir()), None)
+    folder = next(
+        (labels_root / d for d in _spec_dirnames(spec) if (labels_root / d).is_dir()), None
+    )
     if folder is None:
-        have = sorted(p.name for p in labels_root.iterdir() if p.is_dir()) if labels_root.is_dir() else []
+        have = (
+            sorted(p.name for p in labels_root.iterdir() if p.is_dir())
+            if labels_root.is_dir()
+            else []
+        )
         raise FileNotFoundError(
             f"no label folder for spec {spec!r} under {labels_root} "
-            f"(tried {', '.join(_spec_dirnames(spec))}; available: {', '.join(have) or 'none'})")
+            f"(tried {', '.join(_spec_dirnames(spec))}; available: {', '.join(have) or 'none'})"
+        )
     path = folder / f"{scene}.npy"
     if not path.is_file():
         raise FileNotFoundError(f"missing weak-label file {path}")
@@ -214,11 +236,14 @@ def load_labelled_mask(processed: str | os.PathLike, spec: str, scene: str,
     if idx.ndim == 2 and idx.shape[1] == 2:  # [point index, class] rows (pcseg annotate)
         idx = idx[:, 0]
     if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
-        raise ValueError(f"{path}: expected a 1-D integer index array or (M, 2) [index, class] "
-                         f"rows, got {idx.shape} {idx.dtype}")
+        raise ValueError(
+            f"{path}: expected a 1-D integer index array or (M, 2) [index, class] "
+            f"rows, got {idx.shape} {idx.dtype}"
+        )
     if idx.size and (idx.min() < 0 or idx.max() >= num_points):
-        raise ValueError(f"{path}: indices in [{idx.min()}, {idx.max()}] outside the scene's "
-                         f"{num_points} points")
+        raise ValueError(
+            f"{path}: indices in [{idx.min()}, {idx.max()}] outside the scene's {num_points} points"
+        )
     mask = np.zeros(num_points, dtype=bool)
     mask[idx.astype(np.int64)] = True
     return mask, path
@@ -234,11 +259,15 @@ def attach_predictions(view: ViewData, path: str | os.PathLike) -> ViewData:
     with np.load(path) as z:
         if "pred" not in z.files:
             raise ValueError(f"{path}: missing array 'pred' (has {sorted(z.files)})")
-        arrays = {k: np.asarray(z[k]) for k in ("pred", "pseudo", "confidence", "entropy") if k in z.files}
+        arrays = {
+            k: np.asarray(z[k]) for k in ("pred", "pseudo", "confidence", "entropy") if k in z.files
+        }
     for key, arr in arrays.items():
         if arr.shape != (n,):
-            raise ValueError(f"{path}: {key} has shape {arr.shape}, but scene {view.name} has "
-                             f"{n} points ({view.files.get('scene', '')})")
+            raise ValueError(
+                f"{path}: {key} has shape {arr.shape}, but scene {view.name} has "
+                f"{n} points ({view.files.get('scene', '')})"
+            )
     for key in ("pred", "pseudo"):
         if key in arrays:
             arr = arrays[key]
@@ -246,8 +275,10 @@ def attach_predictions(view: ViewData, path: str | os.PathLike) -> ViewData:
                 raise ValueError(f"{path}: {key} must be integers, got {arr.dtype}")
             arr = arr.astype(np.int64)
             if n and (arr.max() >= view.num_classes or arr.min() < -1):
-                raise ValueError(f"{path}: {key} values in [{arr.min()}, {arr.max()}], expected -1 "
-                                 f"or [0, {view.num_classes - 1}]")
+                raise ValueError(
+                    f"{path}: {key} values in [{arr.min()}, {arr.max()}], expected -1 "
+                    f"or [0, {view.num_classes - 1}]"
+                )
             setattr(view, key, arr)
     for key in ("confidence", "entropy"):
         if key in arrays:
@@ -258,22 +289,29 @@ def attach_predictions(view: ViewData, path: str | os.PathLike) -> ViewData:
 
 def _resolve_data_root(root: str, run_dir: Path, config_path: Path) -> Path:
     p = Path(os.path.expanduser(root))
-    tries = [p] if p.is_absolute() else [Path.cwd() / p, run_dir / p, run_dir.parent / p, REPO_ROOT / p]
+    tries = (
+        [p] if p.is_absolute() else [Path.cwd() / p, run_dir / p, run_dir.parent / p, REPO_ROOT / p]
+    )
     for t in tries:
         if (t / "meta.json").is_file() or (t / "scenes").is_dir():
             return t.resolve()
     raise FileNotFoundError(
         f"{config_path}: data.root {root!r} is not a processed folder (no meta.json / scenes/); "
-        f"tried {', '.join(str(t) for t in tries)}")
+        f"tried {', '.join(str(t) for t in tries)}"
+    )
 
 
 def _scene_ids(folder: Path, suffix: str = ".npz") -> list[str]:
-    return sorted(p.name[: -len(suffix)] for p in folder.glob(f"*{suffix}")
-                  if not p.name.startswith("."))
+    return sorted(
+        p.name[: -len(suffix)] for p in folder.glob(f"*{suffix}") if not p.name.startswith(".")
+    )
 
 
-def open_source(path: str | os.PathLike, label_spec: str | None = None,
-                kitti_yaml: str | os.PathLike | None = None) -> ViewSource:
+def open_source(
+    path: str | os.PathLike,
+    label_spec: str | None = None,
+    kitti_yaml: str | os.PathLike | None = None,
+) -> ViewSource:
     """Interpret ``path`` (processed folder, single scene file, or run folder) as a
     :class:`ViewSource`. ``label_spec`` overrides the run config's ``data.label_spec``;
     for a processed folder without one, the only spec present (if exactly one) is used."""
@@ -283,8 +321,10 @@ def open_source(path: str | os.PathLike, label_spec: str | None = None,
         raise FileNotFoundError(f"{path} does not exist")
     if path.is_file():
         if path.suffix not in (".npz", ".json") or path.parent.name != "scenes":
-            raise ValueError(f"{path}: expected a processed scene OUT/scenes/<id>.npz, a processed "
-                             f"folder or a run folder")
+            raise ValueError(
+                f"{path}: expected a processed scene OUT/scenes/<id>.npz, a processed "
+                f"folder or a run folder"
+            )
         processed = path.parent.parent
         src = ViewSource(processed, [path.stem], label_spec, None, kitti)
         return src
@@ -292,7 +332,7 @@ def open_source(path: str | os.PathLike, label_spec: str | None = None,
         import yaml
 
         cfg_path = path / "config.yaml"
-        with open(cfg_path, "r", encoding="utf-8") as f:
+        with open(cfg_path, encoding="utf-8") as f:
             cfg = yaml.safe_load(f) or {}
         data = cfg.get("data") if isinstance(cfg, dict) else None
         if not isinstance(data, dict) or not data.get("root"):
@@ -304,10 +344,17 @@ def open_source(path: str | os.PathLike, label_spec: str | None = None,
         if not scenes:
             import warnings
 
-            warnings.warn(f"no predictions in {pred_dir} (run pcseg test); showing the "
-                          f"processed scenes of {processed} without predictions")
-            return ViewSource(processed, _scene_ids(processed / "scenes"),
-                              str(spec) if spec else None, None, kitti)
+            warnings.warn(
+                f"no predictions in {pred_dir} (run pcseg test); showing the "
+                f"processed scenes of {processed} without predictions"
+            )
+            return ViewSource(
+                processed,
+                _scene_ids(processed / "scenes"),
+                str(spec) if spec else None,
+                None,
+                kitti,
+            )
         return ViewSource(processed, scenes, str(spec) if spec else None, path, kitti)
     if (path / "meta.json").is_file() or (path / "scenes").is_dir():
         spec = label_spec
@@ -319,13 +366,18 @@ def open_source(path: str | os.PathLike, label_spec: str | None = None,
         if not scenes:
             raise ValueError(f"no scenes/*.npz in processed folder {path}")
         return ViewSource(path, scenes, spec, None, kitti)
-    raise ValueError(f"{path}: neither a run folder (config.yaml), a processed folder "
-                     f"(meta.json, scenes/) nor a scene file")
+    raise ValueError(
+        f"{path}: neither a run folder (config.yaml), a processed folder "
+        f"(meta.json, scenes/) nor a scene file"
+    )
 
 
-def load_view_data(path: str | os.PathLike, scene: str | None = None,
-                   label_spec: str | None = None,
-                   kitti_yaml: str | os.PathLike | None = None) -> ViewData:
+def load_view_data(
+    path: str | os.PathLike,
+    scene: str | None = None,
+    label_spec: str | None = None,
+    kitti_yaml: str | os.PathLike | None = None,
+) -> ViewData:
     """Load one scene for viewing from a processed folder, a scene file or a run folder.
 
     ``scene`` defaults to the first scene (sorted ids; for a run, the first with

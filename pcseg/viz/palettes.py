@@ -12,6 +12,7 @@ Every palette is an (K, 3) uint8 RGB array in the training class order of
 Points without a class (label -1) are drawn in :data:`IGNORE_COLOR`; unlabelled points of
 the ``weak`` mode in :data:`UNLABELLED_COLOR`. Neither occurs in any palette.
 """
+
 from __future__ import annotations
 
 import colorsys
@@ -42,71 +43,84 @@ ERROR_MARGIN = 64.0
 """Generated palettes keep at least this Euclidean RGB distance from :data:`ERROR_COLOR`."""
 
 RESERVED_COLORS: tuple[tuple[int, int, int], ...] = (
-    IGNORE_COLOR, UNLABELLED_COLOR, ERROR_COLOR, (255, 255, 255), (0, 0, 0),
+    IGNORE_COLOR,
+    UNLABELLED_COLOR,
+    ERROR_COLOR,
+    (255, 255, 255),
+    (0, 0, 0),
 )
 """Colours a generated palette never uses (ignore, unlabelled, error, white/black)."""
 
-S3DIS_COLORS = np.array([
-    [0, 255, 0],      # ceiling
-    [0, 0, 255],      # floor
-    [0, 255, 255],    # wall
-    [255, 255, 0],    # beam
-    [255, 0, 255],    # column
-    [100, 100, 255],  # window
-    [200, 200, 100],  # door
-    [170, 120, 200],  # table
-    [255, 0, 0],      # chair
-    [200, 100, 100],  # sofa
-    [10, 200, 100],   # bookcase
-    [200, 200, 200],  # board
-    [50, 50, 50],     # clutter
-], dtype=np.uint8)
+S3DIS_COLORS = np.array(
+    [
+        [0, 255, 0],  # ceiling
+        [0, 0, 255],  # floor
+        [0, 255, 255],  # wall
+        [255, 255, 0],  # beam
+        [255, 0, 255],  # column
+        [100, 100, 255],  # window
+        [200, 200, 100],  # door
+        [170, 120, 200],  # table
+        [255, 0, 0],  # chair
+        [200, 100, 100],  # sofa
+        [10, 200, 100],  # bookcase
+        [200, 200, 200],  # board
+        [50, 50, 50],  # clutter
+    ],
+    dtype=np.uint8,
+)
 
-SCANNET_COLORS = np.array([
-    [174, 199, 232],  # wall
-    [152, 223, 138],  # floor
-    [31, 119, 180],   # cabinet
-    [255, 187, 120],  # bed
-    [188, 189, 34],   # chair
-    [140, 86, 75],    # sofa
-    [255, 152, 150],  # table
-    [214, 39, 40],    # door
-    [197, 176, 213],  # window
-    [148, 103, 189],  # bookshelf
-    [196, 156, 148],  # picture
-    [23, 190, 207],   # counter
-    [247, 182, 210],  # desk
-    [219, 219, 141],  # curtain
-    [255, 127, 14],   # refrigerator
-    [158, 218, 229],  # shower curtain
-    [44, 160, 44],    # toilet
-    [112, 128, 144],  # sink
-    [227, 119, 194],  # bathtub
-    [82, 84, 163],    # otherfurniture
-], dtype=np.uint8)
+SCANNET_COLORS = np.array(
+    [
+        [174, 199, 232],  # wall
+        [152, 223, 138],  # floor
+        [31, 119, 180],  # cabinet
+        [255, 187, 120],  # bed
+        [188, 189, 34],  # chair
+        [140, 86, 75],  # sofa
+        [255, 152, 150],  # table
+        [214, 39, 40],  # door
+        [197, 176, 213],  # window
+        [148, 103, 189],  # bookshelf
+        [196, 156, 148],  # picture
+        [23, 190, 207],  # counter
+        [247, 182, 210],  # desk
+        [219, 219, 141],  # curtain
+        [255, 127, 14],  # refrigerator
+        [158, 218, 229],  # shower curtain
+        [44, 160, 44],  # toilet
+        [112, 128, 144],  # sink
+        [227, 119, 194],  # bathtub
+        [82, 84, 163],  # otherfurniture
+    ],
+    dtype=np.uint8,
+)
 
 # RGB of the official semantic-kitti.yaml: color_map[learning_map_inv[i]][::-1], i = 1..19.
-SEMANTICKITTI_COLORS = np.array([
-    [100, 150, 245],  # car (10)
-    [100, 230, 245],  # bicycle (11)
-    [30, 60, 150],    # motorcycle (15)
-    [80, 30, 180],    # truck (18)
-    [0, 0, 255],      # other-vehicle (20)
-    [255, 30, 30],    # person (30)
-    [255, 40, 200],   # bicyclist (31)
-    [150, 30, 90],    # motorcyclist (32)
-    [255, 0, 255],    # road (40)
-    [255, 150, 255],  # parking (44)
-    [75, 0, 75],      # sidewalk (48)
-    [175, 0, 75],     # other-ground (49)
-    [255, 200, 0],    # building (50)
-    [255, 120, 50],   # fence (51)
-    [0, 175, 0],      # vegetation (70)
-    [135, 60, 0],     # trunk (71)
-    [150, 240, 80],   # terrain (72)
-    [255, 240, 150],  # pole (80)
-    [255, 0, 0],      # traffic-sign (81)
-], dtype=np.uint8)
+SEMANTICKITTI_COLORS = np.array(
+    [
+        [100, 150, 245],  # car (10)
+        [100, 230, 245],  # bicycle (11)
+        [30, 60, 150],  # motorcycle (15)
+        [80, 30, 180],  # truck (18)
+        [0, 0, 255],  # other-vehicle (20)
+        [255, 30, 30],  # person (30)
+        [255, 40, 200],  # bicyclist (31)
+        [150, 30, 90],  # motorcyclist (32)
+        [255, 0, 255],  # road (40)
+        [255, 150, 255],  # parking (44)
+        [75, 0, 75],  # sidewalk (48)
+        [175, 0, 75],  # other-ground (49)
+        [255, 200, 0],  # building (50)
+        [255, 120, 50],  # fence (51)
+        [0, 175, 0],  # vegetation (70)
+        [135, 60, 0],  # trunk (71)
+        [150, 240, 80],  # terrain (72)
+        [255, 240, 150],  # pole (80)
+        [255, 0, 0],  # traffic-sign (81)
+    ],
+    dtype=np.uint8,
+)
 
 DATASET_PALETTES: dict[str, tuple[tuple[str, ...], np.ndarray]] = {
     "s3dis": (S3DIS_CLASSES, S3DIS_COLORS),
@@ -130,7 +144,7 @@ def semantickitti_palette(yaml_path: str | os.PathLike | None = None) -> np.ndar
     path = Path(yaml_path)
     if not path.is_file():
         raise FileNotFoundError(f"SemanticKITTI label config {path} not found")
-    with open(path, "r", encoding="utf-8") as f:
+    with open(path, encoding="utf-8") as f:
         cfg = yaml.safe_load(f)
     if not isinstance(cfg, dict):
         raise ValueError(f"{path}: expected a YAML mapping at the top level")
@@ -144,11 +158,15 @@ def semantickitti_palette(yaml_path: str | os.PathLike | None = None) -> np.ndar
             raise ValueError(f"{path}: learning_map_inv has no entry for learning id {i}")
         raw = inv[i]
         if raw not in cmap:
-            raise ValueError(f"{path}: color_map has no entry for raw id {raw} "
-                             f"(learning_map_inv[{i}])")
+            raise ValueError(
+                f"{path}: color_map has no entry for raw id {raw} (learning_map_inv[{i}])"
+            )
         bgr = cmap[raw]
-        if (not isinstance(bgr, (list, tuple)) or len(bgr) != 3
-                or not all(isinstance(c, int) and 0 <= c <= 255 for c in bgr)):
+        if (
+            not isinstance(bgr, (list, tuple))
+            or len(bgr) != 3
+            or not all(isinstance(c, int) and 0 <= c <= 255 for c in bgr)
+        ):
             raise ValueError(f"{path}: color_map[{raw}] = {bgr!r}; expected [b, g, r] ints 0..255")
         out[i - 1] = bgr[::-1]
     return out
@@ -190,8 +208,11 @@ def generic_palette(num: int, avoid: np.ndarray | Sequence[Sequence[int]] = ()) 
     return np.asarray(chosen, dtype=np.uint8).reshape(num, 3)
 
 
-def get_palette(dataset: str, class_names: Sequence[str] | None = None,
-                kitti_yaml: str | os.PathLike | None = None) -> np.ndarray:
+def get_palette(
+    dataset: str,
+    class_names: Sequence[str] | None = None,
+    kitti_yaml: str | os.PathLike | None = None,
+) -> np.ndarray:
     """Palette (K, 3) uint8 for ``class_names`` of ``dataset``.
 
     Classes named as in the dataset's canonical list get its customary colour (for
@@ -202,8 +223,10 @@ def get_palette(dataset: str, class_names: Sequence[str] | None = None,
     known = DATASET_PALETTES.get(dataset)
     if class_names is None:
         if known is None:
-            raise ValueError(f"unknown dataset {dataset!r} and no class names given; "
-                             f"known datasets: {sorted(DATASET_PALETTES)}")
+            raise ValueError(
+                f"unknown dataset {dataset!r} and no class names given; "
+                f"known datasets: {sorted(DATASET_PALETTES)}"
+            )
         class_names = known[0]
     class_names = list(class_names)
     if known is not None:
@@ -229,9 +252,13 @@ def _ansi_swatch(rgb: Sequence[int]) -> str:
     return f"\x1b[48;2;{r};{g};{b}m    \x1b[0m"
 
 
-def legend_text(class_names: Sequence[str], palette: np.ndarray,
-                counts: Sequence[int] | np.ndarray | None = None, ansi: bool = False,
-                only_present: bool = False) -> str:
+def legend_text(
+    class_names: Sequence[str],
+    palette: np.ndarray,
+    counts: Sequence[int] | np.ndarray | None = None,
+    ansi: bool = False,
+    only_present: bool = False,
+) -> str:
     """Multi-line legend: ``index  name  (r, g, b)  [count]`` per class.
 
     ``counts`` (K,) adds a point count column; ``only_present`` drops classes whose count
@@ -265,11 +292,17 @@ def load_font(size: int = 14):
         return ImageFont.load_default()
 
 
-def legend_image(class_names: Sequence[str], palette: np.ndarray, width: int = 800,
-                 present: Sequence[int] | np.ndarray | None = None, row_height: int = 22,
-                 font_size: int = 14, background: Sequence[int] = (255, 255, 255),
-                 header: str | None = None,
-                 extra: Sequence[tuple[str, Sequence[int]]] = ()) -> np.ndarray:
+def legend_image(
+    class_names: Sequence[str],
+    palette: np.ndarray,
+    width: int = 800,
+    present: Sequence[int] | np.ndarray | None = None,
+    row_height: int = 22,
+    font_size: int = 14,
+    background: Sequence[int] = (255, 255, 255),
+    header: str | None = None,
+    extra: Sequence[tuple[str, Sequence[int]]] = (),
+) -> np.ndarray:
     """Legend strip (H, width, 3) uint8: a colour swatch and the name of each class,
     wrapped into rows of ``row_height`` px. ``present`` (class indices) restricts the
     entries; ``extra`` appends (name, rgb) entries after the classes (the greys of
@@ -302,7 +335,9 @@ def legend_image(class_names: Sequence[str], palette: np.ndarray, width: int = 8
         x += e[2]
     n_rows = len(rows) if entries else 0
     top = row_height if header is not None else 0
-    img = Image.new("RGB", (width, max(1, top + row_height * n_rows)), tuple(int(c) for c in background))
+    img = Image.new(
+        "RGB", (width, max(1, top + row_height * n_rows)), tuple(int(c) for c in background)
+    )
     if top + row_height * n_rows == 0:
         return np.asarray(img)[:0]
     draw = ImageDraw.Draw(img)
@@ -314,9 +349,9 @@ def legend_image(class_names: Sequence[str], palette: np.ndarray, width: int = 8
         y0 = top + r * row_height
         for i, text, w in row:
             y = y0 + (row_height - sw) // 2
-            draw.rectangle([x, y, x + sw - 1, y + sw - 1],
-                           fill=items[i][1], outline=(90, 90, 90))
-            draw.text((x + sw + 4, y0 + (row_height - font_size) // 2), text,
-                      fill=text_color, font=font)
+            draw.rectangle([x, y, x + sw - 1, y + sw - 1], fill=items[i][1], outline=(90, 90, 90))
+            draw.text(
+                (x + sw + 4, y0 + (row_height - font_size) // 2), text, fill=text_color, font=font
+            )
             x += w
     return np.asarray(img).copy()

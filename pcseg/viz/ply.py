@@ -1,4 +1,5 @@
 """PLY export of a coloured point cloud (any colour mode), readable by MeshLab / CloudCompare."""
+
 from __future__ import annotations
 
 import os
@@ -8,8 +9,13 @@ import numpy as np
 from pcseg.utils.io import atomic_path
 
 
-def export_ply(path: str | os.PathLike, coords: np.ndarray, colors: np.ndarray,
-               labels: np.ndarray | None = None, binary: bool = True) -> None:
+def export_ply(
+    path: str | os.PathLike,
+    coords: np.ndarray,
+    colors: np.ndarray,
+    labels: np.ndarray | None = None,
+    binary: bool = True,
+) -> None:
     """Write a PLY point cloud atomically.
 
     Args:
@@ -53,8 +59,9 @@ def export_ply(path: str | os.PathLike, coords: np.ndarray, colors: np.ndarray,
         vertex[k] = colors[:, i]
     if labels is not None:
         vertex["label"] = labels
-    ply = PlyData([PlyElement.describe(vertex, "vertex")], text=not binary,
-                  byte_order="<" if binary else "=")
+    ply = PlyData(
+        [PlyElement.describe(vertex, "vertex")], text=not binary, byte_order="<" if binary else "="
+    )
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             ply.write(f)

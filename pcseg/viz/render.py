@@ -10,6 +10,7 @@ The camera is fitted to robust bounds (0.5 / 99.5 percentiles) of the visible po
 scenes the views from above (``top``, ``iso``) hide the ceiling by default (see
 :func:`hidden_mask`).
 """
+
 from __future__ import annotations
 
 import io
@@ -44,9 +45,15 @@ ORTHO_VIEWS = ("top", "front", "side")
 PERSPECTIVE_FOV = 40.0
 INDOOR_DATASETS = ("s3dis", "scannet")
 MODE_TITLES = {
-    "rgb": "input colour", "gt": "ground truth", "weak": "weak labels", "pred": "prediction",
-    "pseudo": "pseudo-labels", "confidence": "confidence", "entropy": "entropy",
-    "error": "errors (violet = wrong)", "pseudo_error": "pseudo-label errors",
+    "rgb": "input colour",
+    "gt": "ground truth",
+    "weak": "weak labels",
+    "pred": "prediction",
+    "pseudo": "pseudo-labels",
+    "confidence": "confidence",
+    "entropy": "entropy",
+    "error": "errors (violet = wrong)",
+    "pseudo_error": "pseudo-label errors",
 }
 TITLE_HEIGHT = 44
 LEGEND_ROW_HEIGHT = 22
@@ -85,8 +92,9 @@ def _is_private_dir(path: str) -> bool:
     return stat.S_ISDIR(st.st_mode) and own and stat.S_IMODE(st.st_mode) == 0o700
 
 
-def legend_extras(view: ViewData, modes: Sequence[str], visible: np.ndarray
-                  ) -> list[tuple[str, tuple[int, int, int]]]:
+def legend_extras(
+    view: ViewData, modes: Sequence[str], visible: np.ndarray
+) -> list[tuple[str, tuple[int, int, int]]]:
     """The legend entries besides the classes: the light grey of points without a weak
     label (``weak`` mode), the grey of ignored points (label -1 shown in a label mode) and
     the error modes' wrong / right / ignored colours."""
@@ -108,8 +116,13 @@ def is_indoor(view: ViewData) -> bool:
     return view.dataset in INDOOR_DATASETS or "ceiling" in view.class_names
 
 
-def hidden_mask(view: ViewData, view_name: str = "iso", hide_classes: Sequence[str] = (),
-                hide_ceiling: bool | None = None, ceiling_frac: float = 0.9) -> np.ndarray:
+def hidden_mask(
+    view: ViewData,
+    view_name: str = "iso",
+    hide_classes: Sequence[str] = (),
+    hide_ceiling: bool | None = None,
+    ceiling_frac: float = 0.9,
+) -> np.ndarray:
     """(N,) bool mask of points to leave out of a render.
 
     ``hide_classes``: class names whose ground-truth points are hidden (ValueError for an
@@ -122,8 +135,10 @@ def hidden_mask(view: ViewData, view_name: str = "iso", hide_classes: Sequence[s
     mask = np.zeros(n, dtype=bool)
     for name in hide_classes:
         if name not in view.class_names:
-            raise ValueError(f"--hide-classes: unknown class {name!r} for {view.dataset} "
-                             f"(classes: {', '.join(view.class_names)})")
+            raise ValueError(
+                f"--hide-classes: unknown class {name!r} for {view.dataset} "
+                f"(classes: {', '.join(view.class_names)})"
+            )
         mask |= view.semantic == view.class_names.index(name)
     if hide_ceiling is None:
         hide_ceiling = is_indoor(view) and view_name in ("top", "iso")
@@ -138,8 +153,9 @@ def hidden_mask(view: ViewData, view_name: str = "iso", hide_classes: Sequence[s
     return mask
 
 
-def fit_camera(coords: np.ndarray, view_name: str, width: int, height: int,
-               margin: float = 1.08) -> dict:
+def fit_camera(
+    coords: np.ndarray, view_name: str, width: int, height: int, margin: float = 1.08
+) -> dict:
     """Camera fitted to ``coords`` (M, 3): dict(front, up, lookat, zoom, ortho, view_ratio).
 
     Open3D's legacy camera shows a half-height of ``view_ratio = zoom * max_extent(bbox)``
@@ -157,20 +173,38 @@ def fit_camera(coords: np.ndarray, view_name: str, width: int, height: int,
     right = np.cross(up, front)
     lo, hi = np.percentile(coords, [0.5, 99.5], axis=0)
     center = (lo + hi) / 2.0
-    corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
-                        for z in (lo[2], hi[2])]) - center
+    corners = (
+        np.array(
+            [[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])]
+        )
+        - center
+    )
     aspect = width / height
     ortho = view_name in ORTHO_VIEWS
-    need = _half_height_needed(corners, right, up, front, aspect, None if ortho else PERSPECTIVE_FOV)
+    need = _half_height_needed(
+        corners, right, up, front, aspect, None if ortho else PERSPECTIVE_FOV
+    )
     need = max(need, 1e-3) * margin
     full_extent = float((coords.max(0) - coords.min(0)).max()) or 1.0
     zoom = float(np.clip(need / full_extent, 0.02, 2.0))
-    return {"front": front, "up": up, "lookat": center, "zoom": zoom,
-            "ortho": ortho, "view_ratio": zoom * full_extent}
+    return {
+        "front": front,
+        "up": up,
+        "lookat": center,
+        "zoom": zoom,
+        "ortho": ortho,
+        "view_ratio": zoom * full_extent,
+    }
 
 
-def _half_height_needed(corners: np.ndarray, right: np.ndarray, up: np.ndarray, front: np.ndarray,
-                        aspect: float, fov_deg: float | None) -> float:
+def _half_height_needed(
+    corners: np.ndarray,
+    right: np.ndarray,
+    up: np.ndarray,
+    front: np.ndarray,
+    aspect: float,
+    fov_deg: float | None,
+) -> float:
     """Smallest half-height v (world units at the look-at point) that shows every corner
     (relative to the look-at point) in a window of ``aspect``: orthographic when ``fov_deg``
     is None, else a perspective camera at distance v / tan(fov / 2) (found by bisection;
@@ -219,8 +253,9 @@ def auto_point_size(num_visible: int, width: int, height: int) -> float:
     return float(np.clip(np.round(spacing * 1.3), 2, 10))
 
 
-def marker_mesh(centres: np.ndarray, colors: np.ndarray, radius: float, max_markers: int = 100000,
-                seed: int = 0):
+def marker_mesh(
+    centres: np.ndarray, colors: np.ndarray, radius: float, max_markers: int = 100000, seed: int = 0
+):
     """Open3D TriangleMesh of small spheres (octahedra) at ``centres`` (M, 3) coloured
     ``colors`` (M, 3) uint8; more than ``max_markers`` are subsampled (seeded)."""
     import open3d as o3d
@@ -237,7 +272,9 @@ def marker_mesh(centres: np.ndarray, colors: np.ndarray, radius: float, max_mark
     verts = (centres[:, None, :] + radius * tv[None]).reshape(-1, 3)
     tris = (tt[None] + (len(tv) * np.arange(m))[:, None, None]).reshape(-1, 3)
     vcol = np.repeat(colors[:, None, :].astype(np.float64) / 255.0, len(tv), axis=1).reshape(-1, 3)
-    mesh = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(verts), o3d.utility.Vector3iVector(tris))
+    mesh = o3d.geometry.TriangleMesh(
+        o3d.utility.Vector3dVector(verts), o3d.utility.Vector3iVector(tris)
+    )
     mesh.vertex_colors = o3d.utility.Vector3dVector(vcol)
     return mesh
 
@@ -253,11 +290,19 @@ def weak_marker_mesh(view: ViewData, visible: np.ndarray, radius: float):
     return marker_mesh(view.coords[sel], colors, radius)
 
 
-def render_tiles(view: ViewData, modes: Sequence[str], view_name: str = "iso", width: int = 640,
-                 height: int = 480, point_size: float | None = None,
-                 hide_classes: Sequence[str] = (), hide_ceiling: bool | None = None,
-                 background: Sequence[float] = (1.0, 1.0, 1.0), weak_markers: bool = True,
-                 marker_px: float | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+def render_tiles(
+    view: ViewData,
+    modes: Sequence[str],
+    view_name: str = "iso",
+    width: int = 640,
+    height: int = 480,
+    point_size: float | None = None,
+    hide_classes: Sequence[str] = (),
+    hide_ceiling: bool | None = None,
+    background: Sequence[float] = (1.0, 1.0, 1.0),
+    weak_markers: bool = True,
+    marker_px: float | None = None,
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Render each mode of ``view`` off-screen: returns (list of (height, width, 3) uint8
     images, (N,) bool mask of the points drawn). See :func:`render_modes` for the options."""
     import open3d as o3d
@@ -268,32 +313,50 @@ def render_tiles(view: ViewData, modes: Sequence[str], view_name: str = "iso", w
     pts = view.coords[visible].astype(np.float64)
     cam = fit_camera(pts, view_name, width, height)
     ps = auto_point_size(len(pts), width, height) if point_size is None else float(point_size)
-    radius = 0.5 * (marker_px if marker_px is not None else max(7.0, 2.2 * ps)) * (2.0 * cam["view_ratio"] / height)
+    radius = (
+        0.5
+        * (marker_px if marker_px is not None else max(7.0, 2.2 * ps))
+        * (2.0 * cam["view_ratio"] / height)
+    )
 
     pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
     private_runtime_dir()  # else Mesa's EGL prints "error: XDG_RUNTIME_DIR ..." on success
     vis = o3d.visualization.Visualizer()
     verbosity = o3d.utility.get_verbosity_level()
-    o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)  # quiet the EGL-fallback notes
+    o3d.utility.set_verbosity_level(
+        o3d.utility.VerbosityLevel.Error
+    )  # quiet the EGL-fallback notes
     try:
-        created = vis.create_window(window_name="pcseg render", width=width, height=height, visible=False)
+        created = vis.create_window(
+            window_name="pcseg render", width=width, height=height, visible=False
+        )
     finally:
         o3d.utility.set_verbosity_level(verbosity)
     if not created:
-        raise RuntimeError("Open3D could not create an off-screen window (no GLX display and no "
-                           "EGL); install libegl1 and libgl1-mesa-dri (tools/install_system_deps.sh)")
+        raise RuntimeError(
+            "Open3D could not create an off-screen window (no GLX display and no "
+            "EGL); install libegl1 and libgl1-mesa-dri (tools/install_system_deps.sh)"
+        )
     images = []
     try:
-        pcd.colors = o3d.utility.Vector3dVector(colors[modes[0]][visible].astype(np.float64) / 255.0)
+        pcd.colors = o3d.utility.Vector3dVector(
+            colors[modes[0]][visible].astype(np.float64) / 255.0
+        )
         vis.add_geometry(pcd)
         opt = vis.get_render_option()
         opt.light_on = False
         opt.point_size = ps
         opt.background_color = np.asarray(background, dtype=np.float64)
         for mode in modes:
-            pcd.colors = o3d.utility.Vector3dVector(colors[mode][visible].astype(np.float64) / 255.0)
+            pcd.colors = o3d.utility.Vector3dVector(
+                colors[mode][visible].astype(np.float64) / 255.0
+            )
             vis.update_geometry(pcd)
-            markers = weak_marker_mesh(view, visible, radius) if (mode == "weak" and weak_markers) else None
+            markers = (
+                weak_marker_mesh(view, visible, radius)
+                if (mode == "weak" and weak_markers)
+                else None
+            )
             if markers is not None:
                 vis.add_geometry(markers, reset_bounding_box=False)
             apply_camera(vis, cam)
@@ -323,10 +386,14 @@ def _colorbar(draw, x0: int, y0: int, w: int, h: int, cmap: str, lo: str, hi: st
     draw.text((x + w + 4, y0 - 2), hi, fill=(0, 0, 0), font=font)
 
 
-def compose_panel(images: Sequence[np.ndarray], titles: Sequence[str],
-                  subtitles: Sequence[str] | None = None, legend: np.ndarray | None = None,
-                  colorbars: Sequence[tuple[str, str, str] | None] | None = None,
-                  title_height: int = TITLE_HEIGHT) -> np.ndarray:
+def compose_panel(
+    images: Sequence[np.ndarray],
+    titles: Sequence[str],
+    subtitles: Sequence[str] | None = None,
+    legend: np.ndarray | None = None,
+    colorbars: Sequence[tuple[str, str, str] | None] | None = None,
+    title_height: int = TITLE_HEIGHT,
+) -> np.ndarray:
     """Tiles side by side under a title region, legend strip below.
 
     ``images``: n arrays (H, W, 3) uint8 of one size. Output (title_height + H + Lh, n*W, 3)
@@ -348,9 +415,9 @@ def compose_panel(images: Sequence[np.ndarray], titles: Sequence[str],
         raise ValueError(f"legend width {legend.shape[1]} != panel width {n * w}")
     canvas = np.full((title_height + h + lh, n * w, 3), 255, dtype=np.uint8)
     for i, im in enumerate(images):
-        canvas[title_height:title_height + h, i * w:(i + 1) * w] = im
+        canvas[title_height : title_height + h, i * w : (i + 1) * w] = im
     if legend is not None and lh:
-        canvas[title_height + h:] = legend
+        canvas[title_height + h :] = legend
     pil = Image.fromarray(canvas)
     draw = ImageDraw.Draw(pil)
     big, small = load_font(16), load_font(12)
@@ -364,7 +431,9 @@ def compose_panel(images: Sequence[np.ndarray], titles: Sequence[str],
             sx += int(draw.textlength(sub, font=small)) + 12
         cb = colorbars[i] if colorbars else None
         if cb is not None:
-            _colorbar(draw, sx, 28, max(20, min(100, x0 + w - sx - 60)), 10, cb[0], cb[1], cb[2], small)
+            _colorbar(
+                draw, sx, 28, max(20, min(100, x0 + w - sx - 60)), 10, cb[0], cb[1], cb[2], small
+            )
         if i > 0:
             draw.line([(x0, 0), (x0, title_height + h - 1)], fill=(160, 160, 160))
     return np.asarray(pil).copy()
@@ -382,11 +451,21 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def render_modes(view_data: ViewData, modes: Sequence[str], out_png: str | os.PathLike | None = None,
-                 view: str = "iso", width: int = 640, height: int = 480,
-                 point_size: float | None = None, hide_classes: Sequence[str] = (),
-                 hide_ceiling: bool | None = None, legend: bool = True, titles: bool = True,
-                 background: Sequence[float] = (1.0, 1.0, 1.0), weak_markers: bool = True) -> np.ndarray:
+def render_modes(
+    view_data: ViewData,
+    modes: Sequence[str],
+    out_png: str | os.PathLike | None = None,
+    view: str = "iso",
+    width: int = 640,
+    height: int = 480,
+    point_size: float | None = None,
+    hide_classes: Sequence[str] = (),
+    hide_ceiling: bool | None = None,
+    legend: bool = True,
+    titles: bool = True,
+    background: Sequence[float] = (1.0, 1.0, 1.0),
+    weak_markers: bool = True,
+) -> np.ndarray:
     """Render ``modes`` of one scene side by side and (optionally) save the panel as PNG.
 
     Args:
@@ -406,8 +485,18 @@ def render_modes(view_data: ViewData, modes: Sequence[str], out_png: str | os.Pa
     modes = list(modes)
     if not modes:
         raise ValueError("render_modes needs at least one mode")
-    tiles, visible = render_tiles(view_data, modes, view, width, height, point_size, hide_classes,
-                                  hide_ceiling, background, weak_markers)
+    tiles, visible = render_tiles(
+        view_data,
+        modes,
+        view,
+        width,
+        height,
+        point_size,
+        hide_classes,
+        hide_ceiling,
+        background,
+        weak_markers,
+    )
     if not titles and not legend:
         panel = np.concatenate(tiles, axis=1)
     else:
@@ -416,28 +505,57 @@ def render_modes(view_data: ViewData, modes: Sequence[str], out_png: str | os.Pa
             present: set[int] = set()
             vd = view_data
             for m in modes:
-                arr = {"gt": vd.semantic, "pred": vd.pred, "pseudo": vd.pseudo,
-                       "weak": None if vd.labelled is None else np.where(vd.labelled, vd.semantic, -1)
-                       }.get(m) if m in LABEL_MODES else None
+                arr = (
+                    {
+                        "gt": vd.semantic,
+                        "pred": vd.pred,
+                        "pseudo": vd.pseudo,
+                        "weak": None
+                        if vd.labelled is None
+                        else np.where(vd.labelled, vd.semantic, -1),
+                    }.get(m)
+                    if m in LABEL_MODES
+                    else None
+                )
                 if arr is not None:
                     present.update(int(c) for c in np.unique(arr[visible]) if c >= 0)
             hidden_n = int((~visible).sum())
-            header = (f"{vd.name}  ({vd.dataset}, {vd.num_points:,d} points"
-                      + (f", {hidden_n:,d} hidden" if hidden_n else "") + f", view {view})")
-            leg = legend_image(vd.class_names, vd.palette, width=len(modes) * width,
-                               present=sorted(present), row_height=LEGEND_ROW_HEIGHT, header=header,
-                               extra=legend_extras(vd, modes, visible))
+            header = (
+                f"{vd.name}  ({vd.dataset}, {vd.num_points:,d} points"
+                + (f", {hidden_n:,d} hidden" if hidden_n else "")
+                + f", view {view})"
+            )
+            leg = legend_image(
+                vd.class_names,
+                vd.palette,
+                width=len(modes) * width,
+                present=sorted(present),
+                row_height=LEGEND_ROW_HEIGHT,
+                header=header,
+                extra=legend_extras(vd, modes, visible),
+            )
         names = [MODE_TITLES.get(m, m) for m in modes]
         if "weak" in modes and view_data.label_spec:
             names[modes.index("weak")] = f"weak labels ({view_data.label_spec})"
         if "rgb" in modes and view_data.feat_kind == "remission":
             names[modes.index("rgb")] = "remission"
         subs = [mode_summary(view_data, m, visible) for m in modes]
-        bars = [(CONFIDENCE_CMAP, "0", "1") if m == "confidence" else
-                (ENTROPY_CMAP, "0", f"{entropy_vmax(view_data.num_classes):.2f}") if m == "entropy"
-                else None for m in modes]
-        panel = compose_panel(tiles, names if titles else [""] * len(modes), subs if titles else None,
-                              leg, bars if titles else None, TITLE_HEIGHT if titles else 0)
+        bars = [
+            (CONFIDENCE_CMAP, "0", "1")
+            if m == "confidence"
+            else (ENTROPY_CMAP, "0", f"{entropy_vmax(view_data.num_classes):.2f}")
+            if m == "entropy"
+            else None
+            for m in modes
+        ]
+        panel = compose_panel(
+            tiles,
+            names if titles else [""] * len(modes),
+            subs if titles else None,
+            leg,
+            bars if titles else None,
+            TITLE_HEIGHT if titles else 0,
+        )
     if out_png is not None:
         save_png(out_png, panel)
     return panel

@@ -10,6 +10,7 @@ Without a reachable display Open3D's ``create_window`` silently falls back to an
 EGL context and ``run()`` would then spin forever with no window: :func:`display_problem`
 checks first, and the window creation itself is checked for that fallback.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -18,8 +19,9 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence, TextIO
+from typing import TextIO
 
 import numpy as np
 
@@ -29,12 +31,17 @@ from pcseg.viz.palettes import legend_text
 from pcseg.viz.render import apply_camera, fit_camera, hidden_mask, marker_mesh, save_png
 
 MODE_KEYS: dict[str, str] = {str(i + 1): m for i, m in enumerate(MODES)}
-HELP = ("keys: " + ", ".join(f"{k} {m}" for k, m in MODE_KEYS.items())
-        + " | N/P next/previous scene | V camera iso/top/front/side | C hide/show ceiling"
-        " | S screenshot | H/L legend+help | Q/Esc quit")
-NO_DISPLAY_HINT = ("render a PNG instead, e.g.\n"
-                   "  pcseg view PATH --render out.png --modes gt,weak,pred,error --view top\n"
-                   "or run under a virtual display: xvfb-run -s '-screen 0 1280x1024x24' pcseg view PATH")
+HELP = (
+    "keys: "
+    + ", ".join(f"{k} {m}" for k, m in MODE_KEYS.items())
+    + " | N/P next/previous scene | V camera iso/top/front/side | C hide/show ceiling"
+    " | S screenshot | H/L legend+help | Q/Esc quit"
+)
+NO_DISPLAY_HINT = (
+    "render a PNG instead, e.g.\n"
+    "  pcseg view PATH --render out.png --modes gt,weak,pred,error --view top\n"
+    "or run under a virtual display: xvfb-run -s '-screen 0 1280x1024x24' pcseg view PATH"
+)
 
 
 def display_problem(env: dict[str, str] | None = None) -> str | None:
@@ -48,8 +55,10 @@ def display_problem(env: dict[str, str] | None = None) -> str | None:
     disp = env.get("DISPLAY", "")
     if not disp:
         if env.get("WAYLAND_DISPLAY"):
-            return ("WAYLAND_DISPLAY is set but DISPLAY is not: Open3D's viewer needs an X11 "
-                    "display (XWayland)")
+            return (
+                "WAYLAND_DISPLAY is set but DISPLAY is not: Open3D's viewer needs an X11 "
+                "display (XWayland)"
+            )
         return "no display: DISPLAY and WAYLAND_DISPLAY are unset"
     lib = ctypes.util.find_library("X11")
     if lib is None:
@@ -105,11 +114,21 @@ class Viewer:
         out: where messages go (default stdout).
     """
 
-    def __init__(self, source: ViewSource, scene: str | None = None, mode: str = "rgb",
-                 point_size: float = 3.0, hide_classes: Sequence[str] = (),
-                 hide_ceiling: bool = False, screenshot_dir: str | os.PathLike = ".",
-                 width: int = 1280, height: int = 900, background: Sequence[float] = (1.0, 1.0, 1.0),
-                 exit_after: float | None = None, out: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        source: ViewSource,
+        scene: str | None = None,
+        mode: str = "rgb",
+        point_size: float = 3.0,
+        hide_classes: Sequence[str] = (),
+        hide_ceiling: bool = False,
+        screenshot_dir: str | os.PathLike = ".",
+        width: int = 1280,
+        height: int = 900,
+        background: Sequence[float] = (1.0, 1.0, 1.0),
+        exit_after: float | None = None,
+        out: TextIO | None = None,
+    ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
         self.source = source
@@ -140,16 +159,22 @@ class Viewer:
         """Scene, mode, statistic and available modes as one block of text."""
         v = self.view
         stat = mode_summary(v, self.mode, self.visible)
-        return (f"scene {self.index + 1}/{len(self.source.scenes)}: {v.name} ({v.dataset}, "
-                f"{v.num_points:,d} points) | mode [{self.mode}]" + (f" {stat}" if stat else "")
-                + f"\navailable modes: {', '.join(available_modes(v))}")
+        return (
+            f"scene {self.index + 1}/{len(self.source.scenes)}: {v.name} ({v.dataset}, "
+            f"{v.num_points:,d} points) | mode [{self.mode}]"
+            + (f" {stat}" if stat else "")
+            + f"\navailable modes: {', '.join(available_modes(v))}"
+        )
 
     def print_legend(self) -> None:
         """Print the class legend (with point counts of the current label mode) and help."""
         v = self.view
-        labels = {"gt": v.semantic, "pred": v.pred, "pseudo": v.pseudo,
-                  "weak": None if v.labelled is None else np.where(v.labelled, v.semantic, -1)
-                  }.get(self.mode, v.semantic)
+        labels = {
+            "gt": v.semantic,
+            "pred": v.pred,
+            "pseudo": v.pseudo,
+            "weak": None if v.labelled is None else np.where(v.labelled, v.semantic, -1),
+        }.get(self.mode, v.semantic)
         lab = labels[self.visible]
         counts = np.bincount(lab[lab >= 0], minlength=v.num_classes)
         self.say(self.describe())
@@ -193,7 +218,9 @@ class Viewer:
             self.say(str(e))
             return False
         self.mode = mode
-        self.pcd.colors = o3d.utility.Vector3dVector(colors[self.visible].astype(np.float64) / 255.0)
+        self.pcd.colors = o3d.utility.Vector3dVector(
+            colors[self.visible].astype(np.float64) / 255.0
+        )
         if self.vis is not None:
             self.vis.update_geometry(self.pcd)
             if self.markers is not None:
@@ -252,8 +279,10 @@ class Viewer:
         """Hide / show the ceiling (ground-truth class and the top of the height range)."""
         self.hide_ceiling = not self.hide_ceiling
         self._reload_geometry(reload_scene=False)
-        self.say(f"ceiling {'hidden' if self.hide_ceiling else 'shown'}: "
-                 f"{int((~self.visible).sum()):,d} points hidden")
+        self.say(
+            f"ceiling {'hidden' if self.hide_ceiling else 'shown'}: "
+            f"{int((~self.visible).sum()):,d} points hidden"
+        )
         return True
 
     def screenshot(self) -> Path:
@@ -280,14 +309,18 @@ class Viewer:
         o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Info)
         try:
             ok, log = _call_capturing_output(
-                lambda: vis.create_window(window_name="pcseg viewer", width=self.width,
-                                          height=self.height, visible=True))
+                lambda: vis.create_window(
+                    window_name="pcseg viewer", width=self.width, height=self.height, visible=True
+                )
+            )
         finally:
             o3d.utility.set_verbosity_level(verbosity)
         if not ok or "falling back to EGL" in log or "No display detected" in log:
             vis.destroy_window()
-            raise RuntimeError(f"Open3D could not open a window on DISPLAY="
-                               f"{os.environ.get('DISPLAY', '')!r}\n{NO_DISPLAY_HINT}")
+            raise RuntimeError(
+                f"Open3D could not open a window on DISPLAY="
+                f"{os.environ.get('DISPLAY', '')!r}\n{NO_DISPLAY_HINT}"
+            )
         self.vis = vis
         vis.add_geometry(self.pcd)
         opt = vis.get_render_option()

@@ -25,6 +25,7 @@ with the same command; results accumulate in one JSON (keyed by strategy, seed a
 The runs go round by round (every seed and strategy reaches round R before any reaches R + 1),
 so a study cut short has every seed at the rounds it reports.
 """
+
 from __future__ import annotations
 
 import json
@@ -81,8 +82,14 @@ def _eligible(semantic: np.ndarray, labelled: np.ndarray) -> np.ndarray:
     return (np.asarray(semantic) >= 0) & ~np.asarray(labelled, dtype=bool)
 
 
-def suggested_clicks(coords: np.ndarray, semantic: np.ndarray, scores: np.ndarray,
-                     labelled: np.ndarray, k: int, cell: float | None = None) -> np.ndarray:
+def suggested_clicks(
+    coords: np.ndarray,
+    semantic: np.ndarray,
+    scores: np.ndarray,
+    labelled: np.ndarray,
+    k: int,
+    cell: float | None = None,
+) -> np.ndarray:
     """``k`` click points (int64, in suggestion order) of the ``suggested`` user: one click per
     spot of :func:`suggest_spots` on ``scores``, at the unlabelled point of class >= 0 nearest
     to the spot; filled up with the most uncertain remaining such points when the spots give
@@ -108,7 +115,7 @@ def suggested_clicks(coords: np.ndarray, semantic: np.ndarray, scores: np.ndarra
     if len(chosen) < k:
         rest = cand[~taken[cand]]
         rest = rest[np.argsort(-np.asarray(scores)[rest], kind="stable")]
-        chosen.extend(int(p) for p in rest[:k - len(chosen)])
+        chosen.extend(int(p) for p in rest[: k - len(chosen)])
     return np.asarray(chosen, dtype=np.int64)
 
 
@@ -117,8 +124,9 @@ def click_rng(seed: int, round_: int, scene: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(round_), zlib.crc32(scene.encode())])
 
 
-def random_clicks(semantic: np.ndarray, labelled: np.ndarray, k: int,
-                  rng: np.random.Generator) -> np.ndarray:
+def random_clicks(
+    semantic: np.ndarray, labelled: np.ndarray, k: int, rng: np.random.Generator
+) -> np.ndarray:
     """``k`` points (int64, sorted) drawn uniformly without replacement among the unlabelled
     points of class >= 0 (all of them when there are fewer)."""
     cand = np.flatnonzero(_eligible(semantic, labelled))
@@ -139,19 +147,34 @@ class ScenePrediction:
     @classmethod
     def load(cls, path: Path) -> ScenePrediction:
         with np.load(path) as z:
-            get = {k: np.asarray(z[k]) for k in ("pred", "entropy", "pseudo", "confidence")
-                   if k in z.files}
+            get = {
+                k: np.asarray(z[k])
+                for k in ("pred", "entropy", "pseudo", "confidence")
+                if k in z.files
+            }
         return cls(get["pred"], get.get("entropy"), get.get("pseudo"), get.get("confidence"))
 
     def scores(self, num_classes: int) -> np.ndarray:
         """Per-point uncertainty (entropy, plus p/q disagreement where there is a pseudo-label)."""
-        return uncertainty(self.entropy, num_classes, pred=self.pred, pseudo=self.pseudo,
-                           confidence=self.confidence)
+        return uncertainty(
+            self.entropy,
+            num_classes,
+            pred=self.pred,
+            pseudo=self.pseudo,
+            confidence=self.confidence,
+        )
 
 
-def simulate_round(strategy: str, coords: np.ndarray, semantic: np.ndarray, rows: np.ndarray,
-                   k: int, prediction: ScenePrediction | None, num_classes: int,
-                   rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+def simulate_round(
+    strategy: str,
+    coords: np.ndarray,
+    semantic: np.ndarray,
+    rows: np.ndarray,
+    k: int,
+    prediction: ScenePrediction | None,
+    num_classes: int,
+    rng: np.random.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """One user round on one scene: ``(clicks, new rows)``. ``rows`` (M, 2) are the labels so
     far; ``prediction`` the previous run's (required for ``suggested``), ``rng`` for
     ``random``."""
@@ -188,8 +211,12 @@ def round_dir(run_root: Path, strategy: str, seed: int, round_: int) -> Path:
 
 
 def _settings(config: Path, start_spec: str, clicks: int, overrides: list[str]) -> dict[str, Any]:
-    return {"config": str(config), "start_spec": start_spec, "clicks_per_round": int(clicks),
-            "overrides": list(overrides)}
+    return {
+        "config": str(config),
+        "start_spec": start_spec,
+        "clicks_per_round": int(clicks),
+        "overrides": list(overrides),
+    }
 
 
 def _load(json_out: Path | None, settings: dict[str, Any]) -> dict[str, Any]:
@@ -197,8 +224,10 @@ def _load(json_out: Path | None, settings: dict[str, Any]) -> dict[str, Any]:
         return {"settings": settings, "runs": []}
     res = dict(json.loads(json_out.read_text()))
     if res.get("settings") != settings:
-        raise ValueError(f"{json_out} holds a study with other settings ({res.get('settings')}); "
-                         f"this call has {settings}: choose another --json")
+        raise ValueError(
+            f"{json_out} holds a study with other settings ({res.get('settings')}); "
+            f"this call has {settings}: choose another --json"
+        )
     return res
 
 
@@ -210,8 +239,9 @@ def _record(results: dict[str, Any], rec: dict[str, Any]) -> None:
     results["runs"] = runs
 
 
-def _write_start(root: Path, scenes: list[str], start_spec: str, spec: str,
-                 num_classes: int) -> int:
+def _write_start(
+    root: Path, scenes: list[str], start_spec: str, spec: str, num_classes: int
+) -> int:
     total = 0
     for sid in scenes:
         sem = processed.read_scene(root, sid).semantic
@@ -225,8 +255,9 @@ def _train_predictions(cfg: Config, run_dir: Path, split: str) -> Path:
     """``RUN/train_pred/predictions`` of the run's ``last.pt`` on ``split`` (made once)."""
     out = run_dir / "train_pred"
     if not (out / "metrics.json").is_file():
-        test_checkpoint(cfg, run_dir / "checkpoints" / "last.pt", split=split, out_dir=out,
-                        progress=False)
+        test_checkpoint(
+            cfg, run_dir / "checkpoints" / "last.pt", split=split, out_dir=out, progress=False
+        )
     return out / "predictions"
 
 
@@ -234,9 +265,18 @@ def _run_cfg(config: Path, sets: list[str], seed: int, run_dir: Path) -> Config:
     return load_config(config, [*sets, f"train.seed={seed}", f"run_dir={run_dir}"])
 
 
-def _make_round(strategy: str, seed: int, round_: int, root: Path, scenes: list[str],
-                prev_spec: str, spec: str, pred_dir: Path, k: int,
-                num_classes: int) -> dict[str, Any]:
+def _make_round(
+    strategy: str,
+    seed: int,
+    round_: int,
+    root: Path,
+    scenes: list[str],
+    prev_spec: str,
+    spec: str,
+    pred_dir: Path,
+    k: int,
+    num_classes: int,
+) -> dict[str, Any]:
     """Write the labels of one round (deterministic, so a rerun writes the same); the click
     statistics."""
     clicks = miscls = labels = 0
@@ -246,22 +286,41 @@ def _make_round(strategy: str, seed: int, round_: int, root: Path, scenes: list[
         prev_idx, prev_cls = processed.read_label_classes(root, prev_spec, sid, sem, num_classes)
         rows = np.stack([prev_idx, prev_cls], axis=1)
         pred = ScenePrediction.load(pred_dir / f"{sid}.npz")
-        c, new = simulate_round(strategy, scene.coords, sem, rows, k, pred, num_classes,
-                                rng=click_rng(seed, round_, sid))
+        c, new = simulate_round(
+            strategy,
+            scene.coords,
+            sem,
+            rows,
+            k,
+            pred,
+            num_classes,
+            rng=click_rng(seed, round_, sid),
+        )
         processed.write_labels(root, spec, sid, new, len(sem), num_classes)
         clicks += len(c)
         miscls += int((pred.pred[c] != sem[c]).sum())
         labels += len(new)
-    return {"clicks": clicks, "clicks_misclassified": miscls,
-            "misclassified_fraction": miscls / clicks if clicks else float("nan"),
-            "labels": labels}
+    return {
+        "clicks": clicks,
+        "clicks_misclassified": miscls,
+        "misclassified_fraction": miscls / clicks if clicks else float("nan"),
+        "labels": labels,
+    }
 
 
-def run_active_study(config: Path, strategies: list[str], seeds: list[int], rounds: int,
-                     clicks_per_round: int, run_root: Path, start_spec: str = "1pt",
-                     overrides: list[str] | None = None, json_out: Path | None = None,
-                     table_out: Path | None = None, plot_out: Path | None = None
-                     ) -> dict[str, Any]:
+def run_active_study(
+    config: Path,
+    strategies: list[str],
+    seeds: list[int],
+    rounds: int,
+    clicks_per_round: int,
+    run_root: Path,
+    start_spec: str = "1pt",
+    overrides: list[str] | None = None,
+    json_out: Path | None = None,
+    table_out: Path | None = None,
+    plot_out: Path | None = None,
+) -> dict[str, Any]:
     """Run (or reuse) every (seed, strategy, round) of the study (module docstring).
 
     Returns ``{"settings": {...}, "runs": [{"strategy", "seed", "round", "labels", "clicks",
@@ -310,10 +369,21 @@ def run_active_study(config: Path, strategies: list[str], seeds: list[int], roun
                 print(f"[active] seed {seed} round 0 ({start_spec}: {n0} labels)", flush=True)
                 _, res0 = train_round(spec0, seed, d0)
                 for s in strategies:
-                    _record(results, {"strategy": s, "seed": seed, "round": 0, "labels": n0,
-                                      "clicks": 0, "misclassified_fraction": None,
-                                      "miou": res0["test"]["miou"], "oa": res0["test"]["oa"],
-                                      "run_dir": str(d0), "spec": spec0})
+                    _record(
+                        results,
+                        {
+                            "strategy": s,
+                            "seed": seed,
+                            "round": 0,
+                            "labels": n0,
+                            "clicks": 0,
+                            "misclassified_fraction": None,
+                            "miou": res0["test"]["miou"],
+                            "oa": res0["test"]["oa"],
+                            "run_dir": str(d0),
+                            "spec": spec0,
+                        },
+                    )
                 save()
                 continue
             for s in strategies:
@@ -323,23 +393,50 @@ def run_active_study(config: Path, strategies: list[str], seeds: list[int], roun
                 spec, d = round_spec(s, seed, r, start_spec), round_dir(run_root, s, seed, r)
                 stats_path = d / "active_clicks.json"
                 if not (run_finished(d) and stats_path.is_file()):
-                    pred_dir = _train_predictions(_run_cfg(config, prev_sets, seed, prev_dir),
-                                                  prev_dir, split)
-                    stats = _make_round(s, seed, r, root, scenes, prev_spec, spec, pred_dir,
-                                        clicks_per_round, num_classes)
-                    print(f"[active] seed {seed} {s} round {r}: {stats['clicks']} clicks "
-                          f"({stats['clicks_misclassified']} on misclassified points), "
-                          f"{stats['labels']} labels", flush=True)
+                    pred_dir = _train_predictions(
+                        _run_cfg(config, prev_sets, seed, prev_dir), prev_dir, split
+                    )
+                    stats = _make_round(
+                        s,
+                        seed,
+                        r,
+                        root,
+                        scenes,
+                        prev_spec,
+                        spec,
+                        pred_dir,
+                        clicks_per_round,
+                        num_classes,
+                    )
+                    print(
+                        f"[active] seed {seed} {s} round {r}: {stats['clicks']} clicks "
+                        f"({stats['clicks_misclassified']} on misclassified points), "
+                        f"{stats['labels']} labels",
+                        flush=True,
+                    )
                     d.mkdir(parents=True, exist_ok=True)
                     atomic_write_json(stats_path, stats)
                 stats = json.loads(stats_path.read_text())
                 _, res = train_round(spec, seed, d)
-                _record(results, {"strategy": s, "seed": seed, "round": r, **stats,
-                                  "miou": res["test"]["miou"], "oa": res["test"]["oa"],
-                                  "run_dir": str(d), "spec": spec})
+                _record(
+                    results,
+                    {
+                        "strategy": s,
+                        "seed": seed,
+                        "round": r,
+                        **stats,
+                        "miou": res["test"]["miou"],
+                        "oa": res["test"]["oa"],
+                        "run_dir": str(d),
+                        "spec": spec,
+                    },
+                )
                 save()
-                print(f"[active] seed {seed} {s} round {r}: test mIoU "
-                      f"{100 * res['test']['miou']:.1f}", flush=True)
+                print(
+                    f"[active] seed {seed} {s} round {r}: test mIoU "
+                    f"{100 * res['test']['miou']:.1f}",
+                    flush=True,
+                )
     table = format_active_table(results)
     print(table)
     if table_out is not None:
@@ -361,8 +458,9 @@ def _mean_std(vals: list[float]) -> str:
 
 def _paired(runs: list[dict[str, Any]], rnd: int) -> str:
     by = {(r["strategy"], r["seed"]): r["miou"] for r in runs if r["round"] == rnd}
-    seeds = sorted({sd for st, sd in by if st == "suggested"} & {sd for st, sd in by
-                                                                if st == "random"})
+    seeds = sorted(
+        {sd for st, sd in by if st == "suggested"} & {sd for st, sd in by if st == "random"}
+    )
     return _mean_std([by[("suggested", sd)] - by[("random", sd)] for sd in seeds])
 
 
@@ -376,8 +474,10 @@ def format_active_table(results: dict[str, Any]) -> str:
     head = "| round |"
     rule = "|---|"
     for s in strategies:
-        head += (f" {s}: labels | {s}: test mIoU (mean ± std) | {s}: per seed | "
-                 f"{s}: clicks on misclassified |")
+        head += (
+            f" {s}: labels | {s}: test mIoU (mean ± std) | {s}: per seed | "
+            f"{s}: clicks on misclassified |"
+        )
         rule += "---|---|---|---|"
     paired = {"suggested", "random"} <= set(strategies)
     if paired:
@@ -387,15 +487,20 @@ def format_active_table(results: dict[str, Any]) -> str:
     for rnd in sorted({r["round"] for r in runs}):
         row = f"| {rnd} |"
         for s in strategies:
-            rs = sorted((r for r in runs if r["strategy"] == s and r["round"] == rnd),
-                        key=lambda r: r["seed"])
+            rs = sorted(
+                (r for r in runs if r["strategy"] == s and r["round"] == rnd),
+                key=lambda r: r["seed"],
+            )
             if not rs:
                 row += " | | | |"
                 continue
             labels = np.mean([r["labels"] for r in rs])
             per = ", ".join(f"s{r['seed']} {100 * r['miou']:.1f}" for r in rs)
-            mis = [r["misclassified_fraction"] for r in rs
-                   if r.get("misclassified_fraction") is not None]
+            mis = [
+                r["misclassified_fraction"]
+                for r in rs
+                if r.get("misclassified_fraction") is not None
+            ]
             mis_s = f"{100 * np.mean(mis):.0f} %" if mis else "-"
             row += f" {labels:.0f} | {_mean_std([r['miou'] for r in rs])} | {per} | {mis_s} |"
         if paired:

@@ -7,6 +7,7 @@ score, so no test or full label picks it). Finished runs are reused, so an inter
 resumes; results accumulate in one JSON (a later call with other methods or budgets adds to
 it), from which the table and the plot are drawn.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,10 +44,18 @@ def _load(json_out: Path | None) -> dict[str, Any]:
     return {"budgets": {}}
 
 
-def run_budget_study(config_dir: Path, methods: list[str], budgets: list[str], seeds: list[int],
-                     run_root: Path, overrides: list[str] | None = None, rerun: bool = False,
-                     json_out: Path | None = None, table_out: Path | None = None,
-                     plot_out: Path | None = None) -> dict[str, Any]:
+def run_budget_study(
+    config_dir: Path,
+    methods: list[str],
+    budgets: list[str],
+    seeds: list[int],
+    run_root: Path,
+    overrides: list[str] | None = None,
+    rerun: bool = False,
+    json_out: Path | None = None,
+    table_out: Path | None = None,
+    plot_out: Path | None = None,
+) -> dict[str, Any]:
     """Run (or reuse) every (budget, method, seed); returns the accumulated results
     ``{"budgets": {spec: {"fraction": f, "methods": {m: [run, ...]}}}}`` (also in ``json_out``),
     prints the table (and writes it to ``table_out``) and draws ``plot_out`` (PNG)."""
@@ -63,8 +72,9 @@ def run_budget_study(config_dir: Path, methods: list[str], budgets: list[str], s
             for seed in seeds:
                 print(f"[budget] {spec} {m} seed {seed}", flush=True)
                 run_dir = run_root / spec_dirname(spec) / m / f"seed_{seed}"
-                runs[seed] = run_one(config_dir / f"{m}.yaml", seed, run_dir, sets, rerun,
-                                     checkpoint="last.pt")
+                runs[seed] = run_one(
+                    config_dir / f"{m}.yaml", seed, run_dir, sets, rerun, checkpoint="last.pt"
+                )
             entry["methods"][m] = [runs[s] for s in sorted(runs)]
             cfg = load_config(config_dir / f"{m}.yaml", sets)
             entry["fraction"] = labelled_fraction(Path(cfg.data.root), spec, cfg.data.train_split)
@@ -91,13 +101,17 @@ def _mean_std(vals: list[float]) -> tuple[float, float]:
 def format_budget_table(results: dict[str, Any]) -> str:
     """Markdown: one row per (budget, method): labelled fraction, test mIoU mean ± sample std
     over seeds, and the per-seed mIoUs."""
-    lines = ["| budget | labelled fraction | method | test mIoU (mean ± std) | mIoU per seed |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| budget | labelled fraction | method | test mIoU (mean ± std) | mIoU per seed |",
+        "|---|---|---|---|---|",
+    ]
     order = sorted(results["budgets"].items(), key=lambda kv: kv[1].get("fraction", 0.0))
     for spec, entry in order:
         for m, runs in entry["methods"].items():
             mean, sd = _mean_std([r["miou"] for r in runs])
             per_seed = ", ".join(f"{100 * r['miou']:.1f}" for r in runs)
-            lines.append(f"| {spec} | {100 * entry.get('fraction', float('nan')):.3g} % | {m} | "
-                         f"{mean:.1f} ± {sd:.1f} | {per_seed} |")
+            lines.append(
+                f"| {spec} | {100 * entry.get('fraction', float('nan')):.3g} % | {m} | "
+                f"{mean:.1f} ± {sd:.1f} | {per_seed} |"
+            )
     return "\n".join(lines) + "\n"

@@ -15,6 +15,7 @@ validation mIoU, and, for methods that report ``diag/pseudo_acc`` (accuracy of t
 pseudo-labels against the hidden ground truth on unlabelled voxels), its mean over the
 first and the last 10% of the logged windows — whether pseudo-label quality rises.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,7 +28,9 @@ from pcseg.utils.io import atomic_write_json, atomic_write_text
 from pcseg.workflows.runs import train_and_test
 
 
-def _edge_means(trace: list[dict[str, Any]], key: str, frac: float = 0.1) -> tuple[float, float] | None:
+def _edge_means(
+    trace: list[dict[str, Any]], key: str, frac: float = 0.1
+) -> tuple[float, float] | None:
     vals = [t[key] for t in trace if key in t and t[key] is not None and math.isfinite(t[key])]
     if len(vals) < 2:
         return None
@@ -35,24 +38,37 @@ def _edge_means(trace: list[dict[str, Any]], key: str, frac: float = 0.1) -> tup
     return float(np.mean(vals[:k])), float(np.mean(vals[-k:]))
 
 
-def run_one(config: Path, seed: int, run_dir: Path, overrides: list[str], rerun: bool,
-            checkpoint: str = "best.pt") -> dict[str, Any]:
+def run_one(
+    config: Path,
+    seed: int,
+    run_dir: Path,
+    overrides: list[str],
+    rerun: bool,
+    checkpoint: str = "best.pt",
+) -> dict[str, Any]:
     """Train + test one (config, seed) (testing ``checkpoint``); returns the numbers of the run."""
-    res = train_and_test(config, seed, run_dir, overrides, rerun=rerun, checkpoint=checkpoint,
-                         progress=False)
+    res = train_and_test(
+        config, seed, run_dir, overrides, rerun=rerun, checkpoint=checkpoint, progress=False
+    )
     summary, metrics = res["train"], res["test"]
     return {
-        "seed": seed, "run_dir": str(run_dir),
-        "miou": metrics["miou"], "oa": metrics["oa"], "macc": metrics["macc"],
+        "seed": seed,
+        "run_dir": str(run_dir),
+        "miou": metrics["miou"],
+        "oa": metrics["oa"],
+        "macc": metrics["macc"],
         "per_class_iou": metrics["per_class_iou"],
         "best_val_miou": summary.get("best_miou"),
         "pseudo_acc_first_last": _edge_means(summary.get("trace", []), "diag/pseudo_acc"),
-        "pred_acc_unlabelled_first_last": _edge_means(summary.get("trace", []),
-                                                      "diag/pred_acc_unlabelled"),
+        "pred_acc_unlabelled_first_last": _edge_means(
+            summary.get("trace", []), "diag/pred_acc_unlabelled"
+        ),
         "train_time_s": summary.get("train_time_s"),
         "checkpoint": checkpoint,
-        "val_history": [{"iteration": v.get("iteration"), "miou": v.get("miou")}
-                        for v in summary.get("val_history", [])],
+        "val_history": [
+            {"iteration": v.get("iteration"), "miou": v.get("miou")}
+            for v in summary.get("val_history", [])
+        ],
     }
 
 
@@ -66,23 +82,41 @@ def _ms(vals: list[float]) -> str:
 
 def format_table(results: dict[str, list[dict[str, Any]]], title: str) -> str:
     """Markdown table of the results (percentages, mean ± sample std over seeds)."""
-    lines = [f"### {title}", "",
-             "| method | test mIoU | OA | mAcc | mIoU per seed | best val mIoU (voxels) | pseudo-label acc first → last 10% |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"### {title}",
+        "",
+        "| method | test mIoU | OA | mAcc | mIoU per seed | best val mIoU (voxels) | pseudo-label acc first → last 10% |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for m, runs in results.items():
         per_seed = ", ".join(f"{100 * r['miou']:.2f}" for r in runs)
         pa = [r["pseudo_acc_first_last"] for r in runs if r["pseudo_acc_first_last"] is not None]
-        pa_txt = "—" if not pa else (f"{100 * np.mean([a for a, _ in pa]):.1f} → {100 * np.mean([b for _, b in pa]):.1f}"
-                                     f" (rose in {sum(b > a for a, b in pa)}/{len(pa)} seeds)")
-        lines.append(f"| {m} | {_ms([r['miou'] for r in runs])} | {_ms([r['oa'] for r in runs])} | "
-                     f"{_ms([r['macc'] for r in runs])} | {per_seed} | {_ms([r['best_val_miou'] for r in runs])} | {pa_txt} |")
+        pa_txt = (
+            "—"
+            if not pa
+            else (
+                f"{100 * np.mean([a for a, _ in pa]):.1f} → {100 * np.mean([b for _, b in pa]):.1f}"
+                f" (rose in {sum(b > a for a, b in pa)}/{len(pa)} seeds)"
+            )
+        )
+        lines.append(
+            f"| {m} | {_ms([r['miou'] for r in runs])} | {_ms([r['oa'] for r in runs])} | "
+            f"{_ms([r['macc'] for r in runs])} | {per_seed} | {_ms([r['best_val_miou'] for r in runs])} | {pa_txt} |"
+        )
     return "\n".join(lines) + "\n"
 
 
-def compare_methods(config_dir: Path, methods: list[str], seeds: list[int], run_root: Path,
-                    overrides: list[str] | None = None, rerun: bool = False,
-                    out: Path | None = None, json_out: Path | None = None,
-                    checkpoint: str = "best.pt") -> dict[str, list[dict[str, Any]]]:
+def compare_methods(
+    config_dir: Path,
+    methods: list[str],
+    seeds: list[int],
+    run_root: Path,
+    overrides: list[str] | None = None,
+    rerun: bool = False,
+    out: Path | None = None,
+    json_out: Path | None = None,
+    checkpoint: str = "best.pt",
+) -> dict[str, list[dict[str, Any]]]:
     """Train and test ``config_dir/<method>.yaml`` for every method and seed into
     ``run_root/<method>/seed_<s>``; prints the table (and writes it to ``out``, every number
     to ``json_out``). Returns {method: [per-seed result dicts]}."""
@@ -94,11 +128,20 @@ def compare_methods(config_dir: Path, methods: list[str], seeds: list[int], run_
     for seed in seeds:
         for m in methods:
             print(f"[compare] {m} seed {seed}")
-            results[m].append(run_one(config_dir / f"{m}.yaml", seed, run_root / m / f"seed_{seed}",
-                                      overrides, rerun, checkpoint=checkpoint))
-    title = (f"{config_dir} — methods {', '.join(methods)}; seeds {', '.join(map(str, seeds))}; "
-             f"{checkpoint} tested"
-             + (f"; overrides {' '.join(overrides)}" if overrides else ""))
+            results[m].append(
+                run_one(
+                    config_dir / f"{m}.yaml",
+                    seed,
+                    run_root / m / f"seed_{seed}",
+                    overrides,
+                    rerun,
+                    checkpoint=checkpoint,
+                )
+            )
+    title = (
+        f"{config_dir} — methods {', '.join(methods)}; seeds {', '.join(map(str, seeds))}; "
+        f"{checkpoint} tested" + (f"; overrides {' '.join(overrides)}" if overrides else "")
+    )
     table = format_table(results, title)
     print(table)
     if out is not None:

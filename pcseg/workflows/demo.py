@@ -9,6 +9,7 @@ printed and written to OUT/results.md.
 Every number printed comes from this run (the metrics that the test step writes); nothing
 is read from a stored table.
 """
+
 from __future__ import annotations
 
 import time
@@ -29,8 +30,9 @@ METHOD_TITLES = {
 }
 
 
-def run_method(method: str, budget: str, out: Path, seed: int,
-               overrides: list[str]) -> dict[str, Any]:
+def run_method(
+    method: str, budget: str, out: Path, seed: int, overrides: list[str]
+) -> dict[str, Any]:
     """Train and test one method at one label budget (a weak-label spec, ``full`` for every
     label); returns {"train": summary, "test": metrics, "run_dir": Path, "method", "budget"}."""
     cfg = DEMO_CONFIGS / f"{method}.yaml"
@@ -38,8 +40,9 @@ def run_method(method: str, budget: str, out: Path, seed: int,
         raise FileNotFoundError(f"no demo config for method {method!r}: {cfg} does not exist")
     run_dir = out / "runs" / spec_dirname(budget) / method
     title = METHOD_TITLES.get(method, method)
-    print(f"\n=== {title}, {budget} labels: training and full-resolution test ({cfg}) ===",
-          flush=True)
+    print(
+        f"\n=== {title}, {budget} labels: training and full-resolution test ({cfg}) ===", flush=True
+    )
     sets = [*overrides, f"data.label_spec={budget}", f"data.prepare_specs=[{budget!r}]"]
     res = train_and_test(cfg, seed, run_dir, sets, rerun=True)
     return {**res, "run_dir": run_dir, "method": method, "budget": budget}
@@ -62,8 +65,10 @@ def render(run_dir: Path, out_png: Path, curves_png: Path) -> str:
 
 def results_table(results: list[dict[str, Any]]) -> str:
     """Markdown table of the test metrics of each run (numbers from this run)."""
-    rows = ["| labels | method | mIoU | OA | mAcc | pseudo-label acc. (unlabelled, end) | "
-            "train time |", "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| labels | method | mIoU | OA | mAcc | pseudo-label acc. (unlabelled, end) | train time |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         m, s = r["test"], r["train"]
         pacc = s.get("final_diagnostics", {}).get("diag/pseudo_acc")
@@ -78,16 +83,23 @@ def results_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
-def run_demo(out: Path, methods: list[str], seed: int = 0, overrides: list[str] | None = None,
-             budgets: tuple[str, ...] = ("1%", "0.1%"), ceiling: bool = True) -> dict[str, Any]:
+def run_demo(
+    out: Path,
+    methods: list[str],
+    seed: int = 0,
+    overrides: list[str] | None = None,
+    budgets: tuple[str, ...] = ("1%", "0.1%"),
+    ceiling: bool = True,
+) -> dict[str, Any]:
     """Run the demo into ``out``: supervised-only with every label (the ceiling, unless
     ``ceiling`` is False), then every method at every budget; the runs of the first budget
     are rendered. Returns {"results": [run, ...], "table": str, "pictures": [Path]}."""
     t0 = time.perf_counter()
     out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    todo = ([("supervised", "full")] if ceiling else []) + [(m, b) for b in budgets
-                                                            for m in methods]
+    todo = ([("supervised", "full")] if ceiling else []) + [
+        (m, b) for b in budgets for m in methods
+    ]
     results = [run_method(m, b, out, seed, list(overrides or [])) for m, b in todo]
 
     print("\n=== rendering ===", flush=True)
@@ -102,16 +114,29 @@ def run_demo(out: Path, methods: list[str], seed: int = 0, overrides: list[str] 
         pictures += [panel, curves]
     table = results_table(results)
     atomic_write_text(out / "results.md", table + "\n")
-    atomic_write_json(out / "results.json", [
-        {"method": r["method"], "budget": r["budget"], "miou": r["test"]["miou"],
-         "oa": r["test"]["oa"], "macc": r["test"]["macc"],
-         "per_class_iou": r["test"]["per_class_iou"]} for r in results])
-    print(f"\npcseg demo: synthetic S3DIS-format rooms, labels {', '.join(budgets)}"
-          f"{' and full' if ceiling else ''}, scene {scene} rendered, "
-          f"{time.perf_counter() - t0:.0f} s in all\n")
+    atomic_write_json(
+        out / "results.json",
+        [
+            {
+                "method": r["method"],
+                "budget": r["budget"],
+                "miou": r["test"]["miou"],
+                "oa": r["test"]["oa"],
+                "macc": r["test"]["macc"],
+                "per_class_iou": r["test"]["per_class_iou"],
+            }
+            for r in results
+        ],
+    )
+    print(
+        f"\npcseg demo: synthetic S3DIS-format rooms, labels {', '.join(budgets)}"
+        f"{' and full' if ceiling else ''}, scene {scene} rendered, "
+        f"{time.perf_counter() - t0:.0f} s in all\n"
+    )
     print(table)
-    print("\npictures (GT | weak labels | pseudo-labels | prediction | error, and training "
-          "curves):")
+    print(
+        "\npictures (GT | weak labels | pseudo-labels | prediction | error, and training curves):"
+    )
     for p in pictures:
         print(f"  {p}")
     print(f"table: {out / 'results.md'}\nopen the viewer: pcseg view {results[-1]['run_dir']}")

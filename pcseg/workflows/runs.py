@@ -3,6 +3,7 @@
 Relative paths of the built-in demo config are anchored at the source checkout, so
 ``pcseg train`` with no config works from any directory of a clone.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,10 @@ def load_run_config(config: str | Path | None, overrides: list[str]) -> Config:
     if config is not None:
         return load_config(config, overrides)
     if not DEMO_CONFIG.is_file():
-        raise ConfigError(f"no CONFIG given and the demo config {DEMO_CONFIG} is not here "
-                          "(pcseg was installed without its configs/): pass a CONFIG file")
+        raise ConfigError(
+            f"no CONFIG given and the demo config {DEMO_CONFIG} is not here "
+            "(pcseg was installed without its configs/): pass a CONFIG file"
+        )
     cfg = load_config(DEMO_CONFIG, overrides)
     cfg.data.root = _anchor(cfg.data.root) or ""
     cfg.data.raw = _anchor(cfg.data.raw)
@@ -63,7 +66,9 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def _device_kind(cfg: Config) -> str:
     dev = cfg.train.device
-    return "cuda" if dev.startswith("cuda") or (dev == "auto" and torch.cuda.is_available()) else "cpu"
+    return (
+        "cuda" if dev.startswith("cuda") or (dev == "auto" and torch.cuda.is_available()) else "cpu"
+    )
 
 
 def _scenes(cfg: Config, split: str | None) -> set[str]:
@@ -83,18 +88,23 @@ def selection_note(cfg: Config) -> str | None:
         return None
     notes = []
     if val & _scenes(cfg, cfg.data.test_split):
-        notes.append(f"the validation split {cfg.data.val_split!r} is also the test split: "
-                     f"best.pt is chosen by test labels (as in the S3DIS Area 5 literature); "
-                     f"report the last.pt figure beside it")
+        notes.append(
+            f"the validation split {cfg.data.val_split!r} is also the test split: "
+            f"best.pt is chosen by test labels (as in the S3DIS Area 5 literature); "
+            f"report the last.pt figure beside it"
+        )
     if val & _scenes(cfg, cfg.data.train_split) and cfg.data.label_spec != "full":
-        notes.append(f"the validation split {cfg.data.val_split!r} holds training scenes scored "
-                     f"with their full ground truth, more than the {cfg.data.label_spec} "
-                     f"labels: test last.pt for label-honest numbers")
+        notes.append(
+            f"the validation split {cfg.data.val_split!r} holds training scenes scored "
+            f"with their full ground truth, more than the {cfg.data.label_spec} "
+            f"labels: test last.pt for label-honest numbers"
+        )
     return "; ".join(notes) or None
 
 
-def train_with_data(cfg: Config, resume: bool | str = False,
-                    init: str | Path | None = None) -> dict[str, Any]:
+def train_with_data(
+    cfg: Config, resume: bool | str = False, init: str | Path | None = None
+) -> dict[str, Any]:
     """Prepare ``cfg``'s data when missing (rank 0, the other ranks wait), then train
     (from the network weights of checkpoint ``init`` when given: fine-tuning).
 
@@ -113,15 +123,25 @@ def train_with_data(cfg: Config, resume: bool | str = False,
     return train(cfg, resume=resume, init=init)
 
 
-def test_checkpoint(cfg: Config, checkpoint: str | Path | None = None, split: str | None = None,
-                    out_dir: str | Path | None = None, progress: bool = True) -> dict[str, Any]:
+def test_checkpoint(
+    cfg: Config,
+    checkpoint: str | Path | None = None,
+    split: str | None = None,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Evaluate ``checkpoint`` (default RUN/checkpoints/best.pt) on every original point of
     ``split`` (default ``data.test_split``); returns the metrics (see pcseg.engine.evaluate)."""
     from pcseg.engine.evaluate import evaluate
 
     ckpt = checkpoint or Path(cfg.run_dir) / "checkpoints" / "best.pt"
-    return evaluate(cfg, str(ckpt), split=split, out_dir=None if out_dir is None else str(out_dir),
-                    progress=progress)
+    return evaluate(
+        cfg,
+        str(ckpt),
+        split=split,
+        out_dir=None if out_dir is None else str(out_dir),
+        progress=progress,
+    )
 
 
 def run_finished(run_dir: Path) -> bool:
@@ -135,9 +155,15 @@ def run_finished(run_dir: Path) -> bool:
         return False
 
 
-def train_and_test(config: Path, seed: int, run_dir: Path, overrides: list[str],
-                   rerun: bool = False, checkpoint: str = "best.pt",
-                   progress: bool = True) -> dict[str, Any]:
+def train_and_test(
+    config: Path,
+    seed: int,
+    run_dir: Path,
+    overrides: list[str],
+    rerun: bool = False,
+    checkpoint: str = "best.pt",
+    progress: bool = True,
+) -> dict[str, Any]:
     """Train ``config`` with ``train.seed=seed`` into ``run_dir`` and test its ``checkpoint``;
     a finished run is reused unless ``rerun``. Returns {"train": summary, "test": metrics}."""
     if rerun or not run_finished(run_dir):
@@ -146,5 +172,7 @@ def train_and_test(config: Path, seed: int, run_dir: Path, overrides: list[str],
         summary = train_with_data(cfg)
         metrics = test_checkpoint(cfg, run_dir / "checkpoints" / checkpoint, progress=progress)
         return {"train": summary, "test": metrics}
-    return {"train": json.loads((run_dir / "summary.json").read_text()),
-            "test": json.loads((run_dir / "test" / "metrics.json").read_text())}
+    return {
+        "train": json.loads((run_dir / "summary.json").read_text()),
+        "test": json.loads((run_dir / "test" / "metrics.json").read_text()),
+    }

@@ -24,6 +24,7 @@ so a reader can be checked point for point. Everything is drawn from one seed.
 
 Command line: ``pcseg synthetic {s3dis,semantickitti,scannet} --out DIR [--seed N]``.
 """
+
 from __future__ import annotations
 
 from pcseg.datasets.synthetic.kitti import (
@@ -54,10 +55,24 @@ from pcseg.datasets.synthetic.scannet import (
 )
 
 __all__ = [
-    "KittiWorld", "ROOM_TYPES", "S3DIS_COLOURS", "SCANNET_CATEGORIES", "SyntheticObject",
-    "SyntheticScanNetScene", "TSV_HEADER", "expected_s3dis_labels", "make_kitti_scan",
-    "make_kitti_world", "make_s3dis_room", "make_scannet_scene", "semantic_kitti_config",
-    "write_s3dis_room", "write_scannet_label_tsv", "write_scannet_scene",
-    "write_semantic_kitti_yaml", "write_synthetic_s3dis", "write_synthetic_scannet",
+    "KittiWorld",
+    "ROOM_TYPES",
+    "S3DIS_COLOURS",
+    "SCANNET_CATEGORIES",
+    "SyntheticObject",
+    "SyntheticScanNetScene",
+    "TSV_HEADER",
+    "expected_s3dis_labels",
+    "make_kitti_scan",
+    "make_kitti_world",
+    "make_s3dis_room",
+    "make_scannet_scene",
+    "semantic_kitti_config",
+    "write_s3dis_room",
+    "write_scannet_label_tsv",
+    "write_scannet_scene",
+    "write_semantic_kitti_yaml",
+    "write_synthetic_s3dis",
+    "write_synthetic_scannet",
     "write_synthetic_semantickitti",
 ]

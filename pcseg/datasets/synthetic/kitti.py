@@ -1,36 +1,112 @@
 """Synthetic SemanticKITTI sequences: a street ray-cast with a 64-ring rotating lidar, raw
 label ids in the low 16 bits and instance ids in the high 16, plus ``semantic-kitti.yaml``."""
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import yaml
 
 from pcseg.utils.io import atomic_write_bytes, atomic_write_text
 
-
 _KITTI_LABELS: dict[int, str] = {
-    0: "unlabeled", 1: "outlier", 10: "car", 11: "bicycle", 13: "bus", 15: "motorcycle",
-    16: "on-rails", 18: "truck", 20: "other-vehicle", 30: "person", 31: "bicyclist",
-    32: "motorcyclist", 40: "road", 44: "parking", 48: "sidewalk", 49: "other-ground",
-    50: "building", 51: "fence", 52: "other-structure", 60: "lane-marking", 70: "vegetation",
-    71: "trunk", 72: "terrain", 80: "pole", 81: "traffic-sign", 99: "other-object",
-    252: "moving-car", 253: "moving-bicyclist", 254: "moving-person",
-    255: "moving-motorcyclist", 256: "moving-on-rails", 257: "moving-bus",
-    258: "moving-truck", 259: "moving-other-vehicle",
+    0: "unlabeled",
+    1: "outlier",
+    10: "car",
+    11: "bicycle",
+    13: "bus",
+    15: "motorcycle",
+    16: "on-rails",
+    18: "truck",
+    20: "other-vehicle",
+    30: "person",
+    31: "bicyclist",
+    32: "motorcyclist",
+    40: "road",
+    44: "parking",
+    48: "sidewalk",
+    49: "other-ground",
+    50: "building",
+    51: "fence",
+    52: "other-structure",
+    60: "lane-marking",
+    70: "vegetation",
+    71: "trunk",
+    72: "terrain",
+    80: "pole",
+    81: "traffic-sign",
+    99: "other-object",
+    252: "moving-car",
+    253: "moving-bicyclist",
+    254: "moving-person",
+    255: "moving-motorcyclist",
+    256: "moving-on-rails",
+    257: "moving-bus",
+    258: "moving-truck",
+    259: "moving-other-vehicle",
 }
 _KITTI_LEARNING: dict[int, int] = {
-    0: 0, 1: 0, 10: 1, 11: 2, 13: 5, 15: 3, 16: 5, 18: 4, 20: 5, 30: 6, 31: 7, 32: 8,
-    40: 9, 44: 10, 48: 11, 49: 12, 50: 13, 51: 14, 52: 0, 60: 9, 70: 15, 71: 16, 72: 17,
-    80: 18, 81: 19, 99: 0, 252: 1, 253: 7, 254: 6, 255: 8, 256: 5, 257: 5, 258: 4, 259: 5,
+    0: 0,
+    1: 0,
+    10: 1,
+    11: 2,
+    13: 5,
+    15: 3,
+    16: 5,
+    18: 4,
+    20: 5,
+    30: 6,
+    31: 7,
+    32: 8,
+    40: 9,
+    44: 10,
+    48: 11,
+    49: 12,
+    50: 13,
+    51: 14,
+    52: 0,
+    60: 9,
+    70: 15,
+    71: 16,
+    72: 17,
+    80: 18,
+    81: 19,
+    99: 0,
+    252: 1,
+    253: 7,
+    254: 6,
+    255: 8,
+    256: 5,
+    257: 5,
+    258: 4,
+    259: 5,
 }
 _KITTI_LEARNING_INV: dict[int, int] = {
-    0: 0, 1: 10, 2: 11, 3: 15, 4: 18, 5: 20, 6: 30, 7: 31, 8: 32, 9: 40, 10: 44, 11: 48,
-    12: 49, 13: 50, 14: 51, 15: 70, 16: 71, 17: 72, 18: 80, 19: 81,
+    0: 0,
+    1: 10,
+    2: 11,
+    3: 15,
+    4: 18,
+    5: 20,
+    6: 30,
+    7: 31,
+    8: 32,
+    9: 40,
+    10: 44,
+    11: 48,
+    12: 49,
+    13: 50,
+    14: 51,
+    15: 70,
+    16: 71,
+    17: 72,
+    18: 80,
+    19: 81,
 }
 
 
@@ -95,7 +171,9 @@ class KittiWorld:
     parking: list[tuple[float, float, float]]  # (x0, x1, sign of y side)
 
 
-def make_kitti_world(rng: np.random.Generator, x_range: tuple[float, float] = (-90.0, 120.0)) -> KittiWorld:
+def make_kitti_world(
+    rng: np.random.Generator, x_range: tuple[float, float] = (-90.0, 120.0)
+) -> KittiWorld:
     """Random street scene (see module docstring); instance ids count from 1."""
     g = -1.73
     rh, sw, kerb = rng.uniform(3.5, 4.5), rng.uniform(2.0, 3.0), 0.12
@@ -125,10 +203,22 @@ def make_kitti_world(rng: np.random.Generator, x_range: tuple[float, float] = (-
             gx = x + ln
             if rng.random() < 0.5:
                 yf = side * (rh + sw + rng.uniform(1.0, 3.0))
-                p.box((gx, yf - 0.03, g), (gx + gap, yf + 0.03, g + rng.uniform(0.9, 1.6)), 51, 0, 0.35)
+                p.box(
+                    (gx, yf - 0.03, g),
+                    (gx + gap, yf + 0.03, g + rng.uniform(0.9, 1.6)),
+                    51,
+                    0,
+                    0.35,
+                )
             elif rng.random() < 0.3:
                 ys = side * (rh + sw + rng.uniform(1.0, 2.0))
-                p.box((gx + 0.5, min(ys, ys + side * 1.5), g), (gx + 2.5, max(ys, ys + side * 1.5), g + 2.4), 52, 0, 0.3)
+                p.box(
+                    (gx + 0.5, min(ys, ys + side * 1.5), g),
+                    (gx + 2.5, max(ys, ys + side * 1.5), g + 2.4),
+                    52,
+                    0,
+                    0.3,
+                )
             x += ln + gap
     for side in (-1, 1):  # trees and bushes on the terrain strip
         x = x0 + rng.uniform(0, 8)
@@ -169,7 +259,13 @@ def make_kitti_world(rng: np.random.Generator, x_range: tuple[float, float] = (-
                 p.cyl_meta.append((raw, inst, 0.3))
             else:
                 inst += 1
-                p.box((x - 0.85, y - 0.2, g + kerb), (x + 0.85, y + 0.2, g + kerb + 1.0), 11, inst, 0.4)
+                p.box(
+                    (x - 0.85, y - 0.2, g + kerb),
+                    (x + 0.85, y + 0.2, g + kerb + 1.0),
+                    11,
+                    inst,
+                    0.4,
+                )
             x += rng.uniform(8, 25)
     for side in (-1, 1):  # parked cars along the kerbs
         x = x0 + rng.uniform(0, 6)
@@ -177,18 +273,42 @@ def make_kitti_world(rng: np.random.Generator, x_range: tuple[float, float] = (-
             if rng.random() < 0.35:
                 inst += 1
                 big = rng.random() < 0.12
-                ln, wd = (rng.uniform(5.5, 7.0), 2.1) if big else (rng.uniform(3.9, 4.6), rng.uniform(1.7, 1.9))
+                ln, wd = (
+                    (rng.uniform(5.5, 7.0), 2.1)
+                    if big
+                    else (rng.uniform(3.9, 4.6), rng.uniform(1.7, 1.9))
+                )
                 raw = 20 if big else 10
                 yc = side * (rh - wd / 2 - 0.25)
                 refl = rng.uniform(0.1, 0.6)
                 body_h = rng.uniform(0.8, 1.0)
-                p.box((x, yc - wd / 2, g + 0.25), (x + ln, yc + wd / 2, g + 0.25 + body_h), raw, inst, refl)
+                p.box(
+                    (x, yc - wd / 2, g + 0.25),
+                    (x + ln, yc + wd / 2, g + 0.25 + body_h),
+                    raw,
+                    inst,
+                    refl,
+                )
                 if big:
-                    p.box((x + 0.2, yc - wd / 2, g + 0.25 + body_h), (x + ln - 0.1, yc + wd / 2, g + 2.6), raw, inst, refl)
+                    p.box(
+                        (x + 0.2, yc - wd / 2, g + 0.25 + body_h),
+                        (x + ln - 0.1, yc + wd / 2, g + 2.6),
+                        raw,
+                        inst,
+                        refl,
+                    )
                 else:
-                    p.box((x + ln * 0.25, yc - wd / 2 + 0.1, g + 0.25 + body_h),
-                          (x + ln * 0.75, yc + wd / 2 - 0.1, g + 0.25 + body_h + rng.uniform(0.45, 0.6)),
-                          raw, inst, refl * 0.6)
+                    p.box(
+                        (x + ln * 0.25, yc - wd / 2 + 0.1, g + 0.25 + body_h),
+                        (
+                            x + ln * 0.75,
+                            yc + wd / 2 - 0.1,
+                            g + 0.25 + body_h + rng.uniform(0.45, 0.6),
+                        ),
+                        raw,
+                        inst,
+                        refl * 0.6,
+                    )
                 x += ln + rng.uniform(0.8, 3.0)
             else:
                 x += rng.uniform(5, 15)
@@ -196,7 +316,9 @@ def make_kitti_world(rng: np.random.Generator, x_range: tuple[float, float] = (-
         inst += 1
         x = rng.choice([-1, 1]) * rng.uniform(15, 60)  # ahead of / behind the sensor route
         yc = rh / 2
-        p.box((x, yc - 0.9, g + 0.25), (x + 4.4, yc + 0.9, g + 1.2), 252, inst, rng.uniform(0.1, 0.6))
+        p.box(
+            (x, yc - 0.9, g + 0.25), (x + 4.4, yc + 0.9, g + 1.2), 252, inst, rng.uniform(0.1, 0.6)
+        )
         p.box((x + 1.1, yc - 0.8, g + 1.2), (x + 3.3, yc + 0.8, g + 1.7), 252, inst, 0.2)
     return KittiWorld(p, g, rh, sw, parking)
 
@@ -236,8 +358,10 @@ class _AzimuthIndex:
         a1 = a0 + (hi - lo)
         i0 = np.searchsorted(self.az, a0)
         if a1 <= np.pi:
-            return self.order[i0:np.searchsorted(self.az, a1, side="right")]
-        return np.concatenate([self.order[i0:], self.order[:np.searchsorted(self.az, a1 - 2 * np.pi, side="right")]])
+            return self.order[i0 : np.searchsorted(self.az, a1, side="right")]
+        return np.concatenate(
+            [self.order[i0:], self.order[: np.searchsorted(self.az, a1 - 2 * np.pi, side="right")]]
+        )
 
 
 def _raycast(world: KittiWorld, origin: np.ndarray, dirs: np.ndarray, max_range: float = 80.0):
@@ -275,7 +399,10 @@ def _raycast(world: KittiWorld, origin: np.ndarray, dirs: np.ndarray, max_range:
             else:
                 cx, cy = (lo[0] + hi[0]) / 2 - origin[0], (lo[1] + hi[1]) / 2 - origin[1]
                 c = math.atan2(cy, cx)
-                corners = np.array([[lo[0], lo[1]], [lo[0], hi[1]], [hi[0], lo[1]], [hi[0], hi[1]]]) - origin[:2]
+                corners = (
+                    np.array([[lo[0], lo[1]], [lo[0], hi[1]], [hi[0], lo[1]], [hi[0], hi[1]]])
+                    - origin[:2]
+                )
                 dlt = _wrap(np.arctan2(corners[:, 1], corners[:, 0]) - c)
                 idx = index.window(c, dlt.min() - pad, dlt.max() + pad)
             if idx.size == 0:
@@ -286,8 +413,10 @@ def _raycast(world: KittiWorld, origin: np.ndarray, dirs: np.ndarray, max_range:
             t2 = (hi - origin) * inv
             tn = np.minimum(t1, t2)
             tmin = np.maximum(np.maximum(tn[:, 0], tn[:, 1]), tn[:, 2])
-            tmax = np.minimum(np.minimum(np.maximum(t1[:, 0], t2[:, 0]), np.maximum(t1[:, 1], t2[:, 1])),
-                              np.maximum(t1[:, 2], t2[:, 2]))
+            tmax = np.minimum(
+                np.minimum(np.maximum(t1[:, 0], t2[:, 0]), np.maximum(t1[:, 1], t2[:, 1])),
+                np.maximum(t1[:, 2], t2[:, 2]),
+            )
             hit = (tmax >= tmin) & (tmin > 1e-6)
             t = np.where(hit, tmin, np.inf)
             ax = tn.argmax(axis=1)
@@ -362,12 +491,21 @@ def make_kitti_scan(
     az = (np.arange(azimuth_steps) + 0.5) / azimuth_steps * 2 * np.pi
     el_g, az_g = np.meshgrid(elev, az, indexing="ij")
     az_g = az_g + rng.normal(0, 0.3 * 2 * np.pi / azimuth_steps, az_g.shape)
-    dirs = np.stack([np.cos(el_g) * np.cos(az_g), np.cos(el_g) * np.sin(az_g), np.sin(el_g)], -1).reshape(-1, 3)
+    dirs = np.stack(
+        [np.cos(el_g) * np.cos(az_g), np.cos(el_g) * np.sin(az_g), np.sin(el_g)], -1
+    ).reshape(-1, 3)
     origin = np.array([sensor_xy[0], sensor_xy[1], 0.0])
     t, raw, inst, refl, cosi = _raycast(world, origin, dirs, max_range)
     keep_p = 0.98 - 0.5 * (np.minimum(t, max_range) / max_range) ** 2
     keep = (t > 2.0) & (t < max_range) & (rng.random(len(t)) < keep_p * (0.3 + 0.7 * np.sqrt(cosi)))
-    t, raw, inst, refl, cosi, dirs = t[keep], raw[keep], inst[keep], refl[keep], cosi[keep], dirs[keep]
+    t, raw, inst, refl, cosi, dirs = (
+        t[keep],
+        raw[keep],
+        inst[keep],
+        refl[keep],
+        cosi[keep],
+        dirs[keep],
+    )
     t = t + rng.normal(0, range_noise, len(t))
     out = rng.random(len(t)) < outlier_rate
     t[out] *= rng.uniform(0.2, 0.8, out.sum())
@@ -403,8 +541,12 @@ def write_synthetic_semantickitti(
         with_labels = (int(seq) < 11) if labelled is None else labelled
         base = root / "dataset" / "sequences" / seq
         for k in range(scans_per_sequence):
-            pts, labels = make_kitti_scan(world, (k * step, rng.normal(0, 0.1)), rng, azimuth_steps=azimuth_steps)
+            pts, labels = make_kitti_scan(
+                world, (k * step, rng.normal(0, 0.1)), rng, azimuth_steps=azimuth_steps
+            )
             atomic_write_bytes(base / "velodyne" / f"{k:06d}.bin", pts.astype("<f4").tobytes())
             if with_labels:
-                atomic_write_bytes(base / "labels" / f"{k:06d}.label", labels.astype("<u4").tobytes())
+                atomic_write_bytes(
+                    base / "labels" / f"{k:06d}.label", labels.astype("<u4").tobytes()
+                )
     return root

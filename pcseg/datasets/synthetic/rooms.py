@@ -1,18 +1,19 @@
 """Synthetic S3DIS-format rooms (the demo data): floor, ceiling, walls, doors, windows,
 boards, bookcases, tables, chairs, clutter, beams, columns, sofas; exact per-point labels."""
+
 from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from pcseg.data.classes import S3DIS_CLASSES
 from pcseg.utils.io import atomic_write_bytes, atomic_write_text
-
 
 #: Base RGB of each S3DIS class (clutter draws a random colour per object).
 S3DIS_COLOURS: dict[str, tuple[int, int, int]] = {
@@ -41,7 +42,9 @@ class SyntheticObject:
     colors: np.ndarray
 
 
-def _rect(rng: np.random.Generator, origin, u, v, spacing: float, density: float = 1.0) -> np.ndarray:
+def _rect(
+    rng: np.random.Generator, origin, u, v, spacing: float, density: float = 1.0
+) -> np.ndarray:
     """Jittered-grid samples of the parallelogram origin + a u + b v, a, b in [0, 1]."""
     origin, u, v = (np.asarray(x, dtype=np.float64) for x in (origin, u, v))
     step = spacing / math.sqrt(density)
@@ -60,28 +63,44 @@ def _box(rng: np.random.Generator, lo, hi, spacing: float, skip: Sequence[str] =
     dx, dy, dz = hi - lo
     ex, ey, ez = np.array([dx, 0, 0]), np.array([0, dy, 0]), np.array([0, 0, dz])
     faces = {
-        "-z": (lo, ex, ey), "+z": (lo + ez, ex, ey),
-        "-x": (lo, ey, ez), "+x": (lo + ex, ey, ez),
-        "-y": (lo, ex, ez), "+y": (lo + ey, ex, ez),
+        "-z": (lo, ex, ey),
+        "+z": (lo + ez, ex, ey),
+        "-x": (lo, ey, ez),
+        "+x": (lo + ex, ey, ez),
+        "-y": (lo, ex, ez),
+        "+y": (lo + ey, ex, ez),
     }
     parts = [_rect(rng, o, u, v, spacing) for k, (o, u, v) in faces.items() if k not in skip]
     return np.concatenate(parts) if parts else np.zeros((0, 3))
 
 
-def _cylinder(rng: np.random.Generator, center_xy, radius: float, z0: float, z1: float,
-              spacing: float, top: bool = True) -> np.ndarray:
+def _cylinder(
+    rng: np.random.Generator,
+    center_xy,
+    radius: float,
+    z0: float,
+    z1: float,
+    spacing: float,
+    top: bool = True,
+) -> np.ndarray:
     """Samples of a vertical cylinder's side (and top disk)."""
     n_a = max(6, int(round(2 * math.pi * radius / spacing)))
     n_z = max(1, int(round((z1 - z0) / spacing)))
     ga, gz = np.meshgrid(np.arange(n_a), np.arange(n_z), indexing="ij")
     ang = (ga.ravel() + rng.random(ga.size)) / n_a * 2 * math.pi
     z = z0 + (gz.ravel() + rng.random(gz.size)) / n_z * (z1 - z0)
-    pts = [np.stack([center_xy[0] + radius * np.cos(ang), center_xy[1] + radius * np.sin(ang), z], 1)]
+    pts = [
+        np.stack([center_xy[0] + radius * np.cos(ang), center_xy[1] + radius * np.sin(ang), z], 1)
+    ]
     if top:
         n_t = max(1, int(math.pi * radius**2 / spacing**2))
         r = radius * np.sqrt(rng.random(n_t))
         a = rng.random(n_t) * 2 * math.pi
-        pts.append(np.stack([center_xy[0] + r * np.cos(a), center_xy[1] + r * np.sin(a), np.full(n_t, z1)], 1))
+        pts.append(
+            np.stack(
+                [center_xy[0] + r * np.cos(a), center_xy[1] + r * np.sin(a), np.full(n_t, z1)], 1
+            )
+        )
     return np.concatenate(pts)
 
 
@@ -91,8 +110,9 @@ def _yaw(points: np.ndarray, yaw: float, offset) -> np.ndarray:
     return points @ rot.T + np.asarray(offset, dtype=np.float64)
 
 
-def _colours(rng: np.random.Generator, n: int, base, obj_sigma: float = 12.0,
-             point_sigma: float = 7.0) -> np.ndarray:
+def _colours(
+    rng: np.random.Generator, n: int, base, obj_sigma: float = 12.0, point_sigma: float = 7.0
+) -> np.ndarray:
     """(n, 3) uint8: base + per-object offset + per-point noise and brightness."""
     c = np.asarray(base, dtype=np.float64) + rng.normal(0.0, obj_sigma, 3)
     cols = c + rng.normal(0.0, point_sigma, (n, 3))
@@ -105,7 +125,9 @@ class _Wall:
 
     def __init__(self, p0, d, n, length: float):
         self.p0 = np.asarray(p0, dtype=np.float64)
-        self.basis = np.stack([np.asarray(d, float), np.asarray(n, float), np.array([0.0, 0.0, 1.0])])
+        self.basis = np.stack(
+            [np.asarray(d, float), np.asarray(n, float), np.array([0.0, 0.0, 1.0])]
+        )
         self.length = length
         self.cuts: list[tuple[float, float, float, float]] = []  # (s0, s1, z0, z1) hidden
         self.used: list[tuple[float, float]] = []
@@ -113,8 +135,9 @@ class _Wall:
     def to_room(self, local: np.ndarray) -> np.ndarray:
         return self.p0 + local @ self.basis
 
-    def place(self, rng: np.random.Generator, width: float, margin: float = 0.25,
-              tries: int = 60) -> float | None:
+    def place(
+        self, rng: np.random.Generator, width: float, margin: float = 0.25, tries: int = 60
+    ) -> float | None:
         """Start s of a free interval of ``width`` along the wall, or None."""
         if width + 2 * margin > self.length:
             return None
@@ -126,8 +149,9 @@ class _Wall:
         return None
 
 
-def _place_any(rng: np.random.Generator, walls: list[_Wall], order, width: float,
-               margin: float = 0.25) -> tuple[_Wall | None, float]:
+def _place_any(
+    rng: np.random.Generator, walls: list[_Wall], order, width: float, margin: float = 0.25
+) -> tuple[_Wall | None, float]:
     """Place an interval of ``width`` on the first wall of ``order`` (indices) with room."""
     for wi in order:
         s0 = walls[int(wi)].place(rng, width, margin)
@@ -136,11 +160,17 @@ def _place_any(rng: np.random.Generator, walls: list[_Wall], order, width: float
     return None, 0.0
 
 
-def _drop_in_rects(points: np.ndarray, rects: list[tuple[float, float, float, float]],
-                   ax0: int, ax1: int) -> np.ndarray:
+def _drop_in_rects(
+    points: np.ndarray, rects: list[tuple[float, float, float, float]], ax0: int, ax1: int
+) -> np.ndarray:
     keep = np.ones(len(points), dtype=bool)
     for a0, a1, b0, b1 in rects:
-        keep &= ~((points[:, ax0] > a0) & (points[:, ax0] < a1) & (points[:, ax1] > b0) & (points[:, ax1] < b1))
+        keep &= ~(
+            (points[:, ax0] > a0)
+            & (points[:, ax0] < a1)
+            & (points[:, ax1] > b0)
+            & (points[:, ax1] < b1)
+        )
     return points[keep]
 
 
@@ -166,7 +196,11 @@ def make_s3dis_room(
 
     Returns objects in generation order; the writer names them ``<class>_<k>.txt``.
     """
-    W, L, H = size if size is not None else (rng.uniform(3.6, 5.0), rng.uniform(4.0, 6.0), rng.uniform(2.8, 3.2))
+    W, L, H = (
+        size
+        if size is not None
+        else (rng.uniform(3.6, 5.0), rng.uniform(4.0, 6.0), rng.uniform(2.8, 3.2))
+    )
     beam = bool(rng.random() < 0.35) if beam is None else beam
     column = bool(rng.random() < 0.35) if column is None else column
     sofa = bool(rng.random() < 0.35) if sofa is None else sofa
@@ -195,7 +229,9 @@ def make_s3dis_room(
         ceil_cuts.append((0, cw, 0, cw))
     if beam:  # across the room along y
         xb, bw, bd = rng.uniform(1.0, W - 1.0), rng.uniform(0.25, 0.4), rng.uniform(0.3, 0.45)
-        pts = _box(rng, (xb - bw / 2, 0, H - bd), (xb + bw / 2, L, H), spacing, skip=("+z", "-y", "+y"))
+        pts = _box(
+            rng, (xb - bw / 2, 0, H - bd), (xb + bw / 2, L, H), spacing, skip=("+z", "-y", "+y")
+        )
         objs.append(("beam", pts, S3DIS_COLOURS["beam"]))
         ceil_cuts.append((xb - bw / 2, xb + bw / 2, 0, L))
 
@@ -218,23 +254,29 @@ def make_s3dis_room(
             continue
         frame_w = 0.06
         glass = _rect(rng, (s0, 0.01, sill), (ww, 0, 0), (0, 0, wh), spacing, density=0.35)
-        frame = np.concatenate([
-            _rect(rng, (s0, 0.02, sill), (ww, 0, 0), (0, 0, frame_w), spacing),
-            _rect(rng, (s0, 0.02, sill + wh - frame_w), (ww, 0, 0), (0, 0, frame_w), spacing),
-            _rect(rng, (s0, 0.02, sill), (frame_w, 0, 0), (0, 0, wh), spacing),
-            _rect(rng, (s0 + ww - frame_w, 0.02, sill), (frame_w, 0, 0), (0, 0, wh), spacing),
-            _rect(rng, (s0, 0.0, sill), (ww, 0, 0), (0, 0.12, 0), spacing),  # sill
-        ])
-        objs.append(("window", wall.to_room(np.concatenate([glass, frame])), S3DIS_COLOURS["window"]))
+        frame = np.concatenate(
+            [
+                _rect(rng, (s0, 0.02, sill), (ww, 0, 0), (0, 0, frame_w), spacing),
+                _rect(rng, (s0, 0.02, sill + wh - frame_w), (ww, 0, 0), (0, 0, frame_w), spacing),
+                _rect(rng, (s0, 0.02, sill), (frame_w, 0, 0), (0, 0, wh), spacing),
+                _rect(rng, (s0 + ww - frame_w, 0.02, sill), (frame_w, 0, 0), (0, 0, wh), spacing),
+                _rect(rng, (s0, 0.0, sill), (ww, 0, 0), (0, 0.12, 0), spacing),  # sill
+            ]
+        )
+        objs.append(
+            ("window", wall.to_room(np.concatenate([glass, frame])), S3DIS_COLOURS["window"])
+        )
         wall.cuts.append((s0, s0 + ww, sill, sill + wh))
     others = [int(w) for w in rng.permutation([w for w in range(4) if w != window_wall])]
     bw_, bh_ = rng.uniform(1.2, 2.0), rng.uniform(0.9, 1.2)
     wall, s0 = _place_any(rng, walls, others + [window_wall], bw_)
     if wall is not None:
-        local = np.concatenate([
-            _rect(rng, (s0, 0.015, 0.9), (bw_, 0, 0), (0, 0, bh_), spacing),
-            _rect(rng, (s0, 0.0, 0.88), (bw_, 0, 0), (0, 0.06, 0), spacing),  # marker tray
-        ])
+        local = np.concatenate(
+            [
+                _rect(rng, (s0, 0.015, 0.9), (bw_, 0, 0), (0, 0, bh_), spacing),
+                _rect(rng, (s0, 0.0, 0.88), (bw_, 0, 0), (0, 0.06, 0), spacing),  # marker tray
+            ]
+        )
         objs.append(("board", wall.to_room(local), S3DIS_COLOURS["board"]))
         wall.cuts.append((s0, s0 + bw_, 0.9, 0.9 + bh_))
 
@@ -243,10 +285,12 @@ def make_s3dis_room(
         sw = rng.uniform(1.6, 2.0)
         wall, s0 = _place_any(rng, walls, rng.permutation(4), sw)
         if wall is not None:
-            local = np.concatenate([
-                _box(rng, (s0, 0, 0), (s0 + sw, 0.85, 0.42), spacing, skip=("-z", "-y")),
-                _box(rng, (s0, 0, 0.42), (s0 + sw, 0.22, 0.85), spacing, skip=("-z", "-y")),
-            ])
+            local = np.concatenate(
+                [
+                    _box(rng, (s0, 0, 0), (s0 + sw, 0.85, 0.42), spacing, skip=("-z", "-y")),
+                    _box(rng, (s0, 0, 0.42), (s0 + sw, 0.22, 0.85), spacing, skip=("-z", "-y")),
+                ]
+            )
             pts = wall.to_room(local)
             objs.append(("sofa", pts, S3DIS_COLOURS["sofa"]))
             wall.cuts.append((s0, s0 + sw, 0, 0.85))
@@ -280,29 +324,53 @@ def make_s3dis_room(
         centre = (cx, cy, 0.0)
         top = _box(rng, (-tw / 2, -td / 2, th - 0.03), (tw / 2, td / 2, th), spacing)
         legs = [
-            _box(rng, (sx * (tw / 2 - 0.08) - 0.025, sy * (td / 2 - 0.08) - 0.025, 0),
-                 (sx * (tw / 2 - 0.08) + 0.025, sy * (td / 2 - 0.08) + 0.025, th - 0.03),
-                 spacing / 2, skip=("-z", "+z"))
-            for sx in (-1, 1) for sy in (-1, 1)
+            _box(
+                rng,
+                (sx * (tw / 2 - 0.08) - 0.025, sy * (td / 2 - 0.08) - 0.025, 0),
+                (sx * (tw / 2 - 0.08) + 0.025, sy * (td / 2 - 0.08) + 0.025, th - 0.03),
+                spacing / 2,
+                skip=("-z", "+z"),
+            )
+            for sx in (-1, 1)
+            for sy in (-1, 1)
         ]
-        objs.append(("table", _yaw(np.concatenate([top] + legs), yaw, centre), S3DIS_COLOURS["table"]))
+        objs.append(
+            ("table", _yaw(np.concatenate([top] + legs), yaw, centre), S3DIS_COLOURS["table"])
+        )
         for side in (-1, 1):
             for k in range(int(rng.integers(1, 3))):
                 x = rng.uniform(-tw / 2 + 0.3, tw / 2 - 0.3)
                 y = side * (td / 2 + rng.uniform(0.25, 0.45))
                 cyaw = (0.0 if side > 0 else math.pi) + rng.normal(0, 0.25)
-                chair = np.concatenate([
-                    _box(rng, (-0.22, -0.22, 0.42), (0.22, 0.22, 0.47), spacing),
-                    _box(rng, (-0.22, 0.19, 0.47), (0.22, 0.24, 0.92), spacing),
-                    *[_box(rng, (sx * 0.19 - 0.015, sy * 0.19 - 0.015, 0), (sx * 0.19 + 0.015, sy * 0.19 + 0.015, 0.42),
-                           spacing / 2, skip=("-z", "+z")) for sx in (-1, 1) for sy in (-1, 1)],
-                ])
+                chair = np.concatenate(
+                    [
+                        _box(rng, (-0.22, -0.22, 0.42), (0.22, 0.22, 0.47), spacing),
+                        _box(rng, (-0.22, 0.19, 0.47), (0.22, 0.24, 0.92), spacing),
+                        *[
+                            _box(
+                                rng,
+                                (sx * 0.19 - 0.015, sy * 0.19 - 0.015, 0),
+                                (sx * 0.19 + 0.015, sy * 0.19 + 0.015, 0.42),
+                                spacing / 2,
+                                skip=("-z", "+z"),
+                            )
+                            for sx in (-1, 1)
+                            for sy in (-1, 1)
+                        ],
+                    ]
+                )
                 chair = _yaw(_yaw(chair, cyaw, (x, y, 0)), yaw, centre)
                 objs.append(("chair", chair, S3DIS_COLOURS["chair"]))
         for _ in range(int(rng.integers(1, 4))):  # monitors, boxes, papers on the table
             ow, od, oh = rng.uniform(0.1, 0.5), rng.uniform(0.05, 0.35), rng.uniform(0.02, 0.4)
             ox, oy = rng.uniform(-tw / 2 + ow, tw / 2 - ow), rng.uniform(-td / 2 + od, td / 2 - od)
-            item = _box(rng, (ox - ow / 2, oy - od / 2, th), (ox + ow / 2, oy + od / 2, th + oh), spacing, skip=("-z",))
+            item = _box(
+                rng,
+                (ox - ow / 2, oy - od / 2, th),
+                (ox + ow / 2, oy + od / 2, th + oh),
+                spacing,
+                skip=("-z",),
+            )
             objs.append(("clutter", _yaw(item, yaw, centre), rng.integers(30, 230, 3)))
     for _ in range(int(rng.integers(2, 5))):  # bins, boxes, plants on the floor near walls
         wall = walls[int(rng.integers(4))]
@@ -320,7 +388,10 @@ def make_s3dis_room(
     # Structural surfaces last so that cut-outs are known.
     floor = _drop_in_rects(_rect(rng, (0, 0, 0), (W, 0, 0), (0, L, 0), spacing), floor_cuts, 0, 1)
     ceiling = _drop_in_rects(_rect(rng, (0, 0, H), (W, 0, 0), (0, L, 0), spacing), ceil_cuts, 0, 1)
-    structural = [("ceiling", ceiling, S3DIS_COLOURS["ceiling"]), ("floor", floor, S3DIS_COLOURS["floor"])]
+    structural = [
+        ("ceiling", ceiling, S3DIS_COLOURS["ceiling"]),
+        ("floor", floor, S3DIS_COLOURS["floor"]),
+    ]
     for wall in walls:
         local = _rect(rng, (0, 0, 0), (wall.length, 0, 0), (0, 0, H), spacing)
         local = _drop_in_rects(local, wall.cuts, 0, 2)
@@ -364,7 +435,9 @@ def write_s3dis_room(room_dir: Path, objects: Sequence[SyntheticObject]) -> list
     return names
 
 
-def expected_s3dis_labels(objects: Sequence[SyntheticObject], names: Sequence[str]) -> dict[str, np.ndarray]:
+def expected_s3dis_labels(
+    objects: Sequence[SyntheticObject], names: Sequence[str]
+) -> dict[str, np.ndarray]:
     """What a correct reader returns for a room written by :func:`write_s3dis_room`:
     objects concatenated in ``sorted(names)`` order; instance = that position; semantic =
     class index (``stairs`` -> clutter). Keys: coords (N,3) float64, rgb (N,3) uint8,
@@ -380,8 +453,10 @@ def expected_s3dis_labels(objects: Sequence[SyntheticObject], names: Sequence[st
         sem.append(np.full(len(o.points), cls_index[o.class_name], dtype=np.int64))
         inst.append(np.full(len(o.points), pos, dtype=np.int64))
     return {
-        "coords": np.concatenate(coords), "rgb": np.concatenate(rgb),
-        "semantic": np.concatenate(sem), "instance": np.concatenate(inst),
+        "coords": np.concatenate(coords),
+        "rgb": np.concatenate(rgb),
+        "semantic": np.concatenate(sem),
+        "instance": np.concatenate(inst),
     }
 
 
@@ -408,18 +483,30 @@ def write_synthetic_s3dis(
         area = f"Area_{a}"
         counts: dict[str, int] = {}
         x0 = 0.0
-        angle_lines = [f"## Global alignment angle per disjoint space in {area} ##",
-                       "## Disjoint Space Name Angle ##"]
+        angle_lines = [
+            f"## Global alignment angle per disjoint space in {area} ##",
+            "## Disjoint Space Name Angle ##",
+        ]
         for r in range(rooms_per_area):
             rtype = ROOM_TYPES[(a + r) % len(ROOM_TYPES)] if r else "office"
             counts[rtype] = counts.get(rtype, 0) + 1
             room = f"{rtype}_{counts[rtype]}"
             size = (rng.uniform(3.6, 4.6), rng.uniform(4.0, 5.2), rng.uniform(2.8, 3.1))
-            objs = make_s3dis_room(rng, size=size, spacing=spacing, noise=noise, origin=(x0, 0.0, 0.0),
-                                   beam=r % 2 == 0, column=r % 2 == 1 or rooms_per_area == 1, sofa=True)
+            objs = make_s3dis_room(
+                rng,
+                size=size,
+                spacing=spacing,
+                noise=noise,
+                origin=(x0, 0.0, 0.0),
+                beam=r % 2 == 0,
+                column=r % 2 == 1 or rooms_per_area == 1,
+                sofa=True,
+            )
             x0 += size[0] + 0.3
             write_s3dis_room(root / area / room, objs)
             angle_lines.append(f"{room} {int(rng.choice([0, 90, 180, 270]))}")
         if alignment_angles:
-            atomic_write_text(root / area / f"{area}_alignmentAngle.txt", "\n".join(angle_lines) + "\n")
+            atomic_write_text(
+                root / area / f"{area}_alignmentAngle.txt", "\n".join(angle_lines) + "\n"
+            )
     return root

@@ -1,23 +1,38 @@
 """Synthetic ScanNet v2 scenes: small meshed rooms with over-segmentation, ``segs.json``,
 ``aggregation.json``, axis alignment, split lists and a label tsv."""
+
 from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from pcseg.data.classes import SCANNET_NYU40_IDS
 from pcseg.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 
-
 TSV_HEADER: tuple[str, ...] = (
-    "id", "raw_category", "category", "count", "nyu40id", "eigen13id", "nyuClass",
-    "nyu40class", "eigen13class", "ModelNet40", "ModelNet10", "ShapeNetCore55",
-    "synsetoffset", "wnsynsetid", "wnsynsetkey", "mpcat40", "mpcat40index",
+    "id",
+    "raw_category",
+    "category",
+    "count",
+    "nyu40id",
+    "eigen13id",
+    "nyuClass",
+    "nyu40class",
+    "eigen13class",
+    "ModelNet40",
+    "ModelNet10",
+    "ShapeNetCore55",
+    "synsetoffset",
+    "wnsynsetid",
+    "wnsynsetkey",
+    "mpcat40",
+    "mpcat40index",
 )
 #: raw_category -> (category, nyu40id, nyu40class) of the synthetic scenes.
 SCANNET_CATEGORIES: dict[str, tuple[str, int, str]] = {
@@ -36,8 +51,9 @@ SCANNET_CATEGORIES: dict[str, tuple[str, int, str]] = {
 }
 
 
-def write_scannet_label_tsv(path: Path, line_ending: str = "\r\n",
-                            categories: dict[str, tuple[str, int, str]] | None = None) -> Path:
+def write_scannet_label_tsv(
+    path: Path, line_ending: str = "\r\n", categories: dict[str, tuple[str, int, str]] | None = None
+) -> Path:
     """Write a label tsv with the official header; ``line_ending`` '\\n', '\\r\\n' or
     '\\r\\r\\n'. One row carries trailing spaces in raw_category/category, one has its
     trailing empty cells dropped, as in copies found in the wild. Returns ``path``."""
@@ -46,7 +62,25 @@ def write_scannet_label_tsv(path: Path, line_ending: str = "\r\n",
     cats = categories or SCANNET_CATEGORIES
     lines = ["\t".join(TSV_HEADER)]
     for i, (raw, (cat, nyu, nyucls)) in enumerate(cats.items()):
-        cells = [str(i + 1), raw, cat, str(100 - i), str(nyu), "", cat, nyucls, "", "", "", "", "", "", "", nyucls, ""]
+        cells = [
+            str(i + 1),
+            raw,
+            cat,
+            str(100 - i),
+            str(nyu),
+            "",
+            cat,
+            nyucls,
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            "",
+            nyucls,
+            "",
+        ]
         if raw == "office chair":
             cells[1], cells[2] = raw + " ", cat + " "
         line = "\t".join(cells)
@@ -81,9 +115,14 @@ def _grid_mesh(rng: np.random.Generator, origin, u, v, spacing: float, jitter: f
     b = np.clip(b + rng.uniform(-jitter, jitter, b.shape) / nv, 0, 1).ravel()
     verts = origin + a[:, None] * u + b[:, None] * v
     idx = np.arange((nu + 1) * (nv + 1)).reshape(nu + 1, nv + 1)
-    q0, q1, q2, q3 = idx[:-1, :-1].ravel(), idx[1:, :-1].ravel(), idx[1:, 1:].ravel(), idx[:-1, 1:].ravel()
+    q0, q1, q2, q3 = (
+        idx[:-1, :-1].ravel(),
+        idx[1:, :-1].ravel(),
+        idx[1:, 1:].ravel(),
+        idx[:-1, 1:].ravel(),
+    )
     faces = np.concatenate([np.stack([q0, q1, q2], 1), np.stack([q0, q2, q3], 1)])
-    cell = (np.minimum((a * nu) // 4, 1e9).astype(np.int64) * 1000 + (b * nv // 4).astype(np.int64))
+    cell = np.minimum((a * nu) // 4, 1e9).astype(np.int64) * 1000 + (b * nv // 4).astype(np.int64)
     return verts, faces, cell
 
 
@@ -91,12 +130,20 @@ def _mesh_box(rng, lo, hi, spacing, skip=()):
     lo, hi = np.asarray(lo, float), np.asarray(hi, float)
     dx, dy, dz = hi - lo
     ex, ey, ez = np.array([dx, 0, 0]), np.array([0, dy, 0]), np.array([0, 0, dz])
-    faces = {"-z": (lo, ex, ey), "+z": (lo + ez, ex, ey), "-x": (lo, ey, ez), "+x": (lo + ex, ey, ez),
-             "-y": (lo, ex, ez), "+y": (lo + ey, ex, ez)}
+    faces = {
+        "-z": (lo, ex, ey),
+        "+z": (lo + ez, ex, ey),
+        "-x": (lo, ey, ez),
+        "+x": (lo + ex, ey, ez),
+        "-y": (lo, ex, ez),
+        "+y": (lo + ey, ex, ez),
+    }
     return [_grid_mesh(rng, o, u, v, spacing) for k, (o, u, v) in faces.items() if k not in skip]
 
 
-def make_scannet_scene(rng: np.random.Generator, scene_id: str, spacing: float = 0.1) -> SyntheticScanNetScene:
+def make_scannet_scene(
+    rng: np.random.Generator, scene_id: str, spacing: float = 0.1
+) -> SyntheticScanNetScene:
     """A ~3-4 m room: floor, 4 walls, ceiling patch, door, table, desk, chairs, cabinet,
     bookshelf, trash can, an 'object' on the table, and one unannotated blob."""
     W, L, H = rng.uniform(3.0, 4.0), rng.uniform(3.0, 4.0), 2.4
@@ -111,9 +158,20 @@ def make_scannet_scene(rng: np.random.Generator, scene_id: str, spacing: float =
         ("table", _mesh_box(rng, (1.0, 1.2, 0.7), (2.2, 2.0, 0.75), spacing)),
         ("desk", _mesh_box(rng, (W - 0.8, 0.3, 0.7), (W - 0.1, 1.5, 0.75), spacing)),
         ("chair", _mesh_box(rng, (1.3, 0.6, 0.0), (1.75, 1.05, 0.9), spacing, skip=("-z",))),
-        ("office chair", _mesh_box(rng, (W - 1.3, 0.6, 0.0), (W - 0.85, 1.05, 1.0), spacing, skip=("-z",))),
-        ("kitchen cabinet", _mesh_box(rng, (0.05, L - 0.65, 0.0), (1.2, L - 0.05, 0.9), spacing, skip=("-z",))),
-        ("bookshelf", _mesh_box(rng, (W - 0.4, L - 1.3, 0.0), (W - 0.05, L - 0.2, 1.9), spacing, skip=("-z",))),
+        (
+            "office chair",
+            _mesh_box(rng, (W - 1.3, 0.6, 0.0), (W - 0.85, 1.05, 1.0), spacing, skip=("-z",)),
+        ),
+        (
+            "kitchen cabinet",
+            _mesh_box(rng, (0.05, L - 0.65, 0.0), (1.2, L - 0.05, 0.9), spacing, skip=("-z",)),
+        ),
+        (
+            "bookshelf",
+            _mesh_box(
+                rng, (W - 0.4, L - 1.3, 0.0), (W - 0.05, L - 0.2, 1.9), spacing, skip=("-z",)
+            ),
+        ),
         ("trash can", _mesh_box(rng, (0.1, 1.5, 0.0), (0.4, 1.8, 0.5), spacing, skip=("-z",))),
         ("object", _mesh_box(rng, (1.5, 1.5, 0.75), (1.8, 1.7, 0.95), spacing, skip=("-z",))),
         (None, _mesh_box(rng, (2.4, 2.6, 0.0), (2.8, 2.9, 0.4), spacing, skip=("-z",))),
@@ -143,7 +201,9 @@ def make_scannet_scene(rng: np.random.Generator, scene_id: str, spacing: float =
                 sem.append(np.full(len(pv), nyu_to_idx.get(SCANNET_CATEGORIES[label][1], -1)))
                 inst.append(np.full(len(pv), object_id))
         if label is not None:
-            groups.append({"id": object_id, "objectId": object_id, "segments": obj_segs, "label": label})
+            groups.append(
+                {"id": object_id, "objectId": object_id, "segments": obj_segs, "label": label}
+            )
             object_id += 1
     order = rng.permutation(len(groups))  # groups listed in random order, as in real files
     groups = [groups[i] for i in order]
@@ -152,43 +212,100 @@ def make_scannet_scene(rng: np.random.Generator, scene_id: str, spacing: float =
     rgb = np.clip(base + rng.normal(0, 25, (offset, 3)), 0, 255).astype(np.uint8)
     yaw = rng.uniform(0, 2 * np.pi)
     c, s = math.cos(yaw), math.sin(yaw)
-    axis = [c, -s, 0.0, rng.uniform(-2, 2), s, c, 0.0, rng.uniform(-2, 2), 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0]
+    axis = [
+        c,
+        -s,
+        0.0,
+        rng.uniform(-2, 2),
+        s,
+        c,
+        0.0,
+        rng.uniform(-2, 2),
+        0.0,
+        0.0,
+        1.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+        1.0,
+    ]
     return SyntheticScanNetScene(
-        scene_id, xyz.astype(np.float32), rgb, np.concatenate(faces).astype(np.int32),
-        np.concatenate(segs).astype(np.int64), groups, np.concatenate(sem).astype(np.int64),
-        np.concatenate(inst).astype(np.int64), axis,
+        scene_id,
+        xyz.astype(np.float32),
+        rgb,
+        np.concatenate(faces).astype(np.int32),
+        np.concatenate(segs).astype(np.int64),
+        groups,
+        np.concatenate(sem).astype(np.int64),
+        np.concatenate(inst).astype(np.int64),
+        axis,
     )
 
 
-def write_scannet_scene(scene_dir: Path, scene: SyntheticScanNetScene, with_labels: bool = True) -> Path:
+def write_scannet_scene(
+    scene_dir: Path, scene: SyntheticScanNetScene, with_labels: bool = True
+) -> Path:
     """Write ``<id>_vh_clean_2.ply`` (binary, with alpha and faces), ``<id>_vh_clean_2.0.010000.segs.json``,
     ``<id>.txt`` and, when ``with_labels``, ``<id>.aggregation.json`` into ``scene_dir``."""
     from plyfile import PlyData, PlyElement
 
     sid = scene.scene_id
-    v = np.empty(len(scene.xyz), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), ("red", "u1"),
-                                        ("green", "u1"), ("blue", "u1"), ("alpha", "u1")])
+    v = np.empty(
+        len(scene.xyz),
+        dtype=[
+            ("x", "<f4"),
+            ("y", "<f4"),
+            ("z", "<f4"),
+            ("red", "u1"),
+            ("green", "u1"),
+            ("blue", "u1"),
+            ("alpha", "u1"),
+        ],
+    )
     v["x"], v["y"], v["z"] = scene.xyz[:, 0], scene.xyz[:, 1], scene.xyz[:, 2]
     v["red"], v["green"], v["blue"] = scene.rgb[:, 0], scene.rgb[:, 1], scene.rgb[:, 2]
     v["alpha"] = 255
     f = np.empty(len(scene.faces), dtype=[("vertex_indices", "i4", (3,))])
     f["vertex_indices"] = scene.faces
     buf = io.BytesIO()
-    PlyData([PlyElement.describe(v, "vertex"), PlyElement.describe(f, "face")], byte_order="<").write(buf)
+    PlyData(
+        [PlyElement.describe(v, "vertex"), PlyElement.describe(f, "face")], byte_order="<"
+    ).write(buf)
     scene_dir = Path(scene_dir)
     atomic_write_bytes(scene_dir / f"{sid}_vh_clean_2.ply", buf.getvalue())
-    atomic_write_json(scene_dir / f"{sid}_vh_clean_2.0.010000.segs.json",
-                      {"params": {"kThresh": "0.0001", "segMinVerts": "20", "minPoints": "750",
-                                  "maxPoints": "30000", "thinThresh": "0.05", "flatThresh": "0.001",
-                                  "minLength": "0.02", "maxLength": "1"},
-                       "sceneId": f"{sid}_vh_clean_2", "segIndices": scene.seg_indices.tolist()})
-    atomic_write_text(scene_dir / f"{sid}.txt",
-                      "axisAlignment = " + " ".join(f"{x:.6f}" for x in scene.axis_alignment) + "\n"
-                      "colorHeight = 968\ncolorWidth = 1296\nsceneType = Office\n")
+    atomic_write_json(
+        scene_dir / f"{sid}_vh_clean_2.0.010000.segs.json",
+        {
+            "params": {
+                "kThresh": "0.0001",
+                "segMinVerts": "20",
+                "minPoints": "750",
+                "maxPoints": "30000",
+                "thinThresh": "0.05",
+                "flatThresh": "0.001",
+                "minLength": "0.02",
+                "maxLength": "1",
+            },
+            "sceneId": f"{sid}_vh_clean_2",
+            "segIndices": scene.seg_indices.tolist(),
+        },
+    )
+    atomic_write_text(
+        scene_dir / f"{sid}.txt",
+        "axisAlignment = " + " ".join(f"{x:.6f}" for x in scene.axis_alignment) + "\n"
+        "colorHeight = 968\ncolorWidth = 1296\nsceneType = Office\n",
+    )
     if with_labels:
-        atomic_write_json(scene_dir / f"{sid}.aggregation.json",
-                          {"sceneId": f"scannet.{sid}", "appId": "Aggregator.v2",
-                           "segGroups": scene.seg_groups, "segmentsFile": f"scannet.{sid}_vh_clean_2.0.010000.segs.json"})
+        atomic_write_json(
+            scene_dir / f"{sid}.aggregation.json",
+            {
+                "sceneId": f"scannet.{sid}",
+                "appId": "Aggregator.v2",
+                "segGroups": scene.seg_groups,
+                "segmentsFile": f"scannet.{sid}_vh_clean_2.0.010000.segs.json",
+            },
+        )
     return scene_dir
 
 
@@ -210,7 +327,9 @@ def write_synthetic_scannet(
     for sid in list(train_scenes) + list(val_scenes):
         write_scannet_scene(root / "scans" / sid, make_scannet_scene(rng, sid, spacing))
     for sid in test_scenes:
-        write_scannet_scene(root / "scans_test" / sid, make_scannet_scene(rng, sid, spacing), with_labels=False)
+        write_scannet_scene(
+            root / "scans_test" / sid, make_scannet_scene(rng, sid, spacing), with_labels=False
+        )
     for name, ids in (("train", train_scenes), ("val", val_scenes), ("test", test_scenes)):
         atomic_write_text(root / "meta" / f"scannetv2_{name}.txt", "".join(f"{s}\n" for s in ids))
     return root
