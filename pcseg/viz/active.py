@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from pcseg.viz.curves import save_figure
+
 
 def round_points(
     results: dict[str, Any], strategy: str
@@ -57,11 +59,4 @@ def plot_active_curve(
     ax.set_title(f"{title} (band: min-max over seeds)", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(out)
-    return out
+    return save_figure(fig, out)

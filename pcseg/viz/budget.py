@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from pcseg.viz.curves import save_figure
+
 
 def curve_points(results: dict[str, Any], method: str) -> list[tuple[float, float, float, float]]:
     """``[(fraction, mean, min, max), ...]`` (mIoU in %) of ``method`` over the budgets it ran
@@ -60,11 +62,4 @@ def plot_budget_curve(
     ax.set_title(title + " (band: min-max over seeds)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(out)
-    return out
+    return save_figure(fig, out)

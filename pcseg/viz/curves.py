@@ -5,10 +5,11 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from pcseg.utils.io import atomic_write_bytes
+from pcseg.utils.io import atomic_save_with, atomic_write_bytes
 
 CURVE_GROUPS: tuple[tuple[str, str], ...] = (
     ("losses", "training losses"),
@@ -147,3 +148,16 @@ def plot_curves(
     plt.close(fig)
     atomic_write_bytes(out_png, buf.getvalue())
     return {g: groups[g] for g, _ in order}
+
+
+def save_figure(fig: Any, out: str | Path) -> Path:
+    """Write a matplotlib figure to the PNG ``out`` atomically (temp file, then rename), after
+    ``tight_layout``, and close it; returns ``out`` as a Path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_save_with(out, lambda p: fig.savefig(p, format="png"))
+    plt.close(fig)
+    return out
