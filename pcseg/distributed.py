@@ -126,7 +126,8 @@ def reduce_device() -> torch.device:
 
 @torch.no_grad()
 def sync_buffers(module: nn.Module) -> None:
-    """Average the floating-point buffers of ``module`` over ranks; broadcast the others from rank 0.
+    """Average the floating-point buffers of ``module`` over ranks; broadcast the others from
+    rank 0.
 
     Used for the network's BatchNorm running statistics. The trainer wraps model +
     method in DDP with ``broadcast_buffers=False`` so that DDP never overwrites a

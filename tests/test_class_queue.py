@@ -37,7 +37,7 @@ def test_queue_fifo_and_wraparound():
 
 def test_push_masked_matches_per_class_loop():
     q1, q2 = ClassQueues(4, 6, 3), ClassQueues(4, 6, 3)
-    for step in range(3):
+    for _ in range(3):
         keys = torch.randn(9, 3)
         mask = torch.rand(9, 4) < 0.4
         pushed = q1.push_masked(keys, mask)

@@ -288,7 +288,8 @@ def test_alignment_angle(tmp_path):
     with pytest.raises(ValueError, match="alignmentAngle"):
         s3dis.read_scene(tmp_path, "Area_1_office_1", align=True)
     (tmp_path / "Area_1" / "Area_1_alignmentAngle.txt").write_text(
-        "## Global alignment angle per disjoint space in Area_1 ##\n## Disjoint Space Name Angle ##\noffice_1 90\n"
+        "## Global alignment angle per disjoint space in Area_1 ##\n"
+        "## Disjoint Space Name Angle ##\noffice_1 90\n"
     )
     scene, _ = _read(tmp_path, "Area_1_office_1")
     assert scene.extra["alignment_angle_deg"] == 90.0 and not scene.extra["aligned"]

@@ -135,7 +135,8 @@ def test_error_cases(synthetic_root):
     n = len(data) // 16
     with pytest.raises(
         ValueError,
-        match=rf"000000.bin: {len(data) - 6} bytes is not a multiple of 16.*{n - 1} whole points and 10 trailing",
+        match=rf"000000.bin: {len(data) - 6} bytes is not a multiple of 16.*"
+        rf"{n - 1} whole points and 10 trailing",
     ):
         sk.read_scene(root, "08_000000")
     binp.write_bytes(data[:-16])
@@ -150,7 +151,8 @@ def test_error_cases(synthetic_root):
     lab.astype("<u4").tofile(seq / "labels" / "000000.label")
     with pytest.raises(
         ValueError,
-        match=r"000000.label: raw semantic ids not in learning_map: 77 \(1 points\), 300 \(1 points\)",
+        match=r"000000.label: raw semantic ids not in learning_map: "
+        r"77 \(1 points\), 300 \(1 points\)",
     ):
         sk.read_scene(root, "08_000000")
     with pytest.raises(ValueError, match="<seq>_<frame>"):

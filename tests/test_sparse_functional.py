@@ -1,4 +1,5 @@
-"""pcseg.sparse.functional (sparse convolution) against dense references (torch conv3d / conv_transpose3d in float64).
+"""pcseg.sparse.functional (sparse convolution) against dense references (torch conv3d /
+conv_transpose3d in float64).
 
 Conventions checked here, written independently of the engine:
 * our weight is (K, C_in, C_out) with offset k = (iz * ks + iy) * ks + ix (z slowest, x

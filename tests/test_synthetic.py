@@ -177,7 +177,8 @@ def test_write_synthetic_semantickitti(tmp_path):
     ).exists()
     n = (seq / "00" / "velodyne" / "000000.bin").stat().st_size // 16
     assert (seq / "00" / "labels" / "000000.label").stat().st_size == 4 * n
-    # generated yaml: official structure (compared with the real file in test_datasets_semantickitti)
+    # generated yaml: official structure (compared with the real file in
+    # test_datasets_semantickitti)
     ours = yaml.safe_load((root / "semantic-kitti.yaml").read_text())
     assert set(ours) == {
         "labels",

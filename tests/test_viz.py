@@ -311,7 +311,8 @@ def test_colour_functions_hand_computed():
         C.error_colors(np.array([0, 1, 2, -1, 1]), np.array([0, 2, -1, 1, 1])),
         np.array([C.RIGHT_COLOR, C.WRONG_COLOR, C.DARK_COLOR, C.DARK_COLOR, C.RIGHT_COLOR]),
     )
-    # matplotlib 'gray' LUT has 256 entries: value t -> index min(int(t * 256), 255) -> grey level = index
+    # matplotlib 'gray' LUT has 256 entries: value t -> index min(int(t * 256), 255)
+    # -> grey level = index
     vals = np.array([-1.0, 0.0, 0.25, 0.5, 1.0, 7.0, np.nan])
     grey = [0, 0, 64, 128, 255, 255]
     np.testing.assert_array_equal(

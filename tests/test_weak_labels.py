@@ -21,7 +21,8 @@ from pcseg.data.weak_labels import (
 
 
 def _scene(name: str = "room_1", n: int = 30000, seed: int = 0) -> Scene:
-    """A room with 6 classes of very different sizes (class 5 has a handful of points) and instances."""
+    """A room with 6 classes of very different sizes (class 5 has a handful of points) and
+    instances."""
     rng = np.random.default_rng(seed)
     coords = (rng.random((n, 3)) * [6.0, 5.0, 3.0]).astype(np.float32)
     p = np.array([0.5, 0.3, 0.15, 0.04, 0.0099, 0.0001])

@@ -1,4 +1,5 @@
-"""``pcseg view PATH``: look at scans: interactive viewer, headless PNG panels, PLY export, training curves.
+"""``pcseg view PATH``: look at scans: interactive viewer, headless PNG panels, PLY export,
+training curves.
 
 PATH is a processed folder (``pcseg prepare`` output), one processed scene
 (OUT/scenes/<id>.npz) or a run folder (config.yaml -> data.root; predictions in

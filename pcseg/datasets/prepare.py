@@ -557,7 +557,8 @@ def print_summary(s: dict[str, Any]) -> None:
         print(f"  {name:>16s} {c:>12,d}")
     for spec, d in s["label_specs"].items():
         print(
-            f"  labels {spec:>10s}: {d['labelled']:>10,d} points = {d['pct_of_points']:.4f}% of points, "
+            f"  labels {spec:>10s}: {d['labelled']:>10,d} points = "
+            f"{d['pct_of_points']:.4f}% of points, "
             f"{d['pct_of_labelled_points']:.4f}% of labelled points"
         )
     if s["failures"]:

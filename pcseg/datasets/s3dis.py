@@ -550,7 +550,8 @@ def read_scene(
     out_of_range = (rgb < 0) | (rgb > 255)
     if out_of_range.any():
         warn(
-            f"{room_dir}: {int(out_of_range.any(axis=1).sum())} points with rgb outside 0..255; clipped"
+            f"{room_dir}: {int(out_of_range.any(axis=1).sum())} points with rgb outside "
+            f"0..255; clipped"
         )
         rgb = np.clip(rgb, 0, 255)
 

@@ -2,16 +2,21 @@
 
 Raw layout (``RAW`` = the ScanNet download folder)::
 
-    RAW/scans/<scene>/<scene>_vh_clean_2.ply                  mesh, vertex x y z red green blue [alpha]
-    RAW/scans/<scene>/<scene>_vh_clean_2.0.010000.segs.json   {"segIndices": [segment id per vertex]}
-    RAW/scans/<scene>/<scene>.aggregation.json                {"segGroups": [{"id", "objectId", "segments", "label"}],
-                                                               "segmentsFile": "scannet.<scene>_vh_clean_2.0.010000.segs.json"}
-    RAW/scans/<scene>/<scene>.txt                             optional, "axisAlignment = 16 numbers"
-    RAW/scans_test/<scene>/<scene>_vh_clean_2.ply             test scenes: no aggregation -> labels -1
-    RAW/scannetv2-labels.combined.tsv                         (or RAW/meta/,
-                                                               or --scannet-label-map FILE)
-    RAW/scannetv2_{train,val,test}.txt                        (or RAW/meta/, RAW/Tasks/Benchmark/,
-                                                               or --scannet-split-dir DIR)
+    RAW/scans/<scene>/<scene>_vh_clean_2.ply
+        mesh, vertex x y z red green blue [alpha]
+    RAW/scans/<scene>/<scene>_vh_clean_2.0.010000.segs.json
+        {"segIndices": [segment id per vertex]}
+    RAW/scans/<scene>/<scene>.aggregation.json
+        {"segGroups": [{"id", "objectId", "segments", "label"}],
+         "segmentsFile": "scannet.<scene>_vh_clean_2.0.010000.segs.json"}
+    RAW/scans/<scene>/<scene>.txt
+        optional, "axisAlignment = 16 numbers"
+    RAW/scans_test/<scene>/<scene>_vh_clean_2.ply
+        test scenes: no aggregation -> labels -1
+    RAW/scannetv2-labels.combined.tsv
+        (or RAW/meta/, or --scannet-label-map FILE)
+    RAW/scannetv2_{train,val,test}.txt
+        (or RAW/meta/, RAW/Tasks/Benchmark/, or --scannet-split-dir DIR)
 
 Points are the mesh vertices. A vertex takes the label of the segGroup holding its segment
 (raw category -> ``nyu40id`` via the tsv -> one of the 20 benchmark classes, else -1) and
@@ -435,14 +440,16 @@ def read_scene(
         if d.parent.name == "scans":
             hint = (
                 (
-                    f"; {scene_id}_vh_clean.aggregation.json annotates the high-resolution mesh and "
+                    f"; {scene_id}_vh_clean.aggregation.json annotates the high-resolution "
+                    f"mesh and "
                     f"cannot label {ply.name}"
                 )
                 if (d / f"{scene_id}_vh_clean.aggregation.json").is_file()
                 else ""
             )
             raise ValueError(
-                f"{agg} not found: every scene under scans/ is annotated (partial download?){hint}; "
+                f"{agg} not found: every scene under scans/ is annotated "
+                f"(partial download?){hint}; "
                 f"unlabelled scenes belong in scans_test/"
             )
         agg = None
@@ -466,7 +473,8 @@ def read_scene(
         seg_file = groups.get("segmentsFile")
         if seg_file is not None and not str(seg_file).endswith(segs_path.name):
             raise ValueError(
-                f"{agg}: segmentsFile {seg_file!r} does not match {segs_path.name}: its segment ids "
+                f"{agg}: segmentsFile {seg_file!r} does not match {segs_path.name}: "
+                f"its segment ids "
                 f"refer to another mesh"
             )
         tsv = find_label_map(raw, label_map_file)

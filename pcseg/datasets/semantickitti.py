@@ -3,8 +3,9 @@
 Raw layout (``RAW`` = the ``dataset/`` folder or its parent)::
 
     RAW/[dataset/]sequences/XX/velodyne/NNNNNN.bin    float32 rows x y z remission
-    RAW/[dataset/]sequences/XX/labels/NNNNNN.label    uint32 per point: raw semantic id = label & 0xFFFF,
-                                                      instance id = label >> 16 (absent for test sequences)
+    RAW/[dataset/]sequences/XX/labels/NNNNNN.label    uint32 per point: raw semantic id =
+                                                      label & 0xFFFF, instance id = label >> 16
+                                                      (absent for test sequences)
     RAW/semantic-kitti.yaml                           optional label config (also looked for in
                                                       dataset/ and next to dataset/;
                                                       ``pcseg prepare --kitti-yaml``)

@@ -63,13 +63,15 @@ class ConfusionMatrix:
         self.gt_count = np.zeros(self.num_classes, dtype=np.int64)
 
     def update(self, pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor) -> None:
-        """Add points: ``pred`` and ``gt`` are (N,) integer arrays (see :func:`confusion_matrix`)."""
+        """Add points: ``pred`` and ``gt`` are (N,) integer arrays
+        (see :func:`confusion_matrix`)."""
         c, n = confusion_matrix(pred, gt, self.num_classes)
         self.matrix += c
         self.gt_count += n
 
     def all_reduce(self) -> None:
-        """Sum the matrix over the ranks of the default process group (no-op when not distributed)."""
+        """Sum the matrix over the ranks of the default process group
+        (no-op when not distributed)."""
         if not is_distributed():
             return
         flat = np.concatenate([self.matrix.reshape(-1), self.gt_count])

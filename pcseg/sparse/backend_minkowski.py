@@ -135,7 +135,8 @@ def state_dict_to_minkowski(state_dict: Mapping[str, Tensor]) -> dict[str, Tenso
 
 
 def state_dict_from_minkowski(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Inverse of :func:`state_dict_to_minkowski` (``*.kernel`` -> ``*.weight`` (K, C_in, C_out))."""
+    """Inverse of :func:`state_dict_to_minkowski`
+    (``*.kernel`` -> ``*.weight`` (K, C_in, C_out))."""
     convs = {k[: -len(".kernel")] for k in state_dict if k.endswith(".kernel")}
     out: dict[str, Tensor] = {}
     for k, v in state_dict.items():

@@ -556,12 +556,14 @@ class SpconvBackend:
         return t
 
     def from_sparse_tensor(self, x: Any) -> Any:
-        """spconv tensor of a pcseg :class:`SparseTensor` (a ``SparseConvTensor`` passes through)."""
+        """spconv tensor of a pcseg :class:`SparseTensor`
+        (a ``SparseConvTensor`` passes through)."""
         if isinstance(x, self._L.sp.SparseConvTensor):
             return x
         if not isinstance(x, SparseTensor):
             raise TypeError(
-                f"expected a pcseg.sparse.SparseTensor or spconv SparseConvTensor, got {type(x).__name__}"
+                "expected a pcseg.sparse.SparseTensor or spconv SparseConvTensor, "
+                f"got {type(x).__name__}"
             )
         return self.make_input(x.coords, x.feats, x.stride)
 

@@ -47,7 +47,8 @@ BACKENDS = ("torch", "minkowski", "spconv")
 MINKOWSKI_INSTALL = (
     "MinkowskiEngine is not importable. CPU build recipe: "
     "`apt-get install libopenblas-dev` then "
-    '`pip install --no-build-isolation --config-settings="--global-option=--cpu_only --blas=openblas" '
+    "`pip install --no-build-isolation "
+    '--config-settings="--global-option=--cpu_only --blas=openblas" '
     "MinkowskiEngine==0.5.4`; on Python >= 3.10 MinkowskiEngine 0.5.4 also needs the shim "
     "`import collections, collections.abc; collections.Sequence = collections.abc.Sequence` "
     "executed before `import MinkowskiEngine`. Or use the default pure-PyTorch backend "
@@ -55,13 +56,15 @@ MINKOWSKI_INSTALL = (
 )
 SPCONV_INSTALL = (
     "spconv is not importable. Install `pip install spconv==2.3.8` (CPU) or the CUDA wheel that "
-    "matches your CUDA runtime, e.g. `pip install spconv-cu126==2.3.8` (spconv-cu120/cu121/cu124/...). "
+    "matches your CUDA runtime, e.g. `pip install spconv-cu126==2.3.8` "
+    "(spconv-cu120/cu121/cu124/...). "
     f"Or use the default pure-PyTorch backend ({ENV_VAR}=torch)."
 )
 
 
 class BackendUnavailableError(ImportError):
-    """The requested sparse backend cannot be used in this environment (message says how to fix it)."""
+    """The requested sparse backend cannot be used in this environment
+    (message says how to fix it)."""
 
 
 @runtime_checkable

@@ -276,11 +276,13 @@ def sparse_conv(feats: Tensor, weight: Tensor, kmap: KernelMap) -> Tensor:
         or weight.shape[1] != feats.shape[1]
     ):
         raise ValueError(
-            f"sparse_conv: weight must be ({kmap.kernel_volume}, {feats.shape[1]}, C_out), got {tuple(weight.shape)}"
+            f"sparse_conv: weight must be ({kmap.kernel_volume}, {feats.shape[1]}, C_out), "
+            f"got {tuple(weight.shape)}"
         )
     if feats.device != kmap.device or weight.device != feats.device:
         raise ValueError(
-            f"sparse_conv: feats on {feats.device}, weight on {weight.device}, kernel map on {kmap.device}"
+            f"sparse_conv: feats on {feats.device}, weight on {weight.device}, "
+            f"kernel map on {kmap.device}"
         )
     dev = feats.device.type
     fn = _FUNCTIONS.get(dev)

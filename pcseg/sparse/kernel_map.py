@@ -99,7 +99,8 @@ class KernelMap:
         self.ptr = ptr
         if ptr[-1] != self.in_idx.numel() or ptr[-1] != self.out_idx.numel():
             raise ValueError(
-                f"kernel map holds {self.in_idx.numel()}/{self.out_idx.numel()} pairs, counts sum to {ptr[-1]}"
+                f"kernel map holds {self.in_idx.numel()}/{self.out_idx.numel()} pairs, "
+                f"counts sum to {ptr[-1]}"
             )
 
     @property

@@ -241,7 +241,8 @@ def voxel_to_point(x: SparseTensor | Tensor, inverse: Tensor) -> Tensor:
     f = x.feats if isinstance(x, SparseTensor) else x
     if inverse.dim() != 1 or inverse.dtype.is_floating_point:
         raise ValueError(
-            f"voxel_to_point: inverse must be a 1-D integer tensor, got {tuple(inverse.shape)} {inverse.dtype}"
+            "voxel_to_point: inverse must be a 1-D integer tensor, "
+            f"got {tuple(inverse.shape)} {inverse.dtype}"
         )
     if inverse.numel():
         lo, hi = int(inverse.min()), int(inverse.max())

@@ -140,7 +140,8 @@ class CoordinateManager:
 
     @classmethod
     def _sorted_copy(cls, other: CoordinateManager) -> CoordinateManager:
-        """Manager of ``other``'s base coordinates reordered to ascending keys (no re-validation)."""
+        """Manager of ``other``'s base coordinates reordered to ascending keys
+        (no re-validation)."""
         lvl = other._levels[other.base_stride]
         perm = lvl.perm
         if perm is None:
@@ -270,7 +271,8 @@ class CoordinateManager:
         elif kind == "down":
             if out_stride != 2 * in_stride:
                 raise ValueError(
-                    f"down kernel map needs out_stride == 2 * in_stride, got {in_stride}, {out_stride}"
+                    "down kernel map needs out_stride == 2 * in_stride, "
+                    f"got {in_stride}, {out_stride}"
                 )
             fine = self._level(in_stride)
             coarse = self._level(out_stride)
@@ -295,7 +297,8 @@ class CoordinateManager:
         elif kind == "up":
             if in_stride != 2 * out_stride:
                 raise ValueError(
-                    f"up kernel map needs in_stride == 2 * out_stride, got {in_stride}, {out_stride}"
+                    "up kernel map needs in_stride == 2 * out_stride, "
+                    f"got {in_stride}, {out_stride}"
                 )
             if out_stride not in self._levels:
                 self._level(out_stride, create=False)  # raises a clear ValueError
@@ -412,7 +415,8 @@ class SparseTensor:
                 )
             if f.shape[1] != feats_list[0].shape[1]:
                 raise ValueError(
-                    f"scene {i}: {f.shape[1]} feature channels, scene 0 has {feats_list[0].shape[1]}"
+                    f"scene {i}: {f.shape[1]} feature channels, "
+                    f"scene 0 has {feats_list[0].shape[1]}"
                 )
             b = torch.full((c.shape[0], 1), i, dtype=torch.int32, device=c.device)
             cs.append(torch.cat([b, c.to(torch.int32)], dim=1))
@@ -472,7 +476,8 @@ class SparseTensor:
         """Same coordinates / stride / manager, new (M, C') features."""
         if feats.dim() != 2 or feats.shape[0] != self.feats.shape[0]:
             raise ValueError(
-                f"replace_feats: expected ({self.feats.shape[0]}, C) features, got {tuple(feats.shape)}"
+                f"replace_feats: expected ({self.feats.shape[0]}, C) features, "
+                f"got {tuple(feats.shape)}"
             )
         return SparseTensor._derived(feats, self.stride, self.manager)
 
@@ -490,7 +495,8 @@ class SparseTensor:
         return self.replace_feats(self.feats + other)
 
     def to(self, device: torch.device | str) -> SparseTensor:
-        """Copy to ``device`` (a new coordinate manager there; its kernel maps are rebuilt on use)."""
+        """Copy to ``device`` (a new coordinate manager there; its kernel maps are rebuilt
+        on use)."""
         device = torch.device(device)
         if device == self.feats.device:
             return self
@@ -527,7 +533,8 @@ class SparseTensor:
             return f
         if self.stride != self.manager.base_stride:
             raise ValueError(
-                f"unsort_feats: tensor is at stride {self.stride}, base stride is {self.manager.base_stride}"
+                f"unsort_feats: tensor is at stride {self.stride}, "
+                f"base stride is {self.manager.base_stride}"
             )
         return f.index_select(0, inv)
 
@@ -561,7 +568,8 @@ class SparseTensor:
             raise ValueError(f"dense: min_coord {mc.tolist()} is above some coordinates")
         if bool((rel % s != 0).any()):
             raise ValueError(
-                f"dense: min_coord {mc.tolist()} is not congruent to the coordinates modulo stride {s}"
+                f"dense: min_coord {mc.tolist()} is not congruent to the coordinates "
+                f"modulo stride {s}"
             )
         idx = rel // s
         if shape is None:

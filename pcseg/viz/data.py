@@ -346,7 +346,8 @@ def open_source(
 
             warnings.warn(
                 f"no predictions in {pred_dir} (run pcseg test); showing the "
-                f"processed scenes of {processed} without predictions"
+                f"processed scenes of {processed} without predictions",
+                stacklevel=2,
             )
             return ViewSource(
                 processed,

@@ -85,7 +85,8 @@ def format_table(results: dict[str, list[dict[str, Any]]], title: str) -> str:
     lines = [
         f"### {title}",
         "",
-        "| method | test mIoU | OA | mAcc | mIoU per seed | best val mIoU (voxels) | pseudo-label acc first → last 10% |",
+        "| method | test mIoU | OA | mAcc | mIoU per seed | best val mIoU (voxels) "
+        "| pseudo-label acc first → last 10% |",
         "|---|---|---|---|---|---|---|",
     ]
     for m, runs in results.items():
@@ -101,7 +102,8 @@ def format_table(results: dict[str, list[dict[str, Any]]], title: str) -> str:
         )
         lines.append(
             f"| {m} | {_ms([r['miou'] for r in runs])} | {_ms([r['oa'] for r in runs])} | "
-            f"{_ms([r['macc'] for r in runs])} | {per_seed} | {_ms([r['best_val_miou'] for r in runs])} | {pa_txt} |"
+            f"{_ms([r['macc'] for r in runs])} | {per_seed} | "
+            f"{_ms([r['best_val_miou'] for r in runs])} | {pa_txt} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -338,7 +338,7 @@ def make_s3dis_room(
             ("table", _yaw(np.concatenate([top] + legs), yaw, centre), S3DIS_COLOURS["table"])
         )
         for side in (-1, 1):
-            for k in range(int(rng.integers(1, 3))):
+            for _ in range(int(rng.integers(1, 3))):
                 x = rng.uniform(-tw / 2 + 0.3, tw / 2 - 0.3)
                 y = side * (td / 2 + rng.uniform(0.25, 0.45))
                 cyaw = (0.0 if side > 0 else math.pi) + rng.normal(0, 0.25)

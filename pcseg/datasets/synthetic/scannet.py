@@ -246,8 +246,9 @@ def make_scannet_scene(
 def write_scannet_scene(
     scene_dir: Path, scene: SyntheticScanNetScene, with_labels: bool = True
 ) -> Path:
-    """Write ``<id>_vh_clean_2.ply`` (binary, with alpha and faces), ``<id>_vh_clean_2.0.010000.segs.json``,
-    ``<id>.txt`` and, when ``with_labels``, ``<id>.aggregation.json`` into ``scene_dir``."""
+    """Write ``<id>_vh_clean_2.ply`` (binary, with alpha and faces),
+    ``<id>_vh_clean_2.0.010000.segs.json``, ``<id>.txt`` and, when ``with_labels``,
+    ``<id>.aggregation.json`` into ``scene_dir``."""
     from plyfile import PlyData, PlyElement
 
     sid = scene.scene_id
