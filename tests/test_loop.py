@@ -122,3 +122,23 @@ def test_readme_loop_on_an_unlabelled_scan(tmp_path):
     assert np.array_equal(
         out["red"], PlyData.read(str(tmp_path / "scans" / "room.ply"))["vertex"]["red"]
     )
+
+
+def test_annotate_opens_a_raw_file(tmp_path):
+    """`pcseg annotate scan.ply --classes CLASSES.yaml`: the raw file is prepared once into
+    scan.ply.pcseg/ (the CLASSES.yaml of `pcseg prepare custom`), the labels land there."""
+    ply = tmp_path / "scan.ply"
+    truth = _unlabelled_ply(ply)
+    cls = tmp_path / "classes.yaml"
+    cls.write_text(yaml.safe_dump(CLASSES))
+    s = open_session(ply, cls)
+    assert s.processed == tmp_path / "scan.ply.pcseg" and s.scene == "scan"
+    assert s.view.num_points == len(truth)
+    s.state.add([0, 1, 2], 1)
+    assert s.label_path == tmp_path / "scan.ply.pcseg" / "labels" / "import_annotate" / "scan.npy"
+    again = open_session(ply, cls)  # reused, not prepared again; the labels reopen
+    assert again.resumed == 3
+    from pcseg.annotate.state import AnnotationError
+
+    with pytest.raises(AnnotationError, match="nosuch.yaml"):
+        open_session(ply, tmp_path / "nosuch.yaml")

@@ -50,6 +50,42 @@ class Session:
         return self.view.pred is not None
 
 
+def is_raw_file(scene: str | os.PathLike) -> bool:
+    """True for a point-cloud file `pcseg prepare custom` reads (LAS/LAZ, PLY, PCD, NPY/NPZ,
+    TXT/CSV, .bin), as opposed to a processed scene ``PROCESSED/scenes/<id>.npz``."""
+    from pcseg.datasets.formats import SUFFIXES
+
+    p = Path(scene)
+    return (
+        p.is_file() and p.parent.name != "scenes" and "".join(p.suffixes[-1:]).lower() in SUFFIXES
+    )
+
+
+def prepare_raw_file(path: Path, classes: str | os.PathLike | None) -> tuple[Path, str]:
+    """(processed folder, scene id) of a raw file: it is prepared once (``pcseg prepare
+    custom`` with the CLASSES.yaml) into ``<file>.pcseg/`` next to it and reused after that,
+    so the labels (``<file>.pcseg/labels/<spec>/<stem>.npy``) train with
+    ``pcseg train ... --set data.root=<file>.pcseg data.label_spec=import:annotate``."""
+    from pcseg.datasets.custom import ClassesError, prepare_custom
+    from pcseg.datasets.prepare import PrepareError
+
+    if classes is None:
+        raise AnnotationError(f"{path}: a raw file needs --classes CLASSES.yaml to be prepared")
+    out = path.with_name(path.name + ".pcseg")
+    sid = path.stem
+    if not (out / "scenes" / f"{sid}.npz").is_file():
+        raw = out / "raw"
+        raw.mkdir(parents=True, exist_ok=True)
+        link = raw / path.name
+        if not link.exists():
+            link.symlink_to(path.resolve())
+        try:
+            prepare_custom(raw, classes, out)
+        except (ClassesError, PrepareError, ValueError, FileNotFoundError) as e:
+            raise AnnotationError(f"{path}: cannot prepare it for labelling: {e}") from None
+    return out, sid
+
+
 def resolve_scene(scene: str | os.PathLike, scene_id: str | None = None) -> tuple[Path, str]:
     """(processed folder, scene id) from ``PROCESSED/scenes/<id>.npz`` or ``PROCESSED`` + id."""
     p = Path(scene)
@@ -109,7 +145,12 @@ def open_session(
     run: str | os.PathLike | None = None,
 ) -> Session:
     """Open SCENE for labelling (module docstring); errors are :class:`AnnotationError`."""
-    root, sid = resolve_scene(scene, scene_id)
+    if is_raw_file(scene):
+        root, sid = prepare_raw_file(
+            Path(scene), classes if not isinstance(classes, ClassList) else None
+        )
+    else:
+        root, sid = resolve_scene(scene, scene_id)
     cl = classes if isinstance(classes, ClassList) else load_classes(classes)
     try:
         spec = parse_spec(spec).name

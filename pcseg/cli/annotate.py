@@ -1,6 +1,8 @@
 """``pcseg annotate SCENE --classes CLASSES.yaml``: label a scene by clicking, in a browser.
 
-SCENE is a processed scene ``PROCESSED/scenes/<id>.npz`` or a processed folder ``PROCESSED``
+SCENE is a raw point-cloud file that ``pcseg prepare custom`` reads (prepared once with the
+CLASSES.yaml into ``<file>.pcseg/`` next to it), a processed scene
+``PROCESSED/scenes/<id>.npz`` or a processed folder ``PROCESSED``
 with ``--scene ID``. CLASSES.yaml: ``names: [..]`` (class index = position, the same classes as
 the processed folder's meta.json) and optional ``colors: {name: [r, g, b]}``.
 
@@ -32,7 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("scene", type=Path, help="PROCESSED/scenes/<id>.npz, or PROCESSED with --scene")
+    p.add_argument(
+        "scene",
+        type=Path,
+        help="a raw point-cloud file (LAS/LAZ, PLY, PCD, NPY/NPZ, TXT/CSV, .bin; prepared once into "
+        "<file>.pcseg/), PROCESSED/scenes/<id>.npz, or PROCESSED with --scene",
+    )
     p.add_argument(
         "--scene", dest="scene_id", metavar="ID", help="scene id when SCENE is a processed folder"
     )
