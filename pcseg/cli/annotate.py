@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument(
         "scene",
         type=Path,
-        help="a raw point-cloud file (LAS/LAZ, PLY, PCD, NPY/NPZ, TXT/CSV, .bin; prepared once into "
+        help="a raw point-cloud file (LAS/LAZ, PLY, PCD, NPY/NPZ, TXT/CSV, .bin; prepared once "
+        "into "
         "<file>.pcseg/), PROCESSED/scenes/<id>.npz, or PROCESSED with --scene",
     )
     p.add_argument(
