@@ -96,6 +96,7 @@ def test_budget_study_accumulates_and_reuses(tmp_path, capsys):
     assert res["budgets"]["1pt"]["methods"]["supervised"][0]["checkpoint"] == "last.pt"
     assert res["budgets"]["full"]["fraction"] > res["budgets"]["1pt"]["fraction"] > 0
     assert (root / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert (root / "c_val.png").read_bytes()[:4] == b"\x89PNG"  # validation curves
     stamp = (run / "summary.json").stat().st_mtime_ns
     # a second call adds a method; the finished supervised runs are reused, not retrained
     res2 = run_budget_study(cdir, ["erda"], ["1pt"], [0], root / "runs", json_out=js)

@@ -63,3 +63,38 @@ def plot_budget_curve(
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     return save_figure(fig, out)
+
+
+def plot_validation_curves(
+    results: dict[str, Any],
+    out: Path,
+    method: str = "supervised",
+    title: str = "validation mIoU during training",
+) -> Path:
+    """Validation mIoU against iteration of every run of ``method`` (one colour per budget,
+    one line per seed): whether the schedule is long enough for ``method`` to stop improving."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    order = sorted(results["budgets"].items(), key=lambda kv: kv[1].get("fraction", 0.0))
+    for i, (spec, entry) in enumerate(order):
+        for j, run in enumerate(entry["methods"].get(method, [])):
+            hist = [v for v in run.get("val_history", []) if v.get("miou") is not None]
+            if not hist:
+                continue
+            ax.plot(
+                [v["iteration"] for v in hist],
+                [100 * v["miou"] for v in hist],
+                color=f"C{i}",
+                alpha=0.8,
+                label=spec if j == 0 else None,
+            )
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("validation mIoU (%)")
+    ax.set_title(f"{title}: {method}, one line per seed")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right", title="labels")
+    return save_figure(fig, out)

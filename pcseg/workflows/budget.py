@@ -58,7 +58,8 @@ def run_budget_study(
 ) -> dict[str, Any]:
     """Run (or reuse) every (budget, method, seed); returns the accumulated results
     ``{"budgets": {spec: {"fraction": f, "methods": {m: [run, ...]}}}}`` (also in ``json_out``),
-    prints the table (and writes it to ``table_out``) and draws ``plot_out`` (PNG)."""
+    prints the table (and writes it to ``table_out``) and draws ``plot_out`` (PNG) and, beside
+    it, ``<plot>_val.png``: supervised-only's validation curves (is the schedule long enough)."""
     overrides = list(overrides or [])
     for m in methods:
         if not (config_dir / f"{m}.yaml").is_file():
@@ -85,9 +86,10 @@ def run_budget_study(
     if table_out is not None:
         atomic_write_text(table_out, table)
     if plot_out is not None:
-        from pcseg.viz.budget import plot_budget_curve
+        from pcseg.viz.budget import plot_budget_curve, plot_validation_curves
 
         plot_budget_curve(results, plot_out)
+        plot_validation_curves(results, plot_out.with_name(plot_out.stem + "_val.png"))
     return results
 
 
