@@ -363,7 +363,25 @@ def _default_spec(state: dict[str, Any], cfg: Any) -> ClassesSpec | None:
         meta = json.loads((root / "meta.json").read_text())
         if isinstance(meta.get("classes"), dict):
             return classes_from_dict(meta["classes"], str(root / "meta.json"))
+    names = state.get("class_names")
+    if names and cfg.data.dataset in BENCHMARK_FEATURES:
+        # a benchmark run (S3DIS / ScanNet / SemanticKITTI): its classes are in the checkpoint,
+        # its input features are those of the benchmark's own files
+        spec = {
+            "names": list(names),
+            "features": BENCHMARK_FEATURES[cfg.data.dataset],
+            "voxel_size": float(cfg.data.voxel_size),
+        }
+        return classes_from_dict(spec, "the checkpoint's class list")
     return None
+
+
+#: per-point fields of a raw file that stand for each benchmark's training features
+BENCHMARK_FEATURES: dict[str, list[str]] = {
+    "s3dis": ["rgb"],
+    "scannet": ["rgb"],
+    "semantickitti": ["intensity"],
+}
 
 
 def load_predictor(

@@ -336,6 +336,49 @@ def test_train_init_fine_tunes_from_another_run(trained, tmp_path, capsys):
     assert main(["train", str(path), "--init", str(ckpt), "--resume"]) == 2
 
 
+def test_predict_with_a_benchmark_checkpoint(trained, tmp_path):
+    """`pcseg predict` with a checkpoint of a benchmark run (no CLASSES.yaml): the classes
+    come from the checkpoint, the features are the benchmark's (RGB for S3DIS)."""
+    from plyfile import PlyData, PlyElement
+
+    path, root, _ = trained
+    rng = np.random.default_rng(0)
+    v = np.empty(
+        500,
+        dtype=[
+            ("x", "f4"),
+            ("y", "f4"),
+            ("z", "f4"),
+            ("red", "u1"),
+            ("green", "u1"),
+            ("blue", "u1"),
+        ],
+    )
+    for c in ("x", "y", "z"):
+        v[c] = rng.random(500) * 3
+    for c in ("red", "green", "blue"):
+        v[c] = rng.integers(0, 256, 500)
+    ply = tmp_path / "scan.ply"
+    PlyData([PlyElement.describe(v, "vertex")]).write(str(ply))
+    ckpt = str(root / "run" / "checkpoints" / "last.pt")
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                ckpt,
+                str(ply),
+                "--out",
+                str(tmp_path / "o"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    out = PlyData.read(str(tmp_path / "o" / "scan.ply"))["vertex"]
+    assert len(out["pred_class"]) == 500 and out["pred_class"].max() < 13
+
+
 def test_help_lists_every_subcommand(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--help"])
