@@ -53,9 +53,8 @@ def test_labelled_fraction_counts_label_files(prepared_rooms):
     assert 0 < both < 1 and both != labelled_fraction(prepared_rooms, "1%", "Area_1")
 
 
-@pytest.mark.integration
-def test_budget_study_accumulates_and_reuses(tmp_path, capsys):
-    root = tmp_path
+def _tiny_budget_configs(root, **test):
+    """A two-area synthetic study folder with supervised.yaml and erda.yaml; returns it."""
     base = {
         "data": {
             "dataset": "s3dis",
@@ -72,12 +71,20 @@ def test_budget_study_accumulates_and_reuses(tmp_path, capsys):
         },
         "model": {"name": "MinkUNet14A", "planes": [8] * 8, "init_dim": 8},
         "train": {"iterations": 2, "log_every": 1, "progress": False, "device": "cpu"},
+        "test": test,
     }
     cdir = root / "cfgs"
     cdir.mkdir()
     (cdir / "base.yaml").write_text(yaml.safe_dump(base))
     (cdir / "supervised.yaml").write_text("_base_: base.yaml\nmethod: {name: supervised}\n")
     (cdir / "erda.yaml").write_text("_base_: base.yaml\nmethod: {name: erda, weight: 0.1}\n")
+    return cdir
+
+
+@pytest.mark.integration
+def test_budget_study_accumulates_and_reuses(tmp_path, capsys):
+    root = tmp_path
+    cdir = _tiny_budget_configs(root)
     js = root / "r.json"
     res = run_budget_study(
         cdir,
@@ -106,3 +113,46 @@ def test_budget_study_accumulates_and_reuses(tmp_path, capsys):
     table = format_budget_table(res2)
     v = 100 * res2["budgets"]["1pt"]["methods"]["erda"][0]["miou"]
     assert "| 1pt | " in table and f"| erda | {np.round(v, 1):.1f} ± 0.0 |" in table
+
+
+@pytest.mark.integration
+def test_transductive_budget_study_scores_full_on_all_points(tmp_path):
+    # scored on the unlabelled points of the training area (as on the real KITTI scan): full
+    # labels leave none, so the full ceiling is scored on every labelled point and marked
+    root = tmp_path
+    cdir = _tiny_budget_configs(root, score="unlabelled")
+    cfg = yaml.safe_load((cdir / "base.yaml").read_text())
+    cfg["data"]["test_split"] = "Area_1"
+    (cdir / "base.yaml").write_text(yaml.safe_dump(cfg))
+    res = run_budget_study(cdir, ["supervised"], ["1pt", "full"], [0], root / "runs")
+    assert res["budgets"]["1pt"]["score"] == "unlabelled"
+    assert res["budgets"]["full"]["score"] == "all"
+    runs = root / "runs"
+    m_1pt = json.loads(
+        (runs / "1pt" / "supervised" / "seed_0" / "test" / "metrics.json").read_text()
+    )
+    m_full = json.loads(
+        (runs / "full" / "supervised" / "seed_0" / "test" / "metrics.json").read_text()
+    )
+    assert m_1pt["score"] == "unlabelled" and m_full["score"] == "all"
+    # the 1pt run leaves out its labelled points, the full run scores every labelled point
+    n_labelled = sum(
+        int(sum(processed.read_scene_info(root / "processed", sid)["class_counts"]))
+        for sid in processed.split_scenes(root / "processed", ["Area_1"])
+    )
+    assert m_full["num_points"] == n_labelled > m_1pt["num_points"]
+    table = format_budget_table(res)
+    assert "| full † |" in table and "| 1pt |" in table and "† scored on every labelled" in table
+
+
+def test_budget_table_marks_nothing_when_every_budget_is_scored_alike():
+    run = {"seed": 0, "miou": 0.5}
+    res = {
+        "budgets": {
+            "1%": {"fraction": 0.01, "score": "all", "methods": {"supervised": [run]}},
+            "full": {"fraction": 1.0, "score": "all", "methods": {"supervised": [run]}},
+        }
+    }
+    table = format_budget_table(res)
+    assert "†" not in table
+    assert "| 1% | 1 % | supervised | 50.0 ± 0.0 | 50.0 |" in table

@@ -5,7 +5,10 @@ seed S, ``CONFIG_DIR/M.yaml`` is trained with ``data.label_spec=B`` into
 ``RUN_ROOT/<B dir>/M/seed_S`` and its ``last.pt`` tested (the checkpoint is never chosen by a
 score, so no test or full label picks it). Finished runs are reused, so an interrupted study
 resumes; results accumulate in one JSON (a later call with other methods or budgets adds to
-it), from which the table and the plot are drawn.
+it), from which the table and the plot are drawn. A transductive study (``test.score:
+unlabelled``, e.g. the real KITTI scan) scores ``full`` on every labelled point, since full
+labels leave no unlabelled one; the budget's ``score`` in the JSON and a mark in the table say
+so.
 """
 
 from __future__ import annotations
@@ -67,7 +70,14 @@ def run_budget_study(
     results = _load(json_out)
     for spec in (parse_spec(b).name for b in budgets):
         sets = [*overrides, f"data.label_spec={spec}", f"data.prepare_specs=[{spec!r}]"]
+        score = load_config(config_dir / f"{methods[0]}.yaml", overrides).test.score
+        if parse_spec(spec).kind == "full" and score == "unlabelled":
+            # a transductive study (scored on the points without a weak label): full labels
+            # leave none, so its ceiling is scored on every labelled point, and says so
+            sets.append("test.score=all")
+            score = "all"
         entry = results["budgets"].setdefault(spec, {"methods": {}})
+        entry["score"] = score
         for m in methods:
             runs = {r["seed"]: r for r in entry["methods"].get(m, [])}
             for seed in seeds:
@@ -108,12 +118,20 @@ def format_budget_table(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     order = sorted(results["budgets"].items(), key=lambda kv: kv[1].get("fraction", 0.0))
+    scores = {e.get("score", "all") for _, e in order}
     for spec, entry in order:
+        mark = " †" if len(scores) > 1 and entry.get("score", "all") == "all" else ""
         for m, runs in entry["methods"].items():
             mean, sd = _mean_std([r["miou"] for r in runs])
             per_seed = ", ".join(f"{100 * r['miou']:.1f}" for r in runs)
             lines.append(
-                f"| {spec} | {100 * entry.get('fraction', float('nan')):.3g} % | {m} | "
+                f"| {spec}{mark} | {100 * entry.get('fraction', float('nan')):.3g} % | {m} | "
                 f"{mean:.1f} ± {sd:.1f} | {per_seed} |"
             )
+    if len(scores) > 1:
+        lines += [
+            "",
+            "† scored on every labelled point (full labels leave no unlabelled point: the "
+            "ceiling of fitting the scene); the other rows on the points without a weak label.",
+        ]
     return "\n".join(lines) + "\n"
