@@ -47,14 +47,17 @@ def plot_budget_curve(
         x, mean, lo, hi = (np.array(c) for c in zip(*pts))
         (line,) = ax.plot(x, mean, marker="o", label=f"{m} ({len(pts)} budgets)")
         ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
-    full = results["budgets"].get("full", {}).get("methods", {}).get(ceiling_method)
+    full_entry = results["budgets"].get("full", {})
+    full = full_entry.get("methods", {}).get(ceiling_method)
     if full:
         v = [100 * r["miou"] for r in full]
+        scores = {e.get("score", "all") for e in results["budgets"].values()}
+        scored = "; scored on all points" if len(scores) > 1 else ""
         ax.axhline(
             float(np.mean(v)),
             color="k",
             linestyle="--",
-            label=f"full labels ({ceiling_method}, {len(v)} seeds)",
+            label=f"full labels ({ceiling_method}, {len(v)} seeds{scored})",
         )
     ax.set_xscale("log")
     ax.set_xlabel("labelled fraction of training points")
