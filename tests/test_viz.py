@@ -7,6 +7,7 @@ a chair seat with known S3DIS classes.
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import shutil
@@ -235,6 +236,16 @@ def test_palette_values_from_the_customary_tables():
     pal = P.get_palette("s3dis", ["floor", "robot", "chair", "plant"])
     assert tuple(pal[0]) == (0, 0, 255) and tuple(pal[2]) == (255, 0, 0)
     assert len({tuple(c) for c in pal}) == 4
+    # explicit colours (a CLASSES.yaml's) win over the canonical and the generic ones
+    pal2 = P.get_palette(
+        "s3dis",
+        ["floor", "robot", "chair", "plant"],
+        colors={"floor": [1, 2, 3], "plant": [9, 8, 7]},
+    )
+    assert tuple(pal2[0]) == (1, 2, 3) and tuple(pal2[3]) == (9, 8, 7)
+    np.testing.assert_array_equal(pal2[1:3], pal[1:3])
+    with pytest.raises(ValueError, match=r"robot: expected \[r, g, b\] in 0..255"):
+        P.get_palette("custom", ["robot"], colors={"robot": [300, 0, 0]})
 
 
 @pytest.mark.timeout(60)
@@ -390,6 +401,20 @@ def test_load_view_data_sources(room: dict):
     np.testing.assert_allclose(v.confidence, ref["conf"])
     np.testing.assert_array_equal(v.semantic, ref["sem"])
     assert open_source(room["run"]).scenes == ["room_1", "room_2"]
+
+
+@pytest.mark.timeout(60)
+def test_viewer_takes_the_colours_of_the_class_spec(room: dict, tmp_path: Path):
+    # a `pcseg prepare custom` folder keeps its CLASSES.yaml in meta.json; its colours are used
+    proc = tmp_path / "proc_custom"
+    shutil.copytree(room["proc"], proc)
+    meta = json.loads((proc / "meta.json").read_text())
+    first = meta["class_names"][0]
+    meta["classes"] = {"colors": {first: [12, 34, 56]}}
+    (proc / "meta.json").write_text(json.dumps(meta))
+    v = load_view_data(proc)
+    assert tuple(int(c) for c in v.palette[0]) == (12, 34, 56)
+    np.testing.assert_array_equal(v.palette[1:], load_view_data(room["proc"]).palette[1:])
 
 
 @pytest.mark.timeout(60)

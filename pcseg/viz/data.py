@@ -187,7 +187,7 @@ def load_processed_scene(
         name=scene,
         dataset=dataset,
         class_names=names,
-        palette=get_palette(dataset, names, kitti_yaml),
+        palette=get_palette(dataset, names, kitti_yaml, (meta.get("classes") or {}).get("colors")),
         coords=coords,
         feats=feats,
         feat_kind=feat_kind,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import colorsys
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -212,13 +212,15 @@ def get_palette(
     dataset: str,
     class_names: Sequence[str] | None = None,
     kitti_yaml: str | os.PathLike | None = None,
+    colors: Mapping[str, Sequence[int]] | None = None,
 ) -> np.ndarray:
     """Palette (K, 3) uint8 for ``class_names`` of ``dataset``.
 
-    Classes named as in the dataset's canonical list get its customary colour (for
-    SemanticKITTI from ``kitti_yaml`` when given); other names (a custom or synthetic
-    dataset) get distinct :func:`generic_palette` colours. ``class_names=None`` means
-    the canonical list of ``dataset``.
+    ``colors`` (``{name: [r, g, b]}``, 0-255, e.g. a CLASSES.yaml's ``colors``) wins; other
+    classes named as in the dataset's canonical list get its customary colour (for
+    SemanticKITTI from ``kitti_yaml`` when given); the rest (a custom or synthetic dataset)
+    get distinct :func:`generic_palette` colours. ``class_names=None`` means the canonical
+    list of ``dataset``.
     """
     known = DATASET_PALETTES.get(dataset)
     if class_names is None:
@@ -230,12 +232,16 @@ def get_palette(
         class_names = known[0]
     class_names = list(class_names)
     if known is not None:
-        names, colors = known
+        names, canonical = known
         if dataset == "semantickitti" and kitti_yaml is not None:
-            colors = semantickitti_palette(kitti_yaml)
-        lookup = {n: colors[i] for i, n in enumerate(names)}
+            canonical = semantickitti_palette(kitti_yaml)
+        lookup = {n: canonical[i] for i, n in enumerate(names)}
     else:
         lookup = {}
+    for name, rgb in (colors or {}).items():
+        if len(rgb) != 3 or not all(0 <= int(c) <= 255 for c in rgb):
+            raise ValueError(f"colors: {name}: expected [r, g, b] in 0..255, got {list(rgb)}")
+        lookup[name] = np.asarray(rgb, dtype=np.uint8)
     out = np.zeros((len(class_names), 3), dtype=np.uint8)
     missing = [i for i, n in enumerate(class_names) if n not in lookup]
     for i, n in enumerate(class_names):
