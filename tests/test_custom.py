@@ -204,3 +204,24 @@ def test_cli_prepare_custom(tmp_path):
         )
         == 1
     )
+
+
+def test_training_at_another_voxel_size_than_the_class_spec_warns(tmp_path):
+    import warnings
+
+    from pcseg.config import config_from_dict
+    from pcseg.engine.data import build_dataset
+
+    raw = tmp_path / "raw"
+    write_synthetic_las(raw / "a.las", 2000, seed=0, label_fraction=0.05)
+    prepare_custom(raw, _classes(tmp_path), tmp_path / "proc")  # voxel_size 0.5
+
+    def cfg(size):
+        data = {"dataset": "custom", "root": str(tmp_path / "proc"), "label_spec": "given"}
+        return config_from_dict({"data": {**data, "voxel_size": size}, "train": {"iterations": 1}})
+
+    with pytest.warns(UserWarning, match=r"data.voxel_size is 0.25 m .*voxel_size 0.5 m"):
+        build_dataset(cfg(0.25), "train", "train")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_dataset(cfg(0.5), "train", "train")

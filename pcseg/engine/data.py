@@ -15,6 +15,7 @@ number of steps.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -161,7 +162,9 @@ def build_dataset(
     train = mode == "train"
     from pcseg.data.processed import read_meta
 
-    known = read_meta(root)["splits"]
+    meta = read_meta(root)
+    check_class_spec_voxel_size(meta, d.voxel_size, root)
+    known = meta["splits"]
     split_arg: str | list[str] = (
         split.split("+") if ("+" in split and split not in known) else split
     )
@@ -182,6 +185,21 @@ def build_dataset(
     elif train:
         ds.transforms = build_train_transforms(cfg, ds.feat_kind)
     return ds
+
+
+def check_class_spec_voxel_size(meta: dict[str, Any], voxel_size: float, root: Path) -> None:
+    """Warn when ``data.voxel_size`` (metres) is not the ``voxel_size`` of the CLASSES.yaml a
+    ``pcseg prepare custom`` folder was made with (kept in its ``meta.json``): its weak labels
+    were drawn per voxel of that size and its extent checked at it."""
+    spec_size = (meta.get("classes") or {}).get("voxel_size")
+    if spec_size is not None and not math.isclose(float(spec_size), float(voxel_size)):
+        warnings.warn(
+            f"data.voxel_size is {voxel_size} m but {root / 'meta.json'} was prepared with "
+            f"voxel_size {spec_size} m ({meta.get('classes_file', 'its CLASSES.yaml')}): its "
+            f"labels were drawn per {spec_size} m voxel; pass --set data.voxel_size={spec_size} "
+            "unless the other size is meant",
+            stacklevel=2,
+        )
 
 
 def build_train_loader(
