@@ -225,3 +225,33 @@ def test_training_at_another_voxel_size_than_the_class_spec_warns(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         build_dataset(cfg(0.5), "train", "train")
+
+
+def test_nonfinite_drop_leaves_out_exactly_those_points(tmp_path, capsys):
+    # a labelled NPY whose rows 3 and 7 have NaN / inf coordinates
+    arr = np.zeros(12, dtype=[("x", "f8"), ("y", "f8"), ("z", "f8"), ("label", "i4")])
+    arr["x"] = np.arange(12, dtype=float)
+    arr["label"] = np.arange(12) % 2
+    arr["y"][3] = np.nan
+    arr["z"][7] = np.inf
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    np.save(raw / "n.npy", arr)
+    classes = tmp_path / "c.yaml"
+    spec = {"names": ["a", "b"], "label_field": "label", "map": {0: "a", 1: "b"}}
+    classes.write_text(yaml.safe_dump({**spec, "features": [], "voxel_size": 0.5}))
+    args = ["prepare", "custom", "--raw", str(raw), "--classes", str(classes)]
+    # refuse (the default): the scene fails, named, and the command says so
+    assert main([*args, "--out", str(tmp_path / "p_refuse")]) == 1
+    cap = capsys.readouterr()
+    report = cap.out + cap.err
+    assert "n.npy (field(s) ['y', 'z']): 2 of 12 points" in report
+    assert "first at point index 3, 7" in report and "--nonfinite drop" in report
+    # drop: the 10 finite points, in file order, with their own labels
+    assert main([*args, "--out", str(tmp_path / "p"), "--nonfinite", "drop"]) == 0
+    scene = processed.read_scene(tmp_path / "p", "n")
+    keep = np.setdiff1d(np.arange(12), [3, 7])
+    origin = np.asarray(scene.extra["origin"])
+    np.testing.assert_allclose(scene.coords[:, 0] + origin[0], arr["x"][keep])
+    np.testing.assert_array_equal(scene.semantic, arr["label"][keep])
+    assert scene.extra["dropped_nonfinite"] == 2

@@ -206,6 +206,7 @@ def _run_custom(args: argparse.Namespace) -> int:
             seed=args.seed,
             workers=args.workers,
             overwrite=args.overwrite,
+            nonfinite=args.nonfinite,
         )
     except (ClassesError, PrepareError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -338,9 +338,18 @@ def to_scene(
     name: str,
     source: str = "CLASSES.yaml",
     check_range: bool = True,
+    nonfinite: str = "refuse",
 ) -> Scene:
-    """The :class:`Scene` of one file (origin shift, features, labels; see module docstring)."""
-    validate_points(pf)
+    """The :class:`Scene` of one file (origin shift, features, labels; see module docstring).
+
+    ``nonfinite``: points with NaN/inf coordinates ``'refuse'`` the file (the error names
+    it), or ``'drop'``: they are left out (their count in ``extra['dropped_nonfinite']``).
+    """
+    keep = validate_points(pf, nonfinite)
+    dropped = 0
+    if keep is not None:
+        dropped = int((~keep).sum())
+        pf = PointFile(pf.path, pf.format, pf.xyz[keep], {k: v[keep] for k, v in pf.fields.items()})
     if check_range:
         check_extent(pf, spec.voxel_size)
     origin = scene_origin(pf.xyz)
@@ -353,6 +362,7 @@ def to_scene(
         "file": str(pf.path),
         "label_field": spec.label_field,
         "labelled_points": int((semantic >= 0).sum()),
+        "dropped_nonfinite": dropped,
     }
     return Scene(
         name=name,
@@ -414,13 +424,14 @@ class CustomReader:
                 ids.append(sid)
         return ids
 
-    def read_scene(self, raw: str | Path, sid: str) -> Scene:
-        """Read, check and convert the file of scene ``sid``."""
+    def read_scene(self, raw: str | Path, sid: str, nonfinite: str = "refuse") -> Scene:
+        """Read, check and convert the file of scene ``sid`` (``nonfinite``: see
+        :func:`to_scene`)."""
         files = list_files(Path(raw))
         if sid not in files:
             raise ValueError(f"no file for scene {sid!r} under {raw}")
         pf = read_points(files[sid], self.spec.columns)
-        return to_scene(pf, self.spec, sid, self.source)
+        return to_scene(pf, self.spec, sid, self.source, nonfinite=nonfinite)
 
 
 def prepare_custom(
