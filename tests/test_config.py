@@ -221,6 +221,20 @@ def test_every_shipped_config_validates(path):
         assert method.name == cfg.method.name
 
 
+U2PL_CONFIGS = [p for p in ALL_CONFIGS if p.name.startswith("u2pl")]
+
+
+@pytest.mark.parametrize(
+    "path", U2PL_CONFIGS, ids=[str(p.relative_to(REPO / "configs")) for p in U2PL_CONFIGS]
+)
+def test_shipped_u2pl_configs_use_the_point_cloud_defaults(path):
+    # docs/U2PL_DEFAULTS.md: lambda_u 0.1 and a supervised-only warm-up, not the 2D paper's
+    # lambda_u 1 without warm-up (which U2PL's Options keep); each file says why
+    opts = load_config(path).method.kwargs
+    assert opts["lambda_u"] == 0.1 and opts["sup_only_iterations"] > 0, path
+    assert "U2PL_DEFAULTS.md" in path.read_text(), f"{path} should give the reason"
+
+
 def test_method_section_validated_through_method_options(tmp_path):
     f = _write(tmp_path / "m.yaml", {"train": {"epochs": 1}, "method": {"name": "erda"}})
     with pytest.raises(

@@ -55,7 +55,9 @@ the entropy split in :mod:`pcseg.methods.entropy_split`, the contrastive term in
      Anchors are STUDENT representations (gradient flows to the backbone and the student
      head); positives and negatives are teacher representations (no gradient).
 
-``loss = L_sup + lambda_u L_unsup + lambda_c L_contrastive`` (1.0 and 0.1).
+``loss = L_sup + lambda_u L_unsup + lambda_c L_contrastive`` (1.0 and 0.1, the 2D paper's
+defaults, kept by :class:`Options`; every shipped point-cloud config sets ``lambda_u`` 0.1 and
+a supervised-only warm-up, chosen on a validation area: docs/U2PL_DEFAULTS.md).
 
 EMA teacher: created by :meth:`U2PL.on_train_start` as a deep copy of the student
 (``requires_grad=False``); after each optimiser step
