@@ -12,7 +12,12 @@ import yaml
 
 from pcseg.config import config_from_dict
 from pcseg.data import processed
-from pcseg.workflows.budget import format_budget_table, labelled_fraction, run_budget_study
+from pcseg.workflows.budget import (
+    format_budget_matrix,
+    format_budget_table,
+    labelled_fraction,
+    run_budget_study,
+)
 from pcseg.workflows.runs import selection_note
 
 
@@ -156,3 +161,23 @@ def test_budget_table_marks_nothing_when_every_budget_is_scored_alike():
     table = format_budget_table(res)
     assert "†" not in table
     assert "| 1% | 1 % | supervised | 50.0 ± 0.0 | 50.0 |" in table
+
+
+def test_budget_matrix_one_row_per_budget_best_in_bold():
+    def runs(*mious):
+        return [{"seed": i, "miou": v} for i, v in enumerate(mious)]
+
+    res = {
+        "budgets": {
+            "full": {"fraction": 1.0, "methods": {"supervised": runs(0.8, 0.8)}},
+            "1%": {
+                "fraction": 0.00682,
+                "methods": {"supervised": runs(0.6, 0.62), "erda": runs(0.5, 0.54)},
+            },
+        }
+    }
+    lines = format_budget_matrix(res).splitlines()
+    assert lines[0] == "| labels (fraction of points) | supervised | erda |"
+    # rows sorted by fraction; mean ± sample std: 61.0 ± 1.4 (sqrt(2) * 1), 52.0 ± 2.8
+    assert lines[2] == "| 1% (0.682 %) | **61.0 ± 1.4 (60.0, 62.0)** | 52.0 ± 2.8 (50.0, 54.0) |"
+    assert lines[3] == "| full (100 %) | 80.0 ± 0.0 (80.0, 80.0) | - |"

@@ -91,7 +91,7 @@ def run_budget_study(
             entry["fraction"] = labelled_fraction(Path(cfg.data.root), spec, cfg.data.train_split)
         if json_out is not None:
             atomic_write_json(json_out, results)
-    table = format_budget_table(results)
+    table = format_budget_matrix(results) + "\n" + format_budget_table(results)
     print(table)
     if table_out is not None:
         atomic_write_text(table_out, table)
@@ -134,4 +134,33 @@ def format_budget_table(results: dict[str, Any]) -> str:
             "† scored on every labelled point (full labels leave no unlabelled point: the "
             "ceiling of fitting the scene); the other rows on the points without a weak label.",
         ]
+    return "\n".join(lines) + "\n"
+
+
+def format_budget_matrix(results: dict[str, Any]) -> str:
+    """Markdown: one row per budget (with its labelled fraction), one column per method, each
+    cell test mIoU mean ± sample std over seeds and the per-seed mIoUs in brackets; the best
+    mean of a row in bold (every cell from ``results``, nothing typed by hand)."""
+    order = sorted(results["budgets"].items(), key=lambda kv: kv[1].get("fraction", 0.0))
+    methods = list(dict.fromkeys(m for _, e in order for m in e["methods"]))
+    lines = [
+        "| labels (fraction of points) | " + " | ".join(methods) + " |",
+        "|---|" + "---|" * len(methods),
+    ]
+    scores = {e.get("score", "all") for _, e in order}
+    for spec, entry in order:
+        cells = {}
+        for m, runs in entry["methods"].items():
+            mean, sd = _mean_std([r["miou"] for r in runs])
+            per_seed = ", ".join(f"{100 * r['miou']:.1f}" for r in runs)
+            cells[m] = (mean, f"{mean:.1f} ± {sd:.1f} ({per_seed})")
+        finite = [v for v, _ in cells.values() if math.isfinite(v)]
+        best = max(finite) if len(cells) > 1 and finite else None
+        row = [
+            f"**{text}**" if best is not None and f"{mean:.1f}" == f"{best:.1f}" else text
+            for mean, text in (cells.get(m, (float("nan"), "-")) for m in methods)
+        ]
+        mark = " †" if len(scores) > 1 and entry.get("score", "all") == "all" else ""
+        frac = f"{100 * entry.get('fraction', float('nan')):.3g} %"
+        lines.append(f"| {spec}{mark} ({frac}) | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
