@@ -148,6 +148,7 @@ def test_transductive_budget_study_scores_full_on_all_points(tmp_path):
     assert m_full["num_points"] == n_labelled > m_1pt["num_points"]
     table = format_budget_table(res)
     assert "| full † |" in table and "| 1pt |" in table and "† scored on every labelled" in table
+    assert "| full † (100 %) |" in format_budget_matrix(res)
 
 
 def test_budget_table_marks_nothing_when_every_budget_is_scored_alike():

@@ -110,6 +110,12 @@ def _mean_std(vals: list[float]) -> tuple[float, float]:
     return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
 
 
+def _score_mark(results: dict[str, Any], entry: dict[str, Any]) -> str:
+    """ " †" on a budget scored on every labelled point when others are scored otherwise."""
+    scores = {e.get("score", "all") for e in results["budgets"].values()}
+    return " †" if len(scores) > 1 and entry.get("score", "all") == "all" else ""
+
+
 def format_budget_table(results: dict[str, Any]) -> str:
     """Markdown: one row per (budget, method): labelled fraction, test mIoU mean ± sample std
     over seeds, and the per-seed mIoUs."""
@@ -118,9 +124,8 @@ def format_budget_table(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     order = sorted(results["budgets"].items(), key=lambda kv: kv[1].get("fraction", 0.0))
-    scores = {e.get("score", "all") for _, e in order}
     for spec, entry in order:
-        mark = " †" if len(scores) > 1 and entry.get("score", "all") == "all" else ""
+        mark = _score_mark(results, entry)
         for m, runs in entry["methods"].items():
             mean, sd = _mean_std([r["miou"] for r in runs])
             per_seed = ", ".join(f"{100 * r['miou']:.1f}" for r in runs)
@@ -128,7 +133,7 @@ def format_budget_table(results: dict[str, Any]) -> str:
                 f"| {spec}{mark} | {100 * entry.get('fraction', float('nan')):.3g} % | {m} | "
                 f"{mean:.1f} ± {sd:.1f} | {per_seed} |"
             )
-    if len(scores) > 1:
+    if len({e.get("score", "all") for e in results["budgets"].values()}) > 1:
         lines += [
             "",
             "† scored on every labelled point (full labels leave no unlabelled point: the "
@@ -147,7 +152,6 @@ def format_budget_matrix(results: dict[str, Any]) -> str:
         "| labels (fraction of points) | " + " | ".join(methods) + " |",
         "|---|" + "---|" * len(methods),
     ]
-    scores = {e.get("score", "all") for _, e in order}
     for spec, entry in order:
         cells = {}
         for m, runs in entry["methods"].items():
@@ -160,7 +164,7 @@ def format_budget_matrix(results: dict[str, Any]) -> str:
             f"**{text}**" if best is not None and f"{mean:.1f}" == f"{best:.1f}" else text
             for mean, text in (cells.get(m, (float("nan"), "-")) for m in methods)
         ]
-        mark = " †" if len(scores) > 1 and entry.get("score", "all") == "all" else ""
+        mark = _score_mark(results, entry)
         frac = f"{100 * entry.get('fraction', float('nan')):.3g} %"
         lines.append(f"| {spec}{mark} ({frac}) | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
