@@ -32,13 +32,14 @@ at most 1 % of voxels with another class (measured: 1e-5 and none). The default 
 trade-off: the theoretical radius is large, the effective one far smaller, and the overlap
 cost (extra voxel visits, reported per file as ``overlap_cost``) grows with it.
 
-Out of core (:mod:`pcseg.predict_stream`): LAS/LAZ and NPY files of more than
+Out of core (:mod:`pcseg.predict_stream`): LAS/LAZ, NPY and binary PLY files of more than
 ``chunk_points`` points (``stream='auto'``; 'always' / 'never' force it) are never read
 whole: a regular XY grid of tiles is planned from a first pass, the points are spread over
 per-tile buffers on disk, each tile is predicted as above (its core split further at the
 median when it holds more than ``voxel_budget`` voxels) and the file is written back chunk
-by chunk, so the peak memory is set by ``chunk_points`` and ``voxel_budget``. PLY, PCD,
-NPZ, TXT and ``.bin`` files (and ``--format`` conversions) take the in-memory path above.
+by chunk, so the peak memory is set by ``chunk_points`` and ``voxel_budget``. ASCII PLY
+(and binary PLY whose vertex element is not first or has a list property), PCD, NPZ, TXT and
+``.bin`` files (and ``--format`` conversions) take the in-memory path above.
 
 Distributed: under ``torchrun`` (``RANK`` / ``WORLD_SIZE`` set) rank r predicts files
 r, r + W, ...; each rank writes its own files and ``predict_summary.rank<r>.json``.

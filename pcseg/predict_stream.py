@@ -1,5 +1,5 @@
-"""Out-of-core ``pcseg predict`` for LAS/LAZ and NPY: peak memory set by the chunk size and
-the voxel budget, not by the file.
+"""Out-of-core ``pcseg predict`` for LAS/LAZ, NPY and binary PLY: peak memory set by the chunk
+size and the voxel budget, not by the file.
 
 The in-memory path (:func:`pcseg.predict.predict_file`) reads a file whole; this one never
 holds more than one chunk of the file, one tile's points and one network input:
@@ -71,6 +71,7 @@ from pcseg.datasets.formats import (
     PointFileError,
     file_format,
     iter_chunks,
+    ply_stream_layout,
     write_streamed,
 )
 
@@ -451,10 +452,13 @@ class _Results:
 
 
 def stream_supported(path: Path, fmt: str = "same") -> bool:
-    """Whether ``path`` can take the streaming path (LAS/LAZ/NPY written in its own format)."""
+    """Whether ``path`` can take the streaming path (LAS/LAZ, NPY or binary PLY written in its
+    own format)."""
     try:
         src = file_format(path)
-    except PointFileError:
+        if src == "ply" and ply_stream_layout(path) is None:
+            return False
+    except (PointFileError, OSError):
         return False
     return src in STREAM_FORMATS and (fmt == "same" or fmt == src)
 
@@ -469,8 +473,8 @@ def predict_file_streamed(
     tile_points: int | None = None,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Predict one LAS/LAZ/NPY file out of core (see the module docstring) and write its
-    labelled copy into ``out_dir`` (same format); returns the summary entry of
+    """Predict one LAS/LAZ/NPY/binary-PLY file out of core (see the module docstring) and write
+    its labelled copy into ``out_dir`` (same format); returns the summary entry of
     :func:`pcseg.predict.predict_file` plus the streaming figures."""
     from pcseg.datasets.custom import scene_origin
     from pcseg.predict import _las_limit, classification_codes, classification_notes

@@ -251,6 +251,39 @@ def test_ply_unlabelled_file_gets_added_properties(tiny, tmp_path):
     assert bv["pred_class"].dtype == np.uint8 and len(bv) == 3000
 
 
+def test_binary_ply_streamed_equals_in_memory(tiny, tmp_path):
+    # a binary mesh PLY (faces after the vertices) of more than one chunk: streamed with the
+    # in-memory path's classes (same tile cores), faces and comments kept; auto streams it
+    from plyfile import PlyData, PlyElement
+
+    d = synthetic_outdoor(9000, 3)
+    v = np.zeros(9000, dtype=[("x", "f8"), ("y", "f8"), ("z", "f8"), ("intensity", "u2")])
+    v["x"], v["y"], v["z"] = d["xyz"].T + 500_000
+    v["intensity"] = d["intensity"]
+    faces = np.array([([0, 1, 2],)], dtype=[("vertex_indices", "i4", (3,))])
+    els = [PlyElement.describe(v, "vertex"), PlyElement.describe(faces, "face")]
+    PlyData(els, text=False, comments=["scanner X"]).write(str(tmp_path / "m.ply"))
+    r = predict_file_streamed(tiny, tmp_path / "m.ply", tmp_path / "s", 1500, chunk_points=2500)
+    assert r["tiles"] > 1
+    coords, pf = _read_scene(tmp_path / "m.ply")
+    boxes = [(np.array(lo), np.array(hi)) for lo, hi in r["boxes"]]
+    mem = tiny.predict_points(coords, point_features(pf, tiny.spec), 1500, boxes=boxes)
+    back = PlyData.read(r["output"])
+    assert [e.name for e in back.elements] == ["vertex", "face"] and back.comments == ["scanner X"]
+    for k in v.dtype.names:
+        np.testing.assert_array_equal(back["vertex"][k], v[k])
+    np.testing.assert_array_equal(back["vertex"]["pred_class"], mem["pred"])
+    np.testing.assert_allclose(back["vertex"]["confidence"], mem["confidence"], atol=1e-5)
+    r = predict_file(tiny, tmp_path / "m.ply", tmp_path / "o", voxel_budget=1500, chunk_points=2500)
+    assert r["streamed"]
+    # the same vertices as ASCII PLY cannot be read at offsets: the in-memory path takes it
+    PlyData(els, text=True).write(str(tmp_path / "a.ply"))
+    ra = predict_file(
+        tiny, tmp_path / "a.ply", tmp_path / "o", voxel_budget=1500, chunk_points=2500
+    )
+    assert not ra["streamed"] and len(PlyData.read(ra["output"])["vertex"].data) == 9000
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """ASPRS LAS -> pcseg prepare custom with 1% labels -> a 4-iteration pcseg train."""

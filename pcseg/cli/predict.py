@@ -6,10 +6,10 @@ TXT/CSV, KITTI .bin). Every original point gets ``pred_class`` and ``confidence`
 is the input's format with all its fields kept (LAS: classification set through the
 reverse of CLASSES.yaml's ``map``, plus extra dimensions). Large files are predicted in
 overlapping tiles of at most --voxel-budget voxels (pcseg/predict.py says how tiles are
-stitched). LAS/LAZ and NPY files larger than --chunk-points are predicted out of core
-(--stream auto; pcseg/predict_stream.py): read, tiled and written chunk by chunk, so the peak
-memory is set by --chunk-points and --voxel-budget, not by the file; PLY, PCD, NPZ, TXT and
-.bin files (and --format conversions) are read whole. A file that fails is reported and
+stitched). LAS/LAZ, NPY and binary PLY files larger than --chunk-points are predicted out
+of core (--stream auto; pcseg/predict_stream.py): read, tiled and written chunk by chunk, so
+the peak memory is set by --chunk-points and --voxel-budget, not by the file; ASCII PLY, PCD,
+NPZ, TXT and .bin files (and --format conversions) are read whole. A file that fails is reported and
 the others go on; the exit status is 1 when any file failed. Under torchrun the files are
 shared out across the ranks.
 """
@@ -74,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--stream",
         default="auto",
         choices=STREAM_MODES,
-        help="out-of-core path for LAS/LAZ/NPY: auto (files of more than "
+        help="out-of-core path for LAS/LAZ/NPY/binary PLY: auto (files of more than "
         "--chunk-points points), always, never (read the file whole)",
     )
     p.add_argument(
