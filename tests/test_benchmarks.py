@@ -7,6 +7,7 @@ import argparse
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -353,3 +354,32 @@ def test_predict_benchmark_tiny(tmp_path, capsys):
         assert r["streamed"] == (r["mode"] == "stream")
         assert (r["tiles"] > 1) == (r["mode"] != "untiled")
     assert "mem/first" in capsys.readouterr().out
+
+
+def test_las_to_binary_ply_keeps_every_point(tmp_path):
+    import laspy
+    from plyfile import PlyData
+
+    from pcseg.benchmarks import predict
+
+    las = predict.write_synthetic_las(tmp_path / "s.las", 2500, seed=3)
+    ply = predict.las_to_binary_ply(las, tmp_path / "s.ply", chunk_points=1000)
+    ref, back = laspy.read(str(las)), PlyData.read(str(ply))["vertex"]
+    assert not PlyData.read(str(ply)).text and len(back.data) == 2500
+    for k in ("x", "y", "z", "intensity", "classification"):
+        np.testing.assert_array_equal(back[k], np.asarray(getattr(ref, k)))
+
+
+def test_predict_benchmark_on_binary_ply(tmp_path):
+    from pcseg.benchmarks import predict
+
+    p = argparse.ArgumentParser()
+    predict.add_arguments(p)
+    args = p.parse_args(
+        "--sizes 3000 --voxel-budget 1500 --chunk-points 2000 --planes 8 --no-in-memory "
+        f"--untiled-max-voxels 0 --format ply --tmp {tmp_path}".split()
+    )
+    res = predict.run(args)
+    assert res["format"] == "ply"
+    (run,) = res["runs"]
+    assert run["mode"] == "stream" and run["streamed"] and run["points"] == 3000, run

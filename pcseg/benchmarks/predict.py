@@ -2,7 +2,8 @@
 
     python -m pcseg.benchmarks predict [--sizes 2000000,5000000,10000000]
         [--voxel-budget 100000] [--voxel-size 0.5] [--overlap M] [--chunk-points 1000000]
-        [--threads 1] [--untiled-max-voxels 3000000] [--no-in-memory] [--json FILE]
+        [--threads 1] [--untiled-max-voxels 3000000] [--no-in-memory] [--format las|ply]
+        [--json FILE]
 
 Synthetic airborne-style LAS tiles (:func:`synthetic_outdoor`: sloped ground, box
 buildings, round trees, low vegetation at 4 points / m^2, so a scene grows in AREA with its
@@ -11,8 +12,9 @@ each run in a fresh worker process (:func:`pcseg.benchmarks.harness.run_worker`)
 peak RSS (``ru_maxrss``, includes the interpreter and torch, ~300 MiB) is its own:
 
 * ``stream``: the out-of-core path of ``pcseg predict`` (:mod:`pcseg.predict_stream`,
-  LAS in, labelled LAS out): its peak memory is set by ``--voxel-budget`` and
-  ``--chunk-points``, so it must stay flat as the scene grows (``memory_vs_first`` near 1);
+  LAS in, labelled LAS out; ``--format ply``: binary PLY in and out): its peak memory is set
+  by ``--voxel-budget`` and ``--chunk-points``, so it must stay flat as the scene grows
+  (``memory_vs_first`` near 1);
 * ``in_memory``: the in-memory tiled path (file read whole) for comparison (unless
   ``--no-in-memory``);
 * ``untiled``: one network pass over the whole scene where it has at most
@@ -184,11 +186,45 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per worker")
     p.add_argument("--tmp", type=Path, default=None, help="scratch folder (default: a temp)")
     p.add_argument("--json", type=Path, default=None, help="write results to this JSON file")
+    p.add_argument(
+        "--format",
+        choices=["las", "ply"],
+        default="las",
+        help="file format of the scenes (ply: binary, converted from the LAS)",
+    )
+
+
+def las_to_binary_ply(src: str | Path, out: str | Path, chunk_points: int = WRITE_CHUNK) -> Path:
+    """The points of a LAS as a binary little-endian PLY (float64 x, y, z, uint16 intensity,
+    uint8 classification), converted chunk by chunk (memory O(chunk))."""
+    from pcseg.datasets.formats import PLY_TYPE_NAMES, iter_chunks, stream_count
+
+    descr = [("x", "<f8"), ("y", "<f8"), ("z", "<f8"), ("intensity", "<u2")]
+    dtype = np.dtype(descr + [("classification", "u1")])
+    props = [f"property {PLY_TYPE_NAMES[dtype[n].str[1:]]} {n}" for n in dtype.names or ()]
+    header = ["ply", "format binary_little_endian 1.0", f"element vertex {stream_count(src)}"]
+    out = Path(out)
+    with open(out, "wb") as fh:
+        fh.write(("\n".join([*header, *props, "end_header"]) + "\n").encode("ascii"))
+        for chunk in iter_chunks(src, chunk_points):
+            rec = np.empty(len(chunk.xyz), dtype=dtype)
+            rec["x"], rec["y"], rec["z"] = chunk.xyz.T
+            rec["intensity"] = np.asarray(chunk.record.intensity)
+            rec["classification"] = np.asarray(chunk.record.classification)
+            fh.write(rec.tobytes())
+    return out
 
 
 def make_scene(spec: dict[str, Any]) -> dict[str, Any]:
-    """Worker: write the synthetic LAS of ``spec['points']`` points to ``spec['path']``."""
-    write_synthetic_las(spec["path"], int(spec["points"]), seed=0)
+    """Worker: write the synthetic scene of ``spec['points']`` points to ``spec['path']``
+    (LAS, or binary PLY converted from it when the path ends in ``.ply``)."""
+    path = Path(spec["path"])
+    if path.suffix == ".ply":
+        las = write_synthetic_las(path.with_suffix(".las"), int(spec["points"]), seed=0)
+        las_to_binary_ply(las, path)
+        las.unlink()
+    else:
+        write_synthetic_las(path, int(spec["points"]), seed=0)
     return {"path": spec["path"]}
 
 
@@ -255,12 +291,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "overlap_m": args.overlap,
         "chunk_points": args.chunk_points,
         "threads": args.threads,
+        "format": args.format,
         "runs": [],
     }
     with tempfile.TemporaryDirectory(prefix="pcseg_predict_bench_", dir=args.tmp) as tmpdir:
         tmp = Path(tmpdir)
         for n in sizes:
-            scene = tmp / f"scene_{n}.las"
+            scene = tmp / f"scene_{n}.{args.format}"
             made = run_worker(
                 "pcseg.benchmarks.predict:make_scene",
                 {"points": n, "path": str(scene)},
