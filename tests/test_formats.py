@@ -68,12 +68,13 @@ def test_ply_any_vertex_properties(tmp_path, text):
 
 
 def _mesh_ply(path, n, byte_order="<", text=False, list_vertex_prop=False, face_first=False):
-    """A PLY written by plyfile: n vertices (float64 xyz, uchar rgb, a float32 and an int32
-    property), two faces after them, comments; returns the vertex array."""
+    """A PLY written by plyfile: n vertices (a uchar first, so the byte order is not in the first
+    field, float64 xyz, uchar rgb, a float32 and an int32 property), two faces after them,
+    comments; returns the vertex array."""
     from plyfile import PlyData, PlyElement
 
     r = _rng()
-    descr = [("x", "f8"), ("y", "f8"), ("z", "f8"), ("red", "u1"), ("green", "u1")]
+    descr = [("flag", "u1"), ("x", "f8"), ("y", "f8"), ("z", "f8"), ("red", "u1"), ("green", "u1")]
     descr += [("blue", "u1"), ("scalar_Foo", "f4"), ("tag", "i4")]
     if list_vertex_prop:
         descr.append(("nbrs", object))
@@ -82,7 +83,7 @@ def _mesh_ply(path, n, byte_order="<", text=False, list_vertex_prop=False, face_
         v[k] = r.random(n) * 100 + 2_445_000
     for k in ("red", "green", "blue"):
         v[k] = r.integers(0, 255, n)
-    v["scalar_Foo"], v["tag"] = r.random(n), np.arange(n)
+    v["scalar_Foo"], v["tag"], v["flag"] = r.random(n), np.arange(n), np.arange(n) % 3
     if list_vertex_prop:
         for i in range(n):
             v["nbrs"][i] = np.array([i], dtype=np.int32)

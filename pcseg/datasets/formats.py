@@ -644,13 +644,14 @@ class PlyLayout:
     """Where the vertices of a binary PLY are: ``header`` (its lines up to ``end_header``),
     ``dtype`` (one vertex record, in the file's byte order), ``rows``, ``offset`` (byte where
     the vertex data start) and ``props`` (index range of the vertex property lines in
-    ``header``)."""
+    ``header``), ``byte_order`` (``'<'`` or ``'>'``)."""
 
     header: list[str]
     dtype: np.dtype
     rows: int
     offset: int
     props: tuple[int, int]
+    byte_order: str
 
 
 def ply_stream_layout(path: str | Path) -> PlyLayout | None:
@@ -687,7 +688,7 @@ def ply_stream_layout(path: str | Path) -> PlyLayout | None:
         rows = int(lines[first].split()[2])
     except (IndexError, ValueError):
         raise PointFileError(f"{path}: bad PLY header line {lines[first]!r}") from None
-    return PlyLayout(lines, np.dtype(descr), rows, nl + 1, props)
+    return PlyLayout(lines, np.dtype(descr), rows, nl + 1, props, order)
 
 
 @dataclass
@@ -917,7 +918,7 @@ def _write_ply_streamed(
     ply = ply_stream_layout(src)
     assert ply is not None  # _record_layout raised otherwise
     dtype, rows, offset = layout
-    order = dtype[0].byteorder if dtype[0].byteorder in "<>" else "<"
+    order = ply.byte_order
     keep = [n for n in dtype.names or () if n not in extra_dtypes]
     new = [(k, order + np.dtype(t).newbyteorder("=").str[1:]) for k, t in extra_dtypes.items()]
     out_dtype = np.dtype([(n, dtype.fields[n][0]) for n in keep] + new)  # type: ignore[index]
