@@ -731,13 +731,19 @@ def _record_layout(path: Path) -> tuple[np.dtype, int, int]:
     """(record dtype, rows, data offset) of a structured NPY or a streamable binary PLY."""
     if file_format(path) == "npy":
         return _npy_layout(path)
+    layout = _streamed_ply_layout(path)
+    return layout.dtype, layout.rows, layout.offset
+
+
+def _streamed_ply_layout(path: Path) -> PlyLayout:
+    """:func:`ply_stream_layout`, or :class:`PointFileError` when the PLY is not streamed."""
     layout = ply_stream_layout(path)
     if layout is None:
         raise PointFileError(
             f"{path}: this PLY is not streamed (ASCII, or the vertex element is not first, "
             "or a vertex property is a list); it is read whole"
         )
-    return layout.dtype, layout.rows, layout.offset
+    return layout
 
 
 def _npy_layout(path: Path) -> tuple[np.dtype, int, int]:
@@ -914,11 +920,8 @@ def _fill_records(
 def _write_ply_streamed(
     src: Path, out: Path, chunk_points: int, extra_dtypes: dict[str, Any], fill: ChunkFill
 ) -> None:
-    layout = _record_layout(src)
-    ply = ply_stream_layout(src)
-    assert ply is not None  # _record_layout raised otherwise
-    dtype, rows, offset = layout
-    order = ply.byte_order
+    ply = _streamed_ply_layout(src)
+    dtype, rows, offset, order = ply.dtype, ply.rows, ply.offset, ply.byte_order
     keep = [n for n in dtype.names or () if n not in extra_dtypes]
     new = [(k, order + np.dtype(t).newbyteorder("=").str[1:]) for k, t in extra_dtypes.items()]
     out_dtype = np.dtype([(n, dtype.fields[n][0]) for n in keep] + new)  # type: ignore[index]
