@@ -399,7 +399,7 @@ def test_help_lists_every_subcommand(capsys):
         assert f"    {cmd}" in out
 
 
-def test_compare_methods_table(trained, tmp_path):
+def test_compare_methods_table(trained, tmp_path, capsys):
     """`pcseg compare`: 2 methods x 2 seeds on the tiny data; the table's numbers are
     the mean +- sample std of the per-run test mIoUs it also writes to JSON."""
     path, root, _ = trained
@@ -465,6 +465,13 @@ def test_compare_methods_table(trained, tmp_path):
     )
     again = json.loads((tmp_path / "r2.json").read_text())
     assert again["erda"][0]["miou"] == res["erda"][0]["miou"]
+    # the config changed under the finished runs: stop before training, say which and why
+    (cdir / "erda.yaml").write_text("_base_: base.yaml\nmethod: {name: erda, weight: 0.3}\n")
+    capsys.readouterr()
+    argv = ["compare", "--config-dir", str(cdir), "--methods", "erda", "--seeds", "0,1"]
+    assert main([*argv, "--run-root", str(tmp_path / "runs")]) == 1
+    err = capsys.readouterr().err
+    assert str(tmp_path / "runs" / "erda" / "seed_1") in err and "method.weight: 0.1 -> 0.3" in err
 
 
 def test_real_kitti_scan_config_trains_and_scores_unlabelled_points(real_data, tmp_path):

@@ -18,7 +18,7 @@ from pcseg.workflows.budget import (
     labelled_fraction,
     run_budget_study,
 )
-from pcseg.workflows.runs import selection_note
+from pcseg.workflows.runs import StaleRunError, config_differences, selection_note
 
 
 def _cfg(root: Path, val: str, test: str, train: str = "Area_1", spec: str = "1%"):
@@ -118,6 +118,39 @@ def test_budget_study_accumulates_and_reuses(tmp_path, capsys):
     table = format_budget_table(res2)
     v = 100 * res2["budgets"]["1pt"]["methods"]["erda"][0]["miou"]
     assert "| 1pt | " in table and f"| erda | {np.round(v, 1):.1f} ± 0.0 |" in table
+    # a setting that changes what is computed stops the study before anything trains,
+    # naming the run and the setting; one that only changes speed reuses the run
+    with pytest.raises(StaleRunError) as e:
+        run_budget_study(
+            cdir, ["supervised", "erda"], ["1pt"], [0], root / "runs", ["train.iterations=3"]
+        )
+    assert str(run) in str(e.value) and "train.iterations: 2 -> 3" in str(e.value)
+    assert "--rerun" in str(e.value)
+    assert (run / "summary.json").stat().st_mtime_ns == stamp
+    run_budget_study(cdir, ["supervised"], ["1pt"], [0], root / "runs", ["train.threads=1"])
+    assert (run / "summary.json").stat().st_mtime_ns == stamp
+    res3 = run_budget_study(
+        cdir, ["supervised"], ["1pt"], [0], root / "runs", ["train.iterations=3"], rerun=True
+    )
+    assert json.loads((run / "summary.json").read_text())["iterations"] == 3
+    assert (
+        res3["budgets"]["1pt"]["methods"]["supervised"][0]["miou"]
+        == json.loads((run / "test" / "metrics.json").read_text())["miou"]
+    )
+
+
+def test_config_differences_ignore_run_only_settings():
+    a = _cfg(Path("p"), "Area_2", "Area_2")
+    b = a.model_copy(deep=True)
+    b.train.threads, b.train.progress, b.train.device, b.run_dir = 1, False, "cpu", "other"
+    assert config_differences(a, b) == []
+    b.train.iterations, b.method.kwargs = 5, {"weight": 0.5}
+    b.data.label_spec = "1pt"
+    assert config_differences(a, b) == [
+        "data.label_spec: '1%' -> '1pt'",
+        "method.weight: None -> 0.5",
+        "train.iterations: 1 -> 5",
+    ]
 
 
 @pytest.mark.integration

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pcseg.workflows.budget import run_budget_study
 from pcseg.workflows.compare import compare_methods
-from pcseg.workflows.runs import CONFIG_DIR, REPO
+from pcseg.workflows.runs import CONFIG_DIR, REPO, StaleRunError
 
 
 def _csv(text: str) -> list[str]:
@@ -66,7 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the comparison; exit status 0, or 1 when a method's config is missing."""
+    """Run the comparison; exit status 0, or 1 when a method's config is missing or a finished
+    run would be reused for a different config."""
     run_root = args.run_root or (REPO / "runs" / "compare" / args.config_dir.resolve().name)
     seeds = [int(s) for s in args.seeds]
     try:
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
             json_out=args.json,
             checkpoint=args.checkpoint,
         )
-    except FileNotFoundError as e:
+    except (FileNotFoundError, StaleRunError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -25,6 +25,7 @@ from pcseg.data import processed
 from pcseg.data.weak_labels import parse_spec, spec_dirname
 from pcseg.utils.io import atomic_write_json, atomic_write_text
 from pcseg.workflows.compare import run_one
+from pcseg.workflows.runs import check_reusable
 
 
 def labelled_fraction(root: Path, spec: str, split: str) -> float:
@@ -47,6 +48,18 @@ def _load(json_out: Path | None) -> dict[str, Any]:
     return {"budgets": {}}
 
 
+def _spec_sets(config: Path, spec: str, overrides: list[str]) -> tuple[list[str], str]:
+    """The overrides that train ``config`` at budget ``spec`` and the points it is scored on."""
+    sets = [*overrides, f"data.label_spec={spec}", f"data.prepare_specs=[{spec!r}]"]
+    score = load_config(config, overrides).test.score
+    if parse_spec(spec).kind == "full" and score == "unlabelled":
+        # a transductive study (scored on the points without a weak label): full labels
+        # leave none, so its ceiling is scored on every labelled point, and says so
+        sets.append("test.score=all")
+        score = "all"
+    return sets, score
+
+
 def run_budget_study(
     config_dir: Path,
     methods: list[str],
@@ -67,24 +80,39 @@ def run_budget_study(
     for m in methods:
         if not (config_dir / f"{m}.yaml").is_file():
             raise FileNotFoundError(f"{config_dir / (m + '.yaml')} does not exist")
+    specs = [parse_spec(b).name for b in budgets]
+    spec_sets = {
+        spec: _spec_sets(config_dir / f"{methods[0]}.yaml", spec, overrides) for spec in specs
+    }
+
+    def run_dir(spec: str, m: str, seed: int) -> Path:
+        return run_root / spec_dirname(spec) / m / f"seed_{seed}"
+
+    if not rerun:  # before anything trains: a changed config must not reuse an old run
+        check_reusable(
+            [
+                (config_dir / f"{m}.yaml", seed, run_dir(spec, m, seed), spec_sets[spec][0])
+                for spec in specs
+                for m in methods
+                for seed in seeds
+            ]
+        )
     results = _load(json_out)
-    for spec in (parse_spec(b).name for b in budgets):
-        sets = [*overrides, f"data.label_spec={spec}", f"data.prepare_specs=[{spec!r}]"]
-        score = load_config(config_dir / f"{methods[0]}.yaml", overrides).test.score
-        if parse_spec(spec).kind == "full" and score == "unlabelled":
-            # a transductive study (scored on the points without a weak label): full labels
-            # leave none, so its ceiling is scored on every labelled point, and says so
-            sets.append("test.score=all")
-            score = "all"
+    for spec in specs:
+        sets, score = spec_sets[spec]
         entry = results["budgets"].setdefault(spec, {"methods": {}})
         entry["score"] = score
         for m in methods:
             runs = {r["seed"]: r for r in entry["methods"].get(m, [])}
             for seed in seeds:
                 print(f"[budget] {spec} {m} seed {seed}", flush=True)
-                run_dir = run_root / spec_dirname(spec) / m / f"seed_{seed}"
                 runs[seed] = run_one(
-                    config_dir / f"{m}.yaml", seed, run_dir, sets, rerun, checkpoint="last.pt"
+                    config_dir / f"{m}.yaml",
+                    seed,
+                    run_dir(spec, m, seed),
+                    sets,
+                    rerun,
+                    checkpoint="last.pt",
                 )
             entry["methods"][m] = [runs[s] for s in sorted(runs)]
             cfg = load_config(config_dir / f"{m}.yaml", sets)

@@ -7,7 +7,9 @@ For every method M and seed S: trains ``CONFIG_DIR/M.yaml`` with ``train.seed=S`
 best checkpoint on every original point of the test split . Methods share
 the data, the weak labels (drawn once at prepare) and the iteration budget
 of their configs. A finished run (summary.json finished + test/metrics.json) is reused
-unless ``--rerun``, so an interrupted comparison continues where it stopped.
+unless ``--rerun``, so an interrupted comparison continues where it stopped; a finished run
+whose saved config.yaml differs from the one asked for (beyond threads, progress, device and
+loader workers) stops the command before anything trains, naming the run and the settings.
 
 Prints (and writes to ``--out``) a Markdown table per method: test mIoU / OA / mAcc mean
 +- sample standard deviation over the seeds, the per-seed mIoUs, the best voxel-level
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from pcseg.utils.io import atomic_write_json, atomic_write_text
-from pcseg.workflows.runs import train_and_test
+from pcseg.workflows.runs import check_reusable, train_and_test
 
 
 def _edge_means(
@@ -126,6 +128,14 @@ def compare_methods(
     for m in methods:
         if not (config_dir / f"{m}.yaml").is_file():
             raise FileNotFoundError(f"{config_dir / (m + '.yaml')} does not exist")
+    if not rerun:  # before anything trains: a changed config must not reuse an old run
+        check_reusable(
+            [
+                (config_dir / f"{m}.yaml", seed, run_root / m / f"seed_{seed}", overrides)
+                for seed in seeds
+                for m in methods
+            ]
+        )
     results: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     for seed in seeds:
         for m in methods:

@@ -13,7 +13,14 @@ from typing import Any
 import torch
 
 from pcseg import distributed as du
-from pcseg.config import Config, ConfigError, config_from_dict, load_config, parse_override
+from pcseg.config import (
+    Config,
+    ConfigError,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    parse_override,
+)
 
 #: the source checkout holding ``configs/`` (absent for a non-editable install)
 REPO = Path(__file__).resolve().parents[2]
@@ -155,6 +162,72 @@ def run_finished(run_dir: Path) -> bool:
         return False
 
 
+#: settings that change how fast, where or how verbosely a run goes, not what it computes;
+#: a finished run is reused when everything else in its saved config.yaml matches
+RUN_ONLY_KEYS = frozenset({"train.threads", "train.progress", "train.device", "data.num_workers"})
+
+
+class StaleRunError(ValueError):
+    """A finished run exists where a run is asked for, trained with a different config."""
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def config_differences(saved: Config, wanted: Config) -> list[str]:
+    """``'key: saved -> wanted'`` for every setting (dotted key) that differs between two
+    configs, leaving out RUN_ONLY_KEYS and ``run_dir``; [] when they describe the same run."""
+    a, b = _flat(config_to_dict(saved)), _flat(config_to_dict(wanted))
+    skip = RUN_ONLY_KEYS | {"run_dir"}
+    return [
+        f"{k}: {a.get(k)!r} -> {b.get(k)!r}"
+        for k in sorted(a.keys() | b.keys())
+        if k not in skip and a.get(k) != b.get(k)
+    ]
+
+
+def _run_sets(overrides: list[str], seed: int, run_dir: Path) -> list[str]:
+    return [*overrides, f"train.seed={seed}", f"run_dir={run_dir}"]
+
+
+def stale_run(config: Path, seed: int, run_dir: Path, overrides: list[str]) -> str | None:
+    """Why the finished run in ``run_dir`` cannot stand for ``config`` + ``overrides`` at
+    ``seed`` (its saved config.yaml differs: the differing keys), or None when it can or when
+    no finished run is there. Raises ConfigError when the saved config cannot be read."""
+    if not run_finished(run_dir):
+        return None
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        return f"{run_dir}: finished, but it has no config.yaml to check it against"
+    diff = config_differences(
+        load_config(saved_path), load_config(config, _run_sets(overrides, seed, run_dir))
+    )
+    if not diff:
+        return None
+    shown = "; ".join(diff[:6]) + (f"; ... ({len(diff)} settings)" if len(diff) > 6 else "")
+    return f"{run_dir}: finished with a different config ({shown})"
+
+
+def check_reusable(runs: list[tuple[Path, int, Path, list[str]]]) -> None:
+    """Raise StaleRunError listing every (config, seed, run_dir, overrides) whose finished
+    run was trained with a different config, before anything is trained."""
+    stale = [r for r in (stale_run(*run) for run in runs) if r is not None]
+    if stale:
+        raise StaleRunError(
+            "finished runs would be reused for a different config:\n  "
+            + "\n  ".join(stale)
+            + "\npass --rerun to retrain them, or choose another --run-root"
+        )
+
+
 def train_and_test(
     config: Path,
     seed: int,
@@ -165,10 +238,12 @@ def train_and_test(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train ``config`` with ``train.seed=seed`` into ``run_dir`` and test its ``checkpoint``;
-    a finished run is reused unless ``rerun``. Returns {"train": summary, "test": metrics}."""
+    a finished run is reused unless ``rerun`` (StaleRunError when its saved config differs in
+    anything but RUN_ONLY_KEYS). Returns {"train": summary, "test": metrics}."""
+    if not rerun:
+        check_reusable([(config, seed, run_dir, overrides)])
     if rerun or not run_finished(run_dir):
-        sets = [*overrides, f"train.seed={seed}", f"run_dir={run_dir}"]
-        cfg = load_config(config, sets)
+        cfg = load_config(config, _run_sets(overrides, seed, run_dir))
         summary = train_with_data(cfg)
         metrics = test_checkpoint(cfg, run_dir / "checkpoints" / checkpoint, progress=progress)
         return {"train": summary, "test": metrics}
