@@ -215,3 +215,20 @@ def test_budget_matrix_one_row_per_budget_best_in_bold():
     # rows sorted by fraction; mean ± sample std: 61.0 ± 1.4 (sqrt(2) * 1), 52.0 ± 2.8
     assert lines[2] == "| 1% (0.682 %) | **61.0 ± 1.4 (60.0, 62.0)** | 52.0 ± 2.8 (50.0, 54.0) |"
     assert lines[3] == "| full (100 %) | 80.0 ± 0.0 (80.0, 80.0) | - |"
+
+
+@pytest.mark.parametrize(
+    "study",
+    [
+        "budget_study.json",
+        "budget_study_600.json",
+        "kitti_budget_study.json",
+        "kitti_schedule_600.json",
+    ],
+)
+def test_readme_budget_tables_are_drawn_from_the_shipped_json(study):
+    # every label-budget table in the README is format_budget_matrix of its JSON, verbatim:
+    # a number typed by hand, or a JSON rerun without the README, fails here
+    repo = Path(__file__).resolve().parents[1]
+    results = json.loads((repo / "docs" / study).read_text())
+    assert format_budget_matrix(results) in (repo / "README.md").read_text()
