@@ -129,6 +129,11 @@ def test_budget_study_accumulates_and_reuses(tmp_path, capsys):
     assert (run / "summary.json").stat().st_mtime_ns == stamp
     run_budget_study(cdir, ["supervised"], ["1pt"], [0], root / "runs", ["train.threads=1"])
     assert (run / "summary.json").stat().st_mtime_ns == stamp
+    saved = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(saved.replace("train:\n", "train:\n  lrr: 1\n", 1))
+    with pytest.raises(StaleRunError, match="not a valid config now.*lrr"):
+        run_budget_study(cdir, ["supervised"], ["1pt"], [0], root / "runs")
+    (run / "config.yaml").write_text(saved)
     res3 = run_budget_study(
         cdir, ["supervised"], ["1pt"], [0], root / "runs", ["train.iterations=3"], rerun=True
     )

@@ -201,15 +201,18 @@ def _run_sets(overrides: list[str], seed: int, run_dir: Path) -> list[str]:
 def stale_run(config: Path, seed: int, run_dir: Path, overrides: list[str]) -> str | None:
     """Why the finished run in ``run_dir`` cannot stand for ``config`` + ``overrides`` at
     ``seed`` (its saved config.yaml differs: the differing keys), or None when it can or when
-    no finished run is there. Raises ConfigError when the saved config cannot be read."""
+    no finished run is there (a saved config that is missing or no longer valid is a reason)."""
     if not run_finished(run_dir):
         return None
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
         return f"{run_dir}: finished, but it has no config.yaml to check it against"
-    diff = config_differences(
-        load_config(saved_path), load_config(config, _run_sets(overrides, seed, run_dir))
-    )
+    wanted = load_config(config, _run_sets(overrides, seed, run_dir))
+    try:
+        saved = load_config(saved_path)
+    except ConfigError as e:
+        return f"{run_dir}: finished, but its config.yaml is not a valid config now ({e})"
+    diff = config_differences(saved, wanted)
     if not diff:
         return None
     shown = "; ".join(diff[:6]) + (f"; ... ({len(diff)} settings)" if len(diff) > 6 else "")
