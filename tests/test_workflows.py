@@ -229,6 +229,7 @@ def test_budget_matrix_one_row_per_budget_best_in_bold():
         "budget_study_600.json",
         "kitti_budget_study.json",
         "kitti_schedule_600.json",
+        "kitti_schedule_1200.json",
     ],
 )
 def test_readme_budget_tables_are_drawn_from_the_shipped_json(study):
