@@ -71,7 +71,7 @@ from pcseg.datasets.custom import (
     scene_origin,
     validate_points,
 )
-from pcseg.datasets.formats import (
+from pcseg.io import (
     OUTPUT_FORMATS,
     SUFFIXES,
     PointFile,
@@ -79,7 +79,7 @@ from pcseg.datasets.formats import (
     read_points,
     write_points,
 )
-from pcseg.utils.io import atomic_write_json
+from pcseg.io.atomic import atomic_write_json
 
 DEFAULT_VOXEL_BUDGET = 200_000
 DEFAULT_OVERLAP_VOXELS = 16
@@ -533,7 +533,7 @@ def use_stream(
     """Whether :func:`predict_file` takes the out-of-core path: ``stream`` 'always' (LAS/
     LAZ/NPY written in their own format, with a voxel budget), 'never', or 'auto' (those
     files when they hold more than ``chunk_points`` points)."""
-    from pcseg.datasets.formats import stream_count
+    from pcseg.io.stream import stream_count
     from pcseg.predict_stream import stream_supported
 
     if stream not in STREAM_MODES:

@@ -64,16 +64,16 @@ from tqdm import tqdm
 
 from pcseg.data.voxelize import floor_coords, voxelize
 from pcseg.datasets.custom import feature_fields, point_features
-from pcseg.datasets.formats import (
+from pcseg.io import (
     STREAM_FORMATS,
     PointChunk,
     PointFile,
     PointFileError,
     file_format,
     iter_chunks,
-    ply_stream_layout,
     write_streamed,
 )
+from pcseg.io.stream import ply_stream_layout
 
 if TYPE_CHECKING:
     from pcseg.predict import Predictor

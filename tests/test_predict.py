@@ -15,7 +15,7 @@ import yaml
 from pcseg.benchmarks.predict import synthetic_outdoor, tiny_predictor, write_synthetic_las
 from pcseg.cli.main import main
 from pcseg.datasets.custom import point_features
-from pcseg.datasets.formats import PointFile
+from pcseg.io import PointFile
 from pcseg.predict import (
     border_distance,
     make_tiles,
@@ -126,7 +126,7 @@ def test_las_round_trip_keeps_every_dimension_and_integer_records(tiny, tmp_path
 def _read_scene(path):
     """The in-memory path's inputs of a file: local float32 coords and features."""
     from pcseg.datasets.custom import scene_origin
-    from pcseg.datasets.formats import read_points
+    from pcseg.io import read_points
 
     pf = read_points(path)
     coords = (pf.xyz - scene_origin(pf.xyz)).astype(np.float32)
@@ -213,7 +213,7 @@ def test_npy_streamed_keeps_columns_and_auto_threshold(tiny, tmp_path):
 
 
 def test_streaming_bad_input_names_file_and_field(tiny, tmp_path):
-    from pcseg.datasets.formats import PointFileError
+    from pcseg.io import PointFileError
 
     v = np.zeros(3000, dtype=[("x", "f8"), ("y", "f8"), ("z", "f8"), ("intensity", "u2")])
     v["x"] = np.arange(3000)

@@ -197,7 +197,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def las_to_binary_ply(src: str | Path, out: str | Path, chunk_points: int = WRITE_CHUNK) -> Path:
     """The points of a LAS as a binary little-endian PLY (float64 x, y, z, uint16 intensity,
     uint8 classification), converted chunk by chunk (memory O(chunk))."""
-    from pcseg.datasets.formats import PLY_TYPE_NAMES, iter_chunks, stream_count
+    from pcseg.io.stream import PLY_TYPE_NAMES, iter_chunks, stream_count
 
     descr = [("x", "<f8"), ("y", "<f8"), ("z", "<f8"), ("intensity", "<u2")]
     dtype = np.dtype(descr + [("classification", "u1")])

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from pcseg.datasets.custom import ClassesError
-from pcseg.datasets.formats import OUTPUT_FORMATS
+from pcseg.io.points import OUTPUT_FORMATS
 from pcseg.predict import (
     DEFAULT_CHUNK_POINTS,
     DEFAULT_OVERLAP_VOXELS,

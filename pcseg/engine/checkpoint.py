@@ -8,7 +8,7 @@ A checkpoint (``RUN/checkpoints/last.pt`` / ``best.pt``) is a dict::
      "best_epoch": int, "history": {...}, "config": resolved config dict,
      "class_names": [...], "in_channels": int, "num_classes": int}
 
-It is written with :func:`pcseg.utils.io.atomic_save_with`, so an interrupted save
+It is written with :func:`pcseg.io.atomic.atomic_save_with`, so an interrupted save
 never leaves a truncated ``last.pt``.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pcseg.utils.io import atomic_save_with
+from pcseg.io.atomic import atomic_save_with
 
 CHECKPOINT_FORMAT = 1
 

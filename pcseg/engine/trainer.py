@@ -80,8 +80,8 @@ from pcseg.engine.setup import (
     wants_cuda,
 )
 from pcseg.engine.summary import build_summary, format_summary, peak_memory_mb
+from pcseg.io.atomic import atomic_write_json
 from pcseg.models.inputs import sparse_input
-from pcseg.utils.io import atomic_write_json
 
 # ------------------------------------------------------------------------ validation
 
