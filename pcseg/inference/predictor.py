@@ -55,7 +55,8 @@ class Predictor:
             "feats": torch.from_numpy(np.ascontiguousarray(f)).to(self.device),
         }
         out, _ = self.model(sparse_input(batch))
-        return out.float()
+        logits: torch.Tensor = out.float()
+        return logits
 
 
 def _default_spec(state: dict[str, Any], cfg: Any) -> ClassesSpec | None:

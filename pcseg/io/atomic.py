@@ -22,7 +22,7 @@ import numpy as np
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path (``.<name>.<random><suffix>``) next to ``path``; on success
     fsync it and rename it onto ``path``.
 
@@ -51,23 +51,23 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int = 2) -> None:
     """Write ``obj`` as JSON to ``path`` atomically (numpy scalars/arrays converted)."""
     atomic_write_text(path, json.dumps(obj, indent=indent, default=_json_default) + "\n")
 
 
-def atomic_save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+def atomic_save_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> None:
     """``np.savez_compressed`` to ``path`` atomically (``path`` should end in ``.npz``)."""
     buf = io.BytesIO()
     # recent numpy stubs match **arrays against savez_compressed's allow_pickle: bool; older
@@ -76,7 +76,7 @@ def atomic_save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+def atomic_save_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:
     """``np.save`` to ``path`` atomically."""
     buf = io.BytesIO()
     np.save(buf, array)
@@ -84,7 +84,7 @@ def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
 
 
 def atomic_save_with(
-    path: str | os.PathLike, save: Callable[[Path], Any], suffix: str = ".tmp"
+    path: str | os.PathLike[str], save: Callable[[Path], Any], suffix: str = ".tmp"
 ) -> None:
     """Call ``save(tmp_path)`` (e.g. ``lambda p: torch.save(obj, p)``) and rename atomically;
     ``suffix``: the temporary file's (for writers that pick the format from it)."""

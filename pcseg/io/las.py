@@ -29,7 +29,7 @@ def read_las(path: str | Path) -> PointFile:
     """LAS/LAZ with ``laspy``: xyz = record * scale + offset (float64); every point
     dimension (incl. extra bytes) is a field; the integer records are kept for write-back."""
     try:
-        import laspy  # type: ignore[import-untyped]
+        import laspy
     except ImportError as e:  # pragma: no cover - laspy is a dependency
         raise PointFileError(f"{path}: reading LAS needs laspy: pip install 'laspy[lazrs]'") from e
     path = Path(path)
@@ -68,7 +68,7 @@ def write_las(
     unchanged — with ``classification`` set (when given) and the fields of ``extra`` as extra
     dimensions (replaced when they exist). From another format: a LAS 1.4 file, point format
     6 (7 with RGB), scale 1 mm, offset = the floor of the minimum."""
-    import laspy  # type: ignore[import-untyped]
+    import laspy
 
     las = pf.native.get("las")
     if las is None:
@@ -88,7 +88,7 @@ def write_las(
 
 
 def _new_las(pf: PointFile) -> Any:
-    import laspy  # type: ignore[import-untyped]
+    import laspy
 
     has_rgb = all(c in pf.fields for c in ("red", "green", "blue"))
     header = laspy.LasHeader(point_format=7 if has_rgb else 6, version="1.4")

@@ -13,7 +13,7 @@ from pcseg.io.point_file import PointFile, PointFileError, flat_columns, xyz_fro
 
 def read_ply(path: str | Path) -> PointFile:
     """PLY (ASCII or binary) with ``plyfile``: every vertex property is a field."""
-    from plyfile import PlyData  # type: ignore[import-untyped]
+    from plyfile import PlyData
 
     path = Path(path)
     try:
@@ -39,7 +39,7 @@ def write_ply(pf: PointFile, out: Path, extra: dict[str, np.ndarray]) -> None:
     """The input PLY again (same elements, comments, text/binary, byte order) with the
     vertex properties of ``extra`` added (replaced when they exist)."""
     from numpy.lib import recfunctions as rfn
-    from plyfile import PlyData, PlyElement  # type: ignore[import-untyped]
+    from plyfile import PlyData, PlyElement
 
     ply = pf.native.get("ply")
     if ply is None:  # conversion from another format
@@ -67,7 +67,7 @@ def write_ply(pf: PointFile, out: Path, extra: dict[str, np.ndarray]) -> None:
 
 
 def _write_plain_ply(pf: PointFile, out: Path, extra: dict[str, np.ndarray]) -> None:
-    from plyfile import PlyData, PlyElement  # type: ignore[import-untyped]
+    from plyfile import PlyData, PlyElement
 
     cols = flat_columns(pf, extra)
     arr = np.empty(pf.num_points, dtype=[(k, v.dtype.str) for k, v in cols.items()])

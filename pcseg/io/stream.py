@@ -168,7 +168,7 @@ def iter_chunks(path: str | Path, chunk_points: int) -> Iterator[PointChunk]:
     path = Path(path)
     fmt = file_format(path)
     if fmt == "las":
-        import laspy  # type: ignore[import-untyped]
+        import laspy
 
         if path.suffix.lower() == ".laz" and not las.laz_backend_available():
             raise PointFileError(
@@ -249,7 +249,7 @@ def write_streamed(
 def _write_las_streamed(
     src: Path, out: Path, chunk_points: int, extra_dtypes: dict[str, Any], fill: ChunkFill
 ) -> None:
-    import laspy  # type: ignore[import-untyped]
+    import laspy
 
     if out.suffix.lower() == ".laz" and not las.laz_backend_available():
         raise PointFileError(f"{out}: writing LAZ needs a LAZ backend; {las.LAZ_HINT}")
