@@ -45,7 +45,7 @@ from pydantic import (
     field_validator,
 )
 
-from pcseg.utils.io import atomic_write_text
+from pcseg.io.atomic import atomic_write_text
 
 Dataset = Literal["s3dis", "scannet", "semantickitti", "custom"]  # custom: pcseg prepare custom
 DATASETS: tuple[str, ...] = typing.get_args(Dataset)

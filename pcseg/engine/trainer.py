@@ -68,20 +68,19 @@ from pcseg.engine.data import (
     build_eval_loader,
     build_train_loader,
 )
-from pcseg.engine.metrics import ConfusionMatrix, format_table, json_safe
+from pcseg.engine.metrics import ConfusionMatrix, json_safe
 from pcseg.engine.optim import build_optimizer, build_scheduler
 from pcseg.engine.setup import (
     autocast_factory,
     autocast_policy,
     resolve_device,
     seed_everything,
-    set_deterministic,
     torch_globals,
     wants_cuda,
 )
-from pcseg.engine.summary import build_summary, format_summary, peak_memory_mb
+from pcseg.engine.summary import build_summary, format_summary
+from pcseg.io.atomic import atomic_write_json
 from pcseg.models.inputs import sparse_input
-from pcseg.utils.io import atomic_write_json
 
 # ------------------------------------------------------------------------ validation
 
@@ -661,19 +660,4 @@ def train(
         du.cleanup()
 
 
-__all__ = [
-    "TrainModule",
-    "Trainer",
-    "autocast_policy",
-    "build_method",
-    "build_model",
-    "find_checkpoint",
-    "format_summary",
-    "format_table",
-    "peak_memory_mb",
-    "resolve_device",
-    "seed_everything",
-    "set_deterministic",
-    "train",
-    "validate_voxels",
-]
+__all__ = ["Trainer", "find_checkpoint", "train", "validate_voxels"]

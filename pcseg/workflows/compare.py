@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from pcseg.utils.io import atomic_write_json, atomic_write_text
+from pcseg.io.atomic import atomic_write_json, atomic_write_text
 from pcseg.workflows.runs import check_reusable, train_and_test
 
 
