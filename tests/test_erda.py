@@ -29,6 +29,7 @@ OFFICIAL = {
     "tau": 1.0,
     "momentum": 0.999,
     "weight": 0.1,
+    "class_weighting": "official_raw",  # the CE's raw class weights (RandLA-Net's `class`)
 }
 
 
