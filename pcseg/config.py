@@ -135,6 +135,9 @@ class ModelConfig(_Section):
     layers: EightPositiveInts | None = None
     #: optional stem width override (MinkowskiEngine INIT_DIM = 32)
     init_dim: PosInt | None = None
+    #: dropout on the classifier's input in training mode, in [0, 1) (official ERDA
+    #: RandLA-Net: 0.5); the features the method sees stay clean
+    head_dropout: Annotated[Float, Field(ge=0, lt=1)] = 0.0
 
 
 class MethodConfig(_Section):

@@ -80,6 +80,7 @@ from pcseg.engine.setup import (
 )
 from pcseg.engine.summary import build_summary, format_summary
 from pcseg.io.atomic import atomic_write_json
+from pcseg.methods.common import labelled_class_counts
 from pcseg.models.inputs import sparse_input
 
 # ------------------------------------------------------------------------ validation
@@ -261,7 +262,10 @@ class Trainer:
         starts as a copy of the loaded network), the method's state after it."""
         cfg, device = self.cfg, self.device
         self.model = build_model(cfg, self.in_channels, self.num_classes).to(device)
-        self.method = build_method(cfg, self.num_classes, model_feature_dim(self.model)).to(device)
+        method = build_method(cfg, self.num_classes, model_feature_dim(self.model))
+        if method.needs_class_counts:  # class_weighting: official_raw
+            method.set_class_counts(labelled_class_counts(self.train_ds))
+        self.method = method.to(device)
         self.module = TrainModule(self.model, self.method)
         if state is not None:
             self.model.load_state_dict(state["model"])
@@ -483,7 +487,7 @@ class Trainer:
         pbar.update(1)
         it = self.iteration
         if it % self.cfg.train.log_every == 0 or it == self.total:
-            self.last_window = self.window.means()
+            self.last_window = {**self.window.means(), **self.method.window_diagnostics()}
             self.window.reset()
             self.history["trace"].append({"iteration": it, **self.last_window})
             if self.writer is not None:

@@ -23,8 +23,8 @@ from pcseg.methods.common import (
     check_inputs,
     class_weights_tensor,
     hidden_accuracy,
-    labelled_cross_entropy,
     resolve_options,
+    supervised_cross_entropy,
     supervision_diagnostics,
     zero_with_graph,
 )
@@ -98,7 +98,7 @@ class PseudoThreshold(Method):
     ) -> dict[str, torch.Tensor]:
         """See :meth:`pcseg.methods.base.Method.forward`; ``features`` are ignored."""
         weak = check_inputs(logits, None, batch, self.num_classes, None, self.name)
-        loss_sup = labelled_cross_entropy(logits, weak, self.class_weights, self.label_smoothing)
+        loss_sup = supervised_cross_entropy(logits, weak, self.class_weights, self.options)
         sel, pseudo = self.select(logits, weak)
         if bool(sel.any()):
             loss_pseudo = F.cross_entropy(logits[sel], pseudo[sel])
