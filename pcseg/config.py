@@ -89,7 +89,7 @@ class DataConfig(_Section):
     root: str = ""  #: processed folder (docs/ARCHITECTURE.md section 2)
     #: raw dataset folder; when set and ``root`` has no meta.json, tools/train.py prepares it
     raw: str | None = None
-    #: keyword arguments of pcseg.datasets.synthetic.write_synthetic_s3dis; when set and
+    #: keyword arguments of pcseg.readers.synthetic.write_synthetic_s3dis; when set and
     #: ``raw`` is missing, the synthetic raw dataset is generated there first
     synthetic: dict[str, Any] | None = None
     #: splits tools/prepare_data.py processes when it prepares ``raw`` (empty: the

@@ -9,7 +9,7 @@ NPZ, PCD and TXT get added fields / columns; a KITTI ``.bin`` is copied with a `
 file next to it. ``OUT/predict_summary.json`` holds the class shares of every file.
 
 Pipeline per file: read (float64) -> shift to the file's origin -> features exactly as
-``pcseg prepare custom`` computes them (:func:`pcseg.datasets.custom.point_features`) ->
+``pcseg prepare custom`` computes them (:func:`pcseg.readers.custom.point_features`) ->
 voxelize the whole file once (test mode: the first point of a voxel represents it, as
 ``pcseg test``) -> tiles -> network -> each point takes its voxel's prediction.
 
@@ -63,7 +63,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pcseg.datasets.custom import (
+from pcseg.readers.custom import (
     ClassesSpec,
     classes_from_dict,
     load_classes,

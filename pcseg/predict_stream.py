@@ -6,7 +6,7 @@ holds more than one chunk of the file, one tile's points and one network input:
 
 1. **pass 1** streams the file (:func:`pcseg.datasets.formats.iter_chunks`, ``chunk_points``
    at a time) for the point count, the bounds (the origin is the same
-   :func:`~pcseg.datasets.custom.scene_origin` as in memory), the per-field maxima the
+   :func:`~pcseg.readers.custom.scene_origin` as in memory), the per-field maxima the
    feature scaling needs, and a histogram of points per coarse XY cell
    (:data:`COARSE_CELL_VOXELS` voxels a side; memory O(area / cell^2), a few MB even for
    km^2 tiles);
@@ -63,7 +63,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pcseg.data.voxelize import floor_coords, voxelize
-from pcseg.datasets.custom import feature_fields, point_features
+from pcseg.readers.custom import feature_fields, point_features
 from pcseg.datasets.formats import (
     STREAM_FORMATS,
     PointChunk,
@@ -476,7 +476,7 @@ def predict_file_streamed(
     """Predict one LAS/LAZ/NPY/binary-PLY file out of core (see the module docstring) and write
     its labelled copy into ``out_dir`` (same format); returns the summary entry of
     :func:`pcseg.predict.predict_file` plus the streaming figures."""
-    from pcseg.datasets.custom import scene_origin
+    from pcseg.readers.custom import scene_origin
     from pcseg.predict import _las_limit, classification_codes, classification_notes
 
     t0 = time.perf_counter()

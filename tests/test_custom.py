@@ -12,7 +12,7 @@ import yaml
 from pcseg.benchmarks.predict import write_synthetic_las
 from pcseg.cli.main import main
 from pcseg.data import processed
-from pcseg.datasets.custom import (
+from pcseg.readers.custom import (
     ClassesError,
     CustomReader,
     classes_from_dict,

@@ -1,7 +1,7 @@
 """Damaged raw inputs: a bad scene never breaks a run, every hint is a real option, and the
 readers share one point check (NaN / inf, empty scans) and one feature-unit check.
 
-Raw folders come from pcseg.datasets.synthetic and are damaged with tests/faults.py. The last
+Raw folders come from pcseg.readers.synthetic and are damaged with tests/faults.py. The last
 tests run ``pcseg prepare`` on a folder per dataset that mixes good scenes with truncated,
 empty, NaN, mislabelled and garbage-line ones, then ``pcseg train`` and ``pcseg test`` on the
 result with a tiny model.
@@ -22,10 +22,10 @@ import yaml
 
 from pcseg.cli.main import build_parser, main
 from pcseg.data import processed
-from pcseg.datasets import common, s3dis, scannet
-from pcseg.datasets import semantickitti as sk
-from pcseg.datasets.common import DataWarning
-from pcseg.datasets.synthetic import (
+from pcseg.readers import common, s3dis, scannet
+from pcseg.readers import semantickitti as sk
+from pcseg.readers.common import DataWarning
+from pcseg.readers.synthetic import (
     write_scannet_label_tsv,
     write_synthetic_s3dis,
     write_synthetic_scannet,

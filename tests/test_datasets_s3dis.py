@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from faults import inject_s3dis_damage
 
-from pcseg.datasets import s3dis
-from pcseg.datasets.common import DataWarning
-from pcseg.datasets.synthetic import (
+from pcseg.readers import s3dis
+from pcseg.readers.common import DataWarning
+from pcseg.readers.synthetic import (
     expected_s3dis_labels,
     make_s3dis_room,
     write_s3dis_room,

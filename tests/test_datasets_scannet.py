@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from pcseg.data.classes import SCANNET_CLASSES
-from pcseg.datasets import scannet
-from pcseg.datasets.common import DataWarning
-from pcseg.datasets.synthetic import (
+from pcseg.readers import scannet
+from pcseg.readers.common import DataWarning
+from pcseg.readers.synthetic import (
     make_scannet_scene,
     write_scannet_label_tsv,
     write_scannet_scene,

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from pcseg.data.classes import SEMANTICKITTI_CLASSES
-from pcseg.datasets import semantickitti as sk
-from pcseg.datasets.common import DataWarning
-from pcseg.datasets.synthetic import (
+from pcseg.readers import semantickitti as sk
+from pcseg.readers.common import DataWarning
+from pcseg.readers.synthetic import (
     make_kitti_scan,
     make_kitti_world,
     write_semantic_kitti_yaml,

@@ -14,7 +14,7 @@ import yaml
 
 from pcseg.benchmarks.predict import synthetic_outdoor, tiny_predictor, write_synthetic_las
 from pcseg.cli.main import main
-from pcseg.datasets.custom import point_features
+from pcseg.readers.custom import point_features
 from pcseg.datasets.formats import PointFile
 from pcseg.predict import (
     border_distance,
@@ -125,7 +125,7 @@ def test_las_round_trip_keeps_every_dimension_and_integer_records(tiny, tmp_path
 
 def _read_scene(path):
     """The in-memory path's inputs of a file: local float32 coords and features."""
-    from pcseg.datasets.custom import scene_origin
+    from pcseg.readers.custom import scene_origin
     from pcseg.datasets.formats import read_points
 
     pf = read_points(path)

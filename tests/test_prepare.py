@@ -1,4 +1,4 @@
-"""`pcseg prepare` (pcseg.datasets.prepare) end to end on a fake reader (one broken scene),
+"""`pcseg prepare` (pcseg.readers.prepare) end to end on a fake reader (one broken scene),
 resume, atomicity."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pcseg.data import processed
 from pcseg.data.classes import S3DIS_CLASSES
 from pcseg.data.scene import Scene
 from pcseg.data.weak_labels import sample_weak_labels
-from pcseg.datasets import prepare as prepare_lib
+from pcseg.readers import prepare as prepare_lib
 
 
 def cli(argv: list[str]) -> int:
@@ -267,8 +267,8 @@ def test_end_to_end_synthetic_s3dis(tmp_path):
     from faults import inject_s3dis_damage
 
     from pcseg.data.dataset import SegmentationDataset, collate
-    from pcseg.datasets import s3dis, synthetic
-    from pcseg.datasets.common import DataWarning
+    from pcseg.readers import s3dis, synthetic
+    from pcseg.readers.common import DataWarning
 
     raw = synthetic.write_synthetic_s3dis(tmp_path / "raw", num_areas=2, rooms_per_area=1)
     inject_s3dis_damage(raw / "Area_1" / "office_1")  # the first room of every area is an office

@@ -13,7 +13,7 @@ from plyfile import PlyData
 
 from pcseg.cli.main import main
 from pcseg.data.classes import S3DIS_CLASSES
-from pcseg.datasets import s3dis, scannet, semantickitti, synthetic
+from pcseg.readers import s3dis, scannet, semantickitti, synthetic
 
 
 def _tree_digest(root: Path) -> str:

@@ -127,7 +127,7 @@ def tiny_predictor(voxel_size: float, planes: int = 16) -> Any:
     """A randomly initialised MinkUNet14A predictor on the CPU (timing and tests only)."""
     import torch
 
-    from pcseg.datasets.custom import ClassesSpec
+    from pcseg.readers.custom import ClassesSpec
     from pcseg.models import MODELS
     from pcseg.predict import Predictor
 

@@ -20,7 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from pcseg.datasets.custom import ClassesError
+from pcseg.readers.custom import ClassesError
 from pcseg.datasets.formats import OUTPUT_FORMATS
 from pcseg.predict import (
     DEFAULT_CHUNK_POINTS,

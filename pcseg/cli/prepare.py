@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 from pcseg.data.weak_labels import parse_spec
-from pcseg.datasets import DATASETS
-from pcseg.datasets.common import NONFINITE_POLICIES
-from pcseg.datasets.prepare import (
+from pcseg.readers import DATASETS
+from pcseg.readers.common import NONFINITE_POLICIES
+from pcseg.readers.prepare import (
     DEFAULT_VOXEL_SIZE,
     PrepareError,
     PrepareOptions,
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=None,
         metavar="CLASSES.yaml",
         help="custom only: class names, label field, map, features, voxel size "
-        "(pcseg/datasets/custom.py; examples in configs/custom/)",
+        "(pcseg/readers/custom.py; examples in configs/custom/)",
     )
     p.add_argument("--raw", required=True, type=Path, help="raw dataset folder")
     p.add_argument("--out", required=True, type=Path, help="processed output folder")
@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_custom(args: argparse.Namespace) -> int:
     """``pcseg prepare custom``: files under --raw + CLASSES.yaml -> processed folder."""
-    from pcseg.datasets.custom import ClassesError, prepare_custom
+    from pcseg.readers.custom import ClassesError, prepare_custom
 
     if args.classes is None:
         args.parser.error("pcseg prepare custom needs --classes CLASSES.yaml")

@@ -117,7 +117,7 @@ def train_with_data(
 
     Returns the trainer's end-of-run summary (see :func:`pcseg.engine.trainer.train`).
     """
-    from pcseg.datasets.prepare import prepare_if_missing
+    from pcseg.readers.prepare import prepare_if_missing
     from pcseg.engine.trainer import train
 
     rank, _, _ = du.init_distributed(_device_kind(cfg))

@@ -1,7 +1,7 @@
 """Raw dataset folder -> processed folder (docs/ARCHITECTURE.md section 2) + weak-label index files.
 
 Every scene of the requested splits (default: all splits the reader defines) is read with
-``pcseg/datasets/<dataset>.py``, written to ``OUT/scenes/`` and its weak labels drawn for
+``pcseg/readers/<dataset>.py``, written to ``OUT/scenes/`` and its weak labels drawn for
 every label spec into ``OUT/labels/<spec>/``. Weak labels are drawn on the voxelized cloud
 at ``voxel_size`` (the dataset default unless given; 0 = raw points), seeded by
 (seed, scene name, spec) so they do not depend on worker count or order.
@@ -53,9 +53,9 @@ from pcseg.data.weak_labels import (
     parse_spec,
     sample_weak_labels,
 )
-from pcseg.datasets import READERS
-from pcseg.datasets.common import NONFINITE_POLICIES, SplitError
-from pcseg.datasets.synthetic import write_synthetic_s3dis
+from pcseg.readers import READERS
+from pcseg.readers.common import NONFINITE_POLICIES, SplitError
+from pcseg.readers.synthetic import write_synthetic_s3dis
 from pcseg.utils.io import atomic_write_json
 
 DEFAULT_VOXEL_SIZE: dict[str, float] = {"s3dis": 0.05, "scannet": 0.02, "semantickitti": 0.05}
@@ -74,7 +74,7 @@ class PrepareOptions:
     every split the reader defines; ``limited_annotation``: official index files, each
     becoming spec ``import:<stem>``; ``nonfinite``: NaN/inf points, ``refuse`` (the scene
     fails) or ``drop`` (removed with a warning), see
-    :func:`pcseg.datasets.common.check_points`; ``kitti_yaml``: semantic-kitti.yaml
+    :func:`pcseg.readers.common.check_points`; ``kitti_yaml``: semantic-kitti.yaml
     (default: one in the raw folder, else the official map built in);
     ``scannet_split_dir`` / ``scannet_label_map``: where the ScanNet split lists / label
     tsv are when not in the raw folder; ``split_scenes``: {split: scene names or globs}
@@ -95,7 +95,7 @@ class PrepareOptions:
     trust_pickle: bool = False
     limited_annotation: list[Path] = field(default_factory=list)
     #: a reader object (``SPLITS``, ``list_scenes``, ``read_scene``) used instead of
-    #: ``READERS[dataset]``, e.g. pcseg.datasets.custom.CustomReader; picklable for workers
+    #: ``READERS[dataset]``, e.g. pcseg.readers.custom.CustomReader; picklable for workers
     reader: Any = None
     #: class names used instead of ``pcseg.data.classes.class_names(dataset)``
     class_names: list[str] | None = None
@@ -192,7 +192,7 @@ def list_split_scenes(
 ) -> dict[str, list[str]]:
     """{split: scene ids}. With ``splits=None`` every split the reader defines; a default split
     the raw folder lacks (listing raises or is empty) is left out with a note on stderr. A
-    :class:`~pcseg.datasets.common.SplitError` (the split exists but has no usable entry)
+    :class:`~pcseg.readers.common.SplitError` (the split exists but has no usable entry)
     is always raised; the reader's warnings (e.g. a bad line of a split list) are printed."""
     explicit = splits is not None
     out: dict[str, list[str]] = {}

@@ -40,7 +40,7 @@ import yaml
 
 from pcseg.data.classes import SEMANTICKITTI_CLASSES
 from pcseg.data.scene import Scene
-from pcseg.datasets.common import (
+from pcseg.readers.common import (
     check_points,
     check_scene_name,
     expand_split,
@@ -449,12 +449,12 @@ def read_scene(
     """Read one scan as a :class:`Scene`.
 
     Returns coords (N,3) float32 (sensor frame, metres), feats (N,1) float32 remission in
-    [0, 1] (:func:`~pcseg.datasets.common.normalise_features`: a 0-255 remission is divided
+    [0, 1] (:func:`~pcseg.readers.common.normalise_features`: a 0-255 remission is divided
     by 255 with a note), semantic (N,) int64 in [0,19) or -1, instance (N,) int64 (see
     module docstring). ``extra``: sequence, frame, has_labels, config (path of the yaml
     used, or ``"builtin"``), dropped_points (file indices removed by ``nonfinite='drop'``).
     An empty scan and NaN/inf points are refused, or the latter dropped
-    (:func:`~pcseg.datasets.common.check_points`).
+    (:func:`~pcseg.readers.common.check_points`).
     """
     seq, frame = parse_scene_id(scene_id)
     root = find_dataset_root(raw)

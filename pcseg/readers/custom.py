@@ -58,7 +58,7 @@ from pydantic import (
 )
 
 from pcseg.data.scene import Scene
-from pcseg.datasets.common import check_points, normalise_features
+from pcseg.readers.common import check_points, normalise_features
 from pcseg.datasets.formats import SUFFIXES, PointFile, PointFileError, read_points
 
 DATASET = "custom"
@@ -174,7 +174,7 @@ def classes_from_dict(obj: dict[str, Any], source: str = "classes") -> ClassesSp
 
 # ----------------------------------------------------------------------------- checks
 def validate_points(pf: PointFile, nonfinite: str = "refuse") -> np.ndarray | None:
-    """The read-time check of a file's points: :func:`pcseg.datasets.common.check_points`
+    """The read-time check of a file's points: :func:`pcseg.readers.common.check_points`
     (the one shared check of every reader), with the coordinate field(s) named.
 
     Returns None, or the keep-mask under ``nonfinite='drop'``. Raises
@@ -229,7 +229,7 @@ def _normalise_feature(
 ) -> np.ndarray:
     """Scale one raw feature into the network's range (see the module docstring).
 
-    Colours and intensity go through :func:`pcseg.datasets.common.normalise_features` (the
+    Colours and intensity go through :func:`pcseg.readers.common.normalise_features` (the
     one shared range detection: 0-1, 0-255 or 0-65535, with a note when the range differs
     from the dtype's documented unit); other scalar fields: booleans as 0/1, integers over
     their dtype's maximum, floats as they are. ``seen_max``: the field's maximum over the
@@ -444,12 +444,12 @@ def prepare_custom(
     """``pcseg prepare custom``: the processed folder of a folder of files.
 
     ``labels``: weak-label specs (default ``['given']`` when the files carry labels, none
-    otherwise); ``options``: further :class:`pcseg.datasets.prepare.PrepareOptions` fields
+    otherwise); ``options``: further :class:`pcseg.readers.prepare.PrepareOptions` fields
     (``workers``, ``overwrite``, ``seed``, ``splits``). The class spec is kept in
     ``meta.json`` (key ``classes``) for ``pcseg predict``. Warns (and lists in the summary)
     every class with no labelled point at all.
     """
-    from pcseg.datasets.prepare import PrepareOptions, prepare_dataset
+    from pcseg.readers.prepare import PrepareOptions, prepare_dataset
 
     spec = load_classes(classes)
     if labels is None or not labels:

@@ -47,7 +47,7 @@ import numpy as np
 
 from pcseg.data.classes import SCANNET_NYU40_IDS
 from pcseg.data.scene import Scene
-from pcseg.datasets.common import (
+from pcseg.readers.common import (
     SplitError,
     check_points,
     check_scene_name,
@@ -218,7 +218,7 @@ def read_split_file(path: Path) -> list[str]:
 
     A line that is not a scene id is reported (:class:`DataWarning` naming the file and
     line) and only that entry skipped; a list with no valid entry raises
-    :class:`~pcseg.datasets.common.SplitError`.
+    :class:`~pcseg.readers.common.SplitError`.
     """
     try:
         text = Path(path).read_bytes().decode("utf-8-sig", errors="replace")
@@ -302,11 +302,11 @@ def read_mesh_vertices(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """PLY vertices -> (xyz (V,3) float32, rgb (V,3) float32 in [0,1], keep mask or None).
 
-    Points are checked by :func:`~pcseg.datasets.common.check_points` (empty mesh and
+    Points are checked by :func:`~pcseg.readers.common.check_points` (empty mesh and
     NaN/inf refused, or the latter dropped: ``keep`` is then the (V,) mask of the
     vertices kept, in file order, and xyz / rgb hold only those).
 
-    Colours go through :func:`~pcseg.datasets.common.normalise_features`: integer
+    Colours go through :func:`~pcseg.readers.common.normalise_features`: integer
     colours are 0-255, float colours should be 0-1; floats stored as 0-255 are divided by
     255 with a note (they are not kept unscaled).
     """
@@ -411,7 +411,7 @@ def read_scene(
         label_map_file: the label tsv when not in RAW/ or RAW/meta/.
         align: apply the scene's axisAlignment matrix (from ``<scene>.txt``) to coords.
         nonfinite: NaN/inf vertices: ``'refuse'`` or ``'drop'``
-            (:func:`~pcseg.datasets.common.check_points`; an empty mesh is always refused).
+            (:func:`~pcseg.readers.common.check_points`; an empty mesh is always refused).
             Dropped vertices are listed in ``extra['dropped_points']``.
 
     Returns:

@@ -27,7 +27,7 @@ Damaged lines (each reported with the file and 1-based line number):
   * a line with a column count other than 6, or a token that is not a number, is skipped;
   * a line with NaN / inf values is refused (the file and its first such lines are named;
     the room fails) or, with ``nonfinite='drop'`` (``pcseg prepare --nonfinite drop``),
-    skipped with one warning: :func:`pcseg.datasets.common.check_points`.
+    skipped with one warning: :func:`pcseg.readers.common.check_points`.
 
 Scene ids are ``<Area_N>_<room>`` (``Area_1_office_1``). Coordinates are returned as
 stored (no re-centring); ``read_scene(..., align=True)`` rotates a non-aligned room by
@@ -48,7 +48,7 @@ import numpy as np
 
 from pcseg.data.classes import S3DIS_CLASSES
 from pcseg.data.scene import Scene
-from pcseg.datasets.common import (
+from pcseg.readers.common import (
     check_points,
     check_scene_name,
     expand_split,
@@ -169,7 +169,7 @@ def parse_numeric_table(
         max_warnings: damaged lines reported one by one; the rest in one summary warning.
         nonfinite: lines with NaN / inf: ``'refuse'`` raises ``ValueError`` naming
             ``source``, the count and the first line numbers; ``'drop'`` skips them with
-            one warning (both by :func:`pcseg.datasets.common.check_points`, the first
+            one warning (both by :func:`pcseg.readers.common.check_points`, the first
             three values of a row being its coordinates).
 
     Returns:

@@ -27,7 +27,7 @@ Command line: ``pcseg synthetic {s3dis,semantickitti,scannet} --out DIR [--seed 
 
 from __future__ import annotations
 
-from pcseg.datasets.synthetic.kitti import (
+from pcseg.readers.synthetic.kitti import (
     KittiWorld,
     make_kitti_scan,
     make_kitti_world,
@@ -35,7 +35,7 @@ from pcseg.datasets.synthetic.kitti import (
     write_semantic_kitti_yaml,
     write_synthetic_semantickitti,
 )
-from pcseg.datasets.synthetic.rooms import (
+from pcseg.readers.synthetic.rooms import (
     ROOM_TYPES,
     S3DIS_COLOURS,
     SyntheticObject,
@@ -44,7 +44,7 @@ from pcseg.datasets.synthetic.rooms import (
     write_s3dis_room,
     write_synthetic_s3dis,
 )
-from pcseg.datasets.synthetic.scannet import (
+from pcseg.readers.synthetic.scannet import (
     SCANNET_CATEGORIES,
     TSV_HEADER,
     SyntheticScanNetScene,
