@@ -63,14 +63,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pcseg.readers.custom import (
-    ClassesSpec,
-    classes_from_dict,
-    load_classes,
-    point_features,
-    scene_origin,
-    validate_points,
-)
 from pcseg.datasets.formats import (
     OUTPUT_FORMATS,
     SUFFIXES,
@@ -78,6 +70,14 @@ from pcseg.datasets.formats import (
     output_path,
     read_points,
     write_points,
+)
+from pcseg.readers.custom import (
+    ClassesSpec,
+    classes_from_dict,
+    load_classes,
+    point_features,
+    scene_origin,
+    validate_points,
 )
 from pcseg.utils.io import atomic_write_json
 

@@ -63,7 +63,6 @@ import numpy as np
 from tqdm import tqdm
 
 from pcseg.data.voxelize import floor_coords, voxelize
-from pcseg.readers.custom import feature_fields, point_features
 from pcseg.datasets.formats import (
     STREAM_FORMATS,
     PointChunk,
@@ -74,6 +73,7 @@ from pcseg.datasets.formats import (
     ply_stream_layout,
     write_streamed,
 )
+from pcseg.readers.custom import feature_fields, point_features
 
 if TYPE_CHECKING:
     from pcseg.predict import Predictor
@@ -476,8 +476,8 @@ def predict_file_streamed(
     """Predict one LAS/LAZ/NPY/binary-PLY file out of core (see the module docstring) and write
     its labelled copy into ``out_dir`` (same format); returns the summary entry of
     :func:`pcseg.predict.predict_file` plus the streaming figures."""
-    from pcseg.readers.custom import scene_origin
     from pcseg.predict import _las_limit, classification_codes, classification_notes
+    from pcseg.readers.custom import scene_origin
 
     t0 = time.perf_counter()
     path, out_dir = Path(path), Path(out_dir)

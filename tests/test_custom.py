@@ -12,6 +12,7 @@ import yaml
 from pcseg.benchmarks.predict import write_synthetic_las
 from pcseg.cli.main import main
 from pcseg.data import processed
+from pcseg.datasets.formats import PointFileError
 from pcseg.readers.custom import (
     ClassesError,
     CustomReader,
@@ -19,7 +20,6 @@ from pcseg.readers.custom import (
     load_classes,
     prepare_custom,
 )
-from pcseg.datasets.formats import PointFileError
 
 ASPRS = {
     "names": ["ground", "low_vegetation", "high_vegetation", "building"],

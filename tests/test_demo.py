@@ -71,7 +71,7 @@ def test_prepare_if_missing_adds_a_new_validation_area(tmp_path):
     areas are the same rooms (one seed, areas drawn in order)."""
     from pcseg.config import Config
     from pcseg.data import processed
-    from pcseg.readers.prepare import prepare_if_missing
+    from pcseg.workflows.prepare import prepare_if_missing
 
     cfg = Config()
     cfg.data.dataset, cfg.data.root = "s3dis", str(tmp_path / "p")

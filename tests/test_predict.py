@@ -14,7 +14,6 @@ import yaml
 
 from pcseg.benchmarks.predict import synthetic_outdoor, tiny_predictor, write_synthetic_las
 from pcseg.cli.main import main
-from pcseg.readers.custom import point_features
 from pcseg.datasets.formats import PointFile
 from pcseg.predict import (
     border_distance,
@@ -24,6 +23,7 @@ from pcseg.predict import (
     receptive_field,
 )
 from pcseg.predict_stream import predict_file_streamed
+from pcseg.readers.custom import point_features
 
 #: at a tile border (overlap of 16 voxels, less than the receptive field) a voxel's
 #: probabilities may differ from the untiled ones by at most this much (measured on this
@@ -125,8 +125,8 @@ def test_las_round_trip_keeps_every_dimension_and_integer_records(tiny, tmp_path
 
 def _read_scene(path):
     """The in-memory path's inputs of a file: local float32 coords and features."""
-    from pcseg.readers.custom import scene_origin
     from pcseg.datasets.formats import read_points
+    from pcseg.readers.custom import scene_origin
 
     pf = read_points(path)
     coords = (pf.xyz - scene_origin(pf.xyz)).astype(np.float32)

@@ -93,9 +93,9 @@ def train_job(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from pcseg.config import load_config
+    from pcseg.engine.trainer import train
     from pcseg.readers.prepare import PrepareOptions, prepare_dataset
     from pcseg.readers.synthetic import write_synthetic_s3dis
-    from pcseg.engine.trainer import train
 
     tmp = Path(spec["tmp"])
     t0 = time.perf_counter()

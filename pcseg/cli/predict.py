@@ -20,7 +20,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from pcseg.readers.custom import ClassesError
 from pcseg.datasets.formats import OUTPUT_FORMATS
 from pcseg.predict import (
     DEFAULT_CHUNK_POINTS,
@@ -30,6 +29,7 @@ from pcseg.predict import (
     PredictError,
     predict_files,
 )
+from pcseg.readers.custom import ClassesError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

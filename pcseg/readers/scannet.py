@@ -48,6 +48,7 @@ import numpy as np
 from pcseg.data.classes import SCANNET_NYU40_IDS
 from pcseg.data.scene import Scene
 from pcseg.readers.common import (
+    ReaderOptions,
     SplitError,
     check_points,
     check_scene_name,
@@ -252,13 +253,28 @@ def scene_dir(raw: Path, scene_id: str) -> Path | None:
     return first_existing([raw / "scans" / scene_id, raw / "scans_test" / scene_id])
 
 
-def list_scenes(raw: Path, split: str, split_dir: Path | None = None) -> list[str]:
-    """Scene ids of ``split`` (:data:`SPLITS`, ``trainval``, ``all``, ``+`` joins) present on disk.
+class Options(ReaderOptions):
+    """Where the ScanNet side files are and what :func:`read_scene` does beyond reading
+    (``pcseg prepare scannet`` flags)."""
+
+    #: folder of ``scannetv2_{train,val,test}.txt`` when not in RAW, RAW/meta or
+    #: RAW/Tasks/Benchmark
+    split_dir: Path | None = None
+    #: the label tsv (scannetv2-labels.combined.tsv) when not in RAW/ or RAW/meta/
+    label_map_file: Path | None = None
+    #: apply the scene's axisAlignment matrix (from ``<scene>.txt``) to coords
+    align: bool = False
+
+
+def list_scenes(raw: Path, split: str, options: Options | None = None) -> list[str]:
+    """Scene ids of ``split`` (:data:`SPLITS`, ``trainval``, ``all``, ``+`` joins) present on
+    disk; the split lists are looked up in ``options.split_dir`` first.
 
     The official lists define the splits; listed scenes absent under RAW/scans and
     RAW/scans_test are skipped with one warning. Without list files, ``all`` falls back
     to every scene folder on disk; other splits raise ``ValueError``.
     """
+    split_dir = (Options() if options is None else options).split_dir
     raw = Path(raw)
     files = expand_split(split, _ALL_SPLITS, "ScanNet")
     listed: list[str] = []
@@ -395,22 +411,14 @@ def labels_from_aggregation(
     return sem_u[inv], inst_u[inv], overlaps
 
 
-def read_scene(
-    raw: Path,
-    scene_id: str,
-    *,
-    label_map_file: Path | None = None,
-    align: bool = False,
-    nonfinite: str = "refuse",
-) -> Scene:
+def read_scene(raw: Path, scene_id: str, options: Options | None = None) -> Scene:
     """Read one ScanNet scan as a :class:`Scene` (points = mesh vertices, in file order).
 
     Args:
         raw: the ScanNet folder (layout in the module docstring).
         scene_id: ``sceneXXXX_YY``.
-        label_map_file: the label tsv when not in RAW/ or RAW/meta/.
-        align: apply the scene's axisAlignment matrix (from ``<scene>.txt``) to coords.
-        nonfinite: NaN/inf vertices: ``'refuse'`` or ``'drop'``
+        options: :class:`Options` (None: the defaults): ``label_map_file``, ``align``;
+            ``nonfinite``: NaN/inf vertices, ``'refuse'`` or ``'drop'``
             (:func:`~pcseg.readers.common.check_points`; an empty mesh is always refused).
             Dropped vertices are listed in ``extra['dropped_points']``.
 
@@ -420,6 +428,8 @@ def read_scene(
         split_dir ('scans' | 'scans_test'), has_labels, axis_alignment (16 floats or None),
         aligned, overlapping_segments.
     """
+    opts = Options() if options is None else options
+    label_map_file, align, nonfinite = opts.label_map_file, opts.align, opts.nonfinite
     if not _SCENE_RE.match(scene_id):
         raise ValueError(f"ScanNet scene id {scene_id!r} is not of the form sceneXXXX_YY")
     d = scene_dir(raw, scene_id)

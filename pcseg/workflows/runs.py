@@ -21,6 +21,7 @@ from pcseg.config import (
     load_config,
     parse_override,
 )
+from pcseg.config import merge_dicts as _merge  # config_from_checkpoint's merge of overrides
 
 #: the source checkout holding ``configs/`` (absent for a non-editable install)
 REPO = Path(__file__).resolve().parents[2]
@@ -62,13 +63,6 @@ def config_from_checkpoint(checkpoint: str | Path, overrides: list[str]) -> Conf
     for item in overrides:
         merged = _merge(merged, parse_override(item))
     return config_from_dict(merged, f"config of {checkpoint}")
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def _device_kind(cfg: Config) -> str:
@@ -117,8 +111,8 @@ def train_with_data(
 
     Returns the trainer's end-of-run summary (see :func:`pcseg.engine.trainer.train`).
     """
-    from pcseg.readers.prepare import prepare_if_missing
     from pcseg.engine.trainer import train
+    from pcseg.workflows.prepare import prepare_if_missing
 
     rank, _, _ = du.init_distributed(_device_kind(cfg))
     if rank == 0:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from pcseg.data.classes import S3DIS_CLASSES
 from pcseg.utils.io import atomic_write_bytes, atomic_write_text
@@ -458,6 +459,20 @@ def expected_s3dis_labels(
         "semantic": np.concatenate(sem),
         "instance": np.concatenate(inst),
     }
+
+
+class SyntheticRooms(BaseModel):
+    """The arguments of :func:`write_synthetic_s3dis` after ``root`` (config key
+    ``data.synthetic``): typed, unknown names rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_areas: int = Field(default=3, gt=0)
+    rooms_per_area: int = Field(default=2, gt=0)
+    seed: int = 0
+    spacing: float = Field(default=0.04, gt=0)  #: surface sampling step, metres
+    noise: float = Field(default=0.005, ge=0)  #: Gaussian sensor noise, metres
+    alignment_angles: bool = False  #: also write Area_N_alignmentAngle.txt
 
 
 def write_synthetic_s3dis(
