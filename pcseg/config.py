@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import math
+import operator
 import re
 import types
 import typing
@@ -150,7 +152,7 @@ def _method_config(name: str, options: type[BaseModel]) -> type[BaseModel]:
         f"{options.__name__}Config",
         __base__=options,
         __doc__=f"The ``method`` section of method {name!r}: ``name`` + {options.__name__}.",
-        name=(Literal[name], name),
+        name=(Literal[name], name),  # type: ignore[arg-type]  # a Literal of a runtime value
     )
 
 
@@ -163,7 +165,9 @@ if typing.TYPE_CHECKING:
     MethodConfig = Any  # one of METHOD_CONFIGS' models (built at import, opaque to mypy)
 else:
     #: the ``method`` section: the config model of the method ``name`` names
-    MethodConfig = Annotated[tuple(METHOD_CONFIGS.values()), Field(discriminator="name")]
+    MethodConfig = Annotated[
+        functools.reduce(operator.or_, METHOD_CONFIGS.values()), Field(discriminator="name")
+    ]
 
 
 class TrainConfig(_Section):

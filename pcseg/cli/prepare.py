@@ -193,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_custom(args: argparse.Namespace) -> int:
     """``pcseg prepare custom``: files under --raw + CLASSES.yaml -> processed folder."""
-    from pcseg.readers.custom import ClassesError, Options, prepare_custom
+    from pcseg.readers.custom import ClassesError, CustomOptions, prepare_custom
 
     if args.classes is None:
         args.parser.error("pcseg prepare custom needs --classes CLASSES.yaml")
@@ -212,7 +212,7 @@ def _run_custom(args: argparse.Namespace) -> int:
             seed=args.seed,
             workers=args.workers,
             overwrite=args.overwrite,
-            reader_options=Options(nonfinite=args.nonfinite),
+            reader_options=CustomOptions(nonfinite=args.nonfinite),
         )
     except (ClassesError, PrepareError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

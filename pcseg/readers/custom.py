@@ -436,7 +436,7 @@ def list_files(raw: Path) -> dict[str, Path]:
     return out
 
 
-class Options(ReaderOptions):
+class CustomOptions(ReaderOptions):
     """Options of :class:`CustomReader` (the class spec is the reader's own): ``nonfinite``
     (see :func:`to_scene`)."""
 
@@ -446,14 +446,16 @@ class CustomReader:
     :class:`pcseg.readers.common.Reader`: ``SPLITS``, ``Options``, ``list_scenes``,
     ``read_scene``); picklable."""
 
-    Options = Options
+    Options = CustomOptions
 
     def __init__(self, spec: ClassesSpec, source: str = "CLASSES.yaml") -> None:
         self.spec = spec
         self.source = source
         self.SPLITS = {k: None for k in spec.split_patterns()}
 
-    def list_scenes(self, raw: str | Path, split: str, options: Options | None = None) -> list[str]:
+    def list_scenes(
+        self, raw: str | Path, split: str, options: CustomOptions | None = None
+    ) -> list[str]:
         """Scene ids of ``split`` (files matching its globs, relative to ``raw``)."""
         pats = self.spec.split_patterns()
         if split not in pats:
@@ -468,10 +470,10 @@ class CustomReader:
                 ids.append(sid)
         return ids
 
-    def read_scene(self, raw: str | Path, sid: str, options: Options | None = None) -> Scene:
+    def read_scene(self, raw: str | Path, sid: str, options: CustomOptions | None = None) -> Scene:
         """Read, check and convert the file of scene ``sid`` (``options.nonfinite``: see
         :func:`to_scene`)."""
-        opts = Options() if options is None else options
+        opts = CustomOptions() if options is None else options
         files = list_files(Path(raw))
         if sid not in files:
             raise ValueError(f"no file for scene {sid!r} under {raw}")
@@ -484,13 +486,13 @@ def prepare_custom(
     classes: str | Path,
     out: str | Path,
     labels: list[str] | None = None,
-    reader_options: Options | None = None,
+    reader_options: CustomOptions | None = None,
     **fields: Any,
 ) -> dict[str, Any]:
     """``pcseg prepare custom``: the processed folder of a folder of files.
 
     ``labels``: weak-label specs (default ``['given']`` when the files carry labels, none
-    otherwise); ``reader_options``: the reader's :class:`Options` (None: defaults);
+    otherwise); ``reader_options``: the reader's :class:`CustomOptions` (None: defaults);
     ``fields``: further :class:`pcseg.readers.prepare.PrepareOptions` fields (``workers``,
     ``overwrite``, ``seed``, ``splits``). The class spec is kept in
     ``meta.json`` (key ``classes``) for ``pcseg predict``. Warns (and lists in the summary)

@@ -443,10 +443,11 @@ def read_scene(raw: Path, scene_id: str, options: Options | None = None) -> Scen
         raise ValueError(f"{ply} not found")
     xyz, rgb, keep = read_mesh_vertices(ply, nonfinite)
     n = len(xyz) if keep is None else len(keep)  # vertices in the file
-    agg: Path | None = d / f"{scene_id}.aggregation.json"
+    agg = d / f"{scene_id}.aggregation.json"
+    has_agg = agg.is_file()
     segs_path = d / f"{scene_id}_vh_clean_2.0.010000.segs.json"
     overlaps = 0
-    if not agg.is_file():
+    if not has_agg:
         if d.parent.name == "scans":
             hint = (
                 (
@@ -462,7 +463,6 @@ def read_scene(raw: Path, scene_id: str, options: Options | None = None) -> Scen
                 f"(partial download?){hint}; "
                 f"unlabelled scenes belong in scans_test/"
             )
-        agg = None
         semantic = np.full(n, -1, dtype=np.int64)
         instance = np.full(n, -1, dtype=np.int64)
     else:
@@ -517,7 +517,7 @@ def read_scene(raw: Path, scene_id: str, options: Options | None = None) -> Scen
         extra={
             "num_vertices": int(n),
             "split_dir": d.parent.name,
-            "has_labels": agg is not None,
+            "has_labels": has_agg,
             "axis_alignment": axis,
             "aligned": bool(align),
             "overlapping_segments": int(overlaps),

@@ -99,7 +99,7 @@ def make_kitti_world(
     for side in (-1, 1):
         ylo, yhi = sorted((side * rh, side * (rh + sw)))
         p.box((x0, ylo, g), (x1, yhi, g + kerb), 48, 0, 0.3)
-    parking = []
+    parking: list[tuple[float, float, float]] = []
     for side in (-1, 1):
         x = x0 + rng.uniform(0, 20)
         while x < x1:

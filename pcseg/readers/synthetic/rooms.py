@@ -240,6 +240,7 @@ def make_s3dis_room(
     door_wall = int(rng.integers(4))
     dw, dh = rng.uniform(0.85, 1.0), rng.uniform(2.0, 2.15)
     s0 = walls[door_wall].place(rng, dw)
+    wall: _Wall | None
     if s0 is not None:
         wall = walls[door_wall]
         local = _rect(rng, (s0, 0.03, 0.0), (dw, 0, 0), (0, 0, dh), spacing)
