@@ -18,8 +18,9 @@ Rules:
   bad key came from: ``configs/x.yaml: unknown key 'train.lrr' (did you mean 'train.lr'?)``
   or ``--set train.lr=abc: key 'train.lr' expects float, got str 'abc'``.
 * ``method`` is ``name`` plus the options of that method, written directly under
-  ``method`` (``cfg.method.kwargs`` in the loaded config); they are validated through the
-  method's options model, :func:`pcseg.methods.method_options`.
+  ``method``; it validates into that method's own ``Options`` model (``cfg.method`` is an
+  instance of it with ``name``: :data:`MethodConfig`, a union keyed on ``name``), which the
+  trainer passes to the method as ``options=``.
 * Relative paths (``data.root``, ``data.raw``, ``run_dir``, ...) are relative to the
   current working directory (run from the repository root).
 """
@@ -28,7 +29,9 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import math
+import operator
 import re
 import types
 import typing
@@ -42,10 +45,13 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    create_model,
     field_validator,
 )
 
 from pcseg.io.atomic import atomic_write_text
+from pcseg.methods import METHODS
+from pcseg.readers.synthetic import SyntheticRooms
 
 Dataset = Literal["s3dis", "scannet", "semantickitti", "custom"]  # custom: pcseg prepare custom
 DATASETS: tuple[str, ...] = typing.get_args(Dataset)
@@ -87,17 +93,19 @@ class DataConfig(_Section):
 
     dataset: Dataset = "s3dis"  #: dataset kind (synthetic demo data is s3dis-format)
     root: str = ""  #: processed folder (docs/ARCHITECTURE.md section 2)
-    #: raw dataset folder; when set and ``root`` has no meta.json, tools/train.py prepares it
+    # -- how ``pcseg train`` makes ``root`` when it is missing (pcseg.workflows.prepare)
+    #: raw dataset folder; when set and ``root`` has no meta.json (or lacks a split / label
+    #: spec below), ``pcseg train`` prepares it into ``root``
     raw: str | None = None
-    #: keyword arguments of pcseg.datasets.synthetic.write_synthetic_s3dis; when set and
-    #: ``raw`` is missing, the synthetic raw dataset is generated there first
-    synthetic: dict[str, Any] | None = None
-    #: splits tools/prepare_data.py processes when it prepares ``raw`` (empty: the
-    #: reader's defaults)
+    #: synthetic S3DIS-format rooms (pcseg.readers.synthetic.SyntheticRooms: num_areas,
+    #: rooms_per_area, seed, spacing, noise, alignment_angles); when set and ``raw`` is
+    #: missing (or lacks an area of ``prepare_splits``), they are generated there first
+    synthetic: SyntheticRooms | None = None
+    #: splits prepared from ``raw`` (empty: the reader's defaults)
     prepare_splits: list[str] = Field(default_factory=list)
-    #: label specs tools/prepare_data.py draws when it prepares ``raw`` (train's spec is
-    #: always added)
+    #: label specs drawn when preparing ``raw`` (train's spec is always added)
     prepare_specs: list[str] = Field(default_factory=list)
+    # -- what training reads from ``root``
     #: weak-label spec the method trains on ('full', '1%', '0.1%', '1pt', '20pps', ...)
     label_spec: str = "full"
     voxel_size: Annotated[Float, Field(gt=0)] = 0.05  #: voxel edge in metres
@@ -117,7 +125,7 @@ class DataConfig(_Section):
     loop: PosInt = 1  #: each epoch visits every training scene this many times
     train_split: str = "train"
     val_split: str | None = "val"  #: split validated during training (None: no validation)
-    test_split: str = "val"  #: split tools/test.py evaluates by default
+    test_split: str = "val"  #: split ``pcseg test`` evaluates by default
     #: SemanticKITTI semantic-kitti.yaml (learning_map_inv for submissions); else meta.json
     semantickitti_yaml: str | None = None
 
@@ -140,12 +148,29 @@ class ModelConfig(_Section):
     head_dropout: Annotated[Float, Field(ge=0, lt=1)] = 0.0
 
 
-class MethodConfig(_Section):
-    """Training method: ``name`` plus the keyword options of pcseg.methods.build_method
-    (validated through ``pcseg.methods.method_options(name)``)."""
+def _method_config(name: str, options: type[BaseModel]) -> type[BaseModel]:
+    """``options`` (a method's own ``Options``) plus ``name: Literal[name]``, the tag of
+    :data:`MethodConfig`; an instance is an ``options`` and is passed to the method as is."""
+    return create_model(
+        f"{options.__name__}Config",
+        __base__=options,
+        __doc__=f"The ``method`` section of method {name!r}: ``name`` + {options.__name__}.",
+        name=(Literal[name], name),  # type: ignore[arg-type]  # a Literal of a runtime value
+    )
 
-    name: str = "supervised"
-    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+#: each method's config model (its ``Options`` + ``name``), keyed on the method name
+METHOD_CONFIGS: dict[str, type[BaseModel]] = {
+    n: _method_config(n, cls.Options) for n, cls in METHODS.items()
+}
+DEFAULT_METHOD = "supervised"
+if typing.TYPE_CHECKING:
+    MethodConfig = Any  # one of METHOD_CONFIGS' models (built at import, opaque to mypy)
+else:
+    #: the ``method`` section: the config model of the method ``name`` names
+    MethodConfig = Annotated[
+        functools.reduce(operator.or_, METHOD_CONFIGS.values()), Field(discriminator="name")
+    ]
 
 
 class TrainConfig(_Section):
@@ -204,7 +229,7 @@ class TrainConfig(_Section):
 
 
 class TestConfig(_Section):
-    """Full-resolution evaluation (pcseg.engine.evaluate, tools/test.py)."""
+    """Full-resolution evaluation (pcseg.engine.evaluate, ``pcseg test``)."""
 
     #: number of rotations about z, equally spaced over 360 degrees (1: none)
     tta_rotations: PosInt = 1
@@ -223,7 +248,7 @@ class Config(_Section):
 
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
-    method: MethodConfig = Field(default_factory=MethodConfig)
+    method: MethodConfig = Field(default_factory=METHOD_CONFIGS[DEFAULT_METHOD])
     train: TrainConfig = Field(default_factory=TrainConfig)
     test: TestConfig = Field(default_factory=TestConfig)
     #: run folder (docs/ARCHITECTURE.md section 6)
@@ -357,32 +382,37 @@ def _validate_partial(raw: Any, source: str) -> dict[str, Any]:
                     f"{flag!r}"
                 )
             value = {k: v for k, v in value.items() if k != "_delete_"}
-            if key == "method":
-                value = _method_layout(value, source)
+            if key == "method":  # its options are checked once merged (_check_merged_method)
+                _check_method_layout(value, source)
+                continue
         probe[key] = value
     _validate(Config, probe, source)
     return out
 
 
-def _method_layout(value: dict[str, Any], source: str) -> dict[str, Any]:
-    """The part of a file's method section the Config model checks (the name); the
-    options are checked against the method once the name is known (:func:`check_method`)."""
+def _check_method_layout(value: dict[str, Any], source: str) -> None:
+    """The checks of a file's method section that need no merging: no ``kwargs`` key, a
+    known ``name`` when given."""
     if "kwargs" in value:
         raise ConfigError(
             f"{source}: write method keyword arguments directly under 'method' "
             f"(e.g. method.weight), not under 'method.kwargs'"
         )
-    return {"name": value["name"]} if "name" in value else {}
+    if "name" in value:
+        check_method_name(value["name"], source)
 
 
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def merge_dicts(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` deep-merged onto ``base`` (both in file layout; neither is changed): mappings
+    merge key by key, anything else replaces; a mapping of ``over`` holding ``_delete_:
+    true`` replaces the inherited mapping instead of merging into it."""
     out = copy.deepcopy(base)
     for k, v in over.items():
         if isinstance(v, dict):
             v = dict(v)
             replace = v.pop("_delete_", False)
             if not replace and isinstance(out.get(k), dict):
-                out[k] = _deep_merge(out[k], v)
+                out[k] = merge_dicts(out[k], v)
             else:
                 out[k] = copy.deepcopy(v)
         else:
@@ -398,9 +428,8 @@ def _strip_delete(d: dict[str, Any]) -> dict[str, Any]:
 
 def _build(merged: dict[str, Any], source: str) -> Config:
     merged = _strip_delete(merged)
-    method = dict(merged.get("method") or {})
-    name = method.pop("name", MethodConfig().name)
-    cfg = _validate(Config, {**merged, "method": {"name": name, "kwargs": method}}, source)
+    method = check_method(merged.get("method") or {}, source)
+    cfg = _validate(Config, {**merged, "method": method}, source)
     assert isinstance(cfg, Config)
     check_config(cfg, source)
     return cfg
@@ -422,7 +451,6 @@ def check_config(cfg: Config, source: str = "config") -> None:
             parse_spec(spec)
         except ValueError as e:
             raise ConfigError(f"{source}: {key}: {e}") from None
-    check_method(cfg.method, source)
 
 
 def check_model_name(name: str, source: str = "config") -> None:
@@ -437,27 +465,37 @@ def check_model_name(name: str, source: str = "config") -> None:
         )
 
 
-def check_method(method: MethodConfig, source: str = "config") -> None:
-    """Validate ``method.kwargs`` through ``pcseg.methods.method_options(method.name)``;
-    an unknown name or a bad option raises ConfigError (keys named ``method.<option>``)."""
-    from pcseg.methods import METHODS, method_options
-
-    if method.name not in METHODS:
-        hint = difflib.get_close_matches(method.name, list(METHODS), n=1)
+def check_method_name(name: Any, source: str = "config") -> str:
+    """``name`` when it is a key of ``pcseg.methods.METHODS``; else ConfigError with a
+    did-you-mean and the known names."""
+    if not isinstance(name, str):
+        raise ConfigError(
+            f"{source}: key 'method.name' expects str, got {type(name).__name__} {name!r}"
+        )
+    if name not in METHODS:
+        hint = difflib.get_close_matches(name, list(METHODS), n=1)
         extra = f" (did you mean {hint[0]!r}?)" if hint else ""
         raise ConfigError(
-            f"{source}: unknown method.name {method.name!r}{extra}; known: {sorted(METHODS)}"
+            f"{source}: unknown method.name {name!r}{extra}; known: {sorted(METHODS)}"
         )
-    options = method_options(method.name)
-    _validate(options, method.kwargs, f"{source} (method {method.name!r})", "method.")
+    return name
+
+
+def check_method(method: dict[str, Any], source: str = "config") -> BaseModel:
+    """A method section in file layout (``name``, default ``supervised``, plus the options)
+    validated into the method's config model (:data:`METHOD_CONFIGS`); an unknown name or
+    a bad option raises ConfigError (keys named ``method.<option>``)."""
+    name = check_method_name(method.get("name", DEFAULT_METHOD), source)
+    model = METHOD_CONFIGS[name]
+    values = {**method, "name": name}
+    out: BaseModel = _validate(model, values, f"{source} (method {name!r})", "method.")
+    return out
 
 
 def _check_merged_method(merged: dict[str, Any], source: str) -> None:
     """Validate the method section merged so far, naming ``source`` (the file or override
     that last changed it)."""
-    method = _strip_delete(dict(merged.get("method") or {}))
-    name = method.pop("name", MethodConfig().name)
-    check_method(MethodConfig(name=name, kwargs=method), source)
+    check_method(_strip_delete(dict(merged.get("method") or {})), source)
 
 
 # ------------------------------------------------------------------- loading
@@ -497,8 +535,8 @@ def _load_merged(path: Path, stack: tuple[Path, ...] = ()) -> dict[str, Any]:
         bpath = (path.parent / b) if not Path(b).is_absolute() else Path(b)
         if not bpath.is_file():
             raise ConfigError(f"{path}: _base_ file {b!r} not found (looked at {bpath})")
-        merged = _deep_merge(merged, _load_merged(bpath, (*stack, resolved)))
-    merged = _deep_merge(merged, checked)
+        merged = merge_dicts(merged, _load_merged(bpath, (*stack, resolved)))
+    merged = merge_dicts(merged, checked)
     if "method" in checked:
         _check_merged_method(merged, str(path))
     return merged
@@ -541,7 +579,7 @@ def load_config(
     merged = _load_merged(Path(path)) if path is not None else {}
     for item in overrides:
         part = _validate_partial(parse_override(item), f"--set {item}")
-        merged = _deep_merge(merged, part)
+        merged = merge_dicts(merged, part)
         if "method" in part:
             _check_merged_method(merged, f"--set {item}")
     return _build(merged, str(path) if path is not None else "defaults")
@@ -553,10 +591,10 @@ def config_from_dict(d: dict[str, Any], source: str = "dict") -> Config:
 
 
 def config_to_dict(cfg: Config) -> dict[str, Any]:
-    """Plain mapping of ``cfg`` in file layout (method kwargs flattened under 'method')."""
+    """Plain mapping of ``cfg`` in file layout (``method.name`` first, then every option)."""
     out = cfg.model_dump()
-    kwargs = out["method"].pop("kwargs")
-    out["method"].update(kwargs)
+    method = out["method"]
+    out["method"] = {"name": method.pop("name"), **method}
     return out
 
 

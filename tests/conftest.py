@@ -61,8 +61,8 @@ def prepared_rooms(tmp_path_factory) -> Path:
     2 areas x 2 rooms at 10 cm spacing (``write_synthetic_s3dis``), voxel 0.1 m, weak labels
     ``1%``, splits ``Area_1`` and ``Area_2``. Shared: tests must not write into it.
     """
-    from pcseg.datasets.prepare import PrepareOptions, prepare_dataset
-    from pcseg.datasets.synthetic import write_synthetic_s3dis
+    from pcseg.readers.prepare import PrepareOptions, prepare_dataset
+    from pcseg.readers.synthetic import write_synthetic_s3dis
 
     root = tmp_path_factory.mktemp("prepared_rooms")
     raw = write_synthetic_s3dis(root / "raw", num_areas=2, rooms_per_area=2, seed=0, spacing=0.1)

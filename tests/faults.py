@@ -1,5 +1,5 @@
 """Fault injection for the reader and prepare tests: damage synthetic raw files the way real
-releases are damaged (the synthetic generators in pcseg.datasets.synthetic write clean data)."""
+releases are damaged (the synthetic generators in pcseg.readers.synthetic write clean data)."""
 
 from __future__ import annotations
 

@@ -17,8 +17,10 @@ from pcseg.config import (
     parse_override,
     save_config,
 )
+from pcseg.methods.erda_u2pl import ERDAWithU2PLNegativesOptions
+from pcseg.methods.supervised import SupervisedOptions
 
-# configs/custom/classes_*.yaml are CLASSES.yaml examples (tests/test_custom.py), not configs
+# configs/custom/classes_*.yaml: CLASSES.yaml examples (tests/readers/test_custom.py), not configs
 ALL_CONFIGS = sorted(
     p for p in (REPO / "configs").rglob("*.yaml") if not p.name.startswith("classes_")
 )
@@ -34,7 +36,8 @@ def test_defaults_and_minimal_file(tmp_path):
     cfg = load_config(f)
     assert isinstance(cfg, Config)
     assert cfg.train.iterations == 5 and cfg.train.lr == 0.1 and cfg.method.name == "supervised"
-    assert cfg.data.voxel_size == 0.05 and cfg.method.kwargs == {}
+    assert cfg.data.voxel_size == 0.05 and isinstance(cfg.method, SupervisedOptions)
+    assert cfg.method.model_fields_set == {"name"}  # no option given: all defaults
 
 
 def test_unknown_key_names_file_and_suggests(tmp_path):
@@ -135,13 +138,15 @@ def test_base_merge_relative_and_delete(tmp_path):
     cfg = load_config(child)
     assert cfg.data.root == "data/x" and cfg.data.voxel_size == 0.04 and cfg.data.batch_size == 2
     assert cfg.train.iterations == 100 and cfg.train.lr == 0.05
-    assert cfg.method.name == "erda" and cfg.method.kwargs == {"weight": 0.01, "tau": 0.5}
+    assert cfg.method.name == "erda" and cfg.method.model_fields_set == {"name", "weight", "tau"}
+    assert (cfg.method.weight, cfg.method.tau, cfg.method.momentum) == (0.01, 0.5, 0.999)
     assert cfg.run_dir == "runs/c"
     repl = _write(
         tmp_path / "sub" / "repl.yaml",
         {"_base_": "mid.yaml", "method": {"_delete_": True, "name": "supervised"}},
     )
-    assert load_config(repl).method.kwargs == {}
+    replaced = load_config(repl).method
+    assert isinstance(replaced, SupervisedOptions) and replaced.model_fields_set == {"name"}
     # an error inside a base file names that file
     _write(tmp_path / "bad_base.yaml", {"train": {"iterations": 1, "momentun": 0.9}})
     bad = _write(tmp_path / "bad.yaml", {"_base_": "bad_base.yaml"})
@@ -171,9 +176,7 @@ def test_overrides(tmp_path):
             "run_dir=runs/o",
         ],
     )
-    assert (
-        cfg.train.lr == 0.01 and cfg.method.name == "erda" and cfg.method.kwargs == {"weight": 0.5}
-    )
+    assert cfg.train.lr == 0.01 and cfg.method.name == "erda" and cfg.method.weight == 0.5
     assert cfg.data.max_voxels is None and cfg.train.betas == [0.8, 0.9] and cfg.run_dir == "runs/o"
     assert parse_override("a.b.c=1") == {"a": {"b": {"c": 1}}}
     with pytest.raises(
@@ -230,8 +233,8 @@ U2PL_CONFIGS = [p for p in ALL_CONFIGS if p.name.startswith("u2pl")]
 def test_shipped_u2pl_configs_use_the_point_cloud_defaults(path):
     # docs/U2PL_DEFAULTS.md: lambda_u 0.1 and a supervised-only warm-up, not the 2D paper's
     # lambda_u 1 without warm-up (which U2PL's Options keep); each file says why
-    opts = load_config(path).method.kwargs
-    assert opts["lambda_u"] == 0.1 and opts["sup_only_iterations"] > 0, path
+    opts = load_config(path).method
+    assert opts.lambda_u == 0.1 and opts.sup_only_iterations > 0, path
     assert "U2PL_DEFAULTS.md" in path.read_text(), f"{path} should give the reason"
 
 
@@ -253,7 +256,13 @@ def test_method_section_validated_through_method_options(tmp_path):
     with pytest.raises(ConfigError, match=r"high_rank must be > low_rank"):
         load_config(f, ["method.name=u2pl", "method.low_rank=4", "method.high_rank=4"])
     cfg = load_config(f, ["method.name=erda_u2pl", "method.erda={weight: 0.2}"])
-    assert cfg.method.kwargs == {"erda": {"weight": 0.2}}
+    assert cfg.method.model_fields_set == {"name", "erda"} and cfg.method.erda.weight == 0.2
+    assert isinstance(cfg.method, ERDAWithU2PLNegativesOptions)
+    # the validated section is the method's own Options, passed to it as is (no flattening)
+    from pcseg.engine.builders import build_method
+
+    method = build_method(cfg, 5, 8)
+    assert method.options is cfg.method and method.erda.weight == 0.2
 
 
 @pytest.mark.parametrize(
@@ -278,3 +287,33 @@ def test_ranges_and_choices_name_the_override(tmp_path, item, expect):
     with pytest.raises(ConfigError) as e:
         load_config(f, [item])
     assert str(e.value).startswith(f"--set {item}: {expect}")
+
+
+def test_method_section_is_the_methods_own_options_keyed_on_name(tmp_path):
+    from pcseg.methods import METHODS
+
+    f = _write(tmp_path / "m.yaml", {"train": {"epochs": 1}})
+    for name, cls in METHODS.items():
+        method = load_config(f, [f"method.name={name}"]).method
+        assert isinstance(method, cls.Options) and method.name == name
+        assert method == load_config(f, [f"method.name={name}"]).method
+    cfg = load_config(f, ["method.name=erda", "method.weight=0.3"])
+    assert config_to_dict(cfg)["method"] == {
+        "name": "erda",
+        **cfg.method.model_dump(exclude={"name"}),
+    }
+    assert config_to_dict(cfg)["method"]["weight"] == 0.3
+    with pytest.raises(ConfigError, match=r"--set method.name=1: key 'method.name' expects str"):
+        load_config(f, ["method.name=1"])
+
+
+def test_synthetic_section_is_typed(tmp_path):
+    f = _write(tmp_path / "s.yaml", {"train": {"epochs": 1}, "data": {"synthetic": {"seed": 3}}})
+    syn = load_config(f).data.synthetic
+    assert (syn.seed, syn.num_areas, syn.spacing) == (3, 3, 0.04)  # write_synthetic_s3dis's
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown key 'data.synthetic.room_per_area' \(did you mean "
+        r"'data.synthetic.rooms_per_area'\?\)",
+    ):
+        load_config(f, ["data.synthetic.room_per_area=2"])

@@ -1,7 +1,7 @@
 """Damaged raw inputs: a bad scene never breaks a run, every hint is a real option, and the
 readers share one point check (NaN / inf, empty scans) and one feature-unit check.
 
-Raw folders come from pcseg.datasets.synthetic and are damaged with tests/faults.py. The last
+Raw folders come from pcseg.readers.synthetic and are damaged with tests/faults.py. The last
 tests run ``pcseg prepare`` on a folder per dataset that mixes good scenes with truncated,
 empty, NaN, mislabelled and garbage-line ones, then ``pcseg train`` and ``pcseg test`` on the
 result with a tiny model.
@@ -22,10 +22,10 @@ import yaml
 
 from pcseg.cli.main import build_parser, main
 from pcseg.data import processed
-from pcseg.datasets import common, s3dis, scannet
-from pcseg.datasets import semantickitti as sk
-from pcseg.datasets.common import DataWarning
-from pcseg.datasets.synthetic import (
+from pcseg.readers import common, s3dis, scannet
+from pcseg.readers import semantickitti as sk
+from pcseg.readers.common import DataWarning
+from pcseg.readers.synthetic import (
     write_scannet_label_tsv,
     write_synthetic_s3dis,
     write_synthetic_scannet,
@@ -190,7 +190,7 @@ def test_nonfinite_points_every_reader(kitti, kitti_clean, scan, rooms, tmp_path
     ):
         sk.read_scene(kitti, "00_000000")
     with pytest.warns(DataWarning, match="dropped"):
-        dropped = sk.read_scene(kitti, "00_000000", nonfinite="drop")
+        dropped = sk.read_scene(kitti, "00_000000", sk.Options(nonfinite="drop"))
     clean = sk.read_scene(kitti_clean, "00_000000")
     keep = np.setdiff1d(np.arange(n), bad)
     np.testing.assert_array_equal(dropped.coords, clean.coords[keep])
@@ -211,7 +211,7 @@ def test_nonfinite_points_every_reader(kitti, kitti_clean, scan, rooms, tmp_path
     with pytest.raises(ValueError, match=re.escape(str(obj)) + r": 1 of \d+ points .*line 4\)"):
         s3dis.read_scene(rooms, sid)
     with pytest.warns(DataWarning, match=re.escape(str(obj)) + ".*line 4.*dropped"):
-        s = s3dis.read_scene(rooms, sid, nonfinite="drop")
+        s = s3dis.read_scene(rooms, sid, s3dis.Options(nonfinite="drop"))
     assert s.extra["skipped_lines"]["wall_1.txt"] == [4]
     # ScanNet: vertex indices of the mesh
     ply = scan / "scans" / "scene0000_00" / "scene0000_00_vh_clean_2.ply"
@@ -219,7 +219,7 @@ def test_nonfinite_points_every_reader(kitti, kitti_clean, scan, rooms, tmp_path
     with pytest.raises(ValueError, match=re.escape(str(ply)) + r": 2 of \d+ .*point index 2, 9\)"):
         scannet.read_scene(scan, "scene0000_00")
     with pytest.warns(DataWarning):
-        s = scannet.read_scene(scan, "scene0000_00", nonfinite="drop")
+        s = scannet.read_scene(scan, "scene0000_00", scannet.Options(nonfinite="drop"))
     assert s.extra["dropped_points"] == [2, 9] and np.isfinite(s.coords).all()
 
 

@@ -63,7 +63,9 @@ def test_demo_validates_on_its_own_area():
     for name in ("erda", "supervised"):
         d = load_config(REPO / "configs" / "demo" / f"{name}.yaml", []).data
         assert (d.train_split, d.val_split, d.test_split) == ("Area_1+Area_2", "Area_4", "Area_3")
-        assert d.synthetic["num_areas"] == 4 and "Area_4" in d.prepare_splits
+        assert (
+            d.synthetic is not None and d.synthetic.num_areas == 4 and "Area_4" in d.prepare_splits
+        )
 
 
 def test_prepare_if_missing_adds_a_new_validation_area(tmp_path):
@@ -71,18 +73,19 @@ def test_prepare_if_missing_adds_a_new_validation_area(tmp_path):
     areas are the same rooms (one seed, areas drawn in order)."""
     from pcseg.config import Config
     from pcseg.data import processed
-    from pcseg.datasets.prepare import prepare_if_missing
+    from pcseg.readers.synthetic import SyntheticRooms
+    from pcseg.workflows.prepare import prepare_if_missing
 
     cfg = Config()
     cfg.data.dataset, cfg.data.root = "s3dis", str(tmp_path / "p")
     cfg.data.raw = str(tmp_path / "r")
     cfg.data.label_spec, cfg.data.voxel_size = "1%", 0.1
-    cfg.data.synthetic = {"num_areas": 2, "rooms_per_area": 1, "seed": 0, "spacing": 0.15}
+    cfg.data.synthetic = SyntheticRooms(num_areas=2, rooms_per_area=1, seed=0, spacing=0.15)
     cfg.data.prepare_splits = ["Area_1", "Area_2"]
     prepare_if_missing(cfg)
     first = processed.split_scenes(tmp_path / "p", "Area_1")[0]
     before = processed.read_scene(tmp_path / "p", first)
-    cfg.data.synthetic = {**cfg.data.synthetic, "num_areas": 3}
+    cfg.data.synthetic = cfg.data.synthetic.model_copy(update={"num_areas": 3})
     cfg.data.prepare_splits = ["Area_1", "Area_2", "Area_3"]
     prepare_if_missing(cfg)
     meta = processed.read_meta(tmp_path / "p")

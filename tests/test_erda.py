@@ -93,8 +93,8 @@ def test_official_preset_values_and_explicit_override() -> None:
 @pytest.mark.parametrize("where", ["demo", "budget"])
 def test_official_config_files_pick_the_preset(where: str) -> None:
     cfg = load_config(ROOT / "configs" / where / "erda_official.yaml", [])
-    assert cfg.method.name == "erda" and cfg.method.kwargs == {"preset": "official"}
-    o = build_method("erda", 13, 32, **cfg.method.kwargs).options  # type: ignore[attr-defined]
+    assert cfg.method.name == "erda" and cfg.method.preset == "official"
+    o = build_method("erda", 13, 32, options=cfg.method).options  # type: ignore[attr-defined]
     assert {k: getattr(o, k) for k in OFFICIAL} == OFFICIAL
 
 

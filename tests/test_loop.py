@@ -15,7 +15,7 @@ from plyfile import PlyData, PlyElement
 from pcseg.annotate.session import open_session
 from pcseg.annotate.suggest import suggest_spots, uncertainty
 from pcseg.cli.main import main
-from pcseg.datasets.synthetic import make_s3dis_room
+from pcseg.readers.synthetic import make_s3dis_room
 
 CLASSES = {"names": ["floor", "wall", "other"], "features": ["rgb"], "voxel_size": 0.1}
 

@@ -149,11 +149,11 @@ def test_config_differences_ignore_run_only_settings():
     b = a.model_copy(deep=True)
     b.train.threads, b.train.progress, b.train.device, b.run_dir = 1, False, "cpu", "other"
     assert config_differences(a, b) == []
-    b.train.iterations, b.method.kwargs = 5, {"weight": 0.5}
+    b.train.iterations, b.method = 5, b.method.model_copy(update={"label_smoothing": 0.1})
     b.data.label_spec = "1pt"
     assert config_differences(a, b) == [
         "data.label_spec: '1%' -> '1pt'",
-        "method.weight: None -> 0.5",
+        "method.label_smoothing: 0.0 -> 0.1",
         "train.iterations: 1 -> 5",
     ]
 

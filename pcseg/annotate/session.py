@@ -66,8 +66,8 @@ def prepare_raw_file(path: Path, classes: str | os.PathLike | None) -> tuple[Pat
     custom`` with the CLASSES.yaml) into ``<file>.pcseg/`` next to it and reused after that,
     so the labels (``<file>.pcseg/labels/<spec>/<stem>.npy``) train with
     ``pcseg train ... --set data.root=<file>.pcseg data.label_spec=import:annotate``."""
-    from pcseg.datasets.custom import ClassesError, prepare_custom
-    from pcseg.datasets.prepare import PrepareError
+    from pcseg.readers.custom import ClassesError, prepare_custom
+    from pcseg.readers.prepare import PrepareError
 
     if classes is None:
         raise AnnotationError(f"{path}: a raw file needs --classes CLASSES.yaml to be prepared")

@@ -73,49 +73,21 @@ class ClassList:
 
 
 def load_classes(path: str | os.PathLike) -> ClassList:
-    """Read CLASSES.yaml: ``names: [..]`` (class index = position), optional
-    ``colors: {name: [r, g, b]}`` (0-255). Missing colours come from a generic palette."""
-    import yaml
-
+    """Read the class list of CLASSES.yaml (:func:`pcseg.readers.custom.load_class_names`:
+    ``names: [..]``, class index = position, optional ``colors: {name: [r, g, b]}`` 0-255;
+    other keys are not looked at). Missing colours come from a generic palette."""
+    from pcseg.readers.custom import ClassesError, load_class_names
     from pcseg.viz.palettes import generic_palette
 
-    path = Path(path)
-    if not path.is_file():
-        raise AnnotationError(f"class file {path} does not exist")
     try:
-        obj = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise AnnotationError(f"class file {path} is not readable YAML: {e}") from None
-    if not isinstance(obj, dict) or not isinstance(obj.get("names"), list) or not obj["names"]:
-        raise AnnotationError(
-            f"class file {path}: expected a mapping with a non-empty list "
-            f"'names: [..]' (class index = position)"
-        )
-    names = [str(n) for n in obj["names"]]
-    if len(set(names)) != len(names):
-        raise AnnotationError(f"class file {path}: names must be unique, got {names}")
-    given = obj.get("colors") or {}
-    if not isinstance(given, dict):
-        raise AnnotationError(f"class file {path}: 'colors' must map a name to [r, g, b]")
-    unknown = sorted(set(map(str, given)) - set(names))
-    if unknown:
-        raise AnnotationError(
-            f"class file {path}: colors for unknown classes {unknown} (names: {names})"
-        )
-    colors = np.asarray(generic_palette(len(names)), dtype=np.uint8).copy()
-    for i, n in enumerate(names):
-        if n in given:
-            c = given[n]
-            if (
-                not isinstance(c, (list, tuple))
-                or len(c) != 3
-                or not all(isinstance(v, (int, float)) and 0 <= v <= 255 for v in c)
-            ):
-                raise AnnotationError(
-                    f"class file {path}: colour of {n!r} must be [r, g, b] in 0..255, got {c!r}"
-                )
-            colors[i] = np.asarray(c, dtype=np.uint8)
-    return ClassList(names, colors, str(path))
+        spec = load_class_names(path)
+    except ClassesError as e:
+        raise AnnotationError(str(e)) from None
+    colors = np.asarray(generic_palette(len(spec.names)), dtype=np.uint8).copy()
+    for i, n in enumerate(spec.names):
+        if n in (spec.colors or {}):
+            colors[i] = np.asarray((spec.colors or {})[n], dtype=np.uint8)
+    return ClassList(list(spec.names), colors, str(path))
 
 
 def estimate_normals(

@@ -5,7 +5,7 @@
 3. the sparse benchmark on CUDA, pcseg vs spconv, case b (MinkUNet34C forward + backward on
    a synthetic room at 2 cm), with the pcseg / spconv ratios and peak memory;
 4. a ``--iterations`` (200) MinkUNet34C training under autocast on synthetic S3DIS rooms
-   (pcseg.datasets.synthetic.write_synthetic_s3dis -> pcseg.datasets.prepare.prepare_dataset
+   (pcseg.readers.synthetic.write_synthetic_s3dis -> pcseg.readers.prepare.prepare_dataset
    into a temporary folder -> pcseg.engine.trainer.train with configs/demo/supervised.yaml),
    printing iterations/s and peak memory.
 
@@ -93,9 +93,9 @@ def train_job(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from pcseg.config import load_config
-    from pcseg.datasets.prepare import PrepareOptions, prepare_dataset
-    from pcseg.datasets.synthetic import write_synthetic_s3dis
     from pcseg.engine.trainer import train
+    from pcseg.readers.prepare import PrepareOptions, prepare_dataset
+    from pcseg.readers.synthetic import write_synthetic_s3dis
 
     tmp = Path(spec["tmp"])
     t0 = time.perf_counter()

@@ -127,9 +127,9 @@ def tiny_predictor(voxel_size: float, planes: int = 16) -> Any:
     """A randomly initialised MinkUNet14A predictor on the CPU (timing and tests only)."""
     import torch
 
-    from pcseg.datasets.custom import ClassesSpec
     from pcseg.inference.predictor import Predictor
     from pcseg.models import MODELS
+    from pcseg.readers.custom import ClassesSpec
 
     torch.manual_seed(0)
     names = list(ASPRS)

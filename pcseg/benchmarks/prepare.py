@@ -1,9 +1,9 @@
-"""Prepare throughput: :func:`pcseg.datasets.prepare.prepare_dataset` on synthetic S3DIS rooms.
+"""Prepare throughput: :func:`pcseg.readers.prepare.prepare_dataset` on synthetic S3DIS rooms.
 
     python -m pcseg.benchmarks prepare [--workers 2] [--reference-workers 1] [--rooms N]
         [--json FILE]
 
-The raw rooms are written once (pcseg.datasets.synthetic.write_synthetic_s3dis); every run
+The raw rooms are written once (pcseg.readers.synthetic.write_synthetic_s3dis); every run
 prepares them into its own folder in its own worker process
 (:func:`pcseg.benchmarks.harness.run_worker`), with the weak-label specs ``1% 0.1% 1pt``.
 Reported: points/s, the peak RSS of the run (the worker and, with ``--workers > 1``, its
@@ -48,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def write_raw(raw: Path, rooms: int | None = None, areas: int | None = None) -> None:
     """The synthetic S3DIS raw folder every run prepares."""
-    from pcseg.datasets.synthetic import write_synthetic_s3dis
+    from pcseg.readers.synthetic import write_synthetic_s3dis
 
     kwargs: dict[str, Any] = {}
     if rooms is not None:
@@ -60,7 +60,7 @@ def write_raw(raw: Path, rooms: int | None = None, areas: int | None = None) -> 
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
     """One prepare run (worker target): ``spec`` = raw, out, workers, labels."""
-    from pcseg.datasets.prepare import PrepareError, PrepareOptions, prepare_dataset
+    from pcseg.readers.prepare import PrepareError, PrepareOptions, prepare_dataset
 
     opts = PrepareOptions(
         dataset="s3dis",
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("prepare: --workers >= 1 and --reference-workers >= 1 are required")
     counts = list(dict.fromkeys([args.reference_workers, args.workers]))
     res: dict[str, Any] = {
-        "dataset": "s3dis (pcseg.datasets.synthetic)",
+        "dataset": "s3dis (pcseg.readers.synthetic)",
         "labels": list(LABELS),
         "reference": f"workers_{args.reference_workers}",
         "runs": {},

@@ -119,11 +119,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 # ----------------------------------------------------------------- scenes
 def room_scene(spacing: float) -> tuple[np.ndarray, np.ndarray, str]:
-    """Case a / b input: one synthetic S3DIS room (pcseg.datasets.synthetic) read back with
-    pcseg.datasets.s3dis.read_scene and voxelized at 2 cm (pcseg.data.voxelize, 'test' mode).
+    """Case a / b input: one synthetic S3DIS room (pcseg.readers.synthetic) read back with
+    pcseg.readers.s3dis.read_scene and voxelized at 2 cm (pcseg.data.voxelize, 'test' mode).
     Returns voxel coords (M, 3) int32, RGB feats (M, 3) float32, a description."""
     from pcseg.data.voxelize import voxelize
-    from pcseg.datasets import s3dis, synthetic
+    from pcseg.readers import s3dis, synthetic
 
     with tempfile.TemporaryDirectory(prefix="pcseg_bench_room_") as tmp:
         synthetic.write_synthetic_s3dis(Path(tmp), num_areas=1, rooms_per_area=1, spacing=spacing)
@@ -133,7 +133,7 @@ def room_scene(spacing: float) -> tuple[np.ndarray, np.ndarray, str]:
         sc = s3dis.read_scene(Path(tmp), sid)
     pts, rgb = sc.coords, sc.feats
     src = (
-        f"pcseg.datasets.synthetic S3DIS room {sid} (surface spacing {spacing} m, "
+        f"pcseg.readers.synthetic S3DIS room {sid} (surface spacing {spacing} m, "
         f"{len(pts):,} points)"
     )
     v = voxelize(pts, 0.02, "test", feats=rgb)
@@ -144,7 +144,7 @@ def room_scene(spacing: float) -> tuple[np.ndarray, np.ndarray, str]:
 def kitti_scene(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
     """Case c input: a SemanticKITTI scan voxelized at 5 cm; feats = remission (M, 1)."""
     from pcseg.data.voxelize import voxelize
-    from pcseg.datasets.semantickitti import read_bin
+    from pcseg.readers.semantickitti import read_bin
 
     scan = read_bin(path)
     v = voxelize(scan[:, :3], 0.05, "test", feats=scan[:, 3:4])
@@ -778,7 +778,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     Cases: (a) 3x3x3 sub-manifold conv C -> C on ~``voxels_a`` voxels: kernel-map build,
     forward with the map cached, backward; (b) ``model`` forward + backward on a synthetic
-    S3DIS room at 2 cm (pcseg.datasets.synthetic -> pcseg.datasets.s3dis.read_scene ->
+    S3DIS room at 2 cm (pcseg.readers.synthetic -> pcseg.readers.s3dis.read_scene ->
     pcseg.data.voxelize); (c) the same on SemanticKITTI 00/000000 at 5 cm (skipped when
     absent). Every measurement runs in its own worker process (clean peak memory). Returns
     the raw figures per case and configuration plus pcseg / peer ratios; the top-level

@@ -20,12 +20,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from pcseg.datasets.custom import ClassesError
 from pcseg.inference.files import STREAM_MODES, predict_files
 from pcseg.inference.predictor import PredictError
 from pcseg.inference.streamed import DEFAULT_CHUNK_POINTS
 from pcseg.inference.tiling import DEFAULT_OVERLAP_VOXELS, DEFAULT_VOXEL_BUDGET
 from pcseg.io.points import OUTPUT_FORMATS
+from pcseg.readers.custom import ClassesError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -7,14 +7,24 @@ import sys
 from pathlib import Path
 
 from pcseg.data.weak_labels import parse_spec
-from pcseg.datasets import DATASETS
-from pcseg.datasets.common import NONFINITE_POLICIES
-from pcseg.datasets.prepare import (
+from pcseg.readers import DATASETS
+from pcseg.readers.common import NONFINITE_POLICIES
+from pcseg.readers.prepare import (
     DEFAULT_VOXEL_SIZE,
     PrepareError,
     PrepareOptions,
     parse_split_scenes,
     prepare_dataset,
+    reader_of,
+    reader_options,
+)
+
+#: dataset-specific flags: (flag, argparse dest, dataset, reader option, default)
+READER_FLAGS: tuple[tuple[str, str, str, str, object], ...] = (
+    ("--kitti-yaml", "kitti_yaml", "semantickitti", "config", None),
+    ("--scannet-split-dir", "scannet_split_dir", "scannet", "split_dir", None),
+    ("--scannet-label-map", "scannet_label_map", "scannet", "label_map_file", None),
+    ("--s3dis-unknown-class", "s3dis_unknown_class", "s3dis", "on_unknown_class", "error"),
 )
 
 
@@ -34,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=None,
         metavar="CLASSES.yaml",
         help="custom only: class names, label field, map, features, voxel size "
-        "(pcseg/datasets/custom.py; examples in configs/custom/)",
+        "(pcseg/readers/custom.py; examples in configs/custom/)",
     )
     p.add_argument("--raw", required=True, type=Path, help="raw dataset folder")
     p.add_argument("--out", required=True, type=Path, help="processed output folder")
@@ -150,14 +160,14 @@ def run(args: argparse.Namespace) -> int:
         split_scenes = parse_split_scenes(args.split_scenes)
     except ValueError as e:
         args.parser.error(str(e))
-    for flag, val, ds in (
-        ("--kitti-yaml", args.kitti_yaml, "semantickitti"),
-        ("--scannet-split-dir", args.scannet_split_dir, "scannet"),
-        ("--scannet-label-map", args.scannet_label_map, "scannet"),
-        ("--s3dis-unknown-class", None if args.s3dis_unknown_class == "error" else 1, "s3dis"),
-    ):
-        if val is not None and args.dataset != ds:
+    given: dict[str, object] = {"nonfinite": args.nonfinite}
+    for flag, dest, ds, option, default in READER_FLAGS:
+        val = getattr(args, dest)
+        if val == default:
+            continue
+        if args.dataset != ds:
             args.parser.error(f"{flag} applies to {ds} only, not {args.dataset}")
+        given[option] = val
     opts = PrepareOptions(
         dataset=args.dataset,
         raw=args.raw,
@@ -170,14 +180,10 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         trust_pickle=args.trust_pickle,
         limited_annotation=list(args.limited_annotation),
-        nonfinite=args.nonfinite,
-        kitti_yaml=args.kitti_yaml,
-        scannet_split_dir=args.scannet_split_dir,
-        scannet_label_map=args.scannet_label_map,
         split_scenes=split_scenes,
-        s3dis_unknown_class=args.s3dis_unknown_class,
     )
     try:
+        opts.reader_options = reader_options(reader_of(opts), given, args.dataset)
         prepare_dataset(opts)
     except PrepareError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -187,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_custom(args: argparse.Namespace) -> int:
     """``pcseg prepare custom``: files under --raw + CLASSES.yaml -> processed folder."""
-    from pcseg.datasets.custom import ClassesError, prepare_custom
+    from pcseg.readers.custom import ClassesError, CustomOptions, prepare_custom
 
     if args.classes is None:
         args.parser.error("pcseg prepare custom needs --classes CLASSES.yaml")
@@ -206,7 +212,7 @@ def _run_custom(args: argparse.Namespace) -> int:
             seed=args.seed,
             workers=args.workers,
             overwrite=args.overwrite,
-            nonfinite=args.nonfinite,
+            reader_options=CustomOptions(nonfinite=args.nonfinite),
         )
     except (ClassesError, PrepareError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pcseg.datasets.synthetic import (
+from pcseg.readers.synthetic import (
     write_synthetic_s3dis,
     write_synthetic_scannet,
     write_synthetic_semantickitti,

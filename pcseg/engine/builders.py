@@ -56,10 +56,11 @@ def model_feature_dim(model: nn.Module) -> int:
 
 
 def build_method(cfg: Config, num_classes: int, feature_dim: int) -> Method:
-    """``pcseg.methods.build_method(method.name, num_classes, feature_dim, **method kwargs)``."""
+    """``pcseg.methods.build_method(method.name, num_classes, feature_dim, options=cfg.method)``
+    (``cfg.method`` is an instance of the method's own ``Options``)."""
     from pcseg.methods import build_method as _build
 
-    return _build(cfg.method.name, num_classes, feature_dim, **cfg.method.kwargs)
+    return _build(cfg.method.name, num_classes, feature_dim, options=cfg.method)
 
 
 class TrainModule(nn.Module):

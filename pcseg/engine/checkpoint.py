@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pcseg.config import Config, ConfigError, config_from_dict, parse_override
+from pcseg.config import Config, ConfigError, config_from_dict, merge_dicts, parse_override
 from pcseg.io.atomic import atomic_save_with
 
 CHECKPOINT_FORMAT = 1
@@ -139,12 +139,5 @@ def config_from_checkpoint(checkpoint: str | Path, overrides: list[str]) -> Conf
         raise ConfigError(f"{checkpoint} holds no config: pass CONFIG")
     merged = state["config"]
     for item in overrides:
-        merged = _merge(merged, parse_override(item))
+        merged = merge_dicts(merged, parse_override(item))
     return config_from_dict(merged, f"config of {checkpoint}")
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out

@@ -10,7 +10,7 @@ file next to it. ``OUT/predict_summary.json`` holds the class shares of every fi
 
 In-memory pipeline per file (:mod:`~pcseg.inference.memory`): read (float64) -> shift to the
 file's origin -> features exactly as ``pcseg prepare custom`` computes them
-(:func:`pcseg.datasets.custom.point_features`) -> voxelize the whole file once (test mode:
+(:func:`pcseg.readers.custom.point_features`) -> voxelize the whole file once (test mode:
 the first point of a voxel represents it, as ``pcseg test``) -> tiles -> network -> each
 point takes its voxel's prediction.
 

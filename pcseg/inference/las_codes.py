@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pcseg.datasets.custom import ClassesSpec
 from pcseg.io.point_file import PointFile
+from pcseg.readers.custom import ClassesSpec
 
 
 def label_codes(spec: ClassesSpec, pred: np.ndarray) -> np.ndarray:

@@ -3,7 +3,7 @@ tile by tile (:mod:`pcseg.inference.tiling`) and written in its own format (or c
 with all its fields kept.
 
 Pipeline per file: read (float64) -> shift to the file's origin -> features exactly as
-``pcseg prepare custom`` computes them (:func:`pcseg.datasets.custom.point_features`) ->
+``pcseg prepare custom`` computes them (:func:`pcseg.readers.custom.point_features`) ->
 voxelize the whole file once (test mode: the first point of a voxel represents it, as
 ``pcseg test``) -> tiles -> network -> each point takes its voxel's prediction.
 """
@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from pcseg.data.voxelize import voxelize
-from pcseg.datasets.custom import point_features, scene_origin, validate_points
 from pcseg.inference.las_codes import las_classification
 from pcseg.inference.predictor import Predictor
 from pcseg.inference.tiling import (
@@ -29,6 +28,7 @@ from pcseg.inference.tiling import (
     tiles_from_boxes,
 )
 from pcseg.io.points import output_path, read_points, write_points
+from pcseg.readers.custom import point_features, scene_origin, validate_points
 
 
 def predict_points(

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from pcseg.data.dataset import FEATURE_WIDTHS, input_features
-from pcseg.datasets.custom import ClassesSpec, classes_from_dict, load_classes
 from pcseg.engine.checkpoint import config_from_checkpoint
 from pcseg.engine.evaluate import load_model_for_eval
 from pcseg.engine.setup import resolve_device
 from pcseg.models.inputs import sparse_input
+from pcseg.readers.custom import ClassesSpec, classes_from_dict, load_classes
 
 
 class PredictError(ValueError):

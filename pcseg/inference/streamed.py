@@ -6,7 +6,7 @@ holds more than one chunk of the file, one tile's points and one network input:
 
 1. **pass 1** streams the file (:func:`pcseg.io.stream.iter_chunks`, ``chunk_points``
    at a time) for the point count, the bounds (the origin is the same
-   :func:`~pcseg.datasets.custom.scene_origin` as in memory), the per-field maxima the
+   :func:`~pcseg.readers.custom.scene_origin` as in memory), the per-field maxima the
    feature scaling needs, and a histogram of points per coarse XY cell
    (:data:`COARSE_CELL_VOXELS` voxels a side; memory O(area / cell^2), a few MB even for
    km^2 tiles);
@@ -63,7 +63,6 @@ import numpy as np
 from tqdm import tqdm
 
 from pcseg.data.voxelize import floor_coords, voxelize
-from pcseg.datasets.custom import feature_fields, point_features, scene_origin
 from pcseg.inference.las_codes import classification_codes, classification_notes, las_limit
 from pcseg.inference.predictor import Predictor
 from pcseg.inference.tiling import MAX_SPAN, make_tiles, margin_voxels, run_tiles
@@ -75,6 +74,7 @@ from pcseg.io.stream import (
     ply_stream_layout,
     write_streamed,
 )
+from pcseg.readers.custom import feature_fields, point_features, scene_origin
 
 #: points per chunk of the out-of-core path
 DEFAULT_CHUNK_POINTS = 1_000_000

@@ -49,14 +49,22 @@ def method_options(name: str) -> type[BaseModel]:
     return _method_class(name).Options
 
 
-def build_method(name: str, num_classes: int, feature_dim: int, **options: Any) -> Method:
+def build_method(
+    name: str,
+    num_classes: int,
+    feature_dim: int,
+    options: BaseModel | None = None,
+    **values: Any,
+) -> Method:
     """Construct the method registered under ``name``.
 
     Args:
         name: a key of :data:`METHODS`.
         num_classes: K, number of segmentation classes.
         feature_dim: D, width of the model's last decoder features.
-        **options: method options (e.g. ``weight=0.1, variant="erda"`` for ERDA), validated
+        options: an instance of the method's ``Options`` (e.g. a config's ``cfg.method``),
+            used as is; or
+        **values: method options (e.g. ``weight=0.1, variant="erda"`` for ERDA), validated
             through the method's ``Options`` model.
     Raises:
         ValueError: unknown name (listing the valid ones), unknown option (naming it, with
@@ -64,7 +72,7 @@ def build_method(name: str, num_classes: int, feature_dim: int, **options: Any) 
             what was expected).
     """
     cls = _method_class(name)
-    opts = resolve_options(cls.Options, name, None, options)
+    opts = resolve_options(cls.Options, name, options, values)
     return cls(num_classes, feature_dim, opts)  # type: ignore[call-arg]
 
 

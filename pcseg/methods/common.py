@@ -9,9 +9,8 @@ that names the method, the option and what was expected.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, Literal, Protocol, TypeVar, get_args
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from pcseg.engine.metrics import metrics_from_confusion
+from pcseg.utils.options import options_error_message
 
 #: a finite number >= 0 (loss weights)
 NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
@@ -109,43 +109,6 @@ def resolve_options(
         return cls.model_validate(dict(values or {}))
     except ValidationError as e:
         raise ValueError(options_error_message(cls, who, e)) from None
-
-
-def model_fields_at(cls: type[BaseModel], path: Sequence[str | int]) -> list[str]:
-    """Field names of the (nested) model reached from ``cls`` by the field names ``path``
-    (an error's location minus its last element); [] when ``path`` leads to no model."""
-    model: Any = cls
-    for part in path:
-        fields = getattr(model, "model_fields", {})
-        if part not in fields:
-            return []
-        ann = fields[part].annotation
-        model = next(
-            (a for a in (ann, *get_args(ann)) if isinstance(a, type) and issubclass(a, BaseModel)),
-            None,
-        )
-    return list(getattr(model, "model_fields", {}))
-
-
-def options_error_message(cls: type[BaseModel], who: str, error: ValidationError) -> str:
-    """One readable line per problem of a failed options validation."""
-    lines = []
-    for e in error.errors():
-        loc = [p for p in e["loc"] if isinstance(p, (str, int))]
-        where = ".".join(str(p) for p in loc)
-        if e["type"] == "extra_forbidden":
-            accepted = model_fields_at(cls, loc[:-1])
-            hint = difflib.get_close_matches(str(loc[-1]), accepted, n=1)
-            extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-            lines.append(
-                f"{who}: unknown option(s) [{where!r}]{extra}; accepted options: {accepted}"
-            )
-            continue
-        what = e["msg"].removeprefix("Value error, ")
-        lines.append(
-            f"{who}: option {where!r}: {what}, got {e['input']!r}" if where else f"{who}: {what}"
-        )
-    return "\n".join(lines)
 
 
 def check_inputs(

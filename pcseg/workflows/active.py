@@ -328,7 +328,7 @@ def run_active_study(
     strategy, the same run), also written to ``json_out`` after every run; prints the table
     (also to ``table_out``) and draws ``plot_out``.
     """
-    from pcseg.datasets.prepare import prepare_if_missing
+    from pcseg.workflows.prepare import prepare_if_missing
 
     for s in strategies:
         if s not in STRATEGIES:

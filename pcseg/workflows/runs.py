@@ -95,8 +95,8 @@ def train_with_data(
 
     Returns the trainer's end-of-run summary (see :func:`pcseg.engine.trainer.train`).
     """
-    from pcseg.datasets.prepare import prepare_if_missing
     from pcseg.engine.trainer import train
+    from pcseg.workflows.prepare import prepare_if_missing
 
     rank, _, _ = du.init_distributed(_device_kind(cfg))
     if rank == 0:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from pcseg.datasets.custom import ClassesSpec
 from pcseg.inference.las_codes import (
     classification_codes,
     classification_notes,
@@ -14,6 +13,7 @@ from pcseg.inference.las_codes import (
     las_classification,
 )
 from pcseg.io.point_file import PointFile
+from pcseg.readers.custom import ClassesSpec
 
 
 def _spec(mapping):

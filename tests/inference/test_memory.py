@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 
 from pcseg.benchmarks.predict import synthetic_outdoor
-from pcseg.datasets.custom import point_features
 from pcseg.inference.memory import predict_file_in_memory, predict_points
 from pcseg.inference.tiling import border_distance, receptive_field
 from pcseg.io.point_file import PointFile
+from pcseg.readers.custom import point_features
 
 #: at a tile border (overlap of 16 voxels, less than the receptive field) a voxel's
 #: probabilities may differ from the untiled ones by at most this much (measured on this

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from pcseg.benchmarks.predict import synthetic_outdoor, write_synthetic_las
-from pcseg.datasets.custom import point_features
 from pcseg.inference.files import predict_file
 from pcseg.inference.memory import predict_points
 from pcseg.inference.streamed import predict_file_streamed
 from pcseg.inference.tiling import receptive_field
+from pcseg.readers.custom import point_features
 
 #: the border tolerance of the in-memory tiled path (tests/inference/test_memory.py)
 BORDER_PROB_TOL = 1e-3
@@ -23,8 +23,8 @@ INTERIOR_PROB_TOL = 1e-5
 
 def _read_scene(path):
     """The in-memory path's inputs of a file: local float32 coords and features."""
-    from pcseg.datasets.custom import scene_origin
     from pcseg.io.points import read_points
+    from pcseg.readers.custom import scene_origin
 
     pf = read_points(path)
     coords = (pf.xyz - scene_origin(pf.xyz)).astype(np.float32)

@@ -44,7 +44,7 @@ import fnmatch
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import yaml
@@ -58,9 +58,9 @@ from pydantic import (
 )
 
 from pcseg.data.scene import Scene
-from pcseg.datasets.common import check_points, normalise_features
 from pcseg.io.point_file import SUFFIXES, PointFile, PointFileError
 from pcseg.io.points import read_points
+from pcseg.readers.common import ReaderOptions, check_points, normalise_features
 
 DATASET = "custom"
 
@@ -69,20 +69,15 @@ class ClassesError(ValueError):
     """A ``CLASSES.yaml`` that cannot be used (message names the file and the key)."""
 
 
-class ClassesSpec(BaseModel):
-    """The contents of ``CLASSES.yaml`` (see the module docstring)."""
+class ClassNames(BaseModel):
+    """The class list of a ``CLASSES.yaml``: ``names`` (class index = position, unique) and
+    optional ``colors`` {name: [r, g, b] in 0..255}. Other keys are not looked at: this is
+    what ``pcseg annotate`` reads; :class:`ClassesSpec` is the whole file."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="ignore")
 
     names: list[str] = Field(min_length=1)
-    label_field: str | None = None
-    map: dict[int, str | int] | None = None
-    ignore: list[int] = Field(default_factory=list)
-    features: list[str] = Field(default_factory=list)
-    voxel_size: float = Field(gt=0)
-    splits: dict[str, str | list[str]] | None = None
     colors: dict[str, list[int]] | None = None
-    columns: list[str] | None = None
 
     @field_validator("names")
     @classmethod
@@ -91,6 +86,30 @@ class ClassesSpec(BaseModel):
         if dup:
             raise ValueError(f"class names must be unique; repeated: {dup}")
         return v
+
+    @model_validator(mode="after")
+    def _colors(self) -> ClassNames:
+        unknown = sorted(set(self.colors or {}) - set(self.names))
+        if unknown:
+            raise ValueError(f"colors for unknown classes {unknown} (names: {self.names})")
+        for name, rgb in (self.colors or {}).items():
+            if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
+                raise ValueError(f"colors: {name}: expected [r, g, b] in 0..255, got {rgb}")
+        return self
+
+
+class ClassesSpec(ClassNames):
+    """The contents of ``CLASSES.yaml`` (see the module docstring); unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label_field: str | None = None
+    map: dict[int, str | int] | None = None
+    ignore: list[int] = Field(default_factory=list)
+    features: list[str] = Field(default_factory=list)
+    voxel_size: float = Field(gt=0)
+    splits: dict[str, str | list[str]] | None = None
+    columns: list[str] | None = None
 
     @field_validator("features")
     @classmethod
@@ -114,11 +133,6 @@ class ClassesSpec(BaseModel):
             both = sorted(set(self.map) & set(self.ignore))
             if both:
                 raise ValueError(f"raw values {both} are in both map and ignore")
-        for name, rgb in (self.colors or {}).items():
-            if name not in self.names:
-                raise ValueError(f"colors: {name!r} is not in names {self.names}")
-            if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
-                raise ValueError(f"colors: {name}: expected [r, g, b] in 0..255, got {rgb}")
         if (self.map is not None or self.ignore) and self.label_field is None:
             raise ValueError("map / ignore are given but label_field is not")
         return self
@@ -144,38 +158,60 @@ class ClassesSpec(BaseModel):
         return {k: [v] if isinstance(v, str) else list(v) for k, v in self.splits.items()}
 
 
-def load_classes(path: str | Path) -> ClassesSpec:
-    """Read and check ``CLASSES.yaml``; :class:`ClassesError` names the file and the key."""
+ClassesT = TypeVar("ClassesT", bound=ClassNames)
+
+
+def read_classes_file(path: str | Path) -> dict[str, Any]:
+    """The mapping of a ``CLASSES.yaml`` file, unchecked beyond holding a non-empty
+    ``names`` list; :class:`ClassesError` names the file when it is missing, not YAML or
+    not such a mapping."""
     path = Path(path)
     if not path.is_file():
         raise ClassesError(f"classes file {path} does not exist")
     try:
-        obj = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise ClassesError(f"classes file {path} is not valid YAML: {e}") from e
-    if not isinstance(obj, dict):
+        obj = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ClassesError(f"classes file {path} is not valid YAML: {e}") from None
+    if not isinstance(obj, dict) or "names" not in obj:
+        got = type(obj).__name__ if not isinstance(obj, dict) else f"keys {sorted(obj)}"
         raise ClassesError(
-            f"classes file {path}: expected a mapping of keys (names, voxel_size, "
-            f"...), got {type(obj).__name__}"
+            f"classes file {path}: expected a mapping with a non-empty list 'names: [..]' "
+            f"(class index = position) and the other keys (voxel_size, ...), got {got}"
         )
-    return classes_from_dict(obj, str(path))
+    return obj
+
+
+def load_classes(path: str | Path) -> ClassesSpec:
+    """Read and check ``CLASSES.yaml``; :class:`ClassesError` names the file and the key."""
+    return classes_from_dict(read_classes_file(path), str(path))
+
+
+def load_class_names(path: str | Path) -> ClassNames:
+    """Only the class list (names, colours) of ``CLASSES.yaml``, for a file that may hold
+    nothing else (``pcseg annotate``); :class:`ClassesError` names the file and the key."""
+    return _validate_classes(ClassNames, read_classes_file(path), str(path))
 
 
 def classes_from_dict(obj: dict[str, Any], source: str = "classes") -> ClassesSpec:
     """:class:`ClassesSpec` from a dict (e.g. the copy kept in a processed ``meta.json``)."""
+    return _validate_classes(ClassesSpec, obj, source)
+
+
+def _validate_classes(cls: type[ClassesT], obj: dict[str, Any], source: str) -> ClassesT:
     try:
-        return ClassesSpec.model_validate(obj)
+        return cls.model_validate(obj)
     except ValidationError as e:
         parts = []
         for err in e.errors():
-            loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
-            parts.append(f"key {loc!r}: {err['msg']}")
+            msg = err["msg"].removeprefix("Value error, ")
+            loc = ".".join(str(x) for x in err["loc"])
+            parts.append(f"key {loc!r}: {msg}" if loc else msg)
         raise ClassesError(f"classes file {source}: " + "; ".join(parts)) from None
 
 
 # ----------------------------------------------------------------------------- checks
 def validate_points(pf: PointFile, nonfinite: str = "refuse") -> np.ndarray | None:
-    """The read-time check of a file's points: :func:`pcseg.datasets.common.check_points`
+    """The read-time check of a file's points: :func:`pcseg.readers.common.check_points`
     (the one shared check of every reader), with the coordinate field(s) named.
 
     Returns None, or the keep-mask under ``nonfinite='drop'``. Raises
@@ -230,7 +266,7 @@ def _normalise_feature(
 ) -> np.ndarray:
     """Scale one raw feature into the network's range (see the module docstring).
 
-    Colours and intensity go through :func:`pcseg.datasets.common.normalise_features` (the
+    Colours and intensity go through :func:`pcseg.readers.common.normalise_features` (the
     one shared range detection: 0-1, 0-255 or 0-65535, with a note when the range differs
     from the dtype's documented unit); other scalar fields: booleans as 0/1, integers over
     their dtype's maximum, floats as they are. ``seen_max``: the field's maximum over the
@@ -401,16 +437,26 @@ def list_files(raw: Path) -> dict[str, Path]:
     return out
 
 
+class CustomOptions(ReaderOptions):
+    """Options of :class:`CustomReader` (the class spec is the reader's own): ``nonfinite``
+    (see :func:`to_scene`)."""
+
+
 class CustomReader:
-    """The reader of ``pcseg prepare custom`` (the interface of the benchmark reader modules:
-    ``SPLITS``, ``list_scenes(raw, split)``, ``read_scene(raw, scene_id)``); picklable."""
+    """The reader of ``pcseg prepare custom`` (the interface of the benchmark reader modules,
+    :class:`pcseg.readers.common.Reader`: ``SPLITS``, ``Options``, ``list_scenes``,
+    ``read_scene``); picklable."""
+
+    Options = CustomOptions
 
     def __init__(self, spec: ClassesSpec, source: str = "CLASSES.yaml") -> None:
         self.spec = spec
         self.source = source
         self.SPLITS = {k: None for k in spec.split_patterns()}
 
-    def list_scenes(self, raw: str | Path, split: str) -> list[str]:
+    def list_scenes(
+        self, raw: str | Path, split: str, options: CustomOptions | None = None
+    ) -> list[str]:
         """Scene ids of ``split`` (files matching its globs, relative to ``raw``)."""
         pats = self.spec.split_patterns()
         if split not in pats:
@@ -425,14 +471,15 @@ class CustomReader:
                 ids.append(sid)
         return ids
 
-    def read_scene(self, raw: str | Path, sid: str, nonfinite: str = "refuse") -> Scene:
-        """Read, check and convert the file of scene ``sid`` (``nonfinite``: see
+    def read_scene(self, raw: str | Path, sid: str, options: CustomOptions | None = None) -> Scene:
+        """Read, check and convert the file of scene ``sid`` (``options.nonfinite``: see
         :func:`to_scene`)."""
+        opts = CustomOptions() if options is None else options
         files = list_files(Path(raw))
         if sid not in files:
             raise ValueError(f"no file for scene {sid!r} under {raw}")
         pf = read_points(files[sid], self.spec.columns)
-        return to_scene(pf, self.spec, sid, self.source, nonfinite=nonfinite)
+        return to_scene(pf, self.spec, sid, self.source, nonfinite=opts.nonfinite)
 
 
 def prepare_custom(
@@ -440,17 +487,19 @@ def prepare_custom(
     classes: str | Path,
     out: str | Path,
     labels: list[str] | None = None,
-    **options: Any,
+    reader_options: CustomOptions | None = None,
+    **fields: Any,
 ) -> dict[str, Any]:
     """``pcseg prepare custom``: the processed folder of a folder of files.
 
     ``labels``: weak-label specs (default ``['given']`` when the files carry labels, none
-    otherwise); ``options``: further :class:`pcseg.datasets.prepare.PrepareOptions` fields
-    (``workers``, ``overwrite``, ``seed``, ``splits``). The class spec is kept in
+    otherwise); ``reader_options``: the reader's :class:`CustomOptions` (None: defaults);
+    ``fields``: further :class:`pcseg.readers.prepare.PrepareOptions` fields (``workers``,
+    ``overwrite``, ``seed``, ``splits``). The class spec is kept in
     ``meta.json`` (key ``classes``) for ``pcseg predict``. Warns (and lists in the summary)
     every class with no labelled point at all.
     """
-    from pcseg.datasets.prepare import PrepareOptions, prepare_dataset
+    from pcseg.readers.prepare import PrepareOptions, prepare_dataset
 
     spec = load_classes(classes)
     if labels is None or not labels:
@@ -462,12 +511,13 @@ def prepare_custom(
         labels=list(labels),
         voxel_size=spec.voxel_size,
         reader=CustomReader(spec, str(classes)),
+        reader_options=reader_options,
         class_names=list(spec.names),
         meta_extra={
             "classes": spec.model_dump(mode="json"),
             "classes_file": str(Path(classes).resolve()),
         },
-        **options,
+        **fields,
     )
     summary = prepare_dataset(opts)
     if spec.label_field:

@@ -13,7 +13,7 @@ from plyfile import PlyData
 
 from pcseg.cli.main import main
 from pcseg.data.classes import S3DIS_CLASSES
-from pcseg.datasets import s3dis, scannet, semantickitti, synthetic
+from pcseg.readers import s3dis, scannet, semantickitti, synthetic
 
 
 def _tree_digest(root: Path) -> str:
@@ -178,7 +178,7 @@ def test_write_synthetic_semantickitti(tmp_path):
     n = (seq / "00" / "velodyne" / "000000.bin").stat().st_size // 16
     assert (seq / "00" / "labels" / "000000.label").stat().st_size == 4 * n
     # generated yaml: official structure (compared with the real file in
-    # test_datasets_semantickitti)
+    # tests/readers/test_semantickitti.py)
     ours = yaml.safe_load((root / "semantic-kitti.yaml").read_text())
     assert set(ours) == {
         "labels",
@@ -252,3 +252,11 @@ def test_write_synthetic_scannet(tmp_path, ending):
     with pytest.raises(ValueError, match="line_ending"):
         synthetic.write_scannet_label_tsv(tmp_path / "x.tsv", "\r")
     assert main(["synthetic", "scannet", "--out", str(tmp_path / "cli")]) == 0
+
+
+def test_synthetic_rooms_model_matches_the_writer():
+    import inspect
+
+    params = inspect.signature(synthetic.write_synthetic_s3dis).parameters
+    defaults = {k: p.default for k, p in params.items() if k != "root"}
+    assert synthetic.SyntheticRooms().model_dump() == defaults

@@ -1,7 +1,7 @@
 """Raw dataset folder -> processed folder (docs/ARCHITECTURE.md section 2) + weak-label index files.
 
 Every scene of the requested splits (default: all splits the reader defines) is read with
-``pcseg/datasets/<dataset>.py``, written to ``OUT/scenes/`` and its weak labels drawn for
+``pcseg/readers/<dataset>.py``, written to ``OUT/scenes/`` and its weak labels drawn for
 every label spec into ``OUT/labels/<spec>/``. Weak labels are drawn on the voxelized cloud
 at ``voxel_size`` (the dataset default unless given; 0 = raw points), seeded by
 (seed, scene name, spec) so they do not depend on worker count or order.
@@ -23,28 +23,31 @@ defines the splits from the scenes the reader lists (for ``splits``, default eve
 it defines); only those scenes are processed and only those splits are recorded. A name
 or glob that matches no listed scene is an error naming it.
 
-Entry points: :func:`prepare_dataset` (``pcseg prepare``) and :func:`prepare_if_missing`
-(``pcseg train`` before training, on rank 0).
+Readers: :func:`prepare_dataset` reads through a reader (:class:`pcseg.readers.common.Reader`:
+a module of :data:`pcseg.readers.READERS` or an object such as
+:class:`pcseg.readers.custom.CustomReader`) and passes it its own validated ``Options``
+(``PrepareOptions.reader_options``); :func:`reader_options` builds them from plain values.
+
+Entry point: :func:`prepare_dataset` (``pcseg prepare``; ``pcseg train`` prepares a missing
+folder through :func:`pcseg.workflows.prepare.prepare_if_missing`).
 """
 
 from __future__ import annotations
 
 import fnmatch
-import inspect
 import multiprocessing as mp
 import sys
 import time
 import traceback
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from pcseg.config import Config
 from pcseg.data import processed
 from pcseg.data.classes import class_names as dataset_class_names
 from pcseg.data.weak_labels import (
@@ -53,10 +56,9 @@ from pcseg.data.weak_labels import (
     parse_spec,
     sample_weak_labels,
 )
-from pcseg.datasets import READERS
-from pcseg.datasets.common import NONFINITE_POLICIES, SplitError
-from pcseg.datasets.synthetic import write_synthetic_s3dis
 from pcseg.io.atomic import atomic_write_json
+from pcseg.readers import READERS
+from pcseg.readers.common import Reader, ReaderOptions, SplitError, validate_options
 
 DEFAULT_VOXEL_SIZE: dict[str, float] = {"s3dis": 0.05, "scannet": 0.02, "semantickitti": 0.05}
 
@@ -72,15 +74,12 @@ class PrepareOptions:
     ``voxel_size`` in metres (None = dataset default, 0 = sample weak labels on raw points);
     ``labels``: weak-label specs (grammar in pcseg/data/weak_labels.py); ``splits``: None =
     every split the reader defines; ``limited_annotation``: official index files, each
-    becoming spec ``import:<stem>``; ``nonfinite``: NaN/inf points, ``refuse`` (the scene
-    fails) or ``drop`` (removed with a warning), see
-    :func:`pcseg.datasets.common.check_points`; ``kitti_yaml``: semantic-kitti.yaml
-    (default: one in the raw folder, else the official map built in);
-    ``scannet_split_dir`` / ``scannet_label_map``: where the ScanNet split lists / label
-    tsv are when not in the raw folder; ``split_scenes``: {split: scene names or globs}
-    (module docstring); ``s3dis_unknown_class``: an S3DIS object file of an unknown class
-    fails the room (``error``), keeps its points unlabelled (``ignore``) or is dropped
-    (``skip``).
+    becoming spec ``import:<stem>``; ``split_scenes``: {split: scene names or globs}
+    (module docstring). ``reader``: what reads the raw folder (None: ``READERS[dataset]``);
+    ``reader_options``: an instance of that reader's ``Options`` (None: its defaults), e.g.
+    ``s3dis.Options(on_unknown_class="skip")``, ``semantickitti.Options(config=...)``,
+    ``scannet.Options(split_dir=...)``; every reader has ``nonfinite`` (NaN/inf points
+    ``refuse`` or ``drop``, :func:`pcseg.readers.common.check_points`).
     """
 
     dataset: str
@@ -94,48 +93,49 @@ class PrepareOptions:
     overwrite: bool = False
     trust_pickle: bool = False
     limited_annotation: list[Path] = field(default_factory=list)
-    #: a reader object (``SPLITS``, ``list_scenes``, ``read_scene``) used instead of
-    #: ``READERS[dataset]``, e.g. pcseg.datasets.custom.CustomReader; picklable for workers
-    reader: Any = None
+    #: a reader used instead of ``READERS[dataset]``, e.g. pcseg.readers.custom.CustomReader;
+    #: picklable for workers
+    reader: Reader | None = None
+    #: the reader's own validated options (None: ``reader.Options()``)
+    reader_options: ReaderOptions | None = None
     #: class names used instead of ``pcseg.data.classes.class_names(dataset)``
     class_names: list[str] | None = None
     #: further keys written to meta.json (e.g. the custom class spec)
     meta_extra: dict[str, Any] = field(default_factory=dict)
-    nonfinite: str = "refuse"
-    kitti_yaml: Path | None = None
-    scannet_split_dir: Path | None = None
-    scannet_label_map: Path | None = None
     split_scenes: dict[str, list[str]] = field(default_factory=dict)
-    s3dis_unknown_class: str = "error"
 
 
-def reader_kwargs(opts: PrepareOptions) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(keyword arguments of the reader's ``list_scenes``, of its ``read_scene``) for
-    ``opts``; only those the reader's functions accept are passed."""
-    if opts.nonfinite not in NONFINITE_POLICIES:
+def reader_of(opts: PrepareOptions) -> Reader:
+    """The reader of ``opts``: ``opts.reader``, else ``READERS[opts.dataset]``;
+    :class:`PrepareError` for an unknown dataset."""
+    if opts.reader is not None:
+        return opts.reader
+    if opts.dataset not in READERS:
+        raise PrepareError(f"unknown dataset {opts.dataset!r}; expected one of {list(READERS)}")
+    return READERS[opts.dataset]
+
+
+def reader_options(reader: Reader, values: Mapping[str, Any], who: str) -> ReaderOptions:
+    """``reader.Options`` validated from ``values``; :class:`PrepareError` naming ``who``
+    (e.g. the dataset), each bad option and what was expected."""
+    try:
+        return validate_options(reader.Options, who, values)
+    except ValueError as e:
+        raise PrepareError(str(e)) from None
+
+
+def checked_reader_options(reader: Reader, opts: PrepareOptions) -> ReaderOptions:
+    """``opts.reader_options`` (or the reader's defaults); :class:`PrepareError` when they
+    are not the reader's own ``Options``."""
+    if opts.reader_options is None:
+        return reader.Options()
+    if not isinstance(opts.reader_options, reader.Options):
         raise PrepareError(
-            f"nonfinite must be one of {list(NONFINITE_POLICIES)}, got {opts.nonfinite!r}"
+            f"reader options of {opts.dataset} must be {reader.Options.__module__}."
+            f"{reader.Options.__qualname__}, got {type(opts.reader_options).__module__}."
+            f"{type(opts.reader_options).__qualname__}"
         )
-    lst: dict[str, Any] = {}
-    read: dict[str, Any] = {"nonfinite": opts.nonfinite}
-    if opts.dataset == "semantickitti" and opts.kitti_yaml is not None:
-        lst["config"] = read["config"] = str(opts.kitti_yaml)
-    if opts.dataset == "s3dis" and opts.s3dis_unknown_class != "error":
-        read["on_unknown_class"] = opts.s3dis_unknown_class
-    if opts.dataset == "scannet":
-        if opts.scannet_split_dir is not None:
-            lst["split_dir"] = str(opts.scannet_split_dir)
-        if opts.scannet_label_map is not None:
-            read["label_map_file"] = str(opts.scannet_label_map)
-    reader = opts.reader if opts.reader is not None else READERS[opts.dataset]
-
-    def accepted(fn: Any, kw: dict[str, Any]) -> dict[str, Any]:
-        params = inspect.signature(fn).parameters
-        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            return kw
-        return {k: v for k, v in kw.items() if k in params}
-
-    return accepted(reader.list_scenes, lst), accepted(reader.read_scene, read)
+    return opts.reader_options
 
 
 def select_split_scenes(
@@ -180,29 +180,25 @@ def parse_split_scenes(items: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def _default_splits(reader: ModuleType) -> list[str]:
-    return [str(s) for s in getattr(reader, "SPLITS", {"all": None})]
-
-
 def list_split_scenes(
-    reader: ModuleType,
+    reader: Reader,
     raw: Path,
     splits: list[str] | None,
-    list_kwargs: dict[str, Any] | None = None,
+    options: ReaderOptions | None = None,
 ) -> dict[str, list[str]]:
     """{split: scene ids}. With ``splits=None`` every split the reader defines; a default split
     the raw folder lacks (listing raises or is empty) is left out with a note on stderr. A
-    :class:`~pcseg.datasets.common.SplitError` (the split exists but has no usable entry)
+    :class:`~pcseg.readers.common.SplitError` (the split exists but has no usable entry)
     is always raised; the reader's warnings (e.g. a bad line of a split list) are printed."""
     explicit = splits is not None
     out: dict[str, list[str]] = {}
     notes: list[str] = []
     warns: list[str] = []
-    for split in splits if splits is not None else _default_splits(reader):
+    for split in splits if splits is not None else [str(s) for s in reader.SPLITS]:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                ids = [str(i) for i in reader.list_scenes(raw, split, **(list_kwargs or {}))]
+                ids = [str(i) for i in reader.list_scenes(raw, split, options)]
             except (ValueError, FileNotFoundError, OSError) as e:
                 if explicit or isinstance(e, SplitError):
                     raise ValueError(f"cannot list split {split!r} of {raw}: {e}") from e
@@ -247,8 +243,8 @@ def process_scene(job: dict[str, Any]) -> dict[str, Any]:
                     return res
                 scene = processed.read_scene(out, sid)
             else:
-                reader = job.get("reader") or READERS[job["dataset"]]
-                scene = reader.read_scene(Path(job["raw"]), sid, **job.get("read_kwargs", {}))
+                reader = job["reader"] or READERS[job["dataset"]]
+                scene = reader.read_scene(Path(job["raw"]), sid, job["reader_options"])
                 if scene.name != sid:
                     raise ValueError(f"reader returned scene named {scene.name!r} for id {sid!r}")
                 processed.write_scene(out, scene, job["class_names"])
@@ -405,7 +401,8 @@ def prepare_dataset(opts: PrepareOptions) -> dict[str, Any]:
     printed and written to ``OUT/summary.json``). Raises :class:`PrepareError` when nothing
     can be prepared (no scenes, unknown imported spec, meta mismatch) or every scene failed."""
     t_start = time.perf_counter()
-    reader = opts.reader if opts.reader is not None else READERS[opts.dataset]
+    reader = reader_of(opts)
+    ropts = checked_reader_options(reader, opts)
     out = Path(opts.out)
     raw = Path(opts.raw)
     voxel_size = (
@@ -413,9 +410,8 @@ def prepare_dataset(opts: PrepareOptions) -> dict[str, Any]:
     )
     class_names = list(opts.class_names or dataset_class_names(opts.dataset))
     specs, imported = _label_specs(opts)
-    list_kw, read_kw = reader_kwargs(opts)
     try:
-        splits = list_split_scenes(reader, raw, opts.splits, list_kw)
+        splits = list_split_scenes(reader, raw, opts.splits, ropts)
         if opts.split_scenes:
             listed = list(dict.fromkeys(i for ids in splits.values() for i in ids))
             splits = select_split_scenes(opts.split_scenes, listed, raw)
@@ -448,7 +444,7 @@ def prepare_dataset(opts: PrepareOptions) -> dict[str, Any]:
             "overwrite": opts.overwrite,
             "class_names": class_names,
             "reader": opts.reader,
-            "read_kwargs": read_kw,
+            "reader_options": ropts,
             "imported": {n: m.get(sid) for n, m in imported.items()},
         }
         for sid in scene_ids
@@ -574,54 +570,3 @@ def print_summary(s: dict[str, Any]) -> None:
             print(f"  {d['scene']} (splits {', '.join(d['splits'])}): {d['error']}")
     if s.get("dropped_splits"):
         print(f"splits left without scenes, not in meta.json: {', '.join(s['dropped_splits'])}")
-
-
-def _labels_ready(root: Path, spec: str) -> bool:
-    if parse_spec(spec).name == "full":
-        return True
-    d = processed.labels_path(root, spec, "x").parent
-    return d.is_dir() and any(d.iterdir())
-
-
-def prepare_if_missing(cfg: Config) -> None:
-    """Create ``data.root`` (and the train label spec) when missing; see the module docstring.
-
-    Raises FileNotFoundError naming what is missing when nothing can be prepared.
-    """
-    root = Path(cfg.data.root)
-    specs = list(dict.fromkeys([cfg.data.label_spec, *cfg.data.prepare_specs]))
-    want_splits = list(cfg.data.prepare_splits)
-    if (root / "meta.json").is_file() and all(_labels_ready(root, s) for s in specs):
-        have = processed.read_meta(root)["splits"]
-        if all(s in have for s in want_splits):
-            return
-        print(
-            f"[train] {root}/meta.json lacks split(s) "
-            f"{[s for s in want_splits if s not in have]} of data.prepare_splits"
-        )
-    if cfg.data.raw is None:
-        raise FileNotFoundError(
-            f"data.root {root} has no processed data (meta.json) or lacks label spec(s) {specs}; "
-            f"run `pcseg prepare` or set data.raw"
-        )
-    raw = Path(cfg.data.raw)
-    # synthetic areas the raw folder lacks (e.g. a validation area added to the config)
-    missing_areas = [s for s in want_splits if s.startswith("Area_") and not (raw / s).is_dir()]
-    if not raw.exists() or (cfg.data.synthetic is not None and missing_areas):
-        if cfg.data.synthetic is None:
-            raise FileNotFoundError(f"data.raw {raw} does not exist")
-        print(f"[train] generating synthetic raw data in {raw}")
-        write_synthetic_s3dis(raw, **cfg.data.synthetic)
-    kitti_yaml = getattr(cfg.data, "semantickitti_yaml", None)
-    opts = PrepareOptions(
-        dataset=cfg.data.dataset,
-        raw=raw,
-        out=root,
-        voxel_size=cfg.data.voxel_size,
-        seed=0,
-        labels=specs,
-        splits=want_splits or None,
-        kitti_yaml=Path(kitti_yaml) if kitti_yaml else None,
-    )
-    print(f"[train] preparing {root} from {raw} (labels {specs})")
-    prepare_dataset(opts)

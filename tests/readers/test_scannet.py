@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from pcseg.data.classes import SCANNET_CLASSES
-from pcseg.datasets import scannet
-from pcseg.datasets.common import DataWarning
-from pcseg.datasets.synthetic import (
+from pcseg.readers import scannet
+from pcseg.readers.common import DataWarning
+from pcseg.readers.synthetic import (
     make_scannet_scene,
     write_scannet_label_tsv,
     write_scannet_scene,
@@ -73,7 +73,7 @@ def test_scene_roundtrip_exact(tmp_path, line_ending):
 
 def test_align_and_test_scene(tmp_path):
     syn = _scene(tmp_path)
-    aligned = scannet.read_scene(tmp_path, "scene0000_00", align=True)
+    aligned = scannet.read_scene(tmp_path, "scene0000_00", scannet.Options(align=True))
     m = np.array(syn.axis_alignment).reshape(4, 4)
     xyz1 = np.c_[syn.xyz.astype(np.float64), np.ones(len(syn.xyz))]
     np.testing.assert_allclose(aligned.coords, (xyz1 @ m.T)[:, :3], atol=1e-5)

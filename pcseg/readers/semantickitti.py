@@ -40,7 +40,8 @@ import yaml
 
 from pcseg.data.classes import SEMANTICKITTI_CLASSES
 from pcseg.data.scene import Scene
-from pcseg.datasets.common import (
+from pcseg.readers.common import (
+    ReaderOptions,
     check_points,
     check_scene_name,
     expand_split,
@@ -381,12 +382,22 @@ def resolve_split(
     return expand_split(split, table, "SemanticKITTI")
 
 
-def list_scenes(raw: Path, split: str, config: Path | None = None) -> list[str]:
-    """Scene ids ``<seq>_<frame>`` of ``split``: every ``velodyne/*.bin`` of its sequences.
+class Options(ReaderOptions):
+    """The label configuration the reader maps through (``pcseg prepare semantickitti``)."""
+
+    #: semantic-kitti.yaml (learning map, splits); None: one in the raw folder, else the
+    #: official map built in
+    config: Path | None = None
+
+
+def list_scenes(raw: Path, split: str, options: Options | None = None) -> list[str]:
+    """Scene ids ``<seq>_<frame>`` of ``split``: every ``velodyne/*.bin`` of its sequences
+    (``options.config``: the yaml whose ``split`` section defines train / val / test).
 
     Splits: :func:`resolve_split` with the config's ``split`` section. Sequences of the split
     missing on disk are skipped with one warning; ``ValueError`` if nothing is found.
     """
+    config = (Options() if options is None else options).config
     root = find_dataset_root(raw)
     _, cfg, _ = _get_config(raw, config)
     on_disk = tuple(
@@ -443,19 +454,19 @@ def parse_scene_id(scene_id: str) -> tuple[str, str]:
     return m.group("seq"), m.group("frame")
 
 
-def read_scene(
-    raw: Path, scene_id: str, *, config: Path | None = None, nonfinite: str = "refuse"
-) -> Scene:
-    """Read one scan as a :class:`Scene`.
+def read_scene(raw: Path, scene_id: str, options: Options | None = None) -> Scene:
+    """Read one scan as a :class:`Scene` (``options``: :class:`Options`, None = defaults).
 
     Returns coords (N,3) float32 (sensor frame, metres), feats (N,1) float32 remission in
-    [0, 1] (:func:`~pcseg.datasets.common.normalise_features`: a 0-255 remission is divided
+    [0, 1] (:func:`~pcseg.readers.common.normalise_features`: a 0-255 remission is divided
     by 255 with a note), semantic (N,) int64 in [0,19) or -1, instance (N,) int64 (see
     module docstring). ``extra``: sequence, frame, has_labels, config (path of the yaml
     used, or ``"builtin"``), dropped_points (file indices removed by ``nonfinite='drop'``).
     An empty scan and NaN/inf points are refused, or the latter dropped
-    (:func:`~pcseg.datasets.common.check_points`).
+    (:func:`~pcseg.readers.common.check_points`).
     """
+    opts = Options() if options is None else options
+    config, nonfinite = opts.config, opts.nonfinite
     seq, frame = parse_scene_id(scene_id)
     root = find_dataset_root(raw)
     cfg_path, cfg, lut = _get_config(raw, config)

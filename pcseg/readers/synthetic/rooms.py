@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from pcseg.data.classes import S3DIS_CLASSES
 from pcseg.io.atomic import atomic_write_bytes, atomic_write_text
@@ -239,6 +240,7 @@ def make_s3dis_room(
     door_wall = int(rng.integers(4))
     dw, dh = rng.uniform(0.85, 1.0), rng.uniform(2.0, 2.15)
     s0 = walls[door_wall].place(rng, dw)
+    wall: _Wall | None
     if s0 is not None:
         wall = walls[door_wall]
         local = _rect(rng, (s0, 0.03, 0.0), (dw, 0, 0), (0, 0, dh), spacing)
@@ -458,6 +460,20 @@ def expected_s3dis_labels(
         "semantic": np.concatenate(sem),
         "instance": np.concatenate(inst),
     }
+
+
+class SyntheticRooms(BaseModel):
+    """The arguments of :func:`write_synthetic_s3dis` after ``root`` (config key
+    ``data.synthetic``): typed, unknown names rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_areas: int = Field(default=3, gt=0)
+    rooms_per_area: int = Field(default=2, gt=0)
+    seed: int = 0
+    spacing: float = Field(default=0.04, gt=0)  #: surface sampling step, metres
+    noise: float = Field(default=0.005, ge=0)  #: Gaussian sensor noise, metres
+    alignment_angles: bool = False  #: also write Area_N_alignmentAngle.txt
 
 
 def write_synthetic_s3dis(

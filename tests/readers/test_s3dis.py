@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from faults import inject_s3dis_damage
 
-from pcseg.datasets import s3dis
-from pcseg.datasets.common import DataWarning
-from pcseg.datasets.synthetic import (
+from pcseg.readers import s3dis
+from pcseg.readers.common import DataWarning
+from pcseg.readers.synthetic import (
     expected_s3dis_labels,
     make_s3dis_room,
     write_s3dis_room,
@@ -33,7 +33,7 @@ def _small_room(root: Path, area: str = "Area_1", room: str = "office_1", seed: 
 def _read(root: Path, scene_id: str, **kw):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        scene = s3dis.read_scene(root, scene_id, **kw)
+        scene = s3dis.read_scene(root, scene_id, s3dis.Options(**kw))
     return scene, [str(w.message) for w in caught if issubclass(w.category, DataWarning)]
 
 
@@ -286,7 +286,7 @@ def test_alignment_angle(tmp_path):
     _small_room(tmp_path)
     plain, _ = _read(tmp_path, "Area_1_office_1")
     with pytest.raises(ValueError, match="alignmentAngle"):
-        s3dis.read_scene(tmp_path, "Area_1_office_1", align=True)
+        s3dis.read_scene(tmp_path, "Area_1_office_1", s3dis.Options(align=True))
     (tmp_path / "Area_1" / "Area_1_alignmentAngle.txt").write_text(
         "## Global alignment angle per disjoint space in Area_1 ##\n"
         "## Disjoint Space Name Angle ##\noffice_1 90\n"

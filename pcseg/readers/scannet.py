@@ -47,7 +47,8 @@ import numpy as np
 
 from pcseg.data.classes import SCANNET_NYU40_IDS
 from pcseg.data.scene import Scene
-from pcseg.datasets.common import (
+from pcseg.readers.common import (
+    ReaderOptions,
     SplitError,
     check_points,
     check_scene_name,
@@ -218,7 +219,7 @@ def read_split_file(path: Path) -> list[str]:
 
     A line that is not a scene id is reported (:class:`DataWarning` naming the file and
     line) and only that entry skipped; a list with no valid entry raises
-    :class:`~pcseg.datasets.common.SplitError`.
+    :class:`~pcseg.readers.common.SplitError`.
     """
     try:
         text = Path(path).read_bytes().decode("utf-8-sig", errors="replace")
@@ -252,13 +253,28 @@ def scene_dir(raw: Path, scene_id: str) -> Path | None:
     return first_existing([raw / "scans" / scene_id, raw / "scans_test" / scene_id])
 
 
-def list_scenes(raw: Path, split: str, split_dir: Path | None = None) -> list[str]:
-    """Scene ids of ``split`` (:data:`SPLITS`, ``trainval``, ``all``, ``+`` joins) present on disk.
+class Options(ReaderOptions):
+    """Where the ScanNet side files are and what :func:`read_scene` does beyond reading
+    (``pcseg prepare scannet`` flags)."""
+
+    #: folder of ``scannetv2_{train,val,test}.txt`` when not in RAW, RAW/meta or
+    #: RAW/Tasks/Benchmark
+    split_dir: Path | None = None
+    #: the label tsv (scannetv2-labels.combined.tsv) when not in RAW/ or RAW/meta/
+    label_map_file: Path | None = None
+    #: apply the scene's axisAlignment matrix (from ``<scene>.txt``) to coords
+    align: bool = False
+
+
+def list_scenes(raw: Path, split: str, options: Options | None = None) -> list[str]:
+    """Scene ids of ``split`` (:data:`SPLITS`, ``trainval``, ``all``, ``+`` joins) present on
+    disk; the split lists are looked up in ``options.split_dir`` first.
 
     The official lists define the splits; listed scenes absent under RAW/scans and
     RAW/scans_test are skipped with one warning. Without list files, ``all`` falls back
     to every scene folder on disk; other splits raise ``ValueError``.
     """
+    split_dir = (Options() if options is None else options).split_dir
     raw = Path(raw)
     files = expand_split(split, _ALL_SPLITS, "ScanNet")
     listed: list[str] = []
@@ -302,11 +318,11 @@ def read_mesh_vertices(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """PLY vertices -> (xyz (V,3) float32, rgb (V,3) float32 in [0,1], keep mask or None).
 
-    Points are checked by :func:`~pcseg.datasets.common.check_points` (empty mesh and
+    Points are checked by :func:`~pcseg.readers.common.check_points` (empty mesh and
     NaN/inf refused, or the latter dropped: ``keep`` is then the (V,) mask of the
     vertices kept, in file order, and xyz / rgb hold only those).
 
-    Colours go through :func:`~pcseg.datasets.common.normalise_features`: integer
+    Colours go through :func:`~pcseg.readers.common.normalise_features`: integer
     colours are 0-255, float colours should be 0-1; floats stored as 0-255 are divided by
     255 with a note (they are not kept unscaled).
     """
@@ -395,23 +411,15 @@ def labels_from_aggregation(
     return sem_u[inv], inst_u[inv], overlaps
 
 
-def read_scene(
-    raw: Path,
-    scene_id: str,
-    *,
-    label_map_file: Path | None = None,
-    align: bool = False,
-    nonfinite: str = "refuse",
-) -> Scene:
+def read_scene(raw: Path, scene_id: str, options: Options | None = None) -> Scene:
     """Read one ScanNet scan as a :class:`Scene` (points = mesh vertices, in file order).
 
     Args:
         raw: the ScanNet folder (layout in the module docstring).
         scene_id: ``sceneXXXX_YY``.
-        label_map_file: the label tsv when not in RAW/ or RAW/meta/.
-        align: apply the scene's axisAlignment matrix (from ``<scene>.txt``) to coords.
-        nonfinite: NaN/inf vertices: ``'refuse'`` or ``'drop'``
-            (:func:`~pcseg.datasets.common.check_points`; an empty mesh is always refused).
+        options: :class:`Options` (None: the defaults): ``label_map_file``, ``align``;
+            ``nonfinite``: NaN/inf vertices, ``'refuse'`` or ``'drop'``
+            (:func:`~pcseg.readers.common.check_points`; an empty mesh is always refused).
             Dropped vertices are listed in ``extra['dropped_points']``.
 
     Returns:
@@ -420,6 +428,8 @@ def read_scene(
         split_dir ('scans' | 'scans_test'), has_labels, axis_alignment (16 floats or None),
         aligned, overlapping_segments.
     """
+    opts = Options() if options is None else options
+    label_map_file, align, nonfinite = opts.label_map_file, opts.align, opts.nonfinite
     if not _SCENE_RE.match(scene_id):
         raise ValueError(f"ScanNet scene id {scene_id!r} is not of the form sceneXXXX_YY")
     d = scene_dir(raw, scene_id)
@@ -433,10 +443,11 @@ def read_scene(
         raise ValueError(f"{ply} not found")
     xyz, rgb, keep = read_mesh_vertices(ply, nonfinite)
     n = len(xyz) if keep is None else len(keep)  # vertices in the file
-    agg: Path | None = d / f"{scene_id}.aggregation.json"
+    agg = d / f"{scene_id}.aggregation.json"
+    has_agg = agg.is_file()
     segs_path = d / f"{scene_id}_vh_clean_2.0.010000.segs.json"
     overlaps = 0
-    if not agg.is_file():
+    if not has_agg:
         if d.parent.name == "scans":
             hint = (
                 (
@@ -452,7 +463,6 @@ def read_scene(
                 f"(partial download?){hint}; "
                 f"unlabelled scenes belong in scans_test/"
             )
-        agg = None
         semantic = np.full(n, -1, dtype=np.int64)
         instance = np.full(n, -1, dtype=np.int64)
     else:
@@ -507,7 +517,7 @@ def read_scene(
         extra={
             "num_vertices": int(n),
             "split_dir": d.parent.name,
-            "has_labels": agg is not None,
+            "has_labels": has_agg,
             "axis_alignment": axis,
             "aligned": bool(align),
             "overlapping_segments": int(overlaps),

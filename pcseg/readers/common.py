@@ -1,14 +1,23 @@
-"""Helpers shared by the raw-dataset readers: warnings, split expressions, name checks, the
-read-time point check (:func:`check_points`) and feature units (:func:`normalise_features`)."""
+"""Helpers shared by the raw-dataset readers: the reader interface (:class:`Reader`) and the
+base of their typed options (:class:`ReaderOptions`), warnings, split expressions, name
+checks, the read-time point check (:func:`check_points`) and feature units
+(:func:`normalise_features`)."""
 
 from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, get_args
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from pcseg.utils.options import options_error_message
+
+if TYPE_CHECKING:
+    from pcseg.data.scene import Scene
 
 SCENE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
@@ -71,7 +80,47 @@ def first_existing(candidates: Iterable[Path]) -> Path | None:
 #: ``refuse`` (default) raises ``ValueError`` naming the file, the count and the first
 #: indices, so the scene fails and is left out of the processed folder; ``drop`` removes
 #: those points with a :class:`DataWarning` saying the same, and keeps the rest.
-NONFINITE_POLICIES: tuple[str, ...] = ("refuse", "drop")
+Nonfinite = Literal["refuse", "drop"]
+NONFINITE_POLICIES: tuple[str, ...] = get_args(Nonfinite)
+
+
+class ReaderOptions(BaseModel):
+    """Base of the per-reader option models (``<reader>.Options``): typed, frozen, unknown
+    names rejected. Every reader has ``nonfinite`` (see :data:`NONFINITE_POLICIES`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: NaN / inf points: ``refuse`` (the scene fails) or ``drop`` (removed with a warning)
+    nonfinite: Nonfinite = "refuse"
+
+
+class Reader(Protocol):
+    """What :func:`pcseg.readers.prepare.prepare_dataset` reads through: a reader module
+    (``s3dis``, ``scannet``, ``semantickitti``) or object (:class:`pcseg.readers.custom.
+    CustomReader`). ``options`` is an instance of the reader's ``Options`` (None: its
+    defaults)."""
+
+    @property
+    def SPLITS(self) -> Mapping[str, Any]: ...  # noqa: N802 -- the modules' constant
+
+    @property
+    def Options(self) -> type[ReaderOptions]: ...  # noqa: N802 -- the modules' class
+
+    def list_scenes(self, raw: Path, split: str, options: Any = None) -> list[str]: ...
+
+    def read_scene(self, raw: Path, scene_id: str, options: Any = None) -> Scene: ...
+
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
+def validate_options(cls: type[OptionsT], who: str, values: Mapping[str, Any]) -> OptionsT:
+    """``cls`` validated from ``values``; ``ValueError`` naming ``who`` (the reader), each bad
+    option and what was expected (an unknown one with a did-you-mean and the accepted ones)."""
+    try:
+        return cls.model_validate(dict(values))
+    except ValidationError as e:
+        raise ValueError(options_error_message(cls, who, e)) from None
 
 
 def check_points(

@@ -1,4 +1,4 @@
-"""`pcseg prepare` (pcseg.datasets.prepare) end to end on a fake reader (one broken scene),
+"""`pcseg prepare` (pcseg.readers.prepare) end to end on a fake reader (one broken scene),
 resume, atomicity."""
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from pcseg.data import processed
 from pcseg.data.classes import S3DIS_CLASSES
 from pcseg.data.scene import Scene
 from pcseg.data.weak_labels import sample_weak_labels
-from pcseg.datasets import prepare as prepare_lib
+from pcseg.readers import prepare as prepare_lib
+from pcseg.readers.common import ReaderOptions
 
 
 def cli(argv: list[str]) -> int:
@@ -48,14 +49,15 @@ def _fake_reader(broken: set[str] | None = None) -> types.ModuleType:
     broken = {"Area_1_bad"} if broken is None else broken
     mod = types.ModuleType("fake_reader")
     mod.SPLITS = {k: tuple(v) for k, v in SPLITS.items()}
+    mod.Options = ReaderOptions
     mod.calls = []
 
-    def list_scenes(raw: Path, split: str) -> list[str]:
+    def list_scenes(raw: Path, split: str, options: ReaderOptions | None = None) -> list[str]:
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}")
         return list(SPLITS[split])
 
-    def read_scene(raw: Path, scene_id: str) -> Scene:
+    def read_scene(raw: Path, scene_id: str, options: ReaderOptions | None = None) -> Scene:
         mod.calls.append(scene_id)
         if scene_id in broken:
             raise ValueError(f"{raw}/{scene_id}.txt line 3: expected 6 numbers, got 'x y'")
@@ -267,8 +269,8 @@ def test_end_to_end_synthetic_s3dis(tmp_path):
     from faults import inject_s3dis_damage
 
     from pcseg.data.dataset import SegmentationDataset, collate
-    from pcseg.datasets import s3dis, synthetic
-    from pcseg.datasets.common import DataWarning
+    from pcseg.readers import s3dis, synthetic
+    from pcseg.readers.common import DataWarning
 
     raw = synthetic.write_synthetic_s3dis(tmp_path / "raw", num_areas=2, rooms_per_area=1)
     inject_s3dis_damage(raw / "Area_1" / "office_1")  # the first room of every area is an office
@@ -320,3 +322,51 @@ def test_end_to_end_synthetic_s3dis(tmp_path):
         == b["point_labels"].shape[0]
         == processed.read_scene_info(out, ids[-1])["num_points"]
     )
+
+
+class ScaledOptions(ReaderOptions):
+    """A reader option that shows in the data: coordinates are multiplied by ``scale``."""
+
+    scale: float = 1.0
+
+
+class ScaledReader:
+    """A picklable reader object whose scenes depend on its options."""
+
+    SPLITS = {"train": None}
+    Options = ScaledOptions
+
+    def list_scenes(self, raw: Path, split: str, options: ScaledOptions | None = None) -> list[str]:
+        return GOOD[:2]
+
+    def read_scene(self, raw: Path, scene_id: str, options: ScaledOptions | None = None) -> Scene:
+        assert isinstance(options, ScaledOptions)  # prepare always passes validated options
+        sc = _fake_scene(scene_id)
+        sc.coords = (sc.coords * options.scale).astype(np.float32)
+        return sc
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_reader_gets_its_validated_options(tmp_path, workers):
+    reader = ScaledReader()
+    opts = prepare_lib.PrepareOptions(
+        dataset="s3dis",
+        raw=tmp_path / "raw",
+        out=tmp_path / "out",
+        workers=workers,
+        reader=reader,
+        reader_options=prepare_lib.reader_options(reader, {"scale": "2.5"}, "scaled"),
+    )
+    prepare_lib.prepare_dataset(opts)
+    for sid in GOOD[:2]:
+        want = _fake_scene(sid).coords * np.float32(2.5)
+        np.testing.assert_allclose(processed.read_scene(tmp_path / "out", sid).coords, want)
+    with pytest.raises(prepare_lib.PrepareError, match=r"scaled: option 'scale': .*number"):
+        prepare_lib.reader_options(reader, {"scale": "big"}, "scaled")
+
+
+def test_cli_reader_flag_of_another_dataset_is_refused(fake, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        _run(tmp_path / "out", "--kitti-yaml", str(tmp_path / "k.yaml"))
+    assert e.value.code == 2
+    assert "--kitti-yaml applies to semantickitti only, not s3dis" in capsys.readouterr().err

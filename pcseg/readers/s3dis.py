@@ -14,7 +14,7 @@ of a point is the position of its object file in that list (0-based); the semant
 the class of the file name in :data:`pcseg.data.classes.S3DIS_CLASSES` order, with
 ``stairs`` mapped to ``clutter``.
 
-Ignored with a :class:`~data_prep.common.DataWarning`: non-``.txt`` files (``.DS_Store``,
+Ignored with a :class:`~pcseg.readers.common.DataWarning`: non-``.txt`` files (``.DS_Store``,
 ``Icon``), hidden files, Finder-style duplicates (``wall_3 (1).txt``), and misnamed files
 that do not match ``<class>_<integer>.txt`` (``copy_Room_1.txt``). A well-formed name with
 an unknown class raises ``ValueError`` unless ``on_unknown_class`` says otherwise.
@@ -27,7 +27,7 @@ Damaged lines (each reported with the file and 1-based line number):
   * a line with a column count other than 6, or a token that is not a number, is skipped;
   * a line with NaN / inf values is refused (the file and its first such lines are named;
     the room fails) or, with ``nonfinite='drop'`` (``pcseg prepare --nonfinite drop``),
-    skipped with one warning: :func:`pcseg.datasets.common.check_points`.
+    skipped with one warning: :func:`pcseg.readers.common.check_points`.
 
 Scene ids are ``<Area_N>_<room>`` (``Area_1_office_1``). Coordinates are returned as
 stored (no re-centring); ``read_scene(..., align=True)`` rotates a non-aligned room by
@@ -48,7 +48,8 @@ import numpy as np
 
 from pcseg.data.classes import S3DIS_CLASSES
 from pcseg.data.scene import Scene
-from pcseg.datasets.common import (
+from pcseg.readers.common import (
+    ReaderOptions,
     check_points,
     check_scene_name,
     expand_split,
@@ -169,7 +170,7 @@ def parse_numeric_table(
         max_warnings: damaged lines reported one by one; the rest in one summary warning.
         nonfinite: lines with NaN / inf: ``'refuse'`` raises ``ValueError`` naming
             ``source``, the count and the first line numbers; ``'drop'`` skips them with
-            one warning (both by :func:`pcseg.datasets.common.check_points`, the first
+            one warning (both by :func:`pcseg.readers.common.check_points`, the first
             three values of a row being its coordinates).
 
     Returns:
@@ -348,8 +349,9 @@ def list_rooms(area_dir: Path) -> list[str]:
     return rooms
 
 
-def list_scenes(raw: Path, split: str) -> list[str]:
-    """Scene ids (``Area_N_<room>``) of ``split`` (see :func:`resolve_split`).
+def list_scenes(raw: Path, split: str, options: Options | None = None) -> list[str]:
+    """Scene ids (``Area_N_<room>``) of ``split`` (see :func:`resolve_split`); ``options``
+    change nothing here (the reader interface passes them).
 
     Areas of the split that are missing on disk are skipped with a warning; a split
     with no room at all raises ``ValueError``.
@@ -492,24 +494,26 @@ def rotate_about_z(coords: np.ndarray, degrees: float, center: np.ndarray) -> np
     return (coords - center) @ rot.T + center
 
 
-def read_scene(
-    raw: Path,
-    scene_id: str,
-    *,
-    align: bool = False,
-    on_unknown_class: Literal["error", "ignore", "skip"] = "error",
-    nonfinite: str = "refuse",
-) -> Scene:
+class Options(ReaderOptions):
+    """What :func:`read_scene` does beyond reading (``pcseg prepare s3dis`` flags)."""
+
+    #: rotate by ``-alignmentAngle`` about +z around the bounding-box centre (non-aligned
+    #: release only; ``ValueError`` when the angle file is absent)
+    align: bool = False
+    #: an object file of an unknown class fails the room (``error``), keeps its points
+    #: unlabelled (``ignore``) or is dropped (``skip``); see :func:`list_object_files`
+    on_unknown_class: Literal["error", "ignore", "skip"] = "error"
+
+
+def read_scene(raw: Path, scene_id: str, options: Options | None = None) -> Scene:
     """Read one room as a :class:`Scene`.
 
     Args:
         raw: release folder (or its parent), see :func:`find_root`.
         scene_id: ``Area_N_<room>``.
-        align: rotate by ``-alignmentAngle`` about +z around the bounding-box centre
-            (non-aligned release only; ``ValueError`` when the angle file is absent).
-        on_unknown_class: see :func:`list_object_files`.
-        nonfinite: NaN/inf lines, ``'refuse'`` or ``'drop'`` (see :func:`parse_numeric_table`).
-            A room without any point is refused.
+        options: :class:`Options` (None: the defaults); ``nonfinite``: NaN/inf lines,
+            ``'refuse'`` or ``'drop'`` (see :func:`parse_numeric_table`). A room without
+            any point is refused.
 
     Returns:
         Scene with coords (N,3) float32 metres, feats (N,3) float32 RGB/255, semantic
@@ -518,6 +522,8 @@ def read_scene(
         (None for the aligned release), aligned, objects ([file, class, instance,
         points]), repaired_lines / skipped_lines ({file: [line numbers]}).
     """
+    opts = Options() if options is None else options
+    align, on_unknown_class, nonfinite = opts.align, opts.on_unknown_class, opts.nonfinite
     area, room = parse_scene_id(scene_id)
     root = find_root(raw)
     room_dir = root / area / room

@@ -12,14 +12,14 @@ import yaml
 from pcseg.benchmarks.predict import write_synthetic_las
 from pcseg.cli.main import main
 from pcseg.data import processed
-from pcseg.datasets.custom import (
+from pcseg.io.point_file import PointFileError
+from pcseg.readers.custom import (
     ClassesError,
     CustomReader,
     classes_from_dict,
     load_classes,
     prepare_custom,
 )
-from pcseg.io.point_file import PointFileError
 
 ASPRS = {
     "names": ["ground", "low_vegetation", "high_vegetation", "building"],
@@ -255,3 +255,26 @@ def test_nonfinite_drop_leaves_out_exactly_those_points(tmp_path, capsys):
     np.testing.assert_allclose(scene.coords[:, 0] + origin[0], arr["x"][keep])
     np.testing.assert_array_equal(scene.semantic, arr["label"][keep])
     assert scene.extra["dropped_nonfinite"] == 2
+
+
+def test_one_classes_parser_for_prepare_and_annotate(tmp_path):
+    from pcseg.annotate.state import AnnotationError
+    from pcseg.annotate.state import load_classes as annotate_classes
+    from pcseg.readers.custom import load_class_names
+
+    path = _classes(tmp_path, colors={"building": [220, 80, 60]})
+    spec, names, cl = load_classes(path), load_class_names(path), annotate_classes(path)
+    assert spec.names == names.names == cl.names == ASPRS["names"]
+    assert spec.colors == names.colors == {"building": [220, 80, 60]}
+    assert cl.colors[3].tolist() == [220, 80, 60]
+    # a names-only file is a class list for annotate but not a prepare spec (no voxel_size)
+    only = tmp_path / "names.yaml"
+    only.write_text("names: [a, b]\n")
+    assert annotate_classes(only).names == ["a", "b"]
+    with pytest.raises(ClassesError, match=r"names\.yaml: key 'voxel_size': Field required"):
+        load_classes(only)
+    # the same check, the same message, on both sides
+    bad = _classes(tmp_path, colors={"roof": [1, 2, 3]})
+    for load, err in ((load_classes, ClassesError), (annotate_classes, AnnotationError)):
+        with pytest.raises(err, match=r"classes\.yaml: colors for unknown classes \['roof'\]"):
+            load(bad)

@@ -27,7 +27,7 @@ Command line: ``pcseg synthetic {s3dis,semantickitti,scannet} --out DIR [--seed 
 
 from __future__ import annotations
 
-from pcseg.datasets.synthetic.kitti import (
+from pcseg.readers.synthetic.kitti import (
     KittiWorld,
     make_kitti_scan,
     make_kitti_world,
@@ -35,16 +35,17 @@ from pcseg.datasets.synthetic.kitti import (
     write_semantic_kitti_yaml,
     write_synthetic_semantickitti,
 )
-from pcseg.datasets.synthetic.rooms import (
+from pcseg.readers.synthetic.rooms import (
     ROOM_TYPES,
     S3DIS_COLOURS,
     SyntheticObject,
+    SyntheticRooms,
     expected_s3dis_labels,
     make_s3dis_room,
     write_s3dis_room,
     write_synthetic_s3dis,
 )
-from pcseg.datasets.synthetic.scannet import (
+from pcseg.readers.synthetic.scannet import (
     SCANNET_CATEGORIES,
     TSV_HEADER,
     SyntheticScanNetScene,
@@ -60,6 +61,7 @@ __all__ = [
     "S3DIS_COLOURS",
     "SCANNET_CATEGORIES",
     "SyntheticObject",
+    "SyntheticRooms",
     "SyntheticScanNetScene",
     "TSV_HEADER",
     "expected_s3dis_labels",

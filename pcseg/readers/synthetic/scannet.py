@@ -110,9 +110,9 @@ def _grid_mesh(rng: np.random.Generator, origin, u, v, spacing: float, jitter: f
     origin, u, v = (np.asarray(x, dtype=np.float64) for x in (origin, u, v))
     nu = max(1, int(round(np.linalg.norm(u) / spacing)))
     nv = max(1, int(round(np.linalg.norm(v) / spacing)))
-    a, b = np.meshgrid(np.arange(nu + 1) / nu, np.arange(nv + 1) / nv, indexing="ij")
-    a = np.clip(a + rng.uniform(-jitter, jitter, a.shape) / nu, 0, 1).ravel()
-    b = np.clip(b + rng.uniform(-jitter, jitter, b.shape) / nv, 0, 1).ravel()
+    ga, gb = np.meshgrid(np.arange(nu + 1) / nu, np.arange(nv + 1) / nv, indexing="ij")
+    a = np.clip(ga + rng.uniform(-jitter, jitter, ga.shape) / nu, 0, 1).ravel()
+    b = np.clip(gb + rng.uniform(-jitter, jitter, gb.shape) / nv, 0, 1).ravel()
     verts = origin + a[:, None] * u + b[:, None] * v
     idx = np.arange((nu + 1) * (nv + 1)).reshape(nu + 1, nv + 1)
     q0, q1, q2, q3 = (

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from pcseg.data.classes import SEMANTICKITTI_CLASSES
-from pcseg.datasets import semantickitti as sk
-from pcseg.datasets.common import DataWarning
-from pcseg.datasets.synthetic import (
+from pcseg.readers import semantickitti as sk
+from pcseg.readers.common import DataWarning
+from pcseg.readers.synthetic import (
     make_kitti_scan,
     make_kitti_world,
     write_semantic_kitti_yaml,
@@ -110,20 +110,24 @@ def test_layout_config_and_splits(synthetic_root):
     # without a yaml the official map built in is used (same labels as the official file)
     builtin = sk.read_scene(root, "08_000000")
     assert builtin.extra["config"] == "builtin"
-    assert sk.read_scene(root, "08_000000", config=other).extra["config"] == str(other)
+    assert sk.read_scene(root, "08_000000", sk.Options(config=other)).extra["config"] == str(other)
     with pytest.raises(ValueError, match=r"missing\.yaml \(--kitti-yaml\) not found"):
-        sk.read_scene(root, "08_000000", config=root / "missing.yaml")
+        sk.read_scene(root, "08_000000", sk.Options(config=root / "missing.yaml"))
     # the config's split section is used
     cfg = yaml.safe_load(other.read_text())
     cfg["split"]["valid"] = [11]
     other.write_text(yaml.safe_dump(cfg))
-    assert sk.list_scenes(root, "val", config=other) == ["11_000000"]
+    assert sk.list_scenes(root, "val", sk.Options(config=other)) == ["11_000000"]
     with pytest.raises(ValueError, match="sequence 11 belongs to the labelled train/valid split"):
-        sk.read_scene(root, "11_000000", config=other)  # 11 is labelled under this config
+        sk.read_scene(
+            root, "11_000000", sk.Options(config=other)
+        )  # 11 is labelled under this config
     # the config path recorded for the scene is absolute (test.py may run from elsewhere)
     rel = Path(os.path.relpath(other))
     assert not rel.is_absolute()
-    assert sk.read_scene(root, "08_000000", config=rel).extra["config"] == str(other.resolve())
+    assert sk.read_scene(root, "08_000000", sk.Options(config=rel)).extra["config"] == str(
+        other.resolve()
+    )
 
 
 def test_error_cases(synthetic_root):
