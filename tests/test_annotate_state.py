@@ -147,6 +147,7 @@ def test_read_only_folder(tmp_path):
 
 def test_read_only_folder_message(tmp_path, monkeypatch):
     """Same message when the OS refuses the write (simulated, as root ignores permissions)."""
+
     def refuse(path, arr):
         raise PermissionError(13, "Permission denied", str(path))
 

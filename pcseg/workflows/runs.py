@@ -10,8 +10,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from pcseg import distributed as du
 from pcseg.config import (
     Config,
@@ -21,6 +19,7 @@ from pcseg.config import (
     load_config,
     parse_override,
 )
+from pcseg.engine.setup import device_kind
 
 #: the source checkout holding ``configs/`` (absent for a non-editable install)
 REPO = Path(__file__).resolve().parents[2]
@@ -71,13 +70,6 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _device_kind(cfg: Config) -> str:
-    dev = cfg.train.device
-    return (
-        "cuda" if dev.startswith("cuda") or (dev == "auto" and torch.cuda.is_available()) else "cpu"
-    )
-
-
 def _scenes(cfg: Config, split: str | None) -> set[str]:
     from pcseg.data import processed
 
@@ -120,7 +112,7 @@ def train_with_data(
     from pcseg.datasets.prepare import prepare_if_missing
     from pcseg.engine.trainer import train
 
-    rank, _, _ = du.init_distributed(_device_kind(cfg))
+    rank, _, _ = du.init_distributed(device_kind(cfg.train.device))
     if rank == 0:
         prepare_if_missing(cfg)
         note = selection_note(cfg)
