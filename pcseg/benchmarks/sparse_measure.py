@@ -187,15 +187,15 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
 
     for _ in range(int(spec["warmup"])):
         iteration()
+    head = {
+        "impl": impl,
+        "case": case,
+        "threads": int(spec["threads"]),
+        "device": str(dev),
+        "voxels": int(coords.shape[0]),
+    }
     if spec.get("mode") == "profile":
-        return {
-            "impl": impl,
-            "case": case,
-            "threads": int(spec["threads"]),
-            "device": str(dev),
-            "voxels": int(coords.shape[0]),
-            "profile": profile_step(iteration, dev),
-        }
+        return {**head, "profile": profile_step(iteration, dev)}
     # memory baseline after the warm-up: one-time costs (library buffers, thread pools)
     # excluded; pcseg's reusable scratch buffers are freed first, so the measured peak
     # includes them
@@ -209,11 +209,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
             for k, v in iteration().items():
                 times.setdefault(k, []).append(v)
     return {
-        "impl": impl,
-        "case": case,
-        "threads": int(spec["threads"]),
-        "device": str(dev),
-        "voxels": int(coords.shape[0]),
+        **head,
         "times_ms": times,
         "median_ms": {k: summarize(v)["median"] for k, v in times.items()},
         **mem.as_dict(),
