@@ -147,12 +147,11 @@ def test_read_only_folder(tmp_path):
 
 def test_read_only_folder_message(tmp_path, monkeypatch):
     """Same message when the OS refuses the write (simulated, as root ignores permissions)."""
-    import pcseg.annotate.state as state_mod
 
     def refuse(path, arr):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(state_mod, "atomic_save_npy", refuse)
+    monkeypatch.setattr(processed, "atomic_save_npy", refuse)
     st = AnnotationState(_room()[0], _classes(), path=tmp_path / "out" / "room.npy")
     with pytest.raises(
         AnnotationError,
@@ -255,6 +254,44 @@ def test_label_file_with_classes_reads_and_trains(tmp_path):
     processed.write_labels(tmp_path, "1pt", "scan", np.array([4, 10]))
     idx, cls = processed.read_label_classes(tmp_path, "1pt", "scan", np.arange(300))
     assert cls.tolist() == [4, 10]
+
+
+def test_annotation_written_is_read_back_by_training(tmp_path):
+    """annotate writes through processed.write_label_file; read_label_classes reads it back."""
+    sc = _processed_unlabelled(tmp_path)
+    path = processed.labels_path(tmp_path, "import:annotate", "scan")
+    st = AnnotationState(sc.coords, _classes(), path=path)
+    st.add([77, 4], 2)
+    st.add([10], 0)
+    st.add([4], 1)  # relabel
+    idx, cls = processed.read_label_classes(tmp_path, "import:annotate", "scan", sc.semantic, 3)
+    assert idx.tolist() == [4, 10, 77] and cls.tolist() == [1, 0, 2]
+    assert np.load(path).dtype == np.int64
+    # a class the class list does not have is refused, the file on disk is untouched
+    st.labels[5] = 3
+    with pytest.raises(AnnotationError, match=r"refusing .*scan\.npy.*\[0, 2\]"):
+        st.save()
+    assert processed.read_labels(tmp_path, "import:annotate", "scan").tolist() == [4, 10, 77]
+
+
+@pytest.mark.parametrize(
+    ("rows", "match"),
+    [
+        ([[10, 0], [4, 1]], "sorted, unique"),
+        ([[4, 0], [4, 1]], "sorted, unique"),
+        ([[-1, 0]], "sorted, unique"),
+        ([[4, 3]], r"class column .*\[0, 2\]"),
+        ([[4, -1]], r"class column .*\[0, 2\]"),
+        ([[300, 0]], "out of range for a scene of 300 points"),
+        ([[4, 0, 1]], "shape"),
+        ([[4.0, 0.0]], "integers"),
+    ],
+)
+def test_label_writer_refuses_invalid_rows(tmp_path, rows, match):
+    path = tmp_path / "labels" / "x" / "scan.npy"
+    with pytest.raises(ValueError, match=match):
+        processed.write_label_file(path, np.array(rows), num_points=300, num_classes=3)
+    assert not path.exists()
 
 
 # ---------------------------------------------------------------- the session / the command

@@ -41,3 +41,47 @@ def test_teacher_bn_mode_checked():
         EMATeacher(nn.Linear(2, 2), bn_mode="frozen")  # type: ignore[arg-type]
     with pytest.raises(RuntimeError, match="on_train_start"):
         EMATeacher(nn.Linear(2, 2)).predict({}, torch.device("cpu"))
+
+
+def _erda_u2pl(**kw):
+    from u2pl_toys import K, feats_input
+
+    from pcseg.methods.erda_u2pl import ERDAWithU2PLNegatives
+
+    return ERDAWithU2PLNegatives(
+        K, D, queue_capacity=50, rep_dim=8, num_anchors=16, num_negatives=6,
+        input_builder=feats_input, **kw,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("build", "start"),
+    [
+        (lambda: make_u2pl(ema_decay=0.6), 0),
+        (lambda: make_u2pl(ema_decay=0.6, sup_only_iterations=2), 2),
+        (lambda: _erda_u2pl(ema_decay=0.6), 0),
+    ],
+    ids=["u2pl", "u2pl-warmup", "erda_u2pl"],
+)
+def test_shared_teacher_schedule_over_training_steps(build, start):
+    """U2PL and ERDA + U2PL negatives share one schedule: after real training steps the
+    teacher is the hand-computed EMA of the recorded students, with d = min(k/(k+1), cap)
+    and k counted from the end of the warm-up; t and T of alpha_t follow the steps."""
+    from u2pl_toys import toy_batch, train_step, trainable
+
+    torch.manual_seed(0)
+    model, method = ToyNet(), build()
+    method.on_train_start(model)
+    opt = torch.optim.SGD(trainable(model, method), lr=0.05)
+    expect: dict[str, torch.Tensor] = {}
+    for it in range(6):
+        train_step(model, method, opt, toy_batch(seed=10 + it), it, total=40)
+        k = it - start
+        d = 0.0 if k <= 0 else min(k / (k + 1), 0.6)
+        for n, p in model.named_parameters():
+            s = p.detach().clone()
+            expect[n] = s if d == 0.0 else d * expect[n] + (1 - d) * s
+        assert int(method.steps_done) == it + 1 and int(method.total_steps) == 40
+        assert method.alpha_t() == pytest.approx(method.alpha_0 * (1 - (it + 1) / 40))
+    for n, p in method.teacher.model.named_parameters():
+        assert torch.allclose(p, expect[n], atol=1e-6), n

@@ -12,11 +12,11 @@ import torch
 from pcseg.engine.setup import (
     autocast_factory,
     autocast_policy,
+    device_kind,
     resolve_device,
     seed_everything,
     set_deterministic,
     torch_globals,
-    wants_cuda,
 )
 
 
@@ -82,12 +82,21 @@ def test_resolve_device_rules():
         with pytest.raises(RuntimeError, match="'cuda:0' but CUDA is not available"):
             resolve_device("cuda:0", 0, 1)
         assert resolve_device("auto", 3, 4) == torch.device("cpu")
-        assert not wants_cuda("auto")
+        assert device_kind("auto") == "cpu"
     else:
         assert resolve_device("auto", 0, 1) == torch.device("cuda", 0)
         assert resolve_device("cuda", 1, 2) == torch.device("cuda", 1)
-        assert wants_cuda("auto")
-    assert wants_cuda("cuda") and wants_cuda("cuda:1") and not wants_cuda("cpu")
+        assert device_kind("auto") == "cuda"
+    assert device_kind("cuda") == device_kind("cuda:1") == "cuda" and device_kind("cpu") == "cpu"
+
+
+@pytest.mark.parametrize("available", [False, True])
+def test_device_kind_follows_cuda_availability_for_auto(monkeypatch, available):
+    """The one rule trainer and workflows.runs set the process group up with."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: available)
+    assert device_kind("auto") == ("cuda" if available else "cpu")
+    assert device_kind("cuda") == device_kind("cuda:3") == "cuda"
+    assert device_kind("cpu") == "cpu"
 
 
 def test_autocast_policy():

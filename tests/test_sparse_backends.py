@@ -52,3 +52,20 @@ def test_cuda_subm_and_strided_match_cpu():
     assert y16.dtype == torch.float16
     torch.testing.assert_close(y16.float().cpu(), y_cpu, rtol=3e-2, atol=3e-2)
     assert math.isfinite(float(y16.float().sum()))
+
+
+def test_init_kernel_is_kaiming_fan_out():
+    """The one kernel init of all backends draws what kaiming_normal_(fan_out, relu) draws."""
+    from pcseg.sparse.nn import SubMConv3d, init_kernel_
+
+    k, c_in, c_out = 27, 5, 7
+    torch.manual_seed(3)
+    w = torch.empty(k, c_in, c_out)
+    init_kernel_(w, k, c_out)
+    torch.manual_seed(3)
+    ref = torch.empty(c_out, c_in, k)  # torch's fan_out of (out, in, k) is out * k
+    torch.nn.init.kaiming_normal_(ref, mode="fan_out", nonlinearity="relu")
+    assert torch.equal(w.flatten(), ref.flatten())
+    torch.manual_seed(3)
+    conv = SubMConv3d(c_in, c_out, 3, bias=False)
+    assert torch.equal(conv.weight.detach().flatten(), ref.flatten())

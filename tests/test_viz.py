@@ -961,3 +961,29 @@ def test_render_prints_no_runtime_dir_error(room: dict, tmp_path: Path):
     assert "XDG_RUNTIME_DIR" not in r.stderr + r.stdout, r.stderr
     strip = _read_png(out)[-60:]
     assert _count(strip, P.UNLABELLED_COLOR, 0) >= 20  # the legend lists the weak mode's grey
+
+
+def test_weak_labels_are_read_by_the_processed_reader(tmp_path: Path):
+    """The viewer reads label files with pcseg.data.processed.load_label_file: both forms,
+    and the same refusals (another scene's indices, a class off the list, unsorted rows)."""
+    from pcseg.viz.data import load_weak_labels
+
+    folder = tmp_path / "labels" / "import_annotate"
+    folder.mkdir(parents=True)
+    atomic_save_npy(folder / "s.npy", np.array([[1, 2], [4, 0]], np.int64))
+    mask, cls, path = load_weak_labels(tmp_path, "import:annotate", "s", 6, 3)
+    assert path == folder / "s.npy" and mask.tolist() == [0, 1, 0, 0, 1, 0]
+    assert cls.tolist() == [-1, 2, -1, -1, 0, -1]
+    atomic_save_npy(folder / "s.npy", np.array([3, 5], np.int64))
+    mask, cls, _ = load_weak_labels(tmp_path, "import:annotate", "s", 6, 3)
+    assert mask.tolist() == [0, 0, 0, 1, 0, 1] and cls is None
+    for rows, match in (
+        ([[1, 0], [6, 1]], "out of range for a scene of 6 points"),
+        ([[1, 3]], r"class column .*\[0, 2\]"),
+        ([[4, 0], [1, 1]], "sorted, unique"),
+    ):
+        atomic_save_npy(folder / "s.npy", np.array(rows, np.int64))
+        with pytest.raises(ValueError, match=match):
+            load_weak_labels(tmp_path, "import:annotate", "s", 6, 3)
+    with pytest.raises(FileNotFoundError, match="no label folder for spec '1pt'"):
+        load_weak_labels(tmp_path, "1pt", "s", 6, 3)

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial import cKDTree
 
-from pcseg.io.atomic import atomic_save_npy
+from pcseg.data.processed import load_label_file, write_label_file
 
 
 class AnnotationError(ValueError):
@@ -363,17 +363,23 @@ class AnnotationState:
         return np.stack([idx, self.labels[idx]], axis=1) if idx.size else np.zeros((0, 2), np.int64)
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
-        """Write :meth:`to_array` atomically to ``path`` (default: the state's path)."""
+        """Write :meth:`to_array` atomically to ``path`` (default: the state's path).
+
+        Written by :func:`pcseg.data.processed.write_label_file`, the writer ``pcseg prepare``
+        uses too, so training reads it with :func:`~pcseg.data.processed.read_label_classes`.
+        """
         target = Path(path) if path is not None else self.path
         if target is None:
             raise AnnotationError("no label file to save to (give a path)")
         try:
-            atomic_save_npy(target, self.to_array())
+            write_label_file(target, self.to_array(), self.num_points, len(self.classes))
         except OSError as e:
             raise AnnotationError(
                 f"cannot write the label file {target}: {e.strerror or e} "
                 f"(expected a writable folder {target.parent})"
             ) from None
+        except ValueError as e:  # labels set outside add / erase (e.g. a class off the list)
+            raise AnnotationError(f"refusing to write the label file {target}: {e}") from None
         return target
 
     def load(
@@ -398,18 +404,13 @@ class AnnotationState:
 def read_label_file(
     path: str | os.PathLike, num_points: int, num_classes: int, semantic: np.ndarray | None = None
 ) -> np.ndarray:
-    """(N,) int64 per-point labels (-1 = none) from a weak-label file of either form."""
-    from pcseg.data.processed import check_label_array
+    """(N,) int64 per-point labels (-1 = none) from a weak-label file of either form.
 
-    path = Path(path)
-    if not path.is_file():
-        raise AnnotationError(f"label file {path} does not exist")
+    Read by :func:`pcseg.data.processed.load_label_file`; AnnotationError names the file when
+    it is missing, corrupt or does not fit ``num_points`` / ``num_classes``.
+    """
     try:
-        arr = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise AnnotationError(f"label file {path} is corrupt: {e}") from None
-    try:
-        arr = check_label_array(arr, f"label file {path}", num_points, num_classes)
+        arr = load_label_file(path, num_points, num_classes)
     except ValueError as e:
         raise AnnotationError(str(e)) from None
     labels = np.full(num_points, -1, dtype=np.int64)

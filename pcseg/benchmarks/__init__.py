@@ -12,6 +12,10 @@ Each module has ``add_arguments(parser)`` and ``run(args) -> dict``; they measur
 one shared :mod:`pcseg.benchmarks.harness`, print ratios against a reference run of the same
 command plus peak memory, and :func:`main` writes the result dict to ``--json``.
 ``python -m pcseg.benchmarks.gpu_check`` is the CUDA-machine check (not a subcommand).
+The sparse benchmark's pieces: :mod:`~pcseg.benchmarks.scenes` (inputs),
+:mod:`~pcseg.benchmarks.sparse_measure` (one measurement, in a worker),
+:mod:`~pcseg.benchmarks.profiling`, :mod:`~pcseg.benchmarks.sparse_runs` (the run list),
+:mod:`~pcseg.benchmarks.sparse_tables` (ratios, tables).
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@
   :func:`max_rss_mib`;
 * isolation: :func:`run_worker` runs ``module:function(spec)`` in a fresh interpreter
   (``python -m pcseg.benchmarks._worker SPEC``) under a timeout and returns the JSON it
-  wrote, or ``{"error": ...}``;
+  wrote, or ``{"error": ...}``; :func:`worker_env` is the environment of a measurement
+  worker (thread counts, OpenMP wait policy, glibc mmap threshold of a memory pass);
+  :func:`loadavg` the machine's load;
 * reporting: :func:`ratio`, :func:`ratios_to`, :class:`Column` / :func:`format_table` /
   :func:`print_table`, :func:`write_json`.
 """
@@ -221,6 +223,28 @@ def run_worker(
         tail = (p.stderr or p.stdout or "").strip().splitlines()[-6:]
         return {"error": f"worker exit code {p.returncode}: " + " | ".join(tail)}
     return json.loads(out.read_text())
+
+
+def worker_env(
+    threads: int, omp_wait_policy: str = "inherit", memory_pass: bool = False
+) -> dict[str, str]:
+    """Environment entries of a measurement worker: OpenMP / MKL on ``threads`` threads,
+    ``OMP_WAIT_POLICY`` unless ``omp_wait_policy`` is 'inherit', and for a ``memory_pass`` a
+    fixed glibc mmap threshold."""
+    env = {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    if memory_pass:
+        # fixed mmap threshold: freed tensors go back to the OS at once, so the RSS high-water
+        # mark measures live memory, not glibc's heap growth (it slows allocation-heavy code
+        # down -- page faults on every large allocation -- hence a separate, untimed pass)
+        env["MALLOC_MMAP_THRESHOLD_"] = "131072"
+    if omp_wait_policy != "inherit":
+        env["OMP_WAIT_POLICY"] = omp_wait_policy.upper()
+    return env
+
+
+def loadavg() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages, or None where the OS has none."""
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
 
 def resolve(target: str) -> Callable[[dict[str, Any]], dict[str, Any]]:

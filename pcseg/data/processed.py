@@ -171,6 +171,22 @@ def check_label_array(arr: np.ndarray, where: str, num_points: int | None,
     return arr
 
 
+def write_label_file(path: str | Path, idx: np.ndarray, num_points: int | None = None,
+                     num_classes: int | None = None, where: str | None = None) -> Path:
+    """Validate a weak-label array (see :func:`check_label_array`) and write it atomically.
+
+    The one writer of label files (``pcseg prepare`` through :func:`write_labels`, ``pcseg
+    annotate`` to its own path). ``idx``: (M,) indices or (M, 2) [index, class] rows;
+    ``where`` names the labels in a ValueError (default: the path). Returns ``path``;
+    OSError when it cannot be written.
+    """
+    path = Path(path)
+    arr = check_label_array(np.asarray(idx), where or f"label file {path}", num_points,
+                            num_classes)
+    atomic_save_npy(path, arr)
+    return path
+
+
 def write_labels(out: str | Path, spec: str | LabelSpec, scene_id: str, idx: np.ndarray,
                  num_points: int | None = None, num_classes: int | None = None) -> Path:
     """Write ``labels/<spec_dirname>/<scene_id>.npy`` atomically.
@@ -180,18 +196,20 @@ def write_labels(out: str | Path, spec: str | LabelSpec, scene_id: str, idx: np.
     indices (the class is given per point, e.g. by ``pcseg annotate``); stored as int64.
     ``num_points`` / ``num_classes``, when given, are checked too. Returns the path written.
     """
-    arr = check_label_array(np.asarray(idx), f"labels for {scene_id} / {spec}", num_points,
-                             num_classes)
-    path = labels_path(out, spec, scene_id)
-    atomic_save_npy(path, arr)
-    return path
+    return write_label_file(labels_path(out, spec, scene_id), idx, num_points, num_classes,
+                            where=f"labels for {scene_id} / {spec}")
 
 
-def _load_label_file(out: str | Path, spec: str | LabelSpec, scene_id: str,
-                     num_points: int | None, num_classes: int | None) -> tuple[Path, np.ndarray]:
-    path = labels_path(out, spec, scene_id)
+def load_label_file(path: str | Path, num_points: int | None = None,
+                    num_classes: int | None = None) -> np.ndarray:
+    """Read and validate one label file -> int64 (M,) indices or (M, 2) [index, class] rows.
+
+    ValueError naming the path when it is missing, corrupt, not int64 or fails
+    :func:`check_label_array` against ``num_points`` / ``num_classes``.
+    """
+    path = Path(path)
     if not path.is_file():
-        raise ValueError(f"label file {path} does not exist (run pcseg prepare --labels {spec})")
+        raise ValueError(f"label file {path} does not exist")
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
@@ -199,7 +217,15 @@ def _load_label_file(out: str | Path, spec: str | LabelSpec, scene_id: str,
     if arr.dtype != np.int64:
         raise ValueError(f"label file {path}: expected 1-D int64 indices or (M, 2) int64 "
                          f"[index, class] rows, got {arr.dtype} {arr.shape}")
-    return path, check_label_array(arr, f"label file {path}", num_points, num_classes)
+    return check_label_array(arr, f"label file {path}", num_points, num_classes)
+
+
+def _load_label_file(out: str | Path, spec: str | LabelSpec, scene_id: str,
+                     num_points: int | None, num_classes: int | None) -> np.ndarray:
+    path = labels_path(out, spec, scene_id)
+    if not path.is_file():
+        raise ValueError(f"label file {path} does not exist (run pcseg prepare --labels {spec})")
+    return load_label_file(path, num_points, num_classes)
 
 
 def read_labels(out: str | Path, spec: str | LabelSpec, scene_id: str,
@@ -211,7 +237,7 @@ def read_labels(out: str | Path, spec: str | LabelSpec, scene_id: str,
     Raises ValueError naming the path when missing, corrupt, not sorted/unique, or
     (when ``num_points`` is given) out of range.
     """
-    _, arr = _load_label_file(out, spec, scene_id, num_points, None)
+    arr = _load_label_file(out, spec, scene_id, num_points, None)
     return arr if arr.ndim == 1 else np.ascontiguousarray(arr[:, 0])
 
 
@@ -226,7 +252,7 @@ def read_label_classes(out: str | Path, spec: str | LabelSpec, scene_id: str,
     the point count checked against the indices; ``num_classes`` bounds the class column.
     """
     semantic = np.asarray(semantic)
-    _, arr = _load_label_file(out, spec, scene_id, len(semantic), num_classes)
+    arr = _load_label_file(out, spec, scene_id, len(semantic), num_classes)
     if arr.ndim == 1:
         return arr, semantic[arr].astype(np.int64)
     return np.ascontiguousarray(arr[:, 0]), np.ascontiguousarray(arr[:, 1])

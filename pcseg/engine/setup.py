@@ -1,6 +1,6 @@
 """Run setup shared by the trainer and the evaluator: device, autocast, seeding, torch globals.
 
-* :func:`resolve_device` / :func:`wants_cuda`: ``train.device`` -> a ``torch.device``.
+* :func:`resolve_device` / :func:`device_kind`: ``train.device`` -> a ``torch.device``.
 * :func:`autocast_policy` / :func:`autocast_factory`: ``train.amp`` / ``train.amp_dtype`` ->
   ``torch.autocast`` settings (fp16 refused off CUDA).
 * :func:`seed_everything`, :func:`set_deterministic`.
@@ -22,9 +22,15 @@ import numpy as np
 import torch
 
 
-def wants_cuda(name: str) -> bool:
-    """Whether ``train.device`` = ``name`` asks for CUDA ('cuda', 'cuda:N', or 'auto' with CUDA)."""
-    return name.startswith("cuda") or (name == "auto" and torch.cuda.is_available())
+def device_kind(name: str) -> str:
+    """'cuda' when ``train.device`` = ``name`` asks for CUDA ('cuda', 'cuda:N', or 'auto' with
+    CUDA available), else 'cpu': the kind the process group (``init_distributed``) is set up for.
+    """
+    return (
+        "cuda"
+        if name.startswith("cuda") or (name == "auto" and torch.cuda.is_available())
+        else "cpu"
+    )
 
 
 def resolve_device(name: str, local_rank: int = 0, world_size: int = 1) -> torch.device:
@@ -118,11 +124,11 @@ def torch_globals(threads: int | None = None, deterministic: bool | None = None)
 
 
 __all__ = [
+    "device_kind",
     "autocast_factory",
     "autocast_policy",
     "resolve_device",
     "seed_everything",
     "set_deterministic",
     "torch_globals",
-    "wants_cuda",
 ]

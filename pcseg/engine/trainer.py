@@ -73,10 +73,10 @@ from pcseg.engine.optim import build_optimizer, build_scheduler
 from pcseg.engine.setup import (
     autocast_factory,
     autocast_policy,
+    device_kind,
     resolve_device,
     seed_everything,
     torch_globals,
-    wants_cuda,
 )
 from pcseg.engine.summary import build_summary, format_summary
 from pcseg.io.atomic import atomic_write_json
@@ -232,8 +232,7 @@ class Trainer:
     def _init_process(self) -> None:
         """Process group, device, run folders, seeds."""
         cfg = self.cfg
-        kind = "cuda" if wants_cuda(cfg.train.device) else "cpu"
-        self.rank, self.world, local_rank = du.init_distributed(kind)
+        self.rank, self.world, local_rank = du.init_distributed(device_kind(cfg.train.device))
         self.device = resolve_device(cfg.train.device, local_rank, self.world)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)  # the summary's peak is this run's

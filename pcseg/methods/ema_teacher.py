@@ -8,6 +8,11 @@ weights after the step, so the teachers stay identical without communication.
 Resume: the teacher network exists only after :meth:`EMATeacher.attach`. A checkpoint
 loaded before that keeps the teacher weights aside and ``attach`` loads them into the
 fresh copy; loading after ``attach`` restores them directly.
+
+:class:`TeacherSchedule` is the U2PL teacher schedule shared by U2PL and ERDA + U2PL
+negatives: attach at the start, EMA update after every step (the counter starting after
+``start`` warm-up steps), the step counter t and run length T of alpha_t, and the teacher's
+prediction checked against the student's logits.
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ from typing import Any, Literal, get_args
 import torch
 from torch import nn
 
+from pcseg.methods.base import Method
 from pcseg.methods.common import MethodOptions, UnitInterval
+from pcseg.methods.contrastive import U2PLContrast
+from pcseg.methods.entropy_split import unreliable_percent
 from pcseg.models.inputs import sparse_input
 
 TeacherBN = Literal["train", "eval"]
@@ -179,3 +187,75 @@ class EMATeacher(nn.Module):
             self.model.train(was[0])
             self.rep_head.train(was[1])
         return prob, rep
+
+
+class TeacherSchedule(Method):
+    """Base of the methods with the U2PL teacher schedule (U2PL, ERDA + U2PL negatives).
+
+    A subclass builds ``self.contrast`` (its :class:`U2PLContrast`, whose representation
+    head the teacher copies), sets ``self.alpha_0`` and then calls :meth:`init_teacher`.
+    The buffers ``steps_done`` (t of alpha_t) and ``total_steps`` (T, 0 = unknown) are the
+    method's own, so checkpoints keep their keys.
+    """
+
+    contrast: U2PLContrast
+    alpha_0: float
+    teacher: EMATeacher | None
+    steps_done: torch.Tensor
+    total_steps: torch.Tensor
+
+    def init_teacher(
+        self,
+        opts: TeacherOptions,
+        input_builder: Callable[[dict[str, Any], torch.device], Any] | None,
+        *,
+        use_teacher: bool = True,
+        start: int = 0,
+    ) -> None:
+        """Create the teacher (when ``use_teacher``; else None) and the step counters.
+
+        ``start``: steps before the EMA counter starts (the teacher copies the student).
+        """
+        self.ema_decay = opts.ema_decay
+        self.ema_start = start
+        self.teacher = (
+            EMATeacher(self.contrast.rep_head, opts.teacher_bn, input_builder)
+            if use_teacher
+            else None
+        )
+        self.register_buffer("steps_done", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("total_steps", torch.zeros((), dtype=torch.int64))
+
+    def on_train_start(self, model: nn.Module) -> None:
+        """Create the EMA teacher (if any) as a frozen copy of ``model`` (or restore a loaded
+        one)."""
+        if self.teacher is not None:
+            self.teacher.attach(model)
+
+    def after_optimizer_step(self, model: nn.Module, iteration: int, total_iterations: int) -> None:
+        """EMA update of the teacher (network and representation head) with decay
+        :func:`ema_decay_at`; advances t and records T of alpha_t."""
+        if self.teacher is not None:
+            decay = ema_decay_at(iteration, self.ema_decay, self.ema_start)
+            self.teacher.update(model, self.contrast.rep_head, decay)
+        self.steps_done.fill_(int(iteration) + 1)
+        self.total_steps.fill_(max(int(total_iterations), 0))
+
+    def alpha_t(self) -> float:
+        """Current unreliable percentage alpha_0 (1 - t/T)."""
+        return unreliable_percent(self.alpha_0, int(self.steps_done), int(self.total_steps))
+
+    def teacher_outputs(
+        self, batch: dict[str, Any], logits: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher (M, K) probabilities and (M, R) representations on ``logits``' device;
+        RuntimeError when the teacher's logits do not match the student's."""
+        if self.teacher is None:
+            raise RuntimeError(f"{self.name}: no teacher (use_teacher is off)")
+        prob, rep_t = self.teacher.predict(batch, logits.device)
+        if prob.shape != logits.shape:
+            raise RuntimeError(
+                f"{self.name}: teacher logits {tuple(prob.shape)} do not match the "
+                f"student's {tuple(logits.shape)}"
+            )
+        return prob, rep_t

@@ -34,17 +34,14 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
 
-from pcseg.methods.base import Method
 from pcseg.methods.common import NonNegative, resolve_options
 from pcseg.methods.contrastive import ContrastOptions, U2PLContrast
-from pcseg.methods.ema_teacher import EMATeacher, TeacherOptions, ema_decay_at
+from pcseg.methods.ema_teacher import TeacherOptions, TeacherSchedule
 from pcseg.methods.entropy_split import (
     EntropySplitOptions,
     split_diagnostics,
     teacher_split,
-    unreliable_percent,
 )
 from pcseg.methods.erda import ERDA, ERDAOptions
 
@@ -62,7 +59,7 @@ class ERDAWithU2PLNegativesOptions(ContrastOptions, EntropySplitOptions, Teacher
     use_teacher: bool = True
 
 
-class ERDAWithU2PLNegatives(Method):
+class ERDAWithU2PLNegatives(TeacherSchedule):
     """ERDA loss + lambda_c * U2PL contrastive loss with unreliable negatives.
 
     Args:
@@ -91,8 +88,6 @@ class ERDAWithU2PLNegatives(Method):
 
     name = "erda_u2pl"
     Options = ERDAWithU2PLNegativesOptions
-    steps_done: torch.Tensor
-    total_steps: torch.Tensor
 
     def __init__(
         self,
@@ -110,33 +105,9 @@ class ERDAWithU2PLNegatives(Method):
         self.lambda_c = opts.lambda_c
         self.use_teacher = opts.use_teacher
         self.alpha_0 = opts.alpha_0
-        self.ema_decay = opts.ema_decay
         self.anchor_split = opts.anchor_split
         self.contrast = U2PLContrast(self.num_classes, self.feature_dim, opts)
-        self.teacher: EMATeacher | None = (
-            EMATeacher(self.contrast.rep_head, opts.teacher_bn, input_builder)
-            if self.use_teacher
-            else None
-        )
-        self.register_buffer("steps_done", torch.zeros((), dtype=torch.int64))
-        self.register_buffer("total_steps", torch.zeros((), dtype=torch.int64))
-
-    def on_train_start(self, model: nn.Module) -> None:
-        """Create the EMA teacher (when ``use_teacher``) as a frozen copy of ``model``."""
-        if self.teacher is not None:
-            self.teacher.attach(model)
-
-    def after_optimizer_step(self, model: nn.Module, iteration: int, total_iterations: int) -> None:
-        """EMA teacher update (when ``use_teacher``); advances t of alpha_t."""
-        if self.teacher is not None:
-            decay = ema_decay_at(iteration, self.ema_decay)
-            self.teacher.update(model, self.contrast.rep_head, decay)
-        self.steps_done.fill_(int(iteration) + 1)
-        self.total_steps.fill_(max(int(total_iterations), 0))
-
-    def alpha_t(self) -> float:
-        """Current unreliable percentage alpha_0 (1 - t/T)."""
-        return unreliable_percent(self.alpha_0, int(self.steps_done), int(self.total_steps))
+        self.init_teacher(opts, input_builder, use_teacher=self.use_teacher)
 
     @torch.no_grad()
     def pseudo_label_probs(
@@ -156,12 +127,7 @@ class ERDAWithU2PLNegatives(Method):
         weak = batch["weak_labels"].to(device=logits.device, dtype=torch.int64)
         rep_s = self.contrast.rep_head(features)
         if self.teacher is not None:
-            prob, rep_t = self.teacher.predict(batch, logits.device)
-            if prob.shape != logits.shape:
-                raise RuntimeError(
-                    f"{self.name}: teacher logits {tuple(prob.shape)} do not match the "
-                    f"student's {tuple(logits.shape)}"
-                )
+            prob, rep_t = self.teacher_outputs(batch, logits)
         else:
             prob = torch.softmax(logits.detach().float(), dim=1)
             rep_t = rep_s.detach()

@@ -98,9 +98,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from torch import nn
 
-from pcseg.methods.base import Method
 from pcseg.methods.common import (
     NonNegative,
     SupervisionOptions,
@@ -112,12 +110,11 @@ from pcseg.methods.common import (
     zero_with_graph,
 )
 from pcseg.methods.contrastive import ContrastOptions, U2PLContrast
-from pcseg.methods.ema_teacher import EMATeacher, TeacherOptions, ema_decay_at
+from pcseg.methods.ema_teacher import TeacherOptions, TeacherSchedule
 from pcseg.methods.entropy_split import (
     EntropySplitOptions,
     split_diagnostics,
     teacher_split,
-    unreliable_percent,
 )
 
 
@@ -133,7 +130,7 @@ class U2PLOptions(SupervisionOptions, ContrastOptions, EntropySplitOptions, Teac
     sup_only_iterations: int = Field(0, ge=0)
 
 
-class U2PL(Method):
+class U2PL(TeacherSchedule):
     """U2PL for sparse 3D weak labels (see the module docstring).
 
     Args:
@@ -166,8 +163,6 @@ class U2PL(Method):
     name = "u2pl"
     Options = U2PLOptions
     class_weights: torch.Tensor | None
-    steps_done: torch.Tensor
-    total_steps: torch.Tensor
 
     def __init__(
         self,
@@ -184,44 +179,25 @@ class U2PL(Method):
         self.lambda_u = opts.lambda_u
         self.lambda_c = opts.lambda_c
         self.alpha_0 = opts.alpha_0
-        self.ema_decay = opts.ema_decay
         self.sup_only_iterations = opts.sup_only_iterations
         self.anchor_split = opts.anchor_split
         self.label_smoothing = opts.label_smoothing
         self.contrast = U2PLContrast(self.num_classes, self.feature_dim, opts)
-        self.teacher = EMATeacher(self.contrast.rep_head, opts.teacher_bn, input_builder)
+        self.init_teacher(opts, input_builder, start=self.sup_only_iterations)
         self.register_buffer(
             "class_weights",
             class_weights_tensor(opts.class_weights, self.num_classes, self.name),
             persistent=False,
         )
-        #: optimiser steps taken (t of alpha_t) and the run length T (0 = unknown)
-        self.register_buffer("steps_done", torch.zeros((), dtype=torch.int64))
-        self.register_buffer("total_steps", torch.zeros((), dtype=torch.int64))
 
     # ---------------------------------------------------------------- hooks
-    def on_train_start(self, model: nn.Module) -> None:
-        """Create the EMA teacher as a frozen copy of ``model`` (or restore a loaded one)."""
-        self.teacher.attach(model)
-
-    def after_optimizer_step(self, model: nn.Module, iteration: int, total_iterations: int) -> None:
-        """EMA update of the teacher (network and representation head); advances t."""
-        d = ema_decay_at(iteration, self.ema_decay, self.sup_only_iterations)
-        self.teacher.update(model, self.contrast.rep_head, d)
-        self.steps_done.fill_(int(iteration) + 1)
-        self.total_steps.fill_(max(int(total_iterations), 0))
-
-    def alpha_t(self) -> float:
-        """Current unreliable percentage alpha_0 (1 - t/T)."""
-        return unreliable_percent(self.alpha_0, int(self.steps_done), int(self.total_steps))
-
     @torch.no_grad()
     def pseudo_label_probs(
         self, logits: torch.Tensor, features: torch.Tensor, batch: dict[str, Any] | None = None
     ) -> torch.Tensor | None:
         """(M, K) teacher probabilities (teacher in eval mode) for ``batch``; None when no
         teacher is attached or no batch is given (the teacher needs the input voxels)."""
-        if batch is None or not self.teacher.attached:
+        if batch is None or self.teacher is None or not self.teacher.attached:
             return None
         prob, _ = self.teacher.predict(batch, logits.device, train_bn=False)
         return prob
@@ -240,12 +216,7 @@ class U2PL(Method):
             loss_unsup = zero_with_graph(logits)
             loss_con = zero_with_graph(rep_s)
         else:
-            prob, rep_t = self.teacher.predict(batch, logits.device)
-            if prob.shape != logits.shape:
-                raise RuntimeError(
-                    f"{self.name}: teacher logits {tuple(prob.shape)} do not match the "
-                    f"student's {tuple(logits.shape)}"
-                )
+            prob, rep_t = self.teacher_outputs(batch, logits)
             alpha = self.alpha_t()
             split = teacher_split(prob, weak, alpha, self.anchor_split)
             rel = split["reliable"]

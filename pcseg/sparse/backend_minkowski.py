@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import collections
 import collections.abc
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -44,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from .backends import MINKOWSKI_INSTALL, BackendUnavailableError, register_backend
+from .nn import init_kernel_
 from .tensor import SparseTensor
 
 #: aliases removed from ``collections`` in Python 3.10 that MinkowskiEngine 0.5.4 imports
@@ -151,12 +151,6 @@ def state_dict_from_minkowski(state_dict: Mapping[str, Tensor]) -> dict[str, Ten
 
 
 # ============================================================================ layers
-def _pcseg_init(kernel: Tensor, kernel_volume: int, out_channels: int) -> None:
-    """pcseg / MinkowskiEngine-example MinkUNet init: N(0, sqrt(2 / (K * C_out)))."""
-    with torch.no_grad():
-        kernel.normal_(0.0, math.sqrt(2.0) / math.sqrt(kernel_volume * out_channels))
-
-
 @dataclass(frozen=True)
 class _Layers:
     """``MinkowskiEngine`` and the layer classes built on it."""
@@ -221,7 +215,7 @@ class MinkowskiBackend:
             bias=bias,
             dimension=3,
         )
-        _pcseg_init(m.kernel, kernel_size**3, out_channels)
+        init_kernel_(m.kernel, kernel_size**3, out_channels)
         return cast(nn.Module, m)  # MinkowskiEngine has no type information
 
     def subm_conv(

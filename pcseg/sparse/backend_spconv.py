@@ -68,6 +68,7 @@ import torch
 from torch import Tensor, nn
 
 from .backends import SPCONV_INSTALL, BackendUnavailableError, register_backend
+from .nn import init_kernel_
 from .tensor import SparseTensor
 
 #: default alignment (finest voxels) of the index origin and of the spatial shape
@@ -334,12 +335,6 @@ def indices_to_coords(indices: Tensor, origin: Tensor, stride: int = 1) -> Tenso
 
 
 # ============================================================================ layers
-def _pcseg_init(weight: Tensor, kernel_volume: int, out_channels: int) -> None:
-    """pcseg / MinkowskiEngine MinkUNet init: N(0, sqrt(2 / (K * C_out)))."""
-    with torch.no_grad():
-        weight.normal_(0.0, math.sqrt(2.0) / math.sqrt(kernel_volume * out_channels))
-
-
 @dataclass(frozen=True)
 class _Layers:
     """``spconv.pytorch`` and the layer classes built on it."""
@@ -372,7 +367,7 @@ def _layers() -> _Layers:
 
         def reset_parameters(self) -> None:  # called by spconv's __init__
             kv = int(math.prod(self.kernel_size))
-            _pcseg_init(self.weight, kv, self.out_channels)
+            init_kernel_(self.weight, kv, self.out_channels)
             if self.bias is not None:
                 bound = 1.0 / math.sqrt(kv * self.in_channels)
                 with torch.no_grad():

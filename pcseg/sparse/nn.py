@@ -17,6 +17,16 @@ from .functional import sparse_conv
 from .tensor import SparseTensor
 
 
+def init_kernel_(weight: Tensor, kernel_volume: int, out_channels: int) -> None:
+    """Fill a convolution kernel in place with N(0, sqrt(2 / (K * C_out))).
+
+    MinkowskiEngine's MinkUNet init (``kaiming_normal_``, fan_out = K * C_out, ReLU gain),
+    shared by this backend and the spconv / MinkowskiEngine layers so all start alike.
+    """
+    with torch.no_grad():
+        weight.normal_(0.0, math.sqrt(2.0) / math.sqrt(kernel_volume * out_channels))
+
+
 def _check_input(x: SparseTensor, in_channels: int, who: str) -> None:
     if not isinstance(x, SparseTensor):
         raise TypeError(f"{who}: expected a SparseTensor, got {type(x).__name__}")
@@ -48,9 +58,8 @@ class _ConvBase(nn.Module):
 
     def reset_parameters(self) -> None:
         """Kaiming-normal (fan_out = K * C_out, ReLU gain) weight; bias U(-1/sqrt(fan_in), ..)."""
-        std = math.sqrt(2.0) / math.sqrt(self.kernel_volume * self.out_channels)
+        init_kernel_(self.weight, self.kernel_volume, self.out_channels)
         with torch.no_grad():
-            self.weight.normal_(0.0, std)
             if self.bias is not None:
                 bound = 1.0 / math.sqrt(self.kernel_volume * self.in_channels)
                 self.bias.uniform_(-bound, bound)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pcseg.data import processed as processed_io
 from pcseg.viz.palettes import get_palette
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -195,26 +196,36 @@ def load_processed_scene(
         files={"scene": str(npz_path)},
     )
     if label_spec:
-        view.labelled, lab_path = load_labelled_mask(processed, label_spec, scene, n)
+        view.labelled, view.weak_classes, lab_path = load_weak_labels(
+            processed, label_spec, scene, n, len(names)
+        )
         view.label_spec = label_spec
-        rows = np.load(lab_path)
-        if rows.ndim == 2 and rows.size:
-            k = len(names)
-            if rows[:, 1].min() < 0 or rows[:, 1].max() >= k:
-                raise ValueError(f"{lab_path}: class column outside [0, {k - 1}]")
-            view.weak_classes = np.full(n, -1, dtype=np.int64)
-            view.weak_classes[rows[:, 0].astype(np.int64)] = rows[:, 1].astype(np.int64)
         view.files["labels"] = str(lab_path)
     return view
 
 
-def load_labelled_mask(
-    processed: str | os.PathLike, spec: str, scene: str, num_points: int
-) -> tuple[np.ndarray, Path]:
-    """(N,) bool mask of the points labelled under ``spec`` (from
-    ``labels/<spec_dirname>/<scene>.npy``: sorted unique int indices, or (M, 2) [index, class]
-    rows) and the file read."""
-    processed = Path(processed)
+def load_weak_labels(
+    processed: str | os.PathLike, spec: str, scene: str, num_points: int, num_classes: int
+) -> tuple[np.ndarray, np.ndarray | None, Path]:
+    """The weak labels of ``scene`` under ``spec``: (N,) bool mask of the labelled points,
+    (N,) int64 classes (-1 elsewhere) when the file gives them ((M, 2) [index, class] rows,
+    e.g. ``pcseg annotate``; None for (M,) indices, whose class is the ground truth), and
+    the file read. The file is read and checked by
+    :func:`pcseg.data.processed.load_label_file` (ValueError naming it)."""
+    path = _label_file(Path(processed), spec, scene)
+    arr = processed_io.load_label_file(path, num_points, num_classes)
+    idx = arr if arr.ndim == 1 else arr[:, 0]
+    mask = np.zeros(num_points, dtype=bool)
+    mask[idx] = True
+    classes = None
+    if arr.ndim == 2 and arr.size:
+        classes = np.full(num_points, -1, dtype=np.int64)
+        classes[idx] = arr[:, 1]
+    return mask, classes, path
+
+
+def _label_file(processed: Path, spec: str, scene: str) -> Path:
+    """``labels/<spec folder>/<scene>.npy``; FileNotFoundError listing the folders there."""
     labels_root = processed / "labels"
     folder = next(
         (labels_root / d for d in _spec_dirnames(spec) if (labels_root / d).is_dir()), None
@@ -232,21 +243,7 @@ def load_labelled_mask(
     path = folder / f"{scene}.npy"
     if not path.is_file():
         raise FileNotFoundError(f"missing weak-label file {path}")
-    idx = np.load(path)
-    if idx.ndim == 2 and idx.shape[1] == 2:  # [point index, class] rows (pcseg annotate)
-        idx = idx[:, 0]
-    if idx.ndim != 1 or (idx.size and not np.issubdtype(idx.dtype, np.integer)):
-        raise ValueError(
-            f"{path}: expected a 1-D integer index array or (M, 2) [index, class] "
-            f"rows, got {idx.shape} {idx.dtype}"
-        )
-    if idx.size and (idx.min() < 0 or idx.max() >= num_points):
-        raise ValueError(
-            f"{path}: indices in [{idx.min()}, {idx.max()}] outside the scene's {num_points} points"
-        )
-    mask = np.zeros(num_points, dtype=bool)
-    mask[idx.astype(np.int64)] = True
-    return mask, path
+    return path
 
 
 def attach_predictions(view: ViewData, path: str | os.PathLike) -> ViewData:

@@ -451,6 +451,64 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _panel_legend(
+    vd: ViewData, modes: list[str], visible: np.ndarray, view: str, width: int
+) -> np.ndarray:
+    """The legend strip of :func:`render_modes`: scene header, the classes present among the
+    visible points of the label modes, and the modes' extras."""
+    present: set[int] = set()
+    for m in modes:
+        arr = (
+            {
+                "gt": vd.semantic,
+                "pred": vd.pred,
+                "pseudo": vd.pseudo,
+                "weak": None if vd.labelled is None else np.where(vd.labelled, vd.semantic, -1),
+            }.get(m)
+            if m in LABEL_MODES
+            else None
+        )
+        if arr is not None:
+            present.update(int(c) for c in np.unique(arr[visible]) if c >= 0)
+    hidden_n = int((~visible).sum())
+    header = (
+        f"{vd.name}  ({vd.dataset}, {vd.num_points:,d} points"
+        + (f", {hidden_n:,d} hidden" if hidden_n else "")
+        + f", view {view})"
+    )
+    return legend_image(
+        vd.class_names,
+        vd.palette,
+        width=len(modes) * width,
+        present=sorted(present),
+        row_height=LEGEND_ROW_HEIGHT,
+        header=header,
+        extra=legend_extras(vd, modes, visible),
+    )
+
+
+def _panel_titles(
+    vd: ViewData, modes: list[str], visible: np.ndarray
+) -> tuple[list[str], list[str], list[tuple[str, str, str] | None]]:
+    """Per-mode tile titles, statistics (:func:`mode_summary`) and colour bars (confidence,
+    entropy; None for the others) of :func:`render_modes`."""
+    names = [MODE_TITLES.get(m, m) for m in modes]
+    if "weak" in modes and vd.label_spec:
+        names[modes.index("weak")] = f"weak labels ({vd.label_spec})"
+    if "rgb" in modes and vd.feat_kind == "remission":
+        names[modes.index("rgb")] = "remission"
+    subs = [mode_summary(vd, m, visible) for m in modes]
+    bars = [
+        (CONFIDENCE_CMAP, "0", "1")
+        if m == "confidence"
+        else (ENTROPY_CMAP, "0", f"{entropy_vmax(vd.num_classes):.2f}")
+        if m == "entropy"
+        else None
+        for m in modes
+    ]
+    return names, subs, bars
+
+
 def render_modes(
     view_data: ViewData,
     modes: Sequence[str],
@@ -500,54 +558,8 @@ def render_modes(
     if not titles and not legend:
         panel = np.concatenate(tiles, axis=1)
     else:
-        leg = None
-        if legend:
-            present: set[int] = set()
-            vd = view_data
-            for m in modes:
-                arr = (
-                    {
-                        "gt": vd.semantic,
-                        "pred": vd.pred,
-                        "pseudo": vd.pseudo,
-                        "weak": None
-                        if vd.labelled is None
-                        else np.where(vd.labelled, vd.semantic, -1),
-                    }.get(m)
-                    if m in LABEL_MODES
-                    else None
-                )
-                if arr is not None:
-                    present.update(int(c) for c in np.unique(arr[visible]) if c >= 0)
-            hidden_n = int((~visible).sum())
-            header = (
-                f"{vd.name}  ({vd.dataset}, {vd.num_points:,d} points"
-                + (f", {hidden_n:,d} hidden" if hidden_n else "")
-                + f", view {view})"
-            )
-            leg = legend_image(
-                vd.class_names,
-                vd.palette,
-                width=len(modes) * width,
-                present=sorted(present),
-                row_height=LEGEND_ROW_HEIGHT,
-                header=header,
-                extra=legend_extras(vd, modes, visible),
-            )
-        names = [MODE_TITLES.get(m, m) for m in modes]
-        if "weak" in modes and view_data.label_spec:
-            names[modes.index("weak")] = f"weak labels ({view_data.label_spec})"
-        if "rgb" in modes and view_data.feat_kind == "remission":
-            names[modes.index("rgb")] = "remission"
-        subs = [mode_summary(view_data, m, visible) for m in modes]
-        bars = [
-            (CONFIDENCE_CMAP, "0", "1")
-            if m == "confidence"
-            else (ENTROPY_CMAP, "0", f"{entropy_vmax(view_data.num_classes):.2f}")
-            if m == "entropy"
-            else None
-            for m in modes
-        ]
+        leg = _panel_legend(view_data, modes, visible, view, width) if legend else None
+        names, subs, bars = _panel_titles(view_data, modes, visible)
         panel = compose_panel(
             tiles,
             names if titles else [""] * len(modes),

@@ -308,6 +308,108 @@ def _make_round(
     }
 
 
+@dataclass
+class _Study:
+    """What every round of one active-learning study shares (see :func:`run_active_study`)."""
+
+    config: Path
+    overrides: list[str]
+    strategies: list[str]
+    run_root: Path
+    start_spec: str
+    clicks_per_round: int
+    root: Path
+    split: str
+    scenes: list[str]
+    num_classes: int
+    results: dict[str, Any]
+    json_out: Path | None
+
+    def train_round(self, spec: str, seed: int, run_dir: Path) -> dict[str, Any]:
+        """Train (from scratch, the same seed and schedule every round) on ``spec``; test."""
+        sets = [*self.overrides, f"data.label_spec={spec}"]
+        return train_and_test(
+            self.config, seed, run_dir, sets, checkpoint="last.pt", progress=False
+        )
+
+    def record(self, rec: dict[str, Any], res: dict[str, Any], run_dir: Path, spec: str) -> None:
+        """Add one run's row (``rec``, its test mIoU / OA, run folder, label spec); rewrite
+        ``json_out``."""
+        test = res["test"]
+        rec = {**rec, "miou": test["miou"], "oa": test["oa"], "run_dir": str(run_dir), "spec": spec}
+        _record(self.results, rec)
+        if self.json_out is not None:
+            atomic_write_json(self.json_out, self.results)
+
+    def round_zero(self, seed: int, spec0: str, n0: int) -> None:
+        """Round 0: one run on the start labels, recorded once per strategy."""
+        d0 = round_dir(self.run_root, "", seed, 0)
+        print(f"[active] seed {seed} round 0 ({self.start_spec}: {n0} labels)", flush=True)
+        res0 = self.train_round(spec0, seed, d0)
+        for s in self.strategies:
+            rec = {"strategy": s, "seed": seed, "round": 0, "labels": n0, "clicks": 0}
+            self.record({**rec, "misclassified_fraction": None}, res0, d0, spec0)
+
+    def clicks(self, strategy: str, seed: int, r: int, spec: str, d: Path) -> dict[str, Any]:
+        """The click statistics of round ``r`` (> 0; labels ``spec``, run folder ``d``),
+        writing its labels from the previous round's predictions unless its run finished."""
+        prev_spec = round_spec(strategy, seed, r - 1, self.start_spec)
+        prev_dir = round_dir(self.run_root, strategy, seed, r - 1)
+        prev_sets = [*self.overrides, f"data.label_spec={prev_spec}"]
+        stats_path = d / "active_clicks.json"
+        if not (run_finished(d) and stats_path.is_file()):
+            pred_dir = _train_predictions(
+                _run_cfg(self.config, prev_sets, seed, prev_dir), prev_dir, self.split
+            )
+            stats = _make_round(
+                strategy,
+                seed,
+                r,
+                self.root,
+                self.scenes,
+                prev_spec,
+                spec,
+                pred_dir,
+                self.clicks_per_round,
+                self.num_classes,
+            )
+            print(
+                f"[active] seed {seed} {strategy} round {r}: {stats['clicks']} clicks "
+                f"({stats['clicks_misclassified']} on misclassified points), "
+                f"{stats['labels']} labels",
+                flush=True,
+            )
+            d.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(stats_path, stats)
+        return dict(json.loads(stats_path.read_text()))
+
+    def active_round(self, strategy: str, seed: int, r: int) -> None:
+        """Round ``r`` (> 0) of ``strategy``: clicks on the previous round's run, then train."""
+        spec = round_spec(strategy, seed, r, self.start_spec)
+        d = round_dir(self.run_root, strategy, seed, r)
+        stats = self.clicks(strategy, seed, r, spec, d)
+        res = self.train_round(spec, seed, d)
+        self.record({"strategy": strategy, "seed": seed, "round": r, **stats}, res, d, spec)
+        print(
+            f"[active] seed {seed} {strategy} round {r}: test mIoU {100 * res['test']['miou']:.1f}",
+            flush=True,
+        )
+
+
+def _check_study(strategies: list[str], rounds: int, clicks_per_round: int, start: str) -> str:
+    """ValueError on an unknown strategy, no clicks, negative rounds or a start spec that is
+    not sampled; returns the start spec's canonical name."""
+    for s in strategies:
+        if s not in STRATEGIES:
+            raise ValueError(f"unknown strategy {s!r} (choose from {', '.join(STRATEGIES)})")
+    if clicks_per_round <= 0 or rounds < 0:
+        raise ValueError("--clicks-per-round must be > 0 and --rounds >= 0")
+    name = parse_spec(start).name
+    if parse_spec(name).kind in ("full", "import"):
+        raise ValueError(f"--start-spec {name!r}: choose a sampled spec such as 1pt")
+    return name
+
+
 def run_active_study(
     config: Path,
     strategies: list[str],
@@ -330,15 +432,8 @@ def run_active_study(
     """
     from pcseg.workflows.prepare import prepare_if_missing
 
-    for s in strategies:
-        if s not in STRATEGIES:
-            raise ValueError(f"unknown strategy {s!r} (choose from {', '.join(STRATEGIES)})")
-    if clicks_per_round <= 0 or rounds < 0:
-        raise ValueError("--clicks-per-round must be > 0 and --rounds >= 0")
+    start_spec = _check_study(strategies, rounds, clicks_per_round, start_spec)
     overrides = list(overrides or [])
-    start_spec = parse_spec(start_spec).name
-    if parse_spec(start_spec).kind in ("full", "import"):
-        raise ValueError(f"--start-spec {start_spec!r}: choose a sampled spec such as 1pt")
     settings = _settings(config, start_spec, clicks_per_round, overrides)
     results = _load(json_out, settings)
     cfg = load_config(config, overrides)
@@ -351,92 +446,17 @@ def run_active_study(
     num_classes = len(processed.read_meta(root)["class_names"])
     spec0 = round_spec("", 0, 0, start_spec)
     n0 = _write_start(root, scenes, start_spec, spec0, num_classes)
-
-    def train_round(spec: str, seed: int, run_dir: Path) -> tuple[list[str], dict[str, Any]]:
-        # from scratch, the same seed and schedule every round
-        sets = [*overrides, f"data.label_spec={spec}"]
-        res = train_and_test(config, seed, run_dir, sets, checkpoint="last.pt", progress=False)
-        return sets, res
-
-    def save() -> None:
-        if json_out is not None:
-            atomic_write_json(json_out, results)
-
+    study = _Study(
+        config, overrides, strategies, run_root, start_spec, clicks_per_round, root, split,
+        scenes, num_classes, results, json_out,
+    )  # fmt: skip
     for r in range(rounds + 1):  # round-major: every seed reaches a round before the next
         for seed in seeds:
-            d0 = round_dir(run_root, "", seed, 0)
             if r == 0:
-                print(f"[active] seed {seed} round 0 ({start_spec}: {n0} labels)", flush=True)
-                _, res0 = train_round(spec0, seed, d0)
-                for s in strategies:
-                    _record(
-                        results,
-                        {
-                            "strategy": s,
-                            "seed": seed,
-                            "round": 0,
-                            "labels": n0,
-                            "clicks": 0,
-                            "misclassified_fraction": None,
-                            "miou": res0["test"]["miou"],
-                            "oa": res0["test"]["oa"],
-                            "run_dir": str(d0),
-                            "spec": spec0,
-                        },
-                    )
-                save()
+                study.round_zero(seed, spec0, n0)
                 continue
             for s in strategies:
-                prev_spec = round_spec(s, seed, r - 1, start_spec)
-                prev_dir = round_dir(run_root, s, seed, r - 1)
-                prev_sets = [*overrides, f"data.label_spec={prev_spec}"]
-                spec, d = round_spec(s, seed, r, start_spec), round_dir(run_root, s, seed, r)
-                stats_path = d / "active_clicks.json"
-                if not (run_finished(d) and stats_path.is_file()):
-                    pred_dir = _train_predictions(
-                        _run_cfg(config, prev_sets, seed, prev_dir), prev_dir, split
-                    )
-                    stats = _make_round(
-                        s,
-                        seed,
-                        r,
-                        root,
-                        scenes,
-                        prev_spec,
-                        spec,
-                        pred_dir,
-                        clicks_per_round,
-                        num_classes,
-                    )
-                    print(
-                        f"[active] seed {seed} {s} round {r}: {stats['clicks']} clicks "
-                        f"({stats['clicks_misclassified']} on misclassified points), "
-                        f"{stats['labels']} labels",
-                        flush=True,
-                    )
-                    d.mkdir(parents=True, exist_ok=True)
-                    atomic_write_json(stats_path, stats)
-                stats = json.loads(stats_path.read_text())
-                _, res = train_round(spec, seed, d)
-                _record(
-                    results,
-                    {
-                        "strategy": s,
-                        "seed": seed,
-                        "round": r,
-                        **stats,
-                        "miou": res["test"]["miou"],
-                        "oa": res["test"]["oa"],
-                        "run_dir": str(d),
-                        "spec": spec,
-                    },
-                )
-                save()
-                print(
-                    f"[active] seed {seed} {s} round {r}: test mIoU "
-                    f"{100 * res['test']['miou']:.1f}",
-                    flush=True,
-                )
+                study.active_round(s, seed, r)
     table = format_active_table(results)
     print(table)
     if table_out is not None:

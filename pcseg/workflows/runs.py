@@ -10,8 +10,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from pcseg import distributed as du
 from pcseg.config import (
     Config,
@@ -19,6 +17,7 @@ from pcseg.config import (
     config_to_dict,
     load_config,
 )
+from pcseg.engine.setup import device_kind
 
 #: the source checkout holding ``configs/`` (absent for a non-editable install)
 REPO = Path(__file__).resolve().parents[2]
@@ -47,13 +46,6 @@ def load_run_config(config: str | Path | None, overrides: list[str]) -> Config:
     cfg.data.raw = _anchor(cfg.data.raw)
     cfg.run_dir = _anchor(cfg.run_dir) or cfg.run_dir
     return cfg
-
-
-def _device_kind(cfg: Config) -> str:
-    dev = cfg.train.device
-    return (
-        "cuda" if dev.startswith("cuda") or (dev == "auto" and torch.cuda.is_available()) else "cpu"
-    )
 
 
 def _scenes(cfg: Config, split: str | None) -> set[str]:
@@ -98,7 +90,7 @@ def train_with_data(
     from pcseg.engine.trainer import train
     from pcseg.workflows.prepare import prepare_if_missing
 
-    rank, _, _ = du.init_distributed(_device_kind(cfg))
+    rank, _, _ = du.init_distributed(device_kind(cfg.train.device))
     if rank == 0:
         prepare_if_missing(cfg)
         note = selection_note(cfg)

@@ -87,6 +87,8 @@ class KittiWorld:
     parking: list[tuple[float, float, float]]  # (x0, x1, sign of y side)
 
 
+# long by design: a data generator, one straight recipe of a street (road, sidewalks,
+# buildings, vegetation, poles, parked and moving cars) read top to bottom
 def make_kitti_world(
     rng: np.random.Generator, x_range: tuple[float, float] = (-90.0, 120.0)
 ) -> KittiWorld:

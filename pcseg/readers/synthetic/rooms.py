@@ -175,6 +175,8 @@ def _drop_in_rects(
     return points[keep]
 
 
+# long by design: a data generator, one straight recipe of a room (door, windows, board,
+# furniture, clutter, then the structural surfaces with their cut-outs) read top to bottom
 def make_s3dis_room(
     rng: np.random.Generator,
     size: tuple[float, float, float] | None = None,

@@ -1,0 +1,1 @@
+"""Tests of pcseg.benchmarks, one module per benchmark module."""
