@@ -13,6 +13,8 @@ from typing import Any
 import torch
 
 from pcseg import distributed as du
+from pcseg.data import processed
+from pcseg.data.superpoints import ensure_superpoints
 from pcseg.config import (
     Config,
     ConfigError,
@@ -79,8 +81,6 @@ def _device_kind(cfg: Config) -> str:
 
 
 def _scenes(cfg: Config, split: str | None) -> set[str]:
-    from pcseg.data import processed
-
     if not split:
         return set()
     return set(processed.split_scenes(cfg.data.root, split.split("+")))
@@ -123,6 +123,13 @@ def train_with_data(
     rank, _, _ = du.init_distributed(_device_kind(cfg))
     if rank == 0:
         prepare_if_missing(cfg)
+        if cfg.data.superpoints is not None:
+            ensure_superpoints(
+                cfg.data.root,
+                sorted(_scenes(cfg, cfg.data.train_split)),
+                cfg.data.superpoints,
+                progress=cfg.train.progress,
+            )
         note = selection_note(cfg)
         if note:
             print(f"[train] note: {note}", flush=True)
