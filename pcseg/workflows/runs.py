@@ -13,8 +13,6 @@ from typing import Any
 import torch
 
 from pcseg import distributed as du
-from pcseg.data import processed
-from pcseg.data.superpoints import ensure_superpoints
 from pcseg.config import (
     Config,
     ConfigError,
@@ -23,6 +21,8 @@ from pcseg.config import (
     load_config,
     parse_override,
 )
+from pcseg.data import processed
+from pcseg.data.superpoints import ensure_superpoints
 
 #: the source checkout holding ``configs/`` (absent for a non-editable install)
 REPO = Path(__file__).resolve().parents[2]
