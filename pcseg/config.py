@@ -46,7 +46,7 @@ from pydantic import (
 )
 
 from pcseg.data.superpoints import SuperpointOptions
-from pcseg.utils.io import atomic_write_text
+from pcseg.io.atomic import atomic_write_text
 
 Dataset = Literal["s3dis", "scannet", "semantickitti", "custom"]  # custom: pcseg prepare custom
 DATASETS: tuple[str, ...] = typing.get_args(Dataset)
@@ -141,6 +141,9 @@ class ModelConfig(_Section):
     layers: EightPositiveInts | None = None
     #: optional stem width override (MinkowskiEngine INIT_DIM = 32)
     init_dim: PosInt | None = None
+    #: dropout on the classifier's input in training mode, in [0, 1) (official ERDA
+    #: RandLA-Net: 0.5); the features the method sees stay clean
+    head_dropout: Annotated[Float, Field(ge=0, lt=1)] = 0.0
 
 
 class MethodConfig(_Section):

@@ -78,3 +78,14 @@ def prepared_rooms(tmp_path_factory) -> Path:
         )
     )
     return out
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A randomly initialised MinkUNet14A predictor (8 planes, 0.5 m voxels, ASPRS classes)
+    on the CPU, for the tests of pcseg.inference."""
+    from pcseg.benchmarks.predict import tiny_predictor
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    return tiny_predictor(0.5, planes=8)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pcseg.utils.io import atomic_write_bytes
+from pcseg.io.atomic import atomic_write_bytes
 
 
 def inject_s3dis_damage(room_dir: Path) -> dict[str, Any]:

@@ -22,7 +22,8 @@ from pcseg.cli.main import build_parser, main
 from pcseg.config import load_config
 from pcseg.data import processed
 from pcseg.data.classes import SCANNET_NYU40_IDS
-from pcseg.workflows.runs import config_from_checkpoint, load_run_config
+from pcseg.engine.checkpoint import config_from_checkpoint
+from pcseg.workflows.runs import load_run_config
 
 
 def _train(argv: list[str]) -> dict:

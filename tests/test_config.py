@@ -215,7 +215,7 @@ def test_every_shipped_config_validates(path):
     assert cfg.train.iterations or cfg.train.epochs
     if path.name != "base.yaml":
         assert cfg.run_dir != "runs/default", f"{path} should name its own run_dir"
-        from pcseg.engine.trainer import build_method
+        from pcseg.engine.builders import build_method
 
         method = build_method(cfg, 20, 32)  # every option of the method is accepted
         assert method.name == cfg.method.name

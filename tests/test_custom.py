@@ -19,7 +19,7 @@ from pcseg.datasets.custom import (
     load_classes,
     prepare_custom,
 )
-from pcseg.datasets.formats import PointFileError
+from pcseg.io.point_file import PointFileError
 
 ASPRS = {
     "names": ["ground", "low_vegetation", "high_vegetation", "building"],

@@ -29,6 +29,7 @@ OFFICIAL = {
     "tau": 1.0,
     "momentum": 0.999,
     "weight": 0.1,
+    "class_weighting": "official_raw",  # the CE's raw class weights (RandLA-Net's `class`)
 }
 
 
@@ -267,3 +268,267 @@ def test_gsum_gavg_two_processes(tmp_path: Path) -> None:
         expect = 0.5 * (0.5 * scale * r0) + 0.5 * scale * r1
         np.testing.assert_allclose(protos.numpy(), expect, rtol=1e-12, atol=1e-15)
         assert seen.tolist() == [True, True, True]
+
+
+# ---------------------------------------------------------------- class weighting
+def _ce_by_hand(logits: list[list[float]], labels: list[int]) -> list[float]:
+    return [math.log(sum(math.exp(v) for v in row)) - row[y] for row, y in zip(logits, labels)]
+
+
+LOGITS = [[2.0, 0.5, -1.0], [0.1, 0.3, 0.2], [-0.5, 1.5, 0.0], [0.0, 0.0, 3.0], [1.0, 1.0, 1.0]]
+WEAK = [0, 1, 1, 2, -1]  # the last point is unlabelled
+
+
+def test_official_raw_weights_and_ce_by_hand() -> None:
+    """Counts (6, 3, 1): freq (.6, .3, .1), w = 1 / (freq + .02) = (1/.62, 1/.32, 1/.12);
+    the official loss is mean_i w_{y_i} CE_i over the labelled points (not divided by the sum
+    of the weights), pcseg's normalised one sum w CE / sum w."""
+    from pcseg.methods.common import official_raw_class_weights
+
+    w = official_raw_class_weights([6, 3, 1])
+    want_w = [1 / 0.62, 1 / 0.32, 1 / 0.12]
+    np.testing.assert_allclose(w.numpy(), want_w, rtol=1e-6)
+    ce = _ce_by_hand(LOGITS[:4], WEAK[:4])
+    raw = sum(want_w[y] * c for y, c in zip(WEAK[:4], ce)) / 4
+    normalised = sum(want_w[y] * c for y, c in zip(WEAK[:4], ce)) / sum(want_w[y] for y in WEAK[:4])
+    logits = torch.tensor(LOGITS, dtype=torch.float64)
+    b = {"weak_labels": torch.tensor(WEAK)}
+    for name in ("supervised", "erda", "pseudo_threshold"):
+        method = build_method(name, 3, 2, class_weighting="official_raw")
+        assert method.needs_class_counts
+        method.set_class_counts(np.array([6, 3, 1]))
+        loss = method(logits, torch.zeros(5, 2, dtype=torch.float64), b)["loss_sup"]
+        assert float(loss) == pytest.approx(raw, rel=1e-6), name
+    given = build_method("supervised", 3, 2, class_weights=want_w)
+    loss = given(logits, torch.zeros(5, 2), b)["loss_sup"]
+    assert float(loss) == pytest.approx(normalised, rel=1e-6)
+    raw_given = build_method("supervised", 3, 2, class_weights=want_w, class_weighting="raw")
+    loss = raw_given(logits, torch.zeros(5, 2), b)["loss_sup"]
+    assert float(loss) == pytest.approx(raw, rel=1e-6)
+    assert raw / normalised == pytest.approx(sum(want_w[y] for y in WEAK[:4]) / 4)
+
+
+def test_raw_weighting_with_label_smoothing_weights_the_smoothed_ce() -> None:
+    """Raw weighting with smoothing eps: w_{y_i} times ((1-eps) CE_i + eps/K sum_k -log q_ik)."""
+    eps, w = 0.2, [2.0, 0.5, 4.0]
+    want = 0.0
+    for row, y in zip(LOGITS[:4], WEAK[:4]):
+        lse = math.log(sum(math.exp(v) for v in row))
+        smooth = (1 - eps) * (lse - row[y]) + eps / 3 * sum(lse - v for v in row)
+        want += w[y] * smooth / 4
+    m = build_method(
+        "supervised", 3, 2, class_weights=w, class_weighting="raw", label_smoothing=eps
+    )
+    got = m(torch.tensor(LOGITS), torch.zeros(5, 2), {"weak_labels": torch.tensor(WEAK)})
+    assert float(got["loss_sup"]) == pytest.approx(want, rel=1e-6)
+
+
+def test_class_weighting_option_checks_and_missing_counts() -> None:
+    with pytest.raises(ValueError, match="raw.*needs class_weights"):
+        build_method("supervised", 3, 2, class_weighting="raw")
+    with pytest.raises(ValueError, match="leave class_weights unset"):
+        build_method("erda", 3, 2, class_weighting="official_raw", class_weights=[1, 1, 1])
+    with pytest.raises(ValueError, match="class_weighting"):
+        build_method("erda", 3, 2, class_weighting="unit")
+    m = build_method("erda", 3, 2, preset="official")
+    with pytest.raises(RuntimeError, match="set_class_counts"):
+        m(torch.zeros(5, 3), torch.zeros(5, 2), {"weak_labels": torch.tensor(WEAK)})
+    with pytest.raises(ValueError, match="2 class counts for 3 classes"):
+        m.set_class_counts([1, 1])
+    plain = build_method("erda", 3, 2)
+    assert not plain.needs_class_counts
+    plain.set_class_counts([6, 3, 1])  # not official_raw: nothing changes
+    assert plain.class_weights is None and "class_weights" not in plain.state_dict()
+
+
+def test_erda_u2pl_official_preset_gets_the_counts_of_its_erda() -> None:
+    method = build_method("erda_u2pl", 3, 8, erda={"preset": "official"})
+    assert method.needs_class_counts
+    method.set_class_counts([6, 3, 1])
+    np.testing.assert_allclose(
+        method.erda.class_weights.numpy(),  # type: ignore[union-attr]
+        [1 / 0.62, 1 / 0.32, 1 / 0.12],
+        rtol=1e-6,
+    )
+
+
+class _FakeScenes:
+    num_classes = 3
+    scene_names = ["a", "b"]
+    classes = {"a": np.array([0, 0, 2]), "b": np.array([1, 0, 2, 2, 2])}
+
+    def load_weak(self, name: str) -> tuple[None, np.ndarray, np.ndarray]:
+        cls = self.classes[name]
+        return None, np.arange(len(cls)), cls
+
+
+def test_labelled_class_counts_sums_the_weak_classes_of_every_scene() -> None:
+    from pcseg.methods.common import labelled_class_counts
+
+    assert labelled_class_counts(_FakeScenes()).tolist() == [3, 1, 4]
+
+
+def test_trainer_sets_official_raw_weights_from_the_training_weak_labels(
+    prepared_rooms: Path, tmp_path: Path
+) -> None:
+    """The official configs' method and model options in a tiny run: the trainer's weights
+    are 1 / (freq + 0.02) of the training split's weak labels counted here independently,
+    the model has head dropout 0.5, and the trace holds the per-class p / q diagnostics."""
+    from pcseg.config import config_from_dict
+    from pcseg.data import processed
+    from pcseg.engine.setup import torch_globals
+    from pcseg.engine.trainer import Trainer
+
+    cfg = config_from_dict(
+        {
+            "data": {
+                "dataset": "s3dis",
+                "root": str(prepared_rooms),
+                "label_spec": "1%",
+                "voxel_size": 0.1,
+                "max_voxels": 600,
+                "train_split": "Area_1",
+                "val_split": None,
+            },
+            "model": {"name": "MinkUNet14A", "planes": [8] * 8, "init_dim": 8, "head_dropout": 0.5},
+            "method": {"name": "erda", "preset": "official", "momentum": 0.9},
+            "train": {"iterations": 4, "log_every": 2, "progress": False, "device": "cpu"},
+            "run_dir": str(tmp_path / "run"),
+        }
+    )
+    counts = np.zeros(13, dtype=np.int64)
+    for sid in processed.split_scenes(prepared_rooms, "Area_1"):
+        scene = processed.read_scene(prepared_rooms, sid)
+        _, cls = processed.read_label_classes(prepared_rooms, "1%", sid, scene.semantic, 13)
+        counts += np.bincount(cls, minlength=13)
+    freq = counts / counts.sum()
+    with torch_globals():
+        trainer = Trainer(cfg)
+        np.testing.assert_allclose(
+            trainer.method.class_weights.numpy(),  # type: ignore[union-attr]
+            1.0 / (freq + 0.02),
+            rtol=1e-6,
+        )
+        assert trainer.model.dropout is not None and trainer.model.dropout.p == 0.5
+        trainer.fit()
+    trace = trainer.history["trace"]
+    assert [t["iteration"] for t in trace] == [2, 4]
+    for t in trace:
+        for key in ("pseudo_macc", "pseudo_miou", "pred_unlabelled_macc", "pred_unlabelled_miou"):
+            assert 0.0 <= t[f"diag/{key}"] <= 1.0
+
+
+# ---------------------------------------------------------------- learned temperature
+def test_learned_temperature_gets_a_gradient_and_moves() -> None:
+    """learn_tau: at the start the loss equals the fixed-tau loss (tau 0.5 here); log_tau
+    receives a non-zero gradient equal to a finite difference, and one SGD step moves it."""
+    b = batch([(1.0, 0.0), (0.0, 1.0), (0.6, 0.8), (0.8, -0.6)], [0, 1, -1, -1])
+    logits = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [2.0, -1.0, 0.0], [-1.0, 2.0, 0.5]])
+    logits = logits.double()
+    fixed = identity_erda(momentum=0.5, tau=0.5)
+    learned = identity_erda(momentum=0.5, tau=0.5, learn_tau=True)
+    assert "log_tau" in dict(learned.named_parameters()) and "log_tau" not in fixed.state_dict()
+    assert float(learned.log_tau) == pytest.approx(math.log(0.5))  # type: ignore[arg-type]
+    out_f = step(fixed, b, logits)
+    out_l = step(learned, b, logits)
+    # log_tau starts as the float32 log(0.5): equal up to its rounding
+    assert float(out_l["loss"]) == pytest.approx(float(out_f["loss"]), rel=1e-6)
+    assert float(out_l["diag/tau"]) == pytest.approx(0.5)
+    out_l["loss"].backward()
+    g = float(learned.log_tau.grad)  # type: ignore[union-attr]
+    assert g != 0.0
+
+    def loss_at(s: float) -> float:
+        m = identity_erda(momentum=0.5, tau=0.5, learn_tau=True)
+        with torch.no_grad():
+            m.log_tau.fill_(s)  # type: ignore[union-attr]
+        return float(step(m, b, logits)["loss"])
+
+    h, s0 = 1e-6, math.log(0.5)
+    assert g == pytest.approx((loss_at(s0 + h) - loss_at(s0 - h)) / (2 * h), rel=1e-5)
+    opt = torch.optim.SGD(learned.parameters(), lr=0.5)
+    opt.step()
+    assert float(learned.log_tau) == pytest.approx(s0 - 0.5 * g)  # type: ignore[arg-type]
+
+
+def test_learned_temperature_keeps_a_zero_gradient_while_the_term_is_skipped() -> None:
+    m = identity_erda(learn_tau=True)
+    out = step(m, batch([(1.0, 0.0), (0.0, 1.0)], [-1, -1]))  # nothing observed: skipped
+    out["loss"].backward()
+    assert m.log_tau.grad is not None and float(m.log_tau.grad) == 0.0  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------- per-class p / q diagnostics
+def _brute_macc_miou(pairs: list[tuple[int, int]], k: int) -> tuple[float, float]:
+    """(pred, label) pairs -> mean per-class accuracy over the classes with a label and mean
+    IoU over the classes labelled or predicted, by loops."""
+    accs, ious = [], []
+    for c in range(k):
+        tp = sum(1 for p, y in pairs if p == c and y == c)
+        gt = sum(1 for _, y in pairs if y == c)
+        pr = sum(1 for p, _ in pairs if p == c)
+        if gt:
+            accs.append(tp / gt)
+        if gt + pr - tp:
+            ious.append(tp / (gt + pr - tp))
+    return sum(accs) / len(accs), sum(ious) / len(ious)
+
+
+def test_window_diagnostics_match_brute_force_over_several_batches() -> None:
+    """Three training steps of ERDA (identity head, 4 classes): argmax p (cosine to the
+    updated prototypes among the observed classes) and argmax q on the unlabelled voxels
+    with a hidden label, pooled over the steps, against loops; then the window restarts;
+    eval-mode calls add nothing."""
+    k = 4
+    method = identity_erda(k, 3, momentum=0.5)
+    gen = torch.Generator().manual_seed(0)
+    pairs_p: list[tuple[int, int]] = []
+    pairs_q: list[tuple[int, int]] = []
+    for _ in range(3):
+        f = torch.randn(30, 3, generator=gen, dtype=torch.float64)
+        logits = torch.randn(30, k, generator=gen, dtype=torch.float64)
+        labels = torch.randint(-1, k, (30,), generator=gen)
+        weak = torch.full((30,), -1, dtype=torch.int64)
+        weak[:6] = torch.tensor([0, 1, 2, 0, 1, 2])  # class 3 never labelled: masked in p
+        labels[:6] = weak[:6]
+        method(logits, f, {"weak_labels": weak, "labels": labels})
+        c = F.normalize(method.prototypes, dim=1)
+        cos = F.normalize(f, dim=1) @ c.t()
+        cos[:, ~method.proto_initialised] = -math.inf
+        for i in range(6, 30):
+            if int(labels[i]) >= 0:
+                pairs_p.append((int(cos[i].argmax()), int(labels[i])))
+                pairs_q.append((int(logits[i].argmax()), int(labels[i])))
+    got = method.window_diagnostics()
+    macc_p, miou_p = _brute_macc_miou(pairs_p, k)
+    macc_q, miou_q = _brute_macc_miou(pairs_q, k)
+    assert got["diag/pseudo_macc"] == pytest.approx(macc_p)
+    assert got["diag/pseudo_miou"] == pytest.approx(miou_p)
+    assert got["diag/pred_unlabelled_macc"] == pytest.approx(macc_q)
+    assert got["diag/pred_unlabelled_miou"] == pytest.approx(miou_q)
+    assert (macc_p, miou_p) != (macc_q, miou_q)
+    assert method.window_diagnostics() == {}  # restarted
+    method.eval()
+    method(logits, f, {"weak_labels": weak, "labels": labels})
+    assert method.window_diagnostics() == {}
+
+
+def test_window_diagnostics_of_supervised_and_without_hidden_labels() -> None:
+    logits = torch.tensor(LOGITS)
+    labels = torch.tensor([0, 1, 1, 2, 2])
+    sup = build_method("supervised", 3, 2)
+    sup(
+        logits,
+        torch.zeros(5, 2),
+        {"weak_labels": torch.tensor([0, -1, -1, -1, -1]), "labels": labels},
+    )
+    got = sup.window_diagnostics()
+    # unlabelled points 1..4: argmax q = 1, 1, 2, 0 against 1, 1, 2, 2
+    macc, miou = _brute_macc_miou([(1, 1), (1, 1), (2, 2), (0, 2)], 3)
+    assert (macc, miou) == (pytest.approx(0.75), pytest.approx((1 + 0.5) / 3))
+    assert got == {
+        "diag/pred_unlabelled_macc": pytest.approx(macc),
+        "diag/pred_unlabelled_miou": pytest.approx(miou),
+    }
+    sup(logits, torch.zeros(5, 2), {"weak_labels": torch.tensor(WEAK)})  # no hidden labels
+    assert sup.window_diagnostics() == {}

@@ -203,3 +203,70 @@ def test_cuda_autocast_matches_cpu_fp32():
     assert torch.isfinite(g).all()
     cos = torch.nn.functional.cosine_similarity(g.flatten(), ref_grad.flatten(), dim=0)
     assert cos > 0.98, cos
+
+
+# ---------------------------------------------------------------- head dropout
+def test_head_dropout_zero_is_todays_network():
+    """head_dropout=0 (the default): same state dict, same modules' parameters and the same
+    train-mode outputs, bit for bit, as a network built without the option; no RNG draw."""
+    x = two_scene_batch()
+    torch.manual_seed(3)
+    ref = build_model("MinkUNet14A", 3, 5)
+    torch.manual_seed(3)
+    new = build_model("MinkUNet14A", 3, 5, head_dropout=0.0)
+    assert new.dropout is None
+    sd_ref, sd_new = ref.state_dict(), new.state_dict()
+    assert list(sd_ref) == list(sd_new)
+    assert all(torch.equal(sd_ref[k], sd_new[k]) for k in sd_ref)
+    torch.manual_seed(11)
+    lr, fr = ref(x)
+    after_ref = torch.rand(3)
+    torch.manual_seed(11)
+    ln, fn = new(x)
+    after_new = torch.rand(3)
+    assert torch.equal(lr, ln) and torch.equal(fr, fn)
+    assert torch.equal(after_ref, after_new)  # the forward drew no random number
+
+
+def test_head_dropout_noisy_logits_clean_features_in_training_only():
+    """p = 0.5 in train mode: the features equal the eval-mode features (BN aside: compared
+    with a p = 0 twin in train mode), the logits are the classifier on features with about
+    half the channels zeroed and the rest doubled; eval mode applies no dropout."""
+    x = two_scene_batch()
+    torch.manual_seed(5)
+    clean = build_model("MinkUNet14A", 3, 6)
+    drop = build_model("MinkUNet14A", 3, 6, head_dropout=0.5)
+    drop.load_state_dict(clean.state_dict())
+    logits_c, feats_c = clean(x)
+    torch.manual_seed(0)
+    logits_d, feats_d = drop(x)
+    torch.testing.assert_close(feats_d, feats_c, rtol=0, atol=0)
+    assert not torch.allclose(logits_d, logits_c)
+    # the same mask, drawn again from the same seed, reproduces the logits by hand
+    torch.manual_seed(0)
+    keep = torch.nn.functional.dropout(torch.ones_like(feats_c), 0.5, training=True)
+    assert set(torch.unique(keep).tolist()) <= {0.0, 2.0}
+    assert 0.4 < float((keep == 0).double().mean()) < 0.6
+    want = (feats_c * keep) @ drop.final.weight.t() + drop.final.bias
+    torch.testing.assert_close(logits_d, want, rtol=1e-5, atol=1e-5)
+    drop.eval()
+    clean.eval()
+    with torch.no_grad():
+        le, fe = drop(x)
+        lc, fc = clean(x)
+    assert torch.equal(le, lc) and torch.equal(fe, fc)
+    torch.testing.assert_close(le, fe @ drop.final.weight.t() + drop.final.bias)
+
+
+def test_head_dropout_range_and_config():
+    with pytest.raises(ValueError, match="head_dropout"):
+        build_model("MinkUNet14A", 3, 6, head_dropout=1.0)
+    from pcseg.config import ConfigError, config_from_dict
+    from pcseg.engine.builders import build_model as build_from_config
+
+    cfg = config_from_dict(
+        {"model": {"name": "MinkUNet14A", "head_dropout": 0.5}, "train": {"iterations": 1}}
+    )
+    assert build_from_config(cfg, 3, 6).head_dropout == 0.5
+    with pytest.raises(ConfigError, match="head_dropout"):
+        config_from_dict({"model": {"head_dropout": 1.0}, "train": {"iterations": 1}})

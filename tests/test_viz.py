@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from pcseg.data.classes import S3DIS_CLASSES, SCANNET_CLASSES, SEMANTICKITTI_CLASSES
-from pcseg.utils.io import atomic_save_npy, atomic_save_npz, atomic_write_json
+from pcseg.io.atomic import atomic_save_npy, atomic_save_npz, atomic_write_json
 from pcseg.viz import colors as C
 from pcseg.viz import palettes as P
 from pcseg.viz.data import ViewData, load_view_data, open_source

@@ -53,7 +53,7 @@ class Session:
 def is_raw_file(scene: str | os.PathLike) -> bool:
     """True for a point-cloud file `pcseg prepare custom` reads (LAS/LAZ, PLY, PCD, NPY/NPZ,
     TXT/CSV, .bin), as opposed to a processed scene ``PROCESSED/scenes/<id>.npz``."""
-    from pcseg.datasets.formats import SUFFIXES
+    from pcseg.io.point_file import SUFFIXES
 
     p = Path(scene)
     return (

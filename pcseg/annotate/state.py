@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial import cKDTree
 
-from pcseg.utils.io import atomic_save_npy
+from pcseg.io.atomic import atomic_save_npy
 
 
 class AnnotationError(ValueError):

@@ -472,7 +472,7 @@ class WebAnnotator:
         """Test hook: the clients' cameras and the last message as JSON (atomic write)."""
         if self.debug_json is None:
             return
-        from pcseg.utils.io import atomic_write_json
+        from pcseg.io.atomic import atomic_write_json
 
         cams = {}
         for cid, client in self.server.get_clients().items():

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pcseg
-from pcseg.utils.io import atomic_write_json
+from pcseg.io.atomic import atomic_write_json
 
 if TYPE_CHECKING:
     from typing_extensions import Self

@@ -11,7 +11,7 @@ size; UTM-like offsets) are predicted by a small randomly initialised MinkUNet14
 each run in a fresh worker process (:func:`pcseg.benchmarks.harness.run_worker`) so that its
 peak RSS (``ru_maxrss``, includes the interpreter and torch, ~300 MiB) is its own:
 
-* ``stream``: the out-of-core path of ``pcseg predict`` (:mod:`pcseg.predict_stream`,
+* ``stream``: the out-of-core path of ``pcseg predict`` (:mod:`pcseg.inference.streamed`,
   LAS in, labelled LAS out; ``--format ply``: binary PLY in and out): its peak memory is set
   by ``--voxel-budget`` and ``--chunk-points``, so it must stay flat as the scene grows
   (``memory_vs_first`` near 1);
@@ -128,8 +128,8 @@ def tiny_predictor(voxel_size: float, planes: int = 16) -> Any:
     import torch
 
     from pcseg.datasets.custom import ClassesSpec
+    from pcseg.inference.predictor import Predictor
     from pcseg.models import MODELS
-    from pcseg.predict import Predictor
 
     torch.manual_seed(0)
     names = list(ASPRS)
@@ -197,7 +197,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def las_to_binary_ply(src: str | Path, out: str | Path, chunk_points: int = WRITE_CHUNK) -> Path:
     """The points of a LAS as a binary little-endian PLY (float64 x, y, z, uint16 intensity,
     uint8 classification), converted chunk by chunk (memory O(chunk))."""
-    from pcseg.datasets.formats import PLY_TYPE_NAMES, iter_chunks, stream_count
+    from pcseg.io.stream import PLY_TYPE_NAMES, iter_chunks, stream_count
 
     descr = [("x", "<f8"), ("y", "<f8"), ("z", "<f8"), ("intensity", "<u2")]
     dtype = np.dtype(descr + [("classification", "u1")])
@@ -233,7 +233,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     the process's peak RSS is the figure (one run per process)."""
     import torch
 
-    from pcseg.predict import predict_file
+    from pcseg.inference.files import predict_file
 
     torch.set_num_threads(int(spec["threads"]))
     pred = tiny_predictor(float(spec["voxel_size"]), int(spec["planes"]))

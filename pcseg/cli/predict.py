@@ -5,9 +5,9 @@ INPUT: files or folders (every supported file under a folder: PLY, LAS/LAZ, PCD,
 TXT/CSV, KITTI .bin). Every original point gets ``pred_class`` and ``confidence``; the output
 is the input's format with all its fields kept (LAS: classification set through the
 reverse of CLASSES.yaml's ``map``, plus extra dimensions). Large files are predicted in
-overlapping tiles of at most --voxel-budget voxels (pcseg/predict.py says how tiles are
-stitched). LAS/LAZ, NPY and binary PLY files larger than --chunk-points are predicted out
-of core (--stream auto; pcseg/predict_stream.py): read, tiled and written chunk by chunk, so
+overlapping tiles of at most --voxel-budget voxels (pcseg/inference/tiling.py says how tiles
+are stitched). LAS/LAZ, NPY and binary PLY files larger than --chunk-points are predicted out
+of core (--stream auto; pcseg/inference/streamed.py): read, tiled and written chunk by chunk, so
 the peak memory is set by --chunk-points and --voxel-budget, not by the file; ASCII PLY, PCD,
 NPZ, TXT and .bin files (and --format conversions) are read whole. A file that fails is reported and
 the others go on; the exit status is 1 when any file failed. Under torchrun the files are
@@ -21,15 +21,11 @@ import sys
 from pathlib import Path
 
 from pcseg.datasets.custom import ClassesError
-from pcseg.datasets.formats import OUTPUT_FORMATS
-from pcseg.predict import (
-    DEFAULT_CHUNK_POINTS,
-    DEFAULT_OVERLAP_VOXELS,
-    DEFAULT_VOXEL_BUDGET,
-    STREAM_MODES,
-    PredictError,
-    predict_files,
-)
+from pcseg.inference.files import STREAM_MODES, predict_files
+from pcseg.inference.predictor import PredictError
+from pcseg.inference.streamed import DEFAULT_CHUNK_POINTS
+from pcseg.inference.tiling import DEFAULT_OVERLAP_VOXELS, DEFAULT_VOXEL_BUDGET
+from pcseg.io.points import OUTPUT_FORMATS
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -15,7 +15,8 @@ import sys
 
 from pcseg.cli.train import add_config_arguments
 from pcseg.config import ConfigError, load_config
-from pcseg.workflows.runs import config_from_checkpoint, test_checkpoint
+from pcseg.engine.checkpoint import config_from_checkpoint
+from pcseg.workflows.runs import test_checkpoint
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

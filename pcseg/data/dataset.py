@@ -45,6 +45,8 @@ from pcseg.data.superpoints import SuperpointOptions, propagate_labels, scene_su
 from pcseg.data.weak_labels import parse_spec
 
 FEATURE_KEYS = ("rgb", "remission", "xyz", "xyz_norm")
+#: channels of each feature key
+FEATURE_WIDTHS = {"rgb": 3, "remission": 1, "xyz": 3, "xyz_norm": 3}
 _MODES = ("train", "val", "test")
 
 
@@ -127,8 +129,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
     @property
     def in_channels(self) -> int:
         """Number of input feature channels C."""
-        widths = {"rgb": 3, "remission": 1, "xyz": 3, "xyz_norm": 3}
-        return sum(widths[k] for k in self.feature_keys)
+        return sum(FEATURE_WIDTHS[k] for k in self.feature_keys)
 
     def __len__(self) -> int:
         return len(self.scene_names) * self.loop
@@ -215,7 +216,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
             out = {"coords": vr.voxel_coords, "labels": vr.labels,
                    "weak_labels": weak_labels, "inverse": vr.inverse,
                    "point_labels": semantic.astype(np.int64)}
-        out["feats"] = self._features(coords[rep], feats[rep])
+        out["feats"] = input_features(self.feature_keys, coords[rep], feats[rep])
         out["name"] = name
         return out
 
@@ -227,20 +228,24 @@ class SegmentationDataset(torch.utils.data.Dataset):
         sel = np.argpartition(d, self.max_voxels - 1)[: self.max_voxels]
         return np.sort(sel)
 
-    def _features(self, pts: np.ndarray, f: np.ndarray) -> np.ndarray:
-        parts = []
-        for k in self.feature_keys:
-            if k == "rgb":
-                parts.append(f[:, :3] - 0.5)
-            elif k == "remission":
-                parts.append(f[:, :1])
-            elif k == "xyz":
-                parts.append(pts - pts.mean(axis=0))
-            elif k == "xyz_norm":
-                lo = pts.min(axis=0)
-                ext = float((pts.max(axis=0) - lo).max())
-                parts.append((pts - lo) / (ext if ext > 0 else 1.0))
-        return np.concatenate(parts, axis=1).astype(np.float32)
+
+def input_features(feature_keys: Sequence[str], pts: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """(M, C) float32 network input of voxels whose representative points are ``pts`` (M, 3)
+    and raw features ``f`` (M, 3 RGB in [0, 1] or M, 1 remission): the ``feature_keys``
+    (module docstring) concatenated in order. Used by the dataset and by inference."""
+    parts = []
+    for k in feature_keys:
+        if k == "rgb":
+            parts.append(f[:, :3] - 0.5)
+        elif k == "remission":
+            parts.append(f[:, :1])
+        elif k == "xyz":
+            parts.append(pts - pts.mean(axis=0))
+        elif k == "xyz_norm":
+            lo = pts.min(axis=0)
+            ext = float((pts.max(axis=0) - lo).max())
+            parts.append((pts - lo) / (ext if ext > 0 else 1.0))
+    return np.concatenate(parts, axis=1).astype(np.float32)
 
 
 def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:

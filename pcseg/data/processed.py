@@ -15,7 +15,7 @@ OUT/
                                 the annotator's, e.g. ``pcseg annotate``; ground truth unused)
 ```
 
-Every write is atomic (``pcseg.utils.io``). A scene is complete when its ``.npz`` and
+Every write is atomic (``pcseg.io.atomic``). A scene is complete when its ``.npz`` and
 ``.json`` exist (the ``.npz`` is written first, the ``.json`` last).
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ import numpy as np
 from pcseg.data.classes import class_names as dataset_class_names
 from pcseg.data.scene import Scene
 from pcseg.data.weak_labels import LabelSpec, spec_dirname
-from pcseg.utils.io import atomic_save_npy, atomic_save_npz, atomic_write_json
+from pcseg.io.atomic import atomic_save_npy, atomic_save_npz, atomic_write_json
 
 SCENE_ARRAYS = ("coords", "feats", "semantic", "instance")
 META_KEYS = ("dataset", "class_names", "voxel_size", "splits", "label_specs", "seed")

@@ -36,7 +36,7 @@ from scipy.spatial import cKDTree
 from tqdm import tqdm
 
 from pcseg.data import processed
-from pcseg.utils.io import atomic_save_npy, atomic_write_json
+from pcseg.io.atomic import atomic_save_npy, atomic_write_json
 
 
 class SuperpointOptions(BaseModel):

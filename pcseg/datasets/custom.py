@@ -16,7 +16,7 @@
     colors: {building: [220, 80, 60]}   # optional, for the viewer
     columns: [x, y, z, intensity, label]  # optional: names of headerless TXT/CSV columns
 
-Files: every file under ``--raw`` whose suffix :mod:`pcseg.datasets.formats` reads (PLY,
+Files: every file under ``--raw`` whose suffix :mod:`pcseg.io` reads (PLY,
 LAS/LAZ, PCD, NPY/NPZ, TXT/CSV, KITTI ``.bin``). Scene id = the path relative to ``--raw``
 without its suffix, ``/`` written ``__`` (``tiles/a.las`` -> ``tiles__a``).
 
@@ -59,7 +59,8 @@ from pydantic import (
 
 from pcseg.data.scene import Scene
 from pcseg.datasets.common import check_points, normalise_features
-from pcseg.datasets.formats import SUFFIXES, PointFile, PointFileError, read_points
+from pcseg.io.point_file import SUFFIXES, PointFile, PointFileError
+from pcseg.io.points import read_points
 
 DATASET = "custom"
 

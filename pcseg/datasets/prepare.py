@@ -56,7 +56,7 @@ from pcseg.data.weak_labels import (
 from pcseg.datasets import READERS
 from pcseg.datasets.common import NONFINITE_POLICIES, SplitError
 from pcseg.datasets.synthetic import write_synthetic_s3dis
-from pcseg.utils.io import atomic_write_json
+from pcseg.io.atomic import atomic_write_json
 
 DEFAULT_VOXEL_SIZE: dict[str, float] = {"s3dis": 0.05, "scannet": 0.02, "semantickitti": 0.05}
 

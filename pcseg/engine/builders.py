@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
 
 def build_model(cfg: Config, in_channels: int, num_classes: int) -> nn.Module:
-    """``pcseg.models.build_model(model.name, in_channels, num_classes, backend)``.
+    """``pcseg.models.build_model(model.name, in_channels, num_classes, backend,
+    head_dropout)``.
 
     ``model.backend: auto`` passes None (``$PCSEG_SPARSE_BACKEND``, else the default backend).
     ``model.planes`` / ``layers`` / ``init_dim`` (optional) make a subclass of the named
@@ -31,7 +32,9 @@ def build_model(cfg: Config, in_channels: int, num_classes: int) -> nn.Module:
     backend = None if cfg.model.backend in ("auto", "") else cfg.model.backend
     m = cfg.model
     if m.planes is None and m.layers is None and m.init_dim is None:
-        return models.build_model(m.name, in_channels, num_classes, backend=backend)
+        return models.build_model(
+            m.name, in_channels, num_classes, backend=backend, head_dropout=m.head_dropout
+        )
     if m.name not in models.MODELS:
         raise ValueError(f"unknown model {m.name!r}; valid names: {', '.join(models.MODELS)}")
     base = models.MODELS[m.name]
@@ -43,7 +46,7 @@ def build_model(cfg: Config, in_channels: int, num_classes: int) -> nn.Module:
     if m.init_dim is not None:
         attrs["INIT_DIM"] = int(m.init_dim)
     custom = type(f"{base.__name__}Custom", (base,), attrs)
-    return custom(in_channels, num_classes, backend=backend)
+    return custom(in_channels, num_classes, backend=backend, head_dropout=m.head_dropout)
 
 
 def model_feature_dim(model: nn.Module) -> int:

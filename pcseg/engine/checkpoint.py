@@ -8,8 +8,9 @@ A checkpoint (``RUN/checkpoints/last.pt`` / ``best.pt``) is a dict::
      "best_epoch": int, "history": {...}, "config": resolved config dict,
      "class_names": [...], "in_channels": int, "num_classes": int}
 
-It is written with :func:`pcseg.utils.io.atomic_save_with`, so an interrupted save
-never leaves a truncated ``last.pt``.
+It is written with :func:`pcseg.io.atomic.atomic_save_with`, so an interrupted save
+never leaves a truncated ``last.pt``. :func:`config_from_checkpoint` rebuilds the run's
+config from it (``pcseg test CKPT``, ``pcseg predict``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from pcseg.utils.io import atomic_save_with
+from pcseg.config import Config, ConfigError, config_from_dict, parse_override
+from pcseg.io.atomic import atomic_save_with
 
 CHECKPOINT_FORMAT = 1
 
@@ -128,3 +130,21 @@ def load_matching_weights(
         "same_classes": same_classes,
         "skipped_from_checkpoint": sorted(set(src) - set(loaded)),
     }
+
+
+def config_from_checkpoint(checkpoint: str | Path, overrides: list[str]) -> Config:
+    """The config stored in ``checkpoint`` with ``--set`` overrides applied. Raises ConfigError."""
+    state = load_checkpoint(checkpoint)
+    if "config" not in state:
+        raise ConfigError(f"{checkpoint} holds no config: pass CONFIG")
+    merged = state["config"]
+    for item in overrides:
+        merged = _merge(merged, parse_override(item))
+    return config_from_dict(merged, f"config of {checkpoint}")
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out

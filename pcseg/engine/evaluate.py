@@ -44,13 +44,13 @@ from pcseg.engine.checkpoint import load_checkpoint
 from pcseg.engine.data import batch_to_device, build_dataset
 from pcseg.engine.metrics import ConfusionMatrix, format_table, json_safe
 from pcseg.engine.setup import autocast_factory, autocast_policy, resolve_device, torch_globals
-from pcseg.models.inputs import sparse_input
-from pcseg.utils.io import (
+from pcseg.io.atomic import (
     atomic_save_npz,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
 )
+from pcseg.models.inputs import sparse_input
 
 if TYPE_CHECKING:
     from pcseg.methods.base import Method

@@ -68,20 +68,20 @@ from pcseg.engine.data import (
     build_eval_loader,
     build_train_loader,
 )
-from pcseg.engine.metrics import ConfusionMatrix, format_table, json_safe
+from pcseg.engine.metrics import ConfusionMatrix, json_safe
 from pcseg.engine.optim import build_optimizer, build_scheduler
 from pcseg.engine.setup import (
     autocast_factory,
     autocast_policy,
     resolve_device,
     seed_everything,
-    set_deterministic,
     torch_globals,
     wants_cuda,
 )
-from pcseg.engine.summary import build_summary, format_summary, peak_memory_mb
+from pcseg.engine.summary import build_summary, format_summary
+from pcseg.io.atomic import atomic_write_json
+from pcseg.methods.common import labelled_class_counts
 from pcseg.models.inputs import sparse_input
-from pcseg.utils.io import atomic_write_json
 
 # ------------------------------------------------------------------------ validation
 
@@ -262,7 +262,10 @@ class Trainer:
         starts as a copy of the loaded network), the method's state after it."""
         cfg, device = self.cfg, self.device
         self.model = build_model(cfg, self.in_channels, self.num_classes).to(device)
-        self.method = build_method(cfg, self.num_classes, model_feature_dim(self.model)).to(device)
+        method = build_method(cfg, self.num_classes, model_feature_dim(self.model))
+        if method.needs_class_counts:  # class_weighting: official_raw
+            method.set_class_counts(labelled_class_counts(self.train_ds))
+        self.method = method.to(device)
         self.module = TrainModule(self.model, self.method)
         if state is not None:
             self.model.load_state_dict(state["model"])
@@ -484,7 +487,7 @@ class Trainer:
         pbar.update(1)
         it = self.iteration
         if it % self.cfg.train.log_every == 0 or it == self.total:
-            self.last_window = self.window.means()
+            self.last_window = {**self.window.means(), **self.method.window_diagnostics()}
             self.window.reset()
             self.history["trace"].append({"iteration": it, **self.last_window})
             if self.writer is not None:
@@ -661,19 +664,4 @@ def train(
         du.cleanup()
 
 
-__all__ = [
-    "TrainModule",
-    "Trainer",
-    "autocast_policy",
-    "build_method",
-    "build_model",
-    "find_checkpoint",
-    "format_summary",
-    "format_table",
-    "peak_memory_mb",
-    "resolve_device",
-    "seed_everything",
-    "set_deterministic",
-    "train",
-    "validate_voxels",
-]
+__all__ = ["Trainer", "find_checkpoint", "train", "validate_voxels"]

@@ -6,13 +6,20 @@ an EMA teacher, memory queues) is saved in checkpoints and moved with ``.to(devi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from pydantic import BaseModel
 from torch import nn
 
-from pcseg.methods.common import MethodOptions
+from pcseg.methods.common import (
+    HiddenLabelConfusion,
+    MethodOptions,
+    SupervisionOptions,
+    official_raw_class_weights,
+)
 
 
 class Method(nn.Module):
@@ -38,6 +45,57 @@ class Method(nn.Module):
         super().__init__()
         self.num_classes = int(num_classes)
         self.feature_dim = int(feature_dim)
+        #: per-class diagnostics accumulated over a logging window (not module state)
+        self.hidden_confusion = HiddenLabelConfusion(self.num_classes)
+
+    def _wants_class_counts(self) -> bool:
+        opts = getattr(self, "options", None)
+        return isinstance(opts, SupervisionOptions) and opts.class_weighting == "official_raw"
+
+    @property
+    def needs_class_counts(self) -> bool:
+        """True when this method or one it owns uses ``class_weighting: official_raw``
+        (then call :meth:`set_class_counts` before training)."""
+        return any(isinstance(m, Method) and m._wants_class_counts() for m in self.modules())
+
+    def set_class_counts(self, counts: Sequence[int] | np.ndarray | torch.Tensor) -> None:
+        """Training split's labelled points per class ((K,)): sets the official raw class
+        weights ``1 / (freq + 0.02)`` of every (owned) method with ``class_weighting:
+        official_raw`` (its non-persistent ``class_weights`` buffer); others are untouched."""
+        for m in self.modules():
+            if isinstance(m, Method) and m._wants_class_counts():
+                w = official_raw_class_weights(counts)
+                if w.numel() != m.num_classes:
+                    raise ValueError(
+                        f"{m.name}: {w.numel()} class counts for {m.num_classes} classes"
+                    )
+                where = next(iter([*m.buffers(), *m.parameters()]), None)
+                m.register_buffer(
+                    "class_weights",
+                    w if where is None else w.to(where.device),
+                    persistent=False,
+                )
+
+    @torch.no_grad()
+    def record_hidden(
+        self, name: str, pred: torch.Tensor, batch: dict[str, Any], mask: torch.Tensor
+    ) -> None:
+        """In training mode, add ``pred`` ((M,) classes) on ``mask`` ((M,) bool) against the
+        hidden ``batch["labels"]`` (when present) to the window's confusion ``name``."""
+        if self.training:
+            self.hidden_confusion.add(name, pred.detach(), batch.get("labels"), mask)
+
+    def window_diagnostics(self) -> dict[str, float]:
+        """Diagnostics accumulated since the previous call over the training steps (per-class
+        accuracy / mIoU of the predictions on the unlabelled voxels against the hidden
+        labels, from :class:`~pcseg.methods.common.HiddenLabelConfusion`), of this method
+        and the methods it owns; the accumulators then start afresh. The trainer calls it
+        at the end of every logging window."""
+        out: dict[str, float] = {}
+        for m in self.modules():
+            if isinstance(m, Method):
+                out.update(m.hidden_confusion.pop())
+        return out
 
     def forward(
         self, logits: torch.Tensor, features: torch.Tensor, batch: dict[str, Any]

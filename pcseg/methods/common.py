@@ -1,5 +1,5 @@
 """Pieces every method shares: typed options, input checks, the labelled-point
-cross-entropy and the hidden-label diagnostics.
+cross-entropy (with its class weighting) and the hidden-label diagnostics.
 
 Options: each method declares its keyword options once, as a pydantic model (a subclass
 of :class:`MethodOptions`: unknown names are rejected, values are typed and range
@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any, TypeVar, get_args
+from typing import Annotated, Any, Literal, Protocol, TypeVar, get_args
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pcseg.engine.metrics import metrics_from_confusion
 
 #: a finite number >= 0 (loss weights)
 NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
@@ -31,16 +34,51 @@ class MethodOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+ClassWeighting = Literal["normalised", "raw", "official_raw"]
+#: the additive constant of the official class weights 1 / (freq + 0.02)
+OFFICIAL_FREQ_OFFSET = 0.02
+
+
 class SupervisionOptions(MethodOptions):
-    """Options of the labelled cross-entropy (every method has it)."""
+    """Options of the labelled cross-entropy (every method has it).
+
+    ``class_weighting`` (see :func:`labelled_cross_entropy`):
+
+    * ``"normalised"`` (default, today's behaviour): ``class_weights`` (none: all 1) in
+      torch's weighted mean ``sum_i w_{y_i} CE_i / sum_i w_{y_i}``: the scale of the weights
+      cancels.
+    * ``"raw"``: the given ``class_weights`` (required), un-normalised:
+      ``mean_i w_{y_i} CE_i`` (the scale of the weights multiplies the loss).
+    * ``"official_raw"``: official RandLA-Net's weights ``w_k = 1 / (freq_k + 0.02)``, raw
+      (LiyaoTang/ERDA ``models/head.py``: ``get_class_weight`` with ``weight_type='class'``
+      and no normalisation, applied per point in ``mlp_head.pred``, then
+      ``tf.reduce_mean``); ``freq_k`` is class k's share of the training split's labelled
+      points (:func:`labelled_class_counts`; the trainer sets them through
+      :meth:`pcseg.methods.base.Method.set_class_counts`). The official code uses the
+      full-label counts of the whole dataset; pcseg uses the weak labels it trains on (no
+      hidden label enters). ``class_weights`` must then be unset.
+    """
 
     #: optional K per-class weights of the cross-entropy (length checked against K)
     class_weights: list[NonNegative] | None = None
+    #: how class weights enter the cross-entropy: "normalised" | "raw" | "official_raw"
+    class_weighting: ClassWeighting = "normalised"
     #: label smoothing of the cross-entropy
     label_smoothing: UnitInterval = 0.0
     #: weight of the cross-entropy on the weak labels spread to their superpoints
     #: (``batch["propagated_labels"]``, from ``data.superpoints``); 0: not used
     propagated_weight: NonNegative = 0.0
+
+    @model_validator(mode="after")
+    def _check_weighting(self) -> SupervisionOptions:
+        if self.class_weighting == "raw" and self.class_weights is None:
+            raise ValueError("class_weighting 'raw' needs class_weights")
+        if self.class_weighting == "official_raw" and self.class_weights is not None:
+            raise ValueError(
+                "class_weighting 'official_raw' computes the weights from the training "
+                "labels: leave class_weights unset"
+            )
+        return self
 
 
 OptionsT = TypeVar("OptionsT", bound=BaseModel)
@@ -223,7 +261,7 @@ def add_propagated_term(
     if prop is None:
         return
     prop = prop.to(logits.device)
-    loss_prop = labelled_cross_entropy(logits, prop, class_weights, options.label_smoothing)
+    loss_prop = supervised_cross_entropy(logits, prop, class_weights, options)
     out["loss"] = out["loss"] + options.propagated_weight * loss_prop.to(out["loss"].dtype)
     out["loss_prop"] = loss_prop
     out["diag/propagated_frac"] = (prop >= 0).float().mean().detach()
@@ -234,15 +272,18 @@ def labelled_cross_entropy(
     weak_labels: torch.Tensor,
     class_weights: torch.Tensor | None = None,
     label_smoothing: float = 0.0,
+    normalise: bool = True,
 ) -> torch.Tensor:
     """Mean cross-entropy over the labelled points (weak_labels >= 0).
 
     Args:
         logits: (M, K) float.
         weak_labels: (M,) int64, -1 = unlabelled.
-        class_weights: optional (K,) float; as in ``F.cross_entropy`` the weighted mean is
-            divided by the sum of the weights of the labelled points.
+        class_weights: optional (K,) float.
         label_smoothing: in [0, 1).
+        normalise: with ``class_weights``: True = as ``F.cross_entropy``, the weighted sum
+            divided by the sum of the weights of the labelled points; False = the official
+            raw weighting, ``mean_i w_{y_i} CE_i`` (CE_i with label smoothing, unweighted).
     Returns:
         Scalar; 0 connected to the graph (not NaN) when no point is labelled.
     """
@@ -252,7 +293,75 @@ def labelled_cross_entropy(
     # at least float32 also under autocast (bf16 would round the class weights)
     z = at_least_float32(logits[lab])
     w = None if class_weights is None else class_weights.to(device=z.device, dtype=z.dtype)
-    return F.cross_entropy(z, weak_labels[lab], weight=w, label_smoothing=float(label_smoothing))
+    y = weak_labels[lab]
+    if w is None or normalise:
+        return F.cross_entropy(z, y, weight=w, label_smoothing=float(label_smoothing))
+    per_point = F.cross_entropy(z, y, reduction="none", label_smoothing=float(label_smoothing))
+    return (per_point * w[y]).mean()
+
+
+def supervised_cross_entropy(
+    logits: torch.Tensor,
+    weak_labels: torch.Tensor,
+    class_weights: torch.Tensor | None,
+    options: SupervisionOptions,
+) -> torch.Tensor:
+    """:func:`labelled_cross_entropy` with the options' class weighting and smoothing.
+
+    ``class_weights``: the method's (K,) weights (the given ones, or the official raw ones
+    set by :meth:`pcseg.methods.base.Method.set_class_counts`). RuntimeError when
+    ``class_weighting`` is ``"official_raw"`` and they have not been set.
+    """
+    if options.class_weighting == "official_raw" and class_weights is None:
+        raise RuntimeError(
+            "class_weighting 'official_raw': the class weights come from the training "
+            "labels; call method.set_class_counts(labelled_class_counts(train dataset)) first"
+        )
+    return labelled_cross_entropy(
+        logits,
+        weak_labels,
+        class_weights,
+        options.label_smoothing,
+        normalise=options.class_weighting == "normalised",
+    )
+
+
+def official_raw_class_weights(counts: Sequence[int] | np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Official RandLA-Net class weights ``1 / (freq_k + 0.02)``, ``freq_k = n_k / sum n``.
+
+    Args:
+        counts: (K,) labelled points per class (non-negative, not all zero).
+    Returns:
+        (K,) float32, not normalised (LiyaoTang/ERDA ``models/head.py``, ``get_class_weight``).
+    """
+    n = torch.as_tensor(np.asarray(counts, dtype=np.float64)).flatten()
+    if n.numel() == 0 or bool((n < 0).any()) or not bool(torch.isfinite(n).all()):
+        raise ValueError(f"class counts must be finite and non-negative, got {n.tolist()}")
+    total = float(n.sum())
+    if total <= 0:
+        raise ValueError("class counts are all zero: no labelled point to weight")
+    return (1.0 / (n / total + OFFICIAL_FREQ_OFFSET)).to(torch.float32)
+
+
+class WeakLabelSource(Protocol):
+    """What :func:`labelled_class_counts` reads (a
+    :class:`pcseg.data.dataset.SegmentationDataset`)."""
+
+    num_classes: int
+    scene_names: list[str]
+
+    def load_weak(self, name: str) -> tuple[Any, np.ndarray, np.ndarray]: ...
+
+
+def labelled_class_counts(dataset: WeakLabelSource) -> np.ndarray:
+    """(K,) int64 weakly labelled points per class over the dataset's scenes (each scene
+    once, whatever its ``loop``), from ``dataset.load_weak`` (indices, classes)."""
+    counts = np.zeros(int(dataset.num_classes), dtype=np.int64)
+    for name in dataset.scene_names:
+        cls = np.asarray(dataset.load_weak(name)[2], dtype=np.int64)
+        cls = cls[(cls >= 0) & (cls < len(counts))]
+        counts += np.bincount(cls, minlength=len(counts))
+    return counts
 
 
 def at_least_float32(x: torch.Tensor) -> torch.Tensor:
@@ -312,3 +421,50 @@ def supervision_diagnostics(
     if acc is not None:
         out["diag/pred_acc_unlabelled"] = acc
     return out
+
+
+class HiddenLabelConfusion:
+    """Confusion matrices of named predictions against the hidden labels, accumulated over
+    many steps (a logging window), for per-class diagnostics of tiny batches.
+
+    ``add(name, pred, labels, mask)`` counts the points of ``mask`` with hidden label >= 0;
+    ``pop()`` returns ``diag/<name>_macc`` (mean over the classes present in the hidden
+    labels of the per-class accuracy) and ``diag/<name>_miou`` (mean IoU over the classes
+    present in the labels or the predictions), the conventions of
+    :func:`pcseg.engine.metrics.metrics_from_confusion`, for every name with at least one
+    point, and starts afresh. The matrices stay on the device of the predictions (one copy
+    to the host per ``pop``).
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = int(num_classes)
+        self.counts: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def add(
+        self, name: str, pred: torch.Tensor, labels: torch.Tensor | None, mask: torch.Tensor
+    ) -> None:
+        """Add the points of ``mask`` ((M,) bool) with ``labels`` ((M,), hidden, -1 = none)
+        >= 0 and ``pred`` ((M,) class indices); nothing when ``labels`` is None."""
+        if labels is None:
+            return
+        k = self.num_classes
+        labels = labels.to(pred.device).long()
+        valid = mask & (labels >= 0) & (labels < k) & (pred >= 0) & (pred < k)
+        flat = torch.bincount(labels[valid] * k + pred[valid].long(), minlength=k * k)
+        prev = self.counts.get(name)
+        self.counts[name] = flat if prev is None else prev + flat.to(prev.device)
+
+    def pop(self) -> dict[str, float]:
+        """The metrics of every name since the last ``pop`` (then reset); see the class."""
+        out: dict[str, float] = {}
+        k = self.num_classes
+        for name, flat in self.counts.items():
+            conf = flat.cpu().numpy().astype(np.int64).reshape(k, k)
+            if conf.sum() == 0:
+                continue
+            m = metrics_from_confusion(conf)
+            out[f"diag/{name}_macc"] = float(m["macc"])
+            out[f"diag/{name}_miou"] = float(m["miou"])
+        self.counts = {}
+        return out

@@ -45,7 +45,11 @@ Pseudo-label generator (prototype labeller of the official 3D code):
    mean of a randomly initialised head). The bool buffer ``proto_initialised`` records
    which classes have been observed at least once.
 5. ``p_i = softmax_k(cos(u_i, c_k) / tau)``, tau = 1 by default (the official code has no
-   temperature: ``normdot`` with scale ``neg`` is the plain cosine). With
+   temperature: ``normdot`` with scale ``neg`` is the plain cosine). ``learn_tau: true``:
+   tau = exp(s) with a learnable scalar s = ``log_tau`` starting at log(``tau``) (tau 1 by
+   default; a parameter of the method, so the trainer's optimiser trains it with the
+   network, weight decay included), logged as ``diag/tau``; its gradient comes through p
+   only. With
    ``absent="keep"``, classes never observed get logit -inf, i.e. ``p_k = 0`` (no garbage
    from a zero or random prototype), and while NO class is observed the unlabelled term is
    skipped (it is 0, still connected to the graph so every parameter gets a zero, not
@@ -77,12 +81,33 @@ CloserLook3D and Point Transformer (``config/s3dis/weaksup.01_closerlook_erda.ya
 (``config/s3dis/weaksup.01_randla_erda.yaml`` l. 26) and for full supervision.
 
 Presets (``preset``): ``"official"`` fills every option not given explicitly with the
-official per-device weak-label setting of S3DIS 1 % (``pseudo-fout-pmlp2-mom-I-normdot``,
-CloserLook3D and RandLA-Net): ``proto_mean="raw"``, ``absent="reset"``,
-``proto_init="glorot"``, ``cross_device="none"``, ``tau=1``, ``momentum=0.999`` and
-``weight=0.1`` (RandLA-Net's ``w.1``, ``config/s3dis/weaksup.01_randla_erda.yaml`` l. 26;
-CloserLook3D uses 0.01: give ``weight: 0.01`` next to the preset). Options given
-explicitly override the preset.
+official per-device weak-label setting of S3DIS 1 % with RandLA-Net,
+``config/s3dis/weaksup.01_randla_erda.yaml`` (l. 25 the segmentation head
+``mlp-1-xen-dp.5-class``, l. 26 the ERDA head ``pseudo-fout-pmlp2-mom-I-normdot-w.1``):
+
+* ``proto_mean="raw"``: ``models/head.py`` l. 682 and l. 488 (class means of the
+  un-normalised projections);
+* ``absent="reset"``: ``models/head.py`` l. 508-516 (momentum times the presence mask);
+* ``proto_init="glorot"``: token ``mom-I``, ``config/s3dis.py`` l. 86 (``init = 'xavier'``),
+  ``models/head.py`` l. 504-505;
+* ``cross_device="none"``: no ``Gsum`` / ``Gavg`` token (``config/head.py`` l. 141-144);
+* ``tau=1``: ``normdot`` (plain cosine, no temperature);
+* ``momentum=0.999``: ``config/head.py`` l. 139 (the default of the ``mom`` token);
+* ``weight=0.1``: token ``w.1`` of l. 26 (CloserLook3D's
+  ``weaksup.01_closerlook_erda.yaml`` l. 6 uses 0.01 on a plain CE: give ``weight: 0.01``
+  and ``class_weighting: normalised`` next to the preset);
+* ``class_weighting="official_raw"``: token ``class`` of l. 25: the supervised CE times the
+  raw class weights 1 / (freq + 0.02) (``models/head.py`` l. 177 in ``get_class_weight``,
+  applied per point l. 437-449, then ``tf.reduce_mean`` l. 451), about 8-10x the plain CE,
+  so w = 0.1 is ~0.01 relative to it.
+
+The head dropout of the same config (``dp.5``, l. 25 and ``drop: dp.5`` l. 58: dropout 0.5
+on the classifier's input, ``models/head.py`` l. 356-362, while the ERDA head reads the clean
+``f_out``) belongs to the network: ``model.head_dropout: 0.5``
+(:class:`pcseg.models.minkunet.MinkUNet`), set by ``configs/*/erda_official.yaml``. The
+logits the method receives are then q after dropout (both the CE and the ERDA term use
+them) and the features are the clean ones (p). Options given explicitly override the
+preset.
 
 Ablation variants (``variant``), each averaged over the unlabelled voxels:
 ``erda`` H(p, q) = H(p) + KL(p||q); ``er`` H(p); ``da`` KL(p||q); ``kl_qp`` KL(q||p);
@@ -108,12 +133,14 @@ from pcseg.methods.common import (
     Positive,
     SupervisionOptions,
     UnitInterval,
+    add_propagated_term,
     at_least_float32,
     check_inputs,
     class_weights_tensor,
     hidden_accuracy,
-    labelled_cross_entropy,
+    propagated_labels,
     resolve_options,
+    supervised_cross_entropy,
     supervision_diagnostics,
     zero_with_graph,
 )
@@ -178,6 +205,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "tau": 1.0,
         "momentum": 0.999,
         "weight": 0.1,
+        "class_weighting": "official_raw",
     },
 }
 
@@ -190,8 +218,11 @@ class ERDAOptions(SupervisionOptions):
     preset: Preset | None = None
     #: w, weight of the unlabelled term
     weight: NonNegative = 0.1
-    #: temperature of the prototype softmax (the official code has none: 1)
+    #: temperature of the prototype softmax (the official code has none: 1); with
+    #: ``learn_tau`` the initial value
     tau: Positive = 1.0
+    #: learn the temperature: tau = exp(log_tau), a parameter starting at log(tau)
+    learn_tau: bool = False
     #: EMA momentum m of the prototypes
     momentum: UnitInterval = 0.999
     #: the divergence (ablation variants, see the module docstring)
@@ -228,7 +259,9 @@ class ERDA(Method):
         preset: ``None`` | ``'official'`` (fills the options not given, see the module
             docstring).
         weight: w, weight of the unlabelled term (default 0.1).
-        tau: temperature of the prototype softmax (default 1).
+        tau: temperature of the prototype softmax (default 1); the initial one with
+            ``learn_tau``.
+        learn_tau: learn the temperature (a parameter ``log_tau`` starting at log tau).
         momentum: EMA momentum m of the prototypes in [0, 1) (default 0.999).
         variant: ``'erda' | 'er' | 'da' | 'kl_qp' | 'js' | 'mse'`` (default ``'erda'``).
         proto_mean: ``'normalised'`` (default) | ``'raw'`` (official).
@@ -236,6 +269,8 @@ class ERDA(Method):
         proto_init: ``'zeros'`` (default) | ``'glorot'`` (official weak-label configs).
         cross_device: ``'none'`` (default, per-device mode) | ``'sum'`` | ``'avg'``.
         class_weights: optional K weights of the labelled cross-entropy.
+        class_weighting: ``'normalised'`` (default) | ``'raw'`` | ``'official_raw'`` (see
+            :class:`~pcseg.methods.common.SupervisionOptions`; the preset's choice).
         label_smoothing: label smoothing of the labelled cross-entropy (default 0).
 
     forward returns ``loss`` (= loss_sup + w * loss_erda), ``loss_sup``, ``loss_erda``
@@ -243,8 +278,13 @@ class ERDA(Method):
     ``diag/pseudo_acc``, ``diag/pred_acc_unlabelled`` (argmax p / argmax q vs the hidden
     ground truth on unlabelled voxels with a label; omitted when there is none),
     ``diag/pseudo_entropy`` (mean H(p)), ``diag/pq_agreement`` (mean argmax p == argmax q),
-    ``diag/protos_initialised`` (number of classes observed so far), ``diag/labelled_frac``.
-    The p-based diagnostics are omitted while the unlabelled term is skipped.
+    ``diag/protos_initialised`` (number of classes observed so far), ``diag/labelled_frac``,
+    ``diag/tau`` (with ``learn_tau``). The p-based diagnostics are omitted while the
+    unlabelled term is skipped. In training mode argmax p and argmax q on the unlabelled
+    voxels enter the window confusions ``pseudo`` and ``pred_unlabelled``: per-class
+    accuracy and mIoU over a logging window, ``diag/pseudo_macc`` / ``diag/pseudo_miou`` /
+    ``diag/pred_unlabelled_macc`` / ``diag/pred_unlabelled_miou`` from
+    :meth:`~pcseg.methods.base.Method.window_diagnostics`.
     """
 
     name = "erda"
@@ -252,6 +292,7 @@ class ERDA(Method):
     class_weights: torch.Tensor | None
     prototypes: torch.Tensor
     proto_initialised: torch.Tensor
+    log_tau: nn.Parameter | None
 
     def __init__(
         self,
@@ -264,6 +305,7 @@ class ERDA(Method):
         opts = resolve_options(ERDAOptions, self.name, options, kwargs)
         self.options = opts
         self.weight = opts.weight
+        #: with ``learn_tau`` the initial temperature (``log_tau`` trains)
         self.tau = opts.tau
         self.momentum = opts.momentum
         self.variant: str = opts.variant
@@ -276,11 +318,16 @@ class ERDA(Method):
         if opts.proto_init == "glorot":  # U(-a, a), a = sqrt(6 / (K + D)), as tf glorot_uniform
             nn.init.xavier_uniform_(self.prototypes)
         self.register_buffer("proto_initialised", torch.zeros(self.num_classes, dtype=torch.bool))
+        self.log_tau = nn.Parameter(torch.tensor(math.log(opts.tau))) if opts.learn_tau else None
         self.register_buffer(
             "class_weights",
             class_weights_tensor(opts.class_weights, self.num_classes, self.name),
             persistent=False,
         )
+
+    def temperature(self) -> float | torch.Tensor:
+        """tau: the fixed float, or ``exp(log_tau)`` (0-dim, with grad) when learned."""
+        return self.tau if self.log_tau is None else self.log_tau.exp()
 
     @property
     def masks_unobserved(self) -> bool:
@@ -353,7 +400,8 @@ class ERDA(Method):
         with torch.autocast(device_type=u.device.type, enabled=False):
             u = at_least_float32(u)
             c = F.normalize(self.prototypes.detach().to(u.dtype), dim=1)
-            sim = (u @ c.t()) / self.tau
+            tau = self.temperature()
+            sim = (u @ c.t()) / (tau if isinstance(tau, float) else tau.to(u.dtype))
             if self.masks_unobserved:
                 sim = sim.masked_fill(~self.proto_initialised[None, :], -math.inf)
             return F.log_softmax(sim, dim=1)
@@ -389,11 +437,16 @@ class ERDA(Method):
     ) -> dict[str, torch.Tensor]:
         """See :meth:`pcseg.methods.base.Method.forward` and the class docstring."""
         weak = check_inputs(logits, features, batch, self.num_classes, self.feature_dim, self.name)
-        loss_sup = labelled_cross_entropy(logits, weak, self.class_weights, self.label_smoothing)
+        loss_sup = supervised_cross_entropy(logits, weak, self.class_weights, self.options)
         e = self.project(features)
         u = F.normalize(e, dim=1)
         source = e if self.options.proto_mean == "raw" else u
         unl = weak == -1
+        prop = propagated_labels(batch, self.options.propagated_weight, self.name)
+        if prop is not None:
+            # a propagated label is the target there: p is a one-hot on it, and
+            # H(p) + KL(p||q) is then the propagated cross-entropy added below
+            unl = unl & (prop.to(unl.device) < 0)
         cross = self.options.cross_device != "none"
         log_p = None
         if cross and bool(unl.any()) and self._has_pseudo_labels():
@@ -408,11 +461,16 @@ class ERDA(Method):
             loss_erda = erda_divergence(log_p, log_q, self.variant).mean()
             out.update(self._pseudo_diagnostics(log_p, log_q, batch, unl))
         else:
-            loss_erda = zero_with_graph(u, logits)
+            graph = (u, logits) if self.log_tau is None else (u, logits, self.log_tau)
+            loss_erda = zero_with_graph(*graph)
         loss = loss_sup + self.weight * loss_erda.to(loss_sup.dtype)
         out.update({"loss": loss, "loss_sup": loss_sup, "loss_erda": loss_erda})
+        add_propagated_term(out, logits, batch, self.options, self.class_weights, self.name)
         out.update(supervision_diagnostics(logits, weak, batch))
         out["diag/protos_initialised"] = self.proto_initialised.sum().to(torch.float32).detach()
+        if self.log_tau is not None:
+            out["diag/tau"] = self.log_tau.detach().exp().float()
+        self.record_hidden("pred_unlabelled", logits.detach().argmax(1), batch, unl)
         return out
 
     @torch.no_grad()
@@ -438,4 +496,5 @@ class ERDA(Method):
         acc = hidden_accuracy(full_pred, batch, unl)
         if acc is not None:
             out["diag/pseudo_acc"] = acc
+        self.record_hidden("pseudo", full_pred, batch, unl)
         return out

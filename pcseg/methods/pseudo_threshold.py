@@ -20,11 +20,12 @@ from pcseg.methods.common import (
     NonNegative,
     SupervisionOptions,
     UnitInterval,
+    add_propagated_term,
     check_inputs,
     class_weights_tensor,
     hidden_accuracy,
-    labelled_cross_entropy,
     resolve_options,
+    supervised_cross_entropy,
     supervision_diagnostics,
     zero_with_graph,
 )
@@ -98,7 +99,7 @@ class PseudoThreshold(Method):
     ) -> dict[str, torch.Tensor]:
         """See :meth:`pcseg.methods.base.Method.forward`; ``features`` are ignored."""
         weak = check_inputs(logits, None, batch, self.num_classes, None, self.name)
-        loss_sup = labelled_cross_entropy(logits, weak, self.class_weights, self.label_smoothing)
+        loss_sup = supervised_cross_entropy(logits, weak, self.class_weights, self.options)
         sel, pseudo = self.select(logits, weak)
         if bool(sel.any()):
             loss_pseudo = F.cross_entropy(logits[sel], pseudo[sel])
@@ -118,5 +119,6 @@ class PseudoThreshold(Method):
         acc = hidden_accuracy(pseudo, batch, sel)
         if acc is not None:
             out["diag/pseudo_acc"] = acc
+        add_propagated_term(out, logits, batch, self.options, self.class_weights, self.name)
         out.update(supervision_diagnostics(logits, weak, batch))
         return out

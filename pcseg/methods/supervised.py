@@ -12,15 +12,17 @@ from pcseg.methods.common import (
     add_propagated_term,
     check_inputs,
     class_weights_tensor,
-    labelled_cross_entropy,
     resolve_options,
+    supervised_cross_entropy,
     supervision_diagnostics,
 )
 
 
 class SupervisedOptions(SupervisionOptions):
-    """Options of :class:`SupervisedOnly`: ``class_weights`` (default none) and
-    ``label_smoothing`` in [0, 1) (default 0) of the cross-entropy."""
+    """Options of :class:`SupervisedOnly`: ``class_weights`` (default none),
+    ``class_weighting`` (default ``"normalised"``, see
+    :class:`~pcseg.methods.common.SupervisionOptions`) and ``label_smoothing`` in [0, 1)
+    (default 0) of the cross-entropy."""
 
 
 class SupervisedOnly(Method):
@@ -31,11 +33,15 @@ class SupervisedOnly(Method):
         feature_dim: D (unused; part of the common constructor).
         options: a validated :class:`SupervisedOptions`, or keyword options:
             class_weights: optional K per-class weights of the cross-entropy (default none).
+            class_weighting: ``'normalised'`` (default) | ``'raw'`` | ``'official_raw'``
+                (see :class:`~pcseg.methods.common.SupervisionOptions`).
             label_smoothing: label smoothing of the cross-entropy in [0, 1) (default 0).
 
     Returns from forward: ``loss`` (= ``loss_sup``), ``diag/labelled_frac`` (fraction of
     labelled voxels) and ``diag/pred_acc_unlabelled`` (accuracy of argmax q on the
-    unlabelled voxels against the hidden ground truth, when available).
+    unlabelled voxels against the hidden ground truth, when available). In training mode
+    argmax q on the unlabelled voxels also enters the window confusion ``pred_unlabelled``
+    (``diag/pred_unlabelled_macc`` / ``_miou`` from :meth:`window_diagnostics`).
     """
 
     name = "supervised"
@@ -62,8 +68,9 @@ class SupervisedOnly(Method):
     ) -> dict[str, torch.Tensor]:
         """See :meth:`pcseg.methods.base.Method.forward`; ``features`` are ignored."""
         weak = check_inputs(logits, None, batch, self.num_classes, None, self.name)
-        loss_sup = labelled_cross_entropy(logits, weak, self.class_weights, self.label_smoothing)
+        loss_sup = supervised_cross_entropy(logits, weak, self.class_weights, self.options)
         out: dict[str, torch.Tensor] = {"loss": loss_sup, "loss_sup": loss_sup}
         add_propagated_term(out, logits, batch, self.options, self.class_weights, self.name)
         out.update(supervision_diagnostics(logits, weak, batch))
+        self.record_hidden("pred_unlabelled", logits.detach().argmax(1), batch, weak == -1)
         return out

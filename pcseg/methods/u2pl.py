@@ -104,10 +104,11 @@ from pcseg.methods.base import Method
 from pcseg.methods.common import (
     NonNegative,
     SupervisionOptions,
+    add_propagated_term,
     check_inputs,
     class_weights_tensor,
-    labelled_cross_entropy,
     resolve_options,
+    supervised_cross_entropy,
     supervision_diagnostics,
     zero_with_graph,
 )
@@ -232,7 +233,7 @@ class U2PL(Method):
     ) -> dict[str, torch.Tensor]:
         """See :meth:`pcseg.methods.base.Method.forward` and the class docstring."""
         weak = check_inputs(logits, features, batch, self.num_classes, self.feature_dim, self.name)
-        loss_sup = labelled_cross_entropy(logits, weak, self.class_weights, self.label_smoothing)
+        loss_sup = supervised_cross_entropy(logits, weak, self.class_weights, self.options)
         rep_s = self.contrast.rep_head(features)
         out: dict[str, torch.Tensor] = {}
         warmup = self.training and int(self.steps_done) < self.sup_only_iterations
@@ -280,5 +281,6 @@ class U2PL(Method):
                 "loss_contrastive": loss_con,
             }
         )
+        add_propagated_term(out, logits, batch, self.options, self.class_weights, self.name)
         out.update(supervision_diagnostics(logits, weak, batch))
         return out

@@ -1,7 +1,9 @@
 """Segmentation networks: the MinkUNet family on pluggable sparse backends.
 
-``build_model(name, in_channels, num_classes, backend=None) -> MinkUNet``;
-``model(x: SparseTensor) -> (logits (M, K), features (M, model.feature_dim))``.
+``build_model(name, in_channels, num_classes, backend=None, head_dropout=0.0) -> MinkUNet``;
+``model(x: SparseTensor) -> (logits (M, K), features (M, model.feature_dim))`` (with
+``head_dropout`` the training-mode logits come from dropped-out features, the features are
+clean).
 """
 
 from .minkunet import (

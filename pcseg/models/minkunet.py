@@ -6,7 +6,7 @@ Structure (tensor strides in brackets)::
     enc i   conv k=2 s=2 (keeps channels), BN, ReLU, LAYERS[i] blocks -> PLANES[i]  [2,4,8,16]
     dec i   transposed conv k=2 s=2 -> PLANES[4+i], BN, ReLU, concat skip,
             LAYERS[4+i] blocks -> PLANES[4+i]                                     [8,4,2,1]
-    head    1x1 conv (with bias) -> num_classes
+    head    [dropout head_dropout, training only] 1x1 conv (with bias) -> num_classes
 
 Blocks: BasicBlock (expansion 1: 3x3x3 conv, BN, ReLU, 3x3x3 conv, BN, +residual, ReLU)
 or Bottleneck (expansion 4: 1-3-1 convs); the residual goes through a 1x1 conv + BN when
@@ -107,9 +107,13 @@ class MinkUNet(nn.Module):
         backend: backend name (``torch`` / ``minkowski`` / ``spconv``), a backend object,
             or None (``$PCSEG_SPARSE_BACKEND``, default ``torch``).
         bn_momentum: BatchNorm momentum of the residual blocks (MinkowskiEngine: 0.1).
+        head_dropout: dropout probability in [0, 1) on the classifier's input (official
+            ERDA RandLA-Net: 0.5, ``dp.5``); 0 (default): no dropout layer at all.
 
     ``forward(x: SparseTensor) -> (logits (M, K), features (M, feature_dim))`` with rows
-    in the order of ``x``'s coordinates; ``features`` are the last decoder features.
+    in the order of ``x``'s coordinates; ``features`` are the last decoder features, always
+    the clean ones; in training mode with ``head_dropout > 0`` the logits are computed from
+    the dropped-out features (eval mode: no dropout).
     """
 
     BLOCK: type[nn.Module] = BasicBlock
@@ -123,8 +127,11 @@ class MinkUNet(nn.Module):
         num_classes: int,
         backend: str | SparseBackend | None = None,
         bn_momentum: float = 0.1,
+        head_dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= float(head_dropout) < 1.0:
+            raise ValueError(f"head_dropout must be in [0, 1), got {head_dropout}")
         if len(self.LAYERS) != 8 or len(self.PLANES) != 8:
             raise ValueError(f"{type(self).__name__}: LAYERS and PLANES need 8 entries each")
         if in_channels < 1 or num_classes < 1:
@@ -179,6 +186,9 @@ class MinkUNet(nn.Module):
 
         self.feature_dim = P[7] * exp
         self.final = nn.Linear(self.feature_dim, num_classes, bias=True)
+        self.head_dropout = float(head_dropout)
+        # no layer at 0: no random draw, the network is exactly the one without the option
+        self.dropout = nn.Dropout(self.head_dropout) if self.head_dropout > 0 else None
         self._init_norms()
 
     def _make_layer(
@@ -243,12 +253,15 @@ class MinkUNet(nn.Module):
         out = self.block8(be.cat(out, out_p1))
 
         feats = be.features(out)
-        return self.final(feats), feats
+        if self.dropout is None:
+            return self.final(feats), feats
+        return self.final(self.dropout(feats)), feats
 
     def extra_repr(self) -> str:
         return (
             f"in_channels={self.in_channels}, num_classes={self.num_classes}, "
             f"feature_dim={self.feature_dim}, backend={getattr(self.backend, 'name', '?')}"
+            + (f", head_dropout={self.head_dropout}" if self.head_dropout else "")
         )
 
 
@@ -307,7 +320,11 @@ MODELS: dict[str, type[MinkUNet]] = {
 
 
 def build_model(
-    name: str, in_channels: int, num_classes: int, backend: str | None = None
+    name: str,
+    in_channels: int,
+    num_classes: int,
+    backend: str | None = None,
+    head_dropout: float = 0.0,
 ) -> MinkUNet:
     """Instantiate a MinkUNet by name (e.g. ``"MinkUNet34C"``).
 
@@ -316,13 +333,15 @@ def build_model(
         in_channels: input feature channels (3 for RGB, 1 for remission, ...).
         num_classes: number of output classes.
         backend: sparse backend name or None (``$PCSEG_SPARSE_BACKEND``, default torch).
+        head_dropout: dropout on the classifier's input in training mode (0: none).
     Raises:
-        ValueError: unknown name (the message lists the valid ones).
+        ValueError: unknown name (the message lists the valid ones), head_dropout outside
+            [0, 1).
     """
     cls = MODELS.get(name)
     if cls is None:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODELS)}")
-    return cls(in_channels, num_classes, backend=backend)
+    return cls(in_channels, num_classes, backend=backend, head_dropout=head_dropout)
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from pcseg.utils.io import atomic_save_with, atomic_write_bytes
+from pcseg.io.atomic import atomic_save_with, atomic_write_bytes
 
 CURVE_GROUPS: tuple[tuple[str, str], ...] = (
     ("losses", "training losses"),

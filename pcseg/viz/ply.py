@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from pcseg.utils.io import atomic_path
+from pcseg.io.atomic import atomic_path
 
 
 def export_ply(

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pcseg.utils.io import atomic_write_bytes
+from pcseg.io.atomic import atomic_write_bytes
 from pcseg.viz.colors import (
     CONFIDENCE_CMAP,
     DARK_COLOR,

@@ -41,7 +41,7 @@ from pcseg.annotate.suggest import suggest_spots, uncertainty
 from pcseg.config import Config, load_config
 from pcseg.data import processed
 from pcseg.data.weak_labels import parse_spec, spec_dirname
-from pcseg.utils.io import atomic_write_json, atomic_write_text
+from pcseg.io.atomic import atomic_write_json, atomic_write_text
 from pcseg.workflows.runs import run_finished, test_checkpoint, train_and_test
 
 STRATEGIES = ("suggested", "random")

@@ -23,7 +23,7 @@ import numpy as np
 from pcseg.config import load_config
 from pcseg.data import processed
 from pcseg.data.weak_labels import parse_spec, spec_dirname
-from pcseg.utils.io import atomic_write_json, atomic_write_text
+from pcseg.io.atomic import atomic_write_json, atomic_write_text
 from pcseg.workflows.compare import run_one
 from pcseg.workflows.runs import check_reusable
 

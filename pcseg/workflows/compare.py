@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from pcseg.utils.io import atomic_write_json, atomic_write_text
+from pcseg.io.atomic import atomic_write_json, atomic_write_text
 from pcseg.workflows.runs import check_reusable, train_and_test
 
 
@@ -65,6 +65,17 @@ def run_one(
         "pred_acc_unlabelled_first_last": _edge_means(
             summary.get("trace", []), "diag/pred_acc_unlabelled"
         ),
+        # per-class accuracy / mIoU of argmax p and argmax q on the unlabelled voxels, each
+        # from one confusion matrix per logging window (Method.window_diagnostics)
+        **{
+            f"{name}_first_last": _edge_means(summary.get("trace", []), f"diag/{name}")
+            for name in (
+                "pseudo_macc",
+                "pseudo_miou",
+                "pred_unlabelled_macc",
+                "pred_unlabelled_miou",
+            )
+        },
         "train_time_s": summary.get("train_time_s"),
         "checkpoint": checkpoint,
         "val_history": [

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pcseg.data.weak_labels import spec_dirname
-from pcseg.utils.io import atomic_write_json, atomic_write_text
+from pcseg.io.atomic import atomic_write_json, atomic_write_text
 from pcseg.workflows.runs import CONFIG_DIR, train_and_test
 
 DEMO_CONFIGS = CONFIG_DIR / "demo"

@@ -16,10 +16,8 @@ from pcseg import distributed as du
 from pcseg.config import (
     Config,
     ConfigError,
-    config_from_dict,
     config_to_dict,
     load_config,
-    parse_override,
 )
 from pcseg.data import processed
 from pcseg.data.superpoints import ensure_superpoints
@@ -51,26 +49,6 @@ def load_run_config(config: str | Path | None, overrides: list[str]) -> Config:
     cfg.data.raw = _anchor(cfg.data.raw)
     cfg.run_dir = _anchor(cfg.run_dir) or cfg.run_dir
     return cfg
-
-
-def config_from_checkpoint(checkpoint: str | Path, overrides: list[str]) -> Config:
-    """The config stored in ``checkpoint`` with ``--set`` overrides applied. Raises ConfigError."""
-    from pcseg.engine.checkpoint import load_checkpoint
-
-    state = load_checkpoint(checkpoint)
-    if "config" not in state:
-        raise ConfigError(f"{checkpoint} holds no config: pass CONFIG")
-    merged = state["config"]
-    for item in overrides:
-        merged = _merge(merged, parse_override(item))
-    return config_from_dict(merged, f"config of {checkpoint}")
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def _device_kind(cfg: Config) -> str:

@@ -185,3 +185,28 @@ def test_propagated_term_of_the_supervised_loss_by_hand():
     del batch["propagated_labels"]
     with pytest.raises(ValueError, match="data.superpoints"):
         SupervisedOnly(3, 4, propagated_weight=0.5)(logits, torch.zeros(8, 4), batch)
+
+
+def test_erda_with_propagated_labels_leaves_them_out_of_its_unlabelled_term():
+    from pcseg.methods.erda import ERDA
+
+    torch.manual_seed(0)
+    logits = torch.randn(10, 3, requires_grad=True)
+    feats = torch.randn(10, 4)
+    weak = torch.tensor([0, 1, 2, -1, -1, -1, -1, -1, -1, -1])
+    prop = torch.tensor([-1, -1, -1, 1, 1, 0, -1, -1, -1, -1])
+    batch = {"weak_labels": weak, "propagated_labels": prop, "labels": torch.zeros(10).long()}
+    with_prop = ERDA(3, 4, propagated_weight=1.0)
+    without = ERDA(3, 4)
+    without.load_state_dict(with_prop.state_dict())
+    for m in (with_prop, without):  # BatchNorm on running statistics: no batch coupling
+        m.head.eval()
+    out = with_prop(logits, feats, batch)
+    # the same ERDA term as a plain ERDA on the batch where voxels 3-5 are simply absent
+    keep = torch.tensor([0, 1, 2, 6, 7, 8, 9])
+    sub = {"weak_labels": weak[keep], "labels": torch.zeros(7).long()}
+    ref = without(logits[keep], feats[keep], sub)
+    torch.testing.assert_close(out["loss_erda"], ref["loss_erda"])
+    ce_prop = sum(-torch.log_softmax(logits[i], 0)[prop[i]] for i in (3, 4, 5)) / 3
+    torch.testing.assert_close(out["loss_prop"], ce_prop)
+    torch.testing.assert_close(out["loss"], ref["loss"] + ce_prop)

@@ -17,7 +17,7 @@ from pcseg.datasets.semantickitti import (
     OFFICIAL_LEARNING_MAP,
     OFFICIAL_LEARNING_MAP_INV,
 )
-from pcseg.utils.io import atomic_write_bytes, atomic_write_text
+from pcseg.io.atomic import atomic_write_bytes, atomic_write_text
 
 # the official label tables (the reader's built-in copy of semantic-kitti.yaml, checked
 # against the real file in tests/test_damaged_inputs.py)

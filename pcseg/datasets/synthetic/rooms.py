@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from pcseg.data.classes import S3DIS_CLASSES
-from pcseg.utils.io import atomic_write_bytes, atomic_write_text
+from pcseg.io.atomic import atomic_write_bytes, atomic_write_text
 
 #: Base RGB of each S3DIS class (clutter draws a random colour per object).
 S3DIS_COLOURS: dict[str, tuple[int, int, int]] = {

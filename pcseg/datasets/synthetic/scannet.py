@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from pcseg.data.classes import SCANNET_NYU40_IDS
-from pcseg.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from pcseg.io.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 TSV_HEADER: tuple[str, ...] = (
     "id",

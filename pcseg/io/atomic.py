@@ -2,6 +2,9 @@
 
 An interrupted run therefore never leaves a half-written file under the final name,
 which is what makes every long job here resumable (a file that exists is complete).
+Every writer of the package goes through :func:`atomic_path` (the point-file writers of
+:mod:`pcseg.io` through :func:`atomic_save_with`, with the target's own suffix on the
+temporary file where the writing library picks the format from it, e.g. ``.laz``).
 """
 
 from __future__ import annotations
@@ -19,14 +22,15 @@ import numpy as np
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success rename it onto ``path``.
+def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
+    """Yield a temporary path (``.<name>.<random><suffix>``) next to ``path``; on success
+    fsync it and rename it onto ``path``.
 
     On an exception the temporary file is removed and ``path`` is left untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -47,23 +51,23 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any, indent: int = 2) -> None:
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int = 2) -> None:
     """Write ``obj`` as JSON to ``path`` atomically (numpy scalars/arrays converted)."""
     atomic_write_text(path, json.dumps(obj, indent=indent, default=_json_default) + "\n")
 
 
-def atomic_save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+def atomic_save_npz(path: str | os.PathLike[str], **arrays: np.ndarray) -> None:
     """``np.savez_compressed`` to ``path`` atomically (``path`` should end in ``.npz``)."""
     buf = io.BytesIO()
     # recent numpy stubs match **arrays against savez_compressed's allow_pickle: bool; older
@@ -72,16 +76,19 @@ def atomic_save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+def atomic_save_npy(path: str | os.PathLike[str], array: np.ndarray) -> None:
     """``np.save`` to ``path`` atomically."""
     buf = io.BytesIO()
     np.save(buf, array)
     atomic_write_bytes(path, buf.getvalue())
 
 
-def atomic_save_with(path: str | os.PathLike, save: Callable[[Path], None]) -> None:
-    """Call ``save(tmp_path)`` (e.g. ``lambda p: torch.save(obj, p)``) and rename atomically."""
-    with atomic_path(path) as tmp:
+def atomic_save_with(
+    path: str | os.PathLike[str], save: Callable[[Path], Any], suffix: str = ".tmp"
+) -> None:
+    """Call ``save(tmp_path)`` (e.g. ``lambda p: torch.save(obj, p)``) and rename atomically;
+    ``suffix``: the temporary file's (for writers that pick the format from it)."""
+    with atomic_path(path, suffix) as tmp:
         save(tmp)
 
 

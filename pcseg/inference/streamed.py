@@ -1,10 +1,10 @@
 """Out-of-core ``pcseg predict`` for LAS/LAZ, NPY and binary PLY: peak memory set by the chunk
 size and the voxel budget, not by the file.
 
-The in-memory path (:func:`pcseg.predict.predict_file`) reads a file whole; this one never
+The in-memory path (:mod:`pcseg.inference.memory`) reads a file whole; this one never
 holds more than one chunk of the file, one tile's points and one network input:
 
-1. **pass 1** streams the file (:func:`pcseg.datasets.formats.iter_chunks`, ``chunk_points``
+1. **pass 1** streams the file (:func:`pcseg.io.stream.iter_chunks`, ``chunk_points``
    at a time) for the point count, the bounds (the origin is the same
    :func:`~pcseg.datasets.custom.scene_origin` as in memory), the per-field maxima the
    feature scaling needs, and a histogram of points per coarse XY cell
@@ -21,24 +21,24 @@ holds more than one chunk of the file, one tile's points and one network input:
    folder next to the output: file index int64, local xyz float32, features float32);
 4. **per tile**: its buffer is loaded and voxelized (test mode: the first point of a voxel
    in file order represents it, as in memory); if the tile holds more than ``voxel_budget``
-   voxels its core is split further by :func:`pcseg.predict.make_tiles` (median splits,
+   voxels its core is split further by :func:`pcseg.inference.tiling.make_tiles` (median splits,
    overlap taken from the buffer around the core); every sub-tile runs through the same
-   :meth:`Predictor.run_tiles` as in memory, and the CORE points' class (int16) and
+   :func:`pcseg.inference.tiling.run_tiles` as in memory, and the CORE points' class (int16) and
    confidence (float32) are appended to per-chunk result files (``bucket`` =
    file index // chunk_points) -- no array of length N anywhere, and no memory map
    (the resident pages of a written map count in the RSS, growing with N);
 5. **pass 3** streams the file a third time and writes it out chunk by chunk
-   (:func:`pcseg.datasets.formats.write_streamed`: every original record byte for byte,
+   (:func:`pcseg.io.stream.write_streamed`: every original record byte for byte,
    plus ``pred_class`` / ``confidence``, and ``classification`` through the reverse of
    ``map`` as in memory), into a temporary file renamed at the end.
 
 Stitching: as in memory, by ownership -- every voxel lies in exactly one core, and the
 overlap only gives context. The overlap is in whole voxels, so a voxel is never cut by a
-tile border. Results: with the same tile cores (:func:`pcseg.predict.tiles_from_boxes` of
+tile border. Results: with the same tile cores (:func:`pcseg.inference.tiling.tiles_from_boxes` of
 ``result["boxes"]``), equal to the in-memory tiled prediction (classes equal, confidences
 within float summation order, 1e-5); against the untiled prediction the border tolerance of
-:mod:`pcseg.predict` holds (and exact equality once the overlap reaches the receptive
-field). Tested in tests/test_predict.py.
+:mod:`pcseg.inference.tiling` holds (and exact equality once the overlap reaches the receptive
+field). Tested in tests/inference/test_streamed.py.
 
 Memory bound: O(chunk_points) for a chunk (its records, float64 xyz, voxel keys, features),
 O(tile_points) for a tile's buffer (24 bytes a point with one feature, plus voxelization
@@ -57,34 +57,30 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from pcseg.data.voxelize import floor_coords, voxelize
-from pcseg.datasets.custom import feature_fields, point_features
-from pcseg.datasets.formats import (
+from pcseg.datasets.custom import feature_fields, point_features, scene_origin
+from pcseg.inference.las_codes import classification_codes, classification_notes, las_limit
+from pcseg.inference.predictor import Predictor
+from pcseg.inference.tiling import MAX_SPAN, make_tiles, margin_voxels, run_tiles
+from pcseg.io.point_file import PointFile, PointFileError, file_format
+from pcseg.io.stream import (
     STREAM_FORMATS,
     PointChunk,
-    PointFile,
-    PointFileError,
-    file_format,
     iter_chunks,
     ply_stream_layout,
     write_streamed,
 )
 
-if TYPE_CHECKING:
-    from pcseg.predict import Predictor
-
-#: points per chunk (the same default as :data:`pcseg.predict.DEFAULT_CHUNK_POINTS`)
+#: points per chunk of the out-of-core path
 DEFAULT_CHUNK_POINTS = 1_000_000
 
 #: side of the cells of the pass-1 point histogram, in voxels
 COARSE_CELL_VOXELS = 8
-#: a tile's largest extent in voxels (the key range of the sparse backend)
-MAX_SPAN = 30000
 _RESULT = np.dtype([("i", "<i8"), ("pred", "<i2"), ("conf", "<f4")])
 
 
@@ -367,8 +363,6 @@ def predict_tiles(
         dynamic_ncols=True,
         leave=False,
     )
-    from pcseg.predict import make_tiles
-
     for t in bar:
         path = tmp / f"tile_{t}.bin"
         buf = np.fromfile(path, dtype=dt)
@@ -386,7 +380,7 @@ def predict_tiles(
         # within a tile: its core split at the median until each part fits the budget
         subs = make_tiles(vox, max(int(voxel_budget), 1), plan.margin, MAX_SPAN, box=(lo, hi))
         rep = vr.point_index
-        v_pred, v_conf, _, vis = predictor.run_tiles(vox, buf["p"][rep], buf["f"][rep], subs)
+        v_pred, v_conf, _, vis = run_tiles(predictor, vox, buf["p"][rep], buf["f"][rep], subs)
         boxes.extend((s.lo, s.hi) for s in subs)
         max_net = max([max_net] + [len(s.index) for s in subs])
         voxels += int(core_v.sum())
@@ -475,10 +469,7 @@ def predict_file_streamed(
 ) -> dict[str, Any]:
     """Predict one LAS/LAZ/NPY/binary-PLY file out of core (see the module docstring) and write
     its labelled copy into ``out_dir`` (same format); returns the summary entry of
-    :func:`pcseg.predict.predict_file` plus the streaming figures."""
-    from pcseg.datasets.custom import scene_origin
-    from pcseg.predict import _las_limit, classification_codes, classification_notes
-
+    :func:`pcseg.inference.memory.predict_file_in_memory` plus the streaming figures."""
     t0 = time.perf_counter()
     path, out_dir = Path(path), Path(out_dir)
     if not stream_supported(path):
@@ -488,7 +479,7 @@ def predict_file_streamed(
     spec, k = predictor.spec, len(predictor.class_names)
     sc = scan(path, predictor, chunk_points)
     origin = scene_origin(np.stack([sc.lo, sc.hi]))
-    margin = predictor.margin_voxels(overlap)
+    margin = margin_voxels(predictor.voxel_size, overlap)
     plan = plan_grid(sc, origin, predictor.voxel_size, margin, tile_points or chunk_points)
     out = out_dir / f"{path.stem}{path.suffix.lower()}"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -503,7 +494,7 @@ def predict_file_streamed(
         notes: list[str] = []
         set_cls = False
         if is_las and spec.label_field == "classification":
-            notes = classification_notes(spec, classes, _las_limit(path))
+            notes = classification_notes(spec, classes, las_limit(path))
             set_cls = not any("left unchanged" in n for n in notes)
         results = _Results(tmp, chunk_points)
         pdt = np.uint8 if k <= 255 else np.uint16

@@ -1,0 +1,179 @@
+"""The top of ``pcseg predict``: the files of the inputs, one predictor, each file sent down
+the in-memory path (:mod:`pcseg.inference.memory`) or the out-of-core one
+(:mod:`pcseg.inference.streamed`), a summary written at the end.
+
+Distributed: under ``torchrun`` (``RANK`` / ``WORLD_SIZE`` set) rank r predicts files
+r, r + W, ...; each rank writes its own files and ``predict_summary.rank<r>.json``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pcseg.inference.memory import predict_file_in_memory
+from pcseg.inference.predictor import PredictError, Predictor, load_predictor
+from pcseg.inference.streamed import DEFAULT_CHUNK_POINTS, predict_file_streamed, stream_supported
+from pcseg.inference.tiling import DEFAULT_VOXEL_BUDGET
+from pcseg.io.atomic import atomic_write_json
+from pcseg.io.point_file import SUFFIXES
+from pcseg.io.points import OUTPUT_FORMATS
+from pcseg.io.stream import stream_count
+
+STREAM_MODES = ("auto", "always", "never")
+
+
+def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
+    """Files of ``inputs`` (a folder: every supported file under it, sorted)."""
+    files: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files.extend(
+                q
+                for q in sorted(p.rglob("*"))
+                if q.is_file() and q.suffix.lower() in SUFFIXES and not q.name.startswith(".")
+            )
+        else:
+            files.append(p)
+    return list(dict.fromkeys(files))
+
+
+def use_stream(
+    path: Path, fmt: str, voxel_budget: int | None, stream: str, chunk_points: int
+) -> bool:
+    """Whether :func:`predict_file` takes the out-of-core path: ``stream`` 'always' (LAS/
+    LAZ/NPY written in their own format, with a voxel budget), 'never', or 'auto' (those
+    files when they hold more than ``chunk_points`` points)."""
+    if stream not in STREAM_MODES:
+        raise PredictError(f"stream must be one of {STREAM_MODES}, got {stream!r}")
+    if stream == "never" or voxel_budget is None or not stream_supported(path, fmt):
+        return False
+    if stream == "always":
+        return True
+    try:
+        return stream_count(path) > chunk_points
+    except ValueError:
+        return False  # the in-memory reader reports the bad file
+
+
+def predict_file(
+    predictor: Predictor,
+    path: Path,
+    out_dir: Path,
+    fmt: str = "same",
+    voxel_budget: int | None = DEFAULT_VOXEL_BUDGET,
+    overlap: float | None = None,
+    progress: bool = False,
+    stream: str = "auto",
+    chunk_points: int = DEFAULT_CHUNK_POINTS,
+) -> dict[str, Any]:
+    """Predict one file and write its labelled copy; returns its summary entry. ``stream``:
+    see :func:`use_stream`."""
+    path = Path(path)
+    if use_stream(path, fmt, voxel_budget, stream, chunk_points):
+        assert voxel_budget is not None
+        r = predict_file_streamed(
+            predictor, path, out_dir, voxel_budget, overlap, chunk_points, progress=progress
+        )
+        r.pop("boxes", None)
+        return r
+    return predict_file_in_memory(predictor, path, out_dir, fmt, voxel_budget, overlap, progress)
+
+
+def rank_world() -> tuple[int, int]:
+    """(rank, world size) from torchrun's environment (0, 1 without it)."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def predict_files(
+    checkpoint: str | Path,
+    inputs: Sequence[str | Path],
+    out: str | Path,
+    fmt: str = "same",
+    classes: str | Path | None = None,
+    voxel_budget: int | None = DEFAULT_VOXEL_BUDGET,
+    overlap: float | None = None,
+    device: str = "auto",
+    progress: bool = True,
+    stream: str = "auto",
+    chunk_points: int = DEFAULT_CHUNK_POINTS,
+) -> dict[str, Any]:
+    """``pcseg predict``: label every file of ``inputs`` into ``out``; a file that fails is
+    reported (file + error) and the others go on. Returns the summary (also written to
+    ``OUT/predict_summary.json``, ``.rank<r>.json`` under torchrun)."""
+    if fmt != "same" and fmt not in OUTPUT_FORMATS:
+        raise PredictError(f"--format must be 'same' or one of {OUTPUT_FORMATS}, got {fmt!r}")
+    if stream not in STREAM_MODES:
+        raise PredictError(f"--stream must be one of {STREAM_MODES}, got {stream!r}")
+    if chunk_points < 1:
+        raise PredictError(f"--chunk-points must be >= 1, got {chunk_points}")
+    files = expand_inputs(inputs)
+    if not files:
+        raise PredictError(f"no input files in {list(map(str, inputs))}")
+    stems: dict[str, Path] = {}
+    for f in files:
+        if f.stem in stems:
+            raise PredictError(
+                f"{stems[f.stem]} and {f} would both be written as {f.stem}.*; "
+                "predict them into different --out folders"
+            )
+        stems[f.stem] = f
+    rank, world = rank_world()
+    mine = files[rank::world]
+    predictor = load_predictor(checkpoint, classes, device)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    for i, f in enumerate(mine):
+        if progress:
+            print(f"[predict] ({i + 1}/{len(mine)}) {f}", file=sys.stderr)
+        try:
+            r = predict_file(
+                predictor, f, out_dir, fmt, voxel_budget, overlap, progress, stream, chunk_points
+            )
+        except Exception as e:  # noqa: BLE001 - one bad file must not stop the others
+            failed.append(
+                {
+                    "file": str(f),
+                    "error": f"{type(e).__name__}: {e}",
+                    "traceback": traceback.format_exc(limit=3),
+                }
+            )
+            print(f"FAILED {f}: {type(e).__name__}: {e}", file=sys.stderr)
+            continue
+        done.append(r)
+        shares = ", ".join(f"{n} {100 * s:.1f}%" for n, s in r["class_shares"].items() if s > 0)
+        how = "streamed, " if r.get("streamed") else ""
+        print(f"{f} -> {r['output']}: {r['points']:,} points, {how}{r['tiles']} tile(s); {shares}")
+    points = sum(r["points"] for r in done)
+    seconds = time.perf_counter() - t0
+    summary = {
+        "checkpoint": str(checkpoint),
+        "classes": predictor.class_names,
+        "voxel_size": predictor.voxel_size,
+        "voxel_budget": voxel_budget,
+        "overlap_m": overlap,
+        "stream": stream,
+        "chunk_points": chunk_points,
+        "rank": rank,
+        "world_size": world,
+        "files": done,
+        "failures": failed,
+        "points": points,
+        "seconds": round(seconds, 3),
+        "points_per_second": points / seconds if seconds > 0 else 0.0,
+    }
+    name = "predict_summary.json" if world == 1 else f"predict_summary.rank{rank}.json"
+    atomic_write_json(out_dir / name, summary)
+    print(
+        f"[predict] {len(done)} file(s) labelled, {len(failed)} failed; summary in {out_dir / name}"
+    )
+    return summary

@@ -1,0 +1,147 @@
+"""A trained checkpoint ready to label points: :class:`Predictor` (model, class spec, voxel
+size, input features) and :func:`load_predictor` (checkpoint + class spec -> Predictor).
+
+:meth:`Predictor.logits` is the one place the network runs on voxels; the tiling
+(:mod:`pcseg.inference.tiling`) and the two file paths above it call it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pcseg.data.dataset import FEATURE_WIDTHS, input_features
+from pcseg.datasets.custom import ClassesSpec, classes_from_dict, load_classes
+from pcseg.engine.checkpoint import config_from_checkpoint
+from pcseg.engine.evaluate import load_model_for_eval
+from pcseg.engine.setup import resolve_device
+from pcseg.models.inputs import sparse_input
+
+
+class PredictError(ValueError):
+    """A predict run that cannot start (bad checkpoint, options, class spec)."""
+
+
+@dataclass
+class Predictor:
+    """A loaded checkpoint ready to label points (:func:`load_predictor`)."""
+
+    model: torch.nn.Module
+    spec: ClassesSpec
+    class_names: list[str]
+    voxel_size: float
+    feature_keys: tuple[str, ...]
+    in_channels: int
+    device: torch.device
+    checkpoint: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @torch.no_grad()
+    def logits(self, vox: np.ndarray, pts: np.ndarray, feats: np.ndarray) -> torch.Tensor:
+        """(M, K) float32 logits of the voxels ``vox`` (M, 3) int (already shifted), whose
+        representative points / raw features are ``pts`` / ``feats``."""
+        f = input_features(self.feature_keys, pts, feats)
+        coords = np.empty((len(vox), 4), dtype=np.int32)
+        coords[:, 0] = 0
+        coords[:, 1:] = vox
+        batch = {
+            "coords": torch.from_numpy(coords).to(self.device),
+            "feats": torch.from_numpy(np.ascontiguousarray(f)).to(self.device),
+        }
+        out, _ = self.model(sparse_input(batch))
+        logits: torch.Tensor = out.float()
+        return logits
+
+
+def _default_spec(state: dict[str, Any], cfg: Any) -> ClassesSpec | None:
+    """The class spec of a run: the copy in its processed folder's meta.json, if any."""
+    root = Path(str(cfg.data.root)) if cfg.data.root else None
+    if root is not None and (root / "meta.json").is_file():
+        meta = json.loads((root / "meta.json").read_text())
+        if isinstance(meta.get("classes"), dict):
+            return classes_from_dict(meta["classes"], str(root / "meta.json"))
+    names = state.get("class_names")
+    if names and cfg.data.dataset in BENCHMARK_FEATURES:
+        # a benchmark run (S3DIS / ScanNet / SemanticKITTI): its classes are in the checkpoint,
+        # its input features are those of the benchmark's own files
+        spec = {
+            "names": list(names),
+            "features": BENCHMARK_FEATURES[cfg.data.dataset],
+            "voxel_size": float(cfg.data.voxel_size),
+        }
+        return classes_from_dict(spec, "the checkpoint's class list")
+    return None
+
+
+#: per-point fields of a raw file that stand for each benchmark's training features
+BENCHMARK_FEATURES: dict[str, list[str]] = {
+    "s3dis": ["rgb"],
+    "scannet": ["rgb"],
+    "semantickitti": ["intensity"],
+}
+
+
+def load_predictor(
+    checkpoint: str | Path, classes: str | Path | ClassesSpec | None = None, device: str = "auto"
+) -> Predictor:
+    """Load ``checkpoint`` (model + config stored in it) with the class spec ``classes``
+    (CLASSES.yaml; default: the copy ``pcseg prepare custom`` kept in the run's processed
+    meta.json). Raises :class:`PredictError` naming what is missing."""
+    try:
+        cfg = config_from_checkpoint(checkpoint, [])
+    except Exception as e:
+        raise PredictError(f"checkpoint {checkpoint}: cannot read its config: {e}") from e
+    if device != "auto":
+        cfg.train.device = device
+    dev = resolve_device(cfg.train.device)
+    if dev.type == "cuda" and os.environ.get("LOCAL_RANK") is not None and device == "auto":
+        dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+    model, _method, state = load_model_for_eval(cfg, checkpoint, dev)
+    if isinstance(classes, ClassesSpec):
+        spec = classes
+    elif classes is not None:
+        spec = load_classes(classes)
+    else:
+        found = _default_spec(state, cfg)
+        if found is None:
+            raise PredictError(
+                f"checkpoint {checkpoint}: no class spec found (data.root {cfg.data.root!r} has "
+                "no meta.json with 'classes'); pass --classes CLASSES.yaml"
+            )
+        spec = found
+    names = list(state.get("class_names") or spec.names)
+    if len(names) != int(state["num_classes"]):
+        raise PredictError(
+            f"checkpoint {checkpoint}: {state['num_classes']} classes but class names {names}"
+        )
+    if list(spec.names) != names:
+        raise PredictError(
+            f"checkpoint {checkpoint} was trained on classes {names}, the class "
+            f"spec lists {spec.names}"
+        )
+    in_ch = int(state["in_channels"])
+    feat_kind = "rgb" if spec.features == ["rgb"] else "remission"
+    keys = tuple(cfg.data.feature_keys or (("rgb",) if feat_kind == "rgb" else ("remission",)))
+    if sum(FEATURE_WIDTHS[k_] for k_ in keys) != in_ch:
+        raise PredictError(
+            f"checkpoint {checkpoint} expects {in_ch} input channels; features "
+            f"{spec.features} with feature keys {list(keys)} give "
+            f"{sum(FEATURE_WIDTHS[k_] for k_ in keys)}"
+        )
+    return Predictor(
+        model=model,
+        spec=spec,
+        class_names=names,
+        voxel_size=float(cfg.data.voxel_size),
+        feature_keys=keys,
+        in_channels=in_ch,
+        device=dev,
+        checkpoint=str(checkpoint),
+        info={"iteration": state.get("iteration"), "model": cfg.model.name},
+    )

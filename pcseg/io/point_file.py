@@ -1,0 +1,105 @@
+"""The in-memory point file every format reader returns, its error, and the suffix table.
+
+:class:`PointFile`: float64 coordinates, every per-point field under its own name in its
+ORIGINAL dtype, and what the writer of its format needs to write it back. Errors are
+:class:`PointFileError` (a ``ValueError``) naming the file and, where one is at fault, the
+field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SUFFIXES: dict[str, str] = {
+    ".ply": "ply",
+    ".las": "las",
+    ".laz": "las",
+    ".pcd": "pcd",
+    ".npy": "npy",
+    ".npz": "npz",
+    ".txt": "txt",
+    ".csv": "txt",
+    ".xyz": "txt",
+    ".pts": "txt",
+    ".bin": "bin",
+}
+
+
+class PointFileError(ValueError):
+    """A point file that cannot be read or written (message names the file and the field)."""
+
+
+@dataclass
+class PointFile:
+    """One point-cloud file in memory.
+
+    Attributes:
+        path: the file read.
+        format: 'ply' | 'las' | 'pcd' | 'npy' | 'npz' | 'txt' | 'bin'.
+        xyz: (N, 3) float64 real-world coordinates.
+        fields: every per-point field, (N,) or (N, C), in its original dtype.
+        native: what the writer needs (the ``plyfile.PlyData``, the ``laspy.LasData``, the
+            text lines, ...); format-specific.
+    """
+
+    path: Path
+    format: str
+    xyz: np.ndarray
+    fields: dict[str, np.ndarray]
+    native: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_points(self) -> int:
+        return len(self.xyz)
+
+    def field(self, name: str) -> np.ndarray:
+        """The field ``name``; :class:`PointFileError` listing the fields the file has."""
+        if name not in self.fields:
+            raise PointFileError(
+                f"{self.path}: no field {name!r}; the file has fields {sorted(self.fields)}"
+            )
+        return self.fields[name]
+
+
+def file_format(path: str | Path) -> str:
+    """The format of ``path`` from its suffix (PointFileError for an unknown one)."""
+    suf = Path(path).suffix.lower()
+    if suf not in SUFFIXES:
+        raise PointFileError(
+            f"{path}: unknown point-cloud suffix {suf!r}; known {sorted(SUFFIXES)}"
+        )
+    return SUFFIXES[suf]
+
+
+def xyz_from(path: Path, cols: dict[str, np.ndarray]) -> np.ndarray:
+    """(N, 3) float64 of the ``x``, ``y``, ``z`` columns of ``cols``; PointFileError naming
+    the missing ones and the fields the file has."""
+    missing = [a for a in "xyz" if a not in cols]
+    if missing:
+        raise PointFileError(
+            f"{path}: no coordinate field(s) {missing}; the file has fields {sorted(cols)}"
+        )
+    return np.stack([np.asarray(cols[a], dtype=np.float64) for a in "xyz"], axis=1)
+
+
+def flat_columns(pf: PointFile, extra: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The columns of a conversion to another format: x, y, z (float64) + every 1-D field
+    (multi-column fields split as NAME_i, booleans as uint8) + extra."""
+    cols: dict[str, np.ndarray] = {a: pf.xyz[:, i] for i, a in enumerate("xyz")}
+    skip = {"X", "Y", "Z", "x", "y", "z", "xyz"}
+    for k, v in {**pf.fields, **extra}.items():
+        if k in skip:
+            continue
+        v = np.asarray(v)
+        if v.dtype == bool:
+            v = v.astype(np.uint8)
+        if v.ndim == 1:
+            cols[k] = v
+        else:
+            for i in range(v.reshape(len(v), -1).shape[1]):
+                cols[f"{k}_{i}"] = v.reshape(len(v), -1)[:, i]
+    return cols

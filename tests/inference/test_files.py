@@ -1,0 +1,333 @@
+"""pcseg.inference.files (``pcseg predict``): LAS round trip keeping every original dimension
+and the integer X/Y/Z records (in memory and streamed, LAS and LAZ), the auto threshold,
+unlabelled files, bad files reported while the others go on, ranks sharing files, the end
+to end LAS -> prepare custom (1%) -> train -> predict -> laspy; and the path of a user's
+file: each module of pcseg.inference visited once, in one order (imports and calls)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from pcseg.benchmarks.predict import synthetic_outdoor, write_synthetic_las
+from pcseg.cli.main import main
+from pcseg.inference.files import predict_file, predict_files
+
+
+@pytest.mark.parametrize(
+    "stream,suffix", [("never", ".las"), ("always", ".las"), ("always", ".laz")]
+)
+def test_las_round_trip_keeps_every_dimension_and_integer_records(tiny, tmp_path, stream, suffix):
+    import laspy
+
+    src = write_synthetic_las(tmp_path / "utm.las", 5000, seed=3)
+    if suffix == ".laz":
+        las = laspy.read(str(src))
+        las.write(str(tmp_path / "utm.laz"))
+        src = tmp_path / "utm.laz"
+    r = predict_file(
+        tiny, src, tmp_path / "out", voxel_budget=1500, stream=stream, chunk_points=1200
+    )
+    assert r["tiles"] > 1 and r["streamed"] == (stream == "always")
+    assert r["output"].endswith(suffix)
+    a, b = laspy.read(str(src)), laspy.read(r["output"])
+    np.testing.assert_array_equal(b.header.offsets, a.header.offsets)
+    np.testing.assert_array_equal(b.header.scales, a.header.scales)
+    assert b.header.point_format.id == a.header.point_format.id
+    for name in a.point_format.dimension_names:
+        if name == "classification":
+            continue
+        np.testing.assert_array_equal(np.asarray(b[name]), np.asarray(a[name]), err_msg=name)
+    for k in ("X", "Y", "Z"):
+        assert np.asarray(b[k]).dtype == np.int32
+        np.testing.assert_array_equal(np.asarray(b[k]), np.asarray(a[k]))
+    pred = np.asarray(b.pred_class)
+    assert len(pred) == len(a.points) and np.asarray(b.confidence).dtype == np.float32
+    codes = np.array([2, 3, 5, 6])  # reverse of the map: class index -> ASPRS code
+    np.testing.assert_array_equal(np.asarray(b.classification), codes[pred])
+    assert abs(sum(r["class_shares"].values()) - 1) < 1e-9
+    assert b.header.point_count == a.header.point_count
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+
+
+def test_npy_streamed_keeps_columns_and_auto_threshold(tiny, tmp_path):
+    d = synthetic_outdoor(5000, 4)
+    v = np.zeros(
+        5000, dtype=[("x", "f8"), ("y", "f8"), ("z", "f8"), ("intensity", "u2"), ("tag", "i4")]
+    )
+    v["x"], v["y"], v["z"] = d["xyz"].T + 300_000
+    v["intensity"], v["tag"] = d["intensity"], np.arange(5000)
+    np.save(tmp_path / "p.npy", v)
+    # auto: streamed when the file holds more than one chunk
+    r = predict_file(tiny, tmp_path / "p.npy", tmp_path / "o", voxel_budget=1500, chunk_points=1500)
+    assert r["streamed"] and r["tiles"] > 1
+    small = predict_file(
+        tiny, tmp_path / "p.npy", tmp_path / "o2", voxel_budget=1500, chunk_points=10_000
+    )
+    assert not small["streamed"]
+    a, b = np.load(r["output"]), np.load(small["output"])
+    assert a.dtype == b.dtype and a.dtype.names[:5] == v.dtype.names
+    for k in v.dtype.names:
+        np.testing.assert_array_equal(a[k], v[k])
+    assert a["pred_class"].dtype == np.uint8 and a["pred_class"].max() < 4
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """ASPRS LAS -> pcseg prepare custom with 1% labels -> a 4-iteration pcseg train."""
+    root = tmp_path_factory.mktemp("custom")
+    write_synthetic_las(root / "raw" / "tile_a.las", 4000, seed=0)
+    write_synthetic_las(root / "raw" / "tile_b.las", 4000, seed=1)
+    classes = root / "classes.yaml"
+    classes.write_text(
+        yaml.safe_dump(
+            {
+                "names": ["ground", "low_vegetation", "high_vegetation", "building"],
+                "label_field": "classification",
+                "map": {2: "ground", 3: "low_vegetation", 5: "high_vegetation", 6: "building"},
+                "ignore": [0, 1],
+                "features": ["intensity"],
+                "voxel_size": 0.5,
+            }
+        )
+    )
+    assert (
+        main(
+            [
+                "prepare",
+                "custom",
+                "--raw",
+                str(root / "raw"),
+                "--classes",
+                str(classes),
+                "--out",
+                str(root / "proc"),
+                "--labels",
+                "1%",
+            ]
+        )
+        == 0
+    )
+    cfg = {
+        "_base_": str(Path(__file__).parents[2] / "configs" / "custom" / "erda.yaml"),
+        "data": {
+            "root": str(root / "proc"),
+            "label_spec": "1%",
+            "max_voxels": 600,
+            "batch_size": 1,
+            "num_workers": 0,
+        },
+        "model": {"name": "MinkUNet14A", "planes": [8] * 8, "init_dim": 8},
+        "method": {"momentum": 0.5},
+        "train": {
+            "iterations": 4,
+            "scheduler": "constant",
+            "log_every": 2,
+            "progress": False,
+            "device": "cpu",
+            "threads": 1,
+            "val_every": 0,
+            "checkpoint_every": 4,
+        },
+        "run_dir": str(root / "run"),
+    }
+    (root / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(root / "cfg.yaml")]) == 0
+    return root
+
+
+@pytest.mark.integration
+def test_end_to_end_las_prepare_train_predict(trained, tmp_path):
+    import laspy
+
+    ckpt = trained / "run" / "checkpoints" / "best.pt"
+    rc = main(
+        [
+            "predict",
+            "--checkpoint",
+            str(ckpt),
+            str(trained / "raw"),
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+            "--voxel-budget",
+            "2000",
+        ]
+    )
+    assert rc == 0
+    for name in ("tile_a", "tile_b"):
+        src = laspy.read(str(trained / "raw" / f"{name}.las"))
+        out = laspy.read(str(tmp_path / f"{name}.las"))
+        pred = np.asarray(out.pred_class)
+        assert len(pred) == len(src.points) and pred.max() < 4
+        np.testing.assert_array_equal(np.asarray(out.X), np.asarray(src.X))
+    summary = json.loads((tmp_path / "predict_summary.json").read_text())
+    assert [f["points"] for f in summary["files"]] == [4000, 4000]
+    assert summary["failures"] == []
+
+
+@pytest.mark.integration
+def test_bad_file_reported_others_go_on(trained, tmp_path, capsys):
+    ckpt = trained / "run" / "checkpoints" / "best.pt"
+    bad = tmp_path / "in" / "broken.las"
+    bad.parent.mkdir()
+    bad.write_bytes(b"not a las file at all")
+    good = trained / "raw" / "tile_a.las"
+    s = predict_files(ckpt, [bad, good], tmp_path / "out", progress=False)
+    assert [f["file"] for f in s["failures"]] == [str(bad)]
+    assert "broken.las" in s["failures"][0]["error"]
+    assert (tmp_path / "out" / "tile_a.las").is_file()
+    assert not any(
+        p.name.startswith("broken") or p.name.startswith(".broken")
+        for p in (tmp_path / "out").iterdir()
+    )
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(ckpt),
+                str(bad),
+                "--out",
+                str(tmp_path / "o2"),
+                "--no-progress",
+            ]
+        )
+        == 1
+    )
+    assert "broken.las" in capsys.readouterr().err
+
+
+@pytest.mark.integration
+def test_ranks_share_files(trained, tmp_path, monkeypatch):
+    ckpt = trained / "run" / "checkpoints" / "best.pt"
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    s = predict_files(ckpt, [trained / "raw"], tmp_path, progress=False)
+    assert [f["file"] for f in s["files"]] == [str(trained / "raw" / "tile_b.las")]
+    assert (tmp_path / "predict_summary.rank1.json").is_file()
+    assert not (tmp_path / "tile_a.las").exists()
+
+
+# ----------------------------------------------------------------------------- the path
+PACKAGE = Path(__file__).resolve().parents[2] / "pcseg"
+#: the layers of pcseg.inference, top first: a module imports (and calls) only modules of
+#: layers below its own; pcseg.io (the file formats) is below them all
+LAYERS = [
+    ["files"],
+    ["memory", "streamed"],
+    ["tiling", "las_codes"],
+    ["predictor"],
+]
+RANK = {f"pcseg.inference.{m}": i for i, layer in enumerate(LAYERS) for m in layer}
+IO_RANK = len(LAYERS)
+
+
+def _rank(module: str) -> int | None:
+    if module in RANK:
+        return RANK[module]
+    if module == "pcseg.io" or module.startswith("pcseg.io."):
+        return IO_RANK
+    return None
+
+
+def _imports(path: Path) -> set[str]:
+    """Every pcseg module ``path`` imports, at the top or inside a function (``from
+    pcseg.x import name`` counts as pcseg.x.name when that is a module)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("pcseg"))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("pcseg"):
+            for a in node.names:
+                sub = f"{node.module}.{a.name}"
+                rel = Path(*sub.split("."))
+                is_module = (PACKAGE.parent / rel).with_suffix(".py").is_file()
+                found.add(sub if is_module else node.module)
+    return found
+
+
+def test_inference_modules_import_only_layers_below():
+    mods = sorted(p.stem for p in (PACKAGE / "inference").glob("*.py") if p.stem != "__init__")
+    assert mods == sorted(m for layer in LAYERS for m in layer)  # every module has a layer
+    edges = set()
+    for m in mods:
+        me = f"pcseg.inference.{m}"
+        for dep in _imports(PACKAGE / "inference" / f"{m}.py"):
+            assert dep != "pcseg.inference", f"{me} imports the package facade"
+            assert not dep.startswith(("pcseg.cli", "pcseg.workflows")), f"{me} imports {dep}"
+            r = _rank(dep)
+            if r is not None:
+                assert r > RANK[me], f"{me} imports {dep}, which is not below it"
+                edges.add((me, dep))
+    # the layers are all used: the path goes files -> a path -> tiling -> predictor -> io
+    assert ("pcseg.inference.files", "pcseg.inference.memory") in edges
+    assert ("pcseg.inference.files", "pcseg.inference.streamed") in edges
+    assert ("pcseg.inference.memory", "pcseg.inference.tiling") in edges
+    assert ("pcseg.inference.streamed", "pcseg.inference.tiling") in edges
+    assert ("pcseg.inference.tiling", "pcseg.inference.predictor") in edges
+    # and the file formats never reach back up into inference
+    for p in (PACKAGE / "io").glob("*.py"):
+        assert not [d for d in _imports(p) if d.startswith("pcseg.inference")], p.name
+
+
+def _trace_calls(run):
+    """Run ``run()`` and return the stacks of pcseg.inference modules (outermost first,
+    consecutive frames of one module merged) seen at every call into the package."""
+    stacks: set[tuple[str, ...]] = set()
+
+    def module_of(frame) -> str | None:
+        name = frame.f_globals.get("__name__", "")
+        return name if name.startswith("pcseg.inference.") else None
+
+    def prof(frame, event, arg):
+        if event != "call" or module_of(frame) is None:
+            return
+        mods: list[str] = []
+        f = frame
+        while f is not None:
+            m = module_of(f)
+            if m is not None and (not mods or mods[-1] != m):
+                mods.append(m)
+            f = f.f_back
+        stacks.add(tuple(reversed(mods)))
+
+    old = sys.getprofile()
+    sys.setprofile(prof)
+    try:
+        run()
+    finally:
+        sys.setprofile(old)
+    return stacks
+
+
+@pytest.mark.parametrize("stream", ["never", "always"])
+def test_a_users_file_passes_each_module_once_in_order(tiny, tmp_path, monkeypatch, stream):
+    import pcseg.inference.files as files_mod
+
+    src = write_synthetic_las(tmp_path / "in" / "scan.las", 3000, seed=7)
+    monkeypatch.setattr(files_mod, "load_predictor", lambda *a, **k: tiny)
+    argv = ["predict", "--checkpoint", str(tmp_path / "unused.pt"), str(src)]
+    argv += ["--out", str(tmp_path / "out"), "--no-progress", "--voxel-budget", "1500"]
+    argv += ["--chunk-points", "1000", "--stream", stream]
+    rc: list[int] = []
+    stacks = _trace_calls(lambda: rc.append(main(argv)))
+    assert rc == [0] and (tmp_path / "out" / "scan.las").is_file()
+    for s in stacks:  # strictly down the layers: no module twice, none above one below it
+        ranks = [RANK[m] for m in s]
+        assert ranks == sorted(set(ranks)), s
+    path = "streamed" if stream == "always" else "memory"
+    other = "memory" if stream == "always" else "streamed"
+    visited = {m for s in stacks for m in s}
+    assert visited == {f"pcseg.inference.{m}" for m in ("files", path, "tiling", "predictor")} | (
+        {"pcseg.inference.las_codes"}
+    )
+    assert f"pcseg.inference.{other}" not in visited
+    deepest = max(stacks, key=len)
+    assert deepest == tuple(f"pcseg.inference.{m}" for m in ("files", path, "tiling", "predictor"))
