@@ -49,6 +49,7 @@ from pydantic import (
     field_validator,
 )
 
+from pcseg.data.superpoints import SuperpointOptions
 from pcseg.io.atomic import atomic_write_text
 from pcseg.methods import METHODS
 from pcseg.readers.synthetic import SyntheticRooms
@@ -128,6 +129,11 @@ class DataConfig(_Section):
     test_split: str = "val"  #: split ``pcseg test`` evaluates by default
     #: SemanticKITTI semantic-kitti.yaml (learning_map_inv for submissions); else meta.json
     semantickitti_yaml: str | None = None
+    #: over-segment the training scenes (pcseg.data.superpoints.SuperpointOptions: voxel_size,
+    #: k, knn, max_edge, feature_weight, normal_weight, min_size; {} for the defaults) and
+    #: give batches ``propagated_labels`` (weak labels spread to their superpoints) for a
+    #: method's ``propagated_weight``; null: none
+    superpoints: SuperpointOptions | None = None
 
 
 class ModelConfig(_Section):

@@ -16,7 +16,9 @@ Sample dict (numpy): ``coords`` (M, 3) int32 voxel indices, ``feats`` (M, C) flo
 the voxel holds a weakly labelled point, -1 elsewhere: the ground truth for an (L,) index
 label file, the file's class column for an (L, 2) [index, class] file, see
 :func:`pcseg.data.processed.read_label_classes`), ``name``; val/test also
-``inverse`` (N,) int64 and ``point_labels`` (N,) int64.
+``inverse`` (N,) int64 and ``point_labels`` (N,) int64. With ``superpoints`` (train mode)
+also ``propagated_labels`` (M,) int64: the weak labels spread to their superpoints
+(:mod:`pcseg.data.superpoints`), -1 where none and where the voxel has its own weak label.
 
 Input features (``feature_keys``, concatenated in the given order):
     ``'rgb'``: RGB of the voxel's representative point minus 0.5 (range [-0.5, 0.5]);
@@ -39,6 +41,7 @@ from pcseg.data import processed
 from pcseg.data.scene import Scene
 from pcseg.data.transforms import Transform
 from pcseg.data.voxelize import majority_vote, voxelize
+from pcseg.data.superpoints import SuperpointOptions, propagate_labels, scene_superpoints
 from pcseg.data.weak_labels import parse_spec
 
 FEATURE_KEYS = ("rgb", "remission", "xyz", "xyz_norm")
@@ -79,6 +82,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         seed: int = 0,
         feature_keys: Sequence[str] | None = None,
         cache: bool = False,
+        superpoints: SuperpointOptions | None = None,
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"SegmentationDataset: mode must be one of {_MODES}, got {mode!r}")
@@ -116,7 +120,9 @@ class SegmentationDataset(torch.utils.data.Dataset):
             raise ValueError(f"feature key 'remission' but {self.root} holds {self.feat_kind} features")
         self.feature_keys = tuple(feature_keys)
         self.cache = bool(cache)
+        self.superpoints = superpoints
         self._cache: dict[str, tuple[Scene, np.ndarray, np.ndarray]] = {}
+        self._propagated: dict[str, np.ndarray] = {}
         self._rng = np.random.default_rng([self.seed, 0])
 
     # ------------------------------------------------------------------ sizes
@@ -157,6 +163,18 @@ class SegmentationDataset(torch.utils.data.Dataset):
             self._cache[name] = (scene, weak, cls)
         return scene, weak, cls
 
+    def propagated_labels(self, name: str) -> np.ndarray:
+        """(N,) int64 weak labels of scene ``name`` spread to their superpoints
+        (:func:`pcseg.data.superpoints.propagate_labels`; -1 where none); needs
+        ``superpoints``. Cached per scene (the labels and superpoints do not change)."""
+        if self.superpoints is None:
+            raise ValueError("propagated_labels: the dataset was built without superpoints")
+        if name not in self._propagated:
+            _, weak, cls = self.load_weak(name)
+            sp = scene_superpoints(self.root, name, self.superpoints)
+            self._propagated[name] = propagate_labels(sp, weak, cls)
+        return self._propagated[name]
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.get_sample(index, self._rng)
 
@@ -185,6 +203,12 @@ class SegmentationDataset(torch.utils.data.Dataset):
                 rep, labels, weak_labels, vox = rep[sel], labels[sel], weak_labels[sel], vox[sel]
             out = {"coords": vox, "labels": labels.astype(np.int64),
                    "weak_labels": weak_labels.astype(np.int64)}
+            if self.superpoints is not None:
+                # a voxel takes its representative point's propagated label; voxels with a
+                # weak label of their own keep only that one (-1 here)
+                spread = self.propagated_labels(name)[rep].copy()
+                spread[weak_labels >= 0] = -1
+                out["propagated_labels"] = spread
         else:
             vr = voxelize(coords, self.voxel_size, mode="test", labels=semantic)
             rep = vr.point_index
@@ -239,6 +263,10 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if any(has_inv) and not all(has_inv):
         raise ValueError("collate: cannot mix train-mode and val/test-mode samples in one batch")
     coords, feats, labels, weak, inverse, plabels = [], [], [], [], [], []
+    spread = [np.asarray(s["propagated_labels"], dtype=np.int64) for s in samples
+              if "propagated_labels" in s]
+    if spread and len(spread) != len(samples):
+        raise ValueError("collate: some samples have propagated_labels and some do not")
     point_offsets = [0]
     voxel_offset = 0
     for b, s in enumerate(samples):
@@ -258,7 +286,7 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
             point_offsets.append(0)
         voxel_offset += m
     empty = np.zeros(0, dtype=np.int64)
-    return {
+    out: dict[str, Any] = {
         "coords": torch.from_numpy(np.concatenate(coords)),
         "feats": torch.from_numpy(np.concatenate(feats)),
         "labels": torch.from_numpy(np.concatenate(labels)),
@@ -268,6 +296,9 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "point_offsets": torch.tensor(point_offsets, dtype=torch.int64),
         "scene_names": [str(s["name"]) for s in samples],
     }
+    if spread:
+        out["propagated_labels"] = torch.from_numpy(np.concatenate(spread))
+    return out
 
 
 def _find_dataset(ds: Any) -> list[SegmentationDataset]:

@@ -25,29 +25,45 @@ labels disagree, or that hold none, stay unlabelled (-1).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from collections.abc import Iterable
+from typing import Annotated
+from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 from scipy.spatial import cKDTree
+from tqdm import tqdm
+
+from pcseg.data import processed
+from pcseg.io.atomic import atomic_save_npy, atomic_write_json
 
 
-@dataclass(frozen=True)
-class SuperpointOptions:
-    """Parameters of :func:`superpoints` (lengths in the scene's coordinate unit, metres)."""
+class SuperpointOptions(BaseModel):
+    """Parameters of :func:`superpoints` (lengths in the scene's coordinate unit, metres);
+    the ``data.superpoints`` section of a config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     #: size of the voxels the graph is built on
-    voxel_size: float = 0.05
+    voxel_size: Annotated[float, Field(gt=0)] = 0.05
     #: neighbours per voxel in the graph (and for the normals)
-    knn: int = 10
+    knn: Annotated[int, Field(ge=3)] = 10
     #: longest edge, in voxel sizes
-    max_edge: float = 3.0
+    max_edge: Annotated[float, Field(gt=0)] = 3.0
     #: Felzenszwalb's k: larger -> larger superpoints
-    k: float = 0.5
+    k: Annotated[float, Field(ge=0)] = 0.5
     #: weights of the feature difference and of the normal angle in an edge's weight
-    feature_weight: float = 1.0
-    normal_weight: float = 1.0
+    feature_weight: Annotated[float, Field(ge=0)] = 1.0
+    normal_weight: Annotated[float, Field(ge=0)] = 1.0
     #: components smaller than this many voxels are merged into a neighbour
-    min_size: int = 5
+    min_size: Annotated[int, Field(ge=1)] = 5
+
+    def fingerprint(self) -> str:
+        """A short stable hash of the options (the cache folder's name)."""
+        text = json.dumps(self.model_dump(), sort_keys=True)
+        return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 def _voxel_groups(coords: np.ndarray, voxel_size: float) -> tuple[np.ndarray, int]:
@@ -220,3 +236,39 @@ def propagation_quality(propagated: np.ndarray, semantic: np.ndarray) -> dict[st
         "coverage": n / int(scored.sum()) if scored.any() else float("nan"),
         "labelled": float(n),
     }
+
+
+# ----------------------------------------------------------------------------- cache
+def superpoints_dir(root: str | Path, options: SuperpointOptions) -> Path:
+    """``ROOT/superpoints/<fingerprint>/`` of a processed folder: ``<scene>.npy`` (N,) int64
+    per scene and ``options.json`` (the options that made them)."""
+    return Path(root) / "superpoints" / options.fingerprint()
+
+
+def scene_superpoints(root: str | Path, scene: str, options: SuperpointOptions) -> np.ndarray:
+    """The (N,) int64 superpoints of processed scene ``scene``: read from the cache, or
+    computed from the scene's coordinates and features and written there atomically."""
+    folder = superpoints_dir(root, options)
+    path = folder / f"{scene}.npy"
+    if path.is_file():
+        ids = np.load(path)
+        n = int(processed.read_scene_info(root, scene)["num_points"])
+        if ids.shape == (n,):
+            return ids.astype(np.int64, copy=False)
+    sc = processed.read_scene(root, scene)
+    ids = superpoints(sc.coords, sc.feats, options)
+    if not (folder / "options.json").is_file():
+        atomic_write_json(folder / "options.json", options.model_dump())
+    atomic_save_npy(path, ids)
+    return ids
+
+
+def ensure_superpoints(
+    root: str | Path, scenes: Iterable[str], options: SuperpointOptions, progress: bool = True
+) -> Path:
+    """Over-segment every scene of ``scenes`` that has no cached superpoints yet (resumable:
+    a finished scene's file is complete). Returns the cache folder."""
+    names = list(scenes)
+    for name in tqdm(names, desc="superpoints", unit="scene", disable=not progress):
+        scene_superpoints(root, name, options)
+    return superpoints_dir(root, options)

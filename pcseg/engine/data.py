@@ -179,6 +179,7 @@ def build_dataset(
         loop=d.loop if train else 1,
         seed=cfg.train.seed,
         feature_keys=d.feature_keys,
+        superpoints=d.superpoints if train else None,
     )
     if transforms is not None:
         ds.transforms = transforms

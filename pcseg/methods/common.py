@@ -65,6 +65,9 @@ class SupervisionOptions(MethodOptions):
     class_weighting: ClassWeighting = "normalised"
     #: label smoothing of the cross-entropy
     label_smoothing: UnitInterval = 0.0
+    #: weight of the cross-entropy on the weak labels spread to their superpoints
+    #: (``batch["propagated_labels"]``, from ``data.superpoints``); 0: not used
+    propagated_weight: NonNegative = 0.0
 
     @model_validator(mode="after")
     def _check_weighting(self) -> SupervisionOptions:
@@ -186,6 +189,45 @@ def zero_with_graph(*tensors: torch.Tensor) -> torch.Tensor:
     if out is None:
         raise ValueError("zero_with_graph needs at least one tensor")
     return out
+
+
+def propagated_labels(batch: Mapping[str, Any], weight: float, who: str) -> torch.Tensor | None:
+    """``batch["propagated_labels"]`` (M,) int64 when ``weight`` > 0, else None.
+
+    Raises:
+        ValueError: ``weight`` > 0 but the batch has none (the data has no superpoints).
+    """
+    if weight <= 0:
+        return None
+    if "propagated_labels" not in batch:
+        raise ValueError(
+            f"{who}: propagated_weight {weight} needs batches with propagated labels; set "
+            "data.superpoints (e.g. data.superpoints: {}) so the training scenes are "
+            "over-segmented"
+        )
+    prop: torch.Tensor = batch["propagated_labels"]
+    return prop
+
+
+def add_propagated_term(
+    out: dict[str, torch.Tensor],
+    logits: torch.Tensor,
+    batch: Mapping[str, Any],
+    options: SupervisionOptions,
+    class_weights: torch.Tensor | None,
+    who: str,
+) -> None:
+    """Add ``propagated_weight * CE(logits, propagated labels)`` to ``out["loss"]`` (in place)
+    and report it as ``out["loss_prop"]`` and ``out["diag/propagated_frac"]`` (the share of
+    voxels with a propagated label); nothing when the weight is 0."""
+    prop = propagated_labels(batch, options.propagated_weight, who)
+    if prop is None:
+        return
+    prop = prop.to(logits.device)
+    loss_prop = supervised_cross_entropy(logits, prop, class_weights, options)
+    out["loss"] = out["loss"] + options.propagated_weight * loss_prop.to(out["loss"].dtype)
+    out["loss_prop"] = loss_prop
+    out["diag/propagated_frac"] = (prop >= 0).float().mean().detach()
 
 
 def labelled_cross_entropy(

@@ -133,10 +133,12 @@ from pcseg.methods.common import (
     Positive,
     SupervisionOptions,
     UnitInterval,
+    add_propagated_term,
     at_least_float32,
     check_inputs,
     class_weights_tensor,
     hidden_accuracy,
+    propagated_labels,
     resolve_options,
     supervised_cross_entropy,
     supervision_diagnostics,
@@ -440,6 +442,11 @@ class ERDA(Method):
         u = F.normalize(e, dim=1)
         source = e if self.options.proto_mean == "raw" else u
         unl = weak == -1
+        prop = propagated_labels(batch, self.options.propagated_weight, self.name)
+        if prop is not None:
+            # a propagated label is the target there: p is a one-hot on it, and
+            # H(p) + KL(p||q) is then the propagated cross-entropy added below
+            unl = unl & (prop.to(unl.device) < 0)
         cross = self.options.cross_device != "none"
         log_p = None
         if cross and bool(unl.any()) and self._has_pseudo_labels():
@@ -458,6 +465,7 @@ class ERDA(Method):
             loss_erda = zero_with_graph(*graph)
         loss = loss_sup + self.weight * loss_erda.to(loss_sup.dtype)
         out.update({"loss": loss, "loss_sup": loss_sup, "loss_erda": loss_erda})
+        add_propagated_term(out, logits, batch, self.options, self.class_weights, self.name)
         out.update(supervision_diagnostics(logits, weak, batch))
         out["diag/protos_initialised"] = self.proto_initialised.sum().to(torch.float32).detach()
         if self.log_tau is not None:

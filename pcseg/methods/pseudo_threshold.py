@@ -20,6 +20,7 @@ from pcseg.methods.common import (
     NonNegative,
     SupervisionOptions,
     UnitInterval,
+    add_propagated_term,
     check_inputs,
     class_weights_tensor,
     hidden_accuracy,
@@ -118,5 +119,6 @@ class PseudoThreshold(Method):
         acc = hidden_accuracy(pseudo, batch, sel)
         if acc is not None:
             out["diag/pseudo_acc"] = acc
+        add_propagated_term(out, logits, batch, self.options, self.class_weights, self.name)
         out.update(supervision_diagnostics(logits, weak, batch))
         return out

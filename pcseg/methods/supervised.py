@@ -9,6 +9,7 @@ import torch
 from pcseg.methods.base import Method
 from pcseg.methods.common import (
     SupervisionOptions,
+    add_propagated_term,
     check_inputs,
     class_weights_tensor,
     resolve_options,
@@ -69,6 +70,7 @@ class SupervisedOnly(Method):
         weak = check_inputs(logits, None, batch, self.num_classes, None, self.name)
         loss_sup = supervised_cross_entropy(logits, weak, self.class_weights, self.options)
         out: dict[str, torch.Tensor] = {"loss": loss_sup, "loss_sup": loss_sup}
+        add_propagated_term(out, logits, batch, self.options, self.class_weights, self.name)
         out.update(supervision_diagnostics(logits, weak, batch))
         self.record_hidden("pred_unlabelled", logits.detach().argmax(1), batch, weak == -1)
         return out

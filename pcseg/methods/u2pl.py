@@ -102,6 +102,7 @@ from pydantic import Field
 from pcseg.methods.common import (
     NonNegative,
     SupervisionOptions,
+    add_propagated_term,
     check_inputs,
     class_weights_tensor,
     resolve_options,
@@ -251,5 +252,6 @@ class U2PL(TeacherSchedule):
                 "loss_contrastive": loss_con,
             }
         )
+        add_propagated_term(out, logits, batch, self.options, self.class_weights, self.name)
         out.update(supervision_diagnostics(logits, weak, batch))
         return out

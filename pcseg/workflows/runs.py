@@ -17,6 +17,8 @@ from pcseg.config import (
     config_to_dict,
     load_config,
 )
+from pcseg.data import processed
+from pcseg.data.superpoints import ensure_superpoints
 from pcseg.engine.setup import device_kind
 
 #: the source checkout holding ``configs/`` (absent for a non-editable install)
@@ -49,8 +51,6 @@ def load_run_config(config: str | Path | None, overrides: list[str]) -> Config:
 
 
 def _scenes(cfg: Config, split: str | None) -> set[str]:
-    from pcseg.data import processed
-
     if not split:
         return set()
     return set(processed.split_scenes(cfg.data.root, split.split("+")))
@@ -93,6 +93,13 @@ def train_with_data(
     rank, _, _ = du.init_distributed(device_kind(cfg.train.device))
     if rank == 0:
         prepare_if_missing(cfg)
+        if cfg.data.superpoints is not None:
+            ensure_superpoints(
+                cfg.data.root,
+                sorted(_scenes(cfg, cfg.data.train_split)),
+                cfg.data.superpoints,
+                progress=cfg.train.progress,
+            )
         note = selection_note(cfg)
         if note:
             print(f"[train] note: {note}", flush=True)

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import itertools
+import shutil
 
 import numpy as np
+import pytest
+import torch
 
+from pcseg.data import processed
+from pcseg.data.dataset import SegmentationDataset, collate
 from pcseg.data.superpoints import (
     SuperpointOptions,
+    ensure_superpoints,
     propagate_labels,
     propagation_quality,
+    scene_superpoints,
     segment_graph,
     superpoints,
+    superpoints_dir,
 )
+from pcseg.methods.supervised import SupervisedOnly
 
 
 def _brute_fh(n: int, edges: np.ndarray, weights: np.ndarray, k: float) -> np.ndarray:
@@ -106,3 +115,98 @@ def test_propagation_quality_hand_worked():
     q = propagation_quality(prop, sem)
     # scored: 5 points (one ignored); labelled and scored: 4, right: 3
     assert q == {"precision": 0.75, "coverage": 0.8, "labelled": 4.0}
+
+
+# ----------------------------------------------------------------------------- in training
+@pytest.fixture
+def rooms_copy(prepared_rooms, tmp_path):
+    """A writable copy of the shared processed rooms (the superpoint cache writes into it)."""
+    out = tmp_path / "processed"
+    shutil.copytree(prepared_rooms, out)
+    return out
+
+
+def test_scene_superpoints_are_computed_once_and_cached(rooms_copy):
+    opts = SuperpointOptions(voxel_size=0.1, k=0.5)
+    name = processed.split_scenes(rooms_copy, "Area_1")[0]
+    folder = ensure_superpoints(rooms_copy, [name], opts, progress=False)
+    path = folder / f"{name}.npy"
+    assert folder == superpoints_dir(rooms_copy, opts) and path.is_file()
+    assert (folder / "options.json").is_file()
+    scene = processed.read_scene(rooms_copy, name)
+    np.testing.assert_array_equal(np.load(path), superpoints(scene.coords, scene.feats, opts))
+    stamp = path.stat().st_mtime_ns
+    np.testing.assert_array_equal(scene_superpoints(rooms_copy, name, opts), np.load(path))
+    assert path.stat().st_mtime_ns == stamp  # read back, not recomputed
+    # other options live in another folder
+    assert superpoints_dir(rooms_copy, SuperpointOptions(k=2.0)) != folder
+
+
+def test_dataset_gives_propagated_labels_per_voxel(rooms_copy):
+    opts = SuperpointOptions(voxel_size=0.1, k=0.5)
+    ds = SegmentationDataset(rooms_copy, "Area_1", label_spec="1%", superpoints=opts)
+    name = ds.scene_names[0]
+    scene, weak, cls = ds.load_weak(name)
+    sp = scene_superpoints(rooms_copy, name, opts)
+    want_points = propagate_labels(sp, weak, cls)
+    np.testing.assert_array_equal(ds.propagated_labels(name), want_points)
+    # most points of a scene get a label, and nearly all of those are right
+    q = propagation_quality(want_points, scene.semantic)
+    assert q["coverage"] > 0.3 and q["precision"] > 0.85
+    sample = ds.get_sample(0, np.random.default_rng(0))
+    spread, own = sample["propagated_labels"], sample["weak_labels"]
+    assert spread.shape == own.shape
+    assert ((spread >= 0) & (own >= 0)).sum() == 0  # a weakly labelled voxel keeps its own
+    assert (spread >= 0).sum() > 5 * (own >= 0).sum()
+    batch = collate([sample, ds.get_sample(1, np.random.default_rng(1))])
+    assert batch["propagated_labels"].shape == batch["weak_labels"].shape
+    # a dataset without superpoints has no such key, and says why when asked
+    plain = SegmentationDataset(rooms_copy, "Area_1", label_spec="1%")
+    assert "propagated_labels" not in plain.get_sample(0, np.random.default_rng(0))
+    with pytest.raises(ValueError, match="without superpoints"):
+        plain.propagated_labels(name)
+
+
+def test_propagated_term_of_the_supervised_loss_by_hand():
+    torch.manual_seed(0)
+    logits = torch.randn(8, 3, requires_grad=True)
+    weak = torch.tensor([0, -1, -1, 2, -1, -1, -1, -1])
+    prop = torch.tensor([-1, 1, 1, -1, 0, -1, 2, -1])
+    batch = {"weak_labels": weak, "propagated_labels": prop, "labels": torch.zeros(8).long()}
+    out = SupervisedOnly(3, 4, propagated_weight=0.5)(logits, torch.zeros(8, 4), batch)
+    ce_weak = sum(-torch.log_softmax(logits[i], 0)[weak[i]] for i in (0, 3)) / 2
+    ce_prop = sum(-torch.log_softmax(logits[i], 0)[prop[i]] for i in (1, 2, 4, 6)) / 4
+    torch.testing.assert_close(out["loss_prop"], ce_prop)
+    torch.testing.assert_close(out["loss"], ce_weak + 0.5 * ce_prop)
+    assert float(out["diag/propagated_frac"]) == 0.5
+    # weight 0 is today's loss; a weight without propagated labels names the setting
+    plain = SupervisedOnly(3, 4)(logits, torch.zeros(8, 4), batch)
+    torch.testing.assert_close(plain["loss"], ce_weak)
+    del batch["propagated_labels"]
+    with pytest.raises(ValueError, match="data.superpoints"):
+        SupervisedOnly(3, 4, propagated_weight=0.5)(logits, torch.zeros(8, 4), batch)
+
+
+def test_erda_with_propagated_labels_leaves_them_out_of_its_unlabelled_term():
+    from pcseg.methods.erda import ERDA
+
+    torch.manual_seed(0)
+    logits = torch.randn(10, 3, requires_grad=True)
+    feats = torch.randn(10, 4)
+    weak = torch.tensor([0, 1, 2, -1, -1, -1, -1, -1, -1, -1])
+    prop = torch.tensor([-1, -1, -1, 1, 1, 0, -1, -1, -1, -1])
+    batch = {"weak_labels": weak, "propagated_labels": prop, "labels": torch.zeros(10).long()}
+    with_prop = ERDA(3, 4, propagated_weight=1.0)
+    without = ERDA(3, 4)
+    without.load_state_dict(with_prop.state_dict())
+    for m in (with_prop, without):  # BatchNorm on running statistics: no batch coupling
+        m.head.eval()
+    out = with_prop(logits, feats, batch)
+    # the same ERDA term as a plain ERDA on the batch where voxels 3-5 are simply absent
+    keep = torch.tensor([0, 1, 2, 6, 7, 8, 9])
+    sub = {"weak_labels": weak[keep], "labels": torch.zeros(7).long()}
+    ref = without(logits[keep], feats[keep], sub)
+    torch.testing.assert_close(out["loss_erda"], ref["loss_erda"])
+    ce_prop = sum(-torch.log_softmax(logits[i], 0)[prop[i]] for i in (3, 4, 5)) / 3
+    torch.testing.assert_close(out["loss_prop"], ce_prop)
+    torch.testing.assert_close(out["loss"], ref["loss"] + ce_prop)
