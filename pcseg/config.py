@@ -45,6 +45,7 @@ from pydantic import (
     field_validator,
 )
 
+from pcseg.config_files import resolve_config_path
 from pcseg.utils.io import atomic_write_text
 
 Dataset = Literal["s3dis", "scannet", "semantickitti", "custom"]  # custom: pcseg prepare custom
@@ -535,7 +536,7 @@ def load_config(
     Raises:
         ConfigError naming the file or override and the offending key.
     """
-    merged = _load_merged(Path(path)) if path is not None else {}
+    merged = _load_merged(resolve_config_path(path)) if path is not None else {}
     for item in overrides:
         part = _validate_partial(parse_override(item), f"--set {item}")
         merged = _deep_merge(merged, part)

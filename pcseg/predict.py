@@ -61,7 +61,6 @@ from typing import Any, cast
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from pcseg.datasets.custom import (
     ClassesSpec,
@@ -80,6 +79,7 @@ from pcseg.datasets.formats import (
     write_points,
 )
 from pcseg.utils.io import atomic_write_json
+from pcseg.utils.progress import progress_bar
 
 DEFAULT_VOXEL_BUDGET = 200_000
 DEFAULT_OVERLAP_VOXELS = 16
@@ -258,7 +258,7 @@ class Predictor:
         v_conf = np.zeros(len(vox), dtype=np.float32)
         probs = np.zeros((len(vox), k), dtype=np.float32) if return_probs else None
         visits = 0
-        bar = tqdm(
+        bar = progress_bar(
             tiles,
             desc=desc or "predict",
             unit="tile",

@@ -60,7 +60,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tqdm import tqdm
 
 from pcseg.data.voxelize import floor_coords, voxelize
 from pcseg.datasets.custom import feature_fields, point_features
@@ -74,6 +73,7 @@ from pcseg.datasets.formats import (
     ply_stream_layout,
     write_streamed,
 )
+from pcseg.utils.progress import progress_bar
 
 if TYPE_CHECKING:
     from pcseg.predict import Predictor
@@ -359,7 +359,7 @@ def predict_tiles(
     boxes: list[tuple[np.ndarray, np.ndarray]] = []
     max_pts = max_vox = max_net = 0
     order = [t for t in range(plan.tiles) if per_tile[t]]
-    bar = tqdm(
+    bar = progress_bar(
         order,
         desc=desc or "predict",
         unit="tile",

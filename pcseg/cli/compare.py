@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pcseg.config_files import resolve_config_dir
 from pcseg.workflows.budget import run_budget_study
 from pcseg.workflows.compare import compare_methods
 from pcseg.workflows.runs import CONFIG_DIR, REPO, StaleRunError
@@ -27,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument(
         "--config-dir",
-        type=Path,
+        type=resolve_config_dir,
         default=CONFIG_DIR / "demo",
         help="folder holding <method>.yaml for every method",
     )

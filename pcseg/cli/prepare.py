@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pcseg.config_files import resolve_config_path
 from pcseg.data.weak_labels import parse_spec
 from pcseg.datasets import DATASETS
 from pcseg.datasets.common import NONFINITE_POLICIES
@@ -30,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument(
         "--classes",
-        type=Path,
+        type=resolve_config_path,
         default=None,
         metavar="CLASSES.yaml",
         help="custom only: class names, label field, map, features, voxel size "

@@ -42,7 +42,6 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from pcseg.config import Config
 from pcseg.data import processed
@@ -57,6 +56,7 @@ from pcseg.datasets import READERS
 from pcseg.datasets.common import NONFINITE_POLICIES, SplitError
 from pcseg.datasets.synthetic import write_synthetic_s3dis
 from pcseg.utils.io import atomic_write_json
+from pcseg.utils.progress import progress_bar
 
 DEFAULT_VOXEL_SIZE: dict[str, float] = {"s3dis": 0.05, "scannet": 0.02, "semantickitti": 0.05}
 
@@ -489,7 +489,7 @@ def _label_specs(opts: PrepareOptions) -> tuple[list[str], dict[str, dict[str, n
 def _run_jobs(jobs: list[dict[str, Any]], workers: int, desc: str) -> list[dict[str, Any]]:
     """Run :func:`process_scene` over ``jobs`` (in-process or in a pool), reporting each failure."""
     results: list[dict[str, Any]] = []
-    bar = tqdm(total=len(jobs), desc=desc, unit="scene", dynamic_ncols=True)
+    bar = progress_bar(total=len(jobs), desc=desc, unit="scene", dynamic_ncols=True)
 
     def handle(r: dict[str, Any]) -> None:
         results.append(r)

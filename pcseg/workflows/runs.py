@@ -21,10 +21,11 @@ from pcseg.config import (
     load_config,
     parse_override,
 )
+from pcseg.config_files import shipped_config_dir
 
 #: the source checkout holding ``configs/`` (absent for a non-editable install)
 REPO = Path(__file__).resolve().parents[2]
-CONFIG_DIR = REPO / "configs"
+CONFIG_DIR = shipped_config_dir() or REPO / "configs"  # installed: pcseg/configs
 DEMO_CONFIG = CONFIG_DIR / "demo" / "erda.yaml"
 
 
