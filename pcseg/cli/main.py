@@ -85,17 +85,12 @@ def error_message(e: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``pcseg`` with ``argv`` (default: the process arguments); returns the exit status:
-    the subcommand's, 2 for a user's mistake (one line on stderr), 130 when interrupted."""
+    the subcommand's, or 2 for a user's mistake (one line on stderr)."""
     parser = build_parser()
     args = parser.parse_args(None if argv is None else list(argv))
     try:
         rc = args.run(args)
-    except KeyboardInterrupt:
-        if args.debug:
-            raise
-        print("pcseg: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:
+    except Exception as e:  # KeyboardInterrupt is no Exception: it propagates as ever
         if args.debug or not is_user_error(e):
             raise
         print(f"pcseg: error: {error_message(e)}", file=sys.stderr)
