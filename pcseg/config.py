@@ -49,6 +49,7 @@ from pydantic import (
     field_validator,
 )
 
+from pcseg.config_files import resolve_config_path
 from pcseg.data.superpoints import SuperpointOptions
 from pcseg.io.atomic import atomic_write_text
 from pcseg.methods import METHODS
@@ -582,7 +583,7 @@ def load_config(
     Raises:
         ConfigError naming the file or override and the offending key.
     """
-    merged = _load_merged(Path(path)) if path is not None else {}
+    merged = _load_merged(resolve_config_path(path)) if path is not None else {}
     for item in overrides:
         part = _validate_partial(parse_override(item), f"--set {item}")
         merged = merge_dicts(merged, part)

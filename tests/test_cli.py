@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -396,8 +397,10 @@ def test_help_lists_every_subcommand(capsys):
         "compare",
         "synthetic",
         "active-study",
+        "configs",
     ):
         assert f"    {cmd}" in out
+    assert "--debug" in out
 
 
 def test_compare_methods_table(trained, tmp_path, capsys):
@@ -511,3 +514,122 @@ def test_real_kitti_scan_config_trains_and_scores_unlabelled_points(real_data, t
     # every weak label is left out (plus the other points of its voxel), nothing else
     assert labelled - m["num_points"] >= len(weak)
     assert m["num_points"] > 0.9 * labelled
+
+
+# ------------------------------------------------------------- a user's mistake, one line
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["test", "--checkpoint", "{tmp}/none.pt"], "checkpoint {tmp}/none.pt does not exist"),
+        (
+            ["train", "custom/erda", "--set", "data.root={tmp}/nothere"],
+            "data.root {tmp}/nothere has no processed data",
+        ),
+        (["train", "custom/erda", "--set", "data.label_spec=2pp"], "unknown label spec '2pp'"),
+        (["train", "custom/erda", "--set", "train.lrr=1"], "(did you mean 'train.lr'?)"),
+        (["train", "{tmp}/nosuch.yaml"], "config file {tmp}/nosuch.yaml does not exist"),
+        (["compare", "--config-dir", "{tmp}/cfgs"], "{tmp}/cfgs/supervised.yaml does not exist"),
+        (["configs", "nosuch/"], "no shipped config starts with 'nosuch/'"),
+        (
+            ["predict", "--checkpoint", "{tmp}/none.pt", "{tmp}/a.ply", "--out", "{tmp}/o"],
+            "checkpoint {tmp}/none.pt",
+        ),
+    ],
+)
+def test_a_user_mistake_is_one_line_and_exit_2(argv, says, tmp_path, capsys):
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert says.format(tmp=tmp_path) in lines[0] and "error" in lines[0]
+    assert "Traceback" not in err
+
+
+def test_a_bad_option_is_argparse_usage_and_exit_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--frobnicate"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "pcseg: error: unrecognized arguments: --frobnicate"
+    )
+
+
+def test_debug_shows_the_exception(tmp_path):
+    with pytest.raises(FileNotFoundError, match="none.pt does not exist"):
+        main(["--debug", "test", "--checkpoint", str(tmp_path / "none.pt")])
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    """Built-in exceptions (a bug, not the user's input) are not turned into a one-liner."""
+    import pcseg.cli.configs as configs_cmd
+
+    for exc in (ValueError("bad internal state"), KeyError("k"), RuntimeError("boom")):
+
+        def broken(exc: Exception = exc) -> list:
+            raise exc
+
+        monkeypatch.setattr(configs_cmd, "list_configs", broken)
+        with pytest.raises(type(exc)):
+            main(["configs"])
+
+
+def test_which_exceptions_are_user_errors():
+    from pcseg.cli.main import error_message, is_user_error
+    from pcseg.config import ConfigError
+    from pcseg.sparse.backends import BackendUnavailableError
+    from pcseg.workflows.runs import StaleRunError
+
+    for e in (
+        ConfigError("x"),
+        StaleRunError("x"),
+        BackendUnavailableError("x"),
+        FileNotFoundError(2, "No such file or directory", "/a/b"),
+        NotADirectoryError("x"),
+        PermissionError("x"),
+    ):
+        assert is_user_error(e), e
+    for e in (ValueError("x"), KeyError("x"), ImportError("x"), RuntimeError("x"), OSError("x")):
+        assert not is_user_error(e), e
+    assert error_message(FileNotFoundError(2, "No such file or directory", "/a/b")) == (
+        "No such file or directory: /a/b"
+    )
+    assert error_message(ConfigError("two\n  lines")) == "two lines"
+
+
+@pytest.mark.integration
+def test_a_user_mistake_from_the_shell_shows_no_traceback(tmp_path):
+    """``python -m pcseg`` as a user runs it: one stderr line and status 2; --debug: the
+    traceback and status 1."""
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "pcseg", "test", "--checkpoint", str(tmp_path / "none.pt")]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == f"pcseg: error: checkpoint {tmp_path / 'none.pt'} does not exist"
+    d = subprocess.run(
+        [*argv[:3], "--debug", *argv[3:]], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert d.returncode == 1 and "Traceback (most recent call last)" in d.stderr
+    assert d.stderr.strip().splitlines()[-1].startswith("FileNotFoundError: checkpoint")
+
+
+# ------------------------------------------------------------------ shipped configs by name
+
+
+def test_configs_lists_every_shipped_config(capsys):
+    from pcseg.config_files import list_configs
+
+    assert main(["configs"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    rows = list_configs()
+    assert len(out) == 1 + len(rows)
+    for line, (name, comment) in zip(out[1:], rows):
+        assert line.split()[0] == name and line.rstrip().endswith(comment)
+    assert main(["configs", "custom/"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert names == sorted(f"custom/{p.stem}" for p in (REPO / "configs" / "custom").glob("*.yaml"))

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from pcseg.config import ConfigError
+from pcseg.config_files import resolve_config_path
 from pcseg.workflows.active import STRATEGIES, run_active_study
 from pcseg.workflows.runs import CONFIG_DIR, REPO
 
@@ -29,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument(
         "--config",
-        type=Path,
+        type=resolve_config_path,
         default=CONFIG_DIR / "budget" / "erda.yaml",
         help="config trained every round (default configs/budget/erda.yaml)",
     )

@@ -25,6 +25,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from pcseg.config_files import resolve_config_path
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``annotate`` subcommand."""
@@ -46,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument(
         "--classes",
-        type=Path,
+        type=resolve_config_path,
         required=True,
         metavar="CLASSES.yaml",
         help="names: [..] and optional colors: {name: [r, g, b]}",

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pcseg.config_files import resolve_config_dir
 from pcseg.workflows.budget import run_budget_study
 from pcseg.workflows.compare import compare_methods
 from pcseg.workflows.runs import CONFIG_DIR, REPO, StaleRunError
@@ -27,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument(
         "--config-dir",
-        type=Path,
+        type=resolve_config_dir,
         default=CONFIG_DIR / "demo",
         help="folder holding <method>.yaml for every method",
     )
@@ -66,8 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the comparison; exit status 0, or 1 when a method's config is missing or a finished
-    run would be reused for a different config."""
+    """Run the comparison; exit status 0, or 1 when a finished run would be reused for a
+    different config (a missing method config is a user error: exit 2, from pcseg.cli.main)."""
     run_root = args.run_root or (REPO / "runs" / "compare" / args.config_dir.resolve().name)
     seeds = [int(s) for s in args.seeds]
     try:
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             json_out=args.json,
             checkpoint=args.checkpoint,
         )
-    except (FileNotFoundError, StaleRunError) as e:
+    except StaleRunError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -20,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pcseg.config_files import resolve_config_path
 from pcseg.inference.files import STREAM_MODES, predict_files
 from pcseg.inference.predictor import PredictError
 from pcseg.inference.streamed import DEFAULT_CHUNK_POINTS
@@ -47,7 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument(
         "--classes",
-        type=Path,
+        type=resolve_config_path,
         default=None,
         metavar="CLASSES.yaml",
         help="class spec (default: the copy kept by pcseg prepare custom in the "

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from pcseg.config_files import resolve_config_path
 from pcseg.data.weak_labels import parse_spec
 from pcseg.readers import DATASETS
 from pcseg.readers.common import NONFINITE_POLICIES
@@ -40,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument(
         "--classes",
-        type=Path,
+        type=resolve_config_path,
         default=None,
         metavar="CLASSES.yaml",
         help="custom only: class names, label field, map, features, voxel size "

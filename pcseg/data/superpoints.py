@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.spatial import cKDTree
-from tqdm import tqdm
 
 from pcseg.data import processed
+from pcseg.utils.progress import progress_bar
 from pcseg.io.atomic import atomic_save_npy, atomic_write_json
 
 
@@ -269,6 +269,6 @@ def ensure_superpoints(
     """Over-segment every scene of ``scenes`` that has no cached superpoints yet (resumable:
     a finished scene's file is complete). Returns the cache folder."""
     names = list(scenes)
-    for name in tqdm(names, desc="superpoints", unit="scene", disable=not progress):
+    for name in progress_bar(names, desc="superpoints", unit="scene", disable=not progress):
         scene_superpoints(root, name, options)
     return superpoints_dir(root, options)

@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from pcseg.config import Config
 from pcseg.data import processed
@@ -51,6 +50,7 @@ from pcseg.io.atomic import (
     atomic_write_text,
 )
 from pcseg.models.inputs import sparse_input
+from pcseg.utils.progress import progress_bar
 
 if TYPE_CHECKING:
     from pcseg.methods.base import Method
@@ -361,7 +361,7 @@ def _evaluate(
     conf = ConfusionMatrix(len(class_names))
     lmi_cache: dict[str, dict[int, int]] = {}
     scenes: list[str] = []
-    for batches in tqdm(
+    for batches in progress_bar(
         _scene_loader(datasets, cfg.data.num_workers),
         total=len(datasets[0]),
         desc=f"test {split}",

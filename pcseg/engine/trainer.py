@@ -82,6 +82,7 @@ from pcseg.engine.summary import build_summary, format_summary
 from pcseg.io.atomic import atomic_write_json
 from pcseg.methods.common import labelled_class_counts
 from pcseg.models.inputs import sparse_input
+from pcseg.utils.progress import progress_bar
 
 # ------------------------------------------------------------------------ validation
 
@@ -567,7 +568,7 @@ class Trainer:
         it0 = self.iteration
         self.module.train()
         show = self.main_proc and self.cfg.train.progress
-        pbar = tqdm(
+        pbar = progress_bar(
             total=self.total,
             initial=self.iteration,
             disable=not show,

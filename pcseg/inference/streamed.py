@@ -60,7 +60,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from pcseg.data.voxelize import floor_coords, voxelize
 from pcseg.inference.las_codes import classification_codes, classification_notes, las_limit
@@ -75,6 +74,7 @@ from pcseg.io.stream import (
     write_streamed,
 )
 from pcseg.readers.custom import feature_fields, point_features, scene_origin
+from pcseg.utils.progress import progress_bar
 
 #: points per chunk of the out-of-core path
 DEFAULT_CHUNK_POINTS = 1_000_000
@@ -355,7 +355,7 @@ def predict_tiles(
     boxes: list[tuple[np.ndarray, np.ndarray]] = []
     max_pts = max_vox = max_net = 0
     order = [t for t in range(plan.tiles) if per_tile[t]]
-    bar = tqdm(
+    bar = progress_bar(
         order,
         desc=desc or "predict",
         unit="tile",

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from pcseg.inference.predictor import Predictor
 from pcseg.models.inputs import sparse_input
+from pcseg.utils.progress import progress_bar
 
 DEFAULT_VOXEL_BUDGET = 200_000
 DEFAULT_OVERLAP_VOXELS = 16
@@ -164,7 +164,7 @@ def run_tiles(
     v_conf = np.zeros(len(vox), dtype=np.float32)
     probs = np.zeros((len(vox), k), dtype=np.float32) if return_probs else None
     visits = 0
-    bar = tqdm(
+    bar = progress_bar(
         tiles,
         desc=desc or "predict",
         unit="tile",

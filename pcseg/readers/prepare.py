@@ -46,7 +46,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from pcseg.data import processed
 from pcseg.data.classes import class_names as dataset_class_names
@@ -59,6 +58,7 @@ from pcseg.data.weak_labels import (
 from pcseg.io.atomic import atomic_write_json
 from pcseg.readers import READERS
 from pcseg.readers.common import Reader, ReaderOptions, SplitError, validate_options
+from pcseg.utils.progress import progress_bar
 
 DEFAULT_VOXEL_SIZE: dict[str, float] = {"s3dis": 0.05, "scannet": 0.02, "semantickitti": 0.05}
 
@@ -485,7 +485,7 @@ def _label_specs(opts: PrepareOptions) -> tuple[list[str], dict[str, dict[str, n
 def _run_jobs(jobs: list[dict[str, Any]], workers: int, desc: str) -> list[dict[str, Any]]:
     """Run :func:`process_scene` over ``jobs`` (in-process or in a pool), reporting each failure."""
     results: list[dict[str, Any]] = []
-    bar = tqdm(total=len(jobs), desc=desc, unit="scene", dynamic_ncols=True)
+    bar = progress_bar(total=len(jobs), desc=desc, unit="scene", dynamic_ncols=True)
 
     def handle(r: dict[str, Any]) -> None:
         results.append(r)

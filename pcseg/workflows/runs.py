@@ -17,13 +17,14 @@ from pcseg.config import (
     config_to_dict,
     load_config,
 )
+from pcseg.config_files import shipped_config_dir
 from pcseg.data import processed
 from pcseg.data.superpoints import ensure_superpoints
 from pcseg.engine.setup import device_kind
 
 #: the source checkout holding ``configs/`` (absent for a non-editable install)
 REPO = Path(__file__).resolve().parents[2]
-CONFIG_DIR = REPO / "configs"
+CONFIG_DIR = shipped_config_dir() or REPO / "configs"  # installed: pcseg/configs
 DEMO_CONFIG = CONFIG_DIR / "demo" / "erda.yaml"
 
 
