@@ -465,3 +465,30 @@ def test_front_end_with_a_run(tmp_path):
         app.server.stop()
     saved = np.load(session.label_path)
     assert (saved[:, 1] == CHAIR).all() and len(saved) == session.state.num_labelled
+
+
+def test_superpoint_tool_shows_what_a_click_spreads_to(tmp_path):
+    """The superpoint tool previews the points a label on the clicked point reaches when
+    training with data.superpoints (the same over-segmentation and propagation), and Accept
+    labels exactly those."""
+    from pcseg.annotate.session import open_session
+    from pcseg.annotate.web import WebAnnotator
+    from pcseg.data.superpoints import SuperpointOptions, propagate_labels, superpoints
+
+    root, sc, classes = _write_room(tmp_path)
+    n_floor, _, _ = sc.extra["parts"]
+    session = open_session(root, classes, scene_id=sc.name)
+    app = WebAnnotator(session, port=_free_port())
+    try:
+        app.set_class(FLOOR)
+        app.set_tool("superpoint")
+        app.click_point(0)
+        sp = superpoints(sc.coords, sc.feats, SuperpointOptions(voxel_size=0.05))
+        spread = propagate_labels(sp, np.array([0]), np.array([FLOOR]))
+        np.testing.assert_array_equal(app.preview, np.flatnonzero(spread >= 0))
+        assert 1 < len(app.preview) and app.preview.max() < n_floor  # a piece of the floor
+        assert "superpoint of" in app.last_message and session.state.num_labelled == 0
+        app.accept()
+        assert session.state.counts()[FLOOR] == len(spread[spread >= 0])
+    finally:
+        app.server.stop()

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from pcseg.annotate.state import AnnotationError, AnnotationState, ClassList, load_classes
 from pcseg.data import processed
+from pcseg.data.superpoints import SuperpointOptions, scene_superpoints
 from pcseg.data.weak_labels import parse_spec
 from pcseg.viz.data import ViewData, attach_predictions, load_processed_scene
 
@@ -44,10 +45,25 @@ class Session:
     classes: ClassList
     state: AnnotationState
     resumed: int = 0
+    #: the scene's superpoints (computed on first use, see :meth:`superpoint_of`)
+    superpoints: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def has_predictions(self) -> bool:
         return self.view.pred is not None
+
+    def superpoint_of(self, idx: int, options: SuperpointOptions | None = None) -> np.ndarray:
+        """Sorted indices of the points in the superpoint of point ``idx``: what a label on
+        ``idx`` spreads to when training with ``data.superpoints`` (the same cached
+        over-segmentation, :func:`pcseg.data.superpoints.scene_superpoints`). ``options``:
+        default the library defaults at the processed folder's voxel size."""
+        if self.superpoints is None:
+            if options is None:
+                voxel = float(processed.read_meta(self.processed)["voxel_size"])
+                options = SuperpointOptions(voxel_size=voxel)
+            self.superpoints = scene_superpoints(self.processed, self.scene, options)
+        i = int(self.state._check_idx([idx])[0])
+        return np.flatnonzero(self.superpoints == self.superpoints[i]).astype(np.int64)
 
 
 def is_raw_file(scene: str | os.PathLike) -> bool:

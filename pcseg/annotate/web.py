@@ -12,11 +12,13 @@ camera's vertical field of view / image height, per metre of depth).
 Controls (panel on the right; hotkeys via viser's command palette, no modifier):
 
 * class: the dropdown, or the number keys 0-9 (classes 0..9); the legend lists names/colours;
-* tool (dropdown, or keys p / b / r / x): ``point`` (one point), ``brush`` (all points
+* tool (dropdown, or keys p / b / r / s / x): ``point`` (one point), ``brush`` (all points
   within the brush radius of the picked point), ``region`` (grow the connected region of
   similar colour / normal from the picked point, see :mod:`pcseg.annotate.state`; shown
-  highlighted; Accept (Enter) labels it, Reject (Escape) drops it), ``erase`` (clears the
-  labels within the brush radius);
+  highlighted; Accept (Enter) labels it, Reject (Escape) drops it), ``superpoint`` (shows,
+  highlighted, the superpoint of the picked point: the points one click there labels when
+  training with ``data.superpoints``; Accept labels them all, Reject drops it), ``erase``
+  (clears the labels within the brush radius);
 * Undo (z) / Redo (y); per-class counts and the labelled fraction are shown live;
 * colour mode: rgb, labels (the user's labels over dimmed RGB), gt (when the scene has ground
   truth), pred / pseudo / entropy / confidence (when a run is given);
@@ -40,7 +42,7 @@ from pcseg.annotate.session import Session
 from pcseg.annotate.state import AnnotationError, pick_point
 from pcseg.annotate.suggest import Spot, suggest_spots, uncertainty
 
-TOOLS = ("point", "brush", "region", "erase")
+TOOLS = ("point", "brush", "region", "superpoint", "erase")
 HIGHLIGHT = (255, 0, 255)
 SPOT_COLOR = (255, 30, 30)
 
@@ -221,7 +223,13 @@ class WebAnnotator:
             label = f"Class {i}: {names[i]}" if i < len(names) else f"Class {i} (not in the list)"
             cmd = gui.add_command(label, hotkey=str(i))  # type: ignore[arg-type]
             cmd.on_trigger(lambda _, i=i: self.set_class(i))
-        for key, tool in (("P", "point"), ("B", "brush"), ("R", "region"), ("X", "erase")):
+        for key, tool in (
+            ("P", "point"),
+            ("B", "brush"),
+            ("R", "region"),
+            ("S", "superpoint"),
+            ("X", "erase"),
+        ):
             cmd = gui.add_command(f"Tool: {tool}", hotkey=key)  # type: ignore[arg-type]
             cmd.on_trigger(lambda _, tool=tool: self.set_tool(tool))
         gui.add_command("Undo", hotkey="Z").on_trigger(lambda _: self.undo())
@@ -269,6 +277,15 @@ class WebAnnotator:
                 sel = self.state.brush(idx, float(self.g_brush.value))
                 n = self.state.erase(sel)
                 self._say(f"erased {n} labels")
+            elif tool == "superpoint":
+                self.preview = self.session.superpoint_of(idx)
+                self._show_preview()
+                self._say(
+                    f"superpoint of {len(self.preview):,d} points (what a click here spreads to "
+                    f"with data.superpoints): Accept (Enter) labels it {self.g_class.value}, "
+                    "Reject (Escape) drops it"
+                )
+                return
             else:
                 ang = float(self.g_grow_n.value)
                 self.preview = self.state.grow_region(
