@@ -22,6 +22,7 @@ from pcseg.cli import (
     demo,
     predict,
     prepare,
+    superpoints,
     synthetic,
     test,
     train,
@@ -32,6 +33,7 @@ from pcseg.cli import (
 COMMANDS = (
     prepare,
     synthetic,
+    superpoints,
     train,
     test,
     predict,

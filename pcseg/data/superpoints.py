@@ -272,3 +272,56 @@ def ensure_superpoints(
     for name in progress_bar(names, desc="superpoints", unit="scene", disable=not progress):
         scene_superpoints(root, name, options)
     return superpoints_dir(root, options)
+
+
+def propagation_report(
+    root: str | Path,
+    scenes: Iterable[str],
+    spec: str,
+    options: SuperpointOptions,
+    progress: bool = True,
+) -> dict[str, float]:
+    """How far and how well the weak labels ``spec`` of ``scenes`` spread to their superpoints,
+    against the scenes' ground truth (a check for data that has it: benchmarks, the rooms).
+
+    Returns pooled figures: ``scenes``, ``points``, ``superpoints`` (count), ``mean_size``
+    (points per superpoint), ``weak`` (labelled points), ``weak_coverage`` (their share of
+    the scored points), ``coverage`` and ``precision`` of the propagated labels
+    (:func:`propagation_quality`), and ``conflicting`` (share of superpoints holding weak
+    labels that disagree, which stay unlabelled).
+    """
+    totals = dict.fromkeys(("points", "scored", "superpoints", "weak", "got", "right"), 0)
+    touched = conflicted = 0
+    names = list(scenes)
+    for name in progress_bar(names, desc="propagation", unit="scene", disable=not progress):
+        scene = processed.read_scene(root, name)
+        idx, cls = processed.read_label_classes(
+            root, spec, name, scene.semantic, len(processed.read_meta(root)["class_names"])
+        )
+        sp = scene_superpoints(root, name, options)
+        prop = propagate_labels(sp, idx, cls)
+        scored = scene.semantic >= 0
+        got = (prop >= 0) & scored
+        totals["points"] += len(sp)
+        totals["scored"] += int(scored.sum())
+        totals["superpoints"] += int(sp.max()) + 1 if len(sp) else 0
+        totals["weak"] += len(idx)
+        totals["got"] += int(got.sum())
+        totals["right"] += int((prop[got] == scene.semantic[got]).sum())
+        if len(idx):
+            pairs = np.unique(np.stack([sp[idx], cls]), axis=1)  # (superpoint, class) pairs
+            classes_per_sp = np.bincount(pairs[0])
+            touched += int((classes_per_sp > 0).sum())
+            conflicted += int((classes_per_sp > 1).sum())
+    n_scored = max(totals["scored"], 1)
+    return {
+        "scenes": float(len(names)),
+        "points": float(totals["points"]),
+        "superpoints": float(totals["superpoints"]),
+        "mean_size": totals["points"] / max(totals["superpoints"], 1),
+        "weak": float(totals["weak"]),
+        "weak_coverage": totals["weak"] / n_scored,
+        "coverage": totals["got"] / n_scored,
+        "precision": totals["right"] / totals["got"] if totals["got"] else float("nan"),
+        "conflicting": conflicted / touched if touched else 0.0,
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
 
 import numpy as np
@@ -14,6 +15,7 @@ from pcseg.data.dataset import SegmentationDataset, collate
 from pcseg.data.superpoints import (
     SuperpointOptions,
     ensure_superpoints,
+    propagation_report,
     propagate_labels,
     propagation_quality,
     scene_superpoints,
@@ -210,3 +212,49 @@ def test_erda_with_propagated_labels_leaves_them_out_of_its_unlabelled_term():
     ce_prop = sum(-torch.log_softmax(logits[i], 0)[prop[i]] for i in (3, 4, 5)) / 3
     torch.testing.assert_close(out["loss_prop"], ce_prop)
     torch.testing.assert_close(out["loss"], ref["loss"] + ce_prop)
+
+
+def test_propagation_report_pools_scenes_as_a_loop_does(rooms_copy):
+    opts = SuperpointOptions(voxel_size=0.1, k=0.5)
+    names = processed.split_scenes(rooms_copy, "Area_1")
+    rep = propagation_report(rooms_copy, names, "1%", opts, progress=False)
+    got = right = scored = weak = 0
+    for name in names:
+        scene = processed.read_scene(rooms_copy, name)
+        idx = processed.read_labels(rooms_copy, "1%", name)
+        prop = propagate_labels(scene_superpoints(rooms_copy, name, opts), idx, scene.semantic[idx])
+        ok = (prop >= 0) & (scene.semantic >= 0)
+        got += ok.sum()
+        right += (prop[ok] == scene.semantic[ok]).sum()
+        scored += (scene.semantic >= 0).sum()
+        weak += len(idx)
+    assert rep["weak"] == weak and rep["scenes"] == len(names)
+    assert rep["coverage"] == pytest.approx(got / scored)
+    assert rep["precision"] == pytest.approx(right / got)
+    assert 0 <= rep["conflicting"] < 0.5
+
+
+def test_superpoints_command_reports_and_writes_json(rooms_copy, tmp_path, capsys):
+    from pcseg.cli.main import main
+
+    out = tmp_path / "report.json"
+    rc = main(
+        [
+            "superpoints",
+            str(rooms_copy),
+            "--split",
+            "Area_1",
+            "--labels",
+            "1%",
+            "--voxel-size",
+            "0.1",
+            "--json",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert rc == 0
+    text = capsys.readouterr().out
+    rep = json.loads(out.read_text())
+    assert f"spread to {100 * rep['coverage']:.1f} %" in text
+    assert rep["options"]["voxel_size"] == 0.1 and rep["labels"] == "1%"
