@@ -196,3 +196,64 @@ def format_budget_matrix(results: dict[str, Any]) -> str:
         frac = f"{100 * entry.get('fraction', float('nan')):.3g} %"
         lines.append(f"| {spec}{mark} ({frac}) | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def merge_budget_results(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One study from several study JSONs (``{"budgets": {spec: {"methods": {...}}}}``): the
+    methods of each budget side by side; a method in a later part replaces the same name in an
+    earlier one; a budget's fraction / score come from the first part that has the budget."""
+    out: dict[str, Any] = {"budgets": {}}
+    for part in parts:
+        for spec, entry in part["budgets"].items():
+            dst = out["budgets"].setdefault(
+                spec, {k: v for k, v in entry.items() if k != "methods"} | {"methods": {}}
+            )
+            dst["methods"].update(entry["methods"])
+    return out
+
+
+def final_validation_miou(run: dict[str, Any]) -> float:
+    """The validation mIoU (%) of a run's last validation (its ``last.pt``, the checkpoint the
+    study tests); NaN when the run has no validation history."""
+    hist = run.get("val_history") or []
+    return 100 * float(hist[-1]["miou"]) if hist else float("nan")
+
+
+def choose_on_validation(results: dict[str, Any]) -> dict[str, tuple[str, float]]:
+    """Per budget, the method with the highest mean final validation mIoU over seeds, and that
+    mean (%): a choice that uses the validation split only, never the test scores."""
+    chosen: dict[str, tuple[str, float]] = {}
+    for spec, entry in results["budgets"].items():
+        means = {
+            m: float(np.mean([final_validation_miou(r) for r in runs]))
+            for m, runs in entry["methods"].items()
+        }
+        finite = {m: v for m, v in means.items() if math.isfinite(v)}
+        if finite:
+            best = max(finite, key=lambda m: finite[m])
+            chosen[spec] = (best, finite[best])
+    return chosen
+
+
+def format_validation_matrix(results: dict[str, Any]) -> str:
+    """Markdown like :func:`format_budget_matrix` but of the final VALIDATION mIoU (mean ± sample
+    std over seeds); the method :func:`choose_on_validation` picks is in bold."""
+    order = sorted(results["budgets"].items(), key=lambda kv: kv[1].get("fraction", 0.0))
+    methods = list(dict.fromkeys(m for _, e in order for m in e["methods"]))
+    chosen = choose_on_validation(results)
+    lines = [
+        "| labels | " + " | ".join(methods) + " |",
+        "|---|" + "---|" * len(methods),
+    ]
+    for spec, entry in order:
+        row = []
+        for m in methods:
+            runs = entry["methods"].get(m)
+            if not runs:
+                row.append("-")
+                continue
+            mean, sd = _mean_std([final_validation_miou(r) / 100 for r in runs])
+            text = f"{mean:.1f} ± {sd:.1f}"
+            row.append(f"**{text}**" if chosen.get(spec, ("",))[0] == m else text)
+        lines.append(f"| {spec} | " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
