@@ -25,6 +25,8 @@ from pcseg.data.classes import SCANNET_NYU40_IDS
 from pcseg.engine.checkpoint import config_from_checkpoint
 from pcseg.workflows.runs import load_run_config
 
+pytestmark = pytest.mark.integration
+
 
 def _train(argv: list[str]) -> dict:
     """``pcseg train ARGV``; returns the run's summary.json."""
@@ -110,7 +112,6 @@ def _brute_metrics(root: Path, pred_dir: Path, scenes: list[str], k: int):
     return iou, float(np.nanmean(iou)), float(oa), float(macc)
 
 
-@pytest.mark.integration
 def test_train_generates_prepares_and_trains(trained):
     path, root, summary = trained
     assert (root / "raw" / "Area_1").is_dir() and (root / "processed" / "meta.json").is_file()
@@ -463,7 +464,6 @@ def test_real_kitti_scan_config_trains_and_scores_unlabelled_points(real_data, t
     assert m["num_points"] > 0.9 * labelled
 
 
-@pytest.mark.integration
 def test_a_user_mistake_from_the_shell_shows_no_traceback(tmp_path):
     """``python -m pcseg`` as a user runs it: one stderr line and status 2; --debug: the
     traceback and status 1."""

@@ -1,7 +1,7 @@
 """Damaged raw inputs: a bad scene never breaks a run, every hint is a real option, and the
 readers share one point check (NaN / inf, empty scans) and one feature-unit check.
 
-Raw folders come from pcseg.readers.synthetic and are damaged with tests/faults.py. The last
+Raw folders come from pcseg.readers.synthetic and are damaged with tests/helpers/faults.py. The last
 tests run ``pcseg prepare`` on a folder per dataset that mixes good scenes with truncated,
 empty, NaN, mislabelled and garbage-line ones, then ``pcseg train`` and ``pcseg test`` on the
 result with a tiny model.
@@ -31,6 +31,8 @@ from pcseg.readers.synthetic import (
     write_synthetic_scannet,
     write_synthetic_semantickitti,
 )
+
+pytestmark = pytest.mark.integration
 
 KITTI_SCENES = [f"00_{i:06d}" for i in range(5)]
 
@@ -476,7 +478,6 @@ def _check_named(out: Path, printed: str, expected: dict[str, str]) -> None:
         assert sid not in listed and text in dropped[sid] and sid in printed
 
 
-@pytest.mark.integration
 def test_damaged_kitti_prepare_train_test(kitti, tmp_path, capsys):
     faults.truncate_file(_bin(kitti, "00_000001"), 5)  # truncated scan
     faults.empty_file(_bin(kitti, "00_000002"))  # empty scan
@@ -501,7 +502,6 @@ def test_damaged_kitti_prepare_train_test(kitti, tmp_path, capsys):
     assert m["scenes"] == ["00_000000"]
 
 
-@pytest.mark.integration
 def test_damaged_scannet_prepare_train_test(scan, tmp_path, capsys):
     faults.add_split_line(scan / "meta" / "scannetv2_train.txt", "not-a-scene", 0)
     ply = scan / "scans" / "scene0001_00" / "scene0001_00_vh_clean_2.ply"
@@ -516,7 +516,6 @@ def test_damaged_scannet_prepare_train_test(scan, tmp_path, capsys):
     assert m["scenes"] == ["scene0011_00"]
 
 
-@pytest.mark.integration
 def test_damaged_s3dis_prepare_train_test(rooms, tmp_path, capsys):
     a1 = sorted(p for p in (rooms / "Area_1").iterdir() if p.is_dir())
     faults.inject_s3dis_damage(a1[0])  # repairable / skipped lines

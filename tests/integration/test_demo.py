@@ -7,8 +7,9 @@ import pytest
 
 from pcseg.workflows.demo import run_demo
 
+pytestmark = pytest.mark.integration
 
-@pytest.mark.integration
+
 def test_demo_end_to_end_tiny(tmp_path, capsys):
     out = tmp_path / "demo"
     res = run_demo(

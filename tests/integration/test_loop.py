@@ -17,6 +17,8 @@ from pcseg.annotate.suggest import suggest_spots, uncertainty
 from pcseg.cli.main import main
 from pcseg.readers.synthetic import make_s3dis_room
 
+pytestmark = pytest.mark.integration
+
 CLASSES = {"names": ["floor", "wall", "other"], "features": ["rgb"], "voxel_size": 0.1}
 
 
@@ -49,7 +51,6 @@ def _unlabelled_ply(path: Path) -> np.ndarray:
     return truth
 
 
-@pytest.mark.integration
 def test_readme_loop_on_an_unlabelled_scan(tmp_path):
     truth = _unlabelled_ply(tmp_path / "scans" / "room.ply")
     cls = tmp_path / "classes.yaml"

@@ -7,6 +7,8 @@ import pytest
 import yaml
 from helpers.paths import REPO
 
+pytestmark = pytest.mark.integration
+
 _BLOCK_VIZ = """
 import sys
 class _NoViz:
@@ -17,7 +19,6 @@ sys.meta_path.insert(0, _NoViz())
 """
 
 
-@pytest.mark.integration
 def test_train_and_test_run_without_the_viz_extra(tmp_path):
     """A child Python in which open3d and matplotlib cannot be imported trains and tests."""
     import subprocess
