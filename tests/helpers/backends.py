@@ -13,11 +13,7 @@ from pcseg.models import build_model
 from pcseg.sparse import SparseTensor
 
 HAS_ME = importlib.util.find_spec("MinkowskiEngine") is not None
-
-
 HAS_SPCONV = importlib.util.find_spec("spconv") is not None
-
-
 needs_spconv = pytest.mark.skipif(not HAS_SPCONV, reason="spconv not installed")
 
 

@@ -16,18 +16,12 @@ from helpers.paths import REPO
 from pcseg.data.classes import S3DIS_CLASSES
 
 PY = sys.executable
-
-
 VIEW = ["-m", "pcseg", "view"]  # the `pcseg view` command, run as a child process
-
-
 CLS = {n: i for i, n in enumerate(S3DIS_CLASSES)}
-
-
 PRESENT_TOP = ("floor", "wall", "table", "chair")  # ceiling is hidden in top views
 
 
-# ----------------------------------------------------------------------------- fixtures
+# ----------------------------------------------------------------------- the synthetic room
 def _grid(
     a: tuple[float, float], b: tuple[float, float], step: float = 0.05
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -2,6 +2,10 @@
 
 The projection head is replaced by the identity so that the projections g(f) are the given
 features and every prototype, cosine and p can be written down by hand.
+
+Then the loss itself: every variant, the gradients, the prototype EMA, the diagnostics and the
+2-process prototype reduction against numpy float64 with explicit per-point / per-class
+loops (``np_*`` below) or a hand-worked case.
 """
 
 from __future__ import annotations
