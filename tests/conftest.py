@@ -1,18 +1,22 @@
-"""Shared test fixtures: seeding, the location of the real scans (skip when absent) and a tiny
-prepared synthetic S3DIS set (``prepared_rooms``, built once per session)."""
+"""Shared test fixtures: seeding, the real scans (skip when absent), a tiny prepared synthetic
+S3DIS set (``prepared_rooms``, built once per session), a tiny predictor (``tiny``) and the
+synthetic room with a run folder of the pcseg.viz tests (``room``). Plain helpers are in
+tests/helpers/."""
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
+from helpers.paths import REAL_DATA
+from helpers.viz import CLS, _room
 
-REPO = Path(__file__).resolve().parents[1]
-REAL_DATA = Path(os.environ.get("PCSEG_REAL_DATA", REPO.parent / "shared" / "data" / "real"))
+from pcseg.data.classes import S3DIS_CLASSES
+from pcseg.io.atomic import atomic_save_npy, atomic_save_npz, atomic_write_json
 
 
 @pytest.fixture(autouse=True)
@@ -89,3 +93,74 @@ def tiny():
     torch.manual_seed(0)
     torch.set_num_threads(1)
     return tiny_predictor(0.5, planes=8)
+
+
+@pytest.fixture
+def room(tmp_path: Path) -> dict:
+    """processed folder tmp/proc (2 scenes, spec 1%) + run folder tmp/run with predictions."""
+    proc, run = tmp_path / "proc", tmp_path / "run"
+    rng = np.random.default_rng(0)
+    info = {}
+    for name, chair in (("room_1", True), ("room_2", False)):
+        coords, sem = _room(chair)
+        n = len(coords)
+        feats = rng.uniform(0, 1, (n, 3)).astype(np.float32)
+        atomic_save_npz(
+            proc / "scenes" / f"{name}.npz",
+            coords=coords,
+            feats=feats,
+            semantic=sem,
+            instance=np.full(n, -1, np.int64),
+        )
+        atomic_write_json(
+            proc / "scenes" / f"{name}.json",
+            {
+                "name": name,
+                "dataset": "s3dis",
+                "class_names": list(S3DIS_CLASSES),
+                "source": "test",
+                "num_points": n,
+                "feat_kind": "rgb",
+                "class_counts": np.bincount(sem, minlength=13).tolist(),
+                "extra": {},
+            },
+        )
+        idx = np.arange(0, n, 50, dtype=np.int64)
+        atomic_save_npy(proc / "labels" / "1pct" / f"{name}.npy", idx)
+        pred = sem.copy()
+        pred[sem == CLS["chair"]] = CLS["sofa"]
+        pseudo = np.where(sem == CLS["floor"], sem, -1)
+        conf = np.where(sem == CLS["chair"], 0.2, 0.9).astype(np.float32)
+        ent = np.where(sem == CLS["chair"], 2.0, 0.1).astype(np.float32)
+        atomic_save_npz(
+            run / "test" / "predictions" / f"{name}.npz",
+            pred=pred,
+            pseudo=pseudo,
+            confidence=conf,
+            entropy=ent,
+        )
+        info[name] = dict(
+            coords=coords,
+            sem=sem,
+            feats=feats,
+            idx=idx,
+            pred=pred,
+            pseudo=pseudo,
+            conf=conf,
+            ent=ent,
+        )
+    atomic_write_json(
+        proc / "meta.json",
+        {
+            "dataset": "s3dis",
+            "class_names": list(S3DIS_CLASSES),
+            "voxel_size": 0.05,
+            "splits": {"val": ["room_1", "room_2"]},
+            "label_specs": ["1%"],
+            "seed": 0,
+        },
+    )
+    run.mkdir(parents=True, exist_ok=True)
+    # relative root: resolved against the run folder's parent
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": {"root": "proc", "label_spec": "1%"}}))
+    return {"proc": proc, "run": run, "scenes": info}

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO
+from helpers.paths import REPO
 
 from pcseg.config import (
     Config,

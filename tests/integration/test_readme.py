@@ -23,6 +23,8 @@ import yaml
 
 from pcseg.cli.main import build_parser
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 #: appended to the ``--set`` of pcseg train / test: seconds instead of hours
@@ -97,7 +99,6 @@ def _fast(argv: list[str]) -> list[str]:
     return [*argv, *FAST]
 
 
-@pytest.mark.integration
 def test_readme_own_scans_commands_work(tmp_path):
     import laspy
 

@@ -56,7 +56,7 @@ def test_classes_yaml_errors_name_file_and_key(tmp_path):
 
 @pytest.mark.parametrize("name", ["classes_asprs_las.yaml", "classes_ply_label.yaml"])
 def test_shipped_class_files_load(name):
-    from conftest import REPO
+    from helpers.paths import REPO
 
     spec = load_classes(REPO / "configs" / "custom" / name)
     assert spec.label_field and spec.names

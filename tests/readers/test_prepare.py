@@ -266,7 +266,7 @@ def test_limited_annotation_and_bad_arguments(fake, tmp_path):
 def test_end_to_end_synthetic_s3dis(tmp_path):
     """Real S3DIS reader on the synthetic raw set (with injected damage), 2 workers, then the
     dataset."""
-    from faults import inject_s3dis_damage
+    from helpers.faults import inject_s3dis_damage
 
     from pcseg.data.dataset import SegmentationDataset, collate
     from pcseg.readers import s3dis, synthetic

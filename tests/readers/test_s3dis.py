@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from faults import inject_s3dis_damage
+from helpers.faults import inject_s3dis_damage
 
 from pcseg.readers import s3dis
 from pcseg.readers.common import DataWarning

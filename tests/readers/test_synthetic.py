@@ -94,7 +94,7 @@ def test_write_synthetic_s3dis_layout_and_determinism(tmp_path):
 
 
 def test_s3dis_cli_then_damage(tmp_path):
-    from faults import inject_s3dis_damage
+    from helpers.faults import inject_s3dis_damage
 
     from pcseg.cli.main import main
 

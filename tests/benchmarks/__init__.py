@@ -1,1 +1,0 @@
-"""Tests of pcseg.benchmarks, one module per benchmark module."""

@@ -1,0 +1,81 @@
+"""pcseg.workflows.budget: the label-budget study (runs reused, results accumulated, fractions
+and table checked by hand), and the README budget tables drawn from the shipped json."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from helpers.paths import REPO
+
+from pcseg.data import processed
+from pcseg.workflows.budget import (
+    format_budget_matrix,
+    format_budget_table,
+    labelled_fraction,
+)
+
+
+def test_labelled_fraction_counts_label_files(prepared_rooms):
+    ids = processed.split_scenes(prepared_rooms, "Area_1")
+    n = sum(processed.read_scene_info(prepared_rooms, s)["num_points"] for s in ids)
+    k = sum(len(processed.read_labels(prepared_rooms, "1%", s)) for s in ids)
+    full = sum((processed.read_scene(prepared_rooms, s).semantic >= 0).sum() for s in ids)
+    assert labelled_fraction(prepared_rooms, "1%", "Area_1") == pytest.approx(k / n)
+    assert labelled_fraction(prepared_rooms, "full", "Area_1") == pytest.approx(full / n)
+    both = labelled_fraction(prepared_rooms, "1%", "Area_1+Area_2")  # "+" joins splits
+    assert 0 < both < 1 and both != labelled_fraction(prepared_rooms, "1%", "Area_1")
+
+
+def test_budget_table_marks_nothing_when_every_budget_is_scored_alike():
+    run = {"seed": 0, "miou": 0.5}
+    res = {
+        "budgets": {
+            "1%": {"fraction": 0.01, "score": "all", "methods": {"supervised": [run]}},
+            "full": {"fraction": 1.0, "score": "all", "methods": {"supervised": [run]}},
+        }
+    }
+    table = format_budget_table(res)
+    assert "†" not in table
+    assert "| 1% | 1 % | supervised | 50.0 ± 0.0 | 50.0 |" in table
+
+
+def test_budget_matrix_one_row_per_budget_best_in_bold():
+    def runs(*mious):
+        return [{"seed": i, "miou": v} for i, v in enumerate(mious)]
+
+    res = {
+        "budgets": {
+            "full": {"fraction": 1.0, "methods": {"supervised": runs(0.8, 0.8)}},
+            "1%": {
+                "fraction": 0.00682,
+                "methods": {"supervised": runs(0.6, 0.62), "erda": runs(0.5, 0.54)},
+            },
+        }
+    }
+    lines = format_budget_matrix(res).splitlines()
+    assert lines[0] == "| labels (fraction of points) | supervised | erda |"
+    # rows sorted by fraction; mean ± sample std: 61.0 ± 1.4 (sqrt(2) * 1), 52.0 ± 2.8
+    assert lines[2] == "| 1% (0.682 %) | **61.0 ± 1.4 (60.0, 62.0)** | 52.0 ± 2.8 (50.0, 54.0) |"
+    assert lines[3] == "| full (100 %) | 80.0 ± 0.0 (80.0, 80.0) | - |"
+
+
+@pytest.mark.parametrize(
+    "study",
+    [
+        "budget_study.json",
+        "budget_study_600.json",
+        "kitti_budget_study.json",
+        "kitti_schedule_600.json",
+        "kitti_schedule_1200.json",
+    ],
+)
+def test_readme_budget_tables_are_drawn_from_the_shipped_json(study):
+    # every label-budget table in docs/RESULTS.md (and the rooms' table the README summarises
+    # with) is format_budget_matrix of its JSON, verbatim: a number typed by hand, or a JSON
+    # rerun without the docs, fails here
+    repo = REPO
+    table = format_budget_matrix(json.loads((repo / "docs" / study).read_text()))
+    assert table in (repo / "docs" / "RESULTS.md").read_text()
+    if study == "budget_study.json":
+        assert table in (repo / "README.md").read_text()
