@@ -10,9 +10,13 @@ from helpers.paths import REPO
 
 from pcseg.data import processed
 from pcseg.workflows.budget import (
+    choose_on_validation,
+    final_validation_miou,
     format_budget_matrix,
     format_budget_table,
+    format_validation_matrix,
     labelled_fraction,
+    merge_budget_results,
 )
 
 
@@ -79,3 +83,41 @@ def test_readme_budget_tables_are_drawn_from_the_shipped_json(study):
     assert table in (repo / "docs" / "RESULTS.md").read_text()
     if study == "budget_study.json":
         assert table in (repo / "README.md").read_text()
+
+
+def _run(seed, miou, vals):
+    return {
+        "seed": seed,
+        "miou": miou,
+        "val_history": [{"iteration": i, "miou": v} for i, v in enumerate(vals)],
+    }
+
+
+def test_merge_and_choose_on_validation_by_hand():
+    a = {
+        "budgets": {
+            "1%": {
+                "fraction": 0.007,
+                "methods": {"supervised": [_run(0, 0.60, [0.1, 0.50]), _run(1, 0.62, [0.2, 0.54])]},
+            }
+        }
+    }
+    b = {
+        "budgets": {
+            "1%": {
+                "fraction": 0.5,
+                "methods": {"sp": [_run(0, 0.50, [0.3, 0.56]), _run(1, 0.51, [0.3, 0.58])]},
+            },
+            "0.1%": {"fraction": 0.001, "methods": {"sp": [_run(0, 0.4, [])]}},
+        }
+    }
+    merged = merge_budget_results([a, b])
+    assert merged["budgets"]["1%"]["fraction"] == 0.007  # from the first part
+    assert set(merged["budgets"]["1%"]["methods"]) == {"supervised", "sp"}
+    # validation (last entry) chooses sp (57 vs 52), though its TEST mIoU is lower
+    assert choose_on_validation(merged) == {"1%": ("sp", pytest.approx(57.0))}
+    table = format_validation_matrix(merged)
+    assert table.splitlines()[0] == "| labels | sp | supervised |"
+    assert "| 1% | **57.0 ± 1.4** | 52.0 ± 2.8 |" in table
+    assert "| 0.1% | nan ± nan | - |" in table
+    assert final_validation_miou({"val_history": []}) != final_validation_miou({"val_history": []})
