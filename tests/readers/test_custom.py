@@ -44,7 +44,8 @@ def test_classes_yaml_errors_name_file_and_key(tmp_path):
         ({"map": {2: "roof"}}, "map"),
         ({"names": ["a", "a"]}, "names"),
         ({"voxel_size": -1}, "voxel_size"),
-        ({"features": ["rgb", "intensity"]}, "features"),
+        ({"features": ["intensity", "intensity"]}, "features"),
+        ({"units": "yard"}, "units"),
     ]:
         path = _classes(tmp_path, **bad)
         with pytest.raises(ClassesError) as e:
