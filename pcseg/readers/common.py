@@ -355,8 +355,9 @@ class GroundAccumulator:
     :meth:`surface`: when the file has ground points, the cells' mean ground z (method
     ``'ground class 2'``); else a simple ground estimate: the lowest point per cell, then a
     morphological opening over :data:`GROUND_WINDOW_M` (removes buildings and trees
-    narrower than that; method ``'lowest point per cell'``). Cells without points take the
-    nearest cell's value.
+    narrower than that; method ``'lowest point per cell'``; on a plane it is exact farther
+    than half a window from the grid's border, nearer the border a slope s lowers it by up
+    to s * window / 2). Cells without points take the nearest cell's value.
     """
 
     def __init__(self, cell: float = GROUND_CELL_M) -> None:
@@ -383,7 +384,7 @@ class GroundAccumulator:
         low = np.full(len(u), np.inf)
         np.minimum.at(low, inv[: len(self.keys)], self.low)
         np.minimum.at(low, inv[len(self.keys) :][ok], z[ok])
-        gsum = np.bincount(inv[: len(self.keys)], self.gsum, len(u))
+        gsum = np.bincount(inv[: len(self.keys)], self.gsum, len(u)).astype(np.float64)
         gsum += np.bincount(inv[len(self.keys) :][ground], z[ground], len(u))
         gcount = np.bincount(inv[: len(self.keys)], self.gcount, len(u)).astype(np.int64)
         gcount += np.bincount(inv[len(self.keys) :][ground], minlength=len(u))
