@@ -93,4 +93,5 @@ def test_ground_estimate_without_a_ground_class_and_chunked_equals_whole():
     chunked = acc.surface()
     assert whole.method == chunked.method == "ground class 2"
     np.testing.assert_allclose(chunked.z, whole.z, rtol=0, atol=1e-9)
-    np.testing.assert_allclose(whole.height_above(xyz)[roof], 8.0, atol=0.1)
+    # under the roof no ground point: the nearest ground cell (up to 6 m away on a 5 % slope)
+    np.testing.assert_allclose(whole.height_above(xyz)[roof], 8.0, atol=0.05 * 6 + 0.05)
