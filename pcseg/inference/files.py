@@ -151,18 +151,8 @@ def predict_files(
         if progress:
             print(f"[predict] ({i + 1}/{len(mine)}) {f}", file=sys.stderr)
         try:
-            r = predict_file(
-                predictor,
-                f,
-                out_dir,
-                fmt,
-                voxel_budget,
-                overlap,
-                progress,
-                stream,
-                chunk_points,
-                policy,
-            )
+            args = (fmt, voxel_budget, overlap, progress, stream, chunk_points, policy)
+            r = predict_file(predictor, f, out_dir, *args)
         except Exception as e:  # noqa: BLE001 - one bad file must not stop the others
             failed.append(
                 {

@@ -55,7 +55,15 @@ def test_classes_yaml_errors_name_file_and_key(tmp_path):
     assert list(spec.reverse_map()) == [2, 3, 5, 6]
 
 
-@pytest.mark.parametrize("name", ["classes_asprs_las.yaml", "classes_ply_label.yaml"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "classes_asprs_las.yaml",
+        "classes_ply_label.yaml",
+        "classes_ground_nonground.yaml",
+        "classes_asprs_2_6.yaml",
+    ],
+)
 def test_shipped_class_files_load(name):
     from conftest import REPO
 
