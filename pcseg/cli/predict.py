@@ -9,7 +9,10 @@ overlapping tiles of at most --voxel-budget voxels (pcseg/inference/tiling.py sa
 are stitched). LAS/LAZ, NPY and binary PLY files larger than --chunk-points are predicted out
 of core (--stream auto; pcseg/inference/streamed.py): read, tiled and written chunk by chunk, so
 the peak memory is set by --chunk-points and --voxel-budget, not by the file; ASCII PLY, PCD,
-NPZ, TXT and .bin files (and --format conversions) are read whole. A file that fails is reported and
+NPZ, TXT and .bin files (and --format conversions) are read whole. Coordinates are taken in
+the file's own unit (LAS WKT / GeoTIFF keys, else CLASSES.yaml units:) and converted to
+metres; each file's line names the unit. --keep-codes / --only-unclassified keep the LAS
+codes of points that are not to be classified. A file that fails is reported and
 the others go on; the exit status is 1 when any file failed. Under torchrun the files are
 shared out across the ranks.
 """
@@ -22,6 +25,7 @@ from pathlib import Path
 
 from pcseg.config_files import resolve_config_path
 from pcseg.inference.files import STREAM_MODES, predict_files
+from pcseg.inference.las_codes import UNCLASSIFIED_CODES, CodePolicy
 from pcseg.inference.predictor import PredictError
 from pcseg.inference.streamed import DEFAULT_CHUNK_POINTS
 from pcseg.inference.tiling import DEFAULT_OVERLAP_VOXELS, DEFAULT_VOXEL_BUDGET
@@ -81,6 +85,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help=f"points read / written at a time, and per on-disk tile, by the "
         f"out-of-core path (default {DEFAULT_CHUNK_POINTS:,})",
     )
+    p.add_argument(
+        "--keep-codes",
+        action="store_true",
+        help="LAS: points whose classification is not in the class file's map keep it "
+        "(water 9, overlap 12, ...); 0 / 1 are classified",
+    )
+    p.add_argument(
+        "--only-unclassified",
+        nargs="*",
+        type=int,
+        default=None,
+        metavar="CODE",
+        help="LAS: classify only points whose classification is one of these codes "
+        f"(default when given without codes: {' '.join(map(str, UNCLASSIFIED_CODES))}); "
+        "the others keep theirs",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run, parser=p)
@@ -94,6 +114,11 @@ def run(args: argparse.Namespace) -> int:
         args.parser.error(f"--overlap must be >= 0, got {args.overlap}")
     if args.chunk_points < 1:
         args.parser.error(f"--chunk-points must be >= 1, got {args.chunk_points}")
+    only = args.only_unclassified
+    if only is not None and not only:
+        only = list(UNCLASSIFIED_CODES)
+    if only is not None and any(not 0 <= c <= 255 for c in only):
+        args.parser.error(f"--only-unclassified codes must be in 0..255, got {only}")
     try:
         summary = predict_files(
             args.checkpoint,
@@ -107,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             stream=args.stream,
             chunk_points=args.chunk_points,
+            policy=CodePolicy.of(args.keep_codes, only),
         )
     except (PredictError, ClassesError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

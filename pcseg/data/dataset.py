@@ -23,10 +23,13 @@ also ``propagated_labels`` (M,) int64: the weak labels spread to their superpoin
 Input features (``feature_keys``, concatenated in the given order):
     ``'rgb'``: RGB of the voxel's representative point minus 0.5 (range [-0.5, 0.5]);
     ``'remission'``: LiDAR remission as stored (1 channel);
+    ``'features'``: every stored channel as it is (scenes of ``feat_kind`` 'features':
+        several normalised channels of one's own scans, ``pcseg prepare custom``);
     ``'xyz'``: representative point coordinates minus their mean over the sample (metres);
     ``'xyz_norm'``: representative point coordinates scaled into [0, 1] by the sample's
         bounding box (largest extent; aspect ratio kept).
-Default: ``('rgb',)`` for RGB scenes, ``('remission',)`` for LiDAR scenes.
+Default: ``('rgb',)`` for RGB scenes, ``('remission',)`` for LiDAR scenes, ``('features',)``
+for 'features' scenes.
 """
 from __future__ import annotations
 
@@ -44,8 +47,8 @@ from pcseg.data.voxelize import majority_vote, voxelize
 from pcseg.data.superpoints import SuperpointOptions, propagate_labels, scene_superpoints
 from pcseg.data.weak_labels import parse_spec
 
-FEATURE_KEYS = ("rgb", "remission", "xyz", "xyz_norm")
-#: channels of each feature key
+FEATURE_KEYS = ("rgb", "remission", "features", "xyz", "xyz_norm")
+#: channels of each feature key ('features': as many as the data hold)
 FEATURE_WIDTHS = {"rgb": 3, "remission": 1, "xyz": 3, "xyz_norm": 3}
 _MODES = ("train", "val", "test")
 
@@ -109,8 +112,9 @@ class SegmentationDataset(torch.utils.data.Dataset):
         self.seed = int(seed)
         info = processed.read_scene_info(self.root, self.scene_names[0])
         self.feat_kind = str(info["feat_kind"])
+        self.feat_channels = int(info.get("feat_channels", 3 if self.feat_kind == "rgb" else 1))
         if feature_keys is None:
-            feature_keys = ("rgb",) if self.feat_kind == "rgb" else ("remission",)
+            feature_keys = (self.feat_kind,)
         bad = [k for k in feature_keys if k not in FEATURE_KEYS]
         if bad:
             raise ValueError(f"SegmentationDataset: unknown feature keys {bad}; known {FEATURE_KEYS}")
@@ -118,6 +122,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
             raise ValueError(f"feature key 'rgb' but {self.root} holds {self.feat_kind} features")
         if "remission" in feature_keys and self.feat_kind != "remission":
             raise ValueError(f"feature key 'remission' but {self.root} holds {self.feat_kind} features")
+        if "features" in feature_keys and self.feat_kind != "features":
+            raise ValueError(f"feature key 'features' but {self.root} holds {self.feat_kind} features")
         self.feature_keys = tuple(feature_keys)
         self.cache = bool(cache)
         self.superpoints = superpoints
@@ -129,7 +135,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
     @property
     def in_channels(self) -> int:
         """Number of input feature channels C."""
-        return sum(FEATURE_WIDTHS[k] for k in self.feature_keys)
+        return sum(FEATURE_WIDTHS.get(k, self.feat_channels) for k in self.feature_keys)
 
     def __len__(self) -> int:
         return len(self.scene_names) * self.loop
@@ -239,6 +245,8 @@ def input_features(feature_keys: Sequence[str], pts: np.ndarray, f: np.ndarray) 
             parts.append(f[:, :3] - 0.5)
         elif k == "remission":
             parts.append(f[:, :1])
+        elif k == "features":
+            parts.append(f)
         elif k == "xyz":
             parts.append(pts - pts.mean(axis=0))
         elif k == "xyz_norm":

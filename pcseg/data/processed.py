@@ -8,7 +8,7 @@ OUT/
   scenes/<scene_id>.npz         coords float32 (N,3), feats float32 (N,C), semantic int64 (N,),
                                 instance int64 (N,)
   scenes/<scene_id>.json        {"name", "dataset", "class_names", "source", "num_points",
-                                 "feat_kind": "rgb"|"remission", "class_counts": [...], "extra"}
+                                 "feat_kind": "rgb"|"remission"|"features", "class_counts": [...], "extra"}
   labels/<spec_dirname>/<scene_id>.npy   int64, either (M,) sorted unique indices into the
                                 original points (their class is the ground truth) or (M, 2)
                                 rows [point index, class] sorted by unique index (the class is
@@ -53,9 +53,13 @@ def labels_path(out: str | Path, spec: str | LabelSpec, scene_id: str) -> Path:
     return Path(out) / "labels" / spec_dirname(spec) / f"{scene_id}.npy"
 
 
-def feat_kind(feats: np.ndarray) -> str:
-    """'rgb' for (N, 3) features, 'remission' for (N, 1); ValueError otherwise."""
+def feat_kind(feats: np.ndarray, declared: str | None = None) -> str:
+    """'rgb' for (N, 3) features, 'remission' for (N, 1); ValueError otherwise. ``declared``
+    'features' (several input channels of one's own scans, any C >= 1: the reader's
+    ``scene.extra['feat_kind']``) is kept as it is."""
     c = feats.shape[1] if feats.ndim == 2 else -1
+    if declared == "features" and c >= 1:
+        return "features"
     if c == 3:
         return "rgb"
     if c == 1:
@@ -89,7 +93,8 @@ def write_scene(out: str | Path, scene: Scene, class_names: Sequence[str] | None
         "class_names": names,
         "source": str(scene.source),
         "num_points": len(coords),
-        "feat_kind": feat_kind(feats),
+        "feat_kind": feat_kind(feats, scene.extra.get("feat_kind")),
+        "feat_channels": int(feats.shape[1]),
         "class_counts": _class_counts(semantic, len(names)),
         "extra": scene.extra,
     }

@@ -253,7 +253,7 @@ def default_train_transforms(feat_kind: str, elastic: bool = False) -> Compose:
     if feat_kind == "rgb":
         return Compose(geo + [ChromaticAutoContrast(), ChromaticTranslation(), ChromaticJitter(),
                               RandomDropColor()])
-    if feat_kind == "remission":
+    if feat_kind in ("remission", "features"):
         return Compose(geo)
     raise ValueError(f"default_train_transforms: feat_kind must be 'rgb' or 'remission', got {feat_kind!r}")
 

@@ -384,6 +384,10 @@ class Trainer:
             "in_channels": self.in_channels,
             "num_classes": self.num_classes,
             "feature_dim": model_feature_dim(self.model),
+            # own scans: the class spec and the inputs fitted at prepare time (pcseg predict)
+            "data_meta": {
+                k: self.train_ds.meta[k] for k in ("classes", "inputs") if k in self.train_ds.meta
+            },
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pcseg.inference.las_codes import EVERY_POINT, CodePolicy
 from pcseg.inference.memory import predict_file_in_memory
 from pcseg.inference.predictor import PredictError, Predictor, load_predictor
 from pcseg.inference.streamed import DEFAULT_CHUNK_POINTS, predict_file_streamed, stream_supported
@@ -72,18 +73,28 @@ def predict_file(
     progress: bool = False,
     stream: str = "auto",
     chunk_points: int = DEFAULT_CHUNK_POINTS,
+    policy: CodePolicy = EVERY_POINT,
 ) -> dict[str, Any]:
     """Predict one file and write its labelled copy; returns its summary entry. ``stream``:
-    see :func:`use_stream`."""
+    see :func:`use_stream`; ``policy``: which points' LAS codes are replaced."""
     path = Path(path)
     if use_stream(path, fmt, voxel_budget, stream, chunk_points):
         assert voxel_budget is not None
         r = predict_file_streamed(
-            predictor, path, out_dir, voxel_budget, overlap, chunk_points, progress=progress
+            predictor,
+            path,
+            out_dir,
+            voxel_budget,
+            overlap,
+            chunk_points,
+            progress=progress,
+            policy=policy,
         )
         r.pop("boxes", None)
         return r
-    return predict_file_in_memory(predictor, path, out_dir, fmt, voxel_budget, overlap, progress)
+    return predict_file_in_memory(
+        predictor, path, out_dir, fmt, voxel_budget, overlap, progress, policy
+    )
 
 
 def rank_world() -> tuple[int, int]:
@@ -103,9 +114,13 @@ def predict_files(
     progress: bool = True,
     stream: str = "auto",
     chunk_points: int = DEFAULT_CHUNK_POINTS,
+    policy: CodePolicy = EVERY_POINT,
 ) -> dict[str, Any]:
     """``pcseg predict``: label every file of ``inputs`` into ``out``; a file that fails is
-    reported (file + error) and the others go on. Returns the summary (also written to
+    reported (file + error) and the others go on. ``policy``: which points' LAS codes are
+    replaced (``--keep-codes``, ``--only-unclassified``). Each file's line names its
+    units; its notes (another CRS / unit than the training files, features far outside the
+    training range) are printed as warnings. Returns the summary (also written to
     ``OUT/predict_summary.json``, ``.rank<r>.json`` under torchrun)."""
     if fmt != "same" and fmt not in OUTPUT_FORMATS:
         raise PredictError(f"--format must be 'same' or one of {OUTPUT_FORMATS}, got {fmt!r}")
@@ -136,9 +151,8 @@ def predict_files(
         if progress:
             print(f"[predict] ({i + 1}/{len(mine)}) {f}", file=sys.stderr)
         try:
-            r = predict_file(
-                predictor, f, out_dir, fmt, voxel_budget, overlap, progress, stream, chunk_points
-            )
+            args = (fmt, voxel_budget, overlap, progress, stream, chunk_points, policy)
+            r = predict_file(predictor, f, out_dir, *args)
         except Exception as e:  # noqa: BLE001 - one bad file must not stop the others
             failed.append(
                 {
@@ -152,7 +166,12 @@ def predict_files(
         done.append(r)
         shares = ", ".join(f"{n} {100 * s:.1f}%" for n, s in r["class_shares"].items() if s > 0)
         how = "streamed, " if r.get("streamed") else ""
-        print(f"{f} -> {r['output']}: {r['points']:,} points, {how}{r['tiles']} tile(s); {shares}")
+        print(
+            f"{f} -> {r['output']}: {r['points']:,} points, {how}{r['tiles']} tile(s); "
+            f"{shares}; units {r.get('units', 'metre')}"
+        )
+        for note in r.get("notes", []):
+            print(f"warning: {f}: {note}", file=sys.stderr)
     points = sum(r["points"] for r in done)
     seconds = time.perf_counter() - t0
     summary = {
@@ -163,6 +182,7 @@ def predict_files(
         "overlap_m": overlap,
         "stream": stream,
         "chunk_points": chunk_points,
+        "codes": policy.describe(),
         "rank": rank,
         "world_size": world,
         "files": done,

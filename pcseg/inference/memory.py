@@ -2,8 +2,10 @@
 tile by tile (:mod:`pcseg.inference.tiling`) and written in its own format (or converted)
 with all its fields kept.
 
-Pipeline per file: read (float64) -> shift to the file's origin -> features exactly as
-``pcseg prepare custom`` computes them (:func:`pcseg.readers.custom.point_features`) ->
+Pipeline per file: read (float64) -> coordinates in metres (the file's own unit,
+:func:`pcseg.readers.custom.file_units`) -> shift to the file's origin -> features exactly as
+``pcseg prepare custom`` computes them (:func:`pcseg.readers.custom.point_features`, with the
+normalisation fitted on the training files) ->
 voxelize the whole file once (test mode: the first point of a voxel represents it, as
 ``pcseg test``) -> tiles -> network -> each point takes its voxel's prediction.
 """
@@ -18,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from pcseg.data.voxelize import voxelize
-from pcseg.inference.las_codes import las_classification
+from pcseg.inference.las_codes import EVERY_POINT, CodePolicy, las_classification
 from pcseg.inference.predictor import Predictor
 from pcseg.inference.tiling import (
     DEFAULT_VOXEL_BUDGET,
@@ -28,7 +30,13 @@ from pcseg.inference.tiling import (
     tiles_from_boxes,
 )
 from pcseg.io.points import output_path, read_points, write_points
-from pcseg.readers.custom import point_features, scene_origin, validate_points
+from pcseg.readers.custom import (
+    file_units,
+    point_features,
+    scene_origin,
+    units_notes,
+    validate_points,
+)
 
 
 def predict_points(
@@ -88,17 +96,24 @@ def predict_file_in_memory(
     voxel_budget: int | None = DEFAULT_VOXEL_BUDGET,
     overlap: float | None = None,
     progress: bool = False,
+    policy: CodePolicy = EVERY_POINT,
 ) -> dict[str, Any]:
     """Predict the file ``path`` read whole and write its labelled copy into ``out_dir``
-    (``fmt``: 'same' or an output format); returns its summary entry."""
+    (``fmt``: 'same' or an output format; ``policy``: which points' LAS codes are
+    replaced); returns its summary entry (``notes``: another CRS / unit than the training
+    files, features far outside the training range, classification limits)."""
     path = Path(path)
     t0 = time.perf_counter()
     spec = predictor.spec
     pf = read_points(path, spec.columns)
     validate_points(pf)
-    origin = scene_origin(pf.xyz)
-    coords = (pf.xyz - origin).astype(np.float32)
-    feats = point_features(pf, spec)
+    units = file_units(pf, spec)
+    xyz_m = pf.xyz * units.factors
+    origin = scene_origin(xyz_m)
+    coords = (xyz_m - origin).astype(np.float32)
+    norm = predictor.inputs.norm if predictor.inputs is not None else None
+    feats = point_features(pf, spec, norm=norm, xyz_m=xyz_m)
+    notes = units_notes(predictor.inputs, units, feats if norm is not None else None)
     res = predict_points(predictor, coords, feats, voxel_budget, overlap, progress, desc=path.name)
     pred, conf = res["pred"], res["confidence"]
     k = len(predictor.class_names)
@@ -106,7 +121,8 @@ def predict_file_in_memory(
         "pred_class": pred.astype(np.uint8 if k <= 255 else np.uint16),
         "confidence": conf.astype(np.float32),
     }
-    cls, notes = las_classification(pf, spec, pred, fmt)
+    cls, cls_notes = las_classification(pf, spec, pred, fmt, policy)
+    notes += cls_notes
     out = output_path(pf, out_dir, fmt)
     write_points(pf, out, extra, fmt, classification=cls)
     counts = np.bincount(pred, minlength=k)
@@ -115,6 +131,7 @@ def predict_file_in_memory(
         "output": str(out),
         "points": pf.num_points,
         "origin": [float(o) for o in origin],
+        "units": units.describe(),
         "voxels": res["voxels"],
         "tiles": res["tiles"],
         "overlap_cost": round(float(res["overlap_cost"]), 4),

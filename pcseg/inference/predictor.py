@@ -1,5 +1,12 @@
 """A trained checkpoint ready to label points: :class:`Predictor` (model, class spec, voxel
-size, input features) and :func:`load_predictor` (checkpoint + class spec -> Predictor).
+size, input features and the inputs fitted on the training files) and
+:func:`load_predictor` (checkpoint + class spec -> Predictor).
+
+Where the class spec and the fitted inputs (normalisation, units / CRS of the training
+files) come from: the checkpoint's ``data_meta`` (the processed ``meta.json`` keys
+``classes`` / ``inputs`` a training run stores), else the ``meta.json`` of the run's
+``data.root`` (checkpoints written before ``data_meta``); without ``inputs`` (folders
+prepared before the fitted normalisation) features are scaled per file as then.
 
 :meth:`Predictor.logits` is the one place the network runs on voxels; the tiling
 (:mod:`pcseg.inference.tiling`) and the two file paths above it call it.
@@ -21,7 +28,14 @@ from pcseg.engine.checkpoint import config_from_checkpoint
 from pcseg.engine.evaluate import load_model_for_eval
 from pcseg.engine.setup import resolve_device
 from pcseg.models.inputs import sparse_input
-from pcseg.readers.custom import ClassesSpec, classes_from_dict, load_classes
+from pcseg.readers.custom import (
+    ClassesSpec,
+    TrainingInputs,
+    classes_from_dict,
+    feature_channels,
+    features_kind,
+    load_classes,
+)
 
 
 class PredictError(ValueError):
@@ -41,6 +55,7 @@ class Predictor:
     device: torch.device
     checkpoint: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    inputs: TrainingInputs | None = None
 
     @torch.no_grad()
     def logits(self, vox: np.ndarray, pts: np.ndarray, feats: np.ndarray) -> torch.Tensor:
@@ -59,13 +74,23 @@ class Predictor:
         return logits
 
 
-def _default_spec(state: dict[str, Any], cfg: Any) -> ClassesSpec | None:
-    """The class spec of a run: the copy in its processed folder's meta.json, if any."""
+def data_meta(state: dict[str, Any], cfg: Any) -> tuple[dict[str, Any], str]:
+    """(the ``classes`` / ``inputs`` of a run's processed meta, where they were found): the
+    checkpoint's ``data_meta``, else the run's ``data.root/meta.json``, else empty."""
+    if isinstance(state.get("data_meta"), dict) and state["data_meta"]:
+        return dict(state["data_meta"]), "the checkpoint"
     root = Path(str(cfg.data.root)) if cfg.data.root else None
     if root is not None and (root / "meta.json").is_file():
         meta = json.loads((root / "meta.json").read_text())
-        if isinstance(meta.get("classes"), dict):
-            return classes_from_dict(meta["classes"], str(root / "meta.json"))
+        return {k: meta[k] for k in ("classes", "inputs") if k in meta}, str(root / "meta.json")
+    return {}, ""
+
+
+def _default_spec(state: dict[str, Any], cfg: Any) -> ClassesSpec | None:
+    """The class spec of a run: the copy in its checkpoint / processed meta, if any."""
+    meta, where = data_meta(state, cfg)
+    if isinstance(meta.get("classes"), dict):
+        return classes_from_dict(meta["classes"], where)
     names = state.get("class_names")
     if names and cfg.data.dataset in BENCHMARK_FEATURES:
         # a benchmark run (S3DIS / ScanNet / SemanticKITTI): its classes are in the checkpoint,
@@ -126,13 +151,20 @@ def load_predictor(
             f"spec lists {spec.names}"
         )
     in_ch = int(state["in_channels"])
-    feat_kind = "rgb" if spec.features == ["rgb"] else "remission"
-    keys = tuple(cfg.data.feature_keys or (("rgb",) if feat_kind == "rgb" else ("remission",)))
-    if sum(FEATURE_WIDTHS[k_] for k_ in keys) != in_ch:
+    keys = tuple(cfg.data.feature_keys or (features_kind(spec),))
+    stored = max(1, len(feature_channels(spec)))
+    width = sum(FEATURE_WIDTHS.get(k_, stored) for k_ in keys)
+    if width != in_ch:
         raise PredictError(
             f"checkpoint {checkpoint} expects {in_ch} input channels; features "
-            f"{spec.features} with feature keys {list(keys)} give "
-            f"{sum(FEATURE_WIDTHS[k_] for k_ in keys)}"
+            f"{spec.features} with feature keys {list(keys)} give {width}"
+        )
+    meta, _ = data_meta(state, cfg)
+    inputs = TrainingInputs.from_dict(meta["inputs"]) if meta.get("inputs") else None
+    if inputs is not None and list(inputs.norm.channels) != list(feature_channels(spec)):
+        raise PredictError(
+            f"checkpoint {checkpoint} was trained on input channels "
+            f"{list(inputs.norm.channels)}, the class spec gives {list(feature_channels(spec))}"
         )
     return Predictor(
         model=model,
@@ -144,4 +176,5 @@ def load_predictor(
         device=dev,
         checkpoint=str(checkpoint),
         info={"iteration": state.get("iteration"), "model": cfg.model.name},
+        inputs=inputs,
     )

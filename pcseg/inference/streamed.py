@@ -5,9 +5,12 @@ The in-memory path (:mod:`pcseg.inference.memory`) reads a file whole; this one 
 holds more than one chunk of the file, one tile's points and one network input:
 
 1. **pass 1** streams the file (:func:`pcseg.io.stream.iter_chunks`, ``chunk_points``
-   at a time) for the point count, the bounds (the origin is the same
+   at a time; coordinates in metres, :func:`~pcseg.readers.custom.path_units`) for the
+   point count, the bounds (the origin is the same
    :func:`~pcseg.readers.custom.scene_origin` as in memory), the per-field maxima the
-   feature scaling needs, and a histogram of points per coarse XY cell
+   colour scaling needs, the ground grid of ``height_above_ground`` (the same
+   :class:`~pcseg.readers.common.GroundAccumulator` as in memory, fed chunk by chunk) and
+   a histogram of points per coarse XY cell
    (:data:`COARSE_CELL_VOXELS` voxels a side; memory O(area / cell^2), a few MB even for
    km^2 tiles);
 2. **plan**: a regular XY grid of tile cores (square, a whole number of coarse cells a side,
@@ -62,7 +65,13 @@ from typing import Any
 import numpy as np
 
 from pcseg.data.voxelize import floor_coords, voxelize
-from pcseg.inference.las_codes import classification_codes, classification_notes, las_limit
+from pcseg.inference.las_codes import (
+    EVERY_POINT,
+    CodePolicy,
+    classification_codes,
+    classification_notes,
+    las_limit,
+)
 from pcseg.inference.predictor import Predictor
 from pcseg.inference.tiling import MAX_SPAN, make_tiles, margin_voxels, run_tiles
 from pcseg.io.point_file import PointFile, PointFileError, file_format
@@ -73,7 +82,18 @@ from pcseg.io.stream import (
     ply_stream_layout,
     write_streamed,
 )
-from pcseg.readers.custom import feature_fields, point_features, scene_origin
+from pcseg.readers.common import GroundAccumulator, GroundSurface
+from pcseg.readers.custom import (
+    FileUnits,
+    check_feature_fields,
+    far_outside_notes,
+    feature_fields,
+    needs_ground,
+    path_units,
+    point_features,
+    scene_origin,
+    units_notes,
+)
 from pcseg.utils.progress import progress_bar
 
 #: points per chunk of the out-of-core path
@@ -95,6 +115,8 @@ class Scan:
     cell_keys: np.ndarray  # (M, 2) int64 absolute coarse cells (floor(xy / cell metres))
     cell_counts: np.ndarray  # (M,) int64 points per cell
     names: list[str]
+    units: FileUnits = FileUnits()
+    ground: GroundSurface | None = None
 
 
 @dataclass
@@ -146,8 +168,12 @@ def release_memory() -> None:
         _LIBC.malloc_trim(0)
 
 
-def _chunks(path: Path, chunk_points: int) -> Iterator[PointChunk]:
+def _chunks(path: Path, chunk_points: int, units: FileUnits) -> Iterator[PointChunk]:
+    """The chunks of ``path`` with ``xyz`` in metres."""
+    factors = units.factors
     for chunk in iter_chunks(path, chunk_points):
+        if (factors != 1.0).any():
+            chunk.xyz = chunk.xyz * factors
         yield chunk
         release_memory()
 
@@ -166,6 +192,8 @@ def _check_chunk(path: Path, chunk: PointChunk) -> None:
 def scan(path: Path, predictor: Predictor, chunk_points: int) -> Scan:
     """Pass 1 (see the module docstring)."""
     spec = predictor.spec
+    units = path_units(path, spec)
+    acc = GroundAccumulator() if needs_ground(spec) else None
     cell_m = COARSE_CELL_VOXELS * predictor.voxel_size
     n = 0
     lo = np.full(3, np.inf)
@@ -174,10 +202,12 @@ def scan(path: Path, predictor: Predictor, chunk_points: int) -> Scan:
     keys = np.zeros(0, dtype=np.int64)
     counts = np.zeros(0, dtype=np.int64)
     names: list[str] = []
-    for chunk in _chunks(path, chunk_points):
+    for chunk in _chunks(path, chunk_points, units):
         if not len(chunk.xyz):
             continue
         _check_chunk(path, chunk)
+        if acc is not None:
+            acc.add(chunk.xyz, chunk.fields(["classification"]).get("classification"))
         if n == 0:  # the feature fields exist (error lists every field of the file)
             names = chunk.names
             pf = PointFile(
@@ -186,7 +216,7 @@ def scan(path: Path, predictor: Predictor, chunk_points: int) -> Scan:
                 chunk.xyz[:1],
                 {k: np.asarray(chunk.record[k])[:1] for k in chunk.names},
             )
-            point_features(pf, spec)
+            check_feature_fields(pf, spec)
         n += len(chunk.xyz)
         lo = np.minimum(lo, chunk.xyz.min(axis=0))
         hi = np.maximum(hi, chunk.xyz.max(axis=0))
@@ -199,7 +229,8 @@ def scan(path: Path, predictor: Predictor, chunk_points: int) -> Scan:
     if n == 0:
         raise PointFileError(f"{path}: the file holds no points")
     cells = np.stack([keys >> 32, (keys << 32) >> 32], axis=1)  # undo the packing
-    return Scan(n, lo, hi, fmax, cells, counts, names)
+    ground = acc.surface() if acc is not None else None
+    return Scan(n, lo, hi, fmax, cells, counts, names, units, ground)
 
 
 def _merge_counts(keys: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -265,8 +296,12 @@ def plan_grid(
 
 
 def _feats(path: Path, chunk: PointChunk, predictor: Predictor, sc: Scan) -> np.ndarray:
+    """The features of one chunk (``chunk.xyz`` in metres), as in memory."""
     pf = PointFile(path, file_format(path), chunk.xyz, chunk.fields(feature_fields(predictor.spec)))
-    return point_features(pf, predictor.spec, sc.field_max)
+    norm = predictor.inputs.norm if predictor.inputs is not None else None
+    return point_features(
+        pf, predictor.spec, sc.field_max, norm=norm, xyz_m=chunk.xyz, ground=sc.ground
+    )
 
 
 def _buffer_dtype(channels: int) -> np.dtype:
@@ -281,18 +316,23 @@ def distribute(
     plan: GridPlan,
     chunk_points: int,
     tmp: Path,
+    far: dict[str, float] | None = None,
 ) -> tuple[np.ndarray, np.dtype]:
     """Pass 2: every point into the buffer file ``tmp/tile_<t>.bin`` of each tile whose core
-    or overlap holds its voxel, in file order. Returns points per tile and the record dtype."""
+    or overlap holds its voxel, in file order. Returns points per tile and the record dtype;
+    ``far`` (when given) accumulates {channel: points far outside the training range}."""
     per_tile = np.zeros(plan.tiles, dtype=np.int64)
     dt: np.dtype | None = None
     r = max(1, math.ceil(plan.margin / plan.side))
-    for chunk in _chunks(path, chunk_points):
+    for chunk in _chunks(path, chunk_points, sc.units):
         n = len(chunk.xyz)
         if not n:
             continue
         coords = (chunk.xyz - origin).astype(np.float32)
         f = _feats(path, chunk, predictor, sc)
+        if far is not None and predictor.inputs is not None:
+            for c, share in predictor.inputs.norm.far_outside(f).items():
+                far[c] = far.get(c, 0.0) + share * n
         if dt is None:
             dt = _buffer_dtype(f.shape[1])
         vox = floor_coords(coords, predictor.voxel_size)
@@ -466,9 +506,11 @@ def predict_file_streamed(
     chunk_points: int = DEFAULT_CHUNK_POINTS,
     tile_points: int | None = None,
     progress: bool = False,
+    policy: CodePolicy = EVERY_POINT,
 ) -> dict[str, Any]:
     """Predict one LAS/LAZ/NPY/binary-PLY file out of core (see the module docstring) and write
-    its labelled copy into ``out_dir`` (same format); returns the summary entry of
+    its labelled copy into ``out_dir`` (same format; ``policy``: which points' LAS codes are
+    replaced); returns the summary entry of
     :func:`pcseg.inference.memory.predict_file_in_memory` plus the streaming figures."""
     t0 = time.perf_counter()
     path, out_dir = Path(path), Path(out_dir)
@@ -485,16 +527,20 @@ def predict_file_streamed(
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.stem}.stream.", dir=out_dir))
     try:
-        per_tile, dt = distribute(path, predictor, sc, origin, plan, chunk_points, tmp)
+        far: dict[str, float] = {}
+        per_tile, dt = distribute(path, predictor, sc, origin, plan, chunk_points, tmp, far)
         res = predict_tiles(
             predictor, plan, per_tile, dt, voxel_budget, chunk_points, tmp, progress, desc=path.name
         )
         classes = np.flatnonzero(res["class_counts"])
         is_las = file_format(path) == "las"
-        notes: list[str] = []
+        notes = units_notes(predictor.inputs, sc.units)
+        if predictor.inputs is not None:
+            big = {c: v / sc.points for c, v in far.items() if v / sc.points > 0.01}
+            notes += far_outside_notes(predictor.inputs.norm, big)
         set_cls = False
         if is_las and spec.label_field == "classification":
-            notes = classification_notes(spec, classes, las_limit(path))
+            notes += classification_notes(spec, classes, las_limit(path))
             set_cls = not any("left unchanged" in n for n in notes)
         results = _Results(tmp, chunk_points)
         pdt = np.uint8 if k <= 255 else np.uint16
@@ -505,7 +551,7 @@ def predict_file_streamed(
             cls = None
             if set_cls:
                 old = chunk.fields(["classification"]).get("classification")
-                cls = classification_codes(spec, pred, old)
+                cls = classification_codes(spec, pred, old, policy)
             return {"pred_class": pred.astype(pdt), "confidence": conf}, cls
 
         write_streamed(path, out, chunk_points, {"pred_class": pdt, "confidence": np.float32}, fill)
@@ -519,6 +565,7 @@ def predict_file_streamed(
         "points": n,
         "streamed": True,
         "origin": [float(o) for o in origin],
+        "units": sc.units.describe(),
         "voxels": res["voxels"],
         "tiles": res["tiles"],
         "grid_tiles": int((per_tile > 0).sum()),

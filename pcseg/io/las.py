@@ -7,6 +7,7 @@ by name)."""
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +107,166 @@ def _new_las(pf: PointFile) -> Any:
             np.clip(v, 0, 1) * 65535 if v.max(initial=0) <= 1 else np.clip(v, 0, 65535)
         ).astype(np.uint16)
     return las
+
+
+# ----------------------------------------------------------------------------- CRS and units
+#: metres per unit of the GeoTIFF linear-unit codes (ProjLinearUnitsGeoKey 3076,
+#: VerticalUnitsGeoKey 4099): 9001 metre, 9002 foot, 9003 US survey foot
+GEOTIFF_UNITS: dict[int, tuple[str, float]] = {
+    9001: ("metre", 1.0),
+    9002: ("foot", 0.3048),
+    9003: ("US survey foot", 1200.0 / 3937.0),
+}
+_PROJ_LINEAR_UNITS, _VERTICAL_UNITS = 3076, 4099
+_PROJECTED_CS, _GEOGRAPHIC_TYPE, _MODEL_TYPE = 3072, 2048, 1024
+_HORIZONTAL = ("PROJCS", "PROJCRS", "PROJECTEDCRS", "GEOGCS", "GEOGCRS", "GEODCRS", "GEOGRAPHICCRS")
+_GEOGRAPHIC = ("GEOGCS", "GEOGCRS", "GEODCRS", "GEOGRAPHICCRS")
+_VERTICAL = ("VERT_CS", "VERTCRS", "VERTICALCRS")
+_UNIT = ("UNIT", "LENGTHUNIT")
+
+#: a WKT node: (KEYWORD, [arguments]); an argument is a string, a number or a node
+WktNode = tuple[str, list[Any]]
+
+
+def parse_wkt(text: str) -> WktNode:
+    """The tree of an OGC WKT string (WKT1 or WKT2): ``KEYWORD[arg, ...]`` nodes whose
+    arguments are quoted strings, numbers, bare words or nodes. ValueError on bad syntax."""
+    s, pos = text.strip().rstrip("\x00"), 0
+    word = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*[\[(]")
+
+    def node() -> WktNode:
+        nonlocal pos
+        m = word.match(s, pos)
+        if m is None:
+            raise ValueError(f"WKT: expected KEYWORD[ at {pos}: {s[pos : pos + 30]!r}")
+        args: list[Any] = []
+        name, pos = m.group(1).upper(), m.end()
+        while True:
+            while pos < len(s) and s[pos] in " \t\r\n,":
+                pos += 1
+            if pos >= len(s):
+                raise ValueError(f"WKT: unclosed {name}[")
+            c = s[pos]
+            if c in "])":
+                pos += 1
+                return name, args
+            if c == '"':
+                end = pos + 1
+                while True:
+                    end = s.find('"', end)
+                    if end < 0:
+                        raise ValueError("WKT: unclosed string")
+                    if s[end + 1 : end + 2] == '"':
+                        end += 2
+                        continue
+                    break
+                args.append(s[pos + 1 : end].replace('""', '"'))
+                pos = end + 1
+            elif word.match(s, pos):
+                args.append(node())
+            else:
+                m2 = re.compile(r"[^,\])]+").match(s, pos)
+                assert m2 is not None
+                tok = m2.group(0).strip()
+                pos = m2.end()
+                try:
+                    args.append(float(tok))
+                except ValueError:
+                    args.append(tok)
+
+    return node()
+
+
+def _children(n: WktNode, names: tuple[str, ...]) -> list[WktNode]:
+    return [a for a in n[1] if isinstance(a, tuple) and a[0] in names]
+
+
+def _find(n: WktNode, names: tuple[str, ...]) -> WktNode | None:
+    """The first node named one of ``names`` in ``n`` (itself included), depth first."""
+    if n[0] in names:
+        return n
+    for a in n[1]:
+        if isinstance(a, tuple):
+            hit = _find(a, names)
+            if hit is not None:
+                return hit
+    return None
+
+
+def _linear_unit(n: WktNode) -> tuple[str, float] | None:
+    """(name, metres per unit) of a CRS node: its own UNIT / LENGTHUNIT, else that of its
+    first AXIS (WKT2 may put it there); None when it has none."""
+    units = _children(n, _UNIT)
+    if not units:
+        for ax in _children(n, ("AXIS",)):
+            units = _children(ax, _UNIT)
+            if units:
+                break
+    if not units or len(units[0][1]) < 2 or not isinstance(units[0][1][1], float):
+        return None
+    return str(units[0][1][0]), float(units[0][1][1])
+
+
+def wkt_units(wkt: str) -> dict[str, Any]:
+    """CRS name and linear units of a WKT string: ``{"crs": name, "geographic": bool,
+    "horizontal": (name, metres) | None, "vertical": (name, metres) | None}``. A
+    projected CRS's own UNIT is its horizontal unit (the UNIT of the GEOGCS inside it is an
+    angle); a VERT_CS / VERTCRS (in a compound CRS) gives the vertical one."""
+    tree = parse_wkt(wkt)
+    hor = _find(tree, _HORIZONTAL)
+    ver = _find(tree, _VERTICAL)
+    name = tree[1][0] if tree[1] and isinstance(tree[1][0], str) else tree[0]
+    geographic = hor is not None and hor[0] in _GEOGRAPHIC
+    return {
+        "crs": str(name),
+        "geographic": geographic,
+        "horizontal": None if hor is None or geographic else _linear_unit(hor),
+        "vertical": None if ver is None else _linear_unit(ver),
+    }
+
+
+def geotiff_units(keys: dict[int, int]) -> dict[str, Any]:
+    """CRS name and linear units of GeoTIFF keys ({key id: value}), as :func:`wkt_units`:
+    ProjLinearUnitsGeoKey (3076) / VerticalUnitsGeoKey (4099) through
+    :data:`GEOTIFF_UNITS`; the CRS as ``EPSG:<ProjectedCSTypeGeoKey>`` (or the geographic
+    type). An unknown unit code is None."""
+    crs = None
+    if keys.get(_PROJECTED_CS, 0) not in (0, 32767):
+        crs = f"EPSG:{keys[_PROJECTED_CS]}"
+    elif keys.get(_GEOGRAPHIC_TYPE, 0) not in (0, 32767):
+        crs = f"EPSG:{keys[_GEOGRAPHIC_TYPE]}"
+    geographic = keys.get(_MODEL_TYPE) == 2
+    return {
+        "crs": crs,
+        "geographic": geographic,
+        "horizontal": None if geographic else GEOTIFF_UNITS.get(keys.get(_PROJ_LINEAR_UNITS, -1)),
+        "vertical": GEOTIFF_UNITS.get(keys.get(_VERTICAL_UNITS, -1)),
+    }
+
+
+def las_crs(header: Any) -> dict[str, Any] | None:
+    """The CRS name and linear units of a laspy header (:func:`wkt_units` keys plus
+    ``source``: ``'LAS WKT'`` or ``'LAS GeoTIFF keys'``), from its OGC WKT (E)VLR when it
+    has one, else its GeoTIFF key directory; None without either. Needs no pyproj."""
+    from laspy.vlrs import known  # type: ignore[import-untyped]
+
+    vlrs = list(header.vlrs) + list(getattr(header, "evlrs", None) or [])
+    for v in vlrs:
+        if isinstance(v, known.WktCoordinateSystemVlr) and v.string.strip("\x00 "):
+            try:
+                return {**wkt_units(v.string), "source": "LAS WKT"}
+            except ValueError:
+                continue  # an unreadable WKT: try the GeoTIFF keys
+    for v in vlrs:
+        if isinstance(v, known.GeoKeyDirectoryVlr):
+            keys = {int(k.id): int(k.value_offset) for k in v.geo_keys if k.tiff_tag_location == 0}
+            return {**geotiff_units(keys), "source": "LAS GeoTIFF keys"}
+    return None
+
+
+def read_las_crs(path: str | Path) -> dict[str, Any] | None:
+    """:func:`las_crs` of the file ``path`` (reads only its header and VLRs)."""
+    import laspy
+
+    with laspy.open(str(path)) as r:
+        return las_crs(r.header)

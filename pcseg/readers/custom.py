@@ -8,9 +8,14 @@
                                   # raw value -> class (name or index); omit when the raw
                                   # values are the class indices
     ignore: [0, 1, 7]             # raw values meaning "no label"
-    features: [intensity]         # fields fed to the network: [] (geometry only), [rgb], or one
-                                  # scalar field such as [intensity]
-    voxel_size: 0.5               # metres
+    features: [intensity, return_number, number_of_returns, height_above_ground]
+                                  # fields fed to the network, one channel each (rgb: three):
+                                  # [] (geometry only), rgb, intensity, return_number,
+                                  # number_of_returns, any other field / extra dimension,
+                                  # height_above_ground (computed, see below)
+    voxel_size: 0.5               # metres (whatever the file's unit)
+    units: foot                   # metre | foot | us_survey_foot: the coordinates' unit for
+                                  # files without a CRS (a LAS WKT / GeoTIFF unit wins)
     splits: {train: "train/*", val: "val/*", test: "test/*"}  # globs under --raw (default: all
                                   # files in train)
     colors: {building: [220, 80, 60]}   # optional, for the viewer
@@ -19,6 +24,13 @@
 Files: every file under ``--raw`` whose suffix :mod:`pcseg.io` reads (PLY,
 LAS/LAZ, PCD, NPY/NPZ, TXT/CSV, KITTI ``.bin``). Scene id = the path relative to ``--raw``
 without its suffix, ``/`` written ``__`` (``tiles/a.las`` -> ``tiles__a``).
+
+Units (:func:`file_units`): a LAS file's horizontal and vertical units come from its OGC WKT
+VLR or GeoTIFF keys (:func:`pcseg.io.las.las_crs`; ``UNIT["foot",0.3048]``, US survey
+foot 1200/3937 m), other files' from ``units:`` (default metre). Coordinates are converted
+to metres as they are read, so ``voxel_size``, radii, overlaps and heights are metres; the
+files themselves are never rescaled (write-back keeps their own integer records). A vertical
+unit that the CRS does not give is taken to be the horizontal one.
 
 Coordinates: each file is shifted to its own origin (the centre of its bounding box,
 rounded to whole metres) in float64 before it becomes float32; the origin is recorded in
@@ -31,11 +43,20 @@ omitted); values in ``ignore`` become -1 (no label). Points whose label is set a
 weak labels of the spec ``given`` (what a user labelled in CloudCompare or another tool);
 the sampled specs (``1%``, ``1pt``, ...) draw from them as for the benchmarks.
 
-Features (:func:`point_features`): ``rgb`` = red/green/blue (or r/g/b, or PCD ``colors``)
-scaled into [0, 1] (8-bit values: / 255; 16-bit: / 65535, except 16-bit fields that only
-hold 8-bit values, / 255); a scalar field: integers / the dtype's maximum, floats as
-stored; ``[]``: one constant channel (1.0). The processed format holds RGB (3 channels) or
-one scalar channel, hence at most one entry (besides ``rgb`` alone).
+Features (:func:`point_features`): one raw channel per entry of ``features``
+(:func:`raw_channels`): ``rgb`` = red/green/blue (or r/g/b, or PCD ``colors``) in their
+documented unit, [0, 1] (8-bit values: / 255; 16-bit: / 65535, except 16-bit fields that
+only hold 8-bit values, / 255); any other field as stored (float64; booleans 0/1);
+``height_above_ground`` = z minus a ground surface (:class:`pcseg.readers.common.
+GroundAccumulator`: the mean z of the file's ground points (ASPRS 2) per 2 m cell when it
+has any, else the lowest point per cell opened over 20 m), computed per file at prepare
+and at predict time. Each scalar channel is then normalised by ONE affine map fitted at
+prepare time on the training files (1st / 99th percentiles,
+:class:`pcseg.readers.common.FeatureNormalisation`; colours keep [0, 1]), stored in
+``meta.json`` (``inputs``) and the checkpoint and applied unchanged by ``pcseg predict``, so
+a file's features never depend on that file's own range. ``[]``: one constant channel (1.0).
+Processed folders made before the fitted normalisation (no ``inputs`` in their meta)
+keep the per-file unit scaling of :func:`legacy_point_features` (one entry at most).
 """
 
 from __future__ import annotations
@@ -43,8 +64,9 @@ from __future__ import annotations
 import fnmatch
 import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import yaml
@@ -58,11 +80,31 @@ from pydantic import (
 )
 
 from pcseg.data.scene import Scene
+from pcseg.io.las import las_crs, read_las_crs
 from pcseg.io.point_file import SUFFIXES, PointFile, PointFileError
 from pcseg.io.points import read_points
-from pcseg.readers.common import ReaderOptions, check_points, normalise_features
+from pcseg.readers.common import (
+    FeatureNormalisation,
+    GroundAccumulator,
+    GroundSurface,
+    ReaderOptions,
+    check_points,
+    fit_normalisation,
+    isolated_voxel_share,
+    median_spacing,
+    normalise_features,
+)
 
 DATASET = "custom"
+
+#: metres per unit of the ``units:`` values of CLASSES.yaml
+UNIT_METRES: dict[str, float] = {"metre": 1.0, "foot": 0.3048, "us_survey_foot": 1200.0 / 3937.0}
+#: the computed feature (not a field of the file)
+HEIGHT_ABOVE_GROUND = "height_above_ground"
+#: points per training file that the normalisation is fitted on (evenly strided)
+FIT_SAMPLE_POINTS = 200_000
+#: share of occupied voxels without a neighbour above which prepare warns
+ISOLATED_VOXEL_WARN = 0.5
 
 
 class ClassesError(ValueError):
@@ -110,15 +152,14 @@ class ClassesSpec(ClassNames):
     voxel_size: float = Field(gt=0)
     splits: dict[str, str | list[str]] | None = None
     columns: list[str] | None = None
+    units: Literal["metre", "foot", "us_survey_foot"] | None = None
 
     @field_validator("features")
     @classmethod
     def _features(cls, v: list[str]) -> list[str]:
-        if len(v) > 1:
-            raise ValueError(
-                f"at most one feature: [] (geometry only), [rgb] or one scalar field "
-                f"such as [intensity]; got {v}"
-            )
+        dup = sorted({n for n in v if v.count(n) > 1})
+        if dup:
+            raise ValueError(f"features repeated: {dup}")
         return v
 
     @model_validator(mode="after")
@@ -230,13 +271,15 @@ def validate_points(pf: PointFile, nonfinite: str = "refuse") -> np.ndarray | No
         raise PointFileError(str(e)) from None
 
 
-def check_extent(pf: PointFile, voxel_size: float) -> None:
+def check_extent(pf: PointFile, voxel_size: float, xyz_m: np.ndarray | None = None) -> None:
     """Raise :class:`PointFileError` when the file's extent does not fit the voxel key range
     (pcseg.sparse.keys: +-16383 voxels about the origin, i.e. 16383 * voxel_size metres
-    of extent once rotations are allowed for) at ``voxel_size``."""
+    of extent once rotations are allowed for) at ``voxel_size``. ``xyz_m``: the points in
+    metres (default ``pf.xyz``)."""
     from pcseg.sparse.keys import COORD_MAX
 
-    ext = pf.xyz.max(axis=0) - pf.xyz.min(axis=0)
+    xyz = pf.xyz if xyz_m is None else xyz_m
+    ext = xyz.max(axis=0) - xyz.min(axis=0)
     limit = COORD_MAX * float(voxel_size)
     axis = int(np.argmax(ext))
     if ext[axis] > limit:
@@ -282,47 +325,314 @@ def _normalise_feature(
     return v.astype(np.float32)
 
 
-def feature_fields(spec: ClassesSpec) -> tuple[str, ...]:
-    """The per-point fields :func:`point_features` may read for ``spec``."""
-    if not spec.features:
-        return ()
-    if spec.features[0] == "rgb":
-        return ("red", "green", "blue", "r", "g", "b", "colors")
-    return (spec.features[0],)
+# ----------------------------------------------------------------------------- units
+@dataclass(frozen=True)
+class FileUnits:
+    """The coordinate units of one file: metres per unit of x / y (``horizontal``) and of z
+    (``vertical``), their names, where they came from (``source``: ``'LAS WKT'``,
+    ``'LAS GeoTIFF keys'``, ``'CLASSES.yaml units'`` or ``'default'``) and the file's CRS
+    name (None without one)."""
+
+    horizontal: float = 1.0
+    vertical: float = 1.0
+    horizontal_name: str = "metre"
+    vertical_name: str = "metre"
+    source: str = "default"
+    crs: str | None = None
+
+    @property
+    def factors(self) -> np.ndarray:
+        """(3,) float64 metres per unit of x, y, z."""
+        return np.array([self.horizontal, self.horizontal, self.vertical])
+
+    def describe(self) -> str:
+        """One line for the prepare / predict output, e.g. ``x/y foot (0.3048 m), z foot
+        (0.3048 m), from the LAS WKT; CRS 'NAD83 / ...'``."""
+        h = f"{self.horizontal_name} ({self.horizontal:.10g} m)"
+        v = f"{self.vertical_name} ({self.vertical:.10g} m)"
+        crs = f"; CRS {self.crs!r}" if self.crs else ""
+        return f"x/y {h}, z {v}, from the {self.source}{crs}"
+
+    def key(self) -> tuple[str | None, float, float]:
+        """What two files must share to be in the same frame: CRS, units."""
+        return (self.crs, round(self.horizontal, 12), round(self.vertical, 12))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (scene extra, meta.json, checkpoint)."""
+        return {
+            "horizontal": self.horizontal,
+            "vertical": self.vertical,
+            "horizontal_name": self.horizontal_name,
+            "vertical_name": self.vertical_name,
+            "source": self.source,
+            "crs": self.crs,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FileUnits:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
-def point_features(
-    pf: PointFile, spec: ClassesSpec, seen_max: dict[str, float] | None = None
-) -> np.ndarray:
-    """(N, 3) float32 RGB in [0, 1] or (N, 1) float32 scalar / constant features.
-    ``seen_max``: per-field maxima over the whole file when ``pf`` is one chunk of it."""
-    n = pf.num_points
-    mx = seen_max or {}
-    if not spec.features:
-        return np.ones((n, 1), dtype=np.float32)
-    name = spec.features[0]
-    if name == "rgb":
-        for trio in (("red", "green", "blue"), ("r", "g", "b")):
-            if all(c in pf.fields for c in trio):
-                rgb = np.stack([np.asarray(pf.fields[c]) for c in trio], axis=1)
-                top = max((mx[c] for c in trio if c in mx), default=None)
-                return _normalise_feature(pf, "rgb", rgb, f"colour fields {list(trio)}", top)
-        if "colors" in pf.fields and np.ndim(pf.fields["colors"]) == 2:
-            cols = np.asarray(pf.fields["colors"])[:, :3]
-            return _normalise_feature(pf, "colors", cols, "colour field 'colors'", mx.get("colors"))
+def units_from_crs(crs: dict[str, Any] | None, spec: ClassesSpec, path: Path | str) -> FileUnits:
+    """:class:`FileUnits` from a CRS description (:func:`pcseg.io.las.las_crs`; None without
+    one) and ``spec.units``: the CRS's units where it gives them (a ``units:`` that disagrees
+    is a warning), else ``units:``, else metre. A vertical unit the CRS lacks is the
+    horizontal one. :class:`PointFileError` for a geographic CRS (degrees: reproject it)."""
+    name = spec.units or "metre"
+    fallback = (name, UNIT_METRES[name])
+    source = "CLASSES.yaml units" if spec.units else "default"
+    if crs is None:
+        return FileUnits(fallback[1], fallback[1], name, name, source)
+    if crs.get("geographic"):
         raise PointFileError(
-            f"{pf.path}: features [rgb] but no field 'red'/'green'/'blue' "
-            f"(or r/g/b, colors); the file has fields {sorted(pf.fields)}"
+            f"{path}: geographic CRS {crs.get('crs')!r} (longitude / latitude in degrees); "
+            "reproject it to a projected CRS in metres or feet (e.g. UTM) first"
         )
+    hor = crs.get("horizontal")
+    if hor is None:
+        return FileUnits(fallback[1], fallback[1], name, name, source, crs.get("crs"))
+    ver = crs.get("vertical") or hor
+    if spec.units and abs(UNIT_METRES[spec.units] - hor[1]) > 1e-9:
+        warnings.warn(
+            f"{path}: CLASSES.yaml says units: {spec.units} but the file's {crs['source']} "
+            f"says {hor[0]} ({hor[1]:.10g} m); the file's unit is used",
+            stacklevel=3,
+        )
+    return FileUnits(hor[1], ver[1], hor[0], ver[0], str(crs["source"]), crs.get("crs"))
+
+
+def file_units(pf: PointFile, spec: ClassesSpec) -> FileUnits:
+    """:class:`FileUnits` of a file read whole (LAS: its WKT / GeoTIFF keys)."""
+    las = pf.native.get("las")
+    crs = las_crs(las.header) if las is not None else None
+    return units_from_crs(crs, spec, pf.path)
+
+
+def path_units(path: Path, spec: ClassesSpec) -> FileUnits:
+    """:class:`FileUnits` of a file not read whole (LAS: its header only)."""
+    from pcseg.io.point_file import file_format
+
+    crs = read_las_crs(path) if file_format(path) == "las" else None
+    return units_from_crs(crs, spec, path)
+
+
+# ----------------------------------------------------------------------------- features
+def feature_channels(spec: ClassesSpec) -> tuple[str, ...]:
+    """The input channels of ``spec.features`` (``rgb`` is three: red, green, blue)."""
+    out: list[str] = []
+    for f in spec.features:
+        out.extend(("red", "green", "blue") if f == "rgb" else (f,))
+    return tuple(out)
+
+
+def features_kind(spec: ClassesSpec) -> str:
+    """The processed ``feat_kind`` of ``spec``'s features: ``'rgb'`` for ``[rgb]``,
+    ``'remission'`` for one channel (or none: a constant), else ``'features'``."""
+    if spec.features == ["rgb"]:
+        return "rgb"
+    return "remission" if len(feature_channels(spec)) <= 1 else "features"
+
+
+def feature_fields(spec: ClassesSpec) -> tuple[str, ...]:
+    """The per-point fields :func:`point_features` may read for ``spec`` (the ground
+    estimate of ``height_above_ground`` also reads ``classification``)."""
+    out: list[str] = []
+    for f in spec.features:
+        if f == "rgb":
+            out.extend(("red", "green", "blue", "r", "g", "b", "colors"))
+        elif f == HEIGHT_ABOVE_GROUND:
+            out.append("classification")
+        else:
+            out.append(f)
+    return tuple(dict.fromkeys(out))
+
+
+def _rgb(pf: PointFile, mx: dict[str, float]) -> np.ndarray:
+    """(N, 3) colours of ``pf`` in [0, 1] (:func:`normalise_features`)."""
+    for trio in (("red", "green", "blue"), ("r", "g", "b")):
+        if all(c in pf.fields for c in trio):
+            rgb = np.stack([np.asarray(pf.fields[c]) for c in trio], axis=1)
+            top = max((mx[c] for c in trio if c in mx), default=None)
+            return _normalise_feature(pf, "rgb", rgb, f"colour fields {list(trio)}", top)
+    if "colors" in pf.fields and np.ndim(pf.fields["colors"]) == 2:
+        cols = np.asarray(pf.fields["colors"])[:, :3]
+        return _normalise_feature(pf, "colors", cols, "colour field 'colors'", mx.get("colors"))
+    raise PointFileError(
+        f"{pf.path}: features [rgb] but no field 'red'/'green'/'blue' "
+        f"(or r/g/b, colors); the file has fields {sorted(pf.fields)}"
+    )
+
+
+def _scalar(pf: PointFile, name: str) -> np.ndarray:
     v = pf.field(name)
     if v.ndim != 1:
         raise PointFileError(
             f"{pf.path}: feature field {name!r} has shape {v.shape}; a scalar per point is needed"
         )
+    return v
+
+
+def raw_channels(
+    pf: PointFile,
+    spec: ClassesSpec,
+    xyz_m: np.ndarray | None = None,
+    ground: GroundSurface | None = None,
+    seen_max: dict[str, float] | None = None,
+) -> np.ndarray:
+    """(N, C) float64 raw channels of :func:`feature_channels` (module docstring): colours
+    in [0, 1], other fields as stored, ``height_above_ground`` from ``ground`` at the
+    points ``xyz_m`` (absolute metres; default: ``pf.xyz``). ``seen_max``: per-field
+    maxima over the whole file when ``pf`` is one chunk of it (colour range detection)."""
+    parts = []
+    for f in spec.features:
+        if f == "rgb":
+            parts.append(_rgb(pf, seen_max or {}).astype(np.float64))
+        elif f == HEIGHT_ABOVE_GROUND:
+            if ground is None:
+                raise ValueError("height_above_ground needs the file's ground surface")
+            parts.append(ground.height_above(pf.xyz if xyz_m is None else xyz_m)[:, None])
+        else:
+            parts.append(_scalar(pf, f).astype(np.float64)[:, None])
+    out = np.concatenate(parts, axis=1) if parts else np.zeros((pf.num_points, 0))
+    bad = np.flatnonzero(~np.isfinite(out).all(axis=0))
+    if len(bad):
+        names = [feature_channels(spec)[int(i)] for i in bad]
+        raise PointFileError(f"{pf.path}: feature field(s) {names} have NaN/inf values")
+    return out
+
+
+def check_feature_fields(pf: PointFile, spec: ClassesSpec) -> None:
+    """:class:`PointFileError` (listing the file's fields) when a field ``spec.features``
+    reads is missing or not one value per point."""
+    for f in spec.features:
+        if f == "rgb":
+            _rgb(pf, {})
+        elif f != HEIGHT_ABOVE_GROUND:
+            _scalar(pf, f)
+
+
+def needs_ground(spec: ClassesSpec) -> bool:
+    """Whether ``spec``'s features include ``height_above_ground``."""
+    return HEIGHT_ABOVE_GROUND in spec.features
+
+
+def file_ground(pf: PointFile, xyz_m: np.ndarray) -> GroundSurface:
+    """The ground surface of a file read whole (``xyz_m``: its points in metres)."""
+    acc = GroundAccumulator()
+    acc.add(xyz_m, pf.fields.get("classification"))
+    return acc.surface()
+
+
+def point_features(
+    pf: PointFile,
+    spec: ClassesSpec,
+    seen_max: dict[str, float] | None = None,
+    norm: FeatureNormalisation | None = None,
+    xyz_m: np.ndarray | None = None,
+    ground: GroundSurface | None = None,
+) -> np.ndarray:
+    """(N, C) float32 network features of ``pf``: :func:`raw_channels` through the fitted
+    ``norm`` (one channel of 1.0 for ``features: []``); without ``norm`` (a folder prepared
+    before it was fitted) :func:`legacy_point_features`. ``xyz_m`` / ``ground``: see
+    :func:`raw_channels` (the ground is computed from ``pf`` when needed and not given)."""
+    if not spec.features:
+        return np.ones((pf.num_points, 1), dtype=np.float32)
+    if norm is None:
+        return legacy_point_features(pf, spec, seen_max)
+    if list(norm.channels) != list(feature_channels(spec)):
+        raise ValueError(
+            f"the normalisation was fitted on channels {list(norm.channels)}, the class spec "
+            f"has {list(feature_channels(spec))}"
+        )
+    xyz = pf.xyz if xyz_m is None else xyz_m
+    if needs_ground(spec) and ground is None:
+        ground = file_ground(pf, xyz)
+    return norm.apply(raw_channels(pf, spec, xyz, ground, seen_max))
+
+
+def legacy_point_features(
+    pf: PointFile, spec: ClassesSpec, seen_max: dict[str, float] | None = None
+) -> np.ndarray:
+    """Features of a folder prepared before the fitted normalisation: (N, 3) float32 RGB in
+    [0, 1] or (N, 1) one scalar field scaled per file (intensity: / 255 when the file's
+    maximum fits 8 bits, else / 65535; other integers / the dtype's maximum).
+    ``seen_max``: per-field maxima over the whole file when ``pf`` is one chunk of it."""
+    mx = seen_max or {}
+    if len(spec.features) != 1 or spec.features[0] == HEIGHT_ABOVE_GROUND:
+        raise ValueError(
+            f"features {spec.features} need the normalisation `pcseg prepare custom` fits "
+            "(prepare the folder again)"
+        )
+    name = spec.features[0]
+    if name == "rgb":
+        return _rgb(pf, mx)
+    v = _scalar(pf, name)
     kind = f"intensity field {name!r}" if "intensity" in name.lower() else None
     out = _normalise_feature(pf, name, v, kind, mx.get(name))[:, None]
     if not np.isfinite(out).all():
         raise PointFileError(f"{pf.path}: feature field {name!r} has NaN/inf values")
+    return out
+
+
+@dataclass(frozen=True)
+class TrainingInputs:
+    """What the training files' inputs were, kept in ``meta.json`` (``inputs``) and the
+    checkpoint: the fitted normalisation, the units / CRS of the training files (a set:
+    ``units``) and how each file's ground was found (``ground``: {method: files})."""
+
+    norm: FeatureNormalisation
+    units: tuple[FileUnits, ...] = ()
+    ground: tuple[tuple[str, int], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {
+            "normalisation": self.norm.to_dict(),
+            "units": [u.to_dict() for u in self.units],
+            "ground": dict(self.ground),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainingInputs:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            FeatureNormalisation.from_dict(d["normalisation"]),
+            tuple(FileUnits.from_dict(u) for u in d.get("units", [])),
+            tuple((str(k), int(v)) for k, v in (d.get("ground") or {}).items()),
+        )
+
+    def notes_for(self, units: FileUnits, normalised: np.ndarray | None = None) -> list[str]:
+        """Warnings for a prediction file: another CRS or unit than the training files
+        (naming both) and channels far outside the training range (> 1 % of the points
+        beyond :data:`pcseg.readers.common.NORM_FAR`)."""
+        notes = []
+        if self.units and units.key() not in {u.key() for u in self.units}:
+            train = "; ".join(sorted({u.describe() for u in self.units}))
+            notes.append(f"this file is {units.describe()}, the training files were {train}")
+        if normalised is not None:
+            far = {c: s for c, s in self.norm.far_outside(normalised).items() if s > 0.01}
+            notes.extend(far_outside_notes(self.norm, far))
+        return notes
+
+
+def units_notes(
+    inputs: TrainingInputs | None, units: FileUnits, normalised: np.ndarray | None = None
+) -> list[str]:
+    """:meth:`TrainingInputs.notes_for` (no notes without fitted inputs)."""
+    return [] if inputs is None else inputs.notes_for(units, normalised)
+
+
+def far_outside_notes(norm: FeatureNormalisation, far: dict[str, float]) -> list[str]:
+    """One note per channel of ``far`` ({channel: share of points}) naming the training
+    range (1st..99th percentile)."""
+    out = []
+    for c, share in far.items():
+        i = norm.channels.index(c)
+        out.append(
+            f"feature {c!r}: {100 * share:.1f}% of the points are far outside the training "
+            f"range ({norm.lo[i]:.6g}..{norm.hi[i]:.6g}, 1st..99th percentile)"
+        )
     return out
 
 
@@ -376,8 +686,11 @@ def to_scene(
     source: str = "CLASSES.yaml",
     check_range: bool = True,
     nonfinite: str = "refuse",
+    inputs: TrainingInputs | None = None,
 ) -> Scene:
-    """The :class:`Scene` of one file (origin shift, features, labels; see module docstring).
+    """The :class:`Scene` of one file (units to metres, origin shift, features, labels; see
+    the module docstring). ``inputs``: the fitted normalisation (None: the per-file
+    :func:`legacy_point_features`).
 
     ``nonfinite``: points with NaN/inf coordinates ``'refuse'`` the file (the error names
     it), or ``'drop'``: they are left out (their count in ``extra['dropped_nonfinite']``).
@@ -386,12 +699,18 @@ def to_scene(
     dropped = 0
     if keep is not None:
         dropped = int((~keep).sum())
-        pf = PointFile(pf.path, pf.format, pf.xyz[keep], {k: v[keep] for k, v in pf.fields.items()})
+        pf = PointFile(
+            pf.path, pf.format, pf.xyz[keep], {k: v[keep] for k, v in pf.fields.items()}, pf.native
+        )
+    units = file_units(pf, spec)
+    xyz_m = pf.xyz * units.factors
     if check_range:
-        check_extent(pf, spec.voxel_size)
-    origin = scene_origin(pf.xyz)
-    coords = (pf.xyz - origin).astype(np.float32)
-    feats = point_features(pf, spec)
+        check_extent(pf, spec.voxel_size, xyz_m)
+    origin = scene_origin(xyz_m)
+    coords = (xyz_m - origin).astype(np.float32)
+    ground = file_ground(pf, xyz_m) if needs_ground(spec) else None
+    norm = None if inputs is None else inputs.norm
+    feats = point_features(pf, spec, norm=norm, xyz_m=xyz_m, ground=ground)
     semantic = point_labels(pf, spec, source)
     extra = {
         "origin": [float(o) for o in origin],
@@ -400,6 +719,10 @@ def to_scene(
         "label_field": spec.label_field,
         "labelled_points": int((semantic >= 0).sum()),
         "dropped_nonfinite": dropped,
+        "units": units.to_dict(),
+        "feat_kind": features_kind(spec),
+        "feature_channels": list(feature_channels(spec)),
+        "ground": None if ground is None else ground.method,
     }
     return Scene(
         name=name,
@@ -449,9 +772,12 @@ class CustomReader:
 
     Options = CustomOptions
 
-    def __init__(self, spec: ClassesSpec, source: str = "CLASSES.yaml") -> None:
+    def __init__(
+        self, spec: ClassesSpec, source: str = "CLASSES.yaml", inputs: TrainingInputs | None = None
+    ) -> None:
         self.spec = spec
         self.source = source
+        self.inputs = inputs
         self.SPLITS = {k: None for k in spec.split_patterns()}
 
     def list_scenes(
@@ -479,7 +805,101 @@ class CustomReader:
         if sid not in files:
             raise ValueError(f"no file for scene {sid!r} under {raw}")
         pf = read_points(files[sid], self.spec.columns)
-        return to_scene(pf, self.spec, sid, self.source, nonfinite=opts.nonfinite)
+        return to_scene(
+            pf, self.spec, sid, self.source, nonfinite=opts.nonfinite, inputs=self.inputs
+        )
+
+
+def _central_window(xyz: np.ndarray, points: int) -> np.ndarray:
+    """The points of ``xyz`` in a central XY square holding about ``points`` of them
+    (density figures of a large file without a KD-tree of all of it)."""
+    if len(xyz) <= points:
+        return xyz
+    lo, hi = xyz[:, :2].min(axis=0), xyz[:, :2].max(axis=0)
+    half = (hi - lo) / 2 * np.sqrt(points / len(xyz))
+    c = (lo + hi) / 2
+    inside = (np.abs(xyz[:, :2] - c) <= half).all(axis=1)
+    return xyz[inside] if inside.sum() >= 2 else xyz[:points]
+
+
+def _fit_file(
+    path: Path, spec: ClassesSpec, nonfinite: str
+) -> tuple[FileUnits, np.ndarray, GroundSurface | None, np.ndarray] | None:
+    """(units, points in metres, ground, raw channels) of one training file, or None when it
+    cannot be read (the prepare step reports it, so its warnings are silenced here)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pf = read_points(path, spec.columns)
+            keep = validate_points(pf, nonfinite)
+            if keep is not None:
+                kept = {k: v[keep] for k, v in pf.fields.items()}
+                pf = PointFile(pf.path, pf.format, pf.xyz[keep], kept, pf.native)
+            u = file_units(pf, spec)
+            xyz_m = pf.xyz * u.factors
+            ground = file_ground(pf, xyz_m) if needs_ground(spec) else None
+            return u, xyz_m, ground, raw_channels(pf, spec, xyz_m, ground)
+    except (PointFileError, ValueError):
+        return None
+
+
+def fit_inputs(
+    raw: Path, spec: ClassesSpec, reader: CustomReader, nonfinite: str = "refuse"
+) -> tuple[TrainingInputs, dict[str, Any]]:
+    """Fit the inputs of ``spec`` once on the training files under ``raw`` (split
+    ``train``, else the first split): the per-channel normalisation
+    (:func:`pcseg.readers.common.fit_normalisation` of at most :data:`FIT_SAMPLE_POINTS`
+    evenly strided points per file; colours fixed to [0, 1]), the files' units / CRS and
+    ground methods, and the voxel density at ``spec.voxel_size`` (``isolated_voxel_share``,
+    ``median_spacing_m`` over a central window of each file). A file that cannot be read is
+    left out here (the prepare step reports it). Returns (inputs, density)."""
+    pats = spec.split_patterns()
+    split = "train" if "train" in pats else next(iter(pats))
+    files = list_files(raw)
+    channels = feature_channels(spec)
+    samples: list[np.ndarray] = []
+    units: dict[tuple[Any, ...], FileUnits] = {}
+    grounds: dict[str, int] = {}
+    iso = vox = 0.0
+    spacing: list[float] = []
+    for sid in reader.list_scenes(raw, split):
+        got = _fit_file(files[sid], spec, nonfinite)
+        if got is None:
+            continue
+        u, xyz_m, ground, rc = got
+        units.setdefault(u.key(), u)
+        if ground is not None:
+            grounds[ground.method] = grounds.get(ground.method, 0) + 1
+        samples.append(rc[:: max(1, len(rc) // FIT_SAMPLE_POINTS)])
+        window = _central_window(xyz_m, FIT_SAMPLE_POINTS)
+        share, n_vox = isolated_voxel_share(window, spec.voxel_size)
+        iso, vox = iso + share * n_vox, vox + n_vox
+        spacing.append(median_spacing(window))
+    stacked = np.concatenate(samples) if samples else np.zeros((0, len(channels)))
+    fixed = {c: (0.0, 1.0) for c in ("red", "green", "blue")} if "rgb" in spec.features else {}
+    norm = fit_normalisation(channels, stacked, fixed)
+    density = {
+        "voxel_size": spec.voxel_size,
+        "isolated_voxel_share": iso / vox if vox else 0.0,
+        "median_spacing_m": float(np.median(spacing)) if spacing else 0.0,
+    }
+    inputs = TrainingInputs(norm, tuple(units.values()), tuple(sorted(grounds.items())))
+    return inputs, density
+
+
+def density_warning(density: dict[str, Any]) -> str | None:
+    """The prepare-time warning when most voxels have no neighbour at the voxel size
+    (:data:`ISOLATED_VOXEL_WARN`), with the median point spacing as a suggestion."""
+    share = float(density["isolated_voxel_share"])
+    if share <= ISOLATED_VOXEL_WARN:
+        return None
+    sp = max(float(density["median_spacing_m"]), 1e-3)
+    return (
+        f"voxel_size {density['voxel_size']} m: {100 * share:.1f}% of the voxels have no "
+        f"neighbour in a 3x3x3 kernel (the network sees isolated points); the median point "
+        f"spacing is {sp:.3g} m: a voxel_size of about {sp:.2g}-{2 * sp:.2g} m "
+        "suits it (coordinates are in metres whatever the file's unit)"
+    )
 
 
 def prepare_custom(
@@ -496,30 +916,45 @@ def prepare_custom(
     otherwise); ``reader_options``: the reader's :class:`CustomOptions` (None: defaults);
     ``fields``: further :class:`pcseg.readers.prepare.PrepareOptions` fields (``workers``,
     ``overwrite``, ``seed``, ``splits``). The class spec is kept in
-    ``meta.json`` (key ``classes``) for ``pcseg predict``. Warns (and lists in the summary)
-    every class with no labelled point at all.
+    ``meta.json`` (key ``classes``) for ``pcseg predict``, with the inputs fitted on the
+    training files (key ``inputs``: :func:`fit_inputs`). Prints the files' units (and how
+    height above ground was found); warns (and lists in the summary) when most voxels have
+    no neighbour at ``voxel_size`` and for every class with no labelled point at all.
     """
     from pcseg.readers.prepare import PrepareOptions, prepare_dataset
 
     spec = load_classes(classes)
     if labels is None or not labels:
         labels = ["given"] if spec.label_field else []
+    nonfinite = reader_options.nonfinite if reader_options is not None else "refuse"
+    inputs, density = fit_inputs(Path(raw), spec, CustomReader(spec, str(classes)), nonfinite)
+    notes = [f"units: {u.describe()}; converted to metres" for u in inputs.units]
+    notes += [f"height above ground: {m} ({n} file(s))" for m, n in inputs.ground]
+    for line in notes:
+        print(f"[prepare] {line}", file=sys.stderr)
+    dense = density_warning(density)
+    if dense:
+        print(f"warning: {dense}", file=sys.stderr)
     opts = PrepareOptions(
         dataset=DATASET,
         raw=Path(raw),
         out=Path(out),
         labels=list(labels),
         voxel_size=spec.voxel_size,
-        reader=CustomReader(spec, str(classes)),
+        reader=CustomReader(spec, str(classes), inputs),
         reader_options=reader_options,
         class_names=list(spec.names),
         meta_extra={
             "classes": spec.model_dump(mode="json"),
             "classes_file": str(Path(classes).resolve()),
+            "inputs": inputs.to_dict(),
         },
         **fields,
     )
     summary = prepare_dataset(opts)
+    summary["inputs"] = inputs.to_dict()
+    summary["voxel_density"] = density
+    summary["warnings"] = [dense] if dense else []
     if spec.label_field:
         empty = [n for n, c in summary["class_histogram"].items() if c == 0]
         if empty:

@@ -138,7 +138,7 @@ def rgb_colors(feats: np.ndarray, feat_kind: str = "rgb", cmap: str = REMISSION_
     feats = np.asarray(feats, dtype=np.float64)
     if feats.ndim != 2:
         raise ValueError(f"feats must be (N, C), got shape {feats.shape}")
-    if feat_kind == "remission" or feats.shape[1] < 3:
+    if feat_kind in ("remission", "features") or feats.shape[1] < 3:
         return scalar_colors(feats[:, 0], cmap=cmap)
     if feat_kind != "rgb":
         raise ValueError(f"feat_kind must be 'rgb' or 'remission', got {feat_kind!r}")

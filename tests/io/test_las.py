@@ -62,3 +62,69 @@ def test_laz_without_backend_says_what_to_install(tmp_path, monkeypatch):
     with pytest.raises(PointFileError) as e:
         read_points(tmp_path / "a.laz")
     assert "a.laz" in str(e.value) and "lazrs" in str(e.value)
+
+
+#: a WKT1 compound CRS as LAS files carry it: a projected CRS in international feet (its
+#: GEOGCS UNIT is an angle, not the horizontal unit) and a vertical CRS in US survey feet
+WKT_FEET = (
+    'COMPD_CS["NAD83 / Ohio North (ft) + NAVD88 height (ftUS)",'
+    'PROJCS["NAD83 / Ohio North (ft)",GEOGCS["NAD83",DATUM["North_American_Datum_1983",'
+    'SPHEROID["GRS 1980",6378137,298.257222101]],PRIMEM["Greenwich",0],'
+    'UNIT["degree",0.0174532925199433]],PROJECTION["Lambert_Conformal_Conic_2SP"],'
+    'PARAMETER["standard_parallel_1",41.7],UNIT["foot",0.3048,AUTHORITY["EPSG","9002"]],'
+    'AXIS["Easting",EAST],AXIS["Northing",NORTH]],'
+    'VERT_CS["NAVD88 height (ftUS)",VERT_DATUM["North American Vertical Datum 1988",2005],'
+    'UNIT["US survey foot",0.304800609601219,AUTHORITY["EPSG","9003"]],AXIS["Up",UP]]]'
+)
+#: WKT2: the length unit inside the CS axes
+WKT2_METRE = (
+    'PROJCRS["WGS 84 / UTM zone 32N",BASEGEOGCRS["WGS 84",DATUM["World Geodetic System 1984",'
+    'ELLIPSOID["WGS 84",6378137,298.257223563,LENGTHUNIT["metre",1]]],'
+    'ANGLEUNIT["degree",0.0174532925199433]],CONVERSION["UTM zone 32N",METHOD["Transverse '
+    'Mercator"]],CS[Cartesian,2],AXIS["(E)",east,ORDER[1],LENGTHUNIT["metre",1]],'
+    'AXIS["(N)",north,ORDER[2],LENGTHUNIT["metre",1]],ID["EPSG",32632]]'
+)
+
+
+def _with_vlr(path, vlr):
+    import laspy
+
+    h = laspy.LasHeader(point_format=3, version="1.2")
+    h.scales = np.array([0.01, 0.01, 0.01])
+    h.vlrs.append(vlr)
+    las = laspy.LasData(h)
+    las.x, las.y, las.z = np.arange(5.0), np.arange(5.0), np.arange(5.0)
+    las.write(str(path))
+    return path
+
+
+def test_units_from_the_wkt_vlr_and_geotiff_keys(tmp_path):
+    from laspy.vlrs.known import GeoKeyDirectoryVlr, GeoKeyEntryStruct, WktCoordinateSystemVlr
+
+    got = las_io.read_las_crs(_with_vlr(tmp_path / "ft.las", WktCoordinateSystemVlr(WKT_FEET)))
+    assert got["source"] == "LAS WKT" and not got["geographic"]
+    assert got["crs"] == "NAD83 / Ohio North (ft) + NAVD88 height (ftUS)"
+    assert got["horizontal"] == ("foot", 0.3048)
+    assert got["vertical"][0] == "US survey foot"
+    assert abs(got["vertical"][1] - 1200 / 3937) < 1e-12
+    wkt2 = las_io.wkt_units(WKT2_METRE)
+    assert wkt2["horizontal"] == ("metre", 1.0) and wkt2["vertical"] is None
+    geo = las_io.wkt_units('GEOGCS["WGS 84",DATUM["x",SPHEROID["a",1,2]],UNIT["degree",0.01]]')
+    assert geo["geographic"] and geo["horizontal"] is None
+
+    vlr = GeoKeyDirectoryVlr()
+    vlr.geo_keys_header.key_directory_version = 1
+    entries = []
+    for key, value in [(1024, 1), (3072, 2263), (3076, 9003), (4099, 9002)]:
+        e = GeoKeyEntryStruct()
+        e.id, e.tiff_tag_location, e.count, e.value_offset = key, 0, 1, value
+        entries.append(e)
+    vlr.geo_keys = entries
+    vlr.geo_keys_header.number_of_keys = len(entries)
+    got = las_io.read_las_crs(_with_vlr(tmp_path / "gt.las", vlr))
+    assert got["source"] == "LAS GeoTIFF keys" and got["crs"] == "EPSG:2263"
+    assert got["horizontal"] == ("US survey foot", 1200 / 3937)
+    assert got["vertical"] == ("foot", 0.3048)
+    assert las_io.las_crs(_las(tmp_path / "none.las").header) is None
+    with pytest.raises(ValueError, match="unclosed"):
+        las_io.parse_wkt('PROJCS["a",UNIT["foot",0.3048]')

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pcseg.readers import READERS, custom, s3dis, scannet, semantickitti
@@ -64,3 +65,33 @@ def test_prepare_refuses_another_readers_options(tmp_path):
         r"pcseg\.readers\.s3dis\.Options, got pcseg\.readers\.scannet\.Options",
     ):
         prepare_dataset(opts)
+
+
+def test_ground_estimate_without_a_ground_class_and_chunked_equals_whole():
+    from pcseg.readers.common import GroundAccumulator, ground_surface
+
+    rng = np.random.default_rng(0)
+    xy = rng.random((20000, 2)) * 60 + 500_000.0
+    terrain = 0.05 * (xy[:, 0] - 500_000.0)
+    local = xy - 500_030.0
+    roof = (np.abs(local[:, 0]) < 6) & (np.abs(local[:, 1]) < 6)  # a 12 m building, 8 m high
+    xyz = np.column_stack([xy, terrain + 8.0 * roof])
+    est = ground_surface(xyz)  # no classification: lowest point per cell, opened over 20 m
+    assert est.method == "lowest point per cell"
+    hag = est.height_above(xyz)
+    np.testing.assert_allclose(hag[roof], 8.0, atol=0.2)
+    # half a window (10 m) from the tile border the opening is exact on a plane; nearer, a
+    # slope s lowers the surface by up to s * 10 m (documented)
+    inner = ((xy > 500_010.0) & (xy < 500_050.0)).all(axis=1)
+    assert np.abs(hag[~roof & inner]).max() < 0.15
+    assert np.abs(hag[~roof]).max() < 0.05 * 10 + 0.15
+    codes = np.where(roof, 6, 2).astype(np.uint8)
+    whole = ground_surface(xyz, codes)
+    acc = GroundAccumulator()
+    for part in np.array_split(np.arange(len(xyz)), 7):
+        acc.add(xyz[part], codes[part])
+    chunked = acc.surface()
+    assert whole.method == chunked.method == "ground class 2"
+    np.testing.assert_allclose(chunked.z, whole.z, rtol=0, atol=1e-9)
+    # under the roof no ground point: the nearest ground cell (up to 6 m away on a 5 % slope)
+    np.testing.assert_allclose(whole.height_above(xyz)[roof], 8.0, atol=0.05 * 6 + 0.05)

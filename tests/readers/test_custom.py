@@ -44,7 +44,8 @@ def test_classes_yaml_errors_name_file_and_key(tmp_path):
         ({"map": {2: "roof"}}, "map"),
         ({"names": ["a", "a"]}, "names"),
         ({"voxel_size": -1}, "voxel_size"),
-        ({"features": ["rgb", "intensity"]}, "features"),
+        ({"features": ["intensity", "intensity"]}, "features"),
+        ({"units": "yard"}, "units"),
     ]:
         path = _classes(tmp_path, **bad)
         with pytest.raises(ClassesError) as e:
@@ -54,7 +55,15 @@ def test_classes_yaml_errors_name_file_and_key(tmp_path):
     assert list(spec.reverse_map()) == [2, 3, 5, 6]
 
 
-@pytest.mark.parametrize("name", ["classes_asprs_las.yaml", "classes_ply_label.yaml"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "classes_asprs_las.yaml",
+        "classes_ply_label.yaml",
+        "classes_ground_nonground.yaml",
+        "classes_asprs_2_6.yaml",
+    ],
+)
 def test_shipped_class_files_load(name):
     from helpers.paths import REPO
 
@@ -278,3 +287,161 @@ def test_one_classes_parser_for_prepare_and_annotate(tmp_path):
     for load, err in ((load_classes, ClassesError), (annotate_classes, AnnotationError)):
         with pytest.raises(err, match=r"classes\.yaml: colors for unknown classes \['roof'\]"):
             load(bad)
+
+
+FOOT_WKT = (
+    'PROJCS["NAD83 / Ohio North (ft)",GEOGCS["NAD83",DATUM["D",SPHEROID["GRS 1980",6378137,'
+    '298.257222101]],UNIT["degree",0.0174532925199433]],UNIT["foot",0.3048],'
+    'AXIS["Easting",EAST],AXIS["Northing",NORTH]]'
+)
+
+
+def airborne_las(path, n=3000, seed=0, foot=True, intensity_max=None, codes=None, side=40.0):
+    """A LAS 1.2 point format 3 tile of synthetic_outdoor (``side`` metres a side) with
+    return numbers and RGB; in international feet with a WKT VLR (``foot``) or in metres
+    without a CRS; ``intensity_max``: intensities scaled to this maximum; ``codes``:
+    {ASPRS code: share of points} overwritten at random."""
+    import laspy
+    from laspy.vlrs.known import WktCoordinateSystemVlr
+
+    from pcseg.benchmarks.predict import synthetic_outdoor
+
+    d = synthetic_outdoor(n, seed, side=side)
+    rng = np.random.default_rng([seed, 7])
+    unit = 0.3048 if foot else 1.0
+    h = laspy.LasHeader(point_format=3, version="1.2")
+    h.scales = np.array([0.01, 0.01, 0.01])
+    h.offsets = np.array([1_500_000.0, 600_000.0, 0.0])
+    if foot:
+        h.vlrs.append(WktCoordinateSystemVlr(FOOT_WKT))
+    las = laspy.LasData(h)
+    xyz = d["xyz"] / unit + h.offsets + np.array([0, 0, 800.0])
+    las.x, las.y, las.z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    cls = d["classification"].copy()
+    for code, share in (codes or {}).items():
+        cls[rng.random(n) < share] = code
+    las.classification = cls
+    inten = d["intensity"].astype(np.float64)
+    if intensity_max is not None:
+        inten = np.round(inten * intensity_max / inten.max())
+    las.intensity = inten.astype(np.uint16)
+    las.number_of_returns = rng.integers(1, 4, n).astype(np.uint8)
+    las.return_number = np.minimum(rng.integers(1, 4, n), las.number_of_returns).astype(np.uint8)
+    for c in ("red", "green", "blue"):
+        las[c] = rng.integers(0, 256, n).astype(np.uint16) * 256
+    path.parent.mkdir(parents=True, exist_ok=True)
+    las.write(str(path))
+    return path, d
+
+
+def test_feet_converted_to_metres_and_sparse_voxels_warn(tmp_path, capsys):
+    import laspy
+    from scipy.spatial.distance import cdist
+
+    raw = tmp_path / "raw"
+    path, _ = airborne_las(raw / "ft.las", 1500, side=40.0)
+    s = prepare_custom(raw, _classes(tmp_path, ignore=[0, 1], voxel_size=0.1), tmp_path / "p")
+    err = capsys.readouterr().err
+    assert s["failed"] == 0
+    assert "x/y foot (0.3048 m), z foot (0.3048 m), from the LAS WKT" in err
+    assert "NAD83 / Ohio North (ft)" in err
+    scene = processed.read_scene(tmp_path / "p", "ft")
+    las = laspy.read(str(path))
+    xyz_m = np.column_stack([las.x, las.y, las.z]) * 0.3048
+    origin = np.asarray(scene.extra["origin"])
+    np.testing.assert_allclose(scene.coords, (xyz_m - origin).astype(np.float32), atol=0)
+    assert abs(np.ptp(scene.coords[:, 0]) - 40.0) < 0.5  # metres, not feet
+    assert scene.extra["units"]["horizontal"] == 0.3048
+    meta = processed.read_meta(tmp_path / "p")
+    assert meta["inputs"]["units"][0]["crs"] == "NAD83 / Ohio North (ft)"
+    # about 1 point per m^2: at 0.1 m most voxels are alone; the spacing is reported
+    d = cdist(xyz_m, xyz_m)
+    np.fill_diagonal(d, np.inf)
+    want = float(np.median(d.min(axis=1)))
+    dens = s["voxel_density"]
+    assert abs(dens["median_spacing_m"] - want) < 1e-9
+    assert dens["isolated_voxel_share"] > 0.9
+    assert s["warnings"] and f"{want:.3g} m" in s["warnings"][0]
+    assert "no neighbour in a 3x3x3 kernel" in err
+    s2 = prepare_custom(raw, _classes(tmp_path, ignore=[0, 1], voxel_size=2.0), tmp_path / "p2")
+    assert s2["warnings"] == [] and s2["voxel_density"]["isolated_voxel_share"] < 0.5
+
+
+def test_units_key_for_a_file_without_crs(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rng = np.random.default_rng(0)
+    v = np.zeros(200, dtype=[("x", "f8"), ("y", "f8"), ("z", "f8"), ("label", "i4")])
+    v["x"], v["y"], v["z"] = (rng.random((3, 200)) * 100).round(3)
+    np.save(raw / "a.npy", v)
+    spec = {"names": ["a"], "label_field": "label", "voxel_size": 1.0, "units": "us_survey_foot"}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    assert prepare_custom(raw, path, tmp_path / "p")["failed"] == 0
+    scene = processed.read_scene(tmp_path / "p", "a")
+    xyz_m = np.column_stack([v["x"], v["y"], v["z"]]) * (1200 / 3937)
+    origin = np.asarray(scene.extra["origin"])
+    np.testing.assert_allclose(scene.coords, (xyz_m - origin).astype(np.float32), atol=0)
+    assert scene.extra["units"]["source"] == "CLASSES.yaml units"
+
+
+def test_one_normalisation_for_every_file(tmp_path):
+    """A tile with intensity up to ~2,687 and one up to 255: the same raw value gets the same
+    feature in both (per-file scaling gave the first ~1/10 of it), fitted on the 1st / 99th
+    percentiles of both files' intensities."""
+    import laspy
+
+    raw = tmp_path / "raw"
+    airborne_las(raw / "hi.las", 2000, seed=0, foot=False, intensity_max=2687)
+    airborne_las(raw / "lo.las", 2000, seed=1, foot=False, intensity_max=255)
+    hi_las = laspy.read(str(raw / "hi.las"))  # a few dark points: raw values both tiles have
+    hi_las.intensity[:40] = np.asarray(laspy.read(str(raw / "lo.las")).intensity[:40])
+    hi_las.write(str(raw / "hi.las"))
+    s = prepare_custom(raw, _classes(tmp_path, ignore=[0, 1]), tmp_path / "p")
+    assert s["failed"] == 0
+    vals = {n: np.asarray(laspy.read(str(raw / f"{n}.las")).intensity) for n in ("hi", "lo")}
+    assert vals["hi"].max() == 2687 and vals["lo"].max() == 255
+    lo, hi = np.percentile(np.concatenate(list(vals.values())).astype(np.float64), [1, 99])
+    norm = processed.read_meta(tmp_path / "p")["inputs"]["normalisation"]
+    assert norm["channels"] == ["intensity"]
+    np.testing.assert_allclose([norm["lo"][0], norm["hi"][0]], [lo, hi])
+    feats = {n: processed.read_scene(tmp_path / "p", n).feats[:, 0] for n in vals}
+    for n in vals:
+        np.testing.assert_allclose(feats[n], ((vals[n] - lo) / (hi - lo)).astype(np.float32))
+    common = np.intersect1d(vals["hi"], vals["lo"])
+    assert len(common) >= 10
+    for c in common:
+        a = feats["hi"][vals["hi"] == c][0]
+        b = feats["lo"][vals["lo"] == c][0]
+        assert a == b
+
+
+def test_several_features_channels_and_height_above_ground(tmp_path):
+    import laspy
+
+    raw = tmp_path / "raw"
+    path, d = airborne_las(raw / "t.las", 3000, seed=2, foot=True)
+    feats = ["intensity", "return_number", "number_of_returns", "rgb", "height_above_ground"]
+    s = prepare_custom(raw, _classes(tmp_path, features=feats), tmp_path / "p")
+    assert s["failed"] == 0
+    info = processed.read_scene_info(tmp_path / "p", "t")
+    assert info["feat_kind"] == "features" and info["feat_channels"] == 7
+    meta = processed.read_meta(tmp_path / "p")
+    assert meta["inputs"]["normalisation"]["channels"] == [
+        "intensity", "return_number", "number_of_returns", "red", "green", "blue",
+        "height_above_ground",
+    ]  # fmt: skip
+    assert meta["inputs"]["ground"] == {"ground class 2": 1}
+    scene = processed.read_scene(tmp_path / "p", "t")
+    las = laspy.read(str(path))
+    norm = meta["inputs"]["normalisation"]
+    rn = np.asarray(las.return_number, dtype=np.float64)
+    want = (rn - norm["lo"][1]) / (norm["hi"][1] - norm["lo"][1])
+    np.testing.assert_allclose(scene.feats[:, 1], want.astype(np.float32))
+    np.testing.assert_allclose(scene.feats[:, 3], np.asarray(las.red) / 65535, atol=1e-6)
+    # height above ground against the generator's terrain (z without objects, metres)
+    terrain = 0.02 * d["xyz"][:, 0] + 0.5 * np.sin(d["xyz"][:, 1] / 40.0)
+    hag = scene.feats[:, 6] * (norm["hi"][6] - norm["lo"][6]) + norm["lo"][6]
+    bld = d["classification"] == 6
+    np.testing.assert_allclose(hag[bld], (d["xyz"][:, 2] - terrain)[bld], atol=0.2)
+    assert np.abs(hag[d["classification"] == 2]).max() < 0.2
