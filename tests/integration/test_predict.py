@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pcseg.benchmarks.predict import write_synthetic_las
+from pcseg.benchmarks.predict import synthetic_outdoor, write_synthetic_las
 from pcseg.cli.main import main
 from pcseg.inference.files import predict_files
 
@@ -150,3 +150,133 @@ def test_ranks_share_files(trained, tmp_path, monkeypatch):
     assert [f["file"] for f in s["files"]] == [str(trained / "raw" / "tile_b.las")]
     assert (tmp_path / "predict_summary.rank1.json").is_file()
     assert not (tmp_path / "tile_a.las").exists()
+
+
+FOOT_WKT = (
+    'PROJCS["NAD83 / Ohio North (ft)",GEOGCS["NAD83",DATUM["D",SPHEROID["GRS 1980",6378137,'
+    '298.257222101]],UNIT["degree",0.0174532925199433]],UNIT["foot",0.3048],'
+    'AXIS["Easting",EAST],AXIS["Northing",NORTH]]'
+)
+AIRBORNE = {
+    "names": ["ground", "low_vegetation", "high_vegetation", "building"],
+    "label_field": "classification",
+    "map": {2: "ground", 3: "low_vegetation", 5: "high_vegetation", 6: "building"},
+    "ignore": [0, 1, 9, 12],
+    "features": ["intensity", "return_number", "number_of_returns", "height_above_ground"],
+    "voxel_size": 1.0,
+}
+
+
+def _airborne(path, n, seed, foot=True, intensity_gain=1.0):
+    """A LAS 1.2 format 1 tile of synthetic_outdoor (feet + WKT VLR, or metres without a
+    CRS) with water (9), overlap (12) and unclassified (1) codes on 5 % of points each."""
+    import laspy
+    from laspy.vlrs.known import WktCoordinateSystemVlr
+
+    d = synthetic_outdoor(n, seed, side=50.0)
+    rng = np.random.default_rng([seed, 3])
+    unit = 0.3048 if foot else 1.0
+    h = laspy.LasHeader(point_format=1, version="1.2")
+    h.scales = np.array([0.01, 0.01, 0.01])
+    h.offsets = np.array([1_500_000.0, 600_000.0, 0.0])
+    if foot:
+        h.vlrs.append(WktCoordinateSystemVlr(FOOT_WKT))
+    las = laspy.LasData(h)
+    xyz = d["xyz"] / unit + h.offsets
+    las.x, las.y, las.z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    cls = d["classification"].copy()
+    u = rng.random(n)
+    cls[u < 0.05], cls[(u >= 0.05) & (u < 0.1)], cls[(u >= 0.1) & (u < 0.15)] = 9, 12, 1
+    las.classification = cls
+    las.intensity = np.clip(d["intensity"] * intensity_gain, 0, 65535).astype(np.uint16)
+    las.number_of_returns = rng.integers(1, 3, n).astype(np.uint8)
+    las.return_number = np.ones(n, dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    las.write(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained_feet(tmp_path_factory):
+    """Airborne LAS in feet -> prepare custom with four features -> a 4-iteration train;
+    the processed folder is then moved away (predict reads the checkpoint alone)."""
+    root = tmp_path_factory.mktemp("feet")
+    _airborne(root / "raw" / "a.las", 3000, 0)
+    _airborne(root / "raw" / "b.las", 3000, 1)
+    (root / "classes.yaml").write_text(yaml.safe_dump(AIRBORNE))
+    argv = ["prepare", "custom", "--raw", str(root / "raw"), "--classes"]
+    assert main([*argv, str(root / "classes.yaml"), "--out", str(root / "proc")]) == 0
+    cfg = {
+        "_base_": str(Path(__file__).parents[2] / "configs" / "custom" / "supervised.yaml"),
+        "data": {"root": str(root / "proc"), "label_spec": "given", "max_voxels": 600,
+                 "batch_size": 1, "num_workers": 0, "voxel_size": 1.0},
+        "model": {"name": "MinkUNet14A", "planes": [8] * 8, "init_dim": 8},
+        "train": {"iterations": 2, "scheduler": "constant", "log_every": 2, "progress": False,
+                  "device": "cpu", "threads": 1, "val_every": 0, "checkpoint_every": 2},
+        "run_dir": str(root / "run"),
+    }  # fmt: skip
+    (root / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(root / "cfg.yaml")]) == 0
+    (root / "proc").rename(root / "proc_moved")
+    return root
+
+
+def _predict(root, inputs, out, *flags):
+    ckpt = root / "run" / "checkpoints" / "last.pt"
+    argv = ["predict", "--checkpoint", str(ckpt), *map(str, inputs), "--out", str(out)]
+    assert main([*argv, "--no-progress", *flags]) == 0
+    return json.loads((out / "predict_summary.json").read_text())
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("stream", ["never", "always"])
+def test_codes_kept_units_and_training_range(trained_feet, tmp_path, capsys, stream):
+    import laspy
+    import torch
+
+    root = trained_feet
+    state = torch.load(root / "run" / "checkpoints" / "last.pt", weights_only=False)
+    assert state["in_channels"] == 4
+    assert state["data_meta"]["inputs"]["normalisation"]["channels"] == AIRBORNE["features"]
+    src = root / "raw" / "a.las"
+    old = np.asarray(laspy.read(str(src)).classification)
+    codes = np.array([2, 3, 5, 6])
+    outs = {}
+    for name, flags in [
+        ("all", []),
+        ("keep", ["--keep-codes"]),
+        ("only", ["--only-unclassified"]),
+        ("only9", ["--only-unclassified", "9", "1"]),
+    ]:
+        s = _predict(root, [src], tmp_path / name, "--stream", stream, *flags)
+        assert s["files"][0]["units"].startswith("x/y foot (0.3048 m)")
+        assert s["files"][0]["notes"] == []  # a training tile: same CRS, same range
+        b = laspy.read(str(tmp_path / name / "a.las"))
+        np.testing.assert_array_equal(np.asarray(b.X), np.asarray(laspy.read(str(src)).X))
+        outs[name] = (np.asarray(b.classification), codes[np.asarray(b.pred_class)])
+    new, pred = outs["all"]
+    np.testing.assert_array_equal(new, pred)  # every code overwritten, 9 and 12 too
+    assert set(np.unique(old)) >= {1, 9, 12}
+    new, pred = outs["keep"]
+    kept = np.isin(old, [9, 12])
+    np.testing.assert_array_equal(new[kept], old[kept])
+    np.testing.assert_array_equal(new[~kept], pred[~kept])
+    new, pred = outs["only"]
+    unc = np.isin(old, [0, 1])
+    np.testing.assert_array_equal(new[unc], pred[unc])
+    np.testing.assert_array_equal(new[~unc], old[~unc])
+    new, pred = outs["only9"]
+    sel = np.isin(old, [9, 1])
+    np.testing.assert_array_equal(new[sel], pred[sel])
+    np.testing.assert_array_equal(new[~sel], old[~sel])
+    # a tile in metres without a CRS, and one with ~12x the intensity: warnings naming both
+    metres = _airborne(tmp_path / "in" / "m.las", 2000, 5, foot=False)
+    bright = _airborne(tmp_path / "in" / "bright.las", 2000, 6, intensity_gain=12.0)
+    capsys.readouterr()
+    s = _predict(root, [metres, bright], tmp_path / "w", "--stream", stream)
+    err = capsys.readouterr().err
+    notes = {Path(f["file"]).name: " ".join(f["notes"]) for f in s["files"]}
+    assert "x/y metre (1 m)" in notes["m.las"] and "x/y foot (0.3048 m)" in notes["m.las"]
+    assert "NAD83 / Ohio North (ft)" in notes["m.las"]
+    assert "'intensity'" in notes["bright.las"] and "far outside the training range" in err
+    assert "intensity" not in notes["m.las"]
