@@ -47,6 +47,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="custom only: class names, label field, map, features, voxel size "
         "(pcseg/readers/custom.py; examples in configs/custom/)",
     )
+    _add_input_arguments(p)
+    _add_label_arguments(p)
+    _add_reader_arguments(p)
+    p.set_defaults(run=run, parser=p)
+
+
+def _add_input_arguments(p: argparse.ArgumentParser) -> None:
+    """Where from, where to, which scenes, how many processes."""
     p.add_argument("--raw", required=True, type=Path, help="raw dataset folder")
     p.add_argument("--out", required=True, type=Path, help="processed output folder")
     p.add_argument(
@@ -55,6 +63,23 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=None,
         help="splits to process (default: every split the reader defines)",
     )
+    p.add_argument("--workers", type=int, default=1, help="processes (default 1 = in-process)")
+    p.add_argument("--overwrite", action="store_true", help="redo scenes that are already done")
+    p.add_argument(
+        "--split-scenes",
+        action="append",
+        default=[],
+        metavar="SPLIT=NAMES",
+        help="define split SPLIT by scene names or globs (comma separated), from "
+        "the scenes of --split (default all); repeatable, e.g. "
+        "--split-scenes train=00_000000 --split-scenes 'test=00_00000[12]'. "
+        "Only these scenes are processed and only these splits recorded; a "
+        "name or glob matching no scene is an error",
+    )
+
+
+def _add_label_arguments(p: argparse.ArgumentParser) -> None:
+    """The voxel size of the draws, the weak-label specs, imported label files."""
     p.add_argument(
         "--voxel-size",
         type=float,
@@ -72,8 +97,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "(grammar in pcseg/data/weak_labels.py; default none)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the weak-label draws (default 0)")
-    p.add_argument("--workers", type=int, default=1, help="processes (default 1 = in-process)")
-    p.add_argument("--overwrite", action="store_true", help="redo scenes that are already done")
     p.add_argument(
         "--trust-pickle",
         action="store_true",
@@ -89,17 +112,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="official limited-annotation index files ({scene: indices}, "
         ".pth/.json/.npz); each becomes label spec 'import:<file stem>'",
     )
-    p.add_argument(
-        "--split-scenes",
-        action="append",
-        default=[],
-        metavar="SPLIT=NAMES",
-        help="define split SPLIT by scene names or globs (comma separated), from "
-        "the scenes of --split (default all); repeatable, e.g. "
-        "--split-scenes train=00_000000 --split-scenes 'test=00_00000[12]'. "
-        "Only these scenes are processed and only these splits recorded; a "
-        "name or glob matching no scene is an error",
-    )
+
+
+def _add_reader_arguments(p: argparse.ArgumentParser) -> None:
+    """Reader options: --nonfinite (every reader) and the dataset-specific READER_FLAGS."""
     p.add_argument(
         "--nonfinite",
         choices=list(NONFINITE_POLICIES),
@@ -139,7 +155,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "room (error, default), keeps its points unlabelled (ignore) or is "
         "left out (skip)",
     )
-    p.set_defaults(run=run, parser=p)
 
 
 def run(args: argparse.Namespace) -> int:
