@@ -45,12 +45,16 @@ HIGHLIGHT = (255, 0, 255)
 SPOT_COLOR = (255, 30, 30)
 
 
+class ViserMissing(ImportError):
+    """viser (the ``pcseg[annotate]`` extra) is not installed; the message says how to."""
+
+
 def import_viser():
-    """The viser module, or ImportError with the install hint."""
+    """The viser module, or :class:`ViserMissing` with the install hint."""
     try:
         import viser
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError(
+        raise ViserMissing(
             f"pcseg annotate needs viser: pip install 'pcseg[annotate]' (or pip install viser): {e}"
         ) from None
     return viser

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from pcseg.config_files import resolve_config_path
 from pcseg.data.weak_labels import parse_spec
@@ -12,7 +13,6 @@ from pcseg.readers import DATASETS
 from pcseg.readers.common import NONFINITE_POLICIES
 from pcseg.readers.prepare import (
     DEFAULT_VOXEL_SIZE,
-    PrepareError,
     PrepareOptions,
     parse_split_scenes,
     prepare_dataset,
@@ -158,7 +158,10 @@ def _add_reader_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Check the arguments, prepare; exit status 0, or 1 when nothing could be prepared."""
+    """Check the arguments, prepare; exit status 0, or 1 when some scenes failed while the
+    others were prepared (listed in the summary and on stderr). Nothing prepared (no scenes,
+    a bad folder or CLASSES.yaml, every scene failed) raises: one line and exit status 2 from
+    ``pcseg.cli.main``."""
     for s in args.labels:
         try:
             parse_spec(s)
@@ -198,18 +201,26 @@ def run(args: argparse.Namespace) -> int:
         limited_annotation=list(args.limited_annotation),
         split_scenes=split_scenes,
     )
-    try:
-        opts.reader_options = reader_options(reader_of(opts), given, args.dataset)
-        prepare_dataset(opts)
-    except PrepareError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    opts.reader_options = reader_options(reader_of(opts), given, args.dataset)
+    return _status(prepare_dataset(opts))
+
+
+def _status(summary: dict[str, Any]) -> int:
+    """0, or 1 with the failed scenes on stderr when some failed (a script can tell)."""
+    failures = summary.get("failures") or []
+    if not failures:
+        return 0
+    print(
+        f"pcseg prepare: {len(failures)} of {summary['scenes_total']} scenes failed: "
+        + ", ".join(f["scene"] for f in failures),
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _run_custom(args: argparse.Namespace) -> int:
     """``pcseg prepare custom``: files under --raw + CLASSES.yaml -> processed folder."""
-    from pcseg.readers.custom import ClassesError, CustomOptions, prepare_custom
+    from pcseg.readers.custom import CustomOptions, prepare_custom
 
     if args.classes is None:
         args.parser.error("pcseg prepare custom needs --classes CLASSES.yaml")
@@ -218,19 +229,15 @@ def _run_custom(args: argparse.Namespace) -> int:
             "custom: the voxel size comes from CLASSES.yaml (voxel_size); "
             "--voxel-size / --limited-annotation are for the benchmarks"
         )
-    try:
-        prepare_custom(
-            args.raw,
-            args.classes,
-            args.out,
-            labels=list(args.labels) or None,
-            splits=args.split,
-            seed=args.seed,
-            workers=args.workers,
-            overwrite=args.overwrite,
-            reader_options=CustomOptions(nonfinite=args.nonfinite),
-        )
-    except (ClassesError, PrepareError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    summary = prepare_custom(
+        args.raw,
+        args.classes,
+        args.out,
+        labels=list(args.labels) or None,
+        splits=args.split,
+        seed=args.seed,
+        workers=args.workers,
+        overwrite=args.overwrite,
+        reader_options=CustomOptions(nonfinite=args.nonfinite),
+    )
+    return _status(summary)
