@@ -396,8 +396,9 @@ class WebAnnotator:
             arr = {"gt": self.view.semantic, "pred": self.view.pred, "pseudo": self.view.pseudo}[
                 mode
             ]
-            return label_colors(arr, pal)
-        return mode_colors(self.view, mode)
+            if arr is not None:
+                return label_colors(arr, pal)
+        return mode_colors(self.view, mode)  # also names a mode the scene lacks
 
     def _colors(self) -> np.ndarray:
         """(N, 3) uint8 colours as shown in the current mode (labels drawn over the base)."""
