@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pcseg.config_files import resolve_config_path
 from pcseg.workflows.active import STRATEGIES, run_active_study
-from pcseg.workflows.runs import CONFIG_DIR, REPO
+from pcseg.workflows.runs import CONFIG_DIR, default_root
 
 
 def _csv(text: str) -> list[str]:
@@ -66,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     """Run the study; returns 0 (a bad config or setting ends as one line and exit status 2,
     from ``pcseg.cli.main``)."""
-    run_root = args.run_root or (REPO / "runs" / "active" / args.config.stem)
+    run_root = args.run_root or (default_root() / "runs" / "active" / args.config.stem)
     try:
         seeds = [int(s) for s in args.seeds]
     except ValueError:
