@@ -18,15 +18,6 @@ GENERATORS = {
     "synthetic/rooms.py::make_s3dis_room",
 }
 
-#: long functions in files other helpers are reworking in parallel (issue 22): refactored
-#: there, then this set is emptied. Same key form as GENERATORS.
-OWNED_ELSEWHERE_PENDING = {
-    "cli/prepare.py::register",
-    "s3dis.py::parse_numeric_table",
-    "scannet.py::read_scene",
-    "synthetic/kitti.py::_raycast",
-}
-
 
 def _functions(tree: ast.Module) -> list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
     """(qualified name, node) of every function and method, nested ones included."""
@@ -65,7 +56,7 @@ def _matches(entry: str, key: str) -> bool:
 
 
 def _allowed(key: str) -> bool:
-    return any(_matches(e, key) for e in GENERATORS | OWNED_ELSEWHERE_PENDING)
+    return any(_matches(e, key) for e in GENERATORS)
 
 
 def test_long_function_walker_counts_def_to_last_body_line(tmp_path):
@@ -87,11 +78,7 @@ def test_no_function_over_100_lines():
 def test_allow_lists_are_current():
     """Every entry names one long function that still exists (remove entries once fixed)."""
     found = long_functions()
-    stale = [
-        e
-        for e in sorted(GENERATORS | OWNED_ELSEWHERE_PENDING)
-        if sum(_matches(e, k) for k in found) != 1
-    ]
+    stale = [e for e in sorted(GENERATORS) if sum(_matches(e, k) for k in found) != 1]
     assert not stale, f"allow-list entries matching no (or several) long functions: {stale}"
 
 

@@ -96,7 +96,7 @@ def prepare_raw_file(path: Path, classes: str | os.PathLike | None) -> tuple[Pat
         if not link.exists():
             link.symlink_to(path.resolve())
         try:
-            prepare_custom(raw, classes, out)
+            prepare_custom(raw, Path(classes), out)
         except (ClassesError, PrepareError, ValueError, FileNotFoundError) as e:
             raise AnnotationError(f"{path}: cannot prepare it for labelling: {e}") from None
     return out, sid

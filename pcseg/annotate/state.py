@@ -80,7 +80,7 @@ def load_classes(path: str | os.PathLike) -> ClassList:
     from pcseg.viz.palettes import generic_palette
 
     try:
-        spec = load_class_names(path)
+        spec = load_class_names(Path(path))
     except ClassesError as e:
         raise AnnotationError(str(e)) from None
     colors = np.asarray(generic_palette(len(spec.names)), dtype=np.uint8).copy()
@@ -410,7 +410,7 @@ def read_label_file(
     it is missing, corrupt or does not fit ``num_points`` / ``num_classes``.
     """
     try:
-        arr = load_label_file(path, num_points, num_classes)
+        arr = load_label_file(Path(path), num_points, num_classes)
     except ValueError as e:
         raise AnnotationError(str(e)) from None
     labels = np.full(num_points, -1, dtype=np.int64)

@@ -47,12 +47,16 @@ HIGHLIGHT = (255, 0, 255)
 SPOT_COLOR = (255, 30, 30)
 
 
+class ViserMissing(ImportError):
+    """viser (the ``pcseg[annotate]`` extra) is not installed; the message says how to."""
+
+
 def import_viser():
-    """The viser module, or ImportError with the install hint."""
+    """The viser module, or :class:`ViserMissing` with the install hint."""
     try:
         import viser
     except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError(
+        raise ViserMissing(
             f"pcseg annotate needs viser: pip install 'pcseg[annotate]' (or pip install viser): {e}"
         ) from None
     return viser
@@ -409,8 +413,9 @@ class WebAnnotator:
             arr = {"gt": self.view.semantic, "pred": self.view.pred, "pseudo": self.view.pseudo}[
                 mode
             ]
-            return label_colors(arr, pal)
-        return mode_colors(self.view, mode)
+            if arr is not None:
+                return label_colors(arr, pal)
+        return mode_colors(self.view, mode)  # also names a mode the scene lacks
 
     def _colors(self) -> np.ndarray:
         """(N, 3) uint8 colours as shown in the current mode (labels drawn over the base)."""

@@ -8,13 +8,11 @@ Finished runs are reused, so the same command resumes an interrupted study
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from pcseg.config import ConfigError
 from pcseg.config_files import resolve_config_path
 from pcseg.workflows.active import STRATEGIES, run_active_study
-from pcseg.workflows.runs import CONFIG_DIR, REPO
+from pcseg.workflows.runs import CONFIG_DIR, default_root
 
 
 def _csv(text: str) -> list[str]:
@@ -66,27 +64,24 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the study; exit status 0, or 1 with a message on a bad config or argument."""
-    run_root = args.run_root or (REPO / "runs" / "active" / args.config.stem)
+    """Run the study; returns 0 (a bad config or setting ends as one line and exit status 2,
+    from ``pcseg.cli.main``)."""
+    run_root = args.run_root or (default_root() / "runs" / "active" / args.config.stem)
     try:
         seeds = [int(s) for s in args.seeds]
     except ValueError:
         args.parser.error(f"--seeds: integers expected, got {','.join(args.seeds)}")
-    try:
-        run_active_study(
-            args.config,
-            args.strategies,
-            seeds,
-            args.rounds,
-            args.clicks_per_round,
-            run_root,
-            start_spec=args.start_spec,
-            overrides=args.set,
-            json_out=args.json,
-            table_out=args.out,
-            plot_out=args.plot,
-        )
-    except (ConfigError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    run_active_study(
+        args.config,
+        args.strategies,
+        seeds,
+        args.rounds,
+        args.clicks_per_round,
+        run_root,
+        start_spec=args.start_spec,
+        overrides=args.set,
+        json_out=args.json,
+        table_out=args.out,
+        plot_out=args.plot,
+    )
     return 0

@@ -22,7 +22,6 @@ Exit status: 0 ok, 1 bad input (message names the file), 2 viser missing.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from pcseg.config_files import resolve_config_path
@@ -82,31 +81,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    """Open the session and serve it; returns the exit status."""
+    """Open the session and serve it; returns 0. Bad input (AnnotationError) and a missing
+    viser (ViserMissing) end as one line and exit status 2 from ``pcseg.cli.main``."""
     from pcseg.annotate.session import open_session
-    from pcseg.annotate.state import AnnotationError
+    from pcseg.annotate.web import WebAnnotator
 
-    try:
-        session = open_session(
-            args.scene, args.classes, scene_id=args.scene_id, spec=args.labels, run=args.run_dir
-        )
-    except AnnotationError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    try:
-        from pcseg.annotate.web import WebAnnotator
-
-        app = WebAnnotator(
-            session,
-            host=args.host,
-            port=args.port,
-            pick_px=args.pick_px,
-            point_size=args.point_size,
-            debug_json=args.debug_json,
-        )
-    except ImportError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    session = open_session(
+        args.scene, args.classes, scene_id=args.scene_id, spec=args.labels, run=args.run_dir
+    )
+    app = WebAnnotator(
+        session,
+        host=args.host,
+        port=args.port,
+        pick_px=args.pick_px,
+        point_size=args.point_size,
+        debug_json=args.debug_json,
+    )
     if session.resumed:
         print(f"resumed {session.resumed:,d} labelled points from {session.label_path}")
     app.serve_forever(exit_after=args.exit_after)

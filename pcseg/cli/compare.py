@@ -14,7 +14,7 @@ from pathlib import Path
 from pcseg.config_files import resolve_config_dir
 from pcseg.workflows.budget import run_budget_study
 from pcseg.workflows.compare import compare_methods
-from pcseg.workflows.runs import CONFIG_DIR, REPO, StaleRunError
+from pcseg.workflows.runs import CONFIG_DIR, StaleRunError, default_root
 
 
 def _csv(text: str) -> list[str]:
@@ -69,7 +69,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run(args: argparse.Namespace) -> int:
     """Run the comparison; exit status 0, or 1 when a finished run would be reused for a
     different config (a missing method config is a user error: exit 2, from pcseg.cli.main)."""
-    run_root = args.run_root or (REPO / "runs" / "compare" / args.config_dir.resolve().name)
+    run_root = args.run_root or (
+        default_root() / "runs" / "compare" / args.config_dir.resolve().name
+    )
     seeds = [int(s) for s in args.seeds]
     try:
         if args.budgets:

@@ -67,13 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def is_user_error(e: BaseException) -> bool:
     """Whether ``e`` is a user's mistake rather than a bug: a path error, or an error type
-    pcseg defines for bad input (a ValueError / ImportError subclass from a ``pcseg`` module:
-    ConfigError, PointFileError, PrepareError, ClassesError, SplitError, PredictError,
-    StaleRunError, BackendUnavailableError, ...), whose message names the file, key or value.
-    Built-in exceptions raised inside pcseg or a library (ValueError, KeyError, ...) are not."""
+    pcseg defines for bad input or a missing piece (a ValueError / ImportError / RuntimeError
+    subclass from a ``pcseg`` module: ConfigError, PointFileError, PrepareError, ClassesError,
+    SpecError, SplitError, PredictError, StaleRunError, AnnotationError, StudyError, ViewError,
+    DisplayUnavailable, BackendUnavailableError, ViserMissing, ...), whose message names the
+    file, key or value. Built-in exceptions raised inside pcseg or a library (ValueError,
+    KeyError, ...) are not."""
     if isinstance(e, _PATH_ERRORS):
         return True
-    return isinstance(e, (ValueError, ImportError)) and type(e).__module__.split(".")[0] == "pcseg"
+    return (
+        isinstance(e, (ValueError, ImportError, RuntimeError))
+        and type(e).__module__.split(".")[0] == "pcseg"
+    )
 
 
 def error_message(e: BaseException) -> str:

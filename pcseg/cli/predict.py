@@ -20,17 +20,14 @@ shared out across the ranks.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from pcseg.config_files import resolve_config_path
 from pcseg.inference.files import STREAM_MODES, predict_files
 from pcseg.inference.las_codes import UNCLASSIFIED_CODES, CodePolicy
-from pcseg.inference.predictor import PredictError
 from pcseg.inference.streamed import DEFAULT_CHUNK_POINTS
 from pcseg.inference.tiling import DEFAULT_OVERLAP_VOXELS, DEFAULT_VOXEL_BUDGET
 from pcseg.io.points import OUTPUT_FORMATS
-from pcseg.readers.custom import ClassesError
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -107,7 +104,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run(args: argparse.Namespace) -> int:
-    """Predict; exit status 0, 1 when a file failed, 2 when nothing could start."""
+    """Predict; exit status 0, or 1 when a file failed while the others went on. Nothing
+    could start (bad checkpoint, classes or inputs) raises: one line and exit status 2 from
+    ``pcseg.cli.main``."""
     if args.voxel_budget < 0:
         args.parser.error(f"--voxel-budget must be >= 0, got {args.voxel_budget}")
     if args.overlap is not None and args.overlap < 0:
@@ -119,22 +118,18 @@ def run(args: argparse.Namespace) -> int:
         only = list(UNCLASSIFIED_CODES)
     if only is not None and any(not 0 <= c <= 255 for c in only):
         args.parser.error(f"--only-unclassified codes must be in 0..255, got {only}")
-    try:
-        summary = predict_files(
-            args.checkpoint,
-            args.inputs,
-            args.out,
-            fmt=args.format,
-            classes=args.classes,
-            voxel_budget=args.voxel_budget or None,
-            overlap=args.overlap,
-            device=args.device,
-            progress=not args.no_progress,
-            stream=args.stream,
-            chunk_points=args.chunk_points,
-            policy=CodePolicy.of(args.keep_codes, only),
-        )
-    except (PredictError, ClassesError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    summary = predict_files(
+        args.checkpoint,
+        args.inputs,
+        args.out,
+        fmt=args.format,
+        classes=args.classes,
+        voxel_budget=args.voxel_budget or None,
+        overlap=args.overlap,
+        device=args.device,
+        progress=not args.no_progress,
+        stream=args.stream,
+        chunk_points=args.chunk_points,
+        policy=CodePolicy.of(args.keep_codes, only),
+    )
     return 1 if summary["failures"] else 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from pcseg.config_files import resolve_config_path
 from pcseg.data.weak_labels import parse_spec
@@ -12,7 +13,6 @@ from pcseg.readers import DATASETS
 from pcseg.readers.common import NONFINITE_POLICIES
 from pcseg.readers.prepare import (
     DEFAULT_VOXEL_SIZE,
-    PrepareError,
     PrepareOptions,
     parse_split_scenes,
     prepare_dataset,
@@ -47,6 +47,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="custom only: class names, label field, map, features, voxel size "
         "(pcseg/readers/custom.py; examples in configs/custom/)",
     )
+    _add_input_arguments(p)
+    _add_label_arguments(p)
+    _add_reader_arguments(p)
+    p.set_defaults(run=run, parser=p)
+
+
+def _add_input_arguments(p: argparse.ArgumentParser) -> None:
+    """Where from, where to, which scenes, how many processes."""
     p.add_argument("--raw", required=True, type=Path, help="raw dataset folder")
     p.add_argument("--out", required=True, type=Path, help="processed output folder")
     p.add_argument(
@@ -55,6 +63,23 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         default=None,
         help="splits to process (default: every split the reader defines)",
     )
+    p.add_argument("--workers", type=int, default=1, help="processes (default 1 = in-process)")
+    p.add_argument("--overwrite", action="store_true", help="redo scenes that are already done")
+    p.add_argument(
+        "--split-scenes",
+        action="append",
+        default=[],
+        metavar="SPLIT=NAMES",
+        help="define split SPLIT by scene names or globs (comma separated), from "
+        "the scenes of --split (default all); repeatable, e.g. "
+        "--split-scenes train=00_000000 --split-scenes 'test=00_00000[12]'. "
+        "Only these scenes are processed and only these splits recorded; a "
+        "name or glob matching no scene is an error",
+    )
+
+
+def _add_label_arguments(p: argparse.ArgumentParser) -> None:
+    """The voxel size of the draws, the weak-label specs, imported label files."""
     p.add_argument(
         "--voxel-size",
         type=float,
@@ -72,8 +97,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "(grammar in pcseg/data/weak_labels.py; default none)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the weak-label draws (default 0)")
-    p.add_argument("--workers", type=int, default=1, help="processes (default 1 = in-process)")
-    p.add_argument("--overwrite", action="store_true", help="redo scenes that are already done")
     p.add_argument(
         "--trust-pickle",
         action="store_true",
@@ -89,17 +112,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="official limited-annotation index files ({scene: indices}, "
         ".pth/.json/.npz); each becomes label spec 'import:<file stem>'",
     )
-    p.add_argument(
-        "--split-scenes",
-        action="append",
-        default=[],
-        metavar="SPLIT=NAMES",
-        help="define split SPLIT by scene names or globs (comma separated), from "
-        "the scenes of --split (default all); repeatable, e.g. "
-        "--split-scenes train=00_000000 --split-scenes 'test=00_00000[12]'. "
-        "Only these scenes are processed and only these splits recorded; a "
-        "name or glob matching no scene is an error",
-    )
+
+
+def _add_reader_arguments(p: argparse.ArgumentParser) -> None:
+    """Reader options: --nonfinite (every reader) and the dataset-specific READER_FLAGS."""
     p.add_argument(
         "--nonfinite",
         choices=list(NONFINITE_POLICIES),
@@ -139,11 +155,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "room (error, default), keeps its points unlabelled (ignore) or is "
         "left out (skip)",
     )
-    p.set_defaults(run=run, parser=p)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Check the arguments, prepare; exit status 0, or 1 when nothing could be prepared."""
+    """Check the arguments, prepare; exit status 0, or 1 when some scenes failed while the
+    others were prepared (listed in the summary and on stderr). Nothing prepared (no scenes,
+    a bad folder or CLASSES.yaml, every scene failed) raises: one line and exit status 2 from
+    ``pcseg.cli.main``."""
     for s in args.labels:
         try:
             parse_spec(s)
@@ -183,18 +201,26 @@ def run(args: argparse.Namespace) -> int:
         limited_annotation=list(args.limited_annotation),
         split_scenes=split_scenes,
     )
-    try:
-        opts.reader_options = reader_options(reader_of(opts), given, args.dataset)
-        prepare_dataset(opts)
-    except PrepareError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    opts.reader_options = reader_options(reader_of(opts), given, args.dataset)
+    return _status(prepare_dataset(opts))
+
+
+def _status(summary: dict[str, Any]) -> int:
+    """0, or 1 with the failed scenes on stderr when some failed (a script can tell)."""
+    failures = summary.get("failures") or []
+    if not failures:
+        return 0
+    print(
+        f"pcseg prepare: {len(failures)} of {summary['scenes_total']} scenes failed: "
+        + ", ".join(f["scene"] for f in failures),
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _run_custom(args: argparse.Namespace) -> int:
     """``pcseg prepare custom``: files under --raw + CLASSES.yaml -> processed folder."""
-    from pcseg.readers.custom import ClassesError, CustomOptions, prepare_custom
+    from pcseg.readers.custom import CustomOptions, prepare_custom
 
     if args.classes is None:
         args.parser.error("pcseg prepare custom needs --classes CLASSES.yaml")
@@ -203,19 +229,15 @@ def _run_custom(args: argparse.Namespace) -> int:
             "custom: the voxel size comes from CLASSES.yaml (voxel_size); "
             "--voxel-size / --limited-annotation are for the benchmarks"
         )
-    try:
-        prepare_custom(
-            args.raw,
-            args.classes,
-            args.out,
-            labels=list(args.labels) or None,
-            splits=args.split,
-            seed=args.seed,
-            workers=args.workers,
-            overwrite=args.overwrite,
-            reader_options=CustomOptions(nonfinite=args.nonfinite),
-        )
-    except (ClassesError, PrepareError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    summary = prepare_custom(
+        args.raw,
+        args.classes,
+        args.out,
+        labels=list(args.labels) or None,
+        splits=args.split,
+        seed=args.seed,
+        workers=args.workers,
+        overwrite=args.overwrite,
+        reader_options=CustomOptions(nonfinite=args.nonfinite),
+    )
+    return _status(summary)

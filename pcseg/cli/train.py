@@ -12,9 +12,7 @@ RUN/summary.json (RUN = ``run_dir``); prints the end-of-run summary.
 from __future__ import annotations
 
 import argparse
-import sys
 
-from pcseg.config import ConfigError
 from pcseg.workflows.runs import load_run_config, train_with_data
 
 
@@ -55,21 +53,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "(every tensor whose name and shape match; the classifier only when the "
         "class list is the same; method state, optimiser and iteration are new)",
     )
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, parser=p)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Train; exit status 0, or 2 on a config error (the message names file and key)."""
-    try:
-        cfg = load_run_config(args.config, args.set)
-    except ConfigError as e:
-        print(f"config error: {e}", file=sys.stderr)
-        return 2
+    """Train; returns 0 (a config error, naming file and key, ends as one line and exit
+    status 2, from ``pcseg.cli.main``)."""
     if args.init is not None and args.resume:
-        print(
-            "error: --init starts a new run; --resume continues one: give one of them",
-            file=sys.stderr,
-        )
-        return 2
+        args.parser.error("--init starts a new run; --resume continues one: give one of them")
+    cfg = load_run_config(args.config, args.set)
     train_with_data(cfg, resume=args.resume, init=args.init)
     return 0

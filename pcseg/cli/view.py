@@ -16,7 +16,7 @@ Viewer keys: 1 rgb, 2 gt, 3 weak, 4 pred, 5 pseudo, 6 confidence, 7 entropy, 8 e
 9 pseudo_error, N/P next/previous scene, V camera iso/top/front/side, C hide/show ceiling,
 S screenshot, H/L legend + help, Q quit. Without a display the viewer exits with status 2:
 use --render (works headless through EGL) or run it under xvfb-run.
-Exit status: 0 ok, 1 bad input (message names the file), 2 usage / no display.
+Exit status: 0 ok, 2 bad input (one line naming the file), usage or no display.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from pcseg.viz.colors import MODES, ModeUnavailable, available_modes, mode_colors
+from pcseg.viz.colors import MODES, available_modes, mode_colors
 from pcseg.viz.data import open_source
+from pcseg.viz.errors import DisplayUnavailable, ViewError
 from pcseg.viz.render import VIEWS
 
 
@@ -120,34 +121,29 @@ def _default_modes(view) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the view command; returns the exit status (0 ok, 1 bad input, 2 usage / no display)."""
-    try:
-        if args.curves is not None:
-            from pcseg.viz.curves import plot_curves
+    """Run the view command; returns 0. Bad input raises :class:`~pcseg.viz.errors.ViewError`
+    (or a path error), no display :class:`~pcseg.viz.errors.DisplayUnavailable`: one line
+    and exit status 2 from ``pcseg.cli.main``."""
+    if args.curves is not None:
+        from pcseg.viz.curves import plot_curves
 
-            groups = plot_curves(args.path, args.curves, smooth=args.smooth)
-            print(f"wrote {args.curves} ({', '.join(f'{g}: {len(t)}' for g, t in groups.items())})")
-            return 0
-        source = open_source(args.path, args.labels, args.kitti_yaml)
-        if args.list:
-            return _list(source)
-        if args.legend:
-            from pcseg.viz.palettes import legend_text
+        groups = plot_curves(args.path, args.curves, smooth=args.smooth)
+        print(f"wrote {args.curves} ({', '.join(f'{g}: {len(t)}' for g, t in groups.items())})")
+        return 0
+    source = open_source(args.path, args.labels, args.kitti_yaml)
+    if args.list:
+        return _list(source)
+    if args.legend:
+        from pcseg.viz.palettes import legend_text
 
-            view = source.load(args.scene)
-            print(legend_text(view.class_names, view.palette, ansi=sys.stdout.isatty()))
-            return 0
-        if args.render is not None:
-            return _render(source, args)
-        if args.export_ply is not None:
-            return _export_ply(source, args)
-        return _interactive(source, args)
-    except (FileNotFoundError, ValueError, ModeUnavailable) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except RuntimeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        view = source.load(args.scene)
+        print(legend_text(view.class_names, view.palette, ansi=sys.stdout.isatty()))
+        return 0
+    if args.render is not None:
+        return _render(source, args)
+    if args.export_ply is not None:
+        return _export_ply(source, args)
+    return _interactive(source, args)
 
 
 def _list(source: Any) -> int:
@@ -166,11 +162,7 @@ def _render(source: Any, args: argparse.Namespace) -> int:
     from pcseg.viz.render import render_modes
 
     if args.render.is_dir() and not args.all_scenes:
-        print(
-            f"error: --render {args.render} is a folder; give a .png path or add --all-scenes",
-            file=sys.stderr,
-        )
-        return 2
+        raise ViewError(f"--render {args.render} is a folder; give a .png path or add --all-scenes")
     scenes = source.scenes if args.all_scenes else [args.scene]
     for scene in scenes:
         view = source.load(scene)
@@ -225,8 +217,9 @@ def _interactive(source: Any, args: argparse.Namespace) -> int:
 
     problem = display_problem()
     if problem is not None:
-        print(f"cannot open the interactive viewer: {problem}\n{NO_DISPLAY_HINT}", file=sys.stderr)
-        return 2
+        raise DisplayUnavailable(
+            f"cannot open the interactive viewer: {problem}. {NO_DISPLAY_HINT}"
+        )
     Viewer(
         source,
         scene=args.scene,

@@ -68,6 +68,11 @@ _PT_RE = re.compile(r"^(\d+)(pt|pps)$")
 _IMPORT_RE = re.compile(r"^import[:_]([A-Za-z0-9][A-Za-z0-9_.\-]*)$")
 
 
+class SpecError(ValueError):
+    """A label spec that does not parse, or a limited-annotation file that cannot be read
+    (the message names the spec or the file): a user's mistake."""
+
+
 @dataclass(frozen=True)
 class LabelSpec:
     """A parsed label spec.
@@ -116,7 +121,7 @@ def parse_spec(spec: str | LabelSpec) -> LabelSpec:
     if isinstance(spec, LabelSpec):
         return spec
     if not isinstance(spec, str):
-        raise ValueError(f"label spec must be a string, got {type(spec).__name__}; {GRAMMAR}")
+        raise SpecError(f"label spec must be a string, got {type(spec).__name__}; {GRAMMAR}")
     s = spec.strip()
     low = s.lower()
     if low in ("full", "click", "given"):
@@ -125,18 +130,18 @@ def parse_spec(spec: str | LabelSpec) -> LabelSpec:
     if m:
         pct = float(m.group(2))
         if not 0 < pct <= 100:
-            raise ValueError(f"label spec {spec!r}: percentage must be in (0, 100]; {GRAMMAR}")
+            raise SpecError(f"label spec {spec!r}: percentage must be in (0, 100]; {GRAMMAR}")
         return LabelSpec(kind="sqn" if m.group(1) else "ratio", ratio=pct / 100.0)
     m = _PT_RE.match(low)
     if m:
         n = int(m.group(1))
         if n < 1:
-            raise ValueError(f"label spec {spec!r}: N must be >= 1; {GRAMMAR}")
+            raise SpecError(f"label spec {spec!r}: N must be >= 1; {GRAMMAR}")
         return LabelSpec(kind="npt" if m.group(2) == "pt" else "pps", count=n)
     m = _IMPORT_RE.match(s)
     if m:
         return LabelSpec(kind="import", source=m.group(1))
-    raise ValueError(f"unknown label spec {spec!r}; {GRAMMAR}")
+    raise SpecError(f"unknown label spec {spec!r}; {GRAMMAR}")
 
 
 def spec_dirname(spec: str | LabelSpec) -> str:
@@ -295,7 +300,7 @@ def read_index_mapping(path: str | Path, trusted: bool = False) -> Mapping[str, 
     """
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"limited-annotation file {path} does not exist")
+        raise SpecError(f"limited-annotation file {path} does not exist")
     suffix = path.suffix.lower()
     try:
         if suffix == ".json":
@@ -309,9 +314,9 @@ def read_index_mapping(path: str | Path, trusted: bool = False) -> Mapping[str, 
             obj = _torch_load(path, trusted)
     except Exception as e:
         hint = "" if trusted else " (a file you trust may need a full pickle load: trusted=True / --trust-pickle)"
-        raise ValueError(f"cannot read limited-annotation file {path}: {e}{hint}") from e
+        raise SpecError(f"cannot read limited-annotation file {path}: {e}{hint}") from e
     if not isinstance(obj, Mapping):
-        raise ValueError(
+        raise SpecError(
             f"limited-annotation file {path}: expected a mapping scene -> indices, got {type(obj).__name__}"
         )
     return obj
@@ -327,4 +332,4 @@ def load_limited_annotation(path: str | Path, num_points: Mapping[str, int] | No
     try:
         return import_indices(obj, num_points)
     except ValueError as e:
-        raise ValueError(f"limited-annotation file {path}: {e}") from e
+        raise SpecError(f"limited-annotation file {path}: {e}") from e

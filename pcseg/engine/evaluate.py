@@ -41,7 +41,6 @@ from pcseg.data.dataset import collate
 from pcseg.engine.builders import build_method, build_model, model_feature_dim
 from pcseg.engine.checkpoint import load_checkpoint
 from pcseg.engine.data import batch_to_device, build_dataset
-from pcseg.engine.metrics import ConfusionMatrix, format_table, json_safe
 from pcseg.engine.setup import autocast_factory, autocast_policy, resolve_device, torch_globals
 from pcseg.io.atomic import (
     atomic_save_npz,
@@ -49,6 +48,7 @@ from pcseg.io.atomic import (
     atomic_write_json,
     atomic_write_text,
 )
+from pcseg.metrics import ConfusionMatrix, format_table, json_safe
 from pcseg.models.inputs import sparse_input
 from pcseg.utils.progress import progress_bar
 

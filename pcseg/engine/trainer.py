@@ -68,7 +68,6 @@ from pcseg.engine.data import (
     build_eval_loader,
     build_train_loader,
 )
-from pcseg.engine.metrics import ConfusionMatrix, json_safe
 from pcseg.engine.optim import build_optimizer, build_scheduler
 from pcseg.engine.setup import (
     autocast_factory,
@@ -81,6 +80,7 @@ from pcseg.engine.setup import (
 from pcseg.engine.summary import build_summary, format_summary
 from pcseg.io.atomic import atomic_write_json
 from pcseg.methods.common import labelled_class_counts
+from pcseg.metrics import ConfusionMatrix, json_safe
 from pcseg.models.inputs import sparse_input
 from pcseg.utils.progress import progress_bar
 

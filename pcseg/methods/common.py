@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pcseg.engine.metrics import metrics_from_confusion
+from pcseg.metrics import metrics_from_confusion
 from pcseg.utils.options import options_error_message
 
 #: a finite number >= 0 (loss weights)
@@ -394,7 +394,7 @@ class HiddenLabelConfusion:
     ``pop()`` returns ``diag/<name>_macc`` (mean over the classes present in the hidden
     labels of the per-class accuracy) and ``diag/<name>_miou`` (mean IoU over the classes
     present in the labels or the predictions), the conventions of
-    :func:`pcseg.engine.metrics.metrics_from_confusion`, for every name with at least one
+    :func:`pcseg.metrics.metrics_from_confusion`, for every name with at least one
     point, and starts afresh. The matrices stay on the device of the predictions (one copy
     to the host per ``pop``).
     """

@@ -12,10 +12,10 @@ atomically. A scene that fails (truncated or empty scan, a ``.label`` shorter th
 scan, NaN/inf points under ``nonfinite='refuse'``, ...) is reported (scene id + error)
 and skipped: it is NOT listed in ``meta.json`` (written once, after the scenes, with only
 the scenes whose files are complete), and the summary's ``dropped`` names it with its
-splits and error. A later run that reads it successfully adds it back. The exit code is
-non-zero only when every scene failed. A split left without scenes is left out of
-``meta.json`` (named in ``dropped_splits``). The run ends with a summary, printed and
-written to ``OUT/summary.json``.
+splits and error. A later run that reads it successfully adds it back. ``pcseg prepare``
+exits 1 when some scenes failed and 2 (a :class:`PrepareError`) when every one did. A split
+left without scenes is left out of ``meta.json`` (named in ``dropped_splits``). The run
+ends with a summary, printed and written to ``OUT/summary.json``.
 
 Splits below a sequence / area: ``split_scenes`` ({split: [scene names or globs]},
 ``pcseg prepare --split-scenes train=00_000000 --split-scenes 'test=00_00000[12]'``)

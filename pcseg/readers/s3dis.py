@@ -199,6 +199,42 @@ def parse_numeric_table(
             return vals, report
     except ValueError:
         pass
+    starts, ends, counts, suspicious = _scan_lines(arr, ncols)
+    if suspicious.size == 0:
+        try:
+            vals = np.fromstring(data, dtype=np.float64, sep=" ")
+            good = np.flatnonzero(counts == ncols)
+            if vals.size == good.size * ncols:
+                return _finite_rows(vals.reshape(-1, ncols), good, source, report, nonfinite)
+        except ValueError:
+            pass
+
+    # Slow path: parse the clean stretches between suspicious lines in bulk, repair the rest.
+    rows = _SlowParse(ncols, source, report)
+    bounds = np.concatenate(([-1], suspicious, [len(starts)]))
+    for k in range(len(bounds) - 1):
+        lo, hi = int(bounds[k]) + 1, int(bounds[k + 1])  # clean lines lo..hi-1
+        if hi > lo:
+            seg_lines = np.arange(lo, hi)[counts[lo:hi] == ncols]
+            rows.stretch(data, starts, ends, lo, hi, seg_lines)
+        if k < len(bounds) - 2:
+            li = int(bounds[k + 1])
+            rows.suspicious(data[starts[li] : ends[li]], li)
+    _emit(rows.messages, source, max_warnings)
+    if not rows.pieces:
+        return np.zeros((0, ncols), dtype=np.float64), report
+    vals = np.concatenate(rows.pieces, axis=0)
+    return _finite_rows(vals, np.concatenate(rows.lines), source, report, nonfinite)
+
+
+def _scan_lines(
+    arr: np.ndarray, ncols: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorised line index of a file's bytes ``arr`` (uint8): ``(starts, ends,
+    counts, suspicious)``, the byte span and token count of every line and the sorted
+    indices of the lines holding a byte outside numbers / whitespace or a token count other
+    than 0 and ``ncols``."""
+    n = arr.size
     nl = np.flatnonzero(arr == 10)
     starts = np.concatenate(([0], nl + 1))
     ends = np.concatenate((nl, [n]))
@@ -214,70 +250,72 @@ def parse_numeric_table(
         np.searchsorted(nl, bad_bytes, side="left"),
         np.flatnonzero((counts != ncols) & (counts != 0)),
     ).astype(np.int64)
+    return starts, ends, counts, suspicious
 
-    if suspicious.size == 0:
+
+@dataclass
+class _SlowParse:
+    """The slow path of :func:`parse_numeric_table`: blocks of parsed rows, the 0-based
+    line of each row, and the warning messages, collected in file order."""
+
+    ncols: int
+    source: str
+    report: ParseReport
+    pieces: list[np.ndarray] = field(default_factory=list)
+    lines: list[np.ndarray] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+
+    def _add(self, vals: np.ndarray, lines: np.ndarray) -> None:
+        self.pieces.append(vals)
+        self.lines.append(lines)
+
+    def stretch(
+        self,
+        data: bytes,
+        starts: np.ndarray,
+        ends: np.ndarray,
+        lo: int,
+        hi: int,
+        seg_lines: np.ndarray,
+    ) -> None:
+        """Lines ``lo..hi-1`` of ``data`` (byte spans ``starts`` / ``ends``), none of them
+        suspicious, ``seg_lines`` those with ``ncols`` tokens: in bulk, or line by line
+        through the repair when the bulk parse fails."""
         try:
-            vals = np.fromstring(data, dtype=np.float64, sep=" ")
-            good = np.flatnonzero(counts == ncols)
-            if vals.size == good.size * ncols:
-                return _finite_rows(vals.reshape(-1, ncols), good, source, report, nonfinite)
+            vals = np.fromstring(data[starts[lo] : ends[hi - 1]], dtype=np.float64, sep=" ")
+            if vals.size != seg_lines.size * self.ncols:
+                raise ValueError("count mismatch")
+            self._add(vals.reshape(-1, self.ncols), seg_lines)
+            return
         except ValueError:
             pass
-
-    # Slow path: parse the clean stretches between suspicious lines in bulk, repair the rest.
-    pieces: list[np.ndarray] = []
-    row_lines: list[np.ndarray] = []
-    messages: list[str] = []
-    bounds = np.concatenate(([-1], suspicious, [len(starts)]))
-    for k in range(len(bounds) - 1):
-        lo, hi = int(bounds[k]) + 1, int(bounds[k + 1])  # clean lines lo..hi-1
-        if hi > lo:
-            seg_lines = np.arange(lo, hi)
-            seg_lines = seg_lines[counts[lo:hi] == ncols]
-            chunk = data[starts[lo] : ends[hi - 1]]
-            try:
-                vals = np.fromstring(chunk, dtype=np.float64, sep=" ")
-                if vals.size != seg_lines.size * ncols:
-                    raise ValueError("count mismatch")
-                pieces.append(vals.reshape(-1, ncols))
-                row_lines.append(seg_lines)
-            except ValueError:
-                vals_rows, ok_lines = [], []
-                for li in seg_lines:
-                    line = data[starts[li] : ends[li]]
-                    v, why = _repair_line(line, ncols)
-                    if v is None:
-                        report.skipped.append(int(li) + 1)
-                        messages.append(f"{source}:{li + 1}: {why}; line skipped")
-                    else:
-                        vals_rows.append(v)
-                        ok_lines.append(li)
-                if vals_rows:
-                    pieces.append(np.asarray(vals_rows, dtype=np.float64))
-                    row_lines.append(np.asarray(ok_lines, dtype=np.int64))
-        if k < len(bounds) - 2:
-            li = int(bounds[k + 1])
-            line = data[starts[li] : ends[li]]
-            v = _floats(line, ncols)
-            if v is not None:  # numbers after all (nan / inf): judged by _finite_rows
-                pieces.append(np.asarray([v], dtype=np.float64))
-                row_lines.append(np.asarray([li], dtype=np.int64))
-                continue
-            v, why = _repair_line(line, ncols)
+        vals_rows, ok_lines = [], []
+        for li in seg_lines:
+            v, why = _repair_line(data[starts[li] : ends[li]], self.ncols)
             if v is None:
-                report.skipped.append(li + 1)
-                messages.append(f"{source}:{li + 1}: {why}; line skipped")
+                self.report.skipped.append(int(li) + 1)
+                self.messages.append(f"{self.source}:{li + 1}: {why}; line skipped")
             else:
-                report.repaired.append(li + 1)
-                messages.append(f"{source}:{li + 1}: {why}; line repaired")
-                pieces.append(np.asarray([v], dtype=np.float64))
-                row_lines.append(np.asarray([li], dtype=np.int64))
-    _emit(messages, source, max_warnings)
-    if not pieces:
-        return np.zeros((0, ncols), dtype=np.float64), report
-    return _finite_rows(
-        np.concatenate(pieces, axis=0), np.concatenate(row_lines), source, report, nonfinite
-    )
+                vals_rows.append(v)
+                ok_lines.append(li)
+        if vals_rows:
+            self._add(np.asarray(vals_rows, dtype=np.float64), np.asarray(ok_lines, np.int64))
+
+    def suspicious(self, line: bytes, li: int) -> None:
+        """One suspicious line (0-based ``li``): numbers after all (nan / inf, judged later
+        by :func:`_finite_rows`), repaired, or skipped."""
+        v = _floats(line, self.ncols)
+        if v is not None:
+            self._add(np.asarray([v], dtype=np.float64), np.asarray([li], dtype=np.int64))
+            return
+        v, why = _repair_line(line, self.ncols)
+        if v is None:
+            self.report.skipped.append(li + 1)
+            self.messages.append(f"{self.source}:{li + 1}: {why}; line skipped")
+        else:
+            self.report.repaired.append(li + 1)
+            self.messages.append(f"{self.source}:{li + 1}: {why}; line repaired")
+            self._add(np.asarray([v], dtype=np.float64), np.asarray([li], dtype=np.int64))
 
 
 def _finite_rows(

@@ -411,6 +411,58 @@ def labels_from_aggregation(
     return sem_u[inv], inst_u[inv], overlaps
 
 
+def _scene_labels(
+    raw: Path, d: Path, scene_id: str, ply_name: str, n: int, opts: Options
+) -> tuple[np.ndarray, np.ndarray, bool, int]:
+    """``(semantic, instance, has_labels, overlapping segments)`` of the ``n`` mesh
+    vertices of scene ``scene_id`` in folder ``d`` (-1 everywhere for an unlabelled
+    scans_test/ scene); raises ValueError naming the file that is missing or does not match
+    the mesh ``ply_name``."""
+    agg = d / f"{scene_id}.aggregation.json"
+    segs_path = d / f"{scene_id}_vh_clean_2.0.010000.segs.json"
+    if not agg.is_file():
+        if d.parent.name == "scans":
+            hint = (
+                f"; {scene_id}_vh_clean.aggregation.json annotates the high-resolution "
+                f"mesh and cannot label {ply_name}"
+                if (d / f"{scene_id}_vh_clean.aggregation.json").is_file()
+                else ""
+            )
+            raise ValueError(
+                f"{agg} not found: every scene under scans/ is annotated "
+                f"(partial download?){hint}; unlabelled scenes belong in scans_test/"
+            )
+        return np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64), False, 0
+    if not segs_path.is_file():
+        raise ValueError(f"{segs_path} not found (needed with {agg.name})")
+    segs = _load_json(segs_path)
+    if not isinstance(segs, dict) or "segIndices" not in segs:
+        raise ValueError(f"{segs_path}: no 'segIndices' key")
+    seg_indices = np.asarray(segs["segIndices"], dtype=np.int64)
+    if seg_indices.shape != (n,):
+        raise ValueError(
+            f"{segs_path}: {seg_indices.shape[0] if seg_indices.ndim else 0} segIndices, "
+            f"mesh {ply_name} has {n} vertices"
+        )
+    groups = _load_json(agg)
+    if not isinstance(groups, dict) or "segGroups" not in groups:
+        raise ValueError(f"{agg}: no 'segGroups' key")
+    seg_file = groups.get("segmentsFile")
+    if seg_file is not None and not str(seg_file).endswith(segs_path.name):
+        raise ValueError(
+            f"{agg}: segmentsFile {seg_file!r} does not match {segs_path.name}: "
+            f"its segment ids refer to another mesh"
+        )
+    tsv = find_label_map(raw, opts.label_map_file)
+    label_map = _cached_label_map(str(tsv.resolve()), os.stat(tsv).st_mtime_ns)
+    semantic, instance, overlaps = labels_from_aggregation(
+        seg_indices, groups["segGroups"], raw_category_to_index(label_map), str(agg)
+    )
+    if overlaps:
+        warn(f"{agg}: {overlaps} segments belong to several segGroups; the last group wins")
+    return semantic, instance, True, overlaps
+
+
 def read_scene(raw: Path, scene_id: str, options: Options | None = None) -> Scene:
     """Read one ScanNet scan as a :class:`Scene` (points = mesh vertices, in file order).
 
@@ -429,7 +481,7 @@ def read_scene(raw: Path, scene_id: str, options: Options | None = None) -> Scen
         aligned, overlapping_segments.
     """
     opts = Options() if options is None else options
-    label_map_file, align, nonfinite = opts.label_map_file, opts.align, opts.nonfinite
+    align, nonfinite = opts.align, opts.nonfinite
     if not _SCENE_RE.match(scene_id):
         raise ValueError(f"ScanNet scene id {scene_id!r} is not of the form sceneXXXX_YY")
     d = scene_dir(raw, scene_id)
@@ -443,57 +495,7 @@ def read_scene(raw: Path, scene_id: str, options: Options | None = None) -> Scen
         raise ValueError(f"{ply} not found")
     xyz, rgb, keep = read_mesh_vertices(ply, nonfinite)
     n = len(xyz) if keep is None else len(keep)  # vertices in the file
-    agg = d / f"{scene_id}.aggregation.json"
-    has_agg = agg.is_file()
-    segs_path = d / f"{scene_id}_vh_clean_2.0.010000.segs.json"
-    overlaps = 0
-    if not has_agg:
-        if d.parent.name == "scans":
-            hint = (
-                (
-                    f"; {scene_id}_vh_clean.aggregation.json annotates the high-resolution "
-                    f"mesh and "
-                    f"cannot label {ply.name}"
-                )
-                if (d / f"{scene_id}_vh_clean.aggregation.json").is_file()
-                else ""
-            )
-            raise ValueError(
-                f"{agg} not found: every scene under scans/ is annotated "
-                f"(partial download?){hint}; "
-                f"unlabelled scenes belong in scans_test/"
-            )
-        semantic = np.full(n, -1, dtype=np.int64)
-        instance = np.full(n, -1, dtype=np.int64)
-    else:
-        if not segs_path.is_file():
-            raise ValueError(f"{segs_path} not found (needed with {agg.name})")
-        segs = _load_json(segs_path)
-        if not isinstance(segs, dict) or "segIndices" not in segs:
-            raise ValueError(f"{segs_path}: no 'segIndices' key")
-        seg_indices = np.asarray(segs["segIndices"], dtype=np.int64)
-        if seg_indices.shape != (n,):
-            raise ValueError(
-                f"{segs_path}: {seg_indices.shape[0] if seg_indices.ndim else 0} segIndices, "
-                f"mesh {ply.name} has {n} vertices"
-            )
-        groups = _load_json(agg)
-        if not isinstance(groups, dict) or "segGroups" not in groups:
-            raise ValueError(f"{agg}: no 'segGroups' key")
-        seg_file = groups.get("segmentsFile")
-        if seg_file is not None and not str(seg_file).endswith(segs_path.name):
-            raise ValueError(
-                f"{agg}: segmentsFile {seg_file!r} does not match {segs_path.name}: "
-                f"its segment ids "
-                f"refer to another mesh"
-            )
-        tsv = find_label_map(raw, label_map_file)
-        label_map = _cached_label_map(str(tsv.resolve()), os.stat(tsv).st_mtime_ns)
-        semantic, instance, overlaps = labels_from_aggregation(
-            seg_indices, groups["segGroups"], raw_category_to_index(label_map), str(agg)
-        )
-        if overlaps:
-            warn(f"{agg}: {overlaps} segments belong to several segGroups; the last group wins")
+    semantic, instance, has_agg, overlaps = _scene_labels(raw, d, scene_id, ply.name, n, opts)
     dropped: list[int] = []
     if keep is not None:
         dropped = np.flatnonzero(~keep).tolist()

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pcseg.viz.errors import ViewError
 from pcseg.viz.palettes import ERROR_COLOR, IGNORE_COLOR, UNLABELLED_COLOR
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -187,7 +188,7 @@ def available_modes(view: ViewData) -> list[str]:
 
 def _check_mode(view: ViewData, mode: str) -> None:
     if mode not in MODES:
-        raise ValueError(f"unknown colour mode {mode!r}; expected one of {', '.join(MODES)}")
+        raise ViewError(f"unknown colour mode {mode!r}; expected one of {', '.join(MODES)}")
     has_gt = view.semantic is not None and bool((view.semantic >= 0).any())
     need = {
         "gt": [("semantic", has_gt, "the scene has no ground-truth labels")],

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from pcseg.io.atomic import atomic_save_with, atomic_write_bytes
+from pcseg.viz.errors import ViewError
 
 CURVE_GROUPS: tuple[tuple[str, str], ...] = (
     ("losses", "training losses"),
@@ -96,7 +97,7 @@ def plot_curves(
     import matplotlib.pyplot as plt
 
     if not 0.0 <= smooth < 1.0:
-        raise ValueError(f"smooth must be in [0, 1), got {smooth}")
+        raise ViewError(f"smooth must be in [0, 1), got {smooth}")
     run_dir = Path(run_dir)
     tb = run_dir / "tb"
     if not tb.is_dir():
@@ -111,7 +112,7 @@ def plot_curves(
             groups.setdefault(g, []).append(tag)
     order = [(g, title) for g, title in CURVE_GROUPS if g in groups]
     if not order:
-        raise ValueError(
+        raise ViewError(
             f"{tb}: no plottable scalars (train/loss*, val/*, train/pseudo_acc, "
             f"diag/*, lr); found {sorted(scalars) or 'none'}"
         )

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from pcseg.data import processed as processed_io
+from pcseg.viz.errors import ViewError
 from pcseg.viz.palettes import get_palette
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -76,9 +77,9 @@ def _read_json(path: Path) -> dict:
         with open(path, encoding="utf-8") as f:
             obj = json.load(f)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
+        raise ViewError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
     if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a JSON object")
+        raise ViewError(f"{path}: expected a JSON object")
     return obj
 
 
@@ -124,12 +125,12 @@ class ViewSource:
         except ValueError:
             some = ", ".join(self.scenes[:8]) + (" ..." if len(self.scenes) > 8 else "")
             where = self.predictions_dir if self.run_dir is not None else self.processed / "scenes"
-            raise ValueError(f"scene {scene!r} not found in {where} (available: {some})") from None
+            raise ViewError(f"scene {scene!r} not found in {where} (available: {some})") from None
 
     def load(self, scene: str | None = None) -> ViewData:
         """Load ``scene`` (default: the first) as :class:`ViewData`."""
         if not self.scenes:
-            raise ValueError(f"no scenes found in {self.processed / 'scenes'}")
+            raise ViewError(f"no scenes found in {self.processed / 'scenes'}")
         scene = self.scenes[0] if scene is None else scene
         self.index(scene)
         view = load_processed_scene(self.processed, scene, self.label_spec, self.kitti_yaml)
@@ -159,27 +160,27 @@ def load_processed_scene(
     with np.load(npz_path) as z:
         for key in ("coords", "feats", "semantic"):
             if key not in z.files:
-                raise ValueError(f"{npz_path}: missing array {key!r} (has {sorted(z.files)})")
+                raise ViewError(f"{npz_path}: missing array {key!r} (has {sorted(z.files)})")
         coords = np.asarray(z["coords"], dtype=np.float32)
         feats = np.asarray(z["feats"], dtype=np.float32)
         semantic = np.asarray(z["semantic"])
     if coords.ndim != 2 or coords.shape[1] != 3:
-        raise ValueError(f"{npz_path}: coords must be (N, 3), got {coords.shape}")
+        raise ViewError(f"{npz_path}: coords must be (N, 3), got {coords.shape}")
     n = len(coords)
     if feats.ndim != 2 or len(feats) != n:
-        raise ValueError(f"{npz_path}: feats must be (N={n}, C), got {feats.shape}")
+        raise ViewError(f"{npz_path}: feats must be (N={n}, C), got {feats.shape}")
     if semantic.shape != (n,) or not np.issubdtype(semantic.dtype, np.integer):
-        raise ValueError(
+        raise ViewError(
             f"{npz_path}: semantic must be ({n},) integers, got {semantic.shape} {semantic.dtype}"
         )
     dataset = str(info.get("dataset", meta.get("dataset", "unknown")))
     names = info.get("class_names") or meta.get("class_names")
     if not names:
-        raise ValueError(f"{json_path}: no 'class_names' (nor in {meta_path})")
+        raise ViewError(f"{json_path}: no 'class_names' (nor in {meta_path})")
     names = tuple(str(s) for s in names)
     semantic = semantic.astype(np.int64)
     if n and (semantic.max() >= len(names) or semantic.min() < -1):
-        raise ValueError(
+        raise ViewError(
             f"{npz_path}: semantic labels in [{semantic.min()}, {semantic.max()}], "
             f"expected -1 or [0, {len(names) - 1}]"
         )
@@ -255,13 +256,13 @@ def attach_predictions(view: ViewData, path: str | os.PathLike) -> ViewData:
     n = view.num_points
     with np.load(path) as z:
         if "pred" not in z.files:
-            raise ValueError(f"{path}: missing array 'pred' (has {sorted(z.files)})")
+            raise ViewError(f"{path}: missing array 'pred' (has {sorted(z.files)})")
         arrays = {
             k: np.asarray(z[k]) for k in ("pred", "pseudo", "confidence", "entropy") if k in z.files
         }
     for key, arr in arrays.items():
         if arr.shape != (n,):
-            raise ValueError(
+            raise ViewError(
                 f"{path}: {key} has shape {arr.shape}, but scene {view.name} has "
                 f"{n} points ({view.files.get('scene', '')})"
             )
@@ -269,10 +270,10 @@ def attach_predictions(view: ViewData, path: str | os.PathLike) -> ViewData:
         if key in arrays:
             arr = arrays[key]
             if not np.issubdtype(arr.dtype, np.integer):
-                raise ValueError(f"{path}: {key} must be integers, got {arr.dtype}")
+                raise ViewError(f"{path}: {key} must be integers, got {arr.dtype}")
             arr = arr.astype(np.int64)
             if n and (arr.max() >= view.num_classes or arr.min() < -1):
-                raise ValueError(
+                raise ViewError(
                     f"{path}: {key} values in [{arr.min()}, {arr.max()}], expected -1 "
                     f"or [0, {view.num_classes - 1}]"
                 )
@@ -318,7 +319,7 @@ def open_source(
         raise FileNotFoundError(f"{path} does not exist")
     if path.is_file():
         if path.suffix not in (".npz", ".json") or path.parent.name != "scenes":
-            raise ValueError(
+            raise ViewError(
                 f"{path}: expected a processed scene OUT/scenes/<id>.npz, a processed "
                 f"folder or a run folder"
             )
@@ -333,7 +334,7 @@ def open_source(
             cfg = yaml.safe_load(f) or {}
         data = cfg.get("data") if isinstance(cfg, dict) else None
         if not isinstance(data, dict) or not data.get("root"):
-            raise ValueError(f"{cfg_path}: missing key data.root (the processed folder)")
+            raise ViewError(f"{cfg_path}: missing key data.root (the processed folder)")
         processed = _resolve_data_root(str(data["root"]), path, cfg_path)
         spec = label_spec if label_spec is not None else data.get("label_spec")
         pred_dir = path / "test" / "predictions"
@@ -362,9 +363,9 @@ def open_source(
                 spec = str(specs[0])
         scenes = _scene_ids(path / "scenes")
         if not scenes:
-            raise ValueError(f"no scenes/*.npz in processed folder {path}")
+            raise ViewError(f"no scenes/*.npz in processed folder {path}")
         return ViewSource(path, scenes, spec, None, kitti)
-    raise ValueError(
+    raise ViewError(
         f"{path}: neither a run folder (config.yaml), a processed folder "
         f"(meta.json, scenes/) nor a scene file"
     )

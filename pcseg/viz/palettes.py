@@ -27,6 +27,7 @@ from pcseg.data.classes import (
     SCANNET_CLASSES,
     SEMANTICKITTI_CLASSES,
 )
+from pcseg.viz.errors import ViewError
 
 IGNORE_COLOR: tuple[int, int, int] = (128, 128, 128)
 """Grey for points whose label is -1 (ignored / no prediction)."""
@@ -147,18 +148,18 @@ def semantickitti_palette(yaml_path: str | os.PathLike | None = None) -> np.ndar
     with open(path, encoding="utf-8") as f:
         cfg = yaml.safe_load(f)
     if not isinstance(cfg, dict):
-        raise ValueError(f"{path}: expected a YAML mapping at the top level")
+        raise ViewError(f"{path}: expected a YAML mapping at the top level")
     for key in ("color_map", "learning_map_inv"):
         if not isinstance(cfg.get(key), dict):
-            raise ValueError(f"{path}: missing mapping {key!r}")
+            raise ViewError(f"{path}: missing mapping {key!r}")
     inv, cmap = cfg["learning_map_inv"], cfg["color_map"]
     out = np.zeros((len(SEMANTICKITTI_CLASSES), 3), dtype=np.uint8)
     for i in range(1, len(SEMANTICKITTI_CLASSES) + 1):
         if i not in inv:
-            raise ValueError(f"{path}: learning_map_inv has no entry for learning id {i}")
+            raise ViewError(f"{path}: learning_map_inv has no entry for learning id {i}")
         raw = inv[i]
         if raw not in cmap:
-            raise ValueError(
+            raise ViewError(
                 f"{path}: color_map has no entry for raw id {raw} (learning_map_inv[{i}])"
             )
         bgr = cmap[raw]
@@ -167,7 +168,7 @@ def semantickitti_palette(yaml_path: str | os.PathLike | None = None) -> np.ndar
             or len(bgr) != 3
             or not all(isinstance(c, int) and 0 <= c <= 255 for c in bgr)
         ):
-            raise ValueError(f"{path}: color_map[{raw}] = {bgr!r}; expected [b, g, r] ints 0..255")
+            raise ViewError(f"{path}: color_map[{raw}] = {bgr!r}; expected [b, g, r] ints 0..255")
         out[i - 1] = bgr[::-1]
     return out
 
@@ -225,7 +226,7 @@ def get_palette(
     known = DATASET_PALETTES.get(dataset)
     if class_names is None:
         if known is None:
-            raise ValueError(
+            raise ViewError(
                 f"unknown dataset {dataset!r} and no class names given; "
                 f"known datasets: {sorted(DATASET_PALETTES)}"
             )
@@ -240,7 +241,7 @@ def get_palette(
         lookup = {}
     for name, rgb in (colors or {}).items():
         if len(rgb) != 3 or not all(0 <= int(c) <= 255 for c in rgb):
-            raise ValueError(f"colors: {name}: expected [r, g, b] in 0..255, got {list(rgb)}")
+            raise ViewError(f"colors: {name}: expected [r, g, b] in 0..255, got {list(rgb)}")
         lookup[name] = np.asarray(rgb, dtype=np.uint8)
     out = np.zeros((len(class_names), 3), dtype=np.uint8)
     missing = [i for i, n in enumerate(class_names) if n not in lookup]

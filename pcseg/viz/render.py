@@ -32,6 +32,7 @@ from pcseg.viz.colors import (
     mode_summary,
 )
 from pcseg.viz.data import ViewData
+from pcseg.viz.errors import DisplayUnavailable, ViewError
 from pcseg.viz.palettes import IGNORE_COLOR, UNLABELLED_COLOR, legend_image, load_font
 
 VIEWS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
@@ -135,7 +136,7 @@ def hidden_mask(
     mask = np.zeros(n, dtype=bool)
     for name in hide_classes:
         if name not in view.class_names:
-            raise ValueError(
+            raise ViewError(
                 f"--hide-classes: unknown class {name!r} for {view.dataset} "
                 f"(classes: {', '.join(view.class_names)})"
             )
@@ -149,7 +150,7 @@ def hidden_mask(
         z_lo, z_hi = np.percentile(z, [0.5, 99.5])
         mask |= z > z_lo + ceiling_frac * (z_hi - z_lo)
     if mask.all():
-        raise ValueError(f"scene {view.name}: every point would be hidden")
+        raise ViewError(f"scene {view.name}: every point would be hidden")
     return mask
 
 
@@ -163,7 +164,7 @@ def fit_camera(
     projected on the camera's right / up axes, fits the window with ``margin``.
     """
     if view_name not in VIEWS:
-        raise ValueError(f"unknown view {view_name!r}; expected one of {', '.join(VIEWS)}")
+        raise ViewError(f"unknown view {view_name!r}; expected one of {', '.join(VIEWS)}")
     coords = np.asarray(coords, dtype=np.float64)
     front = np.asarray(VIEWS[view_name][0], dtype=np.float64)
     front /= np.linalg.norm(front)
@@ -333,7 +334,7 @@ def render_tiles(
     finally:
         o3d.utility.set_verbosity_level(verbosity)
     if not created:
-        raise RuntimeError(
+        raise DisplayUnavailable(
             "Open3D could not create an off-screen window (no GLX display and no "
             "EGL); install libegl1 and libgl1-mesa-dri (tools/install_system_deps.sh)"
         )

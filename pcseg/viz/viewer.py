@@ -27,6 +27,7 @@ import numpy as np
 
 from pcseg.viz.colors import MODES, ModeUnavailable, available_modes, mode_colors, mode_summary
 from pcseg.viz.data import ViewData, ViewSource
+from pcseg.viz.errors import DisplayUnavailable, ViewError
 from pcseg.viz.palettes import legend_text
 from pcseg.viz.render import apply_camera, fit_camera, hidden_mask, marker_mesh, save_png
 
@@ -130,7 +131,7 @@ class Viewer:
         out: TextIO | None = None,
     ) -> None:
         if mode not in MODES:
-            raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+            raise ViewError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
         self.source = source
         self.index = 0 if scene is None else source.index(scene)
         self.mode = mode
@@ -302,7 +303,7 @@ class Viewer:
 
         problem = display_problem()
         if problem is not None:
-            raise RuntimeError(f"{problem}\n{NO_DISPLAY_HINT}")
+            raise DisplayUnavailable(f"{problem}\n{NO_DISPLAY_HINT}")
         self._load()
         vis = o3d.visualization.VisualizerWithKeyCallback()
         verbosity = o3d.utility.get_verbosity_level()
@@ -317,7 +318,7 @@ class Viewer:
             o3d.utility.set_verbosity_level(verbosity)
         if not ok or "falling back to EGL" in log or "No display detected" in log:
             vis.destroy_window()
-            raise RuntimeError(
+            raise DisplayUnavailable(
                 f"Open3D could not open a window on DISPLAY="
                 f"{os.environ.get('DISPLAY', '')!r}\n{NO_DISPLAY_HINT}"
             )

@@ -50,6 +50,11 @@ STRATEGIES = ("suggested", "random")
 # --------------------------------------------------------------------------- simulated user
 
 
+class StudyError(ValueError):
+    """Settings of an active study that cannot run (unknown strategy, bad counts, a JSON of
+    another study): a user's mistake, the message names the option."""
+
+
 def default_cell(coords: np.ndarray) -> float:
     """The suggestion grid of ``pcseg annotate``: ``max(scene diagonal / 40, 0.05)`` metres."""
     ext = float(np.linalg.norm(np.ptp(np.asarray(coords, dtype=np.float64), axis=0))) or 1.0
@@ -224,7 +229,7 @@ def _load(json_out: Path | None, settings: dict[str, Any]) -> dict[str, Any]:
         return {"settings": settings, "runs": []}
     res = dict(json.loads(json_out.read_text()))
     if res.get("settings") != settings:
-        raise ValueError(
+        raise StudyError(
             f"{json_out} holds a study with other settings ({res.get('settings')}); "
             f"this call has {settings}: choose another --json"
         )
@@ -401,12 +406,12 @@ def _check_study(strategies: list[str], rounds: int, clicks_per_round: int, star
     not sampled; returns the start spec's canonical name."""
     for s in strategies:
         if s not in STRATEGIES:
-            raise ValueError(f"unknown strategy {s!r} (choose from {', '.join(STRATEGIES)})")
+            raise StudyError(f"unknown strategy {s!r} (choose from {', '.join(STRATEGIES)})")
     if clicks_per_round <= 0 or rounds < 0:
-        raise ValueError("--clicks-per-round must be > 0 and --rounds >= 0")
+        raise StudyError("--clicks-per-round must be > 0 and --rounds >= 0")
     name = parse_spec(start).name
     if parse_spec(name).kind in ("full", "import"):
-        raise ValueError(f"--start-spec {name!r}: choose a sampled spec such as 1pt")
+        raise StudyError(f"--start-spec {name!r}: choose a sampled spec such as 1pt")
     return name
 
 

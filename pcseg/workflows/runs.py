@@ -22,16 +22,32 @@ from pcseg.data import processed
 from pcseg.data.superpoints import ensure_superpoints
 from pcseg.engine.setup import device_kind
 
-#: the source checkout holding ``configs/`` (absent for a non-editable install)
-REPO = Path(__file__).resolve().parents[2]
-CONFIG_DIR = shipped_config_dir() or REPO / "configs"  # installed: pcseg/configs
-DEMO_CONFIG = CONFIG_DIR / "demo" / "erda.yaml"
+_PACKAGE = Path(__file__).resolve().parents[1]
+
+
+def source_checkout(package: Path = _PACKAGE) -> Path | None:
+    """The source checkout the pcseg ``package`` folder is imported from (its parent holds
+    ``pyproject.toml`` and ``configs/``: a clone, an editable install), or None for an
+    installed package (its parent is site-packages)."""
+    root = package.parent
+    return root if (root / "pyproject.toml").is_file() and (root / "configs").is_dir() else None
+
+
+#: the checkout pcseg runs from, None when installed
+CHECKOUT = source_checkout()
+CONFIG_DIR = shipped_config_dir() or Path("configs")  # installed: pcseg/configs
+
+
+def default_root() -> Path:
+    """Where default outputs (``runs/``, the demo's data) go: the checkout pcseg runs from,
+    else the current working directory (never site-packages)."""
+    return CHECKOUT if CHECKOUT is not None else Path.cwd()
 
 
 def _anchor(path: str | None) -> str | None:
     if path is None or Path(path).is_absolute():
         return path
-    return str(REPO / path)
+    return str(default_root() / path)
 
 
 def load_run_config(config: str | Path | None, overrides: list[str]) -> Config:
@@ -39,12 +55,13 @@ def load_run_config(config: str | Path | None, overrides: list[str]) -> Config:
     relative paths anchored at the checkout) when ``config`` is None. Raises ConfigError."""
     if config is not None:
         return load_config(config, overrides)
-    if not DEMO_CONFIG.is_file():
+    demo_config = CONFIG_DIR / "demo" / "erda.yaml"
+    if not demo_config.is_file():
         raise ConfigError(
-            f"no CONFIG given and the demo config {DEMO_CONFIG} is not here "
+            f"no CONFIG given and the demo config {demo_config} is not here "
             "(pcseg was installed without its configs/): pass a CONFIG file"
         )
-    cfg = load_config(DEMO_CONFIG, overrides)
+    cfg = load_config(demo_config, overrides)
     cfg.data.root = _anchor(cfg.data.root) or ""
     cfg.data.raw = _anchor(cfg.data.raw)
     cfg.run_dir = _anchor(cfg.run_dir) or cfg.run_dir

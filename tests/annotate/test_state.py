@@ -326,13 +326,13 @@ def test_annotate_command_bad_input(tmp_path, capsys, monkeypatch):
     path = processed.labels_path(root, "import:annotate", "scan")
     path.parent.mkdir(parents=True)
     np.save(path, np.array([[1, 0], [5000, 1]], np.int64))
-    assert main(["annotate", scene, "--classes", str(cls)]) == 1
+    assert main(["annotate", scene, "--classes", str(cls)]) == 2
     err = capsys.readouterr().err
     assert str(path) in err and "5000 out of range for a scene of 300 points" in err
     assert np.load(path).tolist() == [[1, 0], [5000, 1]]  # nothing overwritten
     # a class list that does not match the processed folder's classes
     xy = _classes_yaml(tmp_path, ("x", "y"), "xy.yaml")
-    assert main(["annotate", scene, "--classes", str(xy)]) == 1
+    assert main(["annotate", scene, "--classes", str(xy)]) == 2
     err = capsys.readouterr().err
     assert "xy.yaml lists ['x', 'y']" in err and "scan.json has classes" in err
     # a read-only output folder (simulated: root ignores permissions)
@@ -342,15 +342,15 @@ def test_annotate_command_bad_input(tmp_path, capsys, monkeypatch):
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(session_mod.tempfile, "mkstemp", refuse)
-    assert main(["annotate", scene, "--classes", str(cls), "--labels", "import:bob"]) == 1
+    assert main(["annotate", scene, "--classes", str(cls), "--labels", "import:bob"]) == 2
     err = capsys.readouterr().err
     assert "cannot write label files into" in err and "import_bob" in err
     assert "Permission denied" in err and "writable folder" in err
     monkeypatch.undo()
     # several scenes and no --scene; an unknown scene
-    assert main(["annotate", str(tmp_path / "nope"), "--classes", str(cls)]) == 1
+    assert main(["annotate", str(tmp_path / "nope"), "--classes", str(cls)]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert main(["annotate", str(root), "--scene", "other", "--classes", str(cls)]) == 1
+    assert main(["annotate", str(root), "--scene", "other", "--classes", str(cls)]) == 2
     assert "scene 'other' not in" in capsys.readouterr().err
 
 

@@ -107,7 +107,7 @@ def test_failed_scenes_are_not_listed_and_come_back(kitti, kitti_clean, tmp_path
     faults.truncate_file(_bin(kitti, "00_000002"), 7)
     faults.truncate_file(_label(kitti, "00_000003"), 8)
     out = tmp_path / "out"
-    assert _prepare("semantickitti", kitti, out) == 0
+    assert _prepare("semantickitti", kitti, out) == 1
     printed = capsys.readouterr().out
     meta = processed.read_meta(out)
     good = ["00_000000", "00_000001", "00_000004"]
@@ -137,7 +137,7 @@ def test_empty_scan_is_refused_naming_the_file(kitti, rooms, tmp_path, capsys):
     with pytest.raises(ValueError, match=re.escape(str(_bin(kitti, "00_000001"))) + ".*no points"):
         sk.read_scene(kitti, "00_000001")
     out = tmp_path / "k"
-    assert _prepare("semantickitti", kitti, out) == 0
+    assert _prepare("semantickitti", kitti, out) == 1
     assert "00_000001" not in processed.read_meta(out)["splits"]["train"]
     assert "empty scan" in _summary(out)["failures"][0]["error"]
     room = _room_file(rooms, "Area_1").parent.parent
@@ -148,7 +148,7 @@ def test_empty_scan_is_refused_naming_the_file(kitti, rooms, tmp_path, capsys):
         with pytest.raises(ValueError, match=re.escape(str(room / "Annotations")) + ".*no points"):
             s3dis.read_scene(rooms, sid)
     out = tmp_path / "s"
-    assert _prepare("s3dis", rooms, out, "--split", "Area_1") == 0
+    assert _prepare("s3dis", rooms, out, "--split", "Area_1") == 1
     assert sid not in processed.read_meta(out)["splits"]["Area_1"]
 
 
@@ -200,7 +200,7 @@ def test_nonfinite_points_every_reader(kitti, kitti_clean, scan, rooms, tmp_path
     assert dropped.extra["dropped_points"] == bad
     # prepare: refused by default (no files written), dropped with --nonfinite drop
     out = tmp_path / "k"
-    assert _prepare("semantickitti", kitti, out) == 0
+    assert _prepare("semantickitti", kitti, out) == 1
     assert not processed.scene_npz_path(out, "00_000000").exists()
     assert "00_000000" not in processed.read_meta(out)["splits"]["train"]
     assert _prepare("semantickitti", kitti, out, "--nonfinite", "drop") == 0
@@ -238,7 +238,7 @@ def test_bad_split_line_skips_only_that_entry(scan, tmp_path, capsys):
     assert processed.read_meta(out)["splits"]["train"] == ["scene0000_00", "scene0001_00"]
     # a split list with no valid line is an error, not a split silently skipped
     lst.write_text("garbage\nmore garbage\n")
-    assert _prepare("scannet", scan, tmp_path / "out2") == 1
+    assert _prepare("scannet", scan, tmp_path / "out2") == 2
     err = capsys.readouterr().err
     assert "error:" in err and str(lst) in err and "no valid scene id" in err
 
@@ -267,7 +267,7 @@ def test_hints_name_real_options_and_kitti_needs_no_yaml(
         _prepare(
             "semantickitti", kitti, tmp_path / "k2", "--kitti-yaml", str(tmp_path / "none.yaml")
         )
-        == 1
+        == 2
     )
     messages.append(capsys.readouterr().err)
     with pytest.raises(ValueError) as e:
@@ -276,7 +276,7 @@ def test_hints_name_real_options_and_kitti_needs_no_yaml(
     for name in ("scannetv2_train.txt", "scannetv2-labels.combined.tsv"):
         for p in scan.rglob(name):
             p.unlink()
-    assert _prepare("scannet", scan, tmp_path / "s", "--split", "train") == 1
+    assert _prepare("scannet", scan, tmp_path / "s", "--split", "train") == 2
     messages.append(capsys.readouterr().err)
     with pytest.raises(ValueError) as e:
         scannet.find_label_map(scan)
@@ -285,7 +285,7 @@ def test_hints_name_real_options_and_kitti_needs_no_yaml(
     room = _room_file(rooms, "Area_1").parent
     shutil.copy(room / "wall_1.txt", room / "pillar_1.txt")
     sid = f"Area_1_{room.parent.name}"
-    assert _prepare("s3dis", rooms, tmp_path / "r", "--split", "Area_1") == 0
+    assert _prepare("s3dis", rooms, tmp_path / "r", "--split", "Area_1") == 1
     messages.append(_summary(tmp_path / "r")["failures"][0]["error"])
     assert (
         _prepare(
@@ -357,7 +357,7 @@ def test_split_scenes_from_command_line_and_config(kitti, tmp_path, capsys):
         "test": ["00_000001", "00_000002"],
     }
     for bad in ("train=00_000009", "test=01_*"):
-        assert _prepare("semantickitti", kitti, tmp_path / "x", "--split-scenes", bad) == 1
+        assert _prepare("semantickitti", kitti, tmp_path / "x", "--split-scenes", bad) == 2
         err = capsys.readouterr().err
         assert f"--split-scenes {bad}" in err and "matches" in err
     with pytest.raises(SystemExit):
@@ -484,7 +484,7 @@ def test_damaged_kitti_prepare_train_test(kitti, tmp_path, capsys):
     faults.kitti_nan_points(_bin(kitti, "00_000003"), [0, 17])  # NaN points
     faults.kitti_relabel(_label(kitti, "00_000004"), [3, 4, 5], 7)  # raw id 7 not in the map
     out = tmp_path / "out"
-    assert _prepare("semantickitti", kitti, out) == 0
+    assert _prepare("semantickitti", kitti, out) == 1
     _check_named(
         out,
         capsys.readouterr().out,
@@ -507,7 +507,7 @@ def test_damaged_scannet_prepare_train_test(scan, tmp_path, capsys):
     ply = scan / "scans" / "scene0001_00" / "scene0001_00_vh_clean_2.ply"
     faults.ply_nan_vertices(ply, [1])
     out = tmp_path / "out"
-    assert _prepare("scannet", scan, out) == 0
+    assert _prepare("scannet", scan, out) == 1
     printed = capsys.readouterr()
     assert "scannetv2_train.txt:1" in printed.err
     _check_named(out, printed.out, {"scene0001_00": str(ply)})
@@ -523,7 +523,7 @@ def test_damaged_s3dis_prepare_train_test(rooms, tmp_path, capsys):
     a2 = sorted(p for p in (rooms / "Area_2").iterdir() if p.is_dir())
     faults.s3dis_empty_room(a2[1])  # empty room
     out = tmp_path / "out"
-    assert _prepare("s3dis", rooms, out, "--split", "Area_1", "Area_2") == 0
+    assert _prepare("s3dis", rooms, out, "--split", "Area_1", "Area_2") == 1
     _check_named(
         out,
         capsys.readouterr().out,

@@ -211,7 +211,7 @@ def test_cli_prepare_custom(tmp_path):
                 str(tmp_path / "missing.yaml"),
             ]
         )
-        == 1
+        == 2
     )
 
 
@@ -250,8 +250,8 @@ def test_nonfinite_drop_leaves_out_exactly_those_points(tmp_path, capsys):
     spec = {"names": ["a", "b"], "label_field": "label", "map": {0: "a", 1: "b"}}
     classes.write_text(yaml.safe_dump({**spec, "features": [], "voxel_size": 0.5}))
     args = ["prepare", "custom", "--raw", str(raw), "--classes", str(classes)]
-    # refuse (the default): the scene fails, named, and the command says so
-    assert main([*args, "--out", str(tmp_path / "p_refuse")]) == 1
+    # refuse (the default): the scene fails, named; nothing prepared: exit 2
+    assert main([*args, "--out", str(tmp_path / "p_refuse")]) == 2
     cap = capsys.readouterr()
     report = cap.out + cap.err
     assert "n.npy (field(s) ['y', 'z']): 2 of 12 points" in report

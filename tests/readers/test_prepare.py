@@ -97,7 +97,7 @@ GOOD = ["Area_1_room_1", "Area_1_room_2", "Area_5_room_1"]
 
 def test_end_to_end_with_broken_scene(fake, tmp_path, capsys):
     out = tmp_path / "out"
-    assert _run(out) == 0
+    assert _run(out) == 1
     printed = capsys.readouterr()
     assert "Area_1_bad" in printed.out + printed.err and "line 3" in printed.out
     meta = processed.read_meta(out)
@@ -145,21 +145,21 @@ def test_end_to_end_with_broken_scene(fake, tmp_path, capsys):
 
 def test_resume_skips_finished_scenes(fake, tmp_path, capsys):
     out = tmp_path / "out"
-    assert _run(out) == 0
+    assert _run(out) == 1
     stamp = {
         p: p.stat().st_mtime_ns
         for p in out.rglob("*")
         if p.is_file() and p.suffix in (".npz", ".npy")
     }
     fake.calls.clear()
-    assert _run(out) == 0
+    assert _run(out) == 1
     assert fake.calls == ["Area_1_bad"]  # only the failed scene is read again
     s = json.loads((out / "summary.json").read_text())
     assert (s["processed"], s["skipped"], s["failed"], s["scenes"]) == (0, 3, 1, 3)
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
     # a new spec only adds its labels; scene files are not rewritten, the reader not called
     fake.calls.clear()
-    assert _run(out, "--labels", "1%", "1pt", "sqn1%") == 0  # later --labels wins in argparse
+    assert _run(out, "--labels", "1%", "1pt", "sqn1%") == 1  # later --labels wins in argparse
     assert fake.calls == ["Area_1_bad"]
     assert {p: p.stat().st_mtime_ns for p in stamp} == stamp
     for sid in GOOD:
@@ -170,10 +170,10 @@ def test_resume_skips_finished_scenes(fake, tmp_path, capsys):
     assert processed.read_meta(out)["label_specs"] == ["1%", "1pt", "sqn1%"]
     # --overwrite redoes everything
     fake.calls.clear()
-    assert _run(out, "--overwrite") == 0
+    assert _run(out, "--overwrite") == 1
     assert sorted(fake.calls) == sorted(GOOD + ["Area_1_bad"])
     # a conflicting seed without --overwrite is refused
-    assert cli(["s3dis", "--raw", "/x", "--out", str(out), "--seed", "6"]) == 1
+    assert cli(["s3dis", "--raw", "/x", "--out", str(out), "--seed", "6"]) == 2
     assert "seed=5" in capsys.readouterr().err
 
 
@@ -210,9 +210,9 @@ def test_interrupted_write_leaves_no_partial_file(fake, tmp_path, monkeypatch):
         "scenes/Area_1_room_1.json",
         "scenes/Area_1_room_1.npz",
     ]
-    assert _run(out) == 0  # resume completes the job
+    assert _run(out) == 1  # resume completes the job
     clean = tmp_path / "clean"
-    assert _run(clean) == 0
+    assert _run(clean) == 1
     for sid in GOOD:
         for spec in ("1%", "1pt"):
             np.testing.assert_array_equal(
@@ -222,8 +222,8 @@ def test_interrupted_write_leaves_no_partial_file(fake, tmp_path, monkeypatch):
 
 def test_workers_give_identical_output(fake, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    assert _run(a) == 0
-    assert _run(b, "--workers", "2") == 0
+    assert _run(a) == 1
+    assert _run(b, "--workers", "2") == 1
     for sid in GOOD:
         for spec in ("1%", "1pt"):
             np.testing.assert_array_equal(
@@ -237,7 +237,7 @@ def test_all_failed_gives_nonzero_exit(monkeypatch, tmp_path):
     monkeypatch.setitem(
         prepare_lib.READERS, "s3dis", _fake_reader(broken=set(GOOD) | {"Area_1_bad"})
     )
-    assert _run(tmp_path / "out", "--split", "val") == 1
+    assert _run(tmp_path / "out", "--split", "val") == 2
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert s["scenes"] == 0 and [f["scene"] for f in s["failures"]] == ["Area_5_room_1"]
 
@@ -248,7 +248,7 @@ def test_limited_annotation_and_bad_arguments(fake, tmp_path):
     out = tmp_path / "out"
     assert (
         _run(out, "--split", "train", "val", "--limited-annotation", str(ann), "--voxel-size", "0")
-        == 0
+        == 1
     )
     assert processed.read_labels(out, "import:points3", "Area_1_room_1").tolist() == [2, 5, 9]
     assert processed.read_labels(out, "import:points3", "Area_1_room_2").size == 0
@@ -257,9 +257,9 @@ def test_limited_annotation_and_bad_arguments(fake, tmp_path):
     with pytest.raises(SystemExit) as e:
         cli(["s3dis", "--raw", "/x", "--out", str(out), "--labels", "2x"])
     assert e.value.code == 2
-    assert _run(tmp_path / "o2", "--split", "nosuch") == 1
+    assert _run(tmp_path / "o2", "--split", "nosuch") == 2
     assert (
-        _run(tmp_path / "o3", "--labels", "import:points3") == 1
+        _run(tmp_path / "o3", "--labels", "import:points3") == 2
     )  # imported spec without its file
 
 

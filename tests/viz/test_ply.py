@@ -63,5 +63,5 @@ def test_export_ply_round_trip(tmp_path: Path, room: dict):
     )
     assert (
         main(["view", str(room["proc"]), "--export-ply", str(tmp_path / "q.ply"), "--mode", "pred"])
-        == 1
+        == 2
     )

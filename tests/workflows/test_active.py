@@ -177,7 +177,7 @@ def test_active_study_end_to_end_resumes(tiny_config, tmp_path):
     assert [p.stat().st_mtime_ns for p in ckpts] == mtimes
     assert json.loads((tmp_path / "r.json").read_text())["runs"] == res["runs"]
     # other settings for the same JSON are refused, not mixed in
-    assert main([*args[:8], "4", *args[9:]]) == 1
+    assert main([*args[:8], "4", *args[9:]]) == 2
 
 
 def test_table_pairs_the_strategies_by_seed():

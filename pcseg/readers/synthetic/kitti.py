@@ -282,6 +282,62 @@ class _AzimuthIndex:
         )
 
 
+# Ray-primitive intersections of _raycast, for rays ``d`` (R, 3) from ``origin`` (3,):
+# ``(t, |cos incidence|)``, t = inf where a ray misses (or hits behind the origin). Callers
+# silence numpy's divide / invalid warnings (axis-parallel rays divide by zero).
+
+
+def _box_hit(
+    origin: np.ndarray, d: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Axis-aligned box ``lo``..``hi`` (slab method; the normal is the entry face's)."""
+    inv = 1.0 / d
+    t1 = (lo - origin) * inv
+    t2 = (hi - origin) * inv
+    tn = np.minimum(t1, t2)
+    tmin = np.maximum(np.maximum(tn[:, 0], tn[:, 1]), tn[:, 2])
+    tmax = np.minimum(
+        np.minimum(np.maximum(t1[:, 0], t2[:, 0]), np.maximum(t1[:, 1], t2[:, 1])),
+        np.maximum(t1[:, 2], t2[:, 2]),
+    )
+    hit = (tmax >= tmin) & (tmin > 1e-6)
+    t = np.where(hit, tmin, np.inf)
+    ax = tn.argmax(axis=1)
+    return t, np.abs(d[np.arange(len(d)), ax])
+
+
+def _cylinder_hit(
+    origin: np.ndarray, d: np.ndarray, cyl: tuple[float, float, float, float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vertical cylinder ``(cx, cy, r, z0, z1)`` (its side only)."""
+    cx, cy, r, z0, z1 = cyl
+    ox, oy = origin[0] - cx, origin[1] - cy
+    a = d[:, 0] ** 2 + d[:, 1] ** 2
+    b = 2 * (ox * d[:, 0] + oy * d[:, 1])
+    c = ox**2 + oy**2 - r**2
+    disc = b * b - 4 * a * c
+    t = (-b - np.sqrt(np.maximum(disc, 0))) / (2 * a)
+    z = origin[2] + t * d[:, 2]
+    hit = (disc >= 0) & (a > 0) & (t > 1e-6) & (z >= z0) & (z <= z1)
+    t = np.where(hit, t, np.inf)
+    nx, ny = (ox + t * d[:, 0]) / r, (oy + t * d[:, 1]) / r
+    return t, np.abs(nx * d[:, 0] + ny * d[:, 1])
+
+
+def _sphere_hit(
+    origin: np.ndarray, d: np.ndarray, center: np.ndarray, r: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sphere of radius ``r`` at ``center`` (unit-length rays)."""
+    oc = origin - center
+    b = 2 * d @ oc
+    c = oc @ oc - r * r
+    disc = b * b - 4 * c
+    t = (-b - np.sqrt(np.maximum(disc, 0))) / 2
+    t = np.where((disc >= 0) & (t > 1e-6), t, np.inf)
+    normal = (oc + np.where(np.isfinite(t), t, 0)[:, None] * d) / r
+    return t, np.abs((normal * d).sum(1))
+
+
 def _raycast(world: KittiWorld, origin: np.ndarray, dirs: np.ndarray, max_range: float = 80.0):
     """Nearest hit of each ray: (t, raw, inst, refl, |cos incidence|), t = inf on a miss.
 
@@ -295,7 +351,7 @@ def _raycast(world: KittiWorld, origin: np.ndarray, dirs: np.ndarray, max_range:
     index = _AzimuthIndex(dirs)
     pad = 1e-3
 
-    def update(idx: np.ndarray, t: np.ndarray, meta, cos: np.ndarray) -> None:
+    def update(idx: np.ndarray, t: np.ndarray, cos: np.ndarray, meta) -> None:
         ok = t < best[idx]
         if ok.any():
             sel = idx[ok]
@@ -306,7 +362,7 @@ def _raycast(world: KittiWorld, origin: np.ndarray, dirs: np.ndarray, max_range:
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         t = (world.ground_z - origin[2]) / dirs[:, 2]
         t = np.where((dirs[:, 2] < 0) & (t > 0), t, np.inf)
-        update(index.all, t, (-1, 0, 0.0), np.abs(dirs[:, 2]))  # raw resolved below
+        update(index.all, t, np.abs(dirs[:, 2]), (-1, 0, 0.0))  # raw resolved below
         p = world.prims
         for lo, hi, meta in zip(p.box_lo, p.box_hi, p.box_meta):
             lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
@@ -325,20 +381,7 @@ def _raycast(world: KittiWorld, origin: np.ndarray, dirs: np.ndarray, max_range:
                 idx = index.window(c, dlt.min() - pad, dlt.max() + pad)
             if idx.size == 0:
                 continue
-            d = dirs[idx]
-            inv = 1.0 / d
-            t1 = (lo - origin) * inv
-            t2 = (hi - origin) * inv
-            tn = np.minimum(t1, t2)
-            tmin = np.maximum(np.maximum(tn[:, 0], tn[:, 1]), tn[:, 2])
-            tmax = np.minimum(
-                np.minimum(np.maximum(t1[:, 0], t2[:, 0]), np.maximum(t1[:, 1], t2[:, 1])),
-                np.maximum(t1[:, 2], t2[:, 2]),
-            )
-            hit = (tmax >= tmin) & (tmin > 1e-6)
-            t = np.where(hit, tmin, np.inf)
-            ax = tn.argmax(axis=1)
-            update(idx, t, meta, np.abs(d[np.arange(len(idx)), ax]))
+            update(idx, *_box_hit(origin, dirs[idx], lo, hi), meta)
         for (cx, cy, r, z0, z1), meta in zip(p.cyl, p.cyl_meta):
             dist = math.hypot(cx - origin[0], cy - origin[1])
             if dist - r > max_range:
@@ -350,18 +393,7 @@ def _raycast(world: KittiWorld, origin: np.ndarray, dirs: np.ndarray, max_range:
                 idx = index.window(math.atan2(cy - origin[1], cx - origin[0]), -half, half)
             if idx.size == 0:
                 continue
-            d = dirs[idx]
-            ox, oy = origin[0] - cx, origin[1] - cy
-            a = d[:, 0] ** 2 + d[:, 1] ** 2
-            b = 2 * (ox * d[:, 0] + oy * d[:, 1])
-            c = ox**2 + oy**2 - r**2
-            disc = b * b - 4 * a * c
-            t = (-b - np.sqrt(np.maximum(disc, 0))) / (2 * a)
-            z = origin[2] + t * d[:, 2]
-            hit = (disc >= 0) & (a > 0) & (t > 1e-6) & (z >= z0) & (z <= z1)
-            t = np.where(hit, t, np.inf)
-            nx, ny = (ox + t * d[:, 0]) / r, (oy + t * d[:, 1]) / r
-            update(idx, t, meta, np.abs(nx * d[:, 0] + ny * d[:, 1]))
+            update(idx, *_cylinder_hit(origin, dirs[idx], (cx, cy, r, z0, z1)), meta)
         for (cx, cy, cz, r), meta in zip(p.sph, p.sph_meta):
             if math.dist((cx, cy, cz), origin) - r > max_range:
                 continue
@@ -373,15 +405,7 @@ def _raycast(world: KittiWorld, origin: np.ndarray, dirs: np.ndarray, max_range:
                 idx = index.window(math.atan2(cy - origin[1], cx - origin[0]), -half, half)
             if idx.size == 0:
                 continue
-            d = dirs[idx]
-            oc = origin - np.array([cx, cy, cz])
-            b = 2 * d @ oc
-            c = oc @ oc - r * r
-            disc = b * b - 4 * c
-            t = (-b - np.sqrt(np.maximum(disc, 0))) / 2
-            t = np.where((disc >= 0) & (t > 1e-6), t, np.inf)
-            normal = (oc + np.where(np.isfinite(t), t, 0)[:, None] * d) / r
-            update(idx, t, meta, np.abs((normal * d).sum(1)))
+            update(idx, *_sphere_hit(origin, dirs[idx], np.array([cx, cy, cz]), r), meta)
     g = raw == -1
     if g.any():
         hp = origin + best[g, None] * dirs[g]

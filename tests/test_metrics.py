@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pcseg.engine.metrics import (
+from pcseg.metrics import (
     ConfusionMatrix,
     confusion_matrix,
     format_table,
