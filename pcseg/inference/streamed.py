@@ -73,7 +73,7 @@ from pcseg.inference.las_codes import (
     las_limit,
 )
 from pcseg.inference.predictor import Predictor
-from pcseg.inference.tiling import MAX_SPAN, make_tiles, margin_voxels, run_tiles
+from pcseg.inference.tiling import MAX_SPAN, make_tiles, margin_voxels, run_tiles, tile_progress
 from pcseg.io.point_file import PointFile, PointFileError, file_format
 from pcseg.io.stream import (
     STREAM_FORMATS,
@@ -94,7 +94,6 @@ from pcseg.readers.custom import (
     scene_origin,
     units_notes,
 )
-from pcseg.utils.progress import progress_bar
 
 #: points per chunk of the out-of-core path
 DEFAULT_CHUNK_POINTS = 1_000_000
@@ -395,14 +394,7 @@ def predict_tiles(
     boxes: list[tuple[np.ndarray, np.ndarray]] = []
     max_pts = max_vox = max_net = 0
     order = [t for t in range(plan.tiles) if per_tile[t]]
-    bar = progress_bar(
-        order,
-        desc=desc or "predict",
-        unit="tile",
-        disable=not progress,
-        dynamic_ncols=True,
-        leave=False,
-    )
+    bar = tile_progress(order, desc, progress)
     for t in bar:
         path = tmp / f"tile_{t}.bin"
         buf = np.fromfile(path, dtype=dt)

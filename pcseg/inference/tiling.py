@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -164,14 +165,7 @@ def run_tiles(
     v_conf = np.zeros(len(vox), dtype=np.float32)
     probs = np.zeros((len(vox), k), dtype=np.float32) if return_probs else None
     visits = 0
-    bar = progress_bar(
-        tiles,
-        desc=desc or "predict",
-        unit="tile",
-        disable=not progress,
-        dynamic_ncols=True,
-        leave=False,
-    )
+    bar = tile_progress(tiles, desc, progress)
     for t in bar:
         tv = vox[t.index]
         centre = (t.lo + t.hi) // 2
@@ -189,6 +183,18 @@ def run_tiles(
         visits += len(t.index)
     bar.close()
     return v_pred, v_conf, probs, visits
+
+
+def tile_progress(tiles: Any, desc: str | None, progress: bool) -> Any:
+    """The progress bar of a loop over tiles (``pcseg.utils.progress.progress_bar``)."""
+    return progress_bar(
+        tiles,
+        desc=desc or "predict",
+        unit="tile",
+        disable=not progress,
+        dynamic_ncols=True,
+        leave=False,
+    )
 
 
 def receptive_field(

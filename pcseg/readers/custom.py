@@ -111,6 +111,14 @@ class ClassesError(ValueError):
     """A ``CLASSES.yaml`` that cannot be used (message names the file and the key)."""
 
 
+def _no_repeats(values: list[str], message: str) -> list[str]:
+    """``values`` unchanged; ValueError ``"<message>: [repeated names]"`` when one repeats."""
+    dup = sorted({n for n in values if values.count(n) > 1})
+    if dup:
+        raise ValueError(f"{message}: {dup}")
+    return values
+
+
 class ClassNames(BaseModel):
     """The class list of a ``CLASSES.yaml``: ``names`` (class index = position, unique) and
     optional ``colors`` {name: [r, g, b] in 0..255}. Other keys are not looked at: this is
@@ -124,10 +132,7 @@ class ClassNames(BaseModel):
     @field_validator("names")
     @classmethod
     def _unique_names(cls, v: list[str]) -> list[str]:
-        dup = sorted({n for n in v if v.count(n) > 1})
-        if dup:
-            raise ValueError(f"class names must be unique; repeated: {dup}")
-        return v
+        return _no_repeats(v, "class names must be unique; repeated")
 
     @model_validator(mode="after")
     def _colors(self) -> ClassNames:
@@ -157,10 +162,7 @@ class ClassesSpec(ClassNames):
     @field_validator("features")
     @classmethod
     def _features(cls, v: list[str]) -> list[str]:
-        dup = sorted({n for n in v if v.count(n) > 1})
-        if dup:
-            raise ValueError(f"features repeated: {dup}")
-        return v
+        return _no_repeats(v, "features repeated")
 
     @model_validator(mode="after")
     def _cross(self) -> ClassesSpec:

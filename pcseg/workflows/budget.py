@@ -257,3 +257,23 @@ def format_validation_matrix(results: dict[str, Any]) -> str:
             row.append(f"**{text}**" if chosen.get(spec, ("",))[0] == m else text)
         lines.append(f"| {spec} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
+
+
+def select_budget_results(
+    results: dict[str, Any],
+    budgets: list[str] | None = None,
+    methods: list[str] | None = None,
+) -> dict[str, Any]:
+    """The part of a study with only ``budgets`` and ``methods`` (None: all), in that order."""
+    out: dict[str, Any] = {"budgets": {}}
+    for spec in budgets or list(results["budgets"]):
+        entry = results["budgets"].get(spec)
+        if entry is None:
+            continue
+        keep = {
+            m: entry["methods"][m] for m in (methods or entry["methods"]) if m in entry["methods"]
+        }
+        if keep:
+            out["budgets"][spec] = {k: v for k, v in entry.items() if k != "methods"}
+            out["budgets"][spec]["methods"] = keep
+    return out

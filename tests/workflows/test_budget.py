@@ -17,6 +17,7 @@ from pcseg.workflows.budget import (
     format_validation_matrix,
     labelled_fraction,
     merge_budget_results,
+    select_budget_results,
 )
 
 
@@ -121,3 +122,36 @@ def test_merge_and_choose_on_validation_by_hand():
     assert "| 1% | **57.0 ± 1.4** | 52.0 ± 2.8 |" in table
     assert "| 0.1% | nan ± nan | - |" in table
     assert final_validation_miou({"val_history": []}) != final_validation_miou({"val_history": []})
+
+
+def test_select_budget_results_keeps_the_asked_order():
+    res = {
+        "budgets": {
+            "1%": {"fraction": 0.01, "methods": {"a": [1], "b": [2], "c": [3]}},
+            "0.1%": {"fraction": 0.001, "methods": {"a": [4]}},
+        }
+    }
+    sel = select_budget_results(res, budgets=["0.1%", "1%", "10%"], methods=["c", "a"])
+    assert list(sel["budgets"]) == ["0.1%", "1%"]
+    assert list(sel["budgets"]["1%"]["methods"]) == ["c", "a"]
+    assert sel["budgets"]["1%"]["fraction"] == 0.01
+    assert select_budget_results(res, methods=["z"]) == {"budgets": {}}
+
+
+def test_recommended_configs_validate_on_a_split_that_is_not_tested_or_trained():
+    # the recipe is chosen on validation: a recommended config whose study has a validation
+    # split must name one that is neither its test split nor part of its training split
+    from pcseg.config import load_config
+    from pcseg.config_files import shipped_config_dir
+
+    root = shipped_config_dir()
+    assert root is not None
+    found = sorted(root.glob("*/recommended*.yaml"))
+    assert {p.parent.name for p in found} >= {"budget", "custom"}
+    for path in found:
+        d = load_config(path).data
+        if path.parent.name == "budget":
+            assert d.val_split, path
+        if d.val_split:
+            assert d.val_split != d.test_split, path
+            assert d.val_split not in d.train_split.split("+"), path
