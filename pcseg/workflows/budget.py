@@ -277,3 +277,35 @@ def select_budget_results(
             out["budgets"][spec] = {k: v for k, v in entry.items() if k != "methods"}
             out["budgets"][spec]["methods"] = keep
     return out
+
+
+#: the p-vs-q diagnostics of a study run (``<field>_first_last``: means over the first and the
+#: last tenth of training) and their column titles
+PQ_FIELDS = (
+    ("pseudo_acc", "p OA"),
+    ("pred_acc_unlabelled", "q OA"),
+    ("pseudo_macc", "p mAcc"),
+    ("pred_unlabelled_macc", "q mAcc"),
+    ("pseudo_miou", "p mIoU"),
+    ("pred_unlabelled_miou", "q mIoU"),
+)
+
+
+def format_pq_table(results: dict[str, Any]) -> str:
+    """Markdown: per (budget, method), the end-of-training accuracy of argmax p (the method's
+    pseudo-labels) and argmax q (the network) on the unlabelled training voxels against their
+    hidden labels, as OA, per-class accuracy and mIoU (mean over seeds, %; '-' where the run
+    did not record it)."""
+    lines = [
+        "| labels | method | " + " | ".join(t for _, t in PQ_FIELDS) + " |",
+        "|---|---|" + "---|" * len(PQ_FIELDS),
+    ]
+    order = sorted(results["budgets"].items(), key=lambda kv: kv[1].get("fraction", 0.0))
+    for spec, entry in order:
+        for m, runs in entry["methods"].items():
+            cells = []
+            for key, _ in PQ_FIELDS:
+                ends = [r[f"{key}_first_last"][1] for r in runs if r.get(f"{key}_first_last")]
+                cells.append(f"{100 * float(np.mean(ends)):.1f}" if ends else "-")
+            lines.append(f"| {spec} | {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

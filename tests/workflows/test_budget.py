@@ -14,6 +14,7 @@ from pcseg.workflows.budget import (
     final_validation_miou,
     format_budget_matrix,
     format_budget_table,
+    format_pq_table,
     format_validation_matrix,
     labelled_fraction,
     merge_budget_results,
@@ -155,3 +156,18 @@ def test_recommended_configs_validate_on_a_split_that_is_not_tested_or_trained()
         if d.val_split:
             assert d.val_split != d.test_split, path
             assert d.val_split not in d.train_split.split("+"), path
+
+
+def test_pq_table_by_hand():
+    runs = [
+        {
+            "pseudo_acc_first_last": [0.2, 0.6],
+            "pred_acc_unlabelled_first_last": [0.3, 0.9],
+            "pseudo_miou_first_last": [0.1, 0.3],
+        },
+        {"pseudo_acc_first_last": [0.2, 0.8], "pred_acc_unlabelled_first_last": None},
+    ]
+    res = {"budgets": {"1%": {"fraction": 0.01, "methods": {"erda": runs}}}}
+    row = format_pq_table(res).splitlines()[2]
+    # p OA: mean of the ends 0.6, 0.8; q OA only from the run that has it; no mAcc recorded
+    assert row == "| 1% | erda | 70.0 | 90.0 | - | - | 30.0 | - |"
