@@ -4,6 +4,7 @@ and table checked by hand), and the README budget tables drawn from the shipped 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from helpers.paths import REPO
@@ -171,3 +172,65 @@ def test_pq_table_by_hand():
     row = format_pq_table(res).splitlines()[2]
     # p OA: mean of the ends 0.6, 0.8; q OA only from the run that has it; no mAcc recorded
     assert row == "| 1% | erda | 70.0 | 90.0 | - | - | 30.0 | - |"
+
+
+#: docs/ERDA_STUDY.md's tables: name -> (kind, [(JSON in docs/, budgets or None, methods or
+#: None), ...]); each table is the formatter of `kind` over the merged selections, verbatim
+ERDA_STUDY_TABLES: dict[str, tuple[str, list[tuple[str, list[str] | None, list[str] | None]]]] = {
+    "arms_test": ("test", [
+        ("budget_study.json", ["1%"], ["supervised", "erda"]),
+        ("erda_study_arms.json", None, None),
+        ("erda_study_fidelity.json", None, None),
+    ]),
+    "arms_val": ("val", [
+        ("budget_study.json", ["1%"], ["supervised", "erda"]),
+        ("erda_study_arms.json", None, None),
+        ("erda_study_fidelity.json", None, None),
+    ]),
+    "pq": ("pq", [
+        ("budget_study.json", ["1%"], ["supervised", "erda"]),
+        ("erda_study_arms.json", None, None),
+        ("erda_study_fidelity.json", None, None),
+    ]),
+    "long": ("test", [
+        ("budget_study.json", ["1%"], ["supervised"]),
+        ("superpoint_study_supervised.json", ["1%"], None),
+        ("erda_study_long.json", None, None),
+        ("erda_study_long_superpoints.json", None, None),
+    ]),
+    "superpoints_test": ("test", [
+        ("budget_study.json", ["1pt", "0.1%", "click", "1%", "full"], ["supervised", "erda"]),
+        ("superpoint_study_supervised.json", None, None),
+        ("superpoint_study_erda.json", None, None),
+    ]),
+    "superpoints_val": ("val", [
+        ("budget_study.json", ["1pt", "0.1%", "click", "1%"], ["supervised", "erda"]),
+        ("superpoint_study_supervised.json", None, None),
+        ("superpoint_study_erda.json", None, None),
+    ]),
+    "kitti": ("test", [
+        ("kitti_budget_study.json", ["1pt", "0.1%", "1%"], ["supervised", "erda"]),
+        ("kitti_superpoint_study.json", None, None),
+    ]),
+}  # fmt: skip
+
+
+def erda_study_table(
+    kind: str, parts: list[tuple[str, list[str] | None, list[str] | None]], docs: Path
+) -> str:
+    """One table of docs/ERDA_STUDY.md from the JSONs in ``docs`` (missing JSONs left out)."""
+    chosen = [
+        select_budget_results(json.loads((docs / name).read_text()), budgets, methods)
+        for name, budgets, methods in parts
+        if (docs / name).is_file()
+    ]
+    merged = merge_budget_results(chosen)
+    fmt = {"test": format_budget_matrix, "val": format_validation_matrix, "pq": format_pq_table}
+    return fmt[kind](merged)
+
+
+@pytest.mark.parametrize("name", sorted(ERDA_STUDY_TABLES))
+def test_erda_study_tables_are_drawn_from_the_shipped_json(name):
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    kind, parts = ERDA_STUDY_TABLES[name]
+    assert erda_study_table(kind, parts, docs) in (docs / "ERDA_STUDY.md").read_text()
