@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import re
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,82 @@ def laz_backend_available() -> bool:
     return any(b.is_available() for b in laspy.LazBackend)
 
 
+#: LAS public header: the smallest header (LAS 1.0-1.2), a VLR header and an EVLR header
+_MIN_HEADER, _VLR_HEADER, _EVLR_HEADER = 227, 54, 60
+
+
+def check_las_header(path: str | Path) -> None:
+    """Sanity-check the counts and offsets of the LAS/LAZ public header of ``path`` against
+    its size before laspy reads anything (a hostile header claiming 1e9 VLRs or points would
+    otherwise stall the reader and exhaust memory). Reads 375 bytes; :class:`PointFileError`
+    naming the file, the field, the claimed value and what the file size allows."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(375)
+    except OSError as e:
+        raise PointFileError(f"{path}: not a readable LAS file: {e}") from e
+
+    def bad(field: str, claimed: int, allows: str) -> PointFileError:
+        return PointFileError(
+            f"{path}: damaged LAS header: {field} claims {claimed:,}, but {allows} "
+            f"(file size {size:,} bytes)"
+        )
+
+    if len(head) < _MIN_HEADER or head[:4] != b"LASF":
+        raise PointFileError(
+            f"{path}: not a readable LAS file: {size:,} bytes without a 'LASF' signature "
+            f"and a {_MIN_HEADER}-byte header"
+        )
+    minor = head[25]
+    header_size, point_offset, n_vlrs = struct.unpack_from("<HII", head, 94)
+    point_format, record_length, legacy_count = struct.unpack_from("<BHI", head, 104)
+    if header_size < _MIN_HEADER or header_size > size:
+        raise bad("header size", header_size, f"it must lie in [{_MIN_HEADER}, file size]")
+    if point_offset < header_size or point_offset > size:
+        raise bad(
+            "offset to point data", point_offset, f"it must lie in [{header_size:,}, {size:,}]"
+        )
+    max_vlrs = (point_offset - header_size) // _VLR_HEADER
+    if n_vlrs > max_vlrs:
+        raise bad(
+            "number of VLRs",
+            n_vlrs,
+            f"the {point_offset - header_size:,} bytes between the header and the point data "
+            f"hold at most {max_vlrs:,} ({_VLR_HEADER} bytes each at least)",
+        )
+    count = legacy_count
+    if minor >= 4 and len(head) >= 255:
+        evlr_start, n_evlrs, count64 = struct.unpack_from("<QIQ", head, 235)
+        count = count64 or legacy_count
+        if n_evlrs:
+            if evlr_start < point_offset or evlr_start > size:
+                raise bad(
+                    "start of the first EVLR",
+                    evlr_start,
+                    f"it must lie in [{point_offset:,}, {size:,}]",
+                )
+            max_evlrs = (size - evlr_start) // _EVLR_HEADER
+            if n_evlrs > max_evlrs:
+                raise bad(
+                    "number of EVLRs",
+                    n_evlrs,
+                    f"the {size - evlr_start:,} bytes after the first EVLR hold at most "
+                    f"{max_evlrs:,} ({_EVLR_HEADER} bytes each at least)",
+                )
+    compressed = bool(point_format & 0xC0) or path.suffix.lower() == ".laz"
+    if not compressed and count and record_length:
+        max_points = (size - point_offset) // record_length
+        if count > max_points:
+            raise bad(
+                "number of point records",
+                count,
+                f"the {size - point_offset:,} bytes after the point data offset hold at "
+                f"most {max_points:,} records of {record_length} bytes",
+            )
+
+
 def read_las(path: str | Path) -> PointFile:
     """LAS/LAZ with ``laspy``: xyz = record * scale + offset (float64); every point
     dimension (incl. extra bytes) is a field; the integer records are kept for write-back."""
@@ -36,6 +113,7 @@ def read_las(path: str | Path) -> PointFile:
     path = Path(path)
     if path.suffix.lower() == ".laz" and not laz_backend_available():
         raise PointFileError(f"{path}: LAZ file but no LAZ backend is installed; {LAZ_HINT}")
+    check_las_header(path)
     try:
         las = laspy.read(str(path))
     except laspy.errors.LaspyException as e:
@@ -268,5 +346,6 @@ def read_las_crs(path: str | Path) -> dict[str, Any] | None:
     """:func:`las_crs` of the file ``path`` (reads only its header and VLRs)."""
     import laspy
 
+    check_las_header(path)
     with laspy.open(str(path)) as r:
         return las_crs(r.header)

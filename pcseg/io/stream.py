@@ -116,6 +116,7 @@ def stream_count(path: str | Path) -> int:
     if fmt == "las":
         import laspy  # type: ignore[import-untyped]
 
+        las.check_las_header(path)
         try:
             with laspy.open(str(path)) as r:
                 return int(r.header.point_count)
@@ -174,6 +175,7 @@ def iter_chunks(path: str | Path, chunk_points: int) -> Iterator[PointChunk]:
             raise PointFileError(
                 f"{path}: LAZ file but no LAZ backend is installed; {las.LAZ_HINT}"
             )
+        las.check_las_header(path)
         with laspy.open(str(path)) as r:
             names = list(r.header.point_format.dimension_names)
             start = 0

@@ -128,3 +128,76 @@ def test_units_from_the_wkt_vlr_and_geotiff_keys(tmp_path):
     assert las_io.las_crs(_las(tmp_path / "none.las").header) is None
     with pytest.raises(ValueError, match="unclosed"):
         las_io.parse_wkt('PROJCS["a",UNIT["foot",0.3048]')
+
+
+# ------------------------------------------------------------------ hostile header (issue 25)
+def _patched(tmp_path, name, version, patches):
+    """A small laspy-written LAS whose header bytes at ``patches`` ({offset: (fmt, value or
+    value(file size))}) are overwritten; returns (path, original header fields, size)."""
+    import struct
+
+    import laspy
+
+    h = laspy.LasHeader(point_format=3, version=version)
+    las = laspy.LasData(h)
+    las.x, las.y, las.z = np.arange(400.0), np.arange(400.0), np.arange(400.0)
+    path = tmp_path / name
+    las.write(str(path))
+    raw = bytearray(path.read_bytes())
+    orig = dict(zip(("header_size", "offset", "n_vlrs"), struct.unpack_from("<HII", raw, 94)))
+    for off, (fmt, value) in patches.items():
+        struct.pack_into(fmt, raw, off, value(len(raw)) if callable(value) else value)
+    path.write_bytes(bytes(raw))
+    return path, orig, len(raw)
+
+
+def _no_laspy_reads(monkeypatch):
+    import laspy
+
+    def boom(*a, **k):
+        raise AssertionError("laspy was asked to read a hostile header")
+
+    monkeypatch.setattr(laspy, "read", boom)
+    monkeypatch.setattr(laspy, "open", boom)
+
+
+def test_hostile_vlr_count_fails_before_laspy_reads(tmp_path, monkeypatch):
+    path, orig, size = _patched(tmp_path, "vlrs.las", "1.2", {100: ("<I", 1_069_128_089)})
+    assert 10_000 < size < 20_000  # the 14 KB file of the issue
+    _no_laspy_reads(monkeypatch)
+    allowed = (orig["offset"] - orig["header_size"]) // 54
+    for reader in (las_io.read_las, read_points):
+        with pytest.raises(PointFileError) as e:
+            reader(path)
+        msg = str(e.value)
+        assert str(path) in msg and "number of VLRs" in msg and "1,069,128,089" in msg
+        assert f"at most {allowed:,}" in msg and f"{size:,} bytes" in msg
+
+
+@pytest.mark.parametrize(
+    ("version", "patch", "field", "claimed"),
+    [
+        ("1.2", {107: ("<I", 3_000_000_000)}, "number of point records", "3,000,000,000"),
+        ("1.4", {247: ("<Q", 10**12)}, "number of point records", "1,000,000,000,000"),
+        ("1.2", {96: ("<I", 4_000_000_000)}, "offset to point data", "4,000,000,000"),
+        ("1.4", {235: ("<Q", lambda n: n - 10), 243: ("<I", 2**31)}, "EVLRs", "2,147,483,648"),
+        ("1.4", {235: ("<Q", 2**40), 243: ("<I", 1)}, "start of the first EVLR", "1,099,511,"),
+    ],
+)
+def test_hostile_header_fields_are_named(tmp_path, monkeypatch, version, patch, field, claimed):
+    path, _, _ = _patched(tmp_path, "h.las", version, patch)
+    _no_laspy_reads(monkeypatch)
+    with pytest.raises(PointFileError, match=field) as e:
+        las_io.read_las(path)
+    assert claimed in str(e.value) and str(path) in str(e.value)
+
+
+def test_sane_header_passes_the_check(tmp_path):
+    for version in ("1.2", "1.4"):
+        path, _, _ = _patched(tmp_path, f"ok{version}.las", version, {})
+        las_io.check_las_header(path)
+        assert len(las_io.read_las(path).xyz) == 400
+    not_las = tmp_path / "x.las"
+    not_las.write_bytes(b"hello")
+    with pytest.raises(PointFileError, match="not a readable LAS file: 5 bytes"):
+        las_io.read_las(not_las)

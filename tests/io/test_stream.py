@@ -132,3 +132,27 @@ def test_laz_without_backend_is_refused_by_the_streaming_reader_and_writer(tmp_p
         next(stream.iter_chunks(tmp_path / "a.laz", 3))
     with pytest.raises(PointFileError, match=r"o\.laz: writing LAZ needs a LAZ backend"):
         stream.write_streamed(tmp_path / "a.laz", tmp_path / "o.laz", 3, {}, lambda c: ({}, None))
+
+
+def test_streamed_las_checks_the_header_before_laspy(tmp_path, monkeypatch):
+    import struct
+
+    import laspy
+
+    h = laspy.LasHeader(point_format=3, version="1.2")
+    data = laspy.LasData(h)
+    data.x, data.y, data.z = np.arange(300.0), np.arange(300.0), np.arange(300.0)
+    path = tmp_path / "hostile.las"
+    data.write(str(path))
+    raw = bytearray(path.read_bytes())
+    struct.pack_into("<I", raw, 100, 1_069_128_089)
+    path.write_bytes(bytes(raw))
+
+    def boom(*a, **k):
+        raise AssertionError("laspy was asked to read a hostile header")
+
+    monkeypatch.setattr(laspy, "open", boom)
+    with pytest.raises(PointFileError, match=r"number of VLRs claims 1,069,128,089"):
+        stream.stream_count(path)
+    with pytest.raises(PointFileError, match=r"hostile\.las: damaged LAS header"):
+        next(stream.iter_chunks(path, 100))
