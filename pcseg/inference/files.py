@@ -21,8 +21,8 @@ from pcseg.inference.memory import predict_file_in_memory
 from pcseg.inference.predictor import PredictError, Predictor, load_predictor
 from pcseg.inference.streamed import DEFAULT_CHUNK_POINTS, predict_file_streamed, stream_supported
 from pcseg.inference.tiling import DEFAULT_VOXEL_BUDGET
-from pcseg.io.atomic import atomic_write_json
-from pcseg.io.point_file import SUFFIXES
+from pcseg.io.atomic import atomic_write_json, remove_stale_temporaries
+from pcseg.io.point_file import list_point_files
 from pcseg.io.points import OUTPUT_FORMATS
 from pcseg.io.stream import stream_count
 
@@ -30,16 +30,13 @@ STREAM_MODES = ("auto", "always", "never")
 
 
 def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
-    """Files of ``inputs`` (a folder: every supported file under it, sorted)."""
+    """Files of ``inputs`` (a folder: every supported file under it, sorted, hidden files
+    and folders and temporaries skipped: :func:`pcseg.io.point_file.list_point_files`)."""
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files.extend(
-                q
-                for q in sorted(p.rglob("*"))
-                if q.is_file() and q.suffix.lower() in SUFFIXES and not q.name.startswith(".")
-            )
+            files.extend(list_point_files(p))
         else:
             files.append(p)
     return list(dict.fromkeys(files))
@@ -97,6 +94,17 @@ def predict_file(
     )
 
 
+def report_removed(removed: Sequence[Path], out_dir: Path) -> None:
+    """Say on stderr which leftovers of an interrupted run were removed from ``out_dir``."""
+    if removed:
+        names = ", ".join(p.name for p in removed[:5]) + (" ..." if len(removed) > 5 else "")
+        print(
+            f"note: removed {len(removed)} leftover temporary file(s) / folder(s) of an "
+            f"interrupted run from {out_dir}: {names}",
+            file=sys.stderr,
+        )
+
+
 def rank_world() -> tuple[int, int]:
     """(rank, world size) from torchrun's environment (0, 1 without it)."""
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
@@ -122,6 +130,7 @@ def predict_files(
     units; its notes (another CRS / unit than the training files, features far outside the
     training range) are printed as warnings. Returns the summary (also written to
     ``OUT/predict_summary.json``, ``.rank<r>.json`` under torchrun)."""
+    started = time.time()
     if fmt != "same" and fmt not in OUTPUT_FORMATS:
         raise PredictError(f"--format must be 'same' or one of {OUTPUT_FORMATS}, got {fmt!r}")
     if stream not in STREAM_MODES:
@@ -143,7 +152,10 @@ def predict_files(
     mine = files[rank::world]
     predictor = load_predictor(checkpoint, classes, device)
     out_dir = Path(out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PredictError(f"--out {out_dir} is an existing file, not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
+    report_removed(remove_stale_temporaries(out_dir, started), out_dir)
     done: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     t0 = time.perf_counter()

@@ -13,6 +13,8 @@ import contextlib
 import io
 import json
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -102,3 +104,45 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+#: the temporaries pcseg leaves when killed: ``.NAME.<8 random><suffix>`` of
+#: :func:`atomic_path` (suffix ``.tmp`` or that of NAME) and ``.STEM.stream.<8 random>``
+#: folders of a streamed predict (``tempfile``'s random part: 8 of ``[a-z0-9_]``)
+_ATOMIC_TMP = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}(?P<suffix>\.[^.]*)?")
+_STREAM_TMP = re.compile(r"\..+\.stream\.[a-z0-9_]{8}")
+
+
+def is_pcseg_temporary(path: Path) -> bool:
+    """Whether ``path`` is named like a temporary of :func:`atomic_path` (a file) or of a
+    streamed predict (a folder)."""
+    if path.is_dir():
+        return _STREAM_TMP.fullmatch(path.name) is not None
+    m = _ATOMIC_TMP.fullmatch(path.name)
+    if m is None or not m["suffix"]:
+        return False
+    return m["suffix"] == ".tmp" or m["suffix"] == Path(m["name"]).suffix
+
+
+def remove_stale_temporaries(
+    folder: str | Path, before: float, recursive: bool = False
+) -> list[Path]:
+    """Remove pcseg's own temporaries (:func:`is_pcseg_temporary`) in ``folder`` (and its
+    subfolders when ``recursive``) last modified before the time ``before`` (``time.time()``
+    of the run's start): the leftovers of a killed run. Returns the removed paths."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed: list[Path] = []
+    for p in sorted(folder.rglob(".*") if recursive else folder.glob(".*")):
+        try:
+            if not is_pcseg_temporary(p) or p.stat().st_mtime >= before:
+                continue
+            if p.is_dir():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+        except FileNotFoundError:
+            continue  # removed meanwhile (or inside a folder removed just before)
+        removed.append(p)
+    return removed

@@ -75,6 +75,22 @@ def file_format(path: str | Path) -> str:
     return SUFFIXES[suf]
 
 
+def list_point_files(root: str | Path) -> list[Path]:
+    """Every file under the folder ``root`` (recursively, sorted) whose suffix is in
+    :data:`SUFFIXES`, skipping hidden files and folders (a name starting with ``.``: pcseg's
+    own atomic-write temporaries ``.NAME.*`` and streamed-predict folders
+    ``.STEM.stream.*``, editor and OS files) and temporary files (``*.tmp``)."""
+    root = Path(root)
+    out = []
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).parts
+        if any(part.startswith(".") for part in rel) or p.name.lower().endswith(".tmp"):
+            continue
+        if p.suffix.lower() in SUFFIXES and p.is_file():
+            out.append(p)
+    return out
+
+
 def xyz_from(path: Path, cols: dict[str, np.ndarray]) -> np.ndarray:
     """(N, 3) float64 of the ``x``, ``y``, ``z`` columns of ``cols``; PointFileError naming
     the missing ones and the fields the file has."""

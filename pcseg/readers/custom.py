@@ -81,7 +81,7 @@ from pydantic import (
 
 from pcseg.data.scene import Scene
 from pcseg.io.las import las_crs, read_las_crs
-from pcseg.io.point_file import SUFFIXES, PointFile, PointFileError
+from pcseg.io.point_file import PointFile, PointFileError, list_point_files
 from pcseg.io.points import read_points
 from pcseg.readers.common import (
     FeatureNormalisation,
@@ -752,9 +752,7 @@ def list_files(raw: Path) -> dict[str, Path]:
     if not raw.is_dir():
         raise FileNotFoundError(f"raw folder {raw} does not exist")
     out: dict[str, Path] = {}
-    for p in sorted(raw.rglob("*")):
-        if not p.is_file() or p.suffix.lower() not in SUFFIXES or p.name.startswith("."):
-            continue
+    for p in list_point_files(raw):
         sid = scene_id(raw, p)
         if sid in out:
             raise ValueError(f"{out[sid]} and {p} would both be scene {sid!r}; rename one")

@@ -55,7 +55,7 @@ from pcseg.data.weak_labels import (
     parse_spec,
     sample_weak_labels,
 )
-from pcseg.io.atomic import atomic_write_json
+from pcseg.io.atomic import atomic_write_json, remove_stale_temporaries
 from pcseg.readers import READERS
 from pcseg.readers.common import Reader, ReaderOptions, SplitError, validate_options
 from pcseg.utils.progress import progress_bar
@@ -400,7 +400,7 @@ def prepare_dataset(opts: PrepareOptions) -> dict[str, Any]:
     """Convert ``opts.raw`` into the processed folder ``opts.out``; returns the summary (also
     printed and written to ``OUT/summary.json``). Raises :class:`PrepareError` when nothing
     can be prepared (no scenes, unknown imported spec, meta mismatch) or every scene failed."""
-    t_start = time.perf_counter()
+    t_start, started = time.perf_counter(), time.time()
     reader = reader_of(opts)
     ropts = checked_reader_options(reader, opts)
     out = Path(opts.out)
@@ -429,7 +429,17 @@ def prepare_dataset(opts: PrepareOptions) -> dict[str, Any]:
                 file=sys.stderr,
             )
 
+    if out.exists() and not out.is_dir():
+        raise PrepareError(f"--out {out} is an existing file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
+    removed = remove_stale_temporaries(out, started, recursive=True)
+    if removed:
+        names = ", ".join(str(p.relative_to(out)) for p in removed[:5])
+        print(
+            f"note: removed {len(removed)} leftover temporary file(s) of an interrupted run "
+            f"from {out}: {names}{' ...' if len(removed) > 5 else ''}",
+            file=sys.stderr,
+        )
     meta = merge_meta(out, opts, class_names, voxel_size, splits, specs)  # checks, no write
     meta.update(opts.meta_extra)
     jobs = [

@@ -411,7 +411,7 @@ def list_scenes(raw: Path, split: str, options: Options | None = None) -> list[s
         if not vdir.is_dir():
             missing.append(seq)
             continue
-        frames = sorted(p.stem for p in vdir.glob("*.bin"))
+        frames = sorted(p.stem for p in vdir.glob("*.bin") if not p.name.startswith("."))
         scenes += [f"{seq}_{f}" for f in frames]
     if missing:
         warn(f"{root}/sequences: sequences {missing} of split {split!r} not found; skipped")

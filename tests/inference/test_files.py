@@ -197,3 +197,49 @@ def test_a_users_file_passes_each_module_once_in_order(tiny, tmp_path, monkeypat
     assert f"pcseg.inference.{other}" not in visited
     deepest = max(stacks, key=len)
     assert deepest == tuple(f"pcseg.inference.{m}" for m in ("files", path, "tiling", "predictor"))
+
+
+def test_leftovers_of_a_killed_predict_are_skipped_and_cleaned(tiny, tmp_path, monkeypatch, capsys):
+    import os
+
+    from pcseg.inference import files as files_mod
+
+    monkeypatch.setattr(files_mod, "load_predictor", lambda *a, **k: tiny)
+    src = tmp_path / "in"
+    write_synthetic_las(src / "a.las", 3000, seed=1)
+    out = tmp_path / "out"
+    stale = out / ".a.stream.ab12cd34"  # what a kill -9 of a streamed predict leaves
+    stale.mkdir(parents=True)
+    for i in range(3):
+        (stale / f"{i:05d}.bin").write_bytes(np.zeros(16, np.float32).tobytes())
+    (out / ".a.las.x1y2z3w4.las").write_bytes(b"half a file")
+    fresh = out / ".b.las.q1w2e3r4.las"  # newer than the run: another run's, kept
+    fresh.write_bytes(b"x")
+    for p in (stale, out / ".a.las.x1y2z3w4.las"):
+        os.utime(p, (1_000_000, 1_000_000))
+    os.utime(fresh, (4_000_000_000, 4_000_000_000))
+    assert files_mod.expand_inputs([out]) == []  # the chunks are no KITTI scans
+    s = files_mod.predict_files("ckpt.pt", [src], out, voxel_budget=1500, progress=False)
+    assert len(s["files"]) == 1 and not s["failures"]
+    err = capsys.readouterr().err
+    assert (
+        f"removed 2 leftover temporary file(s) / folder(s) of an interrupted run from {out}" in err
+    )
+    assert ".a.stream.ab12cd34" in err and ".a.las.x1y2z3w4.las" in err
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [fresh.name, "a.las", "predict_summary.json"]
+    )
+    assert files_mod.expand_inputs([out]) == [out / "a.las"]
+
+
+def test_out_that_is_a_file_is_a_one_line_error(tiny, tmp_path, monkeypatch, capsys):
+    from pcseg.inference import files as files_mod
+
+    monkeypatch.setattr(files_mod, "load_predictor", lambda *a, **k: tiny)
+    src = write_synthetic_las(tmp_path / "a.las", 500, seed=1)
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    argv = ["predict", str(src), "--checkpoint", "ckpt.pt", "--out", str(taken)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"pcseg: error: --out {taken} is an existing file, not a folder"]

@@ -77,3 +77,33 @@ def test_point_writers_are_atomic_with_the_normal_mode(tmp_path, name):
     os.umask(mask)
     assert [q.name for q in (tmp_path / "out").iterdir()] == [name]  # no temporary file left
     assert (os.stat(out).st_mode & 0o777) == (0o666 & ~mask)
+
+
+def test_stale_temporaries_removed_fresh_ones_and_user_files_kept(tmp_path):
+    import os
+
+    from pcseg.io.atomic import is_pcseg_temporary, remove_stale_temporaries
+
+    start = 1_000_000.0
+    stream = tmp_path / ".tile_00.stream.ab12cd34"
+    stream.mkdir()
+    (stream / "00000.bin").write_bytes(b"x")
+    (tmp_path / "scenes").mkdir()
+    old = [stream, tmp_path / ".a.las.x1y2z3w4.las", tmp_path / "scenes/.t.npz.k3j4h5g6.tmp"]
+    kept = [
+        tmp_path / ".b.las.q1w2e3r4.las",  # a temporary of this run (newer than its start)
+        tmp_path / ".config.settings",  # a user's hidden file: no temporary suffix
+        tmp_path / ".c.las.q1w2e3r4.ply",  # suffix neither .tmp nor that of the name
+        tmp_path / "a.las",
+    ]
+    for p in old[1:] + kept:
+        p.write_bytes(b"x")
+    for p in old + kept[1:]:
+        os.utime(p, (start - 10, start - 10))
+    os.utime(kept[0], (start + 10, start + 10))
+    assert [is_pcseg_temporary(p) for p in old + kept] == [True] * 4 + [False] * 3
+    flat = remove_stale_temporaries(tmp_path, start)
+    assert sorted(flat) == sorted(old[:2])
+    assert remove_stale_temporaries(tmp_path, start, recursive=True) == [old[2]]
+    assert all(p.exists() for p in kept) and not any(p.exists() for p in old)
+    assert remove_stale_temporaries(tmp_path / "missing", start) == []

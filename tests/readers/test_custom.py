@@ -445,3 +445,16 @@ def test_several_features_channels_and_height_above_ground(tmp_path):
     bld = d["classification"] == 6
     np.testing.assert_allclose(hag[bld], (d["xyz"][:, 2] - terrain)[bld], atol=0.2)
     assert np.abs(hag[d["classification"] == 2]).max() < 0.2
+
+
+def test_a_predict_folder_with_leftovers_lists_only_its_point_files(tmp_path):
+    from pcseg.readers.custom import list_files
+
+    raw = tmp_path / "raw"
+    write_synthetic_las(raw / "a.las", 500, seed=0)
+    left = raw / ".a.stream.ab12cd34"  # a killed streamed predict's chunks
+    left.mkdir()
+    (left / "00000.bin").write_bytes(np.zeros(16, np.float32).tobytes())
+    (raw / ".a.las.x1y2z3w4.las").write_bytes(b"half")
+    (raw / "b.las.tmp").write_bytes(b"half")
+    assert list_files(raw) == {"a": raw / "a.las"}

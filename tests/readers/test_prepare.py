@@ -370,3 +370,27 @@ def test_cli_reader_flag_of_another_dataset_is_refused(fake, tmp_path, capsys):
         _run(tmp_path / "out", "--kitti-yaml", str(tmp_path / "k.yaml"))
     assert e.value.code == 2
     assert "--kitti-yaml applies to semantickitti only, not s3dis" in capsys.readouterr().err
+
+
+def test_rerun_removes_a_killed_prepares_temporaries(fake, tmp_path, capsys):
+    import os
+
+    out = tmp_path / "out"
+    (out / "scenes").mkdir(parents=True)
+    stale = out / "scenes" / ".Area_1_room_1.npz.k3j4h5g6.tmp"  # kill -9 mid-write
+    stale.write_bytes(b"half an npz")
+    os.utime(stale, (1_000_000, 1_000_000))
+    assert _run(out) == 1  # Area_1_bad fails as ever
+    err = capsys.readouterr().err
+    assert f"removed 1 leftover temporary file(s) of an interrupted run from {out}" in err
+    assert "scenes/.Area_1_room_1.npz.k3j4h5g6.tmp" in err
+    assert not stale.exists()
+    assert not [p for p in out.rglob(".*")]
+
+
+def test_out_that_is_a_file_is_a_one_line_error(fake, tmp_path, capsys):
+    taken = tmp_path / "taken"
+    taken.write_text("a file")
+    assert _run(taken) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"pcseg: error: --out {taken} is an existing file, not a folder"]

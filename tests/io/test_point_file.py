@@ -1,0 +1,27 @@
+"""pcseg.io.point_file: the one input-file listing skips hidden files and folders and
+temporaries (the leftovers of a killed run) and keeps every other supported file."""
+
+from __future__ import annotations
+
+from pcseg.io.point_file import list_point_files
+
+
+def test_listing_skips_hidden_and_temporary_names(tmp_path):
+    keep = ["a.las", "sub/b.PLY", "sub/deeper/c.bin", "d.npy"]
+    skip = [
+        ".tile_00.stream.ab12cd34/00000.bin",  # a killed streamed predict's chunks
+        ".tile_00.stream.ab12cd34/res_0.bin",
+        ".a.las.x1y2z3w4.las",  # an atomic-write temporary
+        "scenes/.tile_00.npz.k3j4h5g6.tmp",
+        "sub/.hidden/e.las",
+        ".DS_Store",
+        "f.las.tmp",
+        "g.TMP",
+        "notes.json",  # not a point-file suffix
+    ]
+    for rel in keep + skip:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    (tmp_path / "folder.las").mkdir()  # a folder with a point suffix is no file
+    got = [p.relative_to(tmp_path).as_posix() for p in list_point_files(tmp_path)]
+    assert got == sorted(keep)
