@@ -72,16 +72,26 @@ def lr_factor_fn(cfg: TrainConfig, total: int) -> Callable[[int], float]:
     return factor
 
 
+def onecycle_steps(total: int, pct_start: float) -> tuple[int, float]:
+    """(total_steps, pct_start) for OneCycleLR over ``total`` optimiser steps such that its
+    warm-up and its annealing each last at least one step (torch divides by their lengths,
+    ``pct_start * T - 1`` and ``T - 1 - (pct_start * T - 1)``: a ZeroDivisionError at e.g. 20
+    steps with pct_start 0.05): T = max(total, 3), pct_start clamped to [2 / T, (T - 1) / T]."""
+    steps = max(int(total), 3)
+    return steps, min(max(float(pct_start), 2.0 / steps), (steps - 1.0) / steps)
+
+
 def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg: TrainConfig, total: int
 ) -> torch.optim.lr_scheduler.LRScheduler:
     """Per-iteration scheduler for ``total`` optimiser steps (call ``.step()`` after each)."""
     if cfg.scheduler == "onecycle":
+        steps, pct = onecycle_steps(total, cfg.pct_start)
         return torch.optim.lr_scheduler.OneCycleLR(
             optimizer,
             max_lr=cfg.lr,
-            total_steps=max(int(total), 2),
-            pct_start=cfg.pct_start,
+            total_steps=steps,
+            pct_start=pct,
             div_factor=cfg.div_factor,
             final_div_factor=cfg.final_div_factor,
             cycle_momentum=cfg.cycle_momentum and (cfg.optimizer == "adamw" or cfg.momentum > 0),
