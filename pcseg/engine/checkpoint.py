@@ -16,6 +16,7 @@ config from it (``pcseg test CKPT``, ``pcseg predict``).
 from __future__ import annotations
 
 import contextlib
+import pickle
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,6 +72,10 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     atomic_save_with(path, lambda p: torch.save(payload, p))
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used (truncated, not a torch file, not pcseg's)."""
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint`; clear error when missing/invalid."""
     path = Path(path)
@@ -78,12 +83,20 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
         state = torch.load(path, map_location=map_location, weights_only=False)
+    except (RuntimeError, OSError, EOFError, pickle.UnpicklingError) as e:
+        reason = str(e).split(". This is an internal")[0] or type(e).__name__
+        raise CheckpointError(
+            f"checkpoint {path} is not a complete pcseg checkpoint (truncated or not a torch "
+            f"file): {reason}"
+        ) from e
     except Exception as e:  # noqa: BLE001 - re-raised with the path
-        raise ValueError(f"checkpoint {path} cannot be read: {e}") from e
+        raise CheckpointError(f"checkpoint {path} cannot be read: {e}") from e
     if not isinstance(state, dict) or "model" not in state:
-        raise ValueError(f"checkpoint {path} is not a pcseg checkpoint (no 'model' entry)")
+        raise CheckpointError(f"checkpoint {path} is not a pcseg checkpoint (no 'model' entry)")
     if state.get("format", CHECKPOINT_FORMAT) > CHECKPOINT_FORMAT:
-        raise ValueError(f"checkpoint {path} has format {state['format']}, newer than this code")
+        raise CheckpointError(
+            f"checkpoint {path} has format {state['format']}, newer than this code"
+        )
     return state
 
 

@@ -16,6 +16,26 @@ def _split(line: str, delim: str | None) -> list[str]:
     return [t for t in (line.split(delim) if delim else line.split())]
 
 
+def _bad_row(
+    path: Path, body: Sequence[tuple[int, str]], delim: str | None
+) -> PointFileError:
+    """The error naming the first line (1-based, in the file) of ``body`` ((line number,
+    line) pairs) that is not numeric or has another number of values than the first."""
+    ncol, first = len(_split(body[0][1], delim)), body[0][0]
+    for n, ln in body:
+        toks = _split(ln, delim)
+        for t in toks:
+            try:
+                float(t)
+            except ValueError:
+                return PointFileError(f"{path} line {n}: non-numeric value {t.strip()!r}")
+        if len(toks) != ncol:
+            return PointFileError(
+                f"{path} line {n}: {len(toks)} values, but line {first} has {ncol}"
+            )
+    return PointFileError(f"{path}: unreadable rows")  # pragma: no cover - caller saw one
+
+
 def read_txt(path: str | Path, columns: Sequence[str] | None = None) -> PointFile:
     """Whitespace- or comma-separated text. Column names: the first line when it is not
     numeric (a header, e.g. ``x,y,z,intensity,label`` or ``//X Y Z`` as CloudCompare
@@ -26,7 +46,8 @@ def read_txt(path: str | Path, columns: Sequence[str] | None = None) -> PointFil
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise PointFileError(f"{path}: not a readable text file: {e}") from e
-    lines = [ln for ln in text.splitlines() if ln.strip()]
+    numbered = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if ln.strip()]
+    lines = [ln for _, ln in numbered]
     if not lines:
         raise PointFileError(f"{path}: empty file (no lines)")
     delim = "," if "," in lines[0] else (";" if ";" in lines[0] else None)
@@ -42,7 +63,7 @@ def read_txt(path: str | Path, columns: Sequence[str] | None = None) -> PointFil
     try:
         vals = np.array([[float(t) for t in _split(ln, delim)] for ln in body], dtype=np.float64)
     except ValueError as e:
-        raise PointFileError(f"{path}: non-numeric value or ragged rows: {e}") from e
+        raise _bad_row(path, numbered[len(lines) - len(body) :], delim) from e
     ncol = vals.shape[1]
     names = list(header or columns or ["x", "y", "z"] + [f"f{i}" for i in range(3, ncol)])
     if len(names) != ncol:

@@ -58,3 +58,22 @@ def test_unrelated_model_is_refused_naming_the_file(tmp_path):
         load_matching_weights(dst, path, NAMES)
     with pytest.raises(FileNotFoundError, match="nosuch.pt"):
         load_matching_weights(dst, tmp_path / "nosuch.pt", NAMES)
+
+
+@pytest.mark.parametrize("cut", ["half", "empty", "text"])
+def test_truncated_checkpoint_is_named_one_line(tmp_path, capsys, cut):
+    from pcseg.cli.main import main
+    from pcseg.engine.checkpoint import CheckpointError, load_checkpoint
+
+    path = _save(tmp_path, _net(4, 0), NAMES)
+    data = path.read_bytes()
+    path.write_bytes({"half": data[: len(data) // 2], "empty": b"", "text": b"hello world"}[cut])
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(path)
+    want = f"checkpoint {path} is not a complete pcseg checkpoint (truncated or not a torch file)"
+    assert str(e.value).startswith(want + ": ") and len(str(e.value)) > len(want) + 2
+    las = tmp_path / "a.las"
+    las.write_bytes(b"")
+    assert main(["predict", str(las), "--checkpoint", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and want in err[0]

@@ -4,8 +4,11 @@ headerless whitespace file with a column spec."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from pcseg.io.point_file import PointFileError
 from pcseg.io.points import read_points, write_points
+from pcseg.io.txt import read_txt
 
 N = 50
 
@@ -35,3 +38,17 @@ def test_headerless_txt_takes_the_column_spec(tmp_path):
     pf = read_points(tmp_path / "d.txt", columns=["x", "y", "z", "cls"])
     assert "cls" in pf.fields
     np.testing.assert_array_equal(pf.fields["cls"], [int(ln.split(",")[3]) for ln in lines])
+
+
+def test_ragged_and_non_numeric_lines_are_named_with_their_line_number(tmp_path):
+    ragged = tmp_path / "ragged.txt"
+    # line 1 header, line 3 blank (skipped but counted), line 5 has 3 values instead of 4
+    ragged.write_text("x y z i\n0 0 0 1\n\n1 1 1 2\n2 2 2\n3 3 3 4\n")
+    with pytest.raises(PointFileError) as e:
+        read_txt(ragged)
+    assert str(e.value) == f"{ragged} line 5: 3 values, but line 2 has 4"
+    bad = tmp_path / "bad.csv"
+    bad.write_text("0,0,0\n1,1,1\n2,two,2\n")
+    with pytest.raises(PointFileError) as e:
+        read_txt(bad)
+    assert str(e.value) == f"{bad} line 3: non-numeric value 'two'"
