@@ -16,9 +16,7 @@ def _split(line: str, delim: str | None) -> list[str]:
     return [t for t in (line.split(delim) if delim else line.split())]
 
 
-def _bad_row(
-    path: Path, body: Sequence[tuple[int, str]], delim: str | None
-) -> PointFileError:
+def _bad_row(path: Path, body: Sequence[tuple[int, str]], delim: str | None) -> PointFileError:
     """The error naming the first line (1-based, in the file) of ``body`` ((line number,
     line) pairs) that is not numeric or has another number of values than the first."""
     ncol, first = len(_split(body[0][1], delim)), body[0][0]
