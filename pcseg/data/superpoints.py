@@ -293,10 +293,11 @@ def propagation_report(
     totals = dict.fromkeys(("points", "scored", "superpoints", "weak", "got", "right"), 0)
     touched = conflicted = 0
     names = list(scenes)
+    num_classes = len(processed.read_meta(root)["class_names"])
     for name in progress_bar(names, desc="propagation", unit="scene", disable=not progress):
         scene = processed.read_scene(root, name)
         idx, cls = processed.read_label_classes(
-            root, spec, name, scene.semantic, len(processed.read_meta(root)["class_names"])
+            root, spec, name, scene.semantic, num_classes
         )
         sp = scene_superpoints(root, name, options)
         prop = propagate_labels(sp, idx, cls)
