@@ -64,7 +64,13 @@ def _add_input_arguments(p: argparse.ArgumentParser) -> None:
         help="splits to process (default: every split the reader defines)",
     )
     p.add_argument("--workers", type=int, default=1, help="processes (default 1 = in-process)")
-    p.add_argument("--overwrite", action="store_true", help="redo scenes that are already done")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="reprocess from scratch: first remove the --out folder's scenes, labels, "
+        "superpoints and meta.json (labels made with pcseg annotate are kept); needed "
+        "when the folder was made with another class file, voxel size, seed or options",
+    )
     p.add_argument(
         "--split-scenes",
         action="append",
@@ -196,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
         labels=list(args.labels),
         seed=args.seed,
         workers=args.workers,
-        overwrite=args.overwrite,
+        force=args.force,
         trust_pickle=args.trust_pickle,
         limited_annotation=list(args.limited_annotation),
         split_scenes=split_scenes,
@@ -237,7 +243,7 @@ def _run_custom(args: argparse.Namespace) -> int:
         splits=args.split,
         seed=args.seed,
         workers=args.workers,
-        overwrite=args.overwrite,
+        force=args.force,
         reader_options=CustomOptions(nonfinite=args.nonfinite),
     )
     return _status(summary)

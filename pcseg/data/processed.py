@@ -3,12 +3,13 @@
 ```
 OUT/
   meta.json                     {"dataset", "class_names", "voxel_size", "splits": {split: [ids]},
-                                 "label_specs": [...], "seed"}
+                                 "label_specs": [...], "seed", "fingerprint": {...}}
   summary.json                  written by pcseg prepare
   scenes/<scene_id>.npz         coords float32 (N,3), feats float32 (N,C), semantic int64 (N,),
                                 instance int64 (N,)
   scenes/<scene_id>.json        {"name", "dataset", "class_names", "source", "num_points",
-                                 "feat_kind": "rgb"|"remission"|"features", "class_counts": [...], "extra"}
+                                 "feat_kind": "rgb"|"remission"|"features", "class_counts": [...],
+                                 "extra", "fingerprint": scene_digest(meta fingerprint)}
   labels/<spec_dirname>/<scene_id>.npy   int64, either (M,) sorted unique indices into the
                                 original points (their class is the ground truth) or (M, 2)
                                 rows [point index, class] sorted by unique index (the class is
@@ -17,11 +18,24 @@ OUT/
 
 Every write is atomic (``pcseg.io.atomic``). A scene is complete when its ``.npz`` and
 ``.json`` exist (the ``.npz`` is written first, the ``.json`` last).
+
+Fingerprint (``meta.json`` ``fingerprint``): what made the folder, so that a rerun with other
+settings never mixes old and new scenes: ``format`` (:data:`PROCESSED_FORMAT`), ``dataset``,
+``reader`` and ``reader_options``, ``class_names``, ``voxel_size``, ``seed``, for one's own
+scans ``classes`` (the CLASSES.yaml's ``label_field``, ``map``, ``ignore``, ``features``,
+``units``, ``columns``) and ``normalisation`` (how the feature normalisation is fitted), and
+``label_specs`` ({spec: what defines it}). :func:`fingerprint_changes` says what differs
+between two of them ("map: 2->ground became 2->building"); every scene's ``.json`` holds
+:func:`scene_digest` of the fingerprint it was made with. :func:`wipe_processed` empties a
+folder for ``pcseg prepare --force``.
 """
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
+import os
+import shutil
 import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -36,6 +50,8 @@ from pcseg.io.atomic import atomic_save_npy, atomic_save_npz, atomic_write_json
 
 SCENE_ARRAYS = ("coords", "feats", "semantic", "instance")
 META_KEYS = ("dataset", "class_names", "voxel_size", "splits", "label_specs", "seed")
+#: version of the processed folder's layout and contents (2: fingerprinted folders)
+PROCESSED_FORMAT = 2
 
 
 def scene_npz_path(out: str | Path, scene_id: str) -> Path:
@@ -74,13 +90,20 @@ def _class_counts(semantic: np.ndarray, num_classes: int) -> list[int]:
     return np.bincount(sem, minlength=num_classes).astype(np.int64).tolist()
 
 
-def write_scene(out: str | Path, scene: Scene, class_names: Sequence[str] | None = None) -> None:
+def write_scene(
+    out: str | Path,
+    scene: Scene,
+    class_names: Sequence[str] | None = None,
+    fingerprint: str | None = None,
+) -> None:
     """Write ``scenes/<name>.npz`` then ``scenes/<name>.json`` atomically.
 
     Args:
         out: processed folder.
         scene: the scene; arrays are stored as coords/feats float32, semantic/instance int64.
         class_names: defaults to ``pcseg.data.classes.class_names(scene.dataset)``.
+        fingerprint: :func:`scene_digest` of the folder's fingerprint, kept in the ``.json``
+            (``pcseg prepare`` skips a scene only when it matches the run's).
     """
     names = list(class_names) if class_names is not None else list(dataset_class_names(scene.dataset))
     coords = np.asarray(scene.coords, dtype=np.float32)
@@ -98,6 +121,8 @@ def write_scene(out: str | Path, scene: Scene, class_names: Sequence[str] | None
         "class_counts": _class_counts(semantic, len(names)),
         "extra": scene.extra,
     }
+    if fingerprint is not None:
+        info["fingerprint"] = fingerprint
     atomic_save_npz(scene_npz_path(out, scene.name), coords=coords, feats=feats,
                     semantic=semantic, instance=instance)
     atomic_write_json(scene_json_path(out, scene.name), info)
@@ -317,6 +342,155 @@ def split_scenes(out: str | Path, split: str | Sequence[str]) -> list[str]:
                 )
         ids.extend(lst)
     return list(dict.fromkeys(ids))
+
+
+# ----------------------------------------------------------------------------- fingerprint
+#: the fingerprint keys holding a dict, and how their entries are named in a message
+_NESTED = {"classes": "", "reader_options": "reader option ", "normalisation": "normalisation "}
+
+
+def scene_digest(fingerprint: dict[str, Any]) -> str:
+    """16 hex digits of the SHA-256 of ``fingerprint`` without ``label_specs`` (what makes a
+    scene's ``.npz``; kept in its ``.json``)."""
+    core = {k: v for k, v in fingerprint.items() if k != "label_specs"}
+    text = json.dumps(core, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _show(v: Any) -> str:
+    """A fingerprint value in a message: lists as ``[a, b]``, None as ``none``."""
+    if v is None:
+        return "none"
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_show(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_show(x)}" for k, x in v.items()) + "}"
+    return str(v)
+
+
+def _code_order(code: str) -> tuple[int, str]:
+    """Raw codes (JSON keys) in numeric order."""
+    try:
+        return int(code), ""
+    except ValueError:
+        return 0, code
+
+
+def _map_changes(old: dict[str, Any] | None, new: dict[str, Any] | None) -> str | None:
+    """``map: 2->ground became 2->building, 7->noise added`` (None when equal)."""
+    if old == new:
+        return None
+    if old is None or new is None:
+        what = "none (raw values are the class indices)"
+        return f"map: {what if old is None else _show(old)} became {what if new is None else _show(new)}"
+    parts = []
+    for k in sorted(set(old) | set(new), key=_code_order):
+        if k not in new:
+            parts.append(f"{k}->{old[k]} removed")
+        elif k not in old:
+            parts.append(f"{k}->{new[k]} added")
+        elif old[k] != new[k]:
+            parts.append(f"{k}->{old[k]} became {k}->{new[k]}")
+    return "map: " + ", ".join(parts)
+
+
+def fingerprint_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs from fingerprint ``old`` to ``new``, one phrase per key, e.g.
+    ``"map: 2->ground became 2->building"``, ``"features: [intensity] became [intensity,
+    return_number]"``, ``"voxel_size: 0.5 became 0.25"``. ``label_specs`` are compared only
+    where both have the spec (a new spec is added to a folder, not a change). Empty: same."""
+    out: list[str] = []
+    for key in dict.fromkeys([*old, *new]):
+        a, b = old.get(key), new.get(key)
+        if key == "label_specs":
+            a, b = a or {}, b or {}
+            out += [f"label spec {s}: {_show(a[s])} became {_show(b[s])}"
+                    for s in a if s in b and a[s] != b[s]]
+        elif key in _NESTED and (isinstance(a, dict) or isinstance(b, dict)):
+            a, b = a or {}, b or {}
+            for k in dict.fromkeys([*a, *b]):
+                if k == "map":
+                    change = _map_changes(a.get(k), b.get(k))
+                    out += [change] if change else []
+                elif a.get(k) != b.get(k):
+                    out.append(f"{_NESTED[key]}{k}: {_show(a.get(k))} became {_show(b.get(k))}")
+        elif a != b:
+            name = "processed format" if key == "format" else key
+            out.append(f"{name}: {_show(a)} became {_show(b)}")
+    return out
+
+
+def scene_fingerprint(out: str | Path, scene_id: str) -> str | None:
+    """The :func:`scene_digest` kept in ``scenes/<scene_id>.json`` (None: none, or the file
+    is missing or unreadable)."""
+    try:
+        value = json.loads(scene_json_path(out, scene_id).read_text()).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+#: what :func:`wipe_processed` removes from a processed folder
+WIPED = ("meta.json", "summary.json", "scenes", "labels", "superpoints")
+#: the marker of a wipe under way (a killed one is finished by the next run) and its bin
+WIPE_MARKER = ".pcseg-force.json"
+WIPE_BIN = ".pcseg-wipe"
+
+
+def annotated_label_dirs(out: str | Path) -> list[str]:
+    """Names of the ``labels/`` folders holding (M, 2) [index, class] files (a person's
+    labels, ``pcseg annotate``; ``pcseg prepare`` writes (M,) indices only)."""
+    found = []
+    root = Path(out) / "labels"
+    for d in sorted(root.iterdir()) if root.is_dir() else []:
+        first = next(iter(sorted(d.glob("*.npy"))), None) if d.is_dir() else None
+        try:
+            if first is not None and np.load(first, mmap_mode="r").ndim == 2:
+                found.append(d.name)
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def wipe_processed(out: str | Path) -> list[str]:
+    """Empty the processed folder ``out`` for ``pcseg prepare --force``: remove
+    :data:`WIPED` (scenes, labels, superpoint caches, meta.json, summary.json) except the
+    label folders of :func:`annotated_label_dirs`, which are kept. Safe to kill: the plan
+    is written first (:data:`WIPE_MARKER`), every entry is renamed into :data:`WIPE_BIN`
+    before it is deleted, and :func:`finish_wipe` (called by every prepare) completes a
+    wipe that was cut short. Returns the kept label folders."""
+    out = Path(out)
+    keep = annotated_label_dirs(out)
+    atomic_write_json(out / WIPE_MARKER, {"keep_labels": keep})
+    finish_wipe(out)
+    return keep
+
+
+def finish_wipe(out: str | Path) -> bool:
+    """Complete the wipe of :func:`wipe_processed` when its marker is in ``out``; returns
+    whether there was one."""
+    out = Path(out)
+    marker = out / WIPE_MARKER
+    if not marker.is_file():
+        return False
+    try:
+        keep = set(json.loads(marker.read_text()).get("keep_labels") or [])
+    except (OSError, ValueError, AttributeError):
+        keep = set()
+    bin_ = out / WIPE_BIN
+    shutil.rmtree(bin_, ignore_errors=True)
+    (bin_ / "labels").mkdir(parents=True)
+    for name in WIPED:
+        p = out / name
+        if name == "labels" and p.is_dir():
+            for d in sorted(p.iterdir()):
+                if d.name not in keep:
+                    os.replace(d, bin_ / "labels" / d.name)
+        elif p.exists():
+            os.replace(p, bin_ / name)
+    shutil.rmtree(bin_)
+    marker.unlink()
+    return True
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:

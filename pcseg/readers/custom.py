@@ -84,6 +84,7 @@ from pcseg.io.las import las_crs, read_las_crs
 from pcseg.io.point_file import PointFile, PointFileError, list_point_files
 from pcseg.io.points import read_points
 from pcseg.readers.common import (
+    NORM_PERCENTILES,
     FeatureNormalisation,
     GroundAccumulator,
     GroundSurface,
@@ -853,8 +854,7 @@ def fit_inputs(
     ground methods, and the voxel density at ``spec.voxel_size`` (``isolated_voxel_share``,
     ``median_spacing_m`` over a central window of each file). A file that cannot be read is
     left out here (the prepare step reports it). Returns (inputs, density)."""
-    pats = spec.split_patterns()
-    split = "train" if "train" in pats else next(iter(pats))
+    split = fit_split(spec)
     files = list_files(raw)
     channels = feature_channels(spec)
     samples: list[np.ndarray] = []
@@ -876,8 +876,7 @@ def fit_inputs(
         iso, vox = iso + share * n_vox, vox + n_vox
         spacing.append(median_spacing(window))
     stacked = np.concatenate(samples) if samples else np.zeros((0, len(channels)))
-    fixed = {c: (0.0, 1.0) for c in ("red", "green", "blue")} if "rgb" in spec.features else {}
-    norm = fit_normalisation(channels, stacked, fixed)
+    norm = fit_normalisation(channels, stacked, fixed_ranges(spec))
     density = {
         "voxel_size": spec.voxel_size,
         "isolated_voxel_share": iso / vox if vox else 0.0,
@@ -885,6 +884,52 @@ def fit_inputs(
     }
     inputs = TrainingInputs(norm, tuple(units.values()), tuple(sorted(grounds.items())))
     return inputs, density
+
+
+def spec_fingerprint(spec: ClassesSpec) -> dict[str, Any]:
+    """The part of a processed folder's fingerprint (:mod:`pcseg.data.processed`) that
+    ``spec`` gives: ``classes`` (:func:`classes_fingerprint`) and ``normalisation`` (how
+    the features' normalisation is fitted: percentiles, fixed colour range, points per
+    file, split)."""
+    return {
+        "classes": classes_fingerprint(spec),
+        "normalisation": {
+            "percentiles": list(NORM_PERCENTILES),
+            "fixed": {c: list(r) for c, r in fixed_ranges(spec).items()},
+            "fit_sample_points": FIT_SAMPLE_POINTS,
+            "fit_split": fit_split(spec),
+        },
+    }
+
+
+def fit_split(spec: ClassesSpec) -> str:
+    """The split the inputs are fitted on: ``train``, else the first split."""
+    pats = spec.split_patterns()
+    return "train" if "train" in pats else next(iter(pats))
+
+
+def fixed_ranges(spec: ClassesSpec) -> dict[str, tuple[float, float]]:
+    """Channels whose normalisation range is fixed, not fitted: colours (0, 1)."""
+    return {c: (0.0, 1.0) for c in ("red", "green", "blue")} if "rgb" in spec.features else {}
+
+
+def classes_fingerprint(spec: ClassesSpec) -> dict[str, Any]:
+    """What of ``spec`` decides a processed scene: ``names``, ``label_field``, ``map``
+    ({raw code as a string: class name}, None without a map), ``ignore`` (sorted),
+    ``features``, ``units`` and ``columns``. Colours and splits are left out (a view, and
+    which scenes are processed)."""
+    mapped = None
+    if spec.map is not None:
+        mapped = {str(k): spec.names[spec.class_index(v)] for k, v in sorted(spec.map.items())}
+    return {
+        "names": list(spec.names),
+        "label_field": spec.label_field,
+        "map": mapped,
+        "ignore": sorted(spec.ignore),
+        "features": list(spec.features),
+        "units": spec.units,
+        "columns": None if spec.columns is None else list(spec.columns),
+    }
 
 
 def density_warning(density: dict[str, Any]) -> str | None:
@@ -915,42 +960,42 @@ def prepare_custom(
     ``labels``: weak-label specs (default ``['given']`` when the files carry labels, none
     otherwise); ``reader_options``: the reader's :class:`CustomOptions` (None: defaults);
     ``fields``: further :class:`pcseg.readers.prepare.PrepareOptions` fields (``workers``,
-    ``overwrite``, ``seed``, ``splits``). The class spec is kept in
-    ``meta.json`` (key ``classes``) for ``pcseg predict``, with the inputs fitted on the
-    training files (key ``inputs``: :func:`fit_inputs`). Prints the files' units (and how
-    height above ground was found); warns (and lists in the summary) when most voxels have
-    no neighbour at ``voxel_size`` and for every class with no labelled point at all.
+    ``force``, ``seed``, ``splits``). The class spec is kept in ``meta.json`` (key
+    ``classes``) for ``pcseg predict``, and what of it makes the scenes in the folder's
+    fingerprint (:func:`spec_fingerprint`): a rerun with a changed CLASSES.yaml is refused
+    naming the change, ``force`` rebuilds. The inputs are fitted on the training files
+    (key ``inputs``: :func:`fit_inputs`) by the run that makes the folder; a rerun that
+    adds files keeps them, so every scene is normalised alike (``force`` fits them anew).
+    Prints the files' units (and how height above ground was found); warns (and lists in
+    the summary) when most voxels have no neighbour at ``voxel_size`` and for every class
+    with no labelled point at all.
     """
-    from pcseg.readers.prepare import PrepareOptions, prepare_dataset
+    from pcseg.readers.prepare import PrepareOptions, prepare_dataset, reusable_meta
 
     spec = load_classes(classes)
     if labels is None or not labels:
         labels = ["given"] if spec.label_field else []
-    nonfinite = reader_options.nonfinite if reader_options is not None else "refuse"
-    inputs, density = fit_inputs(Path(raw), spec, CustomReader(spec, str(classes)), nonfinite)
-    notes = [f"units: {u.describe()}; converted to metres" for u in inputs.units]
-    notes += [f"height above ground: {m} ({n} file(s))" for m, n in inputs.ground]
-    for line in notes:
-        print(f"[prepare] {line}", file=sys.stderr)
-    dense = density_warning(density)
-    if dense:
-        print(f"warning: {dense}", file=sys.stderr)
     opts = PrepareOptions(
         dataset=DATASET,
         raw=Path(raw),
         out=Path(out),
         labels=list(labels),
         voxel_size=spec.voxel_size,
-        reader=CustomReader(spec, str(classes), inputs),
+        reader=CustomReader(spec, str(classes)),
         reader_options=reader_options,
         class_names=list(spec.names),
-        meta_extra={
-            "classes": spec.model_dump(mode="json"),
-            "classes_file": str(Path(classes).resolve()),
-            "inputs": inputs.to_dict(),
-        },
+        fingerprint_extra=spec_fingerprint(spec),
         **fields,
     )
+    old = reusable_meta(opts)  # refuses a folder made otherwise before anything is read
+    inputs, density, dense = _run_inputs(opts, spec, old)
+    opts.reader = CustomReader(spec, str(classes), inputs)
+    opts.meta_extra = {
+        "classes": spec.model_dump(mode="json"),
+        "classes_file": str(Path(classes).resolve()),
+        "inputs": inputs.to_dict(),
+        "voxel_density": density,
+    }
     summary = prepare_dataset(opts)
     summary["inputs"] = inputs.to_dict()
     summary["voxel_density"] = density
@@ -966,3 +1011,30 @@ def prepare_custom(
             print(f"warning: {msg}", file=sys.stderr)
             summary["empty_classes"] = empty
     return summary
+
+
+def _run_inputs(
+    opts: Any, spec: ClassesSpec, old: dict[str, Any] | None
+) -> tuple[TrainingInputs, dict[str, Any], str | None]:
+    """(inputs, voxel density, density warning) of a prepare run: those of ``old`` (the
+    folder's meta.json, same fingerprint) when it has them, else :func:`fit_inputs` on
+    the training files; the units / ground notes and the warning are printed."""
+    if old is not None and isinstance(old.get("inputs"), dict):
+        inputs = TrainingInputs.from_dict(old["inputs"])
+        density = dict(old.get("voxel_density") or {})
+        print(
+            f"[prepare] {opts.out} has inputs fitted by an earlier run (meta.json); they are "
+            "kept so every scene is normalised alike (--force fits them anew)",
+            file=sys.stderr,
+        )
+        return inputs, density, None
+    nonfinite = opts.reader_options.nonfinite if opts.reader_options is not None else "refuse"
+    inputs, density = fit_inputs(Path(opts.raw), spec, opts.reader, nonfinite)
+    notes = [f"units: {u.describe()}; converted to metres" for u in inputs.units]
+    notes += [f"height above ground: {m} ({n} file(s))" for m, n in inputs.ground]
+    for line in notes:
+        print(f"[prepare] {line}", file=sys.stderr)
+    dense = density_warning(density)
+    if dense:
+        print(f"warning: {dense}", file=sys.stderr)
+    return inputs, density, dense

@@ -6,8 +6,17 @@ every label spec into ``OUT/labels/<spec>/``. Weak labels are drawn on the voxel
 at ``voxel_size`` (the dataset default unless given; 0 = raw points), seeded by
 (seed, scene name, spec) so they do not depend on worker count or order.
 
-Resumable: a scene whose files all exist is skipped (``overwrite`` redoes it); a scene
-whose data exists but lacks a spec only gets the missing labels. Every file is written
+Resumable: a scene whose files all exist and were made with this run's fingerprint is
+skipped; a scene whose data exists but lacks a spec only gets the missing labels.
+
+Never mixed: the folder's ``meta.json`` keeps the fingerprint of what made it
+(:func:`run_fingerprint`: class names and, for one's own scans, the CLASSES.yaml's map,
+ignore, features, units; voxel size, seed, reader and its options, the processed format,
+the label specs). A rerun whose fingerprint differs, or into a folder made before
+fingerprints were kept, is refused with a :class:`PrepareError` naming what changed
+("map: 2->ground became 2->building"); ``force`` (``pcseg prepare --force``) empties the
+folder first (:func:`pcseg.data.processed.wipe_processed`: scenes, labels, superpoint
+caches, meta.json; label folders written by ``pcseg annotate`` are kept) and rebuilds it. Every file is written
 atomically. A scene that fails (truncated or empty scan, a ``.label`` shorter than its
 scan, NaN/inf points under ``nonfinite='refuse'``, ...) is reported (scene id + error)
 and skipped: it is NOT listed in ``meta.json`` (written once, after the scenes, with only
@@ -35,10 +44,12 @@ folder through :func:`pcseg.workflows.prepare.prepare_if_missing`).
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import multiprocessing as mp
 import sys
 import time
 import traceback
+import types
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -61,6 +72,10 @@ from pcseg.readers.common import Reader, ReaderOptions, SplitError, validate_opt
 from pcseg.utils.progress import progress_bar
 
 DEFAULT_VOXEL_SIZE: dict[str, float] = {"s3dis": 0.05, "scannet": 0.02, "semantickitti": 0.05}
+FORCE_HINT = (
+    "rerun with --force to reprocess it (removes its scenes, labels and superpoints; labels "
+    "made with pcseg annotate are kept) or use another --out"
+)
 
 
 class PrepareError(ValueError):
@@ -90,7 +105,8 @@ class PrepareOptions:
     labels: list[str] = field(default_factory=list)
     seed: int = 0
     workers: int = 1
-    overwrite: bool = False
+    #: reprocess from scratch: empty the folder first (module docstring)
+    force: bool = False
     trust_pickle: bool = False
     limited_annotation: list[Path] = field(default_factory=list)
     #: a reader used instead of ``READERS[dataset]``, e.g. pcseg.readers.custom.CustomReader;
@@ -102,6 +118,11 @@ class PrepareOptions:
     class_names: list[str] | None = None
     #: further keys written to meta.json (e.g. the custom class spec)
     meta_extra: dict[str, Any] = field(default_factory=dict)
+    #: further keys of the fingerprint (the custom class spec's ``classes`` and
+    #: ``normalisation``: :func:`pcseg.readers.custom.spec_fingerprint`)
+    fingerprint_extra: dict[str, Any] = field(default_factory=dict)
+    #: how a refused rerun is told to go on (``pcseg train`` says it its own way)
+    force_hint: str = FORCE_HINT
     split_scenes: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -232,9 +253,8 @@ def process_scene(job: dict[str, Any]) -> dict[str, Any]:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             have_scene = (
-                not job["overwrite"]
-                and processed.scene_npz_path(out, sid).is_file()
-                and processed.scene_json_path(out, sid).is_file()
+                processed.scene_npz_path(out, sid).is_file()
+                and processed.scene_fingerprint(out, sid) == job["fingerprint"]
             )
             if have_scene:
                 todo = [s for s in specs if not processed.labels_path(out, s, sid).is_file()]
@@ -247,7 +267,7 @@ def process_scene(job: dict[str, Any]) -> dict[str, Any]:
                 scene = reader.read_scene(Path(job["raw"]), sid, job["reader_options"])
                 if scene.name != sid:
                     raise ValueError(f"reader returned scene named {scene.name!r} for id {sid!r}")
-                processed.write_scene(out, scene, job["class_names"])
+                processed.write_scene(out, scene, job["class_names"], job["fingerprint"])
                 todo = list(specs)
             res["points"] = scene.num_points
             cand = None  # candidate pool shared by the sampled specs of this scene
@@ -328,37 +348,117 @@ def build_summary(
     }
 
 
-def merge_meta(
-    out: Path,
+def run_fingerprint(
     opts: PrepareOptions,
-    class_names: list[str],
+    reader: Reader,
+    ropts: ReaderOptions,
     voxel_size: float,
+    class_names: list[str],
+    specs: list[str],
+) -> dict[str, Any]:
+    """The fingerprint of this run (:mod:`pcseg.data.processed`): processed format,
+    dataset, reader (module or class) and its options, class names, voxel size, seed,
+    ``opts.fingerprint_extra`` and the label specs ({spec: its name, or for an imported
+    one the SHA-256 of its file})."""
+    defs = {s: s for s in specs}
+    for f in opts.limited_annotation:
+        digest = hashlib.sha256(Path(f).read_bytes()).hexdigest()[:16]
+        defs[parse_spec(f"import:{Path(f).stem}").name] = f"file sha256 {digest}"
+    if isinstance(reader, types.ModuleType):
+        reader_name = reader.__name__
+    else:
+        reader_name = f"{type(reader).__module__}.{type(reader).__qualname__}"
+    return {
+        "format": processed.PROCESSED_FORMAT,
+        "dataset": opts.dataset,
+        "reader": reader_name,
+        "reader_options": ropts.model_dump(mode="json"),
+        "class_names": list(class_names),
+        "voxel_size": float(voxel_size),
+        "seed": int(opts.seed),
+        **opts.fingerprint_extra,
+        "label_specs": defs,
+    }
+
+
+def reusable_meta(opts: PrepareOptions) -> dict[str, Any] | None:
+    """The ``meta.json`` of ``opts.out`` that a run of ``opts`` extends (its fingerprint is
+    this run's): None when there is none, with ``opts.force`` or when an interrupted
+    ``--force`` is to be finished; :class:`PrepareError` (:func:`existing_meta`) when the
+    folder was made otherwise."""
+    out = Path(opts.out)
+    if opts.force or (out / processed.WIPE_MARKER).is_file() or not out.is_dir():
+        return None
+    reader = reader_of(opts)
+    specs, _ = _label_specs(opts)
+    fingerprint = run_fingerprint(
+        opts, reader, checked_reader_options(reader, opts), _voxel_size(opts),
+        _class_names(opts), specs,
+    )
+    return existing_meta(out, fingerprint, opts.force_hint)
+
+
+def _voxel_size(opts: PrepareOptions) -> float:
+    """The run's voxel size: ``opts.voxel_size``, else the dataset's default."""
+    if opts.voxel_size is None:
+        return DEFAULT_VOXEL_SIZE[opts.dataset]
+    return float(opts.voxel_size)
+
+
+def _class_names(opts: PrepareOptions) -> list[str]:
+    return list(opts.class_names or dataset_class_names(opts.dataset))
+
+
+def existing_meta(out: Path, fingerprint: dict[str, Any], hint: str = FORCE_HINT
+                  ) -> dict[str, Any] | None:
+    """The ``meta.json`` of ``out`` when there is one and it was made with ``fingerprint``
+    (None when there is none). :class:`PrepareError` naming what changed
+    (:func:`pcseg.data.processed.fingerprint_changes`) when it was made otherwise or before
+    fingerprints were kept, ending with ``hint``."""
+    path = out / "meta.json"
+    if not path.is_file():
+        return None
+    try:
+        old = processed.read_meta(out)
+    except ValueError as e:
+        raise PrepareError(f"{e}; {hint}") from None
+    if not isinstance(old.get("fingerprint"), dict):
+        raise PrepareError(
+            f"{out} was prepared before pcseg kept what made a processed folder (its class "
+            f"file may have changed between runs, mixing old and new scenes); {hint}"
+        )
+    changes = processed.fingerprint_changes(old["fingerprint"], fingerprint)
+    if changes:
+        raise PrepareError(f"{out} was prepared otherwise: {'; '.join(changes)}; {hint}")
+    return old
+
+
+def merge_meta(
+    old: dict[str, Any] | None,
+    opts: PrepareOptions,
+    fingerprint: dict[str, Any],
     splits: dict[str, list[str]],
     specs: list[str],
 ) -> dict[str, Any]:
-    """The ``meta.json`` of ``out`` after this run: this run's splits and specs merged into the
-    existing file's. Raises :class:`PrepareError` when the existing file disagrees on the
-    dataset, voxel size, seed or class names (unless ``opts.overwrite``)."""
+    """The ``meta.json`` after this run: this run's splits, specs and fingerprint merged
+    into ``old`` (the folder's meta made with the same fingerprint, :func:`existing_meta`;
+    None: a new folder)."""
     meta = {
         "dataset": opts.dataset,
-        "class_names": class_names,
-        "voxel_size": voxel_size,
+        "class_names": list(fingerprint["class_names"]),
+        "voxel_size": fingerprint["voxel_size"],
         "splits": dict(splits),
         "label_specs": list(specs),
         "seed": opts.seed,
+        "fingerprint": fingerprint,
     }
-    if (out / "meta.json").is_file() and not opts.overwrite:
-        old = processed.read_meta(out)
-        for key in ("dataset", "voxel_size", "seed", "class_names"):
-            if old[key] != meta[key]:
-                raise PrepareError(
-                    f"{out / 'meta.json'} has {key}={old[key]!r}, this run uses {meta[key]!r}; "
-                    "use another --out or --overwrite"
-                )
+    if old is not None:
         merged_splits = dict(old["splits"])
         merged_splits.update(splits)
         meta["splits"] = merged_splits
         meta["label_specs"] = list(dict.fromkeys(list(old["label_specs"]) + list(specs)))
+        spec_defs = {**old["fingerprint"].get("label_specs", {}), **fingerprint["label_specs"]}
+        meta["fingerprint"] = {**fingerprint, "label_specs": spec_defs}
     return meta
 
 
@@ -399,16 +499,15 @@ def drop_incomplete(
 def prepare_dataset(opts: PrepareOptions) -> dict[str, Any]:
     """Convert ``opts.raw`` into the processed folder ``opts.out``; returns the summary (also
     printed and written to ``OUT/summary.json``). Raises :class:`PrepareError` when nothing
-    can be prepared (no scenes, unknown imported spec, meta mismatch) or every scene failed."""
+    can be prepared (no scenes, unknown imported spec, a folder made with another
+    fingerprint and no ``opts.force``) or every scene failed."""
     t_start, started = time.perf_counter(), time.time()
     reader = reader_of(opts)
     ropts = checked_reader_options(reader, opts)
     out = Path(opts.out)
     raw = Path(opts.raw)
-    voxel_size = (
-        DEFAULT_VOXEL_SIZE[opts.dataset] if opts.voxel_size is None else float(opts.voxel_size)
-    )
-    class_names = list(opts.class_names or dataset_class_names(opts.dataset))
+    voxel_size = _voxel_size(opts)
+    class_names = _class_names(opts)
     specs, imported = _label_specs(opts)
     try:
         splits = list_split_scenes(reader, raw, opts.splits, ropts)
@@ -432,6 +531,18 @@ def prepare_dataset(opts: PrepareOptions) -> dict[str, Any]:
     if out.exists() and not out.is_dir():
         raise PrepareError(f"--out {out} is an existing file, not a folder")
     out.mkdir(parents=True, exist_ok=True)
+    if processed.finish_wipe(out):
+        print(f"note: finished the interrupted --force of an earlier run in {out}", file=sys.stderr)
+    fingerprint = run_fingerprint(opts, reader, ropts, voxel_size, class_names, specs)
+    old = None if opts.force else existing_meta(out, fingerprint, opts.force_hint)
+    if opts.force:
+        kept = processed.wipe_processed(out)
+        if kept:
+            print(
+                f"note: --force kept the labels made with pcseg annotate in {out}/labels: "
+                f"{', '.join(kept)} (their classes are indices into the class names)",
+                file=sys.stderr,
+            )
     removed = remove_stale_temporaries(out, started, recursive=True)
     if removed:
         names = ", ".join(str(p.relative_to(out)) for p in removed[:5])
@@ -440,8 +551,9 @@ def prepare_dataset(opts: PrepareOptions) -> dict[str, Any]:
             f"from {out}: {names}{' ...' if len(removed) > 5 else ''}",
             file=sys.stderr,
         )
-    meta = merge_meta(out, opts, class_names, voxel_size, splits, specs)  # checks, no write
+    meta = merge_meta(old, opts, fingerprint, splits, specs)  # written after the scenes
     meta.update(opts.meta_extra)
+    digest = processed.scene_digest(fingerprint)
     jobs = [
         {
             "scene": sid,
@@ -451,7 +563,7 @@ def prepare_dataset(opts: PrepareOptions) -> dict[str, Any]:
             "specs": specs,
             "seed": opts.seed,
             "voxel_size": voxel_size,
-            "overwrite": opts.overwrite,
+            "fingerprint": digest,
             "class_names": class_names,
             "reader": opts.reader,
             "reader_options": ropts,

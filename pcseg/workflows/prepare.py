@@ -1,7 +1,9 @@
 """The data of a run, made on demand: ``pcseg train`` (rank 0, before training) and
 ``pcseg active`` call :func:`prepare_if_missing`, which generates the synthetic raw rooms
 of ``data.synthetic`` when asked to and prepares ``data.raw`` into ``data.root`` when the
-processed folder, a split of ``data.prepare_splits`` or a label spec is missing."""
+processed folder, a split of ``data.prepare_splits`` or a label spec is missing. A folder
+made with other settings (another voxel size, an older pcseg) is never topped up: the
+:class:`pcseg.readers.prepare.PrepareError` names what changed and how to reprocess it."""
 
 from __future__ import annotations
 
@@ -73,6 +75,10 @@ def prepare_if_missing(cfg: Config) -> None:
         labels=specs,
         splits=want_splits or None,
         reader_options=reader_options(READERS[dataset], given, dataset),
+        force_hint=(
+            f"reprocess it with `pcseg prepare {dataset} --raw {raw} --out {root} --force` "
+            "or set data.root to another folder"
+        ),
     )
     print(f"[train] preparing {root} from {raw} (labels {specs})")
     prepare_dataset(opts)

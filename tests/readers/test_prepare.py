@@ -168,13 +168,15 @@ def test_resume_skips_finished_scenes(fake, tmp_path, capsys):
             sample_weak_labels(_fake_scene(sid), "sqn1%", 5, 0.05),
         )
     assert processed.read_meta(out)["label_specs"] == ["1%", "1pt", "sqn1%"]
-    # --overwrite redoes everything
+    # --force redoes everything
     fake.calls.clear()
-    assert _run(out, "--overwrite") == 1
+    assert _run(out, "--force") == 1
     assert sorted(fake.calls) == sorted(GOOD + ["Area_1_bad"])
-    # a conflicting seed without --overwrite is refused
+    # a conflicting seed without --force is refused, naming the change and the way out
+    capsys.readouterr()
     assert cli(["s3dis", "--raw", "/x", "--out", str(out), "--seed", "6"]) == 2
-    assert "seed=5" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip()
+    assert "seed: 5 became 6" in err and "--force" in err and len(err.splitlines()) == 1
 
 
 def test_interrupted_write_leaves_no_partial_file(fake, tmp_path, monkeypatch):
