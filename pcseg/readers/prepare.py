@@ -16,15 +16,17 @@ the label specs). A rerun whose fingerprint differs, or into a folder made befor
 fingerprints were kept, is refused with a :class:`PrepareError` naming what changed
 ("map: 2->ground became 2->building"); ``force`` (``pcseg prepare --force``) empties the
 folder first (:func:`pcseg.data.processed.wipe_processed`: scenes, labels, superpoint
-caches, meta.json; label folders written by ``pcseg annotate`` are kept) and rebuilds it. Every file is written
-atomically. A scene that fails (truncated or empty scan, a ``.label`` shorter than its
-scan, NaN/inf points under ``nonfinite='refuse'``, ...) is reported (scene id + error)
-and skipped: it is NOT listed in ``meta.json`` (written once, after the scenes, with only
-the scenes whose files are complete), and the summary's ``dropped`` names it with its
-splits and error. A later run that reads it successfully adds it back. ``pcseg prepare``
-exits 1 when some scenes failed and 2 (a :class:`PrepareError`) when every one did. A split
-left without scenes is left out of ``meta.json`` (named in ``dropped_splits``). The run
-ends with a summary, printed and written to ``OUT/summary.json``.
+caches, meta.json; label folders written by ``pcseg annotate`` are kept) and rebuilds it.
+
+Every file is written atomically. A scene that fails (truncated or empty scan, a
+``.label`` shorter than its scan, NaN/inf points under ``nonfinite='refuse'``, ...) is
+reported (scene id + error) and skipped: it is NOT listed in ``meta.json`` (written once,
+after the scenes, with only the scenes whose files are complete), and the summary's
+``dropped`` names it with its splits and error. A later run that reads it successfully
+adds it back. ``pcseg prepare`` exits 1 when some scenes failed and 2 (a
+:class:`PrepareError`) when every one did. A split left without scenes is left out of
+``meta.json`` (named in ``dropped_splits``). The run ends with a summary, printed and
+written to ``OUT/summary.json``.
 
 Splits below a sequence / area: ``split_scenes`` ({split: [scene names or globs]},
 ``pcseg prepare --split-scenes train=00_000000 --split-scenes 'test=00_00000[12]'``)
@@ -392,8 +394,12 @@ def reusable_meta(opts: PrepareOptions) -> dict[str, Any] | None:
     reader = reader_of(opts)
     specs, _ = _label_specs(opts)
     fingerprint = run_fingerprint(
-        opts, reader, checked_reader_options(reader, opts), _voxel_size(opts),
-        _class_names(opts), specs,
+        opts,
+        reader,
+        checked_reader_options(reader, opts),
+        _voxel_size(opts),
+        _class_names(opts),
+        specs,
     )
     return existing_meta(out, fingerprint, opts.force_hint)
 
@@ -409,8 +415,9 @@ def _class_names(opts: PrepareOptions) -> list[str]:
     return list(opts.class_names or dataset_class_names(opts.dataset))
 
 
-def existing_meta(out: Path, fingerprint: dict[str, Any], hint: str = FORCE_HINT
-                  ) -> dict[str, Any] | None:
+def existing_meta(
+    out: Path, fingerprint: dict[str, Any], hint: str = FORCE_HINT
+) -> dict[str, Any] | None:
     """The ``meta.json`` of ``out`` when there is one and it was made with ``fingerprint``
     (None when there is none). :class:`PrepareError` naming what changed
     (:func:`pcseg.data.processed.fingerprint_changes`) when it was made otherwise or before
