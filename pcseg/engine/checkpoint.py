@@ -6,7 +6,13 @@ A checkpoint (``RUN/checkpoints/last.pt`` / ``best.pt``) is a dict::
      "scheduler": ..., "scaler": ... or None, "rng": get_rng_state(), "iteration": int,
      "epoch": int, "epoch_step": int, "best_miou": float, "best_iteration": int,
      "best_epoch": int, "history": {...}, "config": resolved config dict,
-     "class_names": [...], "in_channels": int, "num_classes": int}
+     "class_names": [...], "in_channels": int, "num_classes": int,
+     "data_meta": {"classes", "inputs", "fingerprint"}}
+
+``data_meta`` (:func:`data_meta_of`): what of the training folder's ``meta.json`` a
+prediction needs: the custom class spec, the inputs fitted at prepare time and the
+folder's fingerprint (:mod:`pcseg.data.processed`; ``pcseg predict`` checks a CLASSES.yaml
+given to it against it).
 
 It is written with :func:`pcseg.io.atomic.atomic_save_with`, so an interrupted save
 never leaves a truncated ``last.pt``. :func:`config_from_checkpoint` rebuilds the run's
@@ -29,6 +35,13 @@ from pcseg.config import Config, ConfigError, config_from_dict, merge_dicts, par
 from pcseg.io.atomic import atomic_save_with
 
 CHECKPOINT_FORMAT = 1
+#: the keys of a processed ``meta.json`` a checkpoint keeps (``data_meta``)
+DATA_META_KEYS = ("classes", "inputs", "fingerprint")
+
+
+def data_meta_of(meta: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`DATA_META_KEYS` of a processed folder's ``meta`` that it has."""
+    return {k: meta[k] for k in DATA_META_KEYS if k in meta}
 
 
 def get_rng_state() -> dict[str, Any]:

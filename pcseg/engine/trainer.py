@@ -55,6 +55,7 @@ from pcseg.engine.builders import (
     model_feature_dim,
 )
 from pcseg.engine.checkpoint import (
+    data_meta_of,
     get_rng_state,
     load_checkpoint,
     load_matching_weights,
@@ -384,10 +385,8 @@ class Trainer:
             "in_channels": self.in_channels,
             "num_classes": self.num_classes,
             "feature_dim": model_feature_dim(self.model),
-            # own scans: the class spec and the inputs fitted at prepare time (pcseg predict)
-            "data_meta": {
-                k: self.train_ds.meta[k] for k in ("classes", "inputs") if k in self.train_ds.meta
-            },
+            # the class spec, fitted inputs and fingerprint of the data (pcseg predict)
+            "data_meta": data_meta_of(self.train_ds.meta),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

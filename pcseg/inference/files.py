@@ -12,9 +12,12 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from pcseg.inference.las_codes import EVERY_POINT, CodePolicy
 from pcseg.inference.memory import predict_file_in_memory
@@ -22,9 +25,10 @@ from pcseg.inference.predictor import PredictError, Predictor, load_predictor
 from pcseg.inference.streamed import DEFAULT_CHUNK_POINTS, predict_file_streamed, stream_supported
 from pcseg.inference.tiling import DEFAULT_VOXEL_BUDGET
 from pcseg.io.atomic import atomic_write_json, remove_stale_temporaries
-from pcseg.io.point_file import list_point_files
+from pcseg.io.point_file import PointFile, PointFileError, file_format, list_point_files
 from pcseg.io.points import OUTPUT_FORMATS
-from pcseg.io.stream import stream_count
+from pcseg.io.stream import STREAM_FORMATS, iter_chunks, ply_stream_layout, stream_count
+from pcseg.readers.custom import check_feature_fields
 
 STREAM_MODES = ("auto", "always", "never")
 
@@ -94,6 +98,51 @@ def predict_file(
     )
 
 
+def first_point(path: Path) -> PointFile | None:
+    """The first point of a LAS/LAZ, structured NPY or binary PLY file with every field
+    the file's header declares, read without the rest (None for other formats, or a file
+    that cannot be read so: it fails in its own turn)."""
+    try:
+        fmt = file_format(path)
+        if fmt not in STREAM_FORMATS or (fmt == "ply" and ply_stream_layout(path) is None):
+            return None
+        chunk = next(iter(iter_chunks(path, 1)), None)
+    except (PointFileError, OSError, ValueError):
+        return None
+    if chunk is None:
+        return None
+    fields = {n: np.asarray(chunk.record[n])[:1] for n in chunk.names}
+    return PointFile(path, file_format(path), chunk.xyz[:1], fields)
+
+
+def check_feature_inputs(predictor: Predictor, files: Sequence[Path]) -> None:
+    """:class:`PredictError` (one line) before any file is predicted when a file's fields
+    (:func:`first_point`) lack one that the checkpoint's features read, naming the file,
+    the fields it has and how many other files lack one too. Files whose fields are known
+    only once read whole (TXT, PCD, ASCII PLY, ...) are checked when read (that file
+    fails, the others go on)."""
+    spec = predictor.spec
+    if not spec.features:
+        return
+    bad: list[str] = []
+    for f in files:
+        one = first_point(f)
+        if one is None:
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # range notes on one point mean nothing
+                check_feature_fields(one, spec)
+        except PointFileError as e:
+            bad.append(str(e))
+    if bad:
+        more = f" (and {len(bad) - 1} more file(s))" if len(bad) > 1 else ""
+        raise PredictError(
+            f"checkpoint {predictor.checkpoint} was trained on features {spec.features}: "
+            f"{bad[0]}{more}"
+        )
+
+
 def report_removed(removed: Sequence[Path], out_dir: Path) -> None:
     """Say on stderr which leftovers of an interrupted run were removed from ``out_dir``."""
     if removed:
@@ -151,6 +200,7 @@ def predict_files(
     rank, world = rank_world()
     mine = files[rank::world]
     predictor = load_predictor(checkpoint, classes, device)
+    check_feature_inputs(predictor, files)
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
         raise PredictError(f"--out {out_dir} is an existing file, not a folder")

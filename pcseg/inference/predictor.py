@@ -6,7 +6,10 @@ Where the class spec and the fitted inputs (normalisation, units / CRS of the tr
 files) come from: the checkpoint's ``data_meta`` (the processed ``meta.json`` keys
 ``classes`` / ``inputs`` a training run stores), else the ``meta.json`` of the run's
 ``data.root`` (checkpoints written before ``data_meta``); without ``inputs`` (folders
-prepared before the fitted normalisation) features are scaled per file as then.
+prepared before the fitted normalisation) features are scaled per file as then. A
+CLASSES.yaml given to predict must be the training one on :data:`PREDICT_CLASS_KEYS`
+(names, label field, map, features; checked against the checkpoint's fingerprint by
+:func:`check_given_classes`): another map would write every class back under another code.
 
 :meth:`Predictor.logits` is the one place the network runs on voxels; the tiling
 (:mod:`pcseg.inference.tiling`) and the two file paths above it call it.
@@ -24,13 +27,15 @@ import numpy as np
 import torch
 
 from pcseg.data.dataset import FEATURE_WIDTHS, input_features
-from pcseg.engine.checkpoint import config_from_checkpoint
+from pcseg.data.processed import fingerprint_changes
+from pcseg.engine.checkpoint import config_from_checkpoint, data_meta_of
 from pcseg.engine.evaluate import load_model_for_eval
 from pcseg.engine.setup import resolve_device
 from pcseg.models.inputs import sparse_input
 from pcseg.readers.custom import (
     ClassesSpec,
     TrainingInputs,
+    classes_fingerprint,
     classes_from_dict,
     feature_channels,
     features_kind,
@@ -75,15 +80,53 @@ class Predictor:
 
 
 def data_meta(state: dict[str, Any], cfg: Any) -> tuple[dict[str, Any], str]:
-    """(the ``classes`` / ``inputs`` of a run's processed meta, where they were found): the
-    checkpoint's ``data_meta``, else the run's ``data.root/meta.json``, else empty."""
+    """(the ``classes`` / ``inputs`` / ``fingerprint`` of a run's processed meta, where they
+    were found): the checkpoint's ``data_meta``, else the run's ``data.root/meta.json``,
+    else empty."""
     if isinstance(state.get("data_meta"), dict) and state["data_meta"]:
         return dict(state["data_meta"]), "the checkpoint"
     root = Path(str(cfg.data.root)) if cfg.data.root else None
     if root is not None and (root / "meta.json").is_file():
         meta = json.loads((root / "meta.json").read_text())
-        return {k: meta[k] for k in ("classes", "inputs") if k in meta}, str(root / "meta.json")
+        return data_meta_of(meta), str(root / "meta.json")
     return {}, ""
+
+
+#: what of a CLASSES.yaml given to ``pcseg predict`` must be the training one's (units,
+#: columns, ignore and splits may differ: they describe the files or the scoring)
+PREDICT_CLASS_KEYS = ("names", "label_field", "map", "features")
+
+
+def trained_classes(meta: dict[str, Any], where: str) -> dict[str, Any] | None:
+    """The :func:`pcseg.readers.custom.classes_fingerprint` a checkpoint was trained with:
+    its fingerprint's ``classes``, else that of its ``classes`` copy (checkpoints written
+    before fingerprints), None for a benchmark run."""
+    fp = meta.get("fingerprint")
+    if isinstance(fp, dict) and isinstance(fp.get("classes"), dict):
+        return dict(fp["classes"])
+    if isinstance(meta.get("classes"), dict):
+        return classes_fingerprint(classes_from_dict(meta["classes"], where))
+    return None
+
+
+def check_given_classes(
+    spec: ClassesSpec, meta: dict[str, Any], where: str, checkpoint: str | Path, given: str
+) -> None:
+    """:class:`PredictError` naming every difference (``map: 2->ground became
+    2->building``) when the class spec ``given`` to predict differs from the one the
+    checkpoint was trained with on :data:`PREDICT_CLASS_KEYS`."""
+    trained = trained_classes(meta, where)
+    if trained is None:
+        return
+    now = classes_fingerprint(spec)
+    keep = {k: trained.get(k) for k in PREDICT_CLASS_KEYS}
+    changes = fingerprint_changes({"classes": keep}, {"classes": {k: now[k] for k in keep}})
+    if changes:
+        raise PredictError(
+            f"{given} is not the class file checkpoint {checkpoint} was trained with: "
+            f"{'; '.join(changes)}; pass that file, or leave out --classes (the checkpoint "
+            "keeps a copy)"
+        )
 
 
 def _default_spec(state: dict[str, Any], cfg: Any) -> ClassesSpec | None:
@@ -128,10 +171,11 @@ def load_predictor(
     if dev.type == "cuda" and os.environ.get("LOCAL_RANK") is not None and device == "auto":
         dev = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     model, _method, state = load_model_for_eval(cfg, checkpoint, dev)
-    if isinstance(classes, ClassesSpec):
-        spec = classes
-    elif classes is not None:
-        spec = load_classes(classes)
+    if classes is not None:
+        spec = classes if isinstance(classes, ClassesSpec) else load_classes(classes)
+        meta, where = data_meta(state, cfg)
+        given = "the class spec" if isinstance(classes, ClassesSpec) else str(classes)
+        check_given_classes(spec, meta, where, checkpoint, given)
     else:
         found = _default_spec(state, cfg)
         if found is None:
