@@ -133,3 +133,137 @@ def test_bad_class_label_rejected(tmp_path):
     with pytest.raises(ValueError, match="13 >= number of classes 13"):
         processed.write_scene(tmp_path, sc)
     assert not (tmp_path / "scenes" / f"{sc.name}.npz").exists()
+
+
+# ----------------------------------------------------------------------------- fingerprint
+def _fp(**over) -> dict:
+    fp = {
+        "format": processed.PROCESSED_FORMAT,
+        "dataset": "custom",
+        "reader": "pcseg.readers.custom.CustomReader",
+        "reader_options": {"nonfinite": "refuse"},
+        "class_names": ["ground", "building"],
+        "voxel_size": 0.5,
+        "seed": 0,
+        "classes": {
+            "names": ["ground", "building"],
+            "label_field": "classification",
+            "map": {"2": "ground", "6": "building"},
+            "ignore": [0, 1],
+            "features": ["intensity"],
+            "units": None,
+            "columns": None,
+        },
+        "label_specs": {"given": "given"},
+    }
+    for k, v in over.items():
+        if k in fp["classes"]:
+            fp["classes"] = {**fp["classes"], k: v}
+        else:
+            fp[k] = v
+    return fp
+
+
+def test_fingerprint_changes_name_each_change():
+    assert processed.fingerprint_changes(_fp(), _fp()) == []
+    swapped = _fp(map={"2": "building", "6": "ground"})
+    assert processed.fingerprint_changes(_fp(), swapped) == [
+        "map: 2->ground became 2->building, 6->building became 6->ground"
+    ]
+    more = _fp(map={"2": "ground", "6": "building", "10": "ground"}, ignore=[0])
+    assert processed.fingerprint_changes(_fp(), more) == [
+        "map: 10->ground added",
+        "ignore: [0, 1] became [0]",
+    ]
+    assert processed.fingerprint_changes(_fp(), _fp(map=None)) == [
+        "map: {2: ground, 6: building} became none (raw values are the class indices)"
+    ]
+    feats = _fp(features=["intensity", "return_number"], voxel_size=0.25)
+    assert processed.fingerprint_changes(_fp(), feats) == [
+        "voxel_size: 0.5 became 0.25",
+        "features: [intensity] became [intensity, return_number]",
+    ]
+    opts = _fp(reader_options={"nonfinite": "drop"}, format=1)
+    assert processed.fingerprint_changes(opts, _fp()) == [
+        "processed format: 1 became 2",
+        "reader option nonfinite: drop became refuse",
+    ]
+    # a spec added to a folder is no change; a spec defined otherwise (another file) is
+    added = _fp(label_specs={"given": "given", "1%": "1%"})
+    assert processed.fingerprint_changes(_fp(), added) == []
+    a = _fp(label_specs={"import:x": "file sha256 aa"})
+    b = _fp(label_specs={"import:x": "file sha256 bb"})
+    assert processed.fingerprint_changes(a, b) == [
+        "label spec import:x: file sha256 aa became file sha256 bb"
+    ]
+
+
+def test_scene_digest_ignores_the_label_specs_only():
+    base = processed.scene_digest(_fp())
+    assert len(base) == 16 and int(base, 16) >= 0
+    assert processed.scene_digest(_fp(label_specs={"1pt": "1pt"})) == base
+    assert processed.scene_digest(_fp(map={"2": "building", "6": "ground"})) != base
+    assert processed.scene_digest(_fp(seed=1)) != base
+
+
+def test_write_scene_keeps_the_digest(tmp_path):
+    sc = _scene()
+    processed.write_scene(tmp_path, sc, fingerprint="0123456789abcdef")
+    assert processed.scene_fingerprint(tmp_path, sc.name) == "0123456789abcdef"
+    processed.write_scene(tmp_path, _scene("other"))
+    assert processed.scene_fingerprint(tmp_path, "other") is None
+    assert processed.scene_fingerprint(tmp_path, "missing") is None
+
+
+def _filled(out):
+    """A processed folder with every kind of entry: prepare's labels (M,), a person's
+    (M, 2), a superpoint cache, meta and summary."""
+    sc = _scene()
+    processed.write_scene(out, sc)
+    processed.write_labels(out, "1%", sc.name, np.array([1, 5, 9]))
+    processed.write_label_file(
+        processed.labels_path(out, "import:annotate", sc.name), np.array([[3, 1], [7, 2]])
+    )
+    (out / "superpoints" / "abc").mkdir(parents=True)
+    np.save(out / "superpoints" / "abc" / f"{sc.name}.npy", np.zeros(sc.num_points, np.int64))
+    meta = {"dataset": "s3dis", "class_names": list(S3DIS_CLASSES), "voxel_size": 0.05,
+            "splits": {"train": [sc.name]}, "label_specs": ["1%"], "seed": 0}
+    processed.write_meta(out, meta)
+    (out / "summary.json").write_text("{}")
+    return sc
+
+
+def _left(out):
+    return sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+
+
+def test_wipe_removes_everything_but_a_persons_labels(tmp_path):
+    sc = _filled(tmp_path)
+    assert processed.annotated_label_dirs(tmp_path) == ["import_annotate"]
+    assert processed.wipe_processed(tmp_path) == ["import_annotate"]
+    assert _left(tmp_path) == ["labels", "labels/import_annotate",
+                               f"labels/import_annotate/{sc.name}.npy"]
+    assert not processed.finish_wipe(tmp_path)  # nothing left to finish
+
+
+def test_a_killed_wipe_is_finished_by_the_next_run(tmp_path, monkeypatch):
+    sc = _filled(tmp_path)
+    real = processed.os.replace
+    calls = []
+
+    def dies_on_the_third(src, dst):
+        calls.append(src)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # killed between two renames
+        real(src, dst)
+
+    monkeypatch.setattr(processed.os, "replace", dies_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        processed.wipe_processed(tmp_path)
+    monkeypatch.setattr(processed.os, "replace", real)
+    # half done: meta.json and summary.json gone, the scenes still there, the plan kept
+    assert not (tmp_path / "meta.json").exists() and (tmp_path / "scenes").is_dir()
+    assert (tmp_path / processed.WIPE_MARKER).is_file()
+    assert processed.finish_wipe(tmp_path)
+    assert _left(tmp_path) == ["labels", "labels/import_annotate",
+                               f"labels/import_annotate/{sc.name}.npy"]

@@ -458,3 +458,52 @@ def test_a_predict_folder_with_leftovers_lists_only_its_point_files(tmp_path):
     (raw / ".a.las.x1y2z3w4.las").write_bytes(b"half")
     (raw / "b.las.tmp").write_bytes(b"half")
     assert list_files(raw) == {"a": raw / "a.las"}
+
+
+def test_spec_fingerprint_is_what_makes_a_scene(tmp_path):
+    from pcseg.readers.custom import classes_fingerprint, spec_fingerprint
+
+    spec = load_classes(_classes(tmp_path))
+    by_index = load_classes(_classes(tmp_path, map={2: 0, 3: 1, 5: 2, 6: 3}))
+    fp = classes_fingerprint(spec)
+    assert fp["map"] == {"2": "ground", "3": "low_vegetation", "5": "high_vegetation",
+                         "6": "building"}
+    assert classes_fingerprint(by_index) == fp  # a class index or its name: the same map
+    colours = load_classes(_classes(tmp_path, colors={"ground": [1, 2, 3]}))
+    assert classes_fingerprint(colours) == fp  # a view, not the data
+    full = spec_fingerprint(spec)
+    assert full["normalisation"]["percentiles"] == [1.0, 99.0]
+    assert full["normalisation"]["fit_split"] == "train"
+    rgb = spec_fingerprint(load_classes(_classes(tmp_path, features=["rgb"])))
+    assert rgb["normalisation"]["fixed"] == {c: [0.0, 1.0] for c in ("red", "green", "blue")}
+
+
+def test_a_rerun_adding_files_keeps_the_fitted_inputs(tmp_path, capsys):
+    """A file added to the raw folder is normalised with the inputs the first run fitted
+    (so every scene of the folder is normalised alike), not with a new fit."""
+    import laspy
+
+    raw, out, classes = tmp_path / "raw", tmp_path / "proc", _classes(tmp_path)
+    write_synthetic_las(raw / "a.las", 3000, seed=0)
+    prepare_custom(raw, classes, out)
+    fitted = processed.read_meta(out)["inputs"]
+    a_before = processed.read_scene(out, "a").feats
+    write_synthetic_las(raw / "b.las", 3000, seed=5)
+    capsys.readouterr()
+    s = prepare_custom(raw, classes, out)
+    assert "inputs fitted by an earlier run" in capsys.readouterr().err
+    assert (s["processed"], s["skipped"]) == (1, 1)
+    assert processed.read_meta(out)["inputs"] == fitted
+    np.testing.assert_array_equal(processed.read_scene(out, "a").feats, a_before)
+    lo = fitted["normalisation"]["lo"][0]
+    hi = fitted["normalisation"]["hi"][0]
+    inten = np.asarray(laspy.read(str(raw / "b.las")).intensity, dtype=np.float64)
+    np.testing.assert_allclose(
+        processed.read_scene(out, "b").feats[:, 0], ((inten - lo) / (hi - lo)), rtol=1e-6
+    )
+    # --force fits them anew on both files
+    prepare_custom(raw, classes, out, force=True)
+    both = np.concatenate([inten, laspy.read(str(raw / "a.las")).intensity])
+    assert processed.read_meta(out)["inputs"]["normalisation"]["hi"][0] == pytest.approx(
+        float(np.percentile(both, 99)), rel=1e-9
+    )

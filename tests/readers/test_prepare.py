@@ -396,3 +396,138 @@ def test_out_that_is_a_file_is_a_one_line_error(fake, tmp_path, capsys):
     assert _run(taken) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"pcseg: error: --out {taken} is an existing file, not a folder"]
+
+
+# ------------------------------------------------------- a changed CLASSES.yaml never mixes
+def _las_2_3(path: Path, n: int = 600, seed: int = 0) -> np.ndarray:
+    """A small LAS (point format 1) whose classification is ASPRS 2 or 3; returns the codes."""
+    import laspy
+
+    rng = np.random.default_rng(seed)
+    h = laspy.LasHeader(point_format=1, version="1.2")
+    h.scales, h.offsets = np.array([0.01, 0.01, 0.01]), np.array([500_000.0, 4_000_000.0, 0.0])
+    las = laspy.LasData(h)
+    las.x = 500_000 + rng.uniform(0, 20, n)
+    las.y = 4_000_000 + rng.uniform(0, 20, n)
+    las.z = rng.uniform(0, 3, n)
+    las.intensity = rng.integers(0, 4000, n).astype(np.uint16)
+    codes = rng.choice(np.array([2, 3], dtype=np.uint8), n)
+    las.classification = codes
+    path.parent.mkdir(parents=True, exist_ok=True)
+    las.write(str(path))
+    return codes.astype(np.int64)
+
+
+def _classes(path: Path, mapping: dict[int, str], features: list[str] | None = None) -> Path:
+    import yaml
+
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "names": ["ground", "low_vegetation"],
+                "label_field": "classification",
+                "map": mapping,
+                "features": ["intensity"] if features is None else features,
+                "voxel_size": 0.5,
+            }
+        )
+    )
+    return path
+
+
+GROUND_FIRST = {2: "ground", 3: "low_vegetation"}
+SWAPPED = {2: "low_vegetation", 3: "ground"}
+
+
+def _custom(raw: Path, classes: Path, out: Path, *extra: str) -> int:
+    argv = ["custom", "--raw", str(raw), "--classes", str(classes), "--out", str(out)]
+    return cli([*argv, "--labels", "given", "1%", *extra])
+
+
+def _snapshot(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+def test_a_swapped_map_is_refused_and_force_reprocesses(tmp_path, capsys):
+    """ASPRS 2 <-> 3 swapped in CLASSES.yaml: the rerun is refused naming the change and
+    leaves the folder as it was; --force rebuilds it and the labels follow the new map,
+    checked against the raw codes of the file."""
+    raw, out = tmp_path / "raw", tmp_path / "proc"
+    codes = {"a": _las_2_3(raw / "a.las", seed=0), "b": _las_2_3(raw / "b.las", seed=1)}
+    first = _classes(tmp_path / "first.yaml", GROUND_FIRST)
+    assert _custom(raw, first, out) == 0
+    for sid, c in codes.items():
+        sem = processed.read_scene(out, sid).semantic
+        np.testing.assert_array_equal(sem, np.where(c == 2, 0, 1))  # 2 = ground = class 0
+    (out / "superpoints" / "abc").mkdir(parents=True)  # a cache of the old scenes
+    before = _snapshot(out)
+    meta_before = processed.read_meta(out)
+    assert meta_before["fingerprint"]["classes"]["map"] == {"2": "ground", "3": "low_vegetation"}
+
+    swapped = _classes(tmp_path / "swapped.yaml", SWAPPED)
+    capsys.readouterr()
+    assert _custom(raw, swapped, out) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "map: 2->ground became 2->low_vegetation, 3->low_vegetation became 3->ground" in err
+    assert "--force" in err
+    assert _snapshot(out) == before  # nothing written, nothing mixed
+
+    assert _custom(raw, swapped, out, "--force") == 0
+    assert not (out / "superpoints").exists()
+    meta = processed.read_meta(out)
+    assert meta["fingerprint"]["classes"]["map"] == {"2": "low_vegetation", "3": "ground"}
+    assert meta["classes"]["map"] == {"2": "low_vegetation", "3": "ground"}
+    for sid, c in codes.items():
+        sem = processed.read_scene(out, sid).semantic
+        np.testing.assert_array_equal(sem, np.where(c == 3, 0, 1))  # now 3 = ground = class 0
+        idx, cls = processed.read_label_classes(out, "given", sid, sem)
+        np.testing.assert_array_equal(idx, np.arange(len(c)))
+        np.testing.assert_array_equal(cls, np.where(c == 3, 0, 1))
+        assert processed.scene_fingerprint(out, sid) == processed.scene_digest(meta["fingerprint"])
+    # a rerun with the same file is a resume: every scene skipped
+    assert _custom(raw, swapped, out) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert (s["processed"], s["skipped"]) == (0, 2)
+
+
+def test_a_changed_features_list_is_refused_at_prepare(tmp_path, capsys):
+    """The features list that used to train and then fail at predict: refused at the rerun;
+    --force refits the inputs and every scene has the new channels."""
+    raw, out = tmp_path / "raw", tmp_path / "proc"
+    _las_2_3(raw / "a.las")
+    assert _custom(raw, _classes(tmp_path / "c1.yaml", GROUND_FIRST), out) == 0
+    more = _classes(tmp_path / "c2.yaml", GROUND_FIRST, ["intensity", "return_number"])
+    capsys.readouterr()
+    assert _custom(raw, more, out) == 2
+    err = capsys.readouterr().err
+    assert "features: [intensity] became [intensity, return_number]" in err
+    assert processed.read_scene(out, "a").feats.shape[1] == 1
+    assert _custom(raw, more, out, "--force") == 0
+    assert processed.read_scene(out, "a").feats.shape[1] == 2
+    meta = processed.read_meta(out)
+    assert meta["inputs"]["normalisation"]["channels"] == ["intensity", "return_number"]
+
+
+def test_a_folder_without_fingerprint_is_refused(fake, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _run(out) == 1
+    meta = processed.read_meta(out)
+    del meta["fingerprint"]  # what pcseg wrote before it kept one
+    processed.write_meta(out, meta)
+    capsys.readouterr()
+    assert _run(out) == 2
+    err = capsys.readouterr().err
+    assert "prepared before pcseg kept what made a processed folder" in err and "--force" in err
+    assert _run(out, "--force") == 1
+    assert isinstance(processed.read_meta(out)["fingerprint"], dict)
+
+
+def test_voxel_size_and_reader_options_are_in_the_fingerprint(fake, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _run(out) == 1
+    capsys.readouterr()
+    assert _run(out, "--voxel-size", "0.1") == 2
+    assert "voxel_size: 0.05 became 0.1" in capsys.readouterr().err
+    assert _run(out, "--nonfinite", "drop") == 2
+    assert "reader option nonfinite: refuse became drop" in capsys.readouterr().err
