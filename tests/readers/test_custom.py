@@ -466,8 +466,12 @@ def test_spec_fingerprint_is_what_makes_a_scene(tmp_path):
     spec = load_classes(_classes(tmp_path))
     by_index = load_classes(_classes(tmp_path, map={2: 0, 3: 1, 5: 2, 6: 3}))
     fp = classes_fingerprint(spec)
-    assert fp["map"] == {"2": "ground", "3": "low_vegetation", "5": "high_vegetation",
-                         "6": "building"}
+    assert fp["map"] == {
+        "2": "ground",
+        "3": "low_vegetation",
+        "5": "high_vegetation",
+        "6": "building",
+    }
     assert classes_fingerprint(by_index) == fp  # a class index or its name: the same map
     colours = load_classes(_classes(tmp_path, colors={"ground": [1, 2, 3]}))
     assert classes_fingerprint(colours) == fp  # a view, not the data
