@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pcseg.engine.checkpoint import load_matching_weights, save_checkpoint
+from pcseg.engine.checkpoint import (
+    DATA_META_KEYS,
+    data_meta_of,
+    load_matching_weights,
+    save_checkpoint,
+)
 from pcseg.models import MODELS
 
 NAMES = [f"c{i}" for i in range(5)]
@@ -77,3 +82,19 @@ def test_truncated_checkpoint_is_named_one_line(tmp_path, capsys, cut):
     assert main(["predict", str(las), "--checkpoint", str(path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and want in err[0]
+
+
+def test_data_meta_keeps_what_predict_needs_of_the_processed_meta():
+    meta = {
+        "dataset": "custom",
+        "splits": {"train": ["a"]},
+        "classes": {"names": ["x"]},
+        "inputs": {"normalisation": {}},
+        "fingerprint": {"format": 2, "classes": {"map": {"2": "x"}}},
+    }
+    got = data_meta_of(meta)
+    assert list(got) == list(DATA_META_KEYS) == ["classes", "inputs", "fingerprint"]
+    assert got["fingerprint"] is meta["fingerprint"] and got["classes"] is meta["classes"]
+    assert data_meta_of({"dataset": "s3dis", "fingerprint": {"seed": 0}}) == {
+        "fingerprint": {"seed": 0}
+    }

@@ -243,3 +243,37 @@ def test_out_that_is_a_file_is_a_one_line_error(tiny, tmp_path, monkeypatch, cap
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"pcseg: error: --out {taken} is an existing file, not a folder"]
+
+
+def test_files_lacking_a_trained_feature_are_refused_before_any_work(
+    tiny, tmp_path, monkeypatch, capsys
+):
+    """A checkpoint trained on features [intensity, reflectance]: LAS files without an extra
+    dimension 'reflectance' are a one-line error before anything is read whole or written;
+    a file that has it passes."""
+    import dataclasses
+
+    from pcseg.inference import files as files_mod
+    from pcseg.inference.predictor import PredictError
+
+    spec = tiny.spec.model_copy(update={"features": ["intensity", "reflectance"]})
+    pred = dataclasses.replace(tiny, spec=spec, checkpoint="ckpt.pt")
+    a = write_synthetic_las(tmp_path / "in" / "a.las", 500, seed=1)
+    b = write_synthetic_las(tmp_path / "in" / "b.las", 500, seed=2)
+    rows = np.zeros(50, dtype=[(n, "f8") for n in ("x", "y", "z", "intensity", "reflectance")])
+    good = tmp_path / "in" / "good.npy"
+    np.save(good, rows)
+    files_mod.check_feature_inputs(pred, [good])  # has every field: no error
+    assert files_mod.first_point(tmp_path / "in" / "none.txt") is None  # known once read
+    with pytest.raises(PredictError) as e:
+        files_mod.check_feature_inputs(pred, [good, a, b])
+    msg = str(e.value)
+    assert msg.startswith("checkpoint ckpt.pt was trained on features ['intensity', 'reflectance']")
+    assert f"{a}: no field 'reflectance'; the file has fields [" in msg and "'intensity'" in msg
+    assert msg.endswith("(and 1 more file(s))") and "\n" not in msg
+    # through the command: exit 2, one line, no output folder made
+    monkeypatch.setattr(files_mod, "load_predictor", lambda *a_, **k: pred)
+    out = tmp_path / "out"
+    assert main(["predict", str(a), "--checkpoint", "ckpt.pt", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no field 'reflectance'" in err[0] and not out.exists()

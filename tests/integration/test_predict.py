@@ -111,6 +111,35 @@ def test_end_to_end_las_prepare_train_predict(trained, tmp_path):
     assert summary["failures"] == []
 
 
+def test_the_checkpoint_keeps_the_fingerprint_and_predict_checks_the_class_file(
+    trained, tmp_path, capsys
+):
+    """A CLASSES.yaml with ASPRS 2 and 3 swapped given to predict is a one-line error
+    before any file is read (it would write every ground point back as 3); the training
+    file itself is accepted."""
+    import torch
+
+    from pcseg.data import processed
+
+    ckpt = trained / "run" / "checkpoints" / "best.pt"
+    state = torch.load(ckpt, weights_only=False)
+    assert state["data_meta"]["fingerprint"] == processed.read_meta(trained / "proc")["fingerprint"]
+    spec = yaml.safe_load((trained / "classes.yaml").read_text())
+    spec["map"] = {**spec["map"], 2: "low_vegetation", 3: "ground"}
+    swapped = tmp_path / "swapped.yaml"
+    swapped.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    argv = ["predict", "--checkpoint", str(ckpt), str(trained / "raw"), "--out", str(out)]
+    capsys.readouterr()
+    assert main([*argv, "--classes", str(swapped), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and not out.exists()
+    assert "map: 2->ground became 2->low_vegetation, 3->low_vegetation became 3->ground" in err[0]
+    tile = trained / "raw" / "tile_a.las"
+    argv = ["predict", "--checkpoint", str(ckpt), str(tile), "--out", str(out)]
+    assert main([*argv, "--classes", str(trained / "classes.yaml"), "--no-progress"]) == 0
+
+
 def test_bad_file_reported_others_go_on(trained, tmp_path, capsys):
     ckpt = trained / "run" / "checkpoints" / "best.pt"
     bad = tmp_path / "in" / "broken.las"
