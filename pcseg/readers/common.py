@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -92,6 +92,11 @@ class ReaderOptions(BaseModel):
     names rejected. Every reader has ``nonfinite`` (see :data:`NONFINITE_POLICIES`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: options whose value here fails a scene rather than changing what it holds: a rerun
+    #: that leaves it (``--nonfinite drop`` after a refused file) keeps the scenes written
+    #: (pcseg.readers.prepare.existing_meta)
+    FAILING_VALUES: ClassVar[dict[str, str]] = {"nonfinite": "refuse"}
 
     #: NaN / inf points: ``refuse`` (the scene fails) or ``drop`` (removed with a warning)
     nonfinite: Nonfinite = "refuse"

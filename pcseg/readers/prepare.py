@@ -383,6 +383,13 @@ def run_fingerprint(
     }
 
 
+def scene_digest(fingerprint: dict[str, Any], failing: Mapping[str, Any]) -> str:
+    """:func:`pcseg.data.processed.scene_digest` of ``fingerprint`` without the reader
+    options of ``failing`` (they decide whether a scene fails, not what it holds)."""
+    ropts = {k: v for k, v in fingerprint["reader_options"].items() if k not in failing}
+    return processed.scene_digest({**fingerprint, "reader_options": ropts})
+
+
 def reusable_meta(opts: PrepareOptions) -> dict[str, Any] | None:
     """The ``meta.json`` of ``opts.out`` that a run of ``opts`` extends (its fingerprint is
     this run's): None when there is none, with ``opts.force`` or when an interrupted
@@ -401,7 +408,7 @@ def reusable_meta(opts: PrepareOptions) -> dict[str, Any] | None:
         _class_names(opts),
         specs,
     )
-    return existing_meta(out, fingerprint, opts.force_hint)
+    return existing_meta(out, fingerprint, opts.force_hint, reader.Options.FAILING_VALUES)
 
 
 def _voxel_size(opts: PrepareOptions) -> float:
@@ -416,12 +423,17 @@ def _class_names(opts: PrepareOptions) -> list[str]:
 
 
 def existing_meta(
-    out: Path, fingerprint: dict[str, Any], hint: str = FORCE_HINT
+    out: Path,
+    fingerprint: dict[str, Any],
+    hint: str = FORCE_HINT,
+    failing: Mapping[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """The ``meta.json`` of ``out`` when there is one and it was made with ``fingerprint``
     (None when there is none). :class:`PrepareError` naming what changed
     (:func:`pcseg.data.processed.fingerprint_changes`) when it was made otherwise or before
-    fingerprints were kept, ending with ``hint``."""
+    fingerprints were kept, ending with ``hint``. ``failing``: reader options whose value
+    fails a scene instead of changing it (``ReaderOptions.FAILING_VALUES``): a folder made
+    with that value takes another (its scenes are the same under both)."""
     path = out / "meta.json"
     if not path.is_file():
         return None
@@ -434,7 +446,14 @@ def existing_meta(
             f"{out} was prepared before pcseg kept what made a processed folder (its class "
             f"file may have changed between runs, mixing old and new scenes); {hint}"
         )
-    changes = processed.fingerprint_changes(old["fingerprint"], fingerprint)
+    made = dict(old["fingerprint"])
+    opts_then = dict(made.get("reader_options") or {})
+    opts_now = fingerprint.get("reader_options") or {}
+    for key, value in (failing or {}).items():
+        if opts_then.get(key) == value and key in opts_now:
+            opts_then[key] = opts_now[key]
+    made["reader_options"] = opts_then
+    changes = processed.fingerprint_changes(made, fingerprint)
     if changes:
         raise PrepareError(f"{out} was prepared otherwise: {'; '.join(changes)}; {hint}")
     return old
@@ -541,7 +560,8 @@ def prepare_dataset(opts: PrepareOptions) -> dict[str, Any]:
     if processed.finish_wipe(out):
         print(f"note: finished the interrupted --force of an earlier run in {out}", file=sys.stderr)
     fingerprint = run_fingerprint(opts, reader, ropts, voxel_size, class_names, specs)
-    old = None if opts.force else existing_meta(out, fingerprint, opts.force_hint)
+    failing = reader.Options.FAILING_VALUES
+    old = None if opts.force else existing_meta(out, fingerprint, opts.force_hint, failing)
     if opts.force:
         kept = processed.wipe_processed(out)
         if kept:
@@ -560,7 +580,7 @@ def prepare_dataset(opts: PrepareOptions) -> dict[str, Any]:
         )
     meta = merge_meta(old, opts, fingerprint, splits, specs)  # written after the scenes
     meta.update(opts.meta_extra)
-    digest = processed.scene_digest(fingerprint)
+    digest = scene_digest(fingerprint, failing)
     jobs = [
         {
             "scene": sid,

@@ -42,7 +42,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 
@@ -535,6 +535,7 @@ def rotate_about_z(coords: np.ndarray, degrees: float, center: np.ndarray) -> np
 class Options(ReaderOptions):
     """What :func:`read_scene` does beyond reading (``pcseg prepare s3dis`` flags)."""
 
+    FAILING_VALUES: ClassVar[dict[str, str]] = {"nonfinite": "refuse", "on_unknown_class": "error"}
     #: rotate by ``-alignmentAngle`` about +z around the bounding-box centre (non-aligned
     #: release only; ``ValueError`` when the angle file is absent)
     align: bool = False

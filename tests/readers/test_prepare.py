@@ -484,7 +484,9 @@ def test_a_swapped_map_is_refused_and_force_reprocesses(tmp_path, capsys):
         idx, cls = processed.read_label_classes(out, "given", sid, sem)
         np.testing.assert_array_equal(idx, np.arange(len(c)))
         np.testing.assert_array_equal(cls, np.where(c == 3, 0, 1))
-        assert processed.scene_fingerprint(out, sid) == processed.scene_digest(meta["fingerprint"])
+        # the digest leaves out nonfinite (it fails a scene, it does not change one)
+        made = {**meta["fingerprint"], "reader_options": {}}
+        assert processed.scene_fingerprint(out, sid) == processed.scene_digest(made)
     # a rerun with the same file is a resume: every scene skipped
     assert _custom(raw, swapped, out) == 0
     s = json.loads((out / "summary.json").read_text())
@@ -529,5 +531,12 @@ def test_voxel_size_and_reader_options_are_in_the_fingerprint(fake, tmp_path, ca
     capsys.readouterr()
     assert _run(out, "--voxel-size", "0.1") == 2
     assert "voxel_size: 0.05 became 0.1" in capsys.readouterr().err
-    assert _run(out, "--nonfinite", "drop") == 2
-    assert "reader option nonfinite: refuse became drop" in capsys.readouterr().err
+    # --nonfinite drop after a refused scene (what the refusal says to do): the scenes
+    # written are those drop makes too, so they are kept; back to refuse is a change
+    fake.calls.clear()
+    assert _run(out, "--nonfinite", "drop") == 1
+    assert fake.calls == ["Area_1_bad"]
+    assert processed.read_meta(out)["fingerprint"]["reader_options"] == {"nonfinite": "drop"}
+    capsys.readouterr()
+    assert _run(out) == 2
+    assert "reader option nonfinite: drop became refuse" in capsys.readouterr().err
