@@ -12,11 +12,15 @@ skipped; a scene whose data exists but lacks a spec only gets the missing labels
 Never mixed: the folder's ``meta.json`` keeps the fingerprint of what made it
 (:func:`run_fingerprint`: class names and, for one's own scans, the CLASSES.yaml's map,
 ignore, features, units; voxel size, seed, reader and its options, the processed format,
-the label specs). A rerun whose fingerprint differs, or into a folder made before
-fingerprints were kept, is refused with a :class:`PrepareError` naming what changed
-("map: 2->ground became 2->building"); ``force`` (``pcseg prepare --force``) empties the
-folder first (:func:`pcseg.data.processed.wipe_processed`: scenes, labels, superpoint
-caches, meta.json; label folders written by ``pcseg annotate`` are kept) and rebuilds it.
+the label specs). A rerun whose fingerprint differs is refused with a
+:class:`PrepareError` naming what changed ("map: 2->ground became 2->building"). A folder
+made before fingerprints were kept is refused when it holds one's own scans (an earlier
+rerun with a changed CLASSES.yaml mixed them without a trace) and extended, with a note,
+when it is a benchmark's whose dataset, class names, voxel size and seed are this run's
+(what the earlier pcseg checked; its classes are the reader's own). ``force`` (``pcseg
+prepare --force``) empties the folder first (:func:`pcseg.data.processed.wipe_processed`:
+scenes, labels, superpoint caches, meta.json; label folders written by ``pcseg annotate``
+are kept) and rebuilds it.
 
 Every file is written atomically. A scene that fails (truncated or empty scan, a
 ``.label`` shorter than its scan, NaN/inf points under ``nonfinite='refuse'``, ...) is
@@ -254,9 +258,9 @@ def process_scene(job: dict[str, Any]) -> dict[str, Any]:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            have_scene = (
-                processed.scene_npz_path(out, sid).is_file()
-                and processed.scene_fingerprint(out, sid) == job["fingerprint"]
+            made = processed.scene_fingerprint(out, sid)
+            have_scene = processed.scene_npz_path(out, sid).is_file() and (
+                made == job["fingerprint"] or (made is None and job["extends"])
             )
             if have_scene:
                 todo = [s for s in specs if not processed.labels_path(out, s, sid).is_file()]
@@ -442,10 +446,7 @@ def existing_meta(
     except ValueError as e:
         raise PrepareError(f"{e}; {hint}") from None
     if not isinstance(old.get("fingerprint"), dict):
-        raise PrepareError(
-            f"{out} was prepared before pcseg kept what made a processed folder (its class "
-            f"file may have changed between runs, mixing old and new scenes); {hint}"
-        )
+        return _unfingerprinted(out, old, fingerprint, hint)
     made = dict(old["fingerprint"])
     opts_then = dict(made.get("reader_options") or {})
     opts_now = fingerprint.get("reader_options") or {}
@@ -457,6 +458,37 @@ def existing_meta(
     if changes:
         raise PrepareError(f"{out} was prepared otherwise: {'; '.join(changes)}; {hint}")
     return old
+
+
+#: what a folder made before fingerprints holds of one, and an earlier pcseg checked
+LEGACY_CHECKED = ("dataset", "class_names", "voxel_size", "seed")
+
+
+def _unfingerprinted(
+    out: Path, old: dict[str, Any], fingerprint: dict[str, Any], hint: str
+) -> dict[str, Any]:
+    """``old``, the meta of a folder made before fingerprints, when a rerun may extend it:
+    a benchmark folder whose :data:`LEGACY_CHECKED` agree with this run (its classes are
+    the reader's own), taken with a note as made with ``fingerprint``. One's own scans
+    (meta.json has ``classes``) are refused: an earlier pcseg rerun with a changed
+    CLASSES.yaml kept the old scenes and wrote the new class spec, so what meta.json says
+    proves nothing. :class:`PrepareError` ending with ``hint`` otherwise."""
+    if "classes" in old or old.get("dataset") == "custom":
+        raise PrepareError(
+            f"{out} was prepared before pcseg kept what made a processed folder, and a rerun "
+            f"with a changed class file then mixed old and new scenes without a trace; {hint}"
+        )
+    then = {k: old.get(k) for k in LEGACY_CHECKED}
+    changes = processed.fingerprint_changes(then, {k: fingerprint[k] for k in LEGACY_CHECKED})
+    if changes:
+        raise PrepareError(f"{out} was prepared otherwise: {'; '.join(changes)}; {hint}")
+    print(
+        f"note: {out} was prepared before pcseg kept a fingerprint; its dataset, class names, "
+        "voxel size and seed are this run's, so its scenes are kept (its reader options "
+        "cannot be checked: --force reprocesses it)",
+        file=sys.stderr,
+    )
+    return {**old, "fingerprint": {}}
 
 
 def merge_meta(
@@ -483,7 +515,8 @@ def merge_meta(
         merged_splits.update(splits)
         meta["splits"] = merged_splits
         meta["label_specs"] = list(dict.fromkeys(list(old["label_specs"]) + list(specs)))
-        spec_defs = {**old["fingerprint"].get("label_specs", {}), **fingerprint["label_specs"]}
+        then = old.get("fingerprint") or {}
+        spec_defs = {**then.get("label_specs", {}), **fingerprint["label_specs"]}
         meta["fingerprint"] = {**fingerprint, "label_specs": spec_defs}
     return meta
 
@@ -591,6 +624,9 @@ def prepare_dataset(opts: PrepareOptions) -> dict[str, Any]:
             "seed": opts.seed,
             "voxel_size": voxel_size,
             "fingerprint": digest,
+            # a scene without a digest is one of a folder made before them, taken as this
+            # run's (:func:`existing_meta`)
+            "extends": old is not None,
             "class_names": class_names,
             "reader": opts.reader,
             "reader_options": ropts,

@@ -511,17 +511,45 @@ def test_a_changed_features_list_is_refused_at_prepare(tmp_path, capsys):
     assert meta["inputs"]["normalisation"]["channels"] == ["intensity", "return_number"]
 
 
-def test_a_folder_without_fingerprint_is_refused(fake, tmp_path, capsys):
+def _unfingerprint(out: Path) -> None:
+    """Make ``out`` look like a folder of a pcseg before fingerprints."""
+    meta = processed.read_meta(out)
+    del meta["fingerprint"]
+    processed.write_meta(out, meta)
+    for p in (out / "scenes").glob("*.json"):
+        info = json.loads(p.read_text())
+        del info["fingerprint"]
+        p.write_text(json.dumps(info))
+
+
+def test_an_old_benchmark_folder_is_extended_when_what_it_says_agrees(fake, tmp_path, capsys):
     out = tmp_path / "out"
     assert _run(out) == 1
-    meta = processed.read_meta(out)
-    del meta["fingerprint"]  # what pcseg wrote before it kept one
-    processed.write_meta(out, meta)
+    _unfingerprint(out)
     capsys.readouterr()
-    assert _run(out) == 2
+    assert _run(out, "--seed", "6") == 2  # what it does say is checked
+    assert "seed: 5 became 6" in capsys.readouterr().err
+    fake.calls.clear()
+    assert _run(out, "--labels", "1%", "1pt", "sqn1%") == 1
+    assert fake.calls == ["Area_1_bad"]  # its scenes are kept, the new spec added
+    assert "prepared before pcseg kept a fingerprint" in capsys.readouterr().err
+    meta = processed.read_meta(out)
+    assert meta["fingerprint"]["seed"] == 5 and meta["label_specs"] == ["1%", "1pt", "sqn1%"]
+    fake.calls.clear()
+    assert _run(out) == 1 and fake.calls == ["Area_1_bad"]  # and stays a resume
+
+
+def test_an_old_folder_of_ones_own_scans_is_refused(tmp_path, capsys):
+    raw, out = tmp_path / "raw", tmp_path / "proc"
+    _las_2_3(raw / "a.las")
+    classes = _classes(tmp_path / "c.yaml", GROUND_FIRST)
+    assert _custom(raw, classes, out) == 0
+    _unfingerprint(out)
+    capsys.readouterr()
+    assert _custom(raw, classes, out) == 2  # even with the same file: the meta cannot tell
     err = capsys.readouterr().err
     assert "prepared before pcseg kept what made a processed folder" in err and "--force" in err
-    assert _run(out, "--force") == 1
+    assert _custom(raw, classes, out, "--force") == 0
     assert isinstance(processed.read_meta(out)["fingerprint"], dict)
 
 
