@@ -181,11 +181,32 @@ def build_dataset(
         feature_keys=d.feature_keys,
         superpoints=d.superpoints if train else None,
     )
+    check_feature_channels(meta, ds.feat_channels, root)
     if transforms is not None:
         ds.transforms = transforms
     elif train:
         ds.transforms = build_train_transforms(cfg, ds.feat_kind)
     return ds
+
+
+class MixedFolderError(ValueError):
+    """A processed folder whose scenes were made otherwise than its meta.json says."""
+
+
+def check_feature_channels(meta: dict[str, Any], channels: int, root: Path) -> None:
+    """:class:`MixedFolderError` when the scenes of a ``pcseg prepare custom`` folder hold
+    ``channels`` feature channels but its meta.json's inputs were fitted on another number:
+    a folder an earlier pcseg reprepared with a changed ``features`` list (it kept the old
+    scenes and wrote the new spec), which would train and then fail at predict."""
+    norm = (meta.get("inputs") or {}).get("normalisation") or {}
+    fitted = list(norm.get("channels") or [])
+    if fitted and len(fitted) != channels:
+        raise MixedFolderError(
+            f"data.root {root}: its scenes hold {channels} feature channel(s) but its "
+            f"meta.json was written for features {fitted}: the folder was prepared again "
+            "with another class file and kept its old scenes; rerun `pcseg prepare custom "
+            "... --force` into it"
+        )
 
 
 def check_class_spec_voxel_size(meta: dict[str, Any], voxel_size: float, root: Path) -> None:
