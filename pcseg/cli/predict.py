@@ -12,7 +12,10 @@ the peak memory is set by --chunk-points and --voxel-budget, not by the file; AS
 NPZ, TXT and .bin files (and --format conversions) are read whole. Coordinates are taken in
 the file's own unit (LAS WKT / GeoTIFF keys, else CLASSES.yaml units:) and converted to
 metres; each file's line names the unit. --keep-codes / --only-unclassified keep the LAS
-codes of points that are not to be classified. A file that fails is reported and
+codes of points that are not to be classified. A --classes file must have the training
+one's names, label field, map and features (the checkpoint keeps a copy and the data's
+fingerprint), and LAS/LAZ, NPY or binary PLY inputs whose header lacks a trained feature
+field stop the run before any file is predicted. A file that fails is reported and
 the others go on; the exit status is 1 when any file failed. Under torchrun the files are
 shared out across the ranks.
 """
