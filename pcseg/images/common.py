@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from PIL.Image import DecompressionBombError
 
 from pcseg.images.labels import IGNORE
 
@@ -82,7 +83,7 @@ def open_picture(path: Path) -> Image.Image:
     try:
         im = Image.open(path)
         im.load()
-    except (OSError, SyntaxError, ValueError, UnidentifiedImageError) as e:
+    except (OSError, SyntaxError, ValueError, UnidentifiedImageError, DecompressionBombError) as e:
         raise DamagedImageError(f"{path}: unreadable image ({e})") from e
     return im
 

@@ -151,3 +151,32 @@ def test_nothing_prepared_raises_and_bad_arguments(tmp_path, capsys):
         assert e.value.code == 2 and message in capsys.readouterr().err
     assert main([*base, "--split", "holdout"]) == 2
     assert "no split ['holdout']" in capsys.readouterr().err
+
+
+def test_images_folder_damaged_files_named_and_skipped(tmp_path, capsys):
+    raw = write_synthetic_images(tmp_path / "raw", train=6, val=1, test=0, size=24)
+    img = raw / "images" / "train" / "0001.png"
+    img.write_bytes(img.read_bytes()[:-300])  # a truncated PNG image
+    mask = raw / "masks" / "train" / "0002.png"
+    mask.write_bytes(mask.read_bytes()[:-40])  # a truncated PNG mask
+    Image.fromarray(np.zeros((20, 24), np.uint8)).save(raw / "masks" / "train" / "0003.png")
+    m = np.asarray(Image.open(raw / "masks" / "train" / "0004.png")).copy()
+    m[0, 0] = 9  # no class 9 in CLASSES.yaml
+    Image.fromarray(m).save(raw / "masks" / "train" / "0004.png")
+    out = tmp_path / "proc"
+    assert main(["prepare", "images", "--raw", str(raw), "--out", str(out), "--labels", "1%"]) == 1
+    err = capsys.readouterr().err
+    for name, why in [
+        ("0001", "images/train/0001.png: unreadable image"),
+        ("0002", "masks/train/0002.png: unreadable image"),
+        ("0003", "masks/train/0003.png: 24x20 pixels, its image"),
+        ("0004", "masks/train/0004.png: mask value 9 not in the map"),
+    ]:
+        assert f"skipped image train__{name}: " in err and why in err, name
+    assert "4 of 7 images failed" in err
+    meta = processed.read_meta(out)
+    assert meta.splits["train"] == ["train__0000", "train__0005"] and meta.splits["val"] == [
+        "val__0000"
+    ]
+    assert processed.labelled_images(out, "1%") == ["train__0000", "train__0005"]
+    assert not (out / "images" / "train__0001.png").exists()
