@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("pcseg",),  # pcseg/__init__.py: the version
     ("utils", "distributed", "io", "sparse", "config_files"),  # no pcseg import
     ("metrics", "data", "models"),  # metrics on distributed; data on io; models on sparse
-    ("readers", "methods", "viz"),  # raw scans -> Scene; losses; views of data and predictions
+    ("readers", "images", "methods", "viz"),  # raw scans -> Scene; 2D images; losses; views
     ("config",),  # the typed config: readers, methods, models, data settings
     ("engine",),  # training, evaluation, checkpoints
     ("inference", "annotate"),  # checkpoint -> predicted files; labelling a scene
