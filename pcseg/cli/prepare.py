@@ -301,7 +301,7 @@ def _run_images(args: argparse.Namespace) -> int:
         splits=args.split,
         labels=list(args.labels),
         seed=args.seed,
-        overwrite=args.overwrite,
+        overwrite=args.force,
     )
     summary = prepare_images(opts)
     failures = summary["failures"]

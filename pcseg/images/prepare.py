@@ -104,7 +104,7 @@ def _check_folder(out: Path, source: ImageSource, overwrite: bool) -> None:
     if not overwrite:
         raise ImagePrepareError(
             f"{out} was prepared from other data ({old.get('reader')} at {old.get('raw')}); "
-            "give another --out, or --overwrite to replace it"
+            "give another --out, or --force to replace it"
         )
     for sub in ("images", "masks", "instances", "labels"):
         shutil.rmtree(out / sub, ignore_errors=True)

@@ -126,7 +126,7 @@ def test_synthetic_images_prepared_and_refusals(tmp_path, capsys):
     capsys.readouterr()
     assert main(["prepare", "images", "--raw", str(other), "--out", str(out)]) == 2
     assert "was prepared from other data" in capsys.readouterr().err
-    assert main(["prepare", "images", "--raw", str(other), "--out", str(out), "--overwrite"]) == 0
+    assert main(["prepare", "images", "--raw", str(other), "--out", str(out), "--force"]) == 0
     assert processed.read_meta(out).splits["train"] == ["train__0000", "train__0001"]
     assert not (out / "labels").exists()  # labels of another train split: gone
     assert not (out / "images" / "train__0005.png").exists()
