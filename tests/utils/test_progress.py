@@ -124,8 +124,15 @@ def test_rate_meter_reports_after_30_s_when_iterations_are_slow_and_after_resume
 
 @pytest.mark.parametrize(
     "seconds, text",
-    [(0.4, "0 s"), (59.4, "59 s"), (65, "1 min 05 s"), (3599, "59 min 59 s"),
-     (3600 * 3 + 20 * 60, "3 h 20 min"), (86400 * 7.5, "7.5 days"), (float("inf"), "?")],
+    [
+        (0.4, "0 s"),
+        (59.4, "59 s"),
+        (65, "1 min 05 s"),
+        (3599, "59 min 59 s"),
+        (3600 * 3 + 20 * 60, "3 h 20 min"),
+        (86400 * 7.5, "7.5 days"),
+        (float("inf"), "?"),
+    ],
 )
 def test_format_duration(seconds, text):
     assert format_duration(seconds) == text
