@@ -183,3 +183,25 @@ def test_an_annotated_raw_folder_is_predicted_and_prepared_once_per_tile(tmp_pat
     assert processed.load_label_file(
         raw / "annotations" / "a" / "labels" / "import_annotate" / "a.npy", 2000, 2
     ).tolist()[:3] == [[0, 1], [1, 1], [2, 1]]
+
+
+def test_annotate_command_takes_work_and_start(tmp_path, capsys):
+    """`pcseg annotate FILE --work DIR [--start empty]` (served for a moment)."""
+    pytest.importorskip("viser", reason="viser not installed (pip install 'pcseg[annotate]')")
+    import socket
+
+    code = _tile(tmp_path / "tiles" / "t.las", n=900)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    argv = ["annotate", str(tmp_path / "tiles" / "t.las"), "--classes", str(GROUND)]
+    argv += ["--work", str(tmp_path / "w"), "--port", port, "--exit-after", "0.3"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    n = int(np.isin(code, [1, 2]).sum())
+    assert f"started from the file's own classes: {n:,d} labelled points" in out
+    saved = tmp_path / "w" / "labels" / "import_annotate" / "t.npy"
+    assert len(np.load(saved)) == n
+    assert main([*argv, "--labels", "import:mine", "--start", "empty"]) == 0
+    assert "labels go to" in capsys.readouterr().out
+    assert not (tmp_path / "w" / "labels" / "import_mine" / "t.npy").exists()
