@@ -132,14 +132,14 @@ def prepare_raw_file(
     sid = path.stem
     raw = out / "raw"
     link = raw / path.name
-    if link.is_symlink() or raw.is_dir() or (out / "scenes").is_dir():
-        held = sorted(p.name for p in raw.iterdir()) if raw.is_dir() else []
-        if held != [path.name] or not link.is_symlink() or link.resolve() != path.resolve():
-            made_for = str(link.resolve()) if link.is_symlink() else ", ".join(held) or "?"
-            raise AnnotationError(
-                f"{out} is the working folder of another file ({made_for}), not {path}; "
-                f"give --work FOLDER for this one"
-            )
+    held = sorted(p.name for p in raw.iterdir()) if raw.is_dir() else []
+    ours = held == [path.name] and link.is_symlink() and link.resolve() == path.resolve()
+    if not ours and (held or (out / "scenes").is_dir()):
+        made_for = str(link.resolve()) if link.is_symlink() else ", ".join(held) or "other scans"
+        raise AnnotationError(
+            f"{out} is the working folder of another file ({made_for}), not {path}; "
+            f"give --work FOLDER for this one"
+        )
     if not (out / "scenes" / f"{sid}.npz").is_file():
         raw.mkdir(parents=True, exist_ok=True)
         if not link.is_symlink():
