@@ -143,6 +143,10 @@ def test_the_working_folder_is_outside_the_raw_folder(tmp_path, monkeypatch):
     with pytest.raises(AnnotationError, match="working folder of another file") as e:
         open_session(tmp_path / "other" / "a.las", GROUND)
     assert str(tmp_path / "tiles" / "a.las") in str(e.value) and "--work" in str(e.value)
+    # a working folder left half-made (raw/ created, nothing in it) is taken up again
+    _tile(tmp_path / "tiles" / "b.las", seed=1)
+    (tmp_path / "project" / "annotations" / "b" / "raw").mkdir(parents=True)
+    assert open_session(tmp_path / "tiles" / "b.las", GROUND).scene == "b"
 
 
 def test_an_annotated_raw_folder_is_predicted_and_prepared_once_per_tile(tmp_path, monkeypatch):
