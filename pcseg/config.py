@@ -218,13 +218,13 @@ class TrainConfig(_Section):
     seed: int = 0
     deterministic: bool = False  #: torch.use_deterministic_algorithms + cudnn.deterministic
     val_every: NonNegInt = 0  #: validate every N iterations (0: only at the end)
-    log_every: PosInt = 10  #: log scalars every N iterations
+    log_every: PosInt = 10  #: log scalars every N iterations (and print a line, progress off)
     #: write checkpoints/last.pt every N iterations (0: only at validation and the end)
     checkpoint_every: NonNegInt = 0
     #: stop when reaching this iteration as if interrupted (last.pt written; continue with
     #: --resume, which runs past it)
     stop_at: PosInt | None = None
-    progress: bool = True  #: tqdm progress bar on rank 0
+    progress: bool = True  #: tqdm progress bar on rank 0 (false: a plain line per log_every)
     find_unused_parameters: bool = False  #: DistributedDataParallel(find_unused_parameters=...)
 
     @field_validator("device")

@@ -317,3 +317,35 @@ def test_synthetic_section_is_typed(tmp_path):
         r"'data.synthetic.rooms_per_area'\?\)",
     ):
         load_config(f, ["data.synthetic.room_per_area=2"])
+
+
+def _gpu_recipe(path: Path) -> list[str]:
+    """The ``--set`` overrides of the "On a GPU, scale up" comment of a config file."""
+    comment = " ".join(
+        ln.lstrip("# ").strip() for ln in path.read_text().splitlines() if ln.startswith("#")
+    )
+    recipe = comment[comment.index("On a GPU, scale up: --set ") :].split("--set ", 1)[1]
+    return recipe.split(" (")[0].split()
+
+
+def test_custom_defaults_finish_on_a_cpu_and_say_how_to_scale_up():
+    """configs/custom/ trained MinkUNet34C (37.9 M parameters) for 20,000 iterations: 32.5 s
+    an iteration on one CPU thread, about a week. The defaults are now a slim network for a few
+    hundred iterations, and the comment's GPU recipe builds the large one."""
+    from pcseg.engine.builders import build_model
+
+    base = REPO / "configs" / "custom" / "base.yaml"
+    for name in ("supervised", "erda", "recommended", "u2pl"):
+        cfg = load_config(REPO / "configs" / "custom" / f"{name}.yaml", ["data.root=x"])
+        params = sum(p.numel() for p in build_model(cfg, 4, 5).parameters())
+        assert params < 1_000_000 and cfg.train.iterations <= 500, (name, params)
+        assert cfg.data.max_voxels <= 20000
+    u2pl = load_config(REPO / "configs" / "custom" / "u2pl.yaml", ["data.root=x"])
+    assert u2pl.method.sup_only_iterations == u2pl.train.iterations // 4
+    text = " ".join(ln.lstrip("# ") for ln in base.read_text().splitlines())
+    assert "s per iteration" in text and "train.threads=1" in text
+    gpu = load_config(base, ["data.root=x", *_gpu_recipe(base)])
+    assert gpu.model.name == "MinkUNet34C" and gpu.train.iterations == 20000
+    params = sum(p.numel() for p in build_model(gpu, 4, 7).parameters())
+    assert round(params / 1e6, 1) == 37.9  # the number the comment gives
+    assert "37.9 M parameters" in text

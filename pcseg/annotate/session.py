@@ -1,9 +1,22 @@
 """One annotation session: a processed scene, the class list, the label file, optional run.
 
-:func:`open_session` resolves SCENE (``PROCESSED/scenes/<id>.npz`` or ``PROCESSED`` plus a
-scene id), checks the class list against the processed folder's ``meta.json``, checks the
-label folder is writable, attaches a run's predictions when given, and reopens the label file
-``labels/<spec>/<scene>.npy`` when it exists (where the user left off). No GUI here.
+:func:`open_session` resolves SCENE (a raw point file, ``PROCESSED/scenes/<id>.npz`` or
+``PROCESSED`` plus a scene id), checks the class list against the processed folder's
+``meta.json``, checks the label folder is writable, attaches a run's predictions when given,
+and chooses the labels it starts from:
+
+* the label file ``labels/<spec>/<scene>.npy`` when it exists (where the user left off);
+* else, with ``start="given"`` (the default), the file's own classes: the processed folder's
+  ``given`` labels (``pcseg prepare custom``'s: a LAS classification or PLY label field mapped
+  through the CLASSES.yaml ``map``, ``ignore`` values left unlabelled), written at once as
+  the label file so that they are edited (and train) like clicked ones;
+* else none (``start="empty"``, or a scene without ``given`` labels).
+
+A raw file is prepared once into a working folder OUTSIDE its own folder (default
+``annotations/<stem>/`` under the current directory, :func:`default_work_folder`), so that
+``pcseg predict DIR`` and ``pcseg prepare custom --raw DIR`` never meet it; and where one does
+sit inside a scanned folder, :func:`pcseg.io.point_file.list_point_files` skips processed
+folders. No GUI here.
 """
 
 from __future__ import annotations
@@ -22,6 +35,8 @@ from pcseg.data.weak_labels import parse_spec
 from pcseg.viz.data import ViewData, attach_predictions, load_processed_scene
 
 DEFAULT_SPEC = "import:annotate"
+#: what a session starts from when there is no label file yet (module docstring)
+START_CHOICES = ("given", "empty")
 
 
 @dataclass
@@ -45,12 +60,26 @@ class Session:
     classes: ClassList
     state: AnnotationState
     resumed: int = 0
+    #: number of points labelled from the file's own classes at the start (the ``given``
+    #: labels, see the module docstring)
+    from_file: int = 0
     #: the scene's superpoints (computed on first use, see :meth:`superpoint_of`)
     superpoints: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def has_predictions(self) -> bool:
         return self.view.pred is not None
+
+    def start_message(self) -> str:
+        """One line on the labels the session starts from and where they are saved."""
+        if self.resumed:
+            return f"resumed {self.resumed:,d} labelled points from {self.label_path}"
+        if self.from_file:
+            return (
+                f"started from the file's own classes: {self.from_file:,d} labelled points "
+                f"(--start empty for none); saved to {self.label_path}"
+            )
+        return f"labels go to {self.label_path}"
 
     def superpoint_of(self, idx: int, options: SuperpointOptions | None = None) -> np.ndarray:
         """Sorted indices of the points in the superpoint of point ``idx``: what a label on
@@ -77,23 +106,43 @@ def is_raw_file(scene: str | os.PathLike) -> bool:
     )
 
 
-def prepare_raw_file(path: Path, classes: str | os.PathLike | None) -> tuple[Path, str]:
+def default_work_folder(path: str | os.PathLike) -> Path:
+    """Where a raw file is prepared for labelling unless ``--work`` says otherwise:
+    ``annotations/<stem>`` under the current directory (outside the raw file's folder, as
+    long as that is not the current directory itself)."""
+    return Path("annotations") / Path(path).stem
+
+
+def prepare_raw_file(
+    path: Path, classes: str | os.PathLike | None, work: str | os.PathLike | None = None
+) -> tuple[Path, str]:
     """(processed folder, scene id) of a raw file: it is prepared once (``pcseg prepare
-    custom`` with the CLASSES.yaml) into ``<file>.pcseg/`` next to it and reused after that,
-    so the labels (``<file>.pcseg/labels/<spec>/<stem>.npy``) train with
-    ``pcseg train ... --set data.root=<file>.pcseg data.label_spec=import:annotate``."""
+    custom`` with the CLASSES.yaml, labels ``given`` from the file's classes when the
+    CLASSES.yaml has a ``label_field``) into the working folder ``work`` (default
+    :func:`default_work_folder`) and reused after that, so the labels
+    (``WORK/labels/<spec>/<stem>.npy``) train with ``pcseg train ... --set data.root=WORK
+    data.label_spec=import:annotate``. A working folder made for another file is an
+    AnnotationError naming both."""
     from pcseg.readers.custom import ClassesError, prepare_custom
     from pcseg.readers.prepare import PrepareError
 
     if classes is None:
         raise AnnotationError(f"{path}: a raw file needs --classes CLASSES.yaml to be prepared")
-    out = path.with_name(path.name + ".pcseg")
+    out = Path(work) if work is not None else default_work_folder(path)
     sid = path.stem
+    raw = out / "raw"
+    link = raw / path.name
+    held = sorted(p.name for p in raw.iterdir()) if raw.is_dir() else []
+    ours = held == [path.name] and link.is_symlink() and link.resolve() == path.resolve()
+    if not ours and (held or (out / "scenes").is_dir()):
+        made_for = str(link.resolve()) if link.is_symlink() else ", ".join(held) or "other scans"
+        raise AnnotationError(
+            f"{out} is the working folder of another file ({made_for}), not {path}; "
+            f"give --work FOLDER for this one"
+        )
     if not (out / "scenes" / f"{sid}.npz").is_file():
-        raw = out / "raw"
         raw.mkdir(parents=True, exist_ok=True)
-        link = raw / path.name
-        if not link.exists():
+        if not link.is_symlink():
             link.symlink_to(path.resolve())
         try:
             prepare_custom(raw, Path(classes), out)
@@ -159,11 +208,19 @@ def open_session(
     scene_id: str | None = None,
     spec: str = DEFAULT_SPEC,
     run: str | os.PathLike | None = None,
+    work: str | os.PathLike | None = None,
+    start: str = "given",
 ) -> Session:
-    """Open SCENE for labelling (module docstring); errors are :class:`AnnotationError`."""
+    """Open SCENE for labelling (module docstring); errors are :class:`AnnotationError`.
+
+    ``work``: the working folder of a raw file (default :func:`default_work_folder`);
+    ``start``: ``"given"`` (start from the file's own classes where there is no label file
+    yet) or ``"empty"``."""
+    if start not in START_CHOICES:
+        raise AnnotationError(f"--start {start!r}: expected one of {', '.join(START_CHOICES)}")
     if is_raw_file(scene):
         root, sid = prepare_raw_file(
-            Path(scene), classes if not isinstance(classes, ClassList) else None
+            Path(scene), classes if not isinstance(classes, ClassList) else None, work
         )
     else:
         root, sid = resolve_scene(scene, scene_id)
@@ -198,11 +255,16 @@ def open_session(
     state = AnnotationState(
         view.coords, cl, view.feats if view.feat_kind == "rgb" else None, path=path
     )
-    resumed = 0
+    resumed = from_file = 0
+    given = processed.labels_path(root, "given", sid)
     if path.is_file():
         resumed = state.load(path, semantic=view.semantic)
+    elif start == "given" and given.is_file():
+        from_file = state.load(given, semantic=view.semantic)
+        if from_file:
+            state.save()
     _register_spec(root, spec)
-    return Session(root, sid, spec, path, view, cl, state, resumed)
+    return Session(root, sid, spec, path, view, cl, state, resumed, from_file)
 
 
 def _register_spec(root: Path, spec: str) -> None:

@@ -13,8 +13,9 @@ Controls (panel on the right; hotkeys via viser's command palette, no modifier):
 
 * class: the dropdown, or the number keys 0-9 (classes 0..9); the legend lists names/colours;
 * tool (dropdown, or keys p / b / r / s / x): ``point`` (one point), ``brush`` (all points
-  within the brush radius of the picked point), ``region`` (grow the connected region of
-  similar colour / normal from the picked point, see :mod:`pcseg.annotate.state`; shown
+  within the brush radius of the picked point; it starts at :data:`BRUSH_SPACINGS` median
+  point spacings of the scene, :func:`default_brush_radius`), ``region`` (grow the connected
+  region of similar colour / normal from the picked point, see :mod:`pcseg.annotate.state`; shown
   highlighted; Accept (Enter) labels it, Reject (Escape) drops it), ``superpoint`` (shows,
   highlighted, the superpoint of the picked point: the points one click there labels when
   training with ``data.superpoints``; Accept labels them all, Reject drops it), ``erase``
@@ -79,16 +80,30 @@ def default_camera(coords: np.ndarray) -> dict[str, Any]:
     }
 
 
+#: the default brush radius, in median point spacings of the scene
+BRUSH_SPACINGS = 3.0
+
+
 def default_point_size(coords: np.ndarray) -> float:
     """World-unit point size: ~1.5x the median nearest-neighbour spacing (on a sample)."""
-    from scipy.spatial import cKDTree
+    from pcseg.readers.common import median_spacing
 
     if len(coords) < 2:
         return 0.02
-    rng = np.random.default_rng(0)
-    sample = coords[rng.choice(len(coords), min(2000, len(coords)), replace=False)]
-    d, _ = cKDTree(coords).query(sample, k=2)
-    return float(max(np.median(d[:, 1]) * 1.5, 1e-3))
+    return float(max(median_spacing(coords, sample=2000) * 1.5, 1e-3))
+
+
+def default_brush_radius(coords: np.ndarray, spacings: float = BRUSH_SPACINGS) -> float:
+    """The brush radius a session starts with (metres): ``spacings`` median nearest-neighbour
+    spacings of ``coords`` (cKDTree on a seeded sample of 2000 points,
+    :func:`pcseg.readers.common.median_spacing`), so that a brush stroke takes a few points
+    whatever the density (0.05 m indoors, 0.5 m and more airborne), rounded to 3 decimals and
+    at most a quarter of the scene's diagonal (the slider's end)."""
+    from pcseg.readers.common import median_spacing
+
+    ext = float(np.linalg.norm(np.ptp(coords, axis=0))) if len(coords) else 1.0
+    radius = spacings * median_spacing(coords, sample=2000) if len(coords) >= 2 else 0.1
+    return round(min(max(radius, 0.001), (ext or 1.0) / 4), 3)
 
 
 def _reported(method):
@@ -118,6 +133,7 @@ class WebAnnotator:
         pick_px: float = 8.0,
         point_size: float | None = None,
         debug_json: str | Path | None = None,
+        brush_radius: float | None = None,
     ) -> None:
         viser = import_viser()
         self.session = session
@@ -129,11 +145,7 @@ class WebAnnotator:
         self.preview: np.ndarray | None = None
         self.spots: list[Spot] = []
         self.spot_i = -1
-        self.last_message = (
-            f"resumed {session.resumed:,d} labelled points from {session.label_path}"
-            if session.resumed
-            else f"labels go to {session.label_path}"
-        )
+        self.last_message = session.start_message()
         self.server = viser.ViserServer(host=host, port=port, verbose=False)
         self.server.gui.configure_theme(control_width="medium")
         self.server.scene.set_up_direction("+z")
@@ -142,6 +154,7 @@ class WebAnnotator:
         ic.position, ic.look_at, ic.up = cam["position"], cam["look_at"], cam["up"]
         ic.fov = cam["fov"]
         self.point_size = point_size or default_point_size(self.view.coords)
+        self.brush_radius = brush_radius or default_brush_radius(self.view.coords)
         self._build_gui()
         self._drawn_mode = "labels"
         self.cloud = self.server.scene.add_point_cloud(
@@ -175,7 +188,7 @@ class WebAnnotator:
         self.g_tool = gui.add_dropdown("Tool", TOOLS, initial_value="point")
         ext = float(np.linalg.norm(np.ptp(self.view.coords, axis=0))) or 1.0
         self.g_brush = gui.add_slider(
-            "Brush radius (m)", 0.0, round(ext / 4, 3), 0.005, round(min(0.1, ext / 20), 3)
+            "Brush radius (m)", 0.0, round(ext / 4, 3), 0.005, self.brush_radius
         )
         with gui.add_folder("Region growing", expand_by_default=False):
             self.g_grow_r = gui.add_slider(

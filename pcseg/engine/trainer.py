@@ -83,7 +83,7 @@ from pcseg.io.atomic import atomic_write_json
 from pcseg.methods.common import labelled_class_counts
 from pcseg.metrics import ConfusionMatrix, json_safe
 from pcseg.models.inputs import sparse_input
-from pcseg.utils.progress import progress_bar
+from pcseg.utils.progress import RateMeter, progress_bar
 
 # ------------------------------------------------------------------------ validation
 
@@ -228,6 +228,7 @@ class Trainer:
         self.last_window: dict[str, float] = {}
         self.interrupted = False
         self.t_loop0 = time.time()
+        self.meter = RateMeter(self.total, start=self.iteration)  # restarted by fit
 
     # ------------------------------------------------------------------ construction
 
@@ -489,6 +490,7 @@ class Trainer:
         self.window.add(vals)
         pbar.update(1)
         it = self.iteration
+        self._report_speed()
         if it % self.cfg.train.log_every == 0 or it == self.total:
             self.last_window = {**self.window.means(), **self.method.window_diagnostics()}
             self.window.reset()
@@ -499,6 +501,27 @@ class Trainer:
             pbar.set_postfix(
                 loss=f"{self.last_window.get('loss', float('nan')):.4f}", lr=f"{vals['lr']:.2e}"
             )
+            if self.main_proc and not self.cfg.train.progress:
+                tqdm.write(self._log_line(vals["lr"]))
+
+    def _log_line(self, lr: float) -> str:
+        """The plain line per ``train.log_every`` when the bar is off: iteration, the
+        window's loss terms, lr, speed and time to go."""
+        terms = "  ".join(
+            f"{k} {v:.4f}" for k, v in self.last_window.items() if k.startswith("loss")
+        )
+        return (
+            f"[train] iteration {self.iteration}/{self.total}  {terms}  lr {lr:.2e}  "
+            f"{self.meter.status()}"
+        )
+
+    def _report_speed(self) -> None:
+        """Marks the iteration done; prints iterations/s and the time to finish once, after
+        the first iterations (:meth:`pcseg.utils.progress.RateMeter.first_report`)."""
+        self.meter.mark(self.iteration)
+        line = self.meter.first_report()
+        if line is not None and self.main_proc:
+            tqdm.write(f"[train] {line}")
 
     def _after_step(self) -> bool:
         """Periodic validation and checkpoints; True when ``train.stop_at`` is reached."""
@@ -569,6 +592,7 @@ class Trainer:
         checkpoints; returns the summary (see :func:`train`)."""
         self.t_loop0 = time.time()
         it0 = self.iteration
+        self.meter = RateMeter(self.total, start=it0)
         self.module.train()
         show = self.main_proc and self.cfg.train.progress
         pbar = progress_bar(

@@ -8,6 +8,7 @@ field.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,20 +76,33 @@ def file_format(path: str | Path) -> str:
     return SUFFIXES[suf]
 
 
+def is_processed_folder(folder: str | Path) -> bool:
+    """True for a pcseg processed folder (``meta.json`` and ``scenes/``): what ``pcseg
+    prepare`` writes and ``pcseg annotate`` works in (its ``scenes/*.npz`` and
+    ``labels/**/*.npy`` are pcseg's own files, not scans)."""
+    folder = Path(folder)
+    return (folder / "meta.json").is_file() and (folder / "scenes").is_dir()
+
+
 def list_point_files(root: str | Path) -> list[Path]:
     """Every file under the folder ``root`` (recursively, sorted) whose suffix is in
     :data:`SUFFIXES`, skipping hidden files and folders (a name starting with ``.``: pcseg's
     own atomic-write temporaries ``.NAME.*`` and streamed-predict folders
-    ``.STEM.stream.*``, editor and OS files) and temporary files (``*.tmp``)."""
+    ``.STEM.stream.*``, editor and OS files), temporary files (``*.tmp``) and pcseg processed
+    folders below ``root`` (:func:`is_processed_folder`: a ``pcseg prepare --out`` or a
+    ``pcseg annotate`` working folder kept among the scans), whose contents are not scans."""
     root = Path(root)
     out = []
-    for p in sorted(root.rglob("*")):
-        rel = p.relative_to(root).parts
-        if any(part.startswith(".") for part in rel) or p.name.lower().endswith(".tmp"):
-            continue
-        if p.suffix.lower() in SUFFIXES and p.is_file():
-            out.append(p)
-    return out
+    for here, dirs, files in os.walk(root):  # symlinked folders not entered, as rglob
+        base = Path(here)
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not is_processed_folder(base / d)]
+        for name in files:
+            p = base / name
+            if name.startswith(".") or name.lower().endswith(".tmp"):
+                continue
+            if p.suffix.lower() in SUFFIXES and p.is_file():
+                out.append(p)
+    return sorted(out)
 
 
 def xyz_from(path: Path, cols: dict[str, np.ndarray]) -> np.ndarray:

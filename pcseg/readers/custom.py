@@ -1007,8 +1007,7 @@ def prepare_custom(
                 f"{classes}: class(es) {empty} in 'names' have no labelled point in any "
                 f"file of {raw} (label field {spec.label_field!r})"
             )
-            warnings.warn(msg, stacklevel=2)
-            print(f"warning: {msg}", file=sys.stderr)
+            print(f"warning: {msg}", file=sys.stderr)  # once; no Python source line
             summary["empty_classes"] = empty
     return summary
 

@@ -291,7 +291,7 @@ def annotated(tmp_path):
         key("b")
         key("2")
         click(pix)
-        brushed = st.brush(p_wall, 0.1)
+        brushed = st.brush(p_wall, 0.15)  # the default brush: 3 x the 0.05 m grid
         st.add(brushed, WALL)
         _wait(lambda: labelled() == st.num_labelled, 20, "the wall brush")
         # 3) region growing (key r) on the table, class table (key 7): preview, then Enter
@@ -445,7 +445,8 @@ def test_front_end_with_a_run(tmp_path):
         app.set_class(CHAIR)
         app.set_tool("brush")
         app.click_point(app.spots[0].point)
-        assert session.state.counts()[CHAIR] == len(session.state.brush(app.spots[0].point, 0.1))
+        assert app.g_brush.value == 0.15  # 3 point spacings of the 0.05 m grid
+        assert session.state.counts()[CHAIR] == len(session.state.brush(app.spots[0].point, 0.15))
         app.set_tool("erase")
         app.click_point(app.spots[0].point)
         assert session.state.num_labelled == 0

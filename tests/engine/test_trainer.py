@@ -6,8 +6,10 @@ voxel 0.1 m, crops of <= 600 voxels) and a MinkUNet14A slimmed to 8 channels.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -380,3 +382,30 @@ def test_cuda_amp_run_and_resume(data_root, tmp_path, amp_dtype):
     assert len(resumed["loss_history"]) == 4
     ck = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
     assert (ck["scaler"] is not None) == (amp_dtype == "fp16")
+
+
+def test_without_the_bar_a_line_per_log_every_and_the_speed_once(
+    data_root, tmp_path, capsys, monkeypatch
+):
+    """train.progress=false used to print nothing between the start line and the summary:
+    now one plain line per log_every with the window's mean loss, and one line with it/s and
+    the time to finish after the first 10 iterations (the 30 s alternative switched off so
+    that a slow machine cannot move it)."""
+    import pcseg.engine.trainer as trainer_mod
+    from pcseg.utils.progress import RateMeter
+
+    monkeypatch.setattr(trainer_mod, "RateMeter", functools.partial(RateMeter, first_s=math.inf))
+    run = tmp_path / "run"
+    s = train(tiny_cfg(data_root, run, iterations=12, log_every=4, method={"name": "supervised"}))
+    out = capsys.readouterr().out
+    lines = [ln for ln in out.splitlines() if ln.startswith("[train] iteration ")]
+    assert [ln.split()[2] for ln in lines] == ["4/12", "8/12", "12/12"]
+    hist = s["loss_history"]
+    for k, ln in enumerate(lines):
+        loss = float(re.search(r"  loss (\S+)", ln).group(1))
+        assert loss == pytest.approx(np.mean(hist[4 * k : 4 * k + 4]), abs=1e-4)
+        assert re.search(r"it/s \([\d.e+-]+ s/it\), .* to go$", ln), ln
+    (speed,) = [ln for ln in out.splitlines() if "to finish 12 iterations" in ln]
+    assert speed.startswith("[train] 10 iteration(s) in ") and " it/s; about " in speed
+    # in order: after the line of iteration 8, before the one of iteration 12
+    assert out.index(lines[1]) < out.index(speed) < out.index(lines[2])

@@ -125,18 +125,23 @@ def test_readme_loop_on_an_unlabelled_scan(tmp_path):
     )
 
 
-def test_annotate_opens_a_raw_file(tmp_path):
+def test_annotate_opens_a_raw_file(tmp_path, monkeypatch):
     """`pcseg annotate scan.ply --classes CLASSES.yaml`: the raw file is prepared once into
-    scan.ply.pcseg/ (the CLASSES.yaml of `pcseg prepare custom`), the labels land there."""
-    ply = tmp_path / "scan.ply"
+    annotations/scan/ of the current directory (the CLASSES.yaml of `pcseg prepare custom`),
+    the labels land there."""
+    ply = tmp_path / "scans" / "scan.ply"
+    ply.parent.mkdir()
     truth = _unlabelled_ply(ply)
     cls = tmp_path / "classes.yaml"
     cls.write_text(yaml.safe_dump(CLASSES))
+    monkeypatch.chdir(tmp_path)
     s = open_session(ply, cls)
-    assert s.processed == tmp_path / "scan.ply.pcseg" and s.scene == "scan"
+    work = Path("annotations") / "scan"
+    assert s.processed == work and s.scene == "scan"
     assert s.view.num_points == len(truth)
     s.state.add([0, 1, 2], 1)
-    assert s.label_path == tmp_path / "scan.ply.pcseg" / "labels" / "import_annotate" / "scan.npy"
+    assert s.label_path == work / "labels" / "import_annotate" / "scan.npy"
+    assert [p.name for p in ply.parent.iterdir()] == ["scan.ply"]
     again = open_session(ply, cls)  # reused, not prepared again; the labels reopen
     assert again.resumed == 3
     from pcseg.annotate.state import AnnotationError

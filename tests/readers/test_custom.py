@@ -4,6 +4,9 @@ shift, unlabelled scans, and every bad input named by file and field."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -169,9 +172,10 @@ def test_one_bad_file_does_not_stop_the_others_and_empty_class_warns(tmp_path, c
     write_synthetic_las(raw / "good.las", 3000, seed=0)
     (raw / "empty.ply").write_bytes(b"")
     path = _classes(tmp_path, names=[*ASPRS["names"], "water"], map={**ASPRS["map"], 9: "water"})
-    with pytest.warns(UserWarning, match="water"):
-        s = prepare_custom(raw, path, tmp_path / "proc")
+    s = prepare_custom(raw, path, tmp_path / "proc")
     assert s["scenes"] == 1 and s["failed"] == 1 and s["empty_classes"] == ["water"]
+    err = capsys.readouterr().err
+    assert err.count("have no labelled point") == 1 and "['water']" in err
     (fail,) = s["failures"]
     assert fail["scene"] == "empty" and "empty.ply" in fail["error"]
     assert not processed.scene_npz_path(tmp_path / "proc", "empty").exists()
@@ -511,3 +515,115 @@ def test_a_rerun_adding_files_keeps_the_fitted_inputs(tmp_path, capsys):
     assert processed.read_meta(out)["inputs"]["normalisation"]["hi"][0] == pytest.approx(
         float(np.percentile(both, 99)), rel=1e-9
     )
+
+
+def _las_with_codes(path, codes: np.ndarray, seed: int = 0) -> None:
+    """A small LAS 1.2 tile whose points carry ``codes`` (heights by code, so the tile looks
+    like ground, vegetation and roofs), intensity by code."""
+    import laspy
+
+    rng = np.random.default_rng(seed)
+    n = len(codes)
+    header = laspy.LasHeader(point_format=1, version="1.2")
+    header.scales, header.offsets = [0.01, 0.01, 0.01], [500000.0, 4000000.0, 0.0]
+    las = laspy.LasData(header)
+    las.x = 500000.0 + rng.random(n) * 40
+    las.y = 4000000.0 + rng.random(n) * 40
+    las.z = np.asarray(codes, dtype=np.float64) * 1.5 + rng.random(n) * 0.2
+    las.classification = np.asarray(codes, dtype=np.uint8)
+    las.intensity = (np.asarray(codes, dtype=np.int64) * 300 + rng.integers(0, 100, n)).astype(
+        np.uint16
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    las.write(str(path))
+
+
+@pytest.mark.parametrize(
+    "name, codes, labelled",
+    [
+        # a ground-filter tile: codes 1 and 2 (+ noise, water, overlap left unlabelled)
+        ("classes_ground_nonground", [1, 2, 7, 9, 12], {1: "non_ground", 2: "ground"}),
+        # a vendor-classified tile: the ASPRS 2-6 set (+ unclassified, noise, water)
+        (
+            "classes_asprs_2_6",
+            [1, 2, 3, 4, 5, 6, 7, 9],
+            {
+                2: "ground",
+                3: "low_vegetation",
+                4: "medium_vegetation",
+                5: "high_vegetation",
+                6: "building",
+            },
+        ),
+    ],
+)
+def test_example_class_files_label_the_codes_they_are_for(tmp_path, name, codes, labelled):
+    """classes_asprs_las ignores code 1, so a tile classified 1/2 got ground labels only; the
+    class file for that case labels both, the 2-6 file all five, each point exactly by its code."""
+    from helpers.paths import REPO
+
+    rng = np.random.default_rng(0)
+    code = rng.choice(np.asarray(codes), 3000)
+    _las_with_codes(tmp_path / "raw" / "t.las", code)
+    path = REPO / "configs" / "custom" / f"{name}.yaml"
+    spec = load_classes(path)
+    prepare_custom(tmp_path / "raw", path, tmp_path / "proc")
+    sem = processed.read_scene(tmp_path / "proc", "t").semantic
+    idx, cls = processed.read_label_classes(tmp_path / "proc", "given", "t", sem)
+    want_idx = np.flatnonzero(np.isin(code, list(labelled)))
+    np.testing.assert_array_equal(idx, want_idx)
+    np.testing.assert_array_equal(cls, [spec.names.index(labelled[int(c)]) for c in code[want_idx]])
+    # the finding: the general ASPRS file labels none of the code-1 points
+    if name == "classes_ground_nonground":
+        prepare_custom(
+            tmp_path / "raw",
+            REPO / "configs" / "custom" / "classes_asprs_las.yaml",
+            tmp_path / "p2",
+        )
+        old = processed.read_labels(tmp_path / "p2", "given", "t")
+        assert not np.isin(old, np.flatnonzero(code == 1)).any()
+
+
+def test_every_example_class_file_says_when_it_fits():
+    from helpers.paths import REPO
+
+    files = sorted((REPO / "configs" / "custom").glob("classes_*.yaml"))
+    assert len(files) >= 4
+    for f in files:
+        head = " ".join(ln.lstrip("# ") for ln in f.read_text().splitlines() if ln.startswith("#"))
+        assert "Fits when" in head, f.name
+
+
+def test_empty_class_warning_is_one_plain_line(tmp_path):
+    """`pcseg prepare custom` printed the empty-class warning twice, once through
+    warnings.warn with the Python source line under it."""
+    from helpers.paths import REPO
+
+    raw = tmp_path / "raw"
+    write_synthetic_las(raw / "good.las", 2000, seed=0)
+    path = _classes(tmp_path, names=[*ASPRS["names"], "water"], map={**ASPRS["map"], 9: "water"})
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env.pop("PYTHONWARNINGS", None)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pcseg",
+            "prepare",
+            "custom",
+            "--raw",
+            str(raw),
+            "--classes",
+            str(path),
+            "--out",
+            str(tmp_path / "proc"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = [ln for ln in r.stderr.splitlines() if "have no labelled point" in ln]
+    assert len(lines) == 1 and lines[0].startswith("warning: ") and "['water']" in lines[0]
+    assert "UserWarning" not in r.stderr and "prepare_custom(" not in r.stderr

@@ -9,7 +9,7 @@ import re
 import pytest
 from tqdm import tqdm
 
-from pcseg.utils.progress import LogBar, progress_bar
+from pcseg.utils.progress import LogBar, RateMeter, format_duration, progress_bar
 
 
 class _Terminal(io.StringIO):
@@ -81,3 +81,58 @@ def test_disabled_writes_nothing():
     for _ in progress_bar(range(100), file=out, disable=True):
         pass
     assert out.getvalue() == ""
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_rate_meter_speed_time_to_go_and_one_first_report():
+    clock = _Clock()
+    m = RateMeter(total=110, first_its=10, first_s=30.0, clock=clock)
+    clock.t += 5.0  # the first iteration carries the start-up
+    m.mark(1)
+    assert m.first_report() is None
+    for it in range(2, 11):  # then 0.5 s per iteration
+        clock.t += 0.5
+        m.mark(it)
+        if it < 10:
+            assert m.first_report() is None
+    assert m.rate() == pytest.approx(9 / 4.5)  # measured after the first iteration
+    assert m.remaining_s() == pytest.approx(100 / 2.0)
+    line = m.first_report()
+    assert line == "10 iteration(s) in 10 s: 2 it/s; about 50 s to finish 110 iterations"
+    assert m.first_report() is None  # once
+    assert m.status() == "2 it/s (0.5 s/it), 50 s to go"
+
+
+def test_rate_meter_reports_after_30_s_when_iterations_are_slow_and_after_resume():
+    clock = _Clock()
+    m = RateMeter(total=20000, start=500, clock=clock)
+    clock.t += 32.5
+    m.mark(501)  # one 32.5 s iteration: the only rate there is includes the start-up
+    assert m.rate() == pytest.approx(1 / 32.5)
+    line = m.first_report()
+    assert line is not None and line.startswith("1 iteration(s) in 32 s: 0.0308 it/s")
+    assert line.endswith(f"about {format_duration(19499 * 32.5)} to finish 20000 iterations")
+    assert format_duration(19499 * 32.5) == "7.3 days"
+
+
+@pytest.mark.parametrize(
+    "seconds, text",
+    [
+        (0.4, "0 s"),
+        (59.4, "59 s"),
+        (65, "1 min 05 s"),
+        (3599, "59 min 59 s"),
+        (3600 * 3 + 20 * 60, "3 h 20 min"),
+        (86400 * 7.5, "7.5 days"),
+        (float("inf"), "?"),
+    ],
+)
+def test_format_duration(seconds, text):
+    assert format_duration(seconds) == text
