@@ -13,8 +13,10 @@ NPZ, TXT and .bin files (and --format conversions) are read whole. Coordinates a
 the file's own unit (LAS WKT / GeoTIFF keys, else CLASSES.yaml units:) and converted to
 metres; each file's line names the unit. --keep-codes / --only-unclassified keep the LAS
 codes of points that are not to be classified. A file that fails is reported and
-the others go on; the exit status is 1 when any file failed. Under torchrun the files are
-shared out across the ranks.
+the others go on; the exit status is 1 when any file failed. OUT/predict_summary.json holds
+an entry per input file (class shares, run time, checkpoint); a later run into the same --out
+is merged into it (the newest entry per input file wins; every run is listed under "runs").
+Under torchrun the files are shared out across the ranks.
 """
 
 from __future__ import annotations
