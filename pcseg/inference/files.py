@@ -113,6 +113,18 @@ def rank_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def check_stems(files: Sequence[Path]) -> None:
+    """PredictError when two input files would be written under one name (one stem)."""
+    stems: dict[str, Path] = {}
+    for f in files:
+        if f.stem in stems:
+            raise PredictError(
+                f"{stems[f.stem]} and {f} would both be written as {f.stem}.*; "
+                "predict them into different --out folders"
+            )
+        stems[f.stem] = f
+
+
 #: what every file entry of a folder's summary carries from the run that wrote it
 ENTRY_RUN_KEYS = ("run_time", "checkpoint", "classes", "colors")
 
@@ -236,14 +248,7 @@ def predict_files(
     files = expand_inputs(inputs)
     if not files:
         raise PredictError(f"no input files in {list(map(str, inputs))}")
-    stems: dict[str, Path] = {}
-    for f in files:
-        if f.stem in stems:
-            raise PredictError(
-                f"{stems[f.stem]} and {f} would both be written as {f.stem}.*; "
-                "predict them into different --out folders"
-            )
-        stems[f.stem] = f
+    check_stems(files)
     rank, world = rank_world()
     mine = files[rank::world]
     predictor = load_predictor(checkpoint, classes, device)

@@ -49,6 +49,8 @@ DARK_COLOR: tuple[int, int, int] = (60, 60, 60)
 CONFIDENCE_CMAP = "RdYlGn"
 ENTROPY_CMAP = "inferno"
 REMISSION_CMAP = "viridis"
+#: feature kinds the rgb mode shows through :data:`REMISSION_CMAP` (one scalar per point)
+SCALAR_KINDS: tuple[str, ...] = ("remission", "features", "intensity", "height")
 
 
 class ModeUnavailable(ValueError):
@@ -135,11 +137,12 @@ def scalar_colors(
 def rgb_colors(feats: np.ndarray, feat_kind: str = "rgb", cmap: str = REMISSION_CMAP) -> np.ndarray:
     """Input colours: RGB feats (N, >=3) in [0, 1] -> (N, 3) uint8 (round(255 * clip));
     feats stored as 0..255 (max > 1.5) are scaled by 1/255 first. Remission feats (N, 1)
-    -> :func:`scalar_colors` with ``cmap`` over their 1st..99th percentile."""
+    -> :func:`scalar_colors` with ``cmap`` over their 1st..99th percentile (also the
+    other :data:`SCALAR_KINDS`: a predicted file's intensity or height)."""
     feats = np.asarray(feats, dtype=np.float64)
     if feats.ndim != 2:
         raise ValueError(f"feats must be (N, C), got shape {feats.shape}")
-    if feat_kind in ("remission", "features") or feats.shape[1] < 3:
+    if feat_kind in SCALAR_KINDS or feats.shape[1] < 3:
         return scalar_colors(feats[:, 0], cmap=cmap)
     if feat_kind != "rgb":
         raise ValueError(f"feat_kind must be 'rgb' or 'remission', got {feat_kind!r}")

@@ -26,7 +26,7 @@ from typing import TextIO
 import numpy as np
 
 from pcseg.viz.colors import MODES, ModeUnavailable, available_modes, mode_colors, mode_summary
-from pcseg.viz.data import ViewData, ViewSource
+from pcseg.viz.data import SceneSource, ViewData
 from pcseg.viz.errors import DisplayUnavailable, ViewError
 from pcseg.viz.palettes import legend_text
 from pcseg.viz.render import apply_camera, fit_camera, hidden_mask, marker_mesh, save_png
@@ -104,7 +104,7 @@ def _call_capturing_output(fn: Callable[[], object]) -> tuple[object, str]:
 
 
 class Viewer:
-    """Browse the scenes of a :class:`ViewSource` in an Open3D window.
+    """Browse the scenes of a source (:func:`pcseg.viz.data.open_source`) in an Open3D window.
 
     Args:
         source: scenes to browse; scene: the first one shown (default: the first).
@@ -117,7 +117,7 @@ class Viewer:
 
     def __init__(
         self,
-        source: ViewSource,
+        source: SceneSource,
         scene: str | None = None,
         mode: str = "rgb",
         point_size: float = 3.0,
@@ -185,6 +185,8 @@ class Viewer:
     # ----------------------------------------------------------------- scene/mode
     def _load(self) -> None:
         self.view = self.source.load(self.source.scenes[self.index])
+        for note in self.view.notes:
+            self.say(f"warning: {note}")
         self._build()
 
     def _build(self) -> None:
