@@ -263,9 +263,24 @@ def mode_colors(view: ViewData, mode: str) -> np.ndarray:
     return error_colors(view.pseudo, view.semantic)  # pseudo_error
 
 
+def class_shares(labels: np.ndarray, class_names: Sequence[str], top: int = 3) -> str:
+    """The ``top`` most frequent classes of ``labels`` (-1 left out) with their shares,
+    e.g. ``'ground 61.0%, building 30.2%'``; '' when no point has a class."""
+    lab = np.asarray(labels)
+    lab = lab[lab >= 0]
+    if not lab.size:
+        return ""
+    counts = np.bincount(lab, minlength=len(class_names))
+    order = np.argsort(-counts, kind="stable")[:top]
+    return ", ".join(
+        f"{class_names[c]} {100.0 * counts[c] / lab.size:.1f}%" for c in order if counts[c]
+    )
+
+
 def mode_summary(view: ViewData, mode: str, mask: np.ndarray | None = None) -> str:
     """One-line statistic of ``mode`` over the points in ``mask`` (all if None), e.g.
-    ``'acc 87.3%'`` for pred, ``'123 pts (1.00%)'`` for weak; '' when nothing applies."""
+    ``'acc 87.3%'`` for pred (without ground truth: its largest class shares),
+    ``'123 pts (1.00%)'`` for weak; '' when nothing applies."""
     sel = np.ones(view.num_points, dtype=bool) if mask is None else np.asarray(mask, bool)
     gt = view.semantic[sel] if view.semantic is not None else None
     valid = gt >= 0 if gt is not None else None
@@ -286,7 +301,7 @@ def mode_summary(view: ViewData, mode: str, mask: np.ndarray | None = None) -> s
         if mode == "error" and s:
             m = valid & (view.pred[sel] >= 0)
             return f"{100.0 * float((view.pred[sel][m] != gt[m]).mean()):.1f}% wrong"
-        return s
+        return s or (class_shares(view.pred[sel], view.class_names) if mode == "pred" else "")
     if mode in ("pseudo", "pseudo_error") and view.pseudo is not None:
         p = view.pseudo[sel]
         cover = 100.0 * float((p >= 0).mean()) if p.size else 0.0

@@ -29,7 +29,14 @@ from pcseg.viz.colors import MODES, ModeUnavailable, available_modes, mode_color
 from pcseg.viz.data import SceneSource, ViewData
 from pcseg.viz.errors import DisplayUnavailable, ViewError
 from pcseg.viz.palettes import legend_text
-from pcseg.viz.render import apply_camera, fit_camera, hidden_mask, marker_mesh, save_png
+from pcseg.viz.render import (
+    apply_camera,
+    fit_camera,
+    hidden_mask,
+    marker_mesh,
+    private_runtime_dir,
+    save_png,
+)
 
 MODE_KEYS: dict[str, str] = {str(i + 1): m for i, m in enumerate(MODES)}
 HELP = (
@@ -307,6 +314,7 @@ class Viewer:
         if problem is not None:
             raise DisplayUnavailable(f"{problem}\n{NO_DISPLAY_HINT}")
         self._load()
+        private_runtime_dir()  # else Mesa prints "error: XDG_RUNTIME_DIR is invalid ..."
         vis = o3d.visualization.VisualizerWithKeyCallback()
         verbosity = o3d.utility.get_verbosity_level()
         o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Info)
