@@ -96,13 +96,20 @@ def _entry_classes(entry: Any, summary: dict[str, Any], path: Path) -> ClassList
     return ClassList(tuple(str(n) for n in names), colors or None, str(path))
 
 
+KITTI_HINT = (
+    "a KITTI .bin scan: pcseg predict writes its classes to the .label file beside it, which "
+    "pcseg view does not read; predict with --format ply (or npy) to view the result"
+)
+
+
 def predicted_files(folder: str | os.PathLike[str]) -> list[Path]:
     """The predicted files of a predict ``--out`` folder: those its summaries list that are
-    there, else every point file in it (sorted by name)."""
+    there, else every point file in it, sorted by name; KITTI ``.bin`` scans left out (their
+    classes are in ``.label`` files: :data:`KITTI_HINT`)."""
     folder = Path(folder)
     listed = [folder / name for name in summary_classes(folder)]
     files = [p for p in listed if p.is_file()] or list_point_files(folder)
-    return sorted(files, key=lambda p: p.name)
+    return sorted((p for p in files if p.suffix.lower() != ".bin"), key=lambda p: p.name)
 
 
 def _colour_feats(fields: dict[str, np.ndarray], xyz: np.ndarray) -> tuple[np.ndarray, str]:
@@ -129,6 +136,8 @@ def read_predicted_file(
         pf = read_points(path)
     except PointFileError as e:
         raise ViewError(str(e)) from None
+    if "pred_class" not in pf.fields and pf.format == "bin":
+        raise ViewError(f"{path}: {KITTI_HINT}")
     if "pred_class" not in pf.fields:
         raise ViewError(
             f"{path}: no 'pred_class' field, so no file written by pcseg predict "

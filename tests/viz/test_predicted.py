@@ -169,3 +169,17 @@ def test_a_predicted_file_renders_headless_and_never_opens_a_window(predicted, t
     # without DISPLAY the interactive viewer is a one-line exit 2, no window, no hang
     r = _run_tool([predicted["out"]], env=_headless_env(), timeout=50)
     assert r.returncode == 2 and "DISPLAY" in r.stderr and "--render" in r.stderr
+
+
+def test_kitti_scans_are_left_out_with_the_reason(predicted, tmp_path):
+    """pcseg predict writes a KITTI .bin's classes to a .label beside it: not a view source."""
+    from pcseg.viz.predicted import predicted_files
+
+    scan = predicted["out"] / "s.bin"
+    np.zeros((10, 4), np.float32).tofile(scan)
+    assert [p.name for p in predicted_files(predicted["out"])] == ["a.las", "b.las"]
+    (tmp_path / "k").mkdir()
+    np.zeros((10, 4), np.float32).tofile(tmp_path / "k" / "s.bin")
+    assert predicted_files(tmp_path / "k") == []
+    with pytest.raises(ViewError, match=r"s\.bin: a KITTI \.bin scan: .* --format ply"):
+        load_view_data(scan)
