@@ -16,8 +16,10 @@ codes of points that are not to be classified. A --classes file must have the tr
 one's names, label field, map and features (the checkpoint keeps a copy and the data's
 fingerprint), and LAS/LAZ, NPY or binary PLY inputs whose header lacks a trained feature
 field stop the run before any file is predicted. A file that fails is reported and
-the others go on; the exit status is 1 when any file failed. Under torchrun the files are
-shared out across the ranks.
+the others go on; the exit status is 1 when any file failed. OUT/predict_summary.json holds
+an entry per input file (class shares, run time, checkpoint); a later run into the same --out
+is merged into it (the newest entry per input file wins; every run is listed under "runs").
+Under torchrun the files are shared out across the ranks.
 """
 
 from __future__ import annotations

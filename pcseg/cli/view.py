@@ -2,12 +2,15 @@
 training curves.
 
 PATH is a processed folder (``pcseg prepare`` output), one processed scene
-(OUT/scenes/<id>.npz) or a run folder (config.yaml -> data.root; predictions in
-test/predictions/).
+(OUT/scenes/<id>.npz), a run folder (config.yaml -> data.root; predictions in
+test/predictions/), a ``pcseg test --out`` folder (metrics.json, predictions/), a file written
+by ``pcseg predict`` (LAS/LAZ, PLY, ...: classes from the predict_summary.json beside it,
+confidence) or a ``pcseg predict --out`` folder (every file in it is a scene).
 
   pcseg view PATH [--scene NAME] [--labels 1%]                       interactive viewer
   pcseg view PATH --render out.png --modes gt,weak,pred,error --view top
   pcseg view PATH --render out_dir/ --all-scenes --modes gt,pred   one PNG per scene
+  pcseg view labelled/scan.las --render scan.png                    a predicted file
   pcseg view PATH --export-ply out.ply --mode pred
   pcseg view RUN  --curves curves.png
   pcseg view PATH --list | --legend
@@ -15,7 +18,8 @@ test/predictions/).
 Viewer keys: 1 rgb, 2 gt, 3 weak, 4 pred, 5 pseudo, 6 confidence, 7 entropy, 8 error,
 9 pseudo_error, N/P next/previous scene, V camera iso/top/front/side, C hide/show ceiling,
 S screenshot, H/L legend + help, Q quit. Without a display the viewer exits with status 2:
-use --render (works headless through EGL) or run it under xvfb-run.
+use --render (works headless through EGL) or run it under xvfb-run. A render puts at most
+three modes in a row (more wrap onto further rows).
 Exit status: 0 ok, 2 bad input (one line naming the file), usage or no display.
 """
 
@@ -56,7 +60,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("path", type=Path, help="processed folder, processed scene .npz, or run folder")
+    p.add_argument(
+        "path",
+        type=Path,
+        help="processed folder or scene .npz, run folder, pcseg test --out folder, "
+        "predicted file or pcseg predict --out folder",
+    )
     p.add_argument("--scene", help="scene id (default: the first)")
     p.add_argument("--labels", help="weak-label spec to show, e.g. 1%% (default: the run's)")
     p.add_argument("--kitti-yaml", help="semantic-kitti.yaml for the SemanticKITTI palette")
@@ -114,10 +123,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(run=run)
 
 
-def _default_modes(view) -> list[str]:
+def _default_modes(view: Any) -> list[str]:
+    """The modes a render shows by default: the input, every label mode and the errors;
+    the confidence too when there is no ground truth to show errors against."""
     avail = available_modes(view)
     preferred = ["rgb", "gt", "weak", "pseudo", "pred", "error"]
+    if "error" not in avail:
+        preferred.append("confidence")
     return [m for m in preferred if m in avail]
+
+
+def _load(source: Any, scene: str | None) -> Any:
+    """``source.load(scene)``, its notes printed on stderr as warnings."""
+    view = source.load(scene)
+    for note in view.notes:
+        print(f"warning: {note}", file=sys.stderr)
+    return view
 
 
 def run(args: argparse.Namespace) -> int:
@@ -136,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     if args.legend:
         from pcseg.viz.palettes import legend_text
 
-        view = source.load(args.scene)
+        view = _load(source, args.scene)
         print(legend_text(view.class_names, view.palette, ansi=sys.stdout.isatty()))
         return 0
     if args.render is not None:
@@ -147,13 +168,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _list(source: Any) -> int:
-    print(
-        f"processed: {source.processed}"
-        + (f"\nrun: {source.run_dir}" if source.run_dir else "")
-        + f"\nlabel spec: {source.label_spec or 'none'}"
-    )
+    print(source.describe())
     for name in source.scenes:
-        view = source.load(name)
+        view = _load(source, name)
         print(f"{name}\t{view.num_points:,d} points\tmodes: {','.join(available_modes(view))}")
     return 0
 
@@ -165,7 +182,7 @@ def _render(source: Any, args: argparse.Namespace) -> int:
         raise ViewError(f"--render {args.render} is a folder; give a .png path or add --all-scenes")
     scenes = source.scenes if args.all_scenes else [args.scene]
     for scene in scenes:
-        view = source.load(scene)
+        view = _load(source, scene)
         modes = args.modes or _default_modes(view)
         out = args.render / f"{view.name}.png" if args.all_scenes else args.render
         panel = render_modes(
@@ -189,8 +206,8 @@ def _export_ply(source: Any, args: argparse.Namespace) -> int:
     from pcseg.viz.ply import export_ply
     from pcseg.viz.render import hidden_mask
 
-    view = source.load(args.scene)
-    mode = args.mode or "gt"
+    view = _load(source, args.scene)
+    mode = args.mode or ("gt" if "gt" in available_modes(view) else "pred")
     colors = mode_colors(view, mode)
     # the label column holds the labels the mode shows (ground truth for rgb / heat maps)
     labels = {

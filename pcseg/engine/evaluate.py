@@ -14,7 +14,8 @@ Outputs (``OUT`` = ``RUN/test`` by default)::
 
     OUT/metrics.json                {"miou", "oa", "macc", "per_class_iou": {name: iou|null},
                                      "iou", "confusion", "class_names", "num_points", "split",
-                                     "checkpoint", "tta": {...}, "scenes"}
+                                     "checkpoint", "data_root", "label_spec", "tta": {...},
+                                     "scenes"}
     OUT/predictions/<scene>.npz     pred int64 (N,), pseudo int64 (N,), confidence float32 (N,),
                                     entropy float32 (N,)
     OUT/submission/<scene>.txt      ScanNet: one NYU40 id per vertex
@@ -379,6 +380,8 @@ def _evaluate(
         {
             "split": split,
             "checkpoint": str(checkpoint),
+            "data_root": str(Path(cfg.data.root).resolve()) if cfg.data.root else None,
+            "label_spec": cfg.data.label_spec,
             "iteration": state.get("iteration"),
             "tta": {
                 "rotations": cfg.test.tta_rotations,

@@ -6,7 +6,8 @@ its own format with all its fields kept (:func:`pcseg.io.points.write_points`):
 LAS gets ``classification`` set through the reverse of ``map`` when the labels came from
 the classification codes, plus extra dimensions ``pred_class`` / ``confidence``; PLY, NPY,
 NPZ, PCD and TXT get added fields / columns; a KITTI ``.bin`` is copied with a ``.label``
-file next to it. ``OUT/predict_summary.json`` holds the class shares of every file.
+file next to it. ``OUT/predict_summary.json`` holds the class shares of every file, merged
+over the runs into ``OUT`` (:func:`~pcseg.inference.files.merge_summaries`).
 
 In-memory pipeline per file (:mod:`~pcseg.inference.memory`): read (float64) -> shift to the
 file's origin -> features exactly as ``pcseg prepare custom`` computes them

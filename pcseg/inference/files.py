@@ -1,6 +1,7 @@
 """The top of ``pcseg predict``: the files of the inputs, one predictor, each file sent down
 the in-memory path (:mod:`pcseg.inference.memory`) or the out-of-core one
-(:mod:`pcseg.inference.streamed`), a summary written at the end.
+(:mod:`pcseg.inference.streamed`), a summary written at the end, merged with those of
+earlier runs into the same folder (:func:`merge_summaries`).
 
 Distributed: under ``torchrun`` (``RANK`` / ``WORLD_SIZE`` set) rank r predicts files
 r, r + W, ...; each rank writes its own files and ``predict_summary.rank<r>.json``.
@@ -8,12 +9,14 @@ r, r + W, ...; each rank writes its own files and ``predict_summary.rank<r>.json
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 import traceback
 import warnings
 from collections.abc import Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +162,110 @@ def rank_world() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def check_stems(files: Sequence[Path]) -> None:
+    """PredictError when two input files would be written under one name (one stem)."""
+    stems: dict[str, Path] = {}
+    for f in files:
+        if f.stem in stems:
+            raise PredictError(
+                f"{stems[f.stem]} and {f} would both be written as {f.stem}.*; "
+                "predict them into different --out folders"
+            )
+        stems[f.stem] = f
+
+
+#: what every file entry of a folder's summary carries from the run that wrote it
+ENTRY_RUN_KEYS = ("run_time", "checkpoint", "classes", "colors")
+
+
+def run_time(t: float) -> str:
+    """``t`` (``time.time()``) as an ISO 8601 UTC time to the second (``...T21:30:00Z``)."""
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _input_key(entry: dict[str, Any]) -> str:
+    return str(entry.get("input_path") or Path(entry["file"]).resolve())
+
+
+def _previous(
+    previous: dict[str, Any] | None, written: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(runs, files, failures) of a folder's summary; a summary of one run without
+    ``runs`` (written before runs were merged) is that run, dated ``written``.
+    TypeError / KeyError for a summary of another shape."""
+    if previous is None:
+        return [], [], []
+    if not isinstance(previous, dict):
+        raise TypeError("not a JSON object")
+    files, failures = list(previous["files"]), list(previous["failures"])
+    if not all(isinstance(e, dict) and "file" in e for e in files + failures):
+        raise TypeError("an entry of 'files' / 'failures' is no object with a 'file'")
+    if "runs" in previous:
+        return list(previous["runs"]), files, failures
+    record = {k: v for k, v in previous.items() if k not in ("files", "failures")}
+    record = {"run_time": written, **record, "labelled": len(files), "failed": len(failures)}
+    tag = {k: record.get(k) for k in ENTRY_RUN_KEYS}
+    return [record], [{**e, **tag} for e in files], [{**e, **tag} for e in failures]
+
+
+def merge_summaries(
+    previous: dict[str, Any] | None, run: dict[str, Any], written: str = ""
+) -> dict[str, Any]:
+    """The summary of an ``--out`` folder after ``run`` (one run's summary, as
+    :func:`predict_files` returns it) on top of ``previous`` (the folder's summary before,
+    None for its first run; one of the old one-run form is dated ``written``).
+
+    Returns ``runs`` (each run's settings and totals, oldest first, with ``labelled`` /
+    ``failed`` counts instead of its file lists), ``files`` (per input file the newest
+    successful entry, sorted by input, each with its run's ``run_time``, ``checkpoint``,
+    ``classes``, ``colors`` and the resolved ``input_path``; an older entry whose output a
+    newer run rewrote is dropped) and ``failures`` (the inputs whose newest attempt failed;
+    an older success of such an input stays in ``files``: its output is still there).
+    """
+    old_runs, old_files, old_failures = _previous(previous, written)
+    tag = {k: run.get(k) for k in ENTRY_RUN_KEYS}
+    new_files = [{**e, **tag, "input_path": _input_key(e)} for e in run["files"]]
+    new_failures = [{**e, **tag, "input_path": _input_key(e)} for e in run["failures"]]
+    done = {e["input_path"] for e in new_files}
+    tried = done | {e["input_path"] for e in new_failures}
+    rewritten = {Path(e["output"]).name for e in new_files}
+    kept = [
+        e
+        for e in old_files
+        if _input_key(e) not in done and Path(str(e.get("output", ""))).name not in rewritten
+    ]
+    record = {k: v for k, v in run.items() if k not in ("files", "failures")}
+    record.update(labelled=len(run["files"]), failed=len(run["failures"]))
+    return {
+        "runs": [*old_runs, record],
+        "files": sorted(kept + new_files, key=_input_key),
+        "failures": [e for e in old_failures if _input_key(e) not in tried] + new_failures,
+    }
+
+
+def write_summary(path: Path, run: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``run`` into the summary at ``path`` (:func:`merge_summaries`) and write it
+    atomically; returns what was written. A summary that cannot be read is kept aside as
+    ``<name>.unreadable.json`` (said on stderr) and a new one started."""
+    merged: dict[str, Any] | None = None
+    if path.is_file():
+        try:
+            previous = json.loads(path.read_text(encoding="utf-8"))
+            merged = merge_summaries(previous, run, run_time(path.stat().st_mtime))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            aside = path.with_name(f"{path.stem}.unreadable.json")
+            os.replace(path, aside)
+            print(
+                f"warning: {path} could not be read ({type(e).__name__}: {e}); kept as "
+                f"{aside.name}, a new summary started",
+                file=sys.stderr,
+            )
+    if merged is None:
+        merged = merge_summaries(None, run)
+    atomic_write_json(path, merged)
+    return merged
+
+
 def predict_files(
     checkpoint: str | Path,
     inputs: Sequence[str | Path],
@@ -177,8 +284,9 @@ def predict_files(
     reported (file + error) and the others go on. ``policy``: which points' LAS codes are
     replaced (``--keep-codes``, ``--only-unclassified``). Each file's line names its
     units; its notes (another CRS / unit than the training files, features far outside the
-    training range) are printed as warnings. Returns the summary (also written to
-    ``OUT/predict_summary.json``, ``.rank<r>.json`` under torchrun)."""
+    training range) are printed as warnings. Returns this run's summary, merged into
+    ``OUT/predict_summary.json`` (``.rank<r>.json`` under torchrun) with those of earlier
+    runs into the folder (:func:`merge_summaries`: newest entry per input file)."""
     started = time.time()
     if fmt != "same" and fmt not in OUTPUT_FORMATS:
         raise PredictError(f"--format must be 'same' or one of {OUTPUT_FORMATS}, got {fmt!r}")
@@ -189,14 +297,7 @@ def predict_files(
     files = expand_inputs(inputs)
     if not files:
         raise PredictError(f"no input files in {list(map(str, inputs))}")
-    stems: dict[str, Path] = {}
-    for f in files:
-        if f.stem in stems:
-            raise PredictError(
-                f"{stems[f.stem]} and {f} would both be written as {f.stem}.*; "
-                "predict them into different --out folders"
-            )
-        stems[f.stem] = f
+    check_stems(files)
     rank, world = rank_world()
     mine = files[rank::world]
     predictor = load_predictor(checkpoint, classes, device)
@@ -237,8 +338,10 @@ def predict_files(
     points = sum(r["points"] for r in done)
     seconds = time.perf_counter() - t0
     summary = {
+        "run_time": run_time(started),
         "checkpoint": str(checkpoint),
         "classes": predictor.class_names,
+        "colors": dict(predictor.spec.colors) if predictor.spec.colors else None,
         "voxel_size": predictor.voxel_size,
         "voxel_budget": voxel_budget,
         "overlap_m": overlap,
@@ -254,7 +357,7 @@ def predict_files(
         "points_per_second": points / seconds if seconds > 0 else 0.0,
     }
     name = "predict_summary.json" if world == 1 else f"predict_summary.rank{rank}.json"
-    atomic_write_json(out_dir / name, summary)
+    write_summary(out_dir / name, summary)
     print(
         f"[predict] {len(done)} file(s) labelled, {len(failed)} failed; summary in {out_dir / name}"
     )

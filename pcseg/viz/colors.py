@@ -49,6 +49,8 @@ DARK_COLOR: tuple[int, int, int] = (60, 60, 60)
 CONFIDENCE_CMAP = "RdYlGn"
 ENTROPY_CMAP = "inferno"
 REMISSION_CMAP = "viridis"
+#: feature kinds the rgb mode shows through :data:`REMISSION_CMAP` (one scalar per point)
+SCALAR_KINDS: tuple[str, ...] = ("remission", "features", "intensity", "height")
 
 
 class ModeUnavailable(ValueError):
@@ -135,11 +137,12 @@ def scalar_colors(
 def rgb_colors(feats: np.ndarray, feat_kind: str = "rgb", cmap: str = REMISSION_CMAP) -> np.ndarray:
     """Input colours: RGB feats (N, >=3) in [0, 1] -> (N, 3) uint8 (round(255 * clip));
     feats stored as 0..255 (max > 1.5) are scaled by 1/255 first. Remission feats (N, 1)
-    -> :func:`scalar_colors` with ``cmap`` over their 1st..99th percentile."""
+    -> :func:`scalar_colors` with ``cmap`` over their 1st..99th percentile (also the
+    other :data:`SCALAR_KINDS`: a predicted file's intensity or height)."""
     feats = np.asarray(feats, dtype=np.float64)
     if feats.ndim != 2:
         raise ValueError(f"feats must be (N, C), got shape {feats.shape}")
-    if feat_kind in ("remission", "features") or feats.shape[1] < 3:
+    if feat_kind in SCALAR_KINDS or feats.shape[1] < 3:
         return scalar_colors(feats[:, 0], cmap=cmap)
     if feat_kind != "rgb":
         raise ValueError(f"feat_kind must be 'rgb' or 'remission', got {feat_kind!r}")
@@ -260,9 +263,24 @@ def mode_colors(view: ViewData, mode: str) -> np.ndarray:
     return error_colors(view.pseudo, view.semantic)  # pseudo_error
 
 
+def class_shares(labels: np.ndarray, class_names: Sequence[str], top: int = 3) -> str:
+    """The ``top`` most frequent classes of ``labels`` (-1 left out) with their shares,
+    e.g. ``'ground 61.0%, building 30.2%'``; '' when no point has a class."""
+    lab = np.asarray(labels)
+    lab = lab[lab >= 0]
+    if not lab.size:
+        return ""
+    counts = np.bincount(lab, minlength=len(class_names))
+    order = np.argsort(-counts, kind="stable")[:top]
+    return ", ".join(
+        f"{class_names[c]} {100.0 * counts[c] / lab.size:.1f}%" for c in order if counts[c]
+    )
+
+
 def mode_summary(view: ViewData, mode: str, mask: np.ndarray | None = None) -> str:
     """One-line statistic of ``mode`` over the points in ``mask`` (all if None), e.g.
-    ``'acc 87.3%'`` for pred, ``'123 pts (1.00%)'`` for weak; '' when nothing applies."""
+    ``'acc 87.3%'`` for pred (without ground truth: its largest class shares),
+    ``'123 pts (1.00%)'`` for weak; '' when nothing applies."""
     sel = np.ones(view.num_points, dtype=bool) if mask is None else np.asarray(mask, bool)
     gt = view.semantic[sel] if view.semantic is not None else None
     valid = gt >= 0 if gt is not None else None
@@ -283,7 +301,7 @@ def mode_summary(view: ViewData, mode: str, mask: np.ndarray | None = None) -> s
         if mode == "error" and s:
             m = valid & (view.pred[sel] >= 0)
             return f"{100.0 * float((view.pred[sel][m] != gt[m]).mean()):.1f}% wrong"
-        return s
+        return s or (class_shares(view.pred[sel], view.class_names) if mode == "pred" else "")
     if mode in ("pseudo", "pseudo_error") and view.pseudo is not None:
         p = view.pseudo[sel]
         cover = 100.0 * float((p >= 0).mean()) if p.size else 0.0

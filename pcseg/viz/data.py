@@ -1,4 +1,5 @@
-"""Loading what the viewer shows: a processed scene, its weak labels and a run's predictions.
+"""Loading what the viewer shows: a processed scene, its weak labels and a run's predictions,
+or the files ``pcseg predict`` wrote.
 
 Accepted paths (see docs/ARCHITECTURE.md sections 2 and 6):
 
@@ -6,7 +7,14 @@ Accepted paths (see docs/ARCHITECTURE.md sections 2 and 6):
 * a single processed scene ``OUT/scenes/<id>.npz`` (or its ``.json``);
 * a run folder ``RUN/`` whose ``config.yaml`` has ``data: {root: OUT, label_spec: SPEC}``; its
   predictions are ``RUN/test/predictions/<id>.npz`` (pred, pseudo, confidence, entropy over the
-  scene's ORIGINAL points).
+  scene's ORIGINAL points);
+* a ``pcseg test --out`` folder ``T/`` (``metrics.json``, ``predictions/<id>.npz``): the
+  processed folder is its ``metrics.json``'s ``data_root``, else the ``data.root`` of the run
+  that wrote the checkpoint (``RUN/config.yaml`` beside ``RUN/checkpoints/``), else of
+  ``T/../config.yaml``;
+* a file written by ``pcseg predict`` (LAS/LAZ, PLY, ...: ``pred_class``, ``confidence``) or a
+  predict ``--out`` folder (``predict_summary.json``): :mod:`pcseg.viz.predicted`; no ground
+  truth, the modes are rgb (the file's colour, intensity or height), pred and confidence.
 """
 
 from __future__ import annotations
@@ -15,12 +23,21 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
 from pcseg.data import processed as processed_io
+from pcseg.io.point_file import SUFFIXES as POINT_SUFFIXES
 from pcseg.viz.errors import ViewError
-from pcseg.viz.palettes import get_palette
+from pcseg.viz.palettes import DATASET_PALETTES, get_palette
+from pcseg.viz.predicted import (
+    ClassList,
+    is_predict_folder,
+    predicted_files,
+    read_predicted_file,
+    summary_classes,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +50,8 @@ class ViewData:
         name, dataset: scene id and dataset name.
         class_names: K class names in training order.
         palette: (K, 3) uint8 RGB class colours.
-        coords: (N, 3) float32 metres; feats: (N, C) float32; feat_kind: 'rgb' | 'remission'.
+        coords: (N, 3) float32 metres; feats: (N, C) float32; feat_kind: 'rgb' | 'remission'
+            (a predicted file: 'rgb' | 'intensity' | 'height').
         semantic: (N,) int64 ground truth in [0, K) or -1.
         labelled: (N,) bool, True where the point is weakly labelled under ``label_spec``; None
             when no spec is loaded.
@@ -42,6 +60,7 @@ class ViewData:
             when the class is the ground truth.
         pred, pseudo: (N,) int64 or None; confidence, entropy: (N,) float32 or None.
         files: paths the data came from (for messages).
+        notes: what the user should be told about the data (e.g. class names not found).
     """
 
     name: str
@@ -60,6 +79,7 @@ class ViewData:
     confidence: np.ndarray | None = None
     entropy: np.ndarray | None = None
     files: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def num_points(self) -> int:
@@ -96,6 +116,27 @@ def _spec_dirnames(spec: str) -> list[str]:
     return [n for i, n in enumerate(names) if n and "/" not in n and n not in names[:i]]
 
 
+class SceneSource(Protocol):
+    """What ``pcseg view`` and the viewer browse (:class:`ViewSource`, :class:`PredictedSource`)."""
+
+    @property
+    def scenes(self) -> list[str]:
+        """Scene ids in browsing order."""
+        ...
+
+    def index(self, scene: str) -> int:
+        """Position of ``scene`` in :attr:`scenes` (ViewError naming some when unknown)."""
+        ...
+
+    def load(self, scene: str | None = None) -> ViewData:
+        """The scene ``scene`` (default: the first)."""
+        ...
+
+    def describe(self) -> str:
+        """Where the scenes come from."""
+        ...
+
+
 @dataclass
 class ViewSource:
     """A browsable set of scenes: a processed folder, optionally with a run's predictions.
@@ -104,8 +145,9 @@ class ViewSource:
         processed: the processed folder.
         scenes: scene ids in browsing order.
         label_spec: weak-label spec whose indices are loaded (None: none).
-        run_dir: the run folder when predictions are available.
+        run_dir: the run (or ``pcseg test --out``) folder the predictions belong to.
         kitti_yaml: optional semantic-kitti.yaml for the SemanticKITTI palette.
+        predictions_dir: the folder of ``<scene>.npz`` predictions (None: none).
     """
 
     processed: Path
@@ -113,10 +155,7 @@ class ViewSource:
     label_spec: str | None = None
     run_dir: Path | None = None
     kitti_yaml: str | None = None
-
-    @property
-    def predictions_dir(self) -> Path | None:
-        return None if self.run_dir is None else self.run_dir / "test" / "predictions"
+    predictions_dir: Path | None = None
 
     def index(self, scene: str) -> int:
         """Position of ``scene`` in :attr:`scenes`; ValueError listing some available ids."""
@@ -124,8 +163,16 @@ class ViewSource:
             return self.scenes.index(scene)
         except ValueError:
             some = ", ".join(self.scenes[:8]) + (" ..." if len(self.scenes) > 8 else "")
-            where = self.predictions_dir if self.run_dir is not None else self.processed / "scenes"
+            where = self.predictions_dir or self.processed / "scenes"
             raise ViewError(f"scene {scene!r} not found in {where} (available: {some})") from None
+
+    def describe(self) -> str:
+        """Where the scenes come from, for ``pcseg view --list``."""
+        return (
+            f"processed: {self.processed}"
+            + (f"\nrun: {self.run_dir}" if self.run_dir else "")
+            + f"\nlabel spec: {self.label_spec or 'none'}"
+        )
 
     def load(self, scene: str | None = None) -> ViewData:
         """Load ``scene`` (default: the first) as :class:`ViewData`."""
@@ -134,9 +181,73 @@ class ViewSource:
         scene = self.scenes[0] if scene is None else scene
         self.index(scene)
         view = load_processed_scene(self.processed, scene, self.label_spec, self.kitti_yaml)
-        if self.run_dir is not None:
+        if self.predictions_dir is not None:
             attach_predictions(view, self.predictions_dir / f"{scene}.npz")
         return view
+
+
+@dataclass
+class PredictedSource:
+    """The files of ``pcseg predict`` as scenes (:mod:`pcseg.viz.predicted`): one file, or
+    the files of a predict ``--out`` folder; a scene id is the file name (its stem works
+    too when unique)."""
+
+    folder: Path
+    files: list[Path]
+
+    @property
+    def scenes(self) -> list[str]:
+        return [p.name for p in self.files]
+
+    def index(self, scene: str) -> int:
+        """Position of the file named ``scene`` (or of the only one with that stem)."""
+        names = self.scenes
+        if scene in names:
+            return names.index(scene)
+        stems = [i for i, p in enumerate(self.files) if p.stem == scene]
+        if len(stems) == 1:
+            return stems[0]
+        some = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
+        raise ViewError(f"scene {scene!r} not found in {self.folder} (available: {some})")
+
+    def describe(self) -> str:
+        """Where the scenes come from, for ``pcseg view --list``."""
+        return f"predicted files in: {self.folder}"
+
+    def load(self, scene: str | None = None) -> ViewData:
+        """Load the file ``scene`` (default: the first) as :class:`ViewData`."""
+        if not self.files:
+            raise ViewError(f"no predicted files in {self.folder}")
+        path = self.files[0 if scene is None else self.index(scene)]
+        return predicted_view(path, summary_classes(self.folder).get(path.name))
+
+
+def predicted_view(path: str | os.PathLike, classes: ClassList | None = None) -> ViewData:
+    """A file written by ``pcseg predict`` as :class:`ViewData`: coordinates shifted to their
+    minimum (float32 keeps the precision), no ground truth (every point -1), ``pred`` and
+    ``confidence`` from the file, the class palette of its class names (a benchmark's own
+    colours when they are a benchmark's classes) and the class file's ``colors``."""
+    pf = read_predicted_file(path, classes)
+    names = pf.classes.names
+    dataset = next(
+        (d for d, (canon, _) in DATASET_PALETTES.items() if tuple(canon) == names), "predicted"
+    )
+    n = len(pf.pred)
+    xyz = pf.xyz - (pf.xyz.min(0) if n else 0.0)
+    return ViewData(
+        name=pf.path.name,
+        dataset=dataset,
+        class_names=names,
+        palette=get_palette(dataset, names, None, pf.classes.colors),
+        coords=xyz.astype(np.float32),
+        feats=pf.feats,
+        feat_kind=pf.feat_kind,
+        semantic=np.full(n, -1, dtype=np.int64),
+        pred=pf.pred,
+        confidence=pf.confidence,
+        files={"scene": str(pf.path), "classes": pf.classes.source},
+        notes=pf.notes,
+    )
 
 
 def load_processed_scene(
@@ -305,69 +416,120 @@ def _scene_ids(folder: Path, suffix: str = ".npz") -> list[str]:
     )
 
 
+def _run_data(cfg_path: Path) -> dict:
+    """The ``data`` section of a run's ``config.yaml`` (ViewError without ``data.root``)."""
+    import yaml
+
+    with open(cfg_path, encoding="utf-8") as f:
+        cfg = yaml.safe_load(f) or {}
+    data = cfg.get("data") if isinstance(cfg, dict) else None
+    if not isinstance(data, dict) or not data.get("root"):
+        raise ViewError(f"{cfg_path}: missing key data.root (the processed folder)")
+    return data
+
+
+def _run_source(path: Path, label_spec: str | None, kitti: str | None) -> ViewSource:
+    """A run folder: its processed folder with ``test/predictions`` (when there are any)."""
+    cfg_path = path / "config.yaml"
+    data = _run_data(cfg_path)
+    processed = _resolve_data_root(str(data["root"]), path, cfg_path)
+    spec = label_spec if label_spec is not None else data.get("label_spec")
+    spec = str(spec) if spec else None
+    pred_dir = path / "test" / "predictions"
+    scenes = _scene_ids(pred_dir) if pred_dir.is_dir() else []
+    if scenes:
+        return ViewSource(processed, scenes, spec, path, kitti, pred_dir)
+    import warnings
+
+    warnings.warn(
+        f"no predictions in {pred_dir} (run pcseg test); showing the "
+        f"processed scenes of {processed} without predictions",
+        stacklevel=3,
+    )
+    return ViewSource(processed, _scene_ids(processed / "scenes"), spec, None, kitti)
+
+
+def is_test_folder(path: Path) -> bool:
+    """Whether ``path`` is what ``pcseg test --out`` writes (metrics.json, predictions/)."""
+    return (path / "metrics.json").is_file() and (path / "predictions").is_dir()
+
+
+def _test_source(path: Path, label_spec: str | None, kitti: str | None) -> ViewSource:
+    """A ``pcseg test --out`` folder: the processed folder of its ``metrics.json``
+    (``data_root``), else of the run of its checkpoint, else of ``path/../config.yaml``."""
+    metrics = _read_json(path / "metrics.json")
+    spec = label_spec if label_spec is not None else metrics.get("label_spec")
+    processed = None
+    if metrics.get("data_root"):
+        processed = _resolve_data_root(str(metrics["data_root"]), path, path / "metrics.json")
+    configs = [path.parent / "config.yaml"]
+    if metrics.get("checkpoint"):
+        configs.insert(0, Path(str(metrics["checkpoint"])).parent.parent / "config.yaml")
+    for cfg_path in configs if processed is None else []:
+        if cfg_path.is_file():
+            data = _run_data(cfg_path)
+            processed = _resolve_data_root(str(data["root"]), cfg_path.parent, cfg_path)
+            spec = spec if spec is not None else data.get("label_spec")
+            break
+    if processed is None:
+        raise ViewError(
+            f"{path / 'metrics.json'}: no data_root, and no run config.yaml found to name "
+            f"the processed folder (tried {', '.join(str(c) for c in configs)})"
+        )
+    scenes = _scene_ids(path / "predictions")
+    if not scenes:
+        raise ViewError(f"no predictions/*.npz in the pcseg test folder {path}")
+    spec = str(spec) if spec and spec != "full" else None
+    return ViewSource(processed, scenes, spec, path, kitti, path / "predictions")
+
+
+def _processed_source(path: Path, label_spec: str | None, kitti: str | None) -> ViewSource:
+    """A processed folder; without ``label_spec`` its only spec (if exactly one)."""
+    spec = label_spec
+    if spec is None and (path / "meta.json").is_file():
+        specs = _read_json(path / "meta.json").get("label_specs") or []
+        if len(specs) == 1:
+            spec = str(specs[0])
+    scenes = _scene_ids(path / "scenes")
+    if not scenes:
+        raise ViewError(f"no scenes/*.npz in processed folder {path}")
+    return ViewSource(path, scenes, spec, None, kitti)
+
+
 def open_source(
     path: str | os.PathLike,
     label_spec: str | None = None,
     kitti_yaml: str | os.PathLike | None = None,
-) -> ViewSource:
-    """Interpret ``path`` (processed folder, single scene file, or run folder) as a
-    :class:`ViewSource`. ``label_spec`` overrides the run config's ``data.label_spec``;
-    for a processed folder without one, the only spec present (if exactly one) is used."""
+) -> ViewSource | PredictedSource:
+    """Interpret ``path`` (processed folder, single scene file, run folder, ``pcseg test
+    --out`` folder, predicted file or predict ``--out`` folder: see the module docstring) as a
+    source of scenes. ``label_spec`` overrides the run config's ``data.label_spec``; for a
+    processed folder without one, the only spec present (if exactly one) is used."""
     path = Path(path)
     kitti = None if kitti_yaml is None else str(kitti_yaml)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
     if path.is_file():
-        if path.suffix not in (".npz", ".json") or path.parent.name != "scenes":
-            raise ViewError(
-                f"{path}: expected a processed scene OUT/scenes/<id>.npz, a processed "
-                f"folder or a run folder"
-            )
-        processed = path.parent.parent
-        src = ViewSource(processed, [path.stem], label_spec, None, kitti)
-        return src
+        if path.suffix in (".npz", ".json") and path.parent.name == "scenes":
+            return ViewSource(path.parent.parent, [path.stem], label_spec, None, kitti)
+        if path.suffix.lower() in POINT_SUFFIXES:
+            return PredictedSource(path.parent, [path])
+        raise ViewError(
+            f"{path}: expected a processed scene OUT/scenes/<id>.npz, a file written by "
+            f"pcseg predict, a processed folder, a run folder or a pcseg test folder"
+        )
     if (path / "config.yaml").is_file():
-        import yaml
-
-        cfg_path = path / "config.yaml"
-        with open(cfg_path, encoding="utf-8") as f:
-            cfg = yaml.safe_load(f) or {}
-        data = cfg.get("data") if isinstance(cfg, dict) else None
-        if not isinstance(data, dict) or not data.get("root"):
-            raise ViewError(f"{cfg_path}: missing key data.root (the processed folder)")
-        processed = _resolve_data_root(str(data["root"]), path, cfg_path)
-        spec = label_spec if label_spec is not None else data.get("label_spec")
-        pred_dir = path / "test" / "predictions"
-        scenes = _scene_ids(pred_dir) if pred_dir.is_dir() else []
-        if not scenes:
-            import warnings
-
-            warnings.warn(
-                f"no predictions in {pred_dir} (run pcseg test); showing the "
-                f"processed scenes of {processed} without predictions",
-                stacklevel=2,
-            )
-            return ViewSource(
-                processed,
-                _scene_ids(processed / "scenes"),
-                str(spec) if spec else None,
-                None,
-                kitti,
-            )
-        return ViewSource(processed, scenes, str(spec) if spec else None, path, kitti)
+        return _run_source(path, label_spec, kitti)
+    if is_test_folder(path):
+        return _test_source(path, label_spec, kitti)
     if (path / "meta.json").is_file() or (path / "scenes").is_dir():
-        spec = label_spec
-        if spec is None and (path / "meta.json").is_file():
-            specs = _read_json(path / "meta.json").get("label_specs") or []
-            if len(specs) == 1:
-                spec = str(specs[0])
-        scenes = _scene_ids(path / "scenes")
-        if not scenes:
-            raise ViewError(f"no scenes/*.npz in processed folder {path}")
-        return ViewSource(path, scenes, spec, None, kitti)
+        return _processed_source(path, label_spec, kitti)
+    if is_predict_folder(path):
+        return PredictedSource(path, predicted_files(path))
     raise ViewError(
-        f"{path}: neither a run folder (config.yaml), a processed folder "
-        f"(meta.json, scenes/) nor a scene file"
+        f"{path}: neither a run folder (config.yaml), a pcseg test folder (metrics.json, "
+        f"predictions/), a processed folder (meta.json, scenes/), a pcseg predict folder "
+        f"(predict_summary.json) nor a scene or predicted file"
     )
 
 

@@ -58,6 +58,8 @@ MODE_TITLES = {
 }
 TITLE_HEIGHT = 44
 LEGEND_ROW_HEIGHT = 22
+#: at most this many tiles in a row of a panel (more modes wrap onto further rows)
+MAX_COLUMNS = 3
 
 
 def private_runtime_dir() -> str:
@@ -387,6 +389,31 @@ def _colorbar(draw, x0: int, y0: int, w: int, h: int, cmap: str, lo: str, hi: st
     draw.text((x + w + 4, y0 - 2), hi, fill=(0, 0, 0), font=font)
 
 
+def grid_shape(n: int, columns: int = MAX_COLUMNS) -> tuple[int, int]:
+    """(rows, columns) of a panel of ``n`` tiles, at most ``columns`` a row."""
+    if n < 1 or columns < 1:
+        raise ValueError(f"need at least one tile and one column, got {n} and {columns}")
+    cols = min(n, columns)
+    return -(-n // cols), cols
+
+
+def tile_grid(
+    images: Sequence[np.ndarray], columns: int = MAX_COLUMNS, fill: int = 255
+) -> np.ndarray:
+    """(H, W, 3) tiles in rows of at most ``columns``, left to right, top to bottom:
+    (rows * H, cols * W, 3) uint8, the empty cells of the last row ``fill``."""
+    h, w = images[0].shape[:2]
+    for im in images:
+        if im.shape != (h, w, 3):
+            raise ValueError(f"tile shapes differ: {im.shape} vs {(h, w, 3)}")
+    rows, cols = grid_shape(len(images), columns)
+    out = np.full((rows * h, cols * w, 3), fill, dtype=np.uint8)
+    for i, im in enumerate(images):
+        r, c = divmod(i, cols)
+        out[r * h : (r + 1) * h, c * w : (c + 1) * w] = im
+    return out
+
+
 def compose_panel(
     images: Sequence[np.ndarray],
     titles: Sequence[str],
@@ -394,49 +421,53 @@ def compose_panel(
     legend: np.ndarray | None = None,
     colorbars: Sequence[tuple[str, str, str] | None] | None = None,
     title_height: int = TITLE_HEIGHT,
+    columns: int = MAX_COLUMNS,
 ) -> np.ndarray:
-    """Tiles side by side under a title region, legend strip below.
+    """Tiles in rows of at most ``columns``, each under its title region, legend strip below.
 
-    ``images``: n arrays (H, W, 3) uint8 of one size. Output (title_height + H + Lh, n*W, 3)
-    uint8 where Lh is the legend's height (0 without). Each tile's title region is white with
-    the title on the first text line and the subtitle (and an optional colour bar
-    ``(cmap, lo_text, hi_text)``) on the second; tiles are separated by a 1-px grey line.
+    ``images``: n arrays (H, W, 3) uint8 of one size, laid out as :func:`grid_shape` says
+    (rows x cols). Output (rows * (title_height + H) + Lh, cols * W, 3) uint8 where Lh is the
+    legend's height (0 without; its width must be cols * W). Each tile's title region is white
+    with the title on the first text line and the subtitle (and an optional colour bar
+    ``(cmap, lo_text, hi_text)``) on the second; tiles are separated by 1-px grey lines.
     """
     from PIL import Image, ImageDraw
 
     if not images:
         raise ValueError("compose_panel needs at least one image")
     h, w = images[0].shape[:2]
-    for im in images:
-        if im.shape != (h, w, 3):
-            raise ValueError(f"tile shapes differ: {im.shape} vs {(h, w, 3)}")
-    n = len(images)
+    rows, cols = grid_shape(len(images), columns)
+    cell = title_height + h
     lh = 0 if legend is None else legend.shape[0]
-    if legend is not None and legend.shape[1] != n * w:
-        raise ValueError(f"legend width {legend.shape[1]} != panel width {n * w}")
-    canvas = np.full((title_height + h + lh, n * w, 3), 255, dtype=np.uint8)
-    for i, im in enumerate(images):
-        canvas[title_height : title_height + h, i * w : (i + 1) * w] = im
+    if legend is not None and legend.shape[1] != cols * w:
+        raise ValueError(f"legend width {legend.shape[1]} != panel width {cols * w}")
+    blank = np.full((title_height, w, 3), 255, dtype=np.uint8)
+    cells = [np.concatenate([blank, im], axis=0) for im in images]
+    canvas = np.full((rows * cell + lh, cols * w, 3), 255, dtype=np.uint8)
+    canvas[: rows * cell] = tile_grid(cells, cols)
     if legend is not None and lh:
-        canvas[title_height + h :] = legend
+        canvas[rows * cell :] = legend
     pil = Image.fromarray(canvas)
     draw = ImageDraw.Draw(pil)
     big, small = load_font(16), load_font(12)
-    for i in range(n):
-        x0 = i * w
-        draw.text((x0 + 8, 4), titles[i], fill=(0, 0, 0), font=big)
+    grey = (160, 160, 160)
+    for i in range(len(images)):
+        r, c = divmod(i, cols)
+        x0, y0 = c * w, r * cell
+        draw.text((x0 + 8, y0 + 4), titles[i], fill=(0, 0, 0), font=big)
         sub = subtitles[i] if subtitles else ""
         sx = x0 + 8
         if sub:
-            draw.text((sx, 25), sub, fill=(70, 70, 70), font=small)
+            draw.text((sx, y0 + 25), sub, fill=(70, 70, 70), font=small)
             sx += int(draw.textlength(sub, font=small)) + 12
         cb = colorbars[i] if colorbars else None
         if cb is not None:
-            _colorbar(
-                draw, sx, 28, max(20, min(100, x0 + w - sx - 60)), 10, cb[0], cb[1], cb[2], small
-            )
-        if i > 0:
-            draw.line([(x0, 0), (x0, title_height + h - 1)], fill=(160, 160, 160))
+            bar_w = max(20, min(100, x0 + w - sx - 60))
+            _colorbar(draw, sx, y0 + 28, bar_w, 10, cb[0], cb[1], cb[2], small)
+        if c > 0:
+            draw.line([(x0, y0), (x0, y0 + cell - 1)], fill=grey)
+        if r > 0:
+            draw.line([(x0, y0), (x0 + w - 1, y0)], fill=grey)
     return np.asarray(pil).copy()
 
 
@@ -480,7 +511,7 @@ def _panel_legend(
     return legend_image(
         vd.class_names,
         vd.palette,
-        width=len(modes) * width,
+        width=grid_shape(len(modes))[1] * width,
         present=sorted(present),
         row_height=LEGEND_ROW_HEIGHT,
         header=header,
@@ -496,8 +527,8 @@ def _panel_titles(
     names = [MODE_TITLES.get(m, m) for m in modes]
     if "weak" in modes and vd.label_spec:
         names[modes.index("weak")] = f"weak labels ({vd.label_spec})"
-    if "rgb" in modes and vd.feat_kind == "remission":
-        names[modes.index("rgb")] = "remission"
+    if "rgb" in modes and vd.feat_kind in ("remission", "intensity", "height"):
+        names[modes.index("rgb")] = vd.feat_kind
     subs = [mode_summary(vd, m, visible) for m in modes]
     bars = [
         (CONFIDENCE_CMAP, "0", "1")
@@ -525,7 +556,8 @@ def render_modes(
     background: Sequence[float] = (1.0, 1.0, 1.0),
     weak_markers: bool = True,
 ) -> np.ndarray:
-    """Render ``modes`` of one scene side by side and (optionally) save the panel as PNG.
+    """Render ``modes`` of one scene, at most :data:`MAX_COLUMNS` a row, and (optionally)
+    save the panel as PNG.
 
     Args:
         view_data: a loaded scene (:func:`pcseg.viz.data.load_view_data`).
@@ -537,9 +569,10 @@ def render_modes(
         hide_classes: ground-truth classes to leave out; hide_ceiling: see :func:`hidden_mask`.
         legend: add a strip with scene info and the classes present in the label modes.
         titles: add the title region (mode name + statistic); without titles and legend the
-            result is the bare tiles side by side, (height, n * width, 3).
+            result is the bare tiles, (rows * height, cols * width, 3) (:func:`grid_shape`).
         background: RGB in [0, 1]; weak_markers: draw weakly labelled points as larger spheres.
-    Returns: the panel, (title + height + legend, n * width, 3) uint8.
+    Returns: the panel, (rows * (title + height) + legend, cols * width, 3) uint8 with
+        rows x cols = :func:`grid_shape` of the number of modes (6 modes: 2 x 3).
     """
     modes = list(modes)
     if not modes:
@@ -557,7 +590,7 @@ def render_modes(
         weak_markers,
     )
     if not titles and not legend:
-        panel = np.concatenate(tiles, axis=1)
+        panel = tile_grid(tiles)
     else:
         leg = _panel_legend(view_data, modes, visible, view, width) if legend else None
         names, subs, bars = _panel_titles(view_data, modes, visible)

@@ -26,10 +26,17 @@ from typing import TextIO
 import numpy as np
 
 from pcseg.viz.colors import MODES, ModeUnavailable, available_modes, mode_colors, mode_summary
-from pcseg.viz.data import ViewData, ViewSource
+from pcseg.viz.data import SceneSource, ViewData
 from pcseg.viz.errors import DisplayUnavailable, ViewError
 from pcseg.viz.palettes import legend_text
-from pcseg.viz.render import apply_camera, fit_camera, hidden_mask, marker_mesh, save_png
+from pcseg.viz.render import (
+    apply_camera,
+    fit_camera,
+    hidden_mask,
+    marker_mesh,
+    private_runtime_dir,
+    save_png,
+)
 
 MODE_KEYS: dict[str, str] = {str(i + 1): m for i, m in enumerate(MODES)}
 HELP = (
@@ -104,7 +111,7 @@ def _call_capturing_output(fn: Callable[[], object]) -> tuple[object, str]:
 
 
 class Viewer:
-    """Browse the scenes of a :class:`ViewSource` in an Open3D window.
+    """Browse the scenes of a source (:func:`pcseg.viz.data.open_source`) in an Open3D window.
 
     Args:
         source: scenes to browse; scene: the first one shown (default: the first).
@@ -117,7 +124,7 @@ class Viewer:
 
     def __init__(
         self,
-        source: ViewSource,
+        source: SceneSource,
         scene: str | None = None,
         mode: str = "rgb",
         point_size: float = 3.0,
@@ -185,6 +192,8 @@ class Viewer:
     # ----------------------------------------------------------------- scene/mode
     def _load(self) -> None:
         self.view = self.source.load(self.source.scenes[self.index])
+        for note in self.view.notes:
+            self.say(f"warning: {note}")
         self._build()
 
     def _build(self) -> None:
@@ -305,6 +314,7 @@ class Viewer:
         if problem is not None:
             raise DisplayUnavailable(f"{problem}\n{NO_DISPLAY_HINT}")
         self._load()
+        private_runtime_dir()  # else Mesa prints "error: XDG_RUNTIME_DIR is invalid ..."
         vis = o3d.visualization.VisualizerWithKeyCallback()
         verbosity = o3d.utility.get_verbosity_level()
         o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Info)

@@ -87,6 +87,9 @@ def test_metrics_match_the_written_predictions(prepared_rooms, trained, tmp_path
     scenes = processed.split_scenes(prepared_rooms, "Area_2")
     assert on_disk["scenes"] == m["scenes"] and sorted(m["scenes"]) == sorted(scenes)
     assert on_disk["split"] == "Area_2" and on_disk["checkpoint"] == str(ckpt)
+    # `pcseg view OUT` finds the processed scenes through data_root (issue 24 item 8)
+    assert on_disk["data_root"] == str(Path(prepared_rooms).resolve())
+    assert on_disk["label_spec"] == cfg.data.label_spec
     assert on_disk["iteration"] == 3 and on_disk["tta"]["passes"] == 1
     k = len(m["class_names"])
     assert k == 13 and on_disk["class_names"] == m["class_names"]
@@ -115,6 +118,14 @@ def test_metrics_match_the_written_predictions(prepared_rooms, trained, tmp_path
     absent = [m["per_class_iou"][n] is None for n in m["class_names"]]
     assert absent == [math.isnan(v) for v in ious]
     assert np.asarray(m["confusion"]).sum() == m["num_points"]
+    # the folder opens in `pcseg view` with these predictions over the processed scenes
+    from pcseg.viz.data import open_source
+
+    src = open_source(out)
+    assert src.scenes == sorted(m["scenes"])
+    v = src.load(m["scenes"][0])
+    np.testing.assert_array_equal(v.pred, preds[0])
+    np.testing.assert_array_equal(v.semantic, gts[0])
 
 
 def test_tta_passes_and_scores_from_their_predictions(prepared_rooms, trained, tmp_path):

@@ -277,3 +277,113 @@ def test_files_lacking_a_trained_feature_are_refused_before_any_work(
     assert main(["predict", str(a), "--checkpoint", "ckpt.pt", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no field 'reflectance'" in err[0] and not out.exists()
+
+
+# ----------------------------------------------------------------------------- outputs
+@pytest.mark.parametrize("stream", ["never", "always"])
+def test_predicted_files_take_the_umask(tiny, tmp_path, monkeypatch, stream):
+    """Issue 24 item 9 / issue 25 item 5: mkstemp + rename made predicted files 0600."""
+    import os
+    import stat
+
+    from pcseg.inference import files as files_mod
+
+    monkeypatch.setattr(files_mod, "load_predictor", lambda *a, **k: tiny)
+    src = write_synthetic_las(tmp_path / "in" / "a.las", 2000, seed=2)
+    modes = {}
+    for mask in (0o022, 0o077, 0o002):
+        out = tmp_path / f"out_{mask:03o}"
+        old = os.umask(mask)
+        try:
+            files_mod.predict_files(
+                "ckpt.pt", [src], out, voxel_budget=1500, progress=False, stream=stream
+            )
+        finally:
+            os.umask(old)
+        modes[mask] = {p.name: stat.S_IMODE(p.stat().st_mode) for p in out.iterdir()}
+    assert modes[0o022] == {"a.las": 0o644, "predict_summary.json": 0o644}
+    assert modes[0o077] == {"a.las": 0o600, "predict_summary.json": 0o600}
+    assert modes[0o002] == {"a.las": 0o664, "predict_summary.json": 0o664}
+
+
+def test_two_runs_into_one_out_keep_both_summaries(tiny, tmp_path, monkeypatch, capsys):
+    """Issue 24 item 9 / issue 25 item 6: a second predict into one --out replaced the first
+    run's predict_summary.json; now the newest entry per input file wins."""
+    import json
+    import re
+
+    from pcseg.inference import files as files_mod
+
+    monkeypatch.setattr(files_mod, "load_predictor", lambda *a, **k: tiny)
+    a, b, c = (write_synthetic_las(tmp_path / "in" / f"{n}.las", 800, seed=i) for i, n in
+               enumerate("abc"))  # fmt: skip
+    bad = tmp_path / "in" / "d.las"
+    bad.write_bytes(b"not a las file")
+    out = tmp_path / "out"
+
+    def run(ckpt, inputs):
+        s = files_mod.predict_files(ckpt, inputs, out, voxel_budget=1500, progress=False)
+        return s, json.loads((out / "predict_summary.json").read_text())
+
+    first, disk1 = run("one.pt", [a, b])
+    assert [Path(e["file"]).name for e in disk1["files"]] == ["a.las", "b.las"]
+    assert [r["checkpoint"] for r in disk1["runs"]] == ["one.pt"]
+    second, disk2 = run("two.pt", [b, c, bad])
+    # the run's own summary (exit status, caller) is this run only
+    assert [Path(e["file"]).name for e in second["files"]] == ["b.las", "c.las"]
+    assert [Path(e["file"]).name for e in second["failures"]] == ["d.las"]
+    got = {Path(e["file"]).name: (e["checkpoint"], e["run_time"]) for e in disk2["files"]}
+    t1, t2 = disk2["runs"][0]["run_time"], disk2["runs"][1]["run_time"]
+    assert got == {"a.las": ("one.pt", t1), "b.las": ("two.pt", t2), "c.las": ("two.pt", t2)}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t2) and t1 <= t2
+    assert [(r["checkpoint"], r["labelled"], r["failed"]) for r in disk2["runs"]] == [
+        ("one.pt", 2, 0),
+        ("two.pt", 2, 1),
+    ]
+    assert [(Path(e["file"]).name, e["checkpoint"]) for e in disk2["failures"]] == [
+        ("d.las", "two.pt")
+    ]
+    b_entry = next(e for e in disk2["files"] if e["file"] == str(b))
+    assert b_entry == {**second["files"][0], **{k: b_entry[k] for k in files_mod.ENTRY_RUN_KEYS},
+                       "input_path": str(b.resolve())}  # fmt: skip
+    assert b_entry["classes"] == tiny.class_names
+    # the broken file repaired: its failure is replaced by its entry
+    write_synthetic_las(bad, 800, seed=9)
+    _, disk3 = run("three.pt", [bad])
+    assert [Path(e["file"]).name for e in disk3["files"]] == ["a.las", "b.las", "c.las", "d.las"]
+    assert disk3["failures"] == [] and len(disk3["runs"]) == 3
+    # an unreadable summary is kept aside, not lost
+    (out / "predict_summary.json").write_text("{ half written")
+    run("four.pt", [a])
+    assert (out / "predict_summary.unreadable.json").read_text() == "{ half written"
+    assert "predict_summary.json could not be read" in capsys.readouterr().err
+
+
+def test_merge_summaries_rules():
+    from pcseg.inference.files import merge_summaries
+
+    def entry(file, output, **kw):
+        return {"file": file, "output": output, "points": 1, **kw}
+
+    # a summary written before runs were merged: one run, dated by the file's time
+    files = [entry("/in/x/t.las", "/out/t.las"), entry("/in/u.las", "/out/u.las")]
+    old = {"checkpoint": "old.pt", "classes": ["g"], "points": 2, "failures": [], "files": files}
+    run = {"run_time": "2026-01-02T00:00:00Z", "checkpoint": "new.pt", "classes": ["g"],
+           "colors": None, "points": 1, "files": [entry("/in/y/t.las", "/out/t.las")],
+           "failures": [{"file": "/in/u.las", "error": "E"}]}  # fmt: skip
+    m = merge_summaries(old, run, written="2026-01-01T00:00:00Z")
+    assert [r["run_time"] for r in m["runs"]] == ["2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"]
+    assert m["runs"][0]["checkpoint"] == "old.pt" and m["runs"][0]["labelled"] == 2
+    assert "files" not in m["runs"][1] and m["runs"][1]["failed"] == 1
+    # /in/x/t.las's output was rewritten by another input of the same stem: dropped;
+    # /in/u.las failed now: its older output is still there, so its entry stays
+    assert [(e["file"], e["checkpoint"]) for e in m["files"]] == [
+        ("/in/u.las", "old.pt"),
+        ("/in/y/t.las", "new.pt"),
+    ]
+    assert [(e["file"], e["run_time"]) for e in m["failures"]] == [
+        ("/in/u.las", "2026-01-02T00:00:00Z")
+    ]
+    assert merge_summaries(None, run)["files"][0]["input_path"] == "/in/y/t.las"
+    with pytest.raises(TypeError):
+        merge_summaries({"files": [1], "failures": []}, run)

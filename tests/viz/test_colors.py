@@ -104,3 +104,15 @@ def test_mode_colors_and_summary_on_a_view():
         C.mode_colors(_view(sem, pred=pred, pseudo=np.full(n, -1)), "pseudo")
     with pytest.raises(ValueError, match="unknown colour mode"):
         C.mode_colors(bare, "bogus")
+
+
+def test_a_prediction_without_ground_truth_is_summarised_by_its_class_shares():
+    """A predicted file (no ground truth): the pred title gives its largest classes."""
+    pred = np.array([2] * 6 + [0] * 3 + [7] + [5] * 2)  # 12 points
+    v = _view(np.full(12, -1), pred=pred)
+    assert C.mode_summary(v, "pred") == "wall 50.0%, ceiling 25.0%, window 16.7%"
+    assert C.mode_summary(v, "pred", pred != 2) == "ceiling 50.0%, window 33.3%, table 16.7%"
+    assert C.class_shares(np.full(3, -1), S3DIS_CLASSES) == ""
+    assert C.available_modes(v) == ["rgb", "pred"]
+    z = np.linspace(0.0, 9.0, 10).reshape(-1, 1)  # a predicted file's height as its colour
+    np.testing.assert_array_equal(C.rgb_colors(z, "height"), C.scalar_colors(z[:, 0]))

@@ -93,3 +93,37 @@ def test_weak_labels_are_read_by_the_processed_reader(tmp_path: Path):
             load_weak_labels(tmp_path, "import:annotate", "s", 6, 3)
     with pytest.raises(FileNotFoundError, match="no label folder for spec '1pt'"):
         load_weak_labels(tmp_path, "1pt", "s", 6, 3)
+
+
+@pytest.mark.timeout(60)
+def test_a_pcseg_test_out_folder(room: dict, tmp_path: Path):
+    """Issue 24 item 8: `pcseg view T/` for a `pcseg test --out T` folder (metrics.json,
+    predictions/): the processed folder from metrics.json, else from the checkpoint's run."""
+    from pcseg.viz.errors import ViewError
+
+    tout = tmp_path / "elsewhere" / "t"
+    shutil.copytree(room["run"] / "test" / "predictions", tout / "predictions")
+    ckpt = room["run"] / "checkpoints" / "best.pt"
+    metrics = {"miou": 0.5, "checkpoint": str(ckpt), "data_root": str(room["proc"].resolve()),
+               "label_spec": "1%", "scenes": ["room_1", "room_2"]}  # fmt: skip
+    (tout / "metrics.json").write_text(json.dumps(metrics))
+    src = open_source(tout)
+    assert src.scenes == ["room_1", "room_2"] and src.label_spec == "1%"
+    assert src.processed == room["proc"].resolve() and src.run_dir == tout
+    ref = room["scenes"]["room_2"]
+    v = src.load("room_2")
+    np.testing.assert_array_equal(v.pred, ref["pred"])
+    np.testing.assert_array_equal(v.semantic, ref["sem"])
+    np.testing.assert_allclose(v.entropy, ref["ent"])
+    np.testing.assert_array_equal(np.flatnonzero(v.labelled), ref["idx"])
+    assert "run:" in src.describe() and str(tout) in src.describe()
+    # an older metrics.json without data_root: the run that wrote the checkpoint names it
+    del metrics["data_root"], metrics["label_spec"]
+    (tout / "metrics.json").write_text(json.dumps(metrics))
+    src = open_source(tout)
+    assert src.processed == room["proc"].resolve() and src.label_spec == "1%"
+    np.testing.assert_array_equal(src.load("room_1").pred, room["scenes"]["room_1"]["pred"])
+    metrics["checkpoint"] = str(tmp_path / "gone" / "checkpoints" / "best.pt")
+    (tout / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(ViewError, match=r"no data_root, and no run config.yaml .*gone"):
+        open_source(tout)

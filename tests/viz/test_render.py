@@ -275,3 +275,61 @@ def test_render_prints_no_runtime_dir_error(room: dict, tmp_path: Path):
     assert "XDG_RUNTIME_DIR" not in r.stderr + r.stdout, r.stderr
     strip = _read_png(out)[-60:]
     assert _count(strip, P.UNLABELLED_COLOR, 0) >= 20  # the legend lists the weak mode's grey
+
+
+# ----------------------------------------------------------------------------- layout
+def test_panels_hold_at_most_three_tiles_a_row():
+    """Issue 24 item 8: six modes were one row of six (3840 x 568 at the default size)."""
+    from pcseg.viz.render import TITLE_HEIGHT, compose_panel, grid_shape, tile_grid
+
+    assert [grid_shape(n) for n in (1, 2, 3, 4, 6, 7)] == [
+        (1, 1), (1, 2), (1, 3), (2, 3), (2, 3), (3, 3)
+    ]  # fmt: skip
+    h, w = 30, 40
+    colours = [(200, 0, 0), (0, 200, 0), (0, 0, 200), (200, 200, 0), (0, 200, 200), (90, 0, 90)]
+    tiles = [np.full((h, w, 3), c, np.uint8) for c in colours]
+    for n in (2, 4, 6):
+        panel = compose_panel(tiles[:n], [f"t{i}" for i in range(n)])
+        rows, cols = -(-n // 3), min(n, 3)
+        assert panel.shape == (rows * (TITLE_HEIGHT + h), cols * w, 3)
+        for i in range(n):  # tile i sits in row i // 3, column i % 3, under its title
+            r, c = divmod(i, 3)
+            y, x = r * (TITLE_HEIGHT + h) + TITLE_HEIGHT + h // 2, c * w + w // 2
+            assert tuple(panel[y, x]) == colours[i], (n, i)
+            title = panel[r * (TITLE_HEIGHT + h) : r * (TITLE_HEIGHT + h) + TITLE_HEIGHT,
+                          c * w + 2 : (c + 1) * w]  # fmt: skip
+            assert (title.max(-1) < 100).sum() > 5  # its title's dark text
+        if n == 4:  # the empty cells of the last row stay white
+            assert (panel[TITLE_HEIGHT + h :, w + 1 :] == 255).all()
+    bare = tile_grid(tiles[:5])
+    assert bare.shape == (2 * h, 3 * w, 3) and tuple(bare[h + 1, 2 * w + 1]) == (255, 255, 255)
+    with pytest.raises(ValueError, match="legend width 240 != panel width 120"):
+        compose_panel(tiles, ["t"] * 6, legend=np.zeros((10, 240, 3), np.uint8))
+
+
+@pytest.mark.timeout(200)
+def test_default_six_mode_render_is_two_rows_of_three(room: dict, tmp_path: Path):
+    from pcseg.viz.render import TITLE_HEIGHT
+
+    out = tmp_path / "six.png"
+    w, h = 200, 150
+    args = [room["run"], "--scene", "room_1", "--render", out, "--view", "top"]
+    r = _run_tool(
+        [*args, "--width", w, "--height", h, "--point-size", 3, "--no-legend"],
+        env=_headless_env(),
+        timeout=150,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "modes rgb,gt,weak,pseudo,pred,error" in r.stdout
+    img = _read_png(out)
+    cell = TITLE_HEIGHT + h
+    assert img.shape == (2 * cell, 3 * w, 3)
+    pal = P.get_palette("s3dis")
+
+    def tile(r_, c_):
+        return img[r_ * cell + TITLE_HEIGHT : (r_ + 1) * cell, c_ * w + 1 : (c_ + 1) * w]
+
+    gt, pred, err = tile(0, 1), tile(1, 1), tile(1, 2)
+    assert _count(gt, pal[CLS["chair"]]) >= 20 and _count(gt, pal[CLS["sofa"]]) == 0
+    assert _count(pred, pal[CLS["sofa"]]) >= 20 and _count(pred, pal[CLS["chair"]]) == 0
+    assert _count(err, C.WRONG_COLOR) >= 20 and _count(tile(0, 2), C.WRONG_COLOR) == 0
