@@ -81,7 +81,7 @@ from pcseg.engine.summary import build_summary, format_summary
 from pcseg.io.atomic import atomic_write_json
 from pcseg.methods.common import labelled_class_counts
 from pcseg.metrics import ConfusionMatrix, json_safe
-from pcseg.models.inputs import sparse_input
+from pcseg.models.inputs import network_input
 from pcseg.utils.progress import progress_bar
 
 # ------------------------------------------------------------------------ validation
@@ -103,7 +103,7 @@ def validate_voxels(
         for batch in loader:
             batch = batch_to_device(batch, device)
             with autocast():
-                logits, _ = model(sparse_input(batch))
+                logits, _ = model(network_input(batch))
             conf.update(logits.argmax(1), batch["labels"])
     finally:
         model.train(was)

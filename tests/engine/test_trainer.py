@@ -380,3 +380,38 @@ def test_cuda_amp_run_and_resume(data_root, tmp_path, amp_dtype):
     assert len(resumed["loss_history"]) == 4
     ck = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
     assert (ck["scaler"] is not None) == (amp_dtype == "fp16")
+
+
+def test_image_run_resumes_exactly_and_learns(tmp_path):
+    """The 2D path through the same trainer: U2PL on pixel rows resumes to the same losses;
+    supervised-only on full labels brings the loss down."""
+    from helpers.image_runs import image_config, make_synthetic_processed
+
+    from pcseg.images.processed import ensure_weak_labels
+
+    make_synthetic_processed(tmp_path / "p", train=4, val=1, test=1, size=24)
+    ensure_weak_labels(tmp_path / "p", "1%")
+
+    def cfg(run: str, **train_over):
+        return image_config(
+            tmp_path / "p",
+            tmp_path / run,
+            {"name": "u2pl", "queue_capacity": 64, "rep_dim": 8, "num_anchors": 16},
+            data={"label_spec": "1%"},
+            train={"iterations": 4, "deterministic": True, "val_every": 2, **train_over},
+        )
+
+    full = train(cfg("a"))
+    train(cfg("b", stop_at=2))
+    resumed = train(cfg("b", stop_at=2), resume=True)
+    assert resumed["loss_history"] == full["loss_history"]
+    sup = train(
+        image_config(
+            tmp_path / "p",
+            tmp_path / "s",
+            train={"iterations": 30, "lr": 0.02},
+            data={"images": {"crop_size": 24, "jitter": 0.0, "scale": [1.0, 1.0]}},
+        )
+    )
+    losses = sup["loss_history"]
+    assert np.mean(losses[-5:]) < 0.7 * losses[0]
