@@ -77,3 +77,13 @@ def test_truncated_checkpoint_is_named_one_line(tmp_path, capsys, cut):
     assert main(["predict", str(las), "--checkpoint", str(path), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and want in err[0]
+
+
+def test_is_image_checkpoint(tmp_path):
+    from pcseg.engine.checkpoint import is_image_checkpoint
+
+    for dataset, want in (("images", True), ("voc", True), ("s3dis", False)):
+        path = tmp_path / f"{dataset}.pt"
+        torch.save({"model": {}, "config": {"data": {"dataset": dataset}}}, path)
+        assert is_image_checkpoint(path) is want
+    assert is_image_checkpoint(tmp_path / "missing.pt") is False
