@@ -1,4 +1,5 @@
-"""``pcseg prepare DATASET --raw DIR --out DIR``: raw dataset -> processed folder + weak labels."""
+"""``pcseg prepare DATASET --raw DIR --out DIR``: raw dataset -> processed folder + weak labels
+(point clouds: the benchmarks and ``custom``; images: ``voc``, ``cityscapes``, ``images``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Any
 
 from pcseg.config_files import resolve_config_path
 from pcseg.data.weak_labels import parse_spec
+from pcseg.images.labels import parse_image_spec
+from pcseg.images.prepare import IMAGE_DATASETS, ImagePrepareOptions, prepare_images
 from pcseg.readers import DATASETS
 from pcseg.readers.common import NONFINITE_POLICIES
 from pcseg.readers.prepare import (
@@ -36,16 +39,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument(
         "dataset",
-        choices=[*DATASETS, "custom"],
-        help="a benchmark, or 'custom': a folder of your own files (with --classes)",
+        choices=[*DATASETS, "custom", *IMAGE_DATASETS],
+        help="a benchmark, or 'custom': a folder of your own files (with --classes); "
+        "images: voc (Pascal VOC 2012), cityscapes, images (an images/ + masks/ folder with a "
+        "CLASSES.yaml)",
     )
     p.add_argument(
         "--classes",
         type=resolve_config_path,
         default=None,
         metavar="CLASSES.yaml",
-        help="custom only: class names, label field, map, features, voxel size "
-        "(pcseg/readers/custom.py; examples in configs/custom/)",
+        help="custom: class names, label field, map, features, voxel size "
+        "(pcseg/readers/custom.py; examples in configs/custom/); images: names, map, ignore, "
+        "colors, splits (pcseg/images/folder.py; default RAW/CLASSES.yaml)",
     )
     _add_input_arguments(p)
     _add_label_arguments(p)
@@ -148,6 +154,13 @@ def _add_reader_arguments(p: argparse.ArgumentParser) -> None:
         help="scannet: scannetv2-labels.combined.tsv when not in RAW or RAW/meta",
     )
     p.add_argument(
+        "--voc-aug",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="voc: train on SBD's augmented set (SegmentationClassAug + train_aug.txt, less "
+        "the val images): auto (default) when present, on (required), off",
+    )
+    p.add_argument(
         "--s3dis-unknown-class",
         choices=["error", "ignore", "skip"],
         default="error",
@@ -162,6 +175,10 @@ def run(args: argparse.Namespace) -> int:
     others were prepared (listed in the summary and on stderr). Nothing prepared (no scenes,
     a bad folder or CLASSES.yaml, every scene failed) raises: one line and exit status 2 from
     ``pcseg.cli.main``."""
+    if args.dataset in IMAGE_DATASETS:
+        return _run_images(args)
+    if args.voc_aug != "auto":
+        args.parser.error("--voc-aug applies to voc only")
     for s in args.labels:
         try:
             parse_spec(s)
@@ -241,3 +258,57 @@ def _run_custom(args: argparse.Namespace) -> int:
         reader_options=CustomOptions(nonfinite=args.nonfinite),
     )
     return _status(summary)
+
+
+#: the point-cloud options (dest, default) that mean nothing for images
+_POINT_ONLY: tuple[tuple[str, object], ...] = (
+    ("voxel_size", None),
+    ("workers", 1),
+    ("split_scenes", []),
+    ("limited_annotation", []),
+    ("trust_pickle", False),
+    ("nonfinite", "refuse"),
+    *((dest, default) for _, dest, _, _, default in READER_FLAGS),
+)
+
+
+def _run_images(args: argparse.Namespace) -> int:
+    """``pcseg prepare voc|cityscapes|images``: raw images -> processed image folder."""
+    for s in args.labels:
+        try:
+            parse_image_spec(s)
+        except ValueError as e:
+            args.parser.error(f"--labels {s}: {e}")
+    for dest, default in _POINT_ONLY:
+        if getattr(args, dest) != default:
+            args.parser.error(f"--{dest.replace('_', '-')} is for point clouds, not {args.dataset}")
+    if args.classes is not None and args.dataset != "images":
+        args.parser.error("--classes is for 'pcseg prepare custom' and 'pcseg prepare images'")
+    if args.voc_aug != "auto" and args.dataset != "voc":
+        args.parser.error("--voc-aug applies to voc only")
+    opts = ImagePrepareOptions(
+        dataset=args.dataset,
+        raw=args.raw,
+        out=args.out,
+        classes=args.classes,
+        voc_aug={"auto": None, "on": True, "off": False}[args.voc_aug],
+        splits=args.split,
+        labels=list(args.labels),
+        seed=args.seed,
+        overwrite=args.overwrite,
+    )
+    summary = prepare_images(opts)
+    failures = summary["failures"]
+    if failures:
+        print(
+            f"pcseg prepare: {len(failures)} of {summary['images_total']} images failed: "
+            + ", ".join(f["image"] for f in failures),
+            file=sys.stderr,
+        )
+        return 1
+    print(
+        f"prepared {args.dataset} into {args.out}: "
+        + ", ".join(f"{k} {v}" for k, v in summary["images"].items())
+        + " images"
+    )
+    return 0

@@ -12,12 +12,14 @@ Spec grammar (:func:`parse_image_spec`; the pixel specs are those of
                   masks (VOC SegmentationObject, Cityscapes instanceIds, a folder's instances/).
     ``1/N``       U2PL's semi-supervised split: ``ceil(n / N)`` of the n training images keep
                   their full mask, the others none (``1/16``, ``1/8``, ``1/4``, ``1/2``; the
-                  counts of U2PL's split files: 10582 -> 662 / 1323 / 2646 / 5291). The images
+                  counts of U2PL's ``data/splits`` files: VOC 10582 -> 662 / 1323 / 2646 /
+                  5291, Cityscapes 2975 -> 186 / 372 / 744 / 1488). The images
                   are the first ones of ONE seeded permutation, so ``1/16`` is inside ``1/8``.
-    ``split:PATH``  the labelled images are those a list file names (U2PL's ``labeled.txt``):
-                  one per line, an id, a file name or a path (``JPEGImages/x.jpg``,
-                  ``.../aachen_000000_000019_leftImg8bit.png``); every entry must name a
-                  training image.
+    ``split:PATH``  the labelled images are those a list file names (U2PL's
+                  ``data/splits/<dataset>/<n>/labeled.txt``): one per line, an id
+                  (``2007_000032``), a file name or a path (``JPEGImages/x.jpg``,
+                  ``leftImg8bit/train/aachen/aachen_000000_000019_leftImg8bit.png``); every
+                  entry must name a training image.
     ``full``      every labelled pixel of every image.
     ``given``     the labels the masks carry, as they are (a user's partial masks).
 

@@ -22,6 +22,7 @@ another seed is an error, not a silent redraw). Every write is atomic (:mod:`pcs
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -215,15 +216,25 @@ def _labels_dir(root: Path, spec: str) -> Path:
 
 
 def _read_index(root: Path, spec: str) -> dict[str, Any] | None:
+    """The spec's index.json, None when not drawn (read once per file version: a data
+    loader asks for it at every sample)."""
     path = _labels_dir(root, spec) / "index.json"
-    if not path.is_file():
-        return None
     try:
-        d = json.loads(path.read_text())
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return _read_index_file(str(path), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _read_index_file(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    try:
+        d = json.loads(Path(path).read_text())
     except ValueError as e:
         raise ImageDataError(f"{path}: not JSON ({e})") from e
     if not isinstance(d, dict) or not isinstance(d.get("labelled"), dict):
         raise ImageDataError(f"{path}: not a label index")
+    d["train_set"] = frozenset(d.get("train", []))
     return d
 
 
@@ -254,7 +265,7 @@ def load_weak_mask(root: Path, spec: str, image_id: str) -> np.ndarray:
         mask = load_mask(root, image_id)
         return mask if image_id in d["labelled"] else np.full_like(mask, IGNORE)
     path = _labels_dir(root, spec) / f"{image_id}.png"
-    if image_id not in d.get("train", []) or not path.is_file():
+    if image_id not in d["train_set"] or not path.is_file():
         raise ImageDataError(
             f"no weak labels of spec {sp.name!r} for image {image_id!r} "
             f"({path} missing: they are drawn for the train split)"

@@ -121,6 +121,8 @@ def test_split_images_counts_as_u2pl_and_nested():
     assert {n: len(v) for n, v in got.items()} == {16: 662, 8: 1323, 4: 2646, 2: 5291}
     assert set(got[16]) <= set(got[8]) <= set(got[4]) <= set(got[2])
     assert got[8] == sorted(got[8]) and len(set(got[8])) == 1323
+    city = [f"c{i}" for i in range(2975)]  # Cityscapes train: U2PL's 186 / 372 / 744 / 1488
+    assert [len(split_images(city, n, 0)) for n in (16, 8, 4, 2)] == [186, 372, 744, 1488]
     assert split_images(list(reversed(ids)), 8, 0) == got[8]  # order of the input: no matter
     assert split_images(ids, 8, 1) != got[8]
     assert len(split_images(ids[:20], 8, 0)) == math.ceil(20 / 8) == 3
