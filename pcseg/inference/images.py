@@ -70,7 +70,8 @@ def overlay(
     """(H, W, 3) uint8: ``image`` blended with the colour of each pixel's class."""
     colours = palette[pred].astype(np.float32)
     out = (1.0 - alpha) * image.astype(np.float32) + alpha * colours
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    blended: np.ndarray = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return blended
 
 
 def _png(array: np.ndarray) -> bytes:
