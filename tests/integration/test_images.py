@@ -93,3 +93,49 @@ def test_view_panels(run):
     assert main(["view", str(run / "run"), "--render", str(run / "all"), "--all-scenes"]) == 0
     assert sorted(p.name for p in (run / "all").iterdir()) == ["test_000.png", "test_001.png"]
     assert main(["view", str(run / "p"), "--render", str(out), "--scene", "nope"]) == 2
+
+
+def test_voc_config_trains_deeplab_from_a_local_resnet_file(run, tmp_path):
+    """configs/voc/u2pl.yaml (DeepLabV3+, U2PL's Pascal settings) shrunk to a few CPU steps,
+    its backbone from a torchvision-layout state dict saved to a local file."""
+    import torch
+
+    from pcseg.engine.checkpoint import load_checkpoint
+    from pcseg.models.resnet import resnet
+
+    weights = tmp_path / "resnet50.pth"
+    torch.save(resnet("resnet50").state_dict(), weights)
+    sets = [
+        f"data.root={run / 'p'}",
+        f"run_dir={tmp_path / 'voc'}",
+        "data.label_spec=full",
+        "data.images.crop_size=32",
+        "data.batch_size=2",
+        "data.num_workers=0",
+        "model.backbone=resnet50",
+        "model.output_stride=16",
+        f"model.pretrained={weights}",
+        "train.iterations=2",
+        "train.amp=false",
+        "train.device=cpu",
+        "train.val_every=0",
+        "train.checkpoint_every=0",
+        "train.progress=false",
+        "method.sup_only_iterations=1",
+        "method.queue_capacity=64",
+    ]
+    assert main(["train", str(REPO / "configs" / "voc" / "u2pl.yaml"), "--set", *sets]) == 0
+    state = load_checkpoint(tmp_path / "voc" / "checkpoints" / "last.pt")
+    assert state["feature_dim"] == 256 and state["iteration"] == 2
+    assert (
+        main(
+            [
+                "train",
+                str(REPO / "configs" / "voc" / "u2pl.yaml"),
+                "--set",
+                *sets[:-3],
+                f"model.pretrained={tmp_path / 'none.pth'}",
+            ]
+        )
+        == 2
+    )
