@@ -278,7 +278,8 @@ class Trainer:
 
     def _init_from(self, path: str | Path) -> None:
         """Fine-tuning: network weights from another run (see :func:`load_matching_weights`)."""
-        rep = load_matching_weights(self.model, path, self.class_names)
+        prefix = getattr(self.model, "classifier_prefix", "final.")  # images: net.classifier.
+        rep = load_matching_weights(self.model, path, self.class_names, prefix)
         self.init_report = rep
         if self.main_proc:
             head = (

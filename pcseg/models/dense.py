@@ -34,8 +34,11 @@ def rows(x: Tensor) -> Tensor:
 class PixelRows(nn.Module):
     """A dense network whose outputs come back as pixel rows (see the module docstring).
 
-    ``feature_dim`` and ``num_classes`` are the wrapped network's.
+    ``feature_dim`` and ``num_classes`` are the wrapped network's; ``classifier_prefix`` names
+    the classifier's tensors (``--init`` keeps them only for the same class list).
     """
+
+    classifier_prefix = "net.classifier."
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()

@@ -415,3 +415,22 @@ def test_image_run_resumes_exactly_and_learns(tmp_path):
     )
     losses = sup["loss_history"]
     assert np.mean(losses[-5:]) < 0.7 * losses[0]
+
+
+def test_image_init_keeps_the_classifier_only_for_the_same_classes(tmp_path):
+    from helpers.image_runs import image_config, make_synthetic_processed
+
+    from pcseg.engine.trainer import Trainer
+    from pcseg.images.processed import read_meta, write_meta
+
+    make_synthetic_processed(tmp_path / "p", train=2, val=1, test=1, size=16)
+    train(image_config(tmp_path / "p", tmp_path / "a", train={"iterations": 1}))
+    ckpt = tmp_path / "a" / "checkpoints" / "last.pt"
+    same = Trainer(image_config(tmp_path / "p", tmp_path / "b"), init=ckpt)
+    assert "net.classifier.weight" in same.init_report["loaded"]
+    meta = read_meta(tmp_path / "p")
+    renamed = type(meta)(**{**meta.__dict__, "classes": [f"c{i}" for i in range(5)]})
+    write_meta(tmp_path / "p", renamed, {"made_by": "tests"})
+    other = Trainer(image_config(tmp_path / "p", tmp_path / "c"), init=ckpt)
+    assert "net.classifier.weight" in other.init_report["fresh"]
+    assert "net.down.0.0.weight" in other.init_report["loaded"]
