@@ -262,3 +262,20 @@ def test_image_labelled_fraction_counts_pixels(tmp_path):
     assert labelled_fraction(tmp_path, "full", "train+val") == pytest.approx(1.0)
     assert spec_parts("1/8", images=True) == ("1/8", "1of8", False)
     assert spec_parts("1%") == ("1%", "1pct", False) and spec_parts("full")[2]
+
+
+def test_images_doc_tables_are_drawn_from_the_shipped_json():
+    # docs/IMAGES.md's 2D budget tables (test mIoU, the validation matrix that chooses, p vs q)
+    # are those of docs/images_budget_study.json, verbatim
+    results = json.loads((REPO / "docs" / "images_budget_study.json").read_text())
+    assert set(results["budgets"]) == {"1%", "1/8"}
+    for entry in results["budgets"].values():
+        assert set(entry["methods"]) == {"supervised", "erda", "u2pl"}
+        assert all(len(runs) == 3 for runs in entry["methods"].values())
+    doc = (REPO / "docs" / "IMAGES.md").read_text()
+    for table in (
+        format_budget_matrix(results),
+        format_validation_matrix(results),
+        format_pq_table(results),
+    ):
+        assert table in doc
