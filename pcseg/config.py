@@ -51,12 +51,17 @@ from pydantic import (
 
 from pcseg.config_files import resolve_config_path
 from pcseg.data.superpoints import SuperpointOptions
+from pcseg.images.transforms import ImageOptions
 from pcseg.io.atomic import atomic_write_text
 from pcseg.methods import METHODS
 from pcseg.readers.synthetic import SyntheticRooms
 
-Dataset = Literal["s3dis", "scannet", "semantickitti", "custom"]  # custom: pcseg prepare custom
+#: custom: pcseg prepare custom; images / voc / cityscapes: processed image folders
+#: (pcseg.images.processed: pcseg prepare images|voc|cityscapes, pcseg synthetic images)
+Dataset = Literal["s3dis", "scannet", "semantickitti", "custom", "images", "voc", "cityscapes"]
 DATASETS: tuple[str, ...] = typing.get_args(Dataset)
+#: the datasets of the 2D path (pcseg.images, the networks of pcseg.models.dense)
+IMAGE_DATASETS: tuple[str, ...] = ("images", "voc", "cityscapes")
 
 
 class ConfigError(ValueError):
@@ -88,6 +93,17 @@ EightPositiveInts = Annotated[list[PosInt], Field(min_length=8, max_length=8)]
 class _Section(BaseModel):
     # strict: no silent str -> int / int -> bool conversions (floats: see ``Float``)
     model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class SyntheticImagesConfig(_Section):
+    """Synthetic demo images (pcseg.images.synthetic.write_synthetic_images): images per
+    split, their size in pixels and the seed."""
+
+    train: NonNegInt = 48
+    val: NonNegInt = 16
+    test: NonNegInt = 16
+    size: PosInt = 96
+    seed: int = 0
 
 
 class DataConfig(_Section):
@@ -135,6 +151,18 @@ class DataConfig(_Section):
     #: give batches ``propagated_labels`` (weak labels spread to their superpoints) for a
     #: method's ``propagated_weight``; null: none
     superpoints: SuperpointOptions | None = None
+    #: images only (data.dataset images / voc / cityscapes): training crop, random scale,
+    #: flip, colour jitter, normalisation and the full-resolution test (whole or sliding
+    #: window); see pcseg.images.transforms.ImageOptions
+    images: ImageOptions = Field(default_factory=ImageOptions)
+    #: images only: synthetic demo images written to ``raw`` (an images/ + masks/ folder)
+    #: when it does not exist, then prepared into ``root`` (pcseg.workflows.prepare)
+    synthetic_images: SyntheticImagesConfig | None = None
+
+
+def is_image_data(data: DataConfig) -> bool:
+    """Whether ``data`` is an image dataset (the 2D path) rather than point clouds."""
+    return data.dataset in IMAGE_DATASETS
 
 
 class ModelConfig(_Section):
@@ -153,6 +181,13 @@ class ModelConfig(_Section):
     #: dropout on the classifier's input in training mode, in [0, 1) (official ERDA
     #: RandLA-Net: 0.5); the features the method sees stay clean
     head_dropout: Annotated[Float, Field(ge=0, lt=1)] = 0.0
+    #: images, DeepLabV3Plus: the ResNet depth
+    backbone: Literal["resnet50", "resnet101"] = "resnet50"
+    #: images, DeepLabV3Plus: output stride (16: ASPP rates 6/12/18; 8: 12/24/36)
+    output_stride: Literal[8, 16] = 16
+    #: images, DeepLabV3Plus: a local torchvision ResNet state dict (.pth); nothing is
+    #: downloaded; null: random initialisation
+    pretrained: str | None = None
 
 
 def _method_config(name: str, options: type[BaseModel]) -> type[BaseModel]:
@@ -447,7 +482,10 @@ def check_config(cfg: Config, source: str = "config") -> None:
     t = cfg.train
     if t.iterations is None and t.epochs is None:
         raise ConfigError(f"{source}: set train.iterations or train.epochs")
-    check_model_name(cfg.model.name, source)
+    check_model_name(cfg.model.name, source, images=is_image_data(cfg.data))
+    if is_image_data(cfg.data):
+        _check_image_config(cfg, source)
+        return
     from pcseg.data.weak_labels import parse_spec
 
     specs = [("data.label_spec", cfg.data.label_spec)] + [
@@ -460,15 +498,54 @@ def check_config(cfg: Config, source: str = "config") -> None:
             raise ConfigError(f"{source}: {key}: {e}") from None
 
 
-def check_model_name(name: str, source: str = "config") -> None:
-    """ConfigError when ``name`` is not in ``pcseg.models.MODELS``."""
-    from pcseg.models import MODELS
+def _check_image_config(cfg: Config, source: str) -> None:
+    """The checks of an image config: image label specs, no voxel-only settings."""
+    from pcseg.images.labels import parse_image_spec
 
-    if name not in MODELS:
-        hint = difflib.get_close_matches(name, list(MODELS), n=1)
+    for key, spec in [("data.label_spec", cfg.data.label_spec)] + [
+        (f"data.prepare_specs[{i}]", sp) for i, sp in enumerate(cfg.data.prepare_specs)
+    ]:
+        try:
+            parse_image_spec(spec)
+        except ValueError as e:
+            raise ConfigError(f"{source}: {key}: {e}") from None
+    voxel_only = {
+        "data.synthetic": cfg.data.synthetic,
+        "model.planes": cfg.model.planes,
+        "model.layers": cfg.model.layers,
+        "data.superpoints": cfg.data.superpoints,
+        "data.max_voxels": cfg.data.max_voxels,
+    }
+    for key, value in voxel_only.items():
+        if value is not None:
+            raise ConfigError(f"{source}: {key} is for point clouds, not images")
+    aug = cfg.data.augmentations
+    if aug not in ("default", None, []):
+        raise ConfigError(
+            f"{source}: data.augmentations of images is 'default' or null (the settings "
+            f"are data.images), got {aug!r}"
+        )
+
+
+def check_model_name(name: str, source: str = "config", images: bool = False) -> None:
+    """ConfigError when ``name`` is not in ``pcseg.models.MODELS`` (point clouds) or
+    ``pcseg.models.dense.IMAGE_MODELS`` (``images``)."""
+    from pcseg.models import MODELS
+    from pcseg.models.dense import IMAGE_MODELS
+
+    known = IMAGE_MODELS if images else MODELS
+    if name not in known:
+        other = MODELS if images else IMAGE_MODELS
+        if name in other:
+            kind = "point clouds" if images else "images"
+            raise ConfigError(
+                f"{source}: model.name {name!r} is a network for {kind}; for this data: "
+                f"{', '.join(known)}"
+            )
+        hint = difflib.get_close_matches(name, list(known), n=1)
         extra = f" (did you mean {hint[0]!r}?)" if hint else ""
         raise ConfigError(
-            f"{source}: unknown model.name {name!r}{extra}; known: {', '.join(MODELS)}"
+            f"{source}: unknown model.name {name!r}{extra}; known: {', '.join(known)}"
         )
 
 

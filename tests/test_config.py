@@ -224,7 +224,18 @@ def test_every_shipped_config_validates(path):
         assert method.name == cfg.method.name
 
 
-U2PL_CONFIGS = [p for p in ALL_CONFIGS if p.name.startswith("u2pl")]
+IMAGE_CONFIG_DIRS = {"images", "voc", "cityscapes"}
+U2PL_CONFIGS = [
+    p
+    for p in ALL_CONFIGS
+    if p.name.startswith("u2pl")
+    and p.relative_to(REPO / "configs").parts[0] not in IMAGE_CONFIG_DIRS
+]
+U2PL_IMAGE_CONFIGS = [
+    p
+    for p in ALL_CONFIGS
+    if p.name.startswith("u2pl") and p.relative_to(REPO / "configs").parts[0] in IMAGE_CONFIG_DIRS
+]
 
 
 @pytest.mark.parametrize(
@@ -236,6 +247,28 @@ def test_shipped_u2pl_configs_use_the_point_cloud_defaults(path):
     opts = load_config(path).method
     assert opts.lambda_u == 0.1 and opts.sup_only_iterations > 0, path
     assert "U2PL_DEFAULTS.md" in path.read_text(), f"{path} should give the reason"
+
+
+@pytest.mark.parametrize(
+    "path",
+    U2PL_IMAGE_CONFIGS,
+    ids=[str(p.relative_to(REPO / "configs")) for p in U2PL_IMAGE_CONFIGS],
+)
+def test_shipped_image_u2pl_configs_use_the_2d_defaults(path):
+    # the official U2PL 2D configs: lambda_u 1, lambda_c 0.1, alpha_0 20, EMA 0.99, negatives
+    # ranked 3rd-20th, anchors above 0.3 from the lowest-entropy pixels, 256 anchors, 50
+    # negatives, temperature 0.5, a short supervised-only warm-up (none on Cityscapes)
+    o = load_config(path).method
+    assert (o.lambda_u, o.lambda_c, o.alpha_0, o.ema_decay) == (1.0, 0.1, 20.0, 0.99), path
+    assert (o.low_rank, o.high_rank, o.anchor_prob_threshold, o.neg_prob_threshold) == (
+        3,
+        20,
+        0.3,
+        1.0,
+    )
+    assert (o.num_anchors, o.num_negatives, o.temperature) == (256, 50, 0.5)
+    assert o.anchor_split == "lowest"
+    assert (o.sup_only_iterations == 0) == ("cityscapes" in path.parts)
 
 
 def test_method_section_validated_through_method_options(tmp_path):
@@ -271,7 +304,7 @@ def test_method_section_validated_through_method_options(tmp_path):
         (
             "data.dataset=s3diss",
             "key 'data.dataset' must be one of 's3dis', 'scannet', 'semantickitti', 'custom', "
-            "got 's3diss' (did you mean 's3dis'?)",
+            "'images', 'voc', 'cityscapes', got 's3diss' (did you mean 's3dis'?)",
         ),
         ("train.device=gpu", "train.device must be auto | cpu | cuda | cuda:N, got 'gpu'"),
         ("model.planes=[8, 8, 8, 8, 8, 8, 8, 0]", "model.planes[7] must be > 0, got 0"),
@@ -349,3 +382,19 @@ def test_custom_defaults_finish_on_a_cpu_and_say_how_to_scale_up():
     params = sum(p.numel() for p in build_model(gpu, 4, 7).parameters())
     assert round(params / 1e6, 1) == 37.9  # the number the comment gives
     assert "37.9 M parameters" in text
+
+
+def test_image_configs_check_models_specs_and_voxel_settings(tmp_path):
+    base = {"data": {"dataset": "images"}, "model": {"name": "UNet2D"}, "train": {"epochs": 1}}
+    cfg = config_from_dict({**base, "data": {"dataset": "images", "label_spec": "1/8"}})
+    assert cfg.data.images.crop_size == 96 and cfg.model.output_stride == 16
+    with pytest.raises(ConfigError, match="'MinkUNet14A' is a network for point clouds"):
+        config_from_dict({**base, "model": {"name": "MinkUNet14A"}})
+    with pytest.raises(ConfigError, match="'UNet2D' is a network for images"):
+        config_from_dict({**base, "data": {"dataset": "s3dis"}})
+    with pytest.raises(ConfigError, match="model.planes is for point clouds"):
+        config_from_dict({**base, "model": {"name": "UNet2D", "planes": [8] * 8}})
+    with pytest.raises(ConfigError, match="data.label_spec"):
+        config_from_dict({**base, "data": {"dataset": "images", "label_spec": "1/0"}})
+    with pytest.raises(ConfigError, match="data.images.test_mode"):
+        config_from_dict({**base, "data": {"dataset": "images", "images": {"test_mode": "tiles"}}})

@@ -20,6 +20,9 @@ the others go on; the exit status is 1 when any file failed. OUT/predict_summary
 an entry per input file (class shares, run time, checkpoint); a later run into the same --out
 is merged into it (the newest entry per input file wins; every run is listed under "runs").
 Under torchrun the files are shared out across the ranks.
+
+With an image checkpoint INPUT is image files or folders and each image gets a class-index
+PNG and a colour overlay (pcseg/inference/images.py); the point-cloud options do not apply.
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ import argparse
 from pathlib import Path
 
 from pcseg.config_files import resolve_config_path
+from pcseg.engine.checkpoint import is_image_checkpoint
 from pcseg.inference.files import STREAM_MODES, predict_files
+from pcseg.inference.images import predict_image_files
 from pcseg.inference.las_codes import UNCLASSIFIED_CODES, CodePolicy
 from pcseg.inference.streamed import DEFAULT_CHUNK_POINTS
 from pcseg.inference.tiling import DEFAULT_OVERLAP_VOXELS, DEFAULT_VOXEL_BUDGET
@@ -39,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Add the ``predict`` subcommand."""
     p = sub.add_parser(
         "predict",
-        help="label your own point-cloud files with a checkpoint",
+        help="label your own point-cloud or image files with a checkpoint",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -112,6 +117,11 @@ def run(args: argparse.Namespace) -> int:
     """Predict; exit status 0, or 1 when a file failed while the others went on. Nothing
     could start (bad checkpoint, classes or inputs) raises: one line and exit status 2 from
     ``pcseg.cli.main``."""
+    if is_image_checkpoint(args.checkpoint):
+        images = predict_image_files(
+            args.checkpoint, args.inputs, args.out, args.device, not args.no_progress
+        )
+        return 1 if images["failures"] else 0
     if args.voxel_budget < 0:
         args.parser.error(f"--voxel-budget must be >= 0, got {args.voxel_budget}")
     if args.overlap is not None and args.overlap < 0:

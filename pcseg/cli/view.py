@@ -15,6 +15,10 @@ confidence) or a ``pcseg predict --out`` folder (every file in it is a scene).
   pcseg view RUN  --curves curves.png
   pcseg view PATH --list | --legend
 
+Images (a processed image folder or an image run): --render OUT.png [--scene ID] writes the
+panels image | gt | weak | pseudo | pred | error of one image (--all-scenes: one PNG per
+image into the folder OUT), --list the images; --modes picks tiles, --width their width.
+
 Viewer keys: 1 rgb, 2 gt, 3 weak, 4 pred, 5 pseudo, 6 confidence, 7 entropy, 8 error,
 9 pseudo_error, N/P next/previous scene, V camera iso/top/front/side, C hide/show ceiling,
 S screenshot, H/L legend + help, Q quit. Without a display the viewer exits with status 2:
@@ -151,6 +155,9 @@ def run(args: argparse.Namespace) -> int:
         groups = plot_curves(args.path, args.curves, smooth=args.smooth)
         print(f"wrote {args.curves} ({', '.join(f'{g}: {len(t)}' for g, t in groups.items())})")
         return 0
+    image_source = _image_source(args.path, args.labels)
+    if image_source is not None:
+        return _images(image_source, args)
     source = open_source(args.path, args.labels, args.kitti_yaml)
     if args.list:
         return _list(source)
@@ -248,4 +255,100 @@ def _interactive(source: Any, args: argparse.Namespace) -> int:
         background=args.background,
         exit_after=args.exit_after,
     ).run()
+    return 0
+
+
+# ----------------------------------------------------------------------------- images
+
+
+def _image_source(path: Path, spec: str | None) -> dict[str, Any] | None:
+    """``{"root", "run", "spec"}`` when ``path`` is an image run folder (config.yaml of image
+    data) or a processed image folder (meta.json of kind images); else None."""
+    import json
+
+    from pcseg.config import is_image_data, load_config
+
+    if (path / "config.yaml").is_file():
+        cfg = load_config(path / "config.yaml")
+        if is_image_data(cfg.data):
+            return {"root": Path(cfg.data.root), "run": path, "spec": spec or cfg.data.label_spec}
+        return None
+    meta = path / "meta.json"
+    if meta.is_file():
+        try:
+            kind = json.loads(meta.read_text()).get("kind")
+        except (OSError, ValueError, AttributeError):
+            return None
+        if kind == "images":
+            return {"root": path, "run": None, "spec": spec}
+    return None
+
+
+def _image_arrays(src: dict[str, Any], image_id: str, k: int) -> dict[str, Any]:
+    """The arrays of one image for pcseg.viz.image_panels (labels -1 where none)."""
+    from pcseg.images import processed
+
+    def labels(mask: np.ndarray) -> np.ndarray:
+        out = mask.astype(np.int64)
+        out[(out == 255) | (out >= k)] = -1
+        return out
+
+    arrays: dict[str, Any] = {
+        "image": processed.load_image(src["root"], image_id),
+        "gt": labels(processed.load_mask(src["root"], image_id)),
+        "weak": None,
+        "pred": None,
+        "pseudo": None,
+    }
+    if src["spec"]:
+        try:
+            arrays["weak"] = labels(processed.load_weak_mask(src["root"], src["spec"], image_id))
+        except ValueError:  # no weak labels for this image (not a training image)
+            pass
+    pred = _prediction_file(src, image_id)
+    if pred is not None:
+        with np.load(pred) as z:
+            arrays["pred"] = z["pred"].astype(np.int64)
+            pseudo = z["pseudo"].astype(np.int64)
+            arrays["pseudo"] = pseudo if (pseudo >= 0).any() else None
+    return arrays
+
+
+def _prediction_file(src: dict[str, Any], image_id: str) -> Path | None:
+    if src["run"] is None:
+        return None
+    path = Path(src["run"]) / "test" / "predictions" / f"{image_id}.npz"
+    return path if path.is_file() else None
+
+
+def _images(src: dict[str, Any], args: argparse.Namespace) -> int:
+    """``pcseg view`` on image data: --list or --render (panels of pcseg.viz.image_panels)."""
+    from pcseg.images import processed
+    from pcseg.viz.image_panels import IMAGE_MODES, render_image_panel
+
+    meta = processed.read_meta(src["root"])
+    ids = list(dict.fromkeys(i for split in meta.splits.values() for i in split))
+    if args.list:
+        for i in ids:
+            print(f"{i}\tprediction: {'yes' if _prediction_file(src, i) else 'no'}")
+        return 0
+    if args.render is None:
+        raise ViewError("image data: use --render OUT.png (or --list); there is no 3D viewer")
+    if args.scene is not None and args.scene not in ids:
+        raise ViewError(f"no image {args.scene!r} in {src['root']}")
+    predicted = [i for i in ids if _prediction_file(src, i) is not None]
+    scenes = (predicted or ids) if args.all_scenes else [args.scene or (predicted or ids)[0]]
+    palette = np.asarray(meta.palette, dtype=np.uint8)
+    for image_id in scenes:
+        arrays = _image_arrays(src, image_id, len(meta.classes))
+        modes = args.modes or [
+            m
+            for m in IMAGE_MODES
+            if arrays.get(m) is not None or (m == "error" and arrays["pred"] is not None)
+        ]
+        out = args.render / f"{image_id}.png" if args.all_scenes else args.render
+        panel = render_image_panel(
+            arrays, modes, meta.classes, palette, out, tile=args.width // 2, title=image_id
+        )
+        print(f"wrote {out} ({panel.shape[1]}x{panel.shape[0]}, modes {','.join(modes)})")
     return 0

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from pcseg.config import Config
-from pcseg.models.inputs import sparse_input
+from pcseg.config import Config, is_image_data
+from pcseg.models.inputs import network_input
 
 if TYPE_CHECKING:
     from pcseg.methods.base import Method
@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 
 def build_model(cfg: Config, in_channels: int, num_classes: int) -> nn.Module:
     """``pcseg.models.build_model(model.name, in_channels, num_classes, backend,
-    head_dropout)``.
+    head_dropout)``; for image data ``pcseg.models.dense.build_image_model`` (the network of
+    ``model.name`` as pixel rows; ``model.init_dim`` is the U-Net's width, ``backbone`` /
+    ``output_stride`` / ``pretrained`` DeepLabV3+'s).
 
     ``model.backend: auto`` passes None (``$PCSEG_SPARSE_BACKEND``, else the default backend).
     ``model.planes`` / ``layers`` / ``init_dim`` (optional) make a subclass of the named
@@ -29,6 +31,20 @@ def build_model(cfg: Config, in_channels: int, num_classes: int) -> nn.Module:
     """
     from pcseg import models
 
+    if is_image_data(cfg.data):
+        from pcseg.models.dense import build_image_model
+
+        m = cfg.model
+        return build_image_model(
+            m.name,
+            in_channels,
+            num_classes,
+            width=m.init_dim,
+            backbone=m.backbone,
+            output_stride=m.output_stride,
+            pretrained=m.pretrained,
+            head_dropout=m.head_dropout,
+        )
     backend = None if cfg.model.backend in ("auto", "") else cfg.model.backend
     m = cfg.model
     if m.planes is None and m.layers is None and m.init_dim is None:
@@ -73,7 +89,7 @@ class TrainModule(nn.Module):
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:  # type: ignore[override]
         """Loss terms of the method for one batch (see Method.forward)."""
-        logits, feats = self.model(sparse_input(batch))
+        logits, feats = self.model(network_input(batch))
         return self.method(logits, feats, batch)
 
 

@@ -31,7 +31,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from pcseg.config import Config, ConfigError, config_from_dict, merge_dicts, parse_override
+from pcseg.config import (
+    IMAGE_DATASETS,
+    Config,
+    ConfigError,
+    config_from_dict,
+    merge_dicts,
+    parse_override,
+)
 from pcseg.io.atomic import atomic_save_with
 
 CHECKPOINT_FORMAT = 1
@@ -167,3 +174,12 @@ def config_from_checkpoint(checkpoint: str | Path, overrides: list[str]) -> Conf
     for item in overrides:
         merged = merge_dicts(merged, parse_override(item))
     return config_from_dict(merged, f"config of {checkpoint}")
+
+
+def is_image_checkpoint(checkpoint: str | Path) -> bool:
+    """Whether ``checkpoint`` was trained on images (its config's ``data.dataset`` is one of
+    ``pcseg.config.IMAGE_DATASETS``); False for a missing file (the caller reports it)."""
+    if not Path(checkpoint).is_file():
+        return False
+    cfg = load_checkpoint(checkpoint).get("config") or {}
+    return (cfg.get("data") or {}).get("dataset") in IMAGE_DATASETS

@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from pcseg.config import Config
+from pcseg.config import Config, is_image_data
 from pcseg.data.dataset import SegmentationDataset, collate
 from pcseg.data.transforms import Compose, build_transforms, default_train_transforms
+from pcseg.images.dataset import ImageDataset, collate_images
 
 
 def sample_seed(seed: int, epoch: int, position: int) -> int:
@@ -114,10 +115,20 @@ class ResumableBatchSampler(torch.utils.data.Sampler):
         return self.batches_per_epoch
 
 
-class SeededSamples(torch.utils.data.Dataset):
-    """Wrap a SegmentationDataset so that item ``(index, seed)`` is drawn with its own RNG."""
+#: what a loader reads: the voxelized scenes of point clouds or the images of the 2D path
+Samples = SegmentationDataset | ImageDataset
 
-    def __init__(self, dataset: SegmentationDataset) -> None:
+
+def collate_of(dataset: Any) -> Any:
+    """The collate function of a dataset's samples (voxels or images)."""
+    inner = dataset.dataset if isinstance(dataset, torch.utils.data.Subset) else dataset
+    return collate_images if isinstance(inner, ImageDataset) else collate
+
+
+class SeededSamples(torch.utils.data.Dataset):
+    """Wrap a dataset so that item ``(index, seed)`` is drawn with its own RNG."""
+
+    def __init__(self, dataset: Samples) -> None:
         self.dataset = dataset
 
     def __len__(self) -> int:
@@ -140,9 +151,30 @@ def build_train_transforms(cfg: Config, feat_kind: str) -> Compose | None:
     return build_transforms(aug)
 
 
+def build_image_dataset(
+    cfg: Config, split: str, mode: str, with_weak_labels: bool = True
+) -> ImageDataset:
+    """ImageDataset of ``split`` in ``mode`` from ``cfg.data`` (``data.images``; train mode:
+    ``data.label_spec``, ``data.loop``, the augmentations unless ``data.augmentations`` is
+    null, which leaves the random crop only)."""
+    d = cfg.data
+    train = mode == "train"
+    options = d.images
+    if train and d.augmentations in (None, []):
+        options = options.model_copy(update={"scale": [1.0, 1.0], "flip": False, "jitter": 0.0})
+    return ImageDataset(
+        d.root,
+        split,
+        label_spec=d.label_spec if (train or with_weak_labels) else None,
+        mode=mode,
+        options=options,
+        loop=d.loop,
+    )
+
+
 def build_dataset(
     cfg: Config, split: str, mode: str, transforms: Any = None, with_weak_labels: bool = True
-) -> SegmentationDataset:
+) -> Samples:
     """SegmentationDataset of ``split`` in ``mode`` ('train' | 'val' | 'test') from ``cfg.data``.
 
     ``split`` is a split name of meta.json; ``'a+b'`` joins several (e.g. ``'Area_1+Area_2'``)
@@ -150,7 +182,7 @@ def build_dataset(
 
     Train mode uses ``data.label_spec``, ``data.max_voxels``, ``data.loop`` and the training
     augmentations (unless ``transforms`` is given); val / test modes read no weak labels
-    unless ``with_weak_labels``.
+    unless ``with_weak_labels``. Image data: :func:`build_image_dataset`.
     """
     d = cfg.data
     root = Path(d.root)
@@ -159,6 +191,8 @@ def build_dataset(
             f"data.root {root} is not a processed folder (no meta.json); run `pcseg prepare` "
             f"or set data.raw so `pcseg train` prepares it"
         )
+    if is_image_data(d):
+        return build_image_dataset(cfg, split, mode, with_weak_labels)
     train = mode == "train"
     from pcseg.data.processed import read_meta
 
@@ -226,7 +260,7 @@ def check_class_spec_voxel_size(meta: dict[str, Any], voxel_size: float, root: P
 
 def build_train_loader(
     cfg: Config,
-    dataset: SegmentationDataset,
+    dataset: Samples,
     rank: int,
     world: int,
     start_epoch: int,
@@ -250,7 +284,7 @@ def build_train_loader(
     loader = torch.utils.data.DataLoader(
         SeededSamples(dataset),
         batch_sampler=sampler,
-        collate_fn=collate,
+        collate_fn=collate_of(dataset),
         num_workers=nw,
         generator=gen,
         pin_memory=pin_memory,
@@ -262,7 +296,7 @@ def build_train_loader(
 
 def build_eval_loader(
     cfg: Config,
-    dataset: SegmentationDataset,
+    dataset: Samples,
     rank: int = 0,
     world: int = 1,
     batch_size: int | None = None,
@@ -277,7 +311,7 @@ def build_eval_loader(
         shard,
         batch_size=batch_size or cfg.data.val_batch_size,
         shuffle=False,
-        collate_fn=collate,
+        collate_fn=collate_of(dataset),
         num_workers=cfg.data.num_workers,
         generator=gen,
     )

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from pcseg.config import Config
+from pcseg.config import Config, is_image_data
 from pcseg.data import processed
 from pcseg.data.classes import SCANNET_NYU40_IDS
 from pcseg.data.dataset import collate
@@ -317,7 +317,8 @@ def evaluate(
     out_dir: str | Path | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate ``checkpoint`` on every original point of ``split`` and write the outputs.
+    """Evaluate ``checkpoint`` on every original point of ``split`` and write the outputs
+    (image data: every pixel, pcseg.engine.evaluate_images).
 
     Args:
         cfg: config (model, method, data, test sections are used; ``train.device``,
@@ -346,6 +347,18 @@ def _evaluate(
     out = Path(out_dir) if out_dir is not None else Path(cfg.run_dir) / "test"
     device = resolve_device(cfg.train.device)
     model, method, state = load_model_for_eval(cfg, checkpoint, device)
+    if is_image_data(cfg.data):
+        from pcseg.engine.evaluate_images import evaluate_images
+
+        autocast = autocast_factory(
+            *autocast_policy(cfg.train.amp, cfg.train.amp_dtype, device), device
+        )
+        from pcseg.models.dense import PixelRows
+
+        assert isinstance(model, PixelRows)
+        return evaluate_images(
+            cfg, model, method, state, checkpoint, device, autocast, split, out, progress
+        )
     variants = tta_variants(cfg.test.tta_rotations, cfg.test.tta_flips)
     unlabelled_only = cfg.test.score == "unlabelled"
     if unlabelled_only and cfg.data.label_spec == "full":

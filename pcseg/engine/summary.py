@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from pcseg.config import Config
+from pcseg.config import IMAGE_DATASETS, Config
 
 
 def peak_memory_mb(device: torch.device) -> tuple[float, str]:
@@ -96,6 +96,7 @@ def _pct(v: Any) -> str:
 def format_summary(s: dict[str, Any]) -> str:
     """Readable multi-line end-of-run summary."""
     status = "finished" if s["finished"] else "interrupted"
+    units = "pixels" if s["dataset"] in IMAGE_DATASETS else "voxels"
     lines = [
         "=" * 60,
         (
@@ -105,7 +106,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"status     {status} at iteration {s['iterations']}/{s['total_iterations']}",
         (
             f"best mIoU  {_pct(s['best_miou'])} (iteration {s['best_iteration']}, epoch "
-            f"{s['best_epoch']}; voxels of the val split)"
+            f"{s['best_epoch']}; {units} of the val split)"
         ),
     ]
     if s["final_val"] is not None:

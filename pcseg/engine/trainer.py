@@ -82,7 +82,7 @@ from pcseg.engine.summary import build_summary, format_summary
 from pcseg.io.atomic import atomic_write_json
 from pcseg.methods.common import labelled_class_counts
 from pcseg.metrics import ConfusionMatrix, json_safe
-from pcseg.models.inputs import sparse_input
+from pcseg.models.inputs import network_input
 from pcseg.utils.progress import RateMeter, progress_bar
 
 # ------------------------------------------------------------------------ validation
@@ -104,7 +104,7 @@ def validate_voxels(
         for batch in loader:
             batch = batch_to_device(batch, device)
             with autocast():
-                logits, _ = model(sparse_input(batch))
+                logits, _ = model(network_input(batch))
             conf.update(logits.argmax(1), batch["labels"])
     finally:
         model.train(was)
@@ -280,7 +280,8 @@ class Trainer:
 
     def _init_from(self, path: str | Path) -> None:
         """Fine-tuning: network weights from another run (see :func:`load_matching_weights`)."""
-        rep = load_matching_weights(self.model, path, self.class_names)
+        prefix = getattr(self.model, "classifier_prefix", "final.")  # images: net.classifier.
+        rep = load_matching_weights(self.model, path, self.class_names, prefix)
         self.init_report = rep
         if self.main_proc:
             head = (

@@ -28,7 +28,7 @@ from pcseg.methods.base import Method
 from pcseg.methods.common import MethodOptions, UnitInterval
 from pcseg.methods.contrastive import U2PLContrast
 from pcseg.methods.entropy_split import unreliable_percent
-from pcseg.models.inputs import sparse_input
+from pcseg.models.inputs import network_input
 
 TeacherBN = Literal["train", "eval"]
 TEACHER_BN_MODES: tuple[str, ...] = get_args(TeacherBN)
@@ -75,7 +75,8 @@ class EMATeacher(nn.Module):
         bn_mode: ``"train"`` (batch statistics) or ``"eval"`` (running statistics) for the
             teacher forward during training.
         input_builder: ``(batch, device) -> model input``; default
-            :func:`pcseg.models.inputs.sparse_input` (shares the student's kernel maps).
+            :func:`pcseg.models.inputs.network_input` (images, or voxels sharing the
+            student's kernel maps).
     """
 
     def __init__(
@@ -90,7 +91,7 @@ class EMATeacher(nn.Module):
                 f"EMATeacher: bn_mode must be one of {TEACHER_BN_MODES}, got {bn_mode!r}"
             )
         self.bn_mode = bn_mode
-        self.input_builder = input_builder or sparse_input
+        self.input_builder = input_builder or network_input
         self.model: nn.Module | None
         self.register_module("model", None)
         self.rep_head = copy.deepcopy(rep_head)

@@ -76,7 +76,7 @@ class ERDAWithU2PLNegatives(TeacherSchedule):
         rep_dim, queue_capacity, num_anchors, num_negatives, temperature,
         anchor_prob_threshold, neg_prob_threshold, low_rank, high_rank, min_queue, seed:
             see :class:`pcseg.methods.contrastive.ContrastOptions`.
-        input_builder: teacher input builder (default: :func:`pcseg.models.inputs.sparse_input`).
+        input_builder: teacher input builder (default: :func:`pcseg.models.inputs.network_input`).
 
     forward returns ERDA's terms and diagnostics (``loss_sup``, ``loss_erda``,
     ``diag/pseudo_acc`` = ERDA's p accuracy, ...), ``loss_contrastive``, ``loss`` (=

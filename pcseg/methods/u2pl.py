@@ -151,7 +151,7 @@ class U2PL(TeacherSchedule):
             see :class:`U2PLContrast` (64, 10000, 256, 50, 0.5, 0.3, 1.0, 3, 20, 1, 0).
         class_weights, label_smoothing: of the labelled cross-entropy.
         input_builder: ``(batch, device) -> model input`` for the teacher (default
-            :func:`pcseg.models.inputs.sparse_input`, sharing the student's kernel maps).
+            :func:`pcseg.models.inputs.network_input`, sharing the student's kernel maps).
 
     forward returns ``loss``, ``loss_sup``, ``loss_unsup``, ``loss_contrastive`` and the
     detached ``diag/pseudo_acc``, ``diag/reliable_frac``, ``diag/reliable_acc``,

@@ -1,5 +1,8 @@
 """The network input of a collated batch, built in one place for the student, the evaluator
-and U2PL's EMA teacher (so methods never build it from the data layer themselves)."""
+and U2PL's EMA teacher (so methods never build it from the data layer themselves).
+
+:func:`network_input` is what they call: the (B, 3, H, W) ``images`` tensor of an image batch
+(pcseg.images.dataset.collate_images), else the :func:`sparse_input` of a voxel batch."""
 
 from __future__ import annotations
 
@@ -34,3 +37,13 @@ def sparse_input(batch: dict[str, Any], device: torch.device | str | None = None
     )
     batch[SPARSE_INPUT_KEY] = x
     return x
+
+
+def network_input(batch: dict[str, Any], device: torch.device | str | None = None) -> Any:
+    """The network input of a collated batch on ``device``: ``batch["images"]`` (float32
+    (B, 3, H, W)) for an image batch, else :func:`sparse_input` (voxels)."""
+    images = batch.get("images")
+    if images is None:
+        return sparse_input(batch, device)
+    dev = torch.device(device) if device is not None else images.device
+    return images.to(device=dev, dtype=torch.float32)

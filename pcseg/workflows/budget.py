@@ -8,7 +8,9 @@ resumes; results accumulate in one JSON (a later call with other methods or budg
 it), from which the table and the plot are drawn. A transductive study (``test.score:
 unlabelled``, e.g. the real KITTI scan) scores ``full`` on every labelled point, since full
 labels leave no unlabelled one; the budget's ``score`` in the JSON and a mark in the table say
-so.
+so. Image configs (``data.dataset`` images / voc / cityscapes) take the image label specs
+(``1%`` of the pixels of each class per image, ``1/8`` of the images, ...); their fraction is
+of pixels.
 """
 
 from __future__ import annotations
@@ -20,17 +22,51 @@ from typing import Any
 
 import numpy as np
 
-from pcseg.config import load_config
+from pcseg.config import is_image_data, load_config
 from pcseg.data import processed
 from pcseg.data.weak_labels import parse_spec, spec_dirname
+from pcseg.images import processed as image_processed
+from pcseg.images.labels import parse_image_spec
 from pcseg.io.atomic import atomic_write_json, atomic_write_text
 from pcseg.workflows.compare import run_one
 from pcseg.workflows.runs import check_reusable
 
 
+def spec_parts(spec: str, images: bool = False) -> tuple[str, str, bool]:
+    """``(canonical name, folder name, is full)`` of a point-cloud or (``images``) image label
+    spec; SpecError / ValueError for a bad one."""
+    if images:
+        sp = parse_image_spec(spec)
+        return sp.name, sp.dirname, sp.kind == "full"
+    name = parse_spec(spec).name
+    return name, spec_dirname(name), parse_spec(spec).kind == "full"
+
+
+def image_labelled_fraction(root: Path, spec: str, split: str) -> float:
+    """Pixels with a weak label of ``spec`` over all pixels of the images of ``split`` (a
+    processed image folder; ``a+b`` joins splits)."""
+    splits = image_processed.read_meta(root).splits
+    total = labelled = 0
+    for image_id in dict.fromkeys(i for part in split.split("+") for i in splits[part]):
+        weak = image_processed.load_weak_mask(root, spec, image_id)
+        total += weak.size
+        labelled += int((weak != 255).sum())
+    return labelled / total if total else float("nan")
+
+
+def _is_image_folder(root: Path) -> bool:
+    try:
+        return bool(json.loads((Path(root) / "meta.json").read_text()).get("kind") == "images")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def labelled_fraction(root: Path, spec: str, split: str) -> float:
     """Labelled points of ``spec`` over all points of the scenes of ``split`` (full: the points
-    that carry a ground-truth class)."""
+    that carry a ground-truth class); of a processed image folder, pixels
+    (:func:`image_labelled_fraction`)."""
+    if _is_image_folder(root):
+        return image_labelled_fraction(root, spec, split)
     total = labelled = 0
     for sid in processed.split_scenes(root, split.split("+")):
         info = processed.read_scene_info(root, sid)
@@ -51,8 +87,9 @@ def _load(json_out: Path | None) -> dict[str, Any]:
 def _spec_sets(config: Path, spec: str, overrides: list[str]) -> tuple[list[str], str]:
     """The overrides that train ``config`` at budget ``spec`` and the points it is scored on."""
     sets = [*overrides, f"data.label_spec={spec}", f"data.prepare_specs=[{spec!r}]"]
-    score = load_config(config, overrides).test.score
-    if parse_spec(spec).kind == "full" and score == "unlabelled":
+    cfg = load_config(config, overrides)
+    score = cfg.test.score
+    if spec_parts(spec, is_image_data(cfg.data))[2] and score == "unlabelled":
         # a transductive study (scored on the points without a weak label): full labels
         # leave none, so its ceiling is scored on every labelled point, and says so
         sets.append("test.score=all")
@@ -80,13 +117,14 @@ def run_budget_study(
     for m in methods:
         if not (config_dir / f"{m}.yaml").is_file():
             raise FileNotFoundError(f"{config_dir / (m + '.yaml')} does not exist")
-    specs = [parse_spec(b).name for b in budgets]
+    images = is_image_data(load_config(config_dir / f"{methods[0]}.yaml", overrides).data)
+    specs = [spec_parts(b, images)[0] for b in budgets]
     spec_sets = {
         spec: _spec_sets(config_dir / f"{methods[0]}.yaml", spec, overrides) for spec in specs
     }
 
     def run_dir(spec: str, m: str, seed: int) -> Path:
-        return run_root / spec_dirname(spec) / m / f"seed_{seed}"
+        return run_root / spec_parts(spec, images)[1] / m / f"seed_{seed}"
 
     if not rerun:  # before anything trains: a changed config must not reuse an old run
         check_reusable(

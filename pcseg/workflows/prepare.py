@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pcseg.config import Config
+from pcseg.config import Config, is_image_data
 from pcseg.data import processed
 from pcseg.data.weak_labels import parse_spec
 from pcseg.readers import READERS
@@ -35,6 +35,9 @@ def prepare_if_missing(cfg: Config) -> None:
     """
     root = Path(cfg.data.root)
     specs = list(dict.fromkeys([cfg.data.label_spec, *cfg.data.prepare_specs]))
+    if is_image_data(cfg.data):
+        prepare_images_if_missing(cfg, specs)
+        return
     want_splits = list(cfg.data.prepare_splits)
     if (root / "meta.json").is_file() and all(labels_ready(root, s) for s in specs):
         have = processed.read_meta(root)["splits"]
@@ -82,3 +85,35 @@ def prepare_if_missing(cfg: Config) -> None:
     )
     print(f"[train] preparing {root} from {raw} (labels {specs})")
     prepare_dataset(opts)
+
+
+def prepare_images_if_missing(cfg: Config, specs: list[str]) -> None:
+    """The image counterpart of :func:`prepare_if_missing`: ``data.root`` prepared from
+    ``data.raw`` (``pcseg prepare images|voc|cityscapes``; synthetic images of
+    ``data.synthetic_images`` written there first when it does not exist) when it has no
+    meta.json; then the weak labels of ``specs`` drawn once (seed 0, as ``pcseg prepare``)."""
+    from pcseg.images.processed import ensure_weak_labels
+
+    root = Path(cfg.data.root)
+    if not (root / "meta.json").is_file():
+        if cfg.data.raw is None:
+            raise FileNotFoundError(
+                f"data.root {root} has no processed images (meta.json); run `pcseg prepare "
+                f"{cfg.data.dataset}` or set data.raw"
+            )
+        raw = Path(cfg.data.raw)
+        if not raw.exists():
+            if cfg.data.synthetic_images is None:
+                raise FileNotFoundError(f"data.raw {raw} does not exist")
+            from pcseg.images.synthetic import write_synthetic_images
+
+            print(f"[train] generating synthetic images in {raw}")
+            write_synthetic_images(raw, **cfg.data.synthetic_images.model_dump())
+        from pcseg.images.prepare import ImagePrepareOptions, prepare_images
+
+        print(f"[train] preparing {root} from {raw} (labels {specs})")
+        prepare_images(
+            ImagePrepareOptions(dataset=cfg.data.dataset, raw=raw, out=root, labels=specs)
+        )
+    for spec in specs:
+        ensure_weak_labels(root, spec, seed=0)

@@ -15,6 +15,7 @@ from pcseg.config import (
     Config,
     ConfigError,
     config_to_dict,
+    is_image_data,
     load_config,
 )
 from pcseg.config_files import shipped_config_dir
@@ -71,6 +72,11 @@ def load_run_config(config: str | Path | None, overrides: list[str]) -> Config:
 def _scenes(cfg: Config, split: str | None) -> set[str]:
     if not split:
         return set()
+    if is_image_data(cfg.data):
+        from pcseg.images.processed import read_meta
+
+        splits = read_meta(Path(cfg.data.root)).splits
+        return {i for part in split.split("+") for i in splits.get(part, [])}
     return set(processed.split_scenes(cfg.data.root, split.split("+")))
 
 

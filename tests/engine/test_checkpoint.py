@@ -98,3 +98,13 @@ def test_data_meta_keeps_what_predict_needs_of_the_processed_meta():
     assert data_meta_of({"dataset": "s3dis", "fingerprint": {"seed": 0}}) == {
         "fingerprint": {"seed": 0}
     }
+
+
+def test_is_image_checkpoint(tmp_path):
+    from pcseg.engine.checkpoint import is_image_checkpoint
+
+    for dataset, want in (("images", True), ("voc", True), ("s3dis", False)):
+        path = tmp_path / f"{dataset}.pt"
+        torch.save({"model": {}, "config": {"data": {"dataset": dataset}}}, path)
+        assert is_image_checkpoint(path) is want
+    assert is_image_checkpoint(tmp_path / "missing.pt") is False

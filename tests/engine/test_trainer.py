@@ -409,3 +409,57 @@ def test_without_the_bar_a_line_per_log_every_and_the_speed_once(
     assert speed.startswith("[train] 10 iteration(s) in ") and " it/s; about " in speed
     # in order: after the line of iteration 8, before the one of iteration 12
     assert out.index(lines[1]) < out.index(speed) < out.index(lines[2])
+
+
+def test_image_run_resumes_exactly_and_learns(tmp_path):
+    """The 2D path through the same trainer: U2PL on pixel rows resumes to the same losses;
+    supervised-only on full labels brings the loss down."""
+    from helpers.image_runs import image_config, make_synthetic_processed
+
+    from pcseg.images.processed import ensure_weak_labels
+
+    make_synthetic_processed(tmp_path / "p", train=4, val=1, test=1, size=24)
+    ensure_weak_labels(tmp_path / "p", "1%")
+
+    def cfg(run: str, **train_over):
+        return image_config(
+            tmp_path / "p",
+            tmp_path / run,
+            {"name": "u2pl", "queue_capacity": 64, "rep_dim": 8, "num_anchors": 16},
+            data={"label_spec": "1%"},
+            train={"iterations": 4, "deterministic": True, "val_every": 2, **train_over},
+        )
+
+    full = train(cfg("a"))
+    train(cfg("b", stop_at=2))
+    resumed = train(cfg("b", stop_at=2), resume=True)
+    assert resumed["loss_history"] == full["loss_history"]
+    sup = train(
+        image_config(
+            tmp_path / "p",
+            tmp_path / "s",
+            train={"iterations": 30, "lr": 0.02},
+            data={"images": {"crop_size": 24, "jitter": 0.0, "scale": [1.0, 1.0]}},
+        )
+    )
+    losses = sup["loss_history"]
+    assert np.mean(losses[-5:]) < 0.7 * losses[0]
+
+
+def test_image_init_keeps_the_classifier_only_for_the_same_classes(tmp_path):
+    from helpers.image_runs import image_config, make_synthetic_processed
+
+    from pcseg.engine.trainer import Trainer
+    from pcseg.images.processed import read_meta, write_meta
+
+    make_synthetic_processed(tmp_path / "p", train=2, val=1, test=1, size=16)
+    train(image_config(tmp_path / "p", tmp_path / "a", train={"iterations": 1}))
+    ckpt = tmp_path / "a" / "checkpoints" / "last.pt"
+    same = Trainer(image_config(tmp_path / "p", tmp_path / "b"), init=ckpt)
+    assert "net.classifier.weight" in same.init_report["loaded"]
+    meta = read_meta(tmp_path / "p")
+    renamed = type(meta)(**{**meta.__dict__, "classes": [f"c{i}" for i in range(5)]})
+    write_meta(tmp_path / "p", renamed, {"made_by": "tests"})
+    other = Trainer(image_config(tmp_path / "p", tmp_path / "c"), init=ckpt)
+    assert "net.classifier.weight" in other.init_report["fresh"]
+    assert "net.down.0.0.weight" in other.init_report["loaded"]

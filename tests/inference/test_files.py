@@ -82,7 +82,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "pcseg"
 #: the layers of pcseg.inference, top first: a module imports (and calls) only modules of
 #: layers below its own; pcseg.io (the file formats) is below them all
 LAYERS = [
-    ["files"],
+    ["files", "images"],  # images: the 2D path, beside the point-file path
     ["memory", "streamed"],
     ["tiling", "las_codes"],
     ["predictor"],

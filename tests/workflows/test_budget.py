@@ -239,3 +239,43 @@ def test_erda_study_tables_are_drawn_from_the_shipped_json(name):
     docs = Path(__file__).resolve().parents[2] / "docs"
     kind, parts = ERDA_STUDY_TABLES[name]
     assert erda_study_table(kind, parts, docs) in (docs / "ERDA_STUDY.md").read_text()
+
+
+def test_image_labelled_fraction_counts_pixels(tmp_path):
+    from helpers.image_runs import make_synthetic_processed
+
+    from pcseg.images import processed as ip
+    from pcseg.workflows.budget import spec_parts
+
+    make_synthetic_processed(tmp_path, train=8, val=1, test=1, size=16)
+    for spec in ("1%", "1/4", "full"):
+        ip.ensure_weak_labels(tmp_path, spec)
+    ids = ip.read_meta(tmp_path).splits["train"]
+    total = 16 * 16 * len(ids)
+    weak = sum(int((ip.load_weak_mask(tmp_path, "1%", i) != 255).sum()) for i in ids)
+    assert labelled_fraction(tmp_path, "1%", "train") == pytest.approx(weak / total)
+    chosen = ip.labelled_images(tmp_path, "1/4")
+    assert len(chosen) == 2
+    full = sum(int((ip.load_mask(tmp_path, i) != 255).sum()) for i in chosen)
+    assert labelled_fraction(tmp_path, "1/4", "train") == pytest.approx(full / total)
+    assert labelled_fraction(tmp_path, "full", "train") == pytest.approx(1.0)
+    assert labelled_fraction(tmp_path, "full", "train+val") == pytest.approx(1.0)
+    assert spec_parts("1/8", images=True) == ("1/8", "1of8", False)
+    assert spec_parts("1%") == ("1%", "1pct", False) and spec_parts("full")[2]
+
+
+def test_images_doc_tables_are_drawn_from_the_shipped_json():
+    # docs/IMAGES.md's 2D budget tables (test mIoU, the validation matrix that chooses, p vs q)
+    # are those of docs/images_budget_study.json, verbatim
+    results = json.loads((REPO / "docs" / "images_budget_study.json").read_text())
+    assert set(results["budgets"]) == {"1%", "1/8"}
+    for entry in results["budgets"].values():
+        assert set(entry["methods"]) == {"supervised", "erda", "u2pl"}
+        assert all(len(runs) == 3 for runs in entry["methods"].values())
+    doc = (REPO / "docs" / "IMAGES.md").read_text()
+    for table in (
+        format_budget_matrix(results),
+        format_validation_matrix(results),
+        format_pq_table(results),
+    ):
+        assert table in doc

@@ -57,3 +57,42 @@ def test_prepare_if_missing_never_tops_up_a_folder_made_otherwise(tmp_path):
     assert f"pcseg prepare s3dis --raw {tmp_path / 'r'} --out {tmp_path / 'p'} --force" in msg
     assert processed.read_meta(tmp_path / "p") == before
     assert not processed.labels_path(tmp_path / "p", "1pt", "x").parent.exists()
+
+
+def test_prepare_images_if_missing_generates_prepares_and_draws(tmp_path):
+    """An image config with data.synthetic_images: the images are written to data.raw,
+    prepared into data.root with the train spec and prepare_specs; a new spec is drawn later;
+    nothing is redone when all is there; without data.raw the error names the command."""
+    import pytest
+
+    from pcseg.config import config_from_dict
+    from pcseg.images import processed as ip
+    from pcseg.workflows.prepare import prepare_if_missing
+
+    d = {
+        "data": {
+            "dataset": "images",
+            "root": str(tmp_path / "p"),
+            "raw": str(tmp_path / "r"),
+            "synthetic_images": {"train": 4, "val": 1, "test": 1, "size": 16},
+            "label_spec": "1%",
+            "prepare_specs": ["1/4"],
+        },
+        "model": {"name": "UNet2D"},
+        "train": {"iterations": 1},
+    }
+    cfg = config_from_dict(d)
+    prepare_if_missing(cfg)
+    meta = ip.read_meta(tmp_path / "p")
+    assert {k: len(v) for k, v in meta.splits.items()} == {"train": 4, "val": 1, "test": 1}
+    assert len(ip.labelled_images(tmp_path / "p", "1/4")) == 1
+    first = ip.load_weak_mask(tmp_path / "p", "1%", meta.splits["train"][0])
+    stamp = (tmp_path / "p" / "meta.json").stat().st_mtime_ns
+    cfg.data.label_spec = "2pt"
+    prepare_if_missing(cfg)  # the folder stays; only the new spec is drawn
+    assert (tmp_path / "p" / "meta.json").stat().st_mtime_ns == stamp
+    assert len(ip.labelled_images(tmp_path / "p", "2pt")) == 4
+    assert (ip.load_weak_mask(tmp_path / "p", "1%", meta.splits["train"][0]) == first).all()
+    cfg.data.root, cfg.data.raw = str(tmp_path / "q"), None
+    with pytest.raises(FileNotFoundError, match="pcseg prepare images"):
+        prepare_if_missing(cfg)
