@@ -123,12 +123,16 @@ def write_synthetic_las(
     return path
 
 
-def tiny_predictor(voxel_size: float, planes: int = 16) -> Any:
-    """A randomly initialised MinkUNet14A predictor on the CPU (timing and tests only)."""
+def tiny_predictor(
+    voxel_size: float, planes: int = 16, fuse: bool = True, precision: str = "fp32"
+) -> Any:
+    """A randomly initialised MinkUNet14A predictor on the CPU (timing and tests only);
+    ``fuse``: batch norms folded as :func:`pcseg.inference.predictor.load_predictor` does."""
     import torch
 
     from pcseg.inference.predictor import Predictor
     from pcseg.models import MODELS
+    from pcseg.models.minkunet import fused_for_inference
     from pcseg.readers.custom import ClassesSpec
 
     torch.manual_seed(0)
@@ -137,6 +141,8 @@ def tiny_predictor(voxel_size: float, planes: int = 16) -> Any:
         "MinkUNet14ABench", (MODELS["MinkUNet14A"],), {"PLANES": (planes,) * 8, "INIT_DIM": planes}
     )
     model = net(1, len(names)).eval()
+    if fuse:
+        model = fused_for_inference(model)
     spec = ClassesSpec(
         names=names,
         voxel_size=voxel_size,
@@ -152,6 +158,7 @@ def tiny_predictor(voxel_size: float, planes: int = 16) -> Any:
         feature_keys=("remission",),
         in_channels=1,
         device=torch.device("cpu"),
+        precision=precision,
     )
 
 
