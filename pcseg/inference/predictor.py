@@ -47,6 +47,7 @@ from pcseg.readers.custom import (
     features_kind,
     load_classes,
 )
+from pcseg.sparse.tensor import SparseTensor
 
 
 class PredictError(ValueError):
@@ -95,6 +96,9 @@ class Predictor:
     inputs: TrainingInputs | None = None
     #: GEMM precision, one of :data:`PRECISIONS`
     precision: str = "fp32"
+    #: dense neighbour tables up to this many cells a voxel (the engine's training default
+    #: is :data:`pcseg.sparse.tensor.DENSE_CELLS_PER_VOXEL`)
+    dense_cells_per_voxel: int = INFERENCE_DENSE_CELLS_PER_VOXEL
 
     def logits(self, vox: np.ndarray, pts: np.ndarray, feats: np.ndarray) -> torch.Tensor:
         """(M, K) float32 logits of the voxels ``vox`` (M, 3) int (already shifted), whose
@@ -112,7 +116,8 @@ class Predictor:
             "feats": torch.from_numpy(np.ascontiguousarray(f)).to(self.device),
         }
         x = sparse_input(batch)
-        x.manager.dense_cells_per_voxel = INFERENCE_DENSE_CELLS_PER_VOXEL
+        if isinstance(x, SparseTensor):
+            x.manager.dense_cells_per_voxel = self.dense_cells_per_voxel
         bf16 = self.precision == "bf16"
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
             out, _ = self.model(x)
