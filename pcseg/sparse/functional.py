@@ -34,9 +34,12 @@ from torch import Tensor
 from .kernel_map import KernelMap
 
 #: on CPU a block of gathered pairs holds at most this many elements (rows * channels),
-#: 16 MB of fp32. Scratch buffers are reused, so big blocks cost no page faults, and few
-#: blocks mean few parallel regions, which matters on an oversubscribed machine.
-BLOCK_ELEMS = 1 << 22
+#: 4 MiB of fp32. Scratch buffers are reused, so blocks cost no page faults. Two slots of
+#: this size are the engine's only memory beyond its inputs and outputs: at 1 << 22
+#: (16 MiB a slot) they were the ~25 MiB by which one 32 -> 32 conv on 100k voxels peaked
+#: above spconv (62 vs 37 MiB, benchmark case a); at 1 << 20 it peaks at 34 MiB, and the
+#: rows of a block are still more than the pairs of one kernel offset on such a level
+BLOCK_ELEMS = 1 << 20
 #: on accelerators blocks only bound the temporary memory (64 MB of fp32); fewer launches
 BLOCK_ELEMS_GPU = 1 << 24
 
