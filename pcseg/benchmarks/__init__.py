@@ -6,7 +6,9 @@
   (plus one prepare run);
 * ``prepare`` (:mod:`pcseg.benchmarks.prepare`): prepare throughput on synthetic rooms;
 * ``predict`` (:mod:`pcseg.benchmarks.predict`): tiled / streamed ``pcseg predict`` of
-  synthetic outdoor LAS tiles: points/s, tiles, overlap cost, peak RSS per size.
+  synthetic outdoor LAS tiles: points/s, tiles, overlap cost, peak RSS per size;
+  ``predict --vs-spconv`` (:mod:`pcseg.benchmarks.predict_engines`): the prediction engines
+  (fused / unfused pcseg, spconv) on the same tiles, with the GEMM-bound limit.
 
 Each module has ``add_arguments(parser)`` and ``run(args) -> dict``; they measure with the
 one shared :mod:`pcseg.benchmarks.harness`, print ratios against a reference run of the same

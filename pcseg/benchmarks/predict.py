@@ -22,6 +22,10 @@ peak RSS (``ru_maxrss``, includes the interpreter and torch, ~300 MiB) is its ow
 
 Overlap cost: voxel visits beyond one per voxel / voxels (the extra network work the tile
 overlaps cost). Ratios are against the first (smallest) size of the same mode.
+
+``--vs-spconv`` instead compares the prediction engines (fused / unfused / bf16 pcseg and
+the same weights on spconv) on the same tiles in one process, with the GEMM-bound limit:
+:mod:`pcseg.benchmarks.predict_engines`.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from pcseg.benchmarks import predict_engines
 from pcseg.benchmarks.harness import Column, print_table, ratio, rss_mib, run_worker
 
 #: ASPRS codes of the synthetic classes
@@ -123,20 +128,33 @@ def write_synthetic_las(
     return path
 
 
-def tiny_predictor(voxel_size: float, planes: int = 16) -> Any:
-    """A randomly initialised MinkUNet14A predictor on the CPU (timing and tests only)."""
+def tiny_predictor(
+    voxel_size: float, planes: int = 16, fuse: bool = True, precision: str = "fp32"
+) -> Any:
+    """A randomly initialised MinkUNet14A predictor on the CPU (timing and tests only):
+    ``planes`` channels at every level, or the stock widths (32 ... 256) when ``planes`` is
+    0; ``fuse``: batch norms folded as :func:`pcseg.inference.predictor.load_predictor` does."""
     import torch
 
     from pcseg.inference.predictor import Predictor
     from pcseg.models import MODELS
+    from pcseg.models.minkunet import fused_for_inference
     from pcseg.readers.custom import ClassesSpec
 
     torch.manual_seed(0)
     names = list(ASPRS)
-    net = type(
-        "MinkUNet14ABench", (MODELS["MinkUNet14A"],), {"PLANES": (planes,) * 8, "INIT_DIM": planes}
+    net = (
+        type(
+            "MinkUNet14ABench",
+            (MODELS["MinkUNet14A"],),
+            {"PLANES": (planes,) * 8, "INIT_DIM": planes},
+        )
+        if planes > 0
+        else MODELS["MinkUNet14A"]
     )
     model = net(1, len(names)).eval()
+    if fuse:
+        model = fused_for_inference(model)
     spec = ClassesSpec(
         names=names,
         voxel_size=voxel_size,
@@ -152,11 +170,13 @@ def tiny_predictor(voxel_size: float, planes: int = 16) -> Any:
         feature_keys=("remission",),
         in_channels=1,
         device=torch.device("cpu"),
+        precision=precision,
     )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Arguments of the ``predict`` subcommand."""
+    """Arguments of the ``predict`` subcommand (``--vs-spconv``: :mod:`.predict_engines`)."""
+    predict_engines.add_arguments(p)
     p.add_argument(
         "--sizes", default="2000000,5000000,10000000", help="comma-separated scene sizes in points"
     )
@@ -169,7 +189,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=1_000_000,
         help="points per chunk (and per tile) of the streaming path",
     )
-    p.add_argument("--planes", type=int, default=16, help="width of the MinkUNet14A")
+    p.add_argument(
+        "--planes", type=int, default=16, help="width of the MinkUNet14A (0: its stock widths)"
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads per worker")
     p.add_argument(
         "--untiled-max-voxels",
@@ -283,6 +305,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sizes = _sizes(args.sizes)
     if args.voxel_budget < 1 or args.chunk_points < 1:
         raise SystemExit("predict: --voxel-budget >= 1 and --chunk-points >= 1 are required")
+    if args.vs_spconv:
+        return predict_engines.run(args, sizes, synthetic_outdoor, tiny_predictor)
     modes = ["stream"] + (["in_memory"] if args.in_memory else [])
     res: dict[str, Any] = {
         "sizes": sizes,

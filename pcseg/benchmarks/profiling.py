@@ -125,7 +125,9 @@ def gemm_flops(name: str, shapes: list[list[int]]) -> int:
 def profile_step(run: Callable[[], Any], dev: Any) -> dict[str, Any]:
     """Self time (s) per :data:`PROFILE_CATEGORIES` category of one ``run()`` under
     torch.profiler, plus the GEMM work: ``gemm_gflop`` (from the recorded input shapes, see
-    :func:`gemm_flops`) and ``gemm_gflop_per_s`` (over the GEMM category's self time)."""
+    :func:`gemm_flops`), ``gemm_gflop_per_s`` (over the GEMM category's self time) and
+    ``vs_gemm_limit``: the profiled time over the GEMMs' own (the step's ratio to its
+    GEMM-bound limit, the GEMMs running at ``torch.mm``'s rate)."""
     from torch.profiler import ProfilerActivity, profile
 
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
@@ -162,6 +164,8 @@ def profile_step(run: Callable[[], Any], dev: Any) -> dict[str, Any]:
         "seconds": cats,
         "gemm_gflop": gflop,
         "gemm_gflop_per_s": gflop / gemm_s if gemm_s > 0 else None,
+        # the GEMMs run at torch.mm's rate, so their own time is the GEMM-bound limit
+        "vs_gemm_limit": total / gemm_s if gemm_s > 0 else None,
         "percent": {k: 100 * v / total for k, v in cats.items()} if total else {},
         "other_top": dict(sorted(other.items(), key=lambda kv: -kv[1])[:8]),
     }

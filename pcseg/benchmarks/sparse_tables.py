@@ -190,8 +190,10 @@ def profile_lines(name: str, threads: int, r: dict[str, Any]) -> list[str]:
     ]
     if pr.get("gemm_gflop"):
         rate = pr.get("gemm_gflop_per_s")
+        lim = pr.get("vs_gemm_limit")
         lines.append(
             f"[sparse]   profile {name}: GEMM work {pr['gemm_gflop']:.1f} GFLOP"
             + (f" at {rate:.1f} GFLOP/s" if rate else "")
+            + (f"; step / GEMM-bound limit {lim:.2f}x" if lim else "")
         )
     return lines

@@ -109,6 +109,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "the others keep theirs",
     )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16"],
+        help="GEMM precision: bf16 on CPUs with native bfloat16 (AVX512-BF16 / AMX), "
+        "labels equal on >= 99.9%% of points (docs/RESULTS.md)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run, parser=p)
 
@@ -146,5 +153,6 @@ def run(args: argparse.Namespace) -> int:
         stream=args.stream,
         chunk_points=args.chunk_points,
         policy=CodePolicy.of(args.keep_codes, only),
+        precision=args.precision,
     )
     return 1 if summary["failures"] else 0

@@ -279,14 +279,14 @@ def predict_files(
     stream: str = "auto",
     chunk_points: int = DEFAULT_CHUNK_POINTS,
     policy: CodePolicy = EVERY_POINT,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
-    """``pcseg predict``: label every file of ``inputs`` into ``out``; a file that fails is
-    reported (file + error) and the others go on. ``policy``: which points' LAS codes are
-    replaced (``--keep-codes``, ``--only-unclassified``). Each file's line names its
-    units; its notes (another CRS / unit than the training files, features far outside the
-    training range) are printed as warnings. Returns this run's summary, merged into
-    ``OUT/predict_summary.json`` (``.rank<r>.json`` under torchrun) with those of earlier
-    runs into the folder (:func:`merge_summaries`: newest entry per input file)."""
+    """``pcseg predict``: label every file of ``inputs`` into ``out`` (a file that fails is
+    reported, the others go on); ``policy``: which LAS codes are replaced; ``precision``:
+    fp32 or bf16 (:mod:`pcseg.inference.predictor`). Each file's line names its units, its
+    notes (CRS / units / features unlike the training files') are warnings. Returns this run's
+    summary, merged into ``OUT/predict_summary.json`` (``.rank<r>.json`` under torchrun) with
+    earlier runs' (:func:`merge_summaries`: newest entry per input file)."""
     started = time.time()
     if fmt != "same" and fmt not in OUTPUT_FORMATS:
         raise PredictError(f"--format must be 'same' or one of {OUTPUT_FORMATS}, got {fmt!r}")
@@ -300,7 +300,7 @@ def predict_files(
     check_stems(files)
     rank, world = rank_world()
     mine = files[rank::world]
-    predictor = load_predictor(checkpoint, classes, device)
+    predictor = load_predictor(checkpoint, classes, device, precision)
     check_feature_inputs(predictor, files)
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
@@ -348,6 +348,7 @@ def predict_files(
         "stream": stream,
         "chunk_points": chunk_points,
         "codes": policy.describe(),
+        "precision": precision,
         "rank": rank,
         "world_size": world,
         "files": done,

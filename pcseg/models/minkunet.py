@@ -19,11 +19,13 @@ so the same definition runs on the pure-PyTorch engine or on an adapter.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from torch import Tensor, nn
 
-from pcseg.sparse.backends import SparseBackend, get_backend
+from pcseg.sparse.backends import SparseBackend, TorchBackend, get_backend
+from pcseg.sparse.fuse import fold_pairs
 from pcseg.sparse.tensor import SparseTensor
 
 DEFAULT_PLANES = (32, 64, 128, 256, 256, 128, 96, 96)
@@ -257,6 +259,21 @@ class MinkUNet(nn.Module):
             return self.final(feats), feats
         return self.final(self.dropout(feats)), feats
 
+    def conv_bn_pairs(self) -> list[tuple[nn.Module, str, str]]:
+        """Every ``(owner, conv_name, bn_name)`` whose batch norm directly follows the conv
+        (stem, strided / transposed convs, the convs of every block and its shortcut)."""
+        pairs: list[tuple[nn.Module, str, str]] = [(self, "conv0p1s1", "bn0")]
+        pairs += [(self, f"conv{i}p{2 ** (i - 1)}s2", f"bn{i}") for i in range(1, 5)]
+        pairs += [(self, f"convtr{i}p{2 ** (8 - i)}s2", f"bntr{i}") for i in range(4, 8)]
+        for i in range(1, 9):
+            for blk in getattr(self, f"block{i}"):
+                pairs += [
+                    (blk, f"conv{j}", f"norm{j}") for j in (1, 2, 3) if hasattr(blk, f"conv{j}")
+                ]
+                if blk.downsample is not None:
+                    pairs.append((blk.downsample, "0", "1"))
+        return pairs
+
     def extra_repr(self) -> str:
         return (
             f"in_channels={self.in_channels}, num_classes={self.num_classes}, "
@@ -344,6 +361,19 @@ def build_model(
     return cls(in_channels, num_classes, backend=backend, head_dropout=head_dropout)
 
 
+def fused_for_inference(model: nn.Module) -> nn.Module:
+    """For a pure-PyTorch-engine :class:`MinkUNet`: an eval-mode copy with every batch norm
+    folded into the convolution before it (:func:`pcseg.sparse.fuse.fold_batch_norm`), its
+    outputs equal to the eval-mode model's up to float rounding, ``model`` untouched. Any
+    other model / backend (whose layers are not this engine's): ``model`` itself, set to
+    eval mode."""
+    if not (isinstance(model, MinkUNet) and isinstance(model.backend, TorchBackend)):
+        return model.eval()
+    out = copy.deepcopy(model).eval()
+    fold_pairs(out.conv_bn_pairs())
+    return out
+
+
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (elements) of ``model``."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
@@ -356,5 +386,6 @@ __all__ = [
     "MODELS",
     "build_model",
     "count_parameters",
+    "fused_for_inference",
     *MODELS,
 ]

@@ -34,9 +34,12 @@ from torch import Tensor
 from .kernel_map import KernelMap
 
 #: on CPU a block of gathered pairs holds at most this many elements (rows * channels),
-#: 16 MB of fp32. Scratch buffers are reused, so big blocks cost no page faults, and few
-#: blocks mean few parallel regions, which matters on an oversubscribed machine.
-BLOCK_ELEMS = 1 << 22
+#: 4 MiB of fp32. Scratch buffers are reused, so blocks cost no page faults. Two slots of
+#: this size are the engine's only memory beyond its inputs and outputs: at 1 << 22
+#: (16 MiB a slot) they were the ~25 MiB by which one 32 -> 32 conv on 100k voxels peaked
+#: above spconv (62 vs 37 MiB, benchmark case a); at 1 << 20 it peaks at 34 MiB, and the
+#: rows of a block are still more than the pairs of one kernel offset on such a level
+BLOCK_ELEMS = 1 << 20
 #: on accelerators blocks only bound the temporary memory (64 MB of fp32); fewer launches
 BLOCK_ELEMS_GPU = 1 << 24
 
@@ -76,7 +79,10 @@ class _Workspace(threading.local):
         key = (slot, like.device, like.dtype)
         buf = self.bufs.get(key)
         if buf is None or buf.numel() < n:
-            buf = torch.empty(max(n, 1 << 16), dtype=like.dtype, device=like.device)
+            # a normal tensor even under torch.inference_mode: a buffer made there could not
+            # be written by a later convolution outside it (training after a prediction)
+            with torch.inference_mode(False):
+                buf = torch.empty(max(n, 1 << 16), dtype=like.dtype, device=like.device)
             self.bufs[key] = buf
         return buf[:n].view(rows, cols)
 
@@ -128,23 +134,38 @@ def _segment_mm_scatter(
         dst.index_add_(0, idx, y)
 
 
-def _conv_forward(x: Tensor, w: Tensor, kmap: KernelMap) -> Tensor:
-    """(n_in, C_in) x (K, C_in, C_out) -> (n_out, C_out); x and w of one dtype, contiguous."""
+def _conv_forward(x: Tensor, w: Tensor, kmap: KernelMap, bias: Tensor | None = None) -> Tensor:
+    """(n_in, C_in) x (K, C_in, C_out) -> (n_out, C_out); x and w of one dtype, contiguous.
+
+    ``bias`` (C_out,) (inference path): the output starts from it (``addmm`` of the centre
+    offset, or a broadcast fill instead of the zero fill), no separate pass."""
     cin, cout = w.shape[1], w.shape[2]
     ws = w.unbind(0)
     acc = _accumulation_dtype(x.dtype)
+    b = bias.to(acc) if bias is not None else None
     if kmap.identity is not None:
-        out = torch.mm(x, ws[kmap.identity]).to(acc)  # widening and back is exact
+        if b is not None and acc == x.dtype:
+            out = torch.addmm(b, x, ws[kmap.identity])
+            b = None
+        else:
+            out = torch.mm(x, ws[kmap.identity]).to(acc)  # widening and back is exact
     elif kmap.out_unique:
         out = x.new_empty((kmap.n_out, cout), dtype=acc)
+    elif b is not None:
+        out = b.expand(kmap.n_out, cout).contiguous()
+        b = None
     else:
         out = x.new_zeros((kmap.n_out, cout), dtype=acc)
     if kmap.ptr[-1] == 0:
-        return out.to(x.dtype)
+        if kmap.out_unique and kmap.identity is None:
+            out.zero_()  # no pair reaches any output row
+        return (out if b is None else out.add_(b)).to(x.dtype)
     copy = kmap.out_unique and kmap.identity is None
     for in_idx, out_idx, rows, segs in kmap.chunks(_block_rows(cin, cout, x.device)):
         g = torch.index_select(x, 0, in_idx, out=_WS.get(0, rows, cin, x))
         _segment_mm_scatter(g, ws, segs, _WS.get(1, rows, cout, x), out, out_idx, copy)
+    if b is not None:
+        out.add_(b)
     return out.to(x.dtype)
 
 
@@ -255,17 +276,7 @@ def _make_function(device_type: str) -> type[torch.autograd.Function]:
 _FUNCTIONS: dict[str, type[torch.autograd.Function]] = {}
 
 
-def sparse_conv(feats: Tensor, weight: Tensor, kmap: KernelMap) -> Tensor:
-    """Sparse convolution ``out[o] = sum_k sum_{(i, o) in map_k} feats[i] @ weight[k]``.
-
-    Args:
-        feats: (n_in, C_in) floating features on the map's device.
-        weight: (K, C_in, C_out), K = ``kmap.kernel_volume``, MinkowskiEngine offset order.
-        kmap: the :class:`KernelMap` (from a :class:`CoordinateManager`).
-    Returns:
-        (n_out, C_out) features, in the autocast dtype under autocast, else the promoted
-        dtype of ``feats`` and ``weight``.
-    """
+def _check_args(feats: Tensor, weight: Tensor, kmap: KernelMap) -> None:
     if feats.dim() != 2 or feats.shape[0] != kmap.n_in:
         raise ValueError(
             f"sparse_conv: feats must be ({kmap.n_in}, C_in), got {tuple(feats.shape)}"
@@ -284,6 +295,37 @@ def sparse_conv(feats: Tensor, weight: Tensor, kmap: KernelMap) -> Tensor:
             f"sparse_conv: feats on {feats.device}, weight on {weight.device}, "
             f"kernel map on {kmap.device}"
         )
+
+
+def sparse_conv_inference(
+    feats: Tensor, weight: Tensor, kmap: KernelMap, bias: Tensor | None = None
+) -> Tensor:
+    """Forward-only :func:`sparse_conv` plus ``bias`` (C_out,), for calls that record no
+    graph (``torch.no_grad`` / ``torch.inference_mode``): no autograd node, no saved
+    tensors, the bias written in the same pass as the products (see :func:`_conv_forward`).
+    Under autocast the operands are cast to the autocast dtype as :func:`sparse_conv` does.
+    Returns (n_out, C_out) features (the output dtype of :func:`sparse_conv`)."""
+    _check_args(feats, weight, kmap)
+    dev = feats.device.type
+    if _autocast_on(dev):
+        dt = torch.get_autocast_dtype(dev)
+    else:
+        dt = torch.promote_types(feats.dtype, weight.dtype)
+    return _conv_forward(feats.to(dt).contiguous(), weight.to(dt).contiguous(), kmap, bias)
+
+
+def sparse_conv(feats: Tensor, weight: Tensor, kmap: KernelMap) -> Tensor:
+    """Sparse convolution ``out[o] = sum_k sum_{(i, o) in map_k} feats[i] @ weight[k]``.
+
+    Args:
+        feats: (n_in, C_in) floating features on the map's device.
+        weight: (K, C_in, C_out), K = ``kmap.kernel_volume``, MinkowskiEngine offset order.
+        kmap: the :class:`KernelMap` (from a :class:`CoordinateManager`).
+    Returns:
+        (n_out, C_out) features, in the autocast dtype under autocast, else the promoted
+        dtype of ``feats`` and ``weight``.
+    """
+    _check_args(feats, weight, kmap)
     dev = feats.device.type
     fn = _FUNCTIONS.get(dev)
     if fn is None:

@@ -13,7 +13,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .functional import sparse_conv
+from .functional import sparse_conv, sparse_conv_inference
+from .kernel_map import KernelMap
 from .tensor import SparseTensor
 
 
@@ -67,6 +68,18 @@ class _ConvBase(nn.Module):
     def _finish(self, f: Tensor) -> Tensor:
         return f + self.bias if self.bias is not None else f
 
+    def _records_graph(self, feats: Tensor) -> bool:
+        return torch.is_grad_enabled() and (
+            feats.requires_grad or any(p.requires_grad for p in self.parameters(recurse=False))
+        )
+
+    def _conv(self, feats: Tensor, km: KernelMap) -> Tensor:
+        """Convolution plus bias: the autograd op when a graph is recorded, else the
+        forward-only :func:`sparse_conv_inference` (bias in the same pass)."""
+        if self._records_graph(feats):
+            return self._finish(sparse_conv(feats, self.weight, km))
+        return sparse_conv_inference(feats, self.weight, km, self.bias)
+
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -98,11 +111,11 @@ class SubMConv3d(_ConvBase):
     def forward(self, x: SparseTensor) -> SparseTensor:
         _check_input(x, self.in_channels, "SubMConv3d")
         if self.kernel_size == 1:
-            f = torch.matmul(x.feats, self.weight[0])
-        else:
-            km = x.manager.kernel_map(x.stride, x.stride, self.kernel_size, self.dilation, "subm")
-            f = sparse_conv(x.feats, self.weight, km)
-        return x.replace_feats(self._finish(f))
+            if self.bias is not None and not self._records_graph(x.feats):
+                return x.replace_feats(torch.addmm(self.bias, x.feats, self.weight[0]))
+            return x.replace_feats(self._finish(torch.matmul(x.feats, self.weight[0])))
+        km = x.manager.kernel_map(x.stride, x.stride, self.kernel_size, self.dilation, "subm")
+        return x.replace_feats(self._conv(x.feats, km))
 
 
 class Conv3d(_ConvBase):
@@ -133,8 +146,7 @@ class Conv3d(_ConvBase):
         _check_input(x, self.in_channels, "Conv3d")
         out_stride = x.stride * self.stride
         km = x.manager.kernel_map(x.stride, out_stride, self.kernel_size, self.dilation, "down")
-        f = sparse_conv(x.feats, self.weight, km)
-        return SparseTensor._derived(self._finish(f), out_stride, x.manager)
+        return SparseTensor._derived(self._conv(x.feats, km), out_stride, x.manager)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", stride={self.stride}"
@@ -170,8 +182,7 @@ class ConvTranspose3d(_ConvBase):
             )
         out_stride = x.stride // self.stride
         km = x.manager.kernel_map(x.stride, out_stride, self.kernel_size, self.dilation, "up")
-        f = sparse_conv(x.feats, self.weight, km)
-        return SparseTensor._derived(self._finish(f), out_stride, x.manager)
+        return SparseTensor._derived(self._conv(x.feats, km), out_stride, x.manager)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", stride={self.stride}"

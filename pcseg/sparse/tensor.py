@@ -42,6 +42,9 @@ MapKey = tuple[str, int, int, int, int]
 #: padding (in cells of the level) of dense neighbour tables: offsets up to this radius
 #: (e.g. kernel 5 with dilation 2) are looked up in the table, larger ones by binary search
 DENSE_PAD = 4
+#: a level gets a dense neighbour table when its padded box has at most this many cells a
+#: voxel (or at most 2**20 cells); :attr:`CoordinateManager.dense_cells_per_voxel`
+DENSE_CELLS_PER_VOXEL = 64
 #: set to False to always use binary search (``torch.searchsorted``) for kernel maps
 USE_DENSE_INDEX = True
 
@@ -135,6 +138,10 @@ class CoordinateManager:
         self.origin_inverse = origin_inverse
         self._maps: dict[MapKey, KernelMap] = {}
         self._batch_size: int | None = None
+        #: dense-table threshold of this manager's levels (set before the first kernel map;
+        #: prediction raises it: one table lookup instead of a binary search per query, for
+        #: up to 512 bytes of table a voxel)
+        self.dense_cells_per_voxel = DENSE_CELLS_PER_VOXEL
         #: every kernel map actually built, as its cache key (kind, in_s, out_s, ks, dil)
         self.build_log: list[MapKey] = []
 
@@ -159,6 +166,7 @@ class CoordinateManager:
             _Level(other.base_stride, lvl.sorted_keys, lvl.sorted_keys, None, coords), inv
         )
         mgr._batch_size = other._batch_size
+        mgr.dense_cells_per_voxel = other.dense_cells_per_voxel
         return mgr
 
     def base_perm(self) -> Tensor | None:
@@ -313,7 +321,9 @@ class CoordinateManager:
         the level's bounding box is small (built once per level), else binary search."""
         lvl = self._level(stride)
         if USE_DENSE_INDEX and not lvl.dense_planned:
-            lvl.dense = DenseGridIndex.plan(self.coords(stride), stride, DENSE_PAD)
+            lvl.dense = DenseGridIndex.plan(
+                self.coords(stride), stride, DENSE_PAD, self.dense_cells_per_voxel
+            )
             lvl.dense_planned = True
         if USE_DENSE_INDEX and lvl.dense is not None and radius <= lvl.dense.max_radius:
             return lvl.dense

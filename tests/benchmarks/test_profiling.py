@@ -31,3 +31,5 @@ def test_profile_counts_the_gemm_work_of_a_known_run(_one_thread):
     expected = (3 * 2 * 64 * 32 * 16 + 2 * 8 * 5 * 6) / 1e9
     assert prof["gemm_gflop"] == pytest.approx(expected, rel=1e-12)
     assert prof["seconds"]["gemm"] > 0 and prof["gemm_gflop_per_s"] > 0
+    want = prof["profiled_self_s"] / prof["seconds"]["gemm"]
+    assert prof["vs_gemm_limit"] == pytest.approx(want) and prof["vs_gemm_limit"] >= 1

@@ -66,10 +66,12 @@ def test_progress_lines():
             "wall_s": 0.5,
             "gemm_gflop": 2.0,
             "gemm_gflop_per_s": 6.666,
+            "vs_gemm_limit": 1.3333,
         }
     }
     assert sparse_tables.profile_lines("pcseg", 1, prof) == [
         "[sparse]   profile pcseg (1 thread, one iteration, wall 0.50s): "
         "gemm 0.30s (75%), gather 0.10s (25%)",
-        "[sparse]   profile pcseg: GEMM work 2.0 GFLOP at 6.7 GFLOP/s",
+        "[sparse]   profile pcseg: GEMM work 2.0 GFLOP at 6.7 GFLOP/s; "
+        "step / GEMM-bound limit 1.33x",
     ]

@@ -87,3 +87,18 @@ def grid_frame(
 
 def grads_of(out: torch.Tensor, g: torch.Tensor, *tensors: torch.Tensor) -> list[torch.Tensor]:
     return list(torch.autograd.grad((out * g).sum(), tensors))
+
+
+def perturb_batch_norms(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every BatchNorm1d of ``model`` non-trivial running statistics and affine
+    parameters (so that an eval-mode test of batch-norm folding is a real test); in place."""
+    g = torch.Generator().manual_seed(seed)
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.BatchNorm1d):
+            n = mod.num_features
+            with torch.no_grad():
+                mod.running_mean.copy_(torch.rand(n, generator=g) - 0.5)
+                mod.running_var.copy_(0.5 + torch.rand(n, generator=g))
+                mod.weight.copy_(0.5 + torch.rand(n, generator=g))
+                mod.bias.copy_(0.4 * torch.rand(n, generator=g) - 0.2)
+    return model

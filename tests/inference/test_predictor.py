@@ -3,8 +3,13 @@ of pcseg.data.dataset.input_features (the same function the training data uses).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+import pytest
 import torch
+from helpers.paths import REAL_DATA
+from helpers.sparse import perturb_batch_norms
 
 from pcseg.data.dataset import FEATURE_WIDTHS, input_features
 from pcseg.models.inputs import sparse_input
@@ -81,3 +86,61 @@ def test_a_class_file_given_to_predict_must_be_the_training_one():
             check_given_classes(feats, meta, "the checkpoint", "run.pt", "c.yaml")
     # a benchmark checkpoint keeps no class file: nothing to compare (names are checked apart)
     check_given_classes(_spec(map={2: "low_vegetation", 3: "ground"}), {}, "", "run.pt", "c")
+
+
+def _pair(planes: int = 8):
+    """(unfused, fused) predictors of one randomly initialised network whose batch norms
+    carry non-trivial statistics."""
+    from pcseg.benchmarks.predict import tiny_predictor
+    from pcseg.models.minkunet import fused_for_inference
+
+    torch.manual_seed(0)
+    plain = tiny_predictor(0.5, planes=planes, fuse=False)
+    perturb_batch_norms(plain.model, seed=3)
+    return plain, dataclasses.replace(plain, model=fused_for_inference(plain.model))
+
+
+def _check_fused_equals_unfused(vox, pts, feats) -> None:
+    plain, fused = _pair()
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in fused.model.modules())
+    want, got = plain.logits(vox, pts, feats), fused.logits(vox, pts, feats)
+    assert want.std() > 1e-3
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    assert torch.equal(got.argmax(1), want.argmax(1))
+
+
+def test_fused_predictor_equals_unfused_on_a_synthetic_scene():
+    from pcseg.benchmarks.predict import synthetic_outdoor
+
+    d = synthetic_outdoor(6000, seed=2)
+    vox, first = np.unique(np.floor(d["xyz"] / 0.5).astype(np.int32), axis=0, return_index=True)
+    feats = (d["intensity"][first, None] / 4096.0).astype(np.float32)
+    _check_fused_equals_unfused(vox, d["xyz"][first].astype(np.float32), feats)
+
+
+def test_fused_predictor_equals_unfused_on_the_real_scan():
+    from pcseg.benchmarks.scenes import KITTI_SCAN
+    from pcseg.data.voxelize import voxelize
+    from pcseg.readers.semantickitti import read_bin
+
+    path = REAL_DATA / KITTI_SCAN
+    if not path.is_file():
+        pytest.skip(f"real scan {path} absent")
+    scan = read_bin(path)
+    v = voxelize(scan[:, :3], 0.5, "test", feats=scan[:, 3:4])
+    assert v.feats is not None and len(v.voxel_coords) > 10_000
+    pts = scan[v.point_index, :3]
+    _check_fused_equals_unfused(v.voxel_coords.astype(np.int32), pts, v.feats)
+
+
+def test_bf16_precision_checked_against_the_cpu():
+    from pcseg.inference.predictor import PredictError, bf16_supported, check_precision
+
+    check_precision("fp32", torch.device("cpu"))
+    with pytest.raises(PredictError, match="precision must be"):
+        check_precision("fp16", torch.device("cpu"))
+    if bf16_supported():
+        check_precision("bf16", torch.device("cpu"))
+    else:
+        with pytest.raises(PredictError, match="no native bfloat16"):
+            check_precision("bf16", torch.device("cpu"))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers.sparse import perturb_batch_norms
 
 from pcseg.models import MODELS, MinkUNet, build_model, count_parameters
+from pcseg.models.minkunet import fused_for_inference
 from pcseg.sparse import SparseTensor
 
 # The MinkowskiEngine examples/minkunet.py definitions, restated as data.
@@ -270,3 +272,44 @@ def test_head_dropout_range_and_config():
     assert build_from_config(cfg, 3, 6).head_dropout == 0.5
     with pytest.raises(ConfigError, match="head_dropout"):
         config_from_dict({"model": {"head_dropout": 1.0}, "train": {"iterations": 1}})
+
+
+@pytest.mark.parametrize("name", ["MinkUNet14A", "MinkUNet34C", "MinkUNet50"])
+def test_conv_bn_pairs_cover_every_batch_norm(name):
+    model = build_model(name, 3, 5)
+    pairs = model.conv_bn_pairs()
+    bns = {id(m) for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)}
+    assert {id(getattr(o, b)) for o, _, b in pairs} == bns and len(pairs) == len(bns)
+    for o, c, b in pairs:  # the conv's output channels are the norm's
+        assert getattr(o, c).out_channels == getattr(o, b).num_features
+
+
+@pytest.mark.parametrize("name", ["MinkUNet14A", "MinkUNet50"])
+def test_fused_for_inference_equals_the_eval_model(name):
+    """Batch norms folded: logits / features equal the eval-mode network's (float64, to
+    1e-10; labels exactly); the original model keeps its batch norms."""
+    torch.manual_seed(0)
+    x = two_scene_batch()
+    x = x.replace_feats(x.feats.double())
+    model = perturb_batch_norms(build_model(name, 3, 6).double()).eval()
+    fused = fused_for_inference(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in fused.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules())
+    with torch.no_grad():
+        want, wf = model(x)
+    with torch.inference_mode():
+        got, gf = fused(x)
+    assert want.std() > 1e-3
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(gf, wf, rtol=1e-10, atol=1e-10)
+    assert torch.equal(got.argmax(1), want.argmax(1))
+
+
+def test_fused_for_inference_leaves_other_backends_unfolded():
+    pytest.importorskip("spconv")
+    model = build_model("MinkUNet14A", 3, 4, backend="spconv")
+    fused = fused_for_inference(model)
+    assert fused is model and not fused.training
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in fused.modules()) == len(
+        model.conv_bn_pairs()
+    )

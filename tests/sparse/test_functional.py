@@ -273,3 +273,61 @@ def test_reduced_precision_sums_over_offsets_accumulate_in_float32(monkeypatch):
     assert abs(float(f.grad[centre]) - 269.0) <= 1.0
     # d out / d w[k] = sum of the 27 (or fewer) inputs seen through offset k: 27 for the centre
     assert float(conv.weight.grad[13]) == 27.0 and conv.weight.grad.dtype == torch.float32
+
+
+# ------------------------------------------------------ forward-only inference path
+@pytest.mark.parametrize("kind", ["subm3", "subm1", "down2", "down3", "up2"])
+def test_inference_path_equals_the_autograd_op_plus_bias(kind):
+    """Without a recorded graph the convs run sparse_conv_inference (bias written with the
+    products): the same numbers as the autograd op + bias, in float64."""
+    c = random_coords(2, 9, 0.3)
+    f = torch.randn(len(c), 3, dtype=DT)
+    x = SparseTensor(c, f)
+    if kind == "up2":
+        down = Conv3d(3, 3, 2).to(DT)
+        x = down(x)
+        conv = ConvTranspose3d(3, 4, 2, bias=True).to(DT)
+    elif kind.startswith("down"):
+        conv = Conv3d(3, 4, int(kind[-1]), bias=True).to(DT)
+    else:
+        conv = SubMConv3d(3, 4, int(kind[-1]), bias=True).to(DT)
+    want = conv(x).feats  # parameters require grad: the autograd op
+    assert want.requires_grad
+    with torch.inference_mode():
+        got = conv(x).feats
+    assert not got.requires_grad
+    torch.testing.assert_close(got, want.detach(), rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        torch.testing.assert_close(conv(x).feats, want.detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_inference_conv_autocast_bf16_and_bias():
+    """Under CPU autocast the inference path computes in bf16 like the autograd op."""
+    from pcseg.sparse.functional import sparse_conv_inference
+
+    c = random_coords(1, 10, 0.3)
+    f = torch.randn(len(c), 8)
+    x = SparseTensor(c, f)
+    km = x.manager.kernel_map(1, 1, 3, 1, "subm")
+    w = torch.randn(27, 8, 8) * 0.1
+    b = torch.randn(8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want = sparse_conv(f, w, km)
+        got = sparse_conv_inference(f, w, km, b)
+    assert got.dtype == want.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want.float() + b, rtol=2e-2, atol=2e-2)
+
+
+def test_workspace_made_under_inference_mode_serves_training_later():
+    """Scratch buffers first allocated inside torch.inference_mode are normal tensors: a
+    training convolution afterwards may write them."""
+    import pcseg.sparse.functional as PF
+
+    PF.clear_workspace()
+    c = random_coords(1, 9, 0.3)
+    conv = SubMConv3d(3, 3, 3)
+    with torch.inference_mode():
+        conv(SparseTensor(c, torch.randn(len(c), 3)))
+    f = torch.randn(len(c), 3, requires_grad=True)
+    conv(SparseTensor(c, f)).feats.sum().backward()
+    assert f.grad is not None and torch.isfinite(f.grad).all()
