@@ -3,6 +3,12 @@ releases are damaged (the synthetic generators in pcseg.readers.synthetic write 
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +167,43 @@ def ply_float_colours(ply: Path, scale: float = 255.0) -> None:
         return out
 
     ply_vertices(ply, fn)
+
+
+# --------------------------------------------------------------------------- disk full
+@contextlib.contextmanager
+def small_tmpfs(mountpoint: Path, size: str) -> Iterator[Path]:
+    """Mount a tmpfs of ``size`` (e.g. ``'256k'``) on the folder ``mountpoint`` for the
+    block, then unmount it: a real full disk. Skips the test with the reason where this
+    process may not mount one (not root, no ``mount``, a container without the right)."""
+    import pytest
+
+    mountpoint.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        pytest.skip(f"a real full disk needs a tmpfs mount: not root (uid {os.geteuid()})")
+    mount = shutil.which("mount")
+    if mount is None:
+        pytest.skip("a real full disk needs a tmpfs mount: no 'mount' command")
+    cmd = [mount, "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mountpoint)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    if done.returncode != 0:
+        pytest.skip(
+            f"a real full disk needs a tmpfs mount: {' '.join(cmd)}: "
+            f"{done.stderr.strip() or done.returncode}"
+        )
+    try:
+        yield mountpoint
+    finally:
+        subprocess.run(["umount", str(mountpoint)], capture_output=True, timeout=30)
+
+
+def no_space_after(nbytes: int):
+    """A stand-in for a writer given an open file (``torch.save(obj, fh)``, ``save(fh)``):
+    it writes ``nbytes`` to the first argument that has ``write``, then fails as a full disk
+    does (``OSError(ENOSPC)``)."""
+
+    def write(*args, **kwargs) -> None:
+        fh = next(a for a in args if hasattr(a, "write"))
+        fh.write(b"\0" * nbytes)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    return write
