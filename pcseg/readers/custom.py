@@ -64,6 +64,7 @@ from __future__ import annotations
 import fnmatch
 import sys
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -88,6 +89,7 @@ from pcseg.readers.common import (
     GroundAccumulator,
     GroundSurface,
     ReaderOptions,
+    SplitError,
     check_points,
     fit_normalisation,
     isolated_voxel_share,
@@ -740,22 +742,32 @@ def to_scene(
 
 # ----------------------------------------------------------------------------- the reader
 def scene_id(raw: Path, path: Path) -> str:
-    """``tiles/a.las`` under ``raw`` -> ``tiles__a``."""
+    """``tiles/a.las`` under ``raw`` -> ``tiles__a`` (see :func:`list_files` for two files
+    of one stem in one folder)."""
     rel = path.relative_to(raw).with_suffix("")
     return "__".join(rel.parts)
 
 
 def list_files(raw: Path) -> dict[str, Path]:
-    """{scene id: file} of every supported file under ``raw`` (ValueError on two files with
-    the same id, e.g. ``a.las`` and ``a.ply``)."""
+    """{scene id: file} of every supported file under ``raw``: the id is the relative path
+    without the suffix (:func:`scene_id`: ``a/tile.las`` and ``b/tile.las`` are ``a__tile``
+    and ``b__tile``); files of one stem in one folder (``tile.las`` and ``tile.ply``) take
+    their format too (``tile_las``, ``tile_ply``). :class:`SplitError` naming both files
+    where two would still be one scene (``a__b.las`` and ``a/b.las``)."""
     raw = Path(raw)
     if not raw.is_dir():
         raise FileNotFoundError(f"raw folder {raw} does not exist")
+    files = list_point_files(raw)
+    ids = [scene_id(raw, p) for p in files]
+    shared = {i for i, n in Counter(ids).items() if n > 1}
     out: dict[str, Path] = {}
-    for p in list_point_files(raw):
-        sid = scene_id(raw, p)
+    for p, sid in zip(files, ids):
+        if sid in shared:
+            sid = f"{sid}_{p.suffix.lower().lstrip('.')}"
         if sid in out:
-            raise ValueError(f"{out[sid]} and {p} would both be scene {sid!r}; rename one")
+            raise SplitError(
+                f"{out[sid]} and {p} would both be scene {sid!r} (scenes/{sid}.npz); rename one"
+            )
         out[sid] = p
     return out
 

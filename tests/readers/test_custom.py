@@ -458,3 +458,37 @@ def test_a_predict_folder_with_leftovers_lists_only_its_point_files(tmp_path):
     (raw / ".a.las.x1y2z3w4.las").write_bytes(b"half")
     (raw / "b.las.tmp").write_bytes(b"half")
     assert list_files(raw) == {"a": raw / "a.las"}
+
+
+def test_same_stem_files_are_distinct_scenes(tmp_path, capsys):
+    """One stem in other folders or formats: one scene each (the folder in the id, the
+    format where one folder holds both); only a true clash is refused, naming both files."""
+    from pcseg.io.points import read_points, write_points
+    from pcseg.readers.common import SplitError
+    from pcseg.readers.custom import list_files
+
+    raw = tmp_path / "raw"
+    for i, rel in enumerate(["a/tile.las", "b/tile.las", "tile.las"]):
+        write_synthetic_las(raw / rel, 600, seed=i)
+    write_points(read_points(raw / "tile.las"), raw / "tile.ply", {}, fmt="ply")
+    want = {"a__tile": "a/tile.las", "b__tile": "b/tile.las", "tile_las": "tile.las"}
+    want["tile_ply"] = "tile.ply"
+    assert {k: v.relative_to(raw).as_posix() for k, v in list_files(raw).items()} == want
+    classes = _classes(tmp_path)
+    s = prepare_custom(raw, classes, tmp_path / "proc")
+    assert s["failed"] == 0
+    assert sorted(processed.read_meta(tmp_path / "proc")["splits"]["train"]) == sorted(want)
+    for sid, rel in want.items():  # each scene holds its own file's points
+        n = len(read_points(raw / rel).xyz)
+        assert processed.read_scene(tmp_path / "proc", sid).num_points == n
+    write_synthetic_las(raw / "a__tile.las", 600, seed=9)  # a__tile as a/tile.las, both .las
+    with pytest.raises(SplitError) as e:
+        list_files(raw)
+    assert str(e.value) == (
+        f"{raw / 'a' / 'tile.las'} and {raw / 'a__tile.las'} would both be scene "
+        "'a__tile_las' (scenes/a__tile_las.npz); rename one"
+    )
+    capsys.readouterr()
+    argv = ["prepare", "custom", "--raw", str(raw), "--classes", str(classes), "--out"]
+    assert main([*argv, str(tmp_path / "p2")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"pcseg: error: {e.value}"]
