@@ -85,6 +85,7 @@ from pcseg.io.las import las_crs, read_las_crs
 from pcseg.io.point_file import PointFile, PointFileError, list_point_files
 from pcseg.io.points import read_points
 from pcseg.readers.common import (
+    DataWarning,
     FeatureNormalisation,
     GroundAccumulator,
     GroundSurface,
@@ -107,6 +108,11 @@ HEIGHT_ABOVE_GROUND = "height_above_ground"
 FIT_SAMPLE_POINTS = 200_000
 #: share of occupied voxels without a neighbour above which prepare warns
 ISOLATED_VOXEL_WARN = 0.5
+#: a file whose extent holds fewer voxels than this at voxel_size is warned about
+MIN_FILE_VOXELS = 100
+#: x/y extent (units) and point spacing (units) or LAS scale below which coordinates in
+#: metres look like longitude / latitude degrees
+DEGREES_EXTENT, DEGREES_SPACING, DEGREES_SCALE = 2.0, 1e-4, 1e-6
 
 
 class ClassesError(ValueError):
@@ -694,7 +700,9 @@ def to_scene(
 ) -> Scene:
     """The :class:`Scene` of one file (units to metres, origin shift, features, labels; see
     the module docstring). ``inputs``: the fitted normalisation (None: the per-file
-    :func:`legacy_point_features`).
+    :func:`legacy_point_features`). ``check_range``: refuse an extent the voxel keys cannot
+    hold (:func:`check_extent`) and warn (:class:`DataWarning`) about coordinates that look
+    like degrees (:func:`degrees_warning`) or an absurd voxel size (:func:`density_warning`).
 
     ``nonfinite``: points with NaN/inf coordinates ``'refuse'`` the file (the error names
     it), or ``'drop'``: they are left out (their count in ``extra['dropped_nonfinite']``).
@@ -710,6 +718,9 @@ def to_scene(
     xyz_m = pf.xyz * units.factors
     if check_range:
         check_extent(pf, spec.voxel_size, xyz_m)
+        for note in (degrees_warning(pf, units), density_warning(pf.path, xyz_m, spec.voxel_size)):
+            if note:
+                warnings.warn(DataWarning(note), stacklevel=2)
     origin = scene_origin(xyz_m)
     coords = (xyz_m - origin).astype(np.float32)
     ground = file_ground(pf, xyz_m) if needs_ground(spec) else None
@@ -899,18 +910,67 @@ def fit_inputs(
     return inputs, density
 
 
-def density_warning(density: dict[str, Any]) -> str | None:
-    """The prepare-time warning when most voxels have no neighbour at the voxel size
-    (:data:`ISOLATED_VOXEL_WARN`), with the median point spacing as a suggestion."""
-    share = float(density["isolated_voxel_share"])
-    if share <= ISOLATED_VOXEL_WARN:
+def _extent(xyz: np.ndarray, unit: str = "m") -> str:
+    ext = xyz.max(axis=0) - xyz.min(axis=0)
+    return " x ".join(f"{e:.3g}" for e in ext) + f" {unit}"
+
+
+def density_warning(
+    path: Path | str, xyz_m: np.ndarray, voxel_size: float, window: np.ndarray | None = None
+) -> str | None:
+    """The prepare-time warning for the file ``path`` (points ``xyz_m`` in metres) whose
+    voxel size is absurd: its extent holds fewer than :data:`MIN_FILE_VOXELS` voxels, or
+    more than :data:`ISOLATED_VOXEL_WARN` of its voxels have no neighbour in a 3x3x3 kernel
+    (:func:`~pcseg.readers.common.isolated_voxel_share` on a central window of the file,
+    ``window``). One line naming the file, its extent and its median point spacing, with a
+    voxel size that suits it; None when the voxel size is sound."""
+    window = _central_window(xyz_m, FIT_SAMPLE_POINTS) if window is None else window
+    ext = xyz_m.max(axis=0) - xyz_m.min(axis=0)
+    bound = int(np.prod(np.floor(ext / voxel_size) + 1))
+    share, _ = isolated_voxel_share(window, voxel_size)
+    if bound >= MIN_FILE_VOXELS and share <= ISOLATED_VOXEL_WARN:
         return None
-    sp = max(float(density["median_spacing_m"]), 1e-3)
+    sp = max(median_spacing(window), 1e-3)
+    what = (
+        f"its extent holds at most {bound} voxel(s) (the network sees almost nothing)"
+        if bound < MIN_FILE_VOXELS
+        else f"{100 * share:.1f}% of its voxels have no neighbour in a 3x3x3 kernel (the "
+        "network sees isolated points)"
+    )
     return (
-        f"voxel_size {density['voxel_size']} m: {100 * share:.1f}% of the voxels have no "
-        f"neighbour in a 3x3x3 kernel (the network sees isolated points); the median point "
-        f"spacing is {sp:.3g} m: a voxel_size of about {sp:.2g}-{2 * sp:.2g} m "
-        "suits it (coordinates are in metres whatever the file's unit)"
+        f"{path}: voxel_size {voxel_size} m: {what}; extent {_extent(xyz_m)}, median point "
+        f"spacing {sp:.3g} m: a voxel_size of about {sp:.2g}-{2 * sp:.2g} m suits it "
+        "(coordinates are in metres whatever the file's unit)"
+    )
+
+
+def degrees_warning(pf: PointFile, units: FileUnits) -> str | None:
+    """The prepare-time warning for a file whose coordinates look like longitude / latitude
+    degrees while its CRS or ``units:`` say metres (or nothing): x/y within +-180 / +-90
+    with an extent of at most :data:`DEGREES_EXTENT` units, and a LAS scale below
+    :data:`DEGREES_SCALE` or a median point spacing below :data:`DEGREES_SPACING` units. One
+    line naming the file, its extent and its median point spacing; None otherwise."""
+    xy = pf.xyz[:, :2]
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    in_range = np.all(np.abs(np.concatenate([lo, hi]).reshape(2, 2)) <= [180.0, 90.0])
+    if units.horizontal != 1.0 or not in_range or (hi - lo).max() > DEGREES_EXTENT:
+        return None
+    las = pf.native.get("las")
+    scale = float(np.max(las.header.scales[:2])) if las is not None else None
+    sp = median_spacing(_central_window(pf.xyz, FIT_SAMPLE_POINTS)[:, :2])
+    if (scale is None or scale >= DEGREES_SCALE) and sp >= DEGREES_SPACING:
+        return None
+    scale_note = f", LAS scale {scale:g}" if scale is not None else ""
+    said = (
+        "no CRS and no units: in CLASSES.yaml (metres assumed)"
+        if units.source == "default"
+        else f"the {units.source} saying metres"
+    )
+    return (
+        f"{pf.path}: the coordinates look like longitude / latitude degrees, not metres: "
+        f"x {lo[0]:.7g}..{hi[0]:.7g}, y {lo[1]:.7g}..{hi[1]:.7g}; extent "
+        f"{_extent(pf.xyz, 'units')}, median point spacing {sp:.3g} units{scale_note}, with "
+        f"{said}; reproject the file to a projected CRS in metres (e.g. UTM) first"
     )
 
 
@@ -930,8 +990,10 @@ def prepare_custom(
     ``overwrite``, ``seed``, ``splits``). The class spec is kept in
     ``meta.json`` (key ``classes``) for ``pcseg predict``, with the inputs fitted on the
     training files (key ``inputs``: :func:`fit_inputs`). Prints the files' units (and how
-    height above ground was found); warns (and lists in the summary) when most voxels have
-    no neighbour at ``voxel_size`` and for every class with no labelled point at all.
+    height above ground was found); warns (and lists in the summary) for every class with no
+    labelled point at all, and per file (:func:`to_scene`) for an absurd voxel size
+    (:func:`density_warning`) and for coordinates that look like degrees
+    (:func:`degrees_warning`).
     """
     from pcseg.readers.prepare import PrepareOptions, prepare_dataset
 
@@ -944,9 +1006,6 @@ def prepare_custom(
     notes += [f"height above ground: {m} ({n} file(s))" for m, n in inputs.ground]
     for line in notes:
         print(f"[prepare] {line}", file=sys.stderr)
-    dense = density_warning(density)
-    if dense:
-        print(f"warning: {dense}", file=sys.stderr)
     opts = PrepareOptions(
         dataset=DATASET,
         raw=Path(raw),
@@ -966,7 +1025,6 @@ def prepare_custom(
     summary = prepare_dataset(opts)
     summary["inputs"] = inputs.to_dict()
     summary["voxel_density"] = density
-    summary["warnings"] = [dense] if dense else []
     if spec.label_field:
         empty = [n for n, c in summary["class_histogram"].items() if c == 0]
         if empty:

@@ -207,3 +207,27 @@ def no_space_after(nbytes: int):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     return write
+
+
+# --------------------------------------------------------------------------- user mistakes
+def lonlat_las(path: Path, n: int = 2000, seed: int = 0) -> Path:
+    """A LAS tile whose x / y are longitude / latitude degrees (scale 1e-7, about 8.5 E
+    47.3 N, a 40 m square) but which has no CRS: a file exported without reprojection."""
+    import laspy
+    import numpy as np
+
+    from pcseg.benchmarks.predict import synthetic_outdoor
+
+    d = synthetic_outdoor(n, seed, side=40.0)
+    h = laspy.LasHeader(point_format=3, version="1.2")
+    h.scales = np.array([1e-7, 1e-7, 0.01])
+    h.offsets = np.array([8.0, 47.0, 0.0])
+    las = laspy.LasData(h)
+    las.x = 8.5 + d["xyz"][:, 0] / 75_000.0  # about 75 km per degree of longitude at 47 N
+    las.y = 47.3 + d["xyz"][:, 1] / 111_000.0
+    las.z = 400.0 + d["xyz"][:, 2]
+    las.classification = d["classification"]
+    las.intensity = d["intensity"].astype(np.uint16)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    las.write(str(path))
+    return Path(path)
