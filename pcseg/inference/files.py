@@ -8,6 +8,7 @@ r, r + W, ...; each rank writes its own files and ``predict_summary.rank<r>.json
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -131,6 +132,50 @@ def report_removed(removed: Sequence[Path], out_dir: Path) -> None:
         )
 
 
+#: the figures of one run that :func:`merge_summaries` keeps in ``runs``
+RUN_KEYS = ("checkpoint", "classes", "voxel_size", "codes", "points", "seconds")
+
+
+def merge_summaries(path: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """``summary`` of this run plus what the summary already at ``path`` (an earlier
+    predict into the same ``--out``) says of files this run did not predict again (their
+    output still there; failures too): ``files`` / ``failures`` cover every run, each entry
+    with its run's ``checkpoint``, ``points`` sums every file, and ``runs`` lists each run's
+    figures (:data:`RUN_KEYS`, file and failure counts), the earliest first. An unreadable
+    earlier summary is replaced, with a note on stderr."""
+    this = {"files": len(summary["files"]), "failures": len(summary["failures"])}
+    this.update({k: summary[k] for k in RUN_KEYS})
+    for entry in summary["files"] + summary["failures"]:
+        entry.setdefault("checkpoint", summary["checkpoint"])
+    before: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            before = json.loads(path.read_text())
+            runs = list(before.get("runs") or [{k: before.get(k) for k in RUN_KEYS}])
+        except (OSError, ValueError, AttributeError) as e:
+            print(f"note: {path} of an earlier run is unreadable ({e}); replaced", file=sys.stderr)
+            before, runs = {}, []
+    else:
+        runs = []
+    redone = {e["file"] for e in summary["files"] + summary["failures"]}
+    kept = [
+        {"checkpoint": before.get("checkpoint"), **e}
+        for e in before.get("files", [])
+        if e.get("file") not in redone and Path(str(e.get("output"))).is_file()
+    ]
+    lost = [
+        {"checkpoint": before.get("checkpoint"), **e}
+        for e in before.get("failures", [])
+        if e.get("file") not in redone
+    ]
+    merged = dict(summary)
+    merged["files"] = kept + summary["files"]
+    merged["failures"] = lost + summary["failures"]
+    merged["points"] = sum(int(e.get("points", 0)) for e in merged["files"])
+    merged["runs"] = [*runs, this]
+    return merged
+
+
 def rank_world() -> tuple[int, int]:
     """(rank, world size) from torchrun's environment (0, 1 without it)."""
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
@@ -154,8 +199,9 @@ def predict_files(
     reported (file + error) and the others go on. ``policy``: which points' LAS codes are
     replaced (``--keep-codes``, ``--only-unclassified``). Each file's line names its
     units; its notes (another CRS / unit than the training files, features far outside the
-    training range) are printed as warnings. Returns the summary (also written to
-    ``OUT/predict_summary.json``, ``.rank<r>.json`` under torchrun)."""
+    training range) are printed as warnings. Returns this run's summary; it is written to
+    ``OUT/predict_summary.json`` (``.rank<r>.json`` under torchrun) together with what an
+    earlier run into ``OUT`` labelled (:func:`merge_summaries`)."""
     started = time.time()
     if fmt != "same" and fmt not in OUTPUT_FORMATS:
         raise PredictError(f"--format must be 'same' or one of {OUTPUT_FORMATS}, got {fmt!r}")
@@ -223,7 +269,7 @@ def predict_files(
         "points_per_second": points / seconds if seconds > 0 else 0.0,
     }
     name = "predict_summary.json" if world == 1 else f"predict_summary.rank{rank}.json"
-    atomic_write_json(out_dir / name, summary)
+    atomic_write_json(out_dir / name, merge_summaries(out_dir / name, summary))
     print(
         f"[predict] {len(done)} file(s) labelled, {len(failed)} failed; summary in {out_dir / name}"
     )

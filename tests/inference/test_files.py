@@ -300,3 +300,38 @@ def test_only_colliding_outputs_are_refused_naming_both(tiny, tmp_path, capsys, 
     )
     assert f"{first} and {second} would both be written as {clash} in --out" in err[0]
     assert not (tmp_path / "out").exists()  # refused before anything is written
+
+
+def test_two_predicts_into_one_out_keep_both_runs_files(tiny, tmp_path, monkeypatch):
+    import json
+
+    from pcseg.inference import files as files_mod
+
+    monkeypatch.setattr(files_mod, "load_predictor", lambda *a, **k: tiny)
+    a = write_synthetic_las(tmp_path / "a.las", 700, seed=1)
+    b = write_synthetic_las(tmp_path / "b.las", 900, seed=2)
+    bad = tmp_path / "bad.las"
+    bad.write_bytes(b"LASF but no header")
+    out = tmp_path / "out"
+    first = files_mod.predict_files("one.pt", [a, bad], out, voxel_budget=1500, progress=False)
+    assert len(first["files"]) == 1 and len(first["failures"]) == 1
+    second = files_mod.predict_files("two.pt", [b, a], out, voxel_budget=1500, progress=False)
+    assert [r["file"] for r in second["files"]] == [str(b), str(a)] and not second["failures"]
+    merged = json.loads((out / "predict_summary.json").read_text())
+    # a was predicted again (by two.pt), bad.las only by the first run
+    assert [(r["file"], r["checkpoint"]) for r in merged["files"]] == [
+        (str(b), "two.pt"),
+        (str(a), "two.pt"),
+    ]
+    assert [(r["file"], r["checkpoint"]) for r in merged["failures"]] == [(str(bad), "one.pt")]
+    assert merged["points"] == 700 + 900
+    assert [(r["checkpoint"], r["files"], r["failures"]) for r in merged["runs"]] == [
+        ("one.pt", 1, 1),
+        ("two.pt", 2, 0),
+    ]
+    third = files_mod.predict_files("three.pt", [bad], out, voxel_budget=1500, progress=False)
+    merged = json.loads((out / "predict_summary.json").read_text())
+    assert len(third["failures"]) == 1 and [r["checkpoint"] for r in merged["failures"]] == [
+        "three.pt"
+    ]
+    assert len(merged["files"]) == 2 and len(merged["runs"]) == 3
