@@ -16,12 +16,13 @@ and open http://localhost:8080. Every change is saved atomically to
 ``PROCESSED/labels/<spec>/<scene>.npy`` ((M, 2) int64 rows [point index, class]; spec
 ``import:annotate`` -> folder ``import_annotate``) and reopened next time. Train on it with
 ``pcseg train CONFIG --set data.label_spec=import:annotate``.
-Exit status: 0 ok, 1 bad input (message names the file), 2 viser missing.
+Exit status: 0 ok, 2 bad input (one line naming the file) or viser missing.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from pcseg.config_files import resolve_config_path
@@ -85,10 +86,15 @@ def run(args: argparse.Namespace) -> int:
     viser (ViserMissing) end as one line and exit status 2 from ``pcseg.cli.main``."""
     from pcseg.annotate.session import open_session
     from pcseg.annotate.web import WebAnnotator
+    from pcseg.inference.files import report_removed
+    from pcseg.io.atomic import remove_stale_temporaries
 
+    started = time.time()
     session = open_session(
         args.scene, args.classes, scene_id=args.scene_id, spec=args.labels, run=args.run_dir
     )
+    folder = session.label_path.parent  # a label save killed mid-write left its temporary
+    report_removed(remove_stale_temporaries(folder, started), folder)
     app = WebAnnotator(
         session,
         host=args.host,

@@ -995,8 +995,9 @@ def prepare_custom(
     (:func:`density_warning`) and for coordinates that look like degrees
     (:func:`degrees_warning`).
     """
-    from pcseg.readers.prepare import PrepareOptions, prepare_dataset
+    from pcseg.readers.prepare import PrepareOptions, check_out_folder, prepare_dataset
 
+    check_out_folder(Path(out))  # before the training files are read
     spec = load_classes(classes)
     if labels is None or not labels:
         labels = ["given"] if spec.label_field else []

@@ -231,3 +231,118 @@ def lonlat_las(path: Path, n: int = 2000, seed: int = 0) -> Path:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     las.write(str(path))
     return Path(path)
+
+
+# --------------------------------------------------------------------------- kill -9
+#: the line a child process prints when it reached the point it is killed at
+PAUSED = "PAUSED-FOR-KILL"
+
+
+def pause_at_rename(name: str, nth: int = 1) -> str:
+    """Python source that makes the ``nth`` atomic rename onto a file called ``name`` (the
+    ``os.replace`` of :func:`pcseg.io.atomic.atomic_path`) print :data:`PAUSED` and hang:
+    the temporary is complete on disk, the final name not yet written, as in a kill -9 in
+    the middle of a save."""
+    return (
+        "import os, sys, time\n"
+        "from pathlib import Path\n"
+        "_real, _seen = os.replace, [0]\n"
+        "def _replace(src, dst, *a, **k):\n"
+        f"    if Path(dst).name == {name!r}:\n"
+        "        _seen[0] += 1\n"
+        f"        if _seen[0] == {nth}:\n"
+        f"            print({PAUSED!r}, flush=True)\n"
+        "            time.sleep(600)\n"
+        "    return _real(src, dst, *a, **k)\n"
+        "os.replace = _replace\n"
+    )
+
+
+def kill_at_pause(code: str, timeout: float = 240.0) -> str:
+    """Run the Python source ``code`` in a child (this checkout on its path, one thread),
+    SIGKILL it as soon as it prints :data:`PAUSED`, and return what it printed. Fails the
+    test (with that output) when the child ends or times out before pausing."""
+    import signal
+    import sys
+    import threading
+
+    import pytest
+
+    from helpers.paths import REPO
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    timer = threading.Timer(timeout, proc.kill)
+    timer.start()
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if line.strip() == PAUSED:
+                proc.send_signal(signal.SIGKILL)
+                break
+    finally:
+        timer.cancel()
+        proc.kill()
+        proc.wait(30)
+    if not lines or lines[-1].strip() != PAUSED:
+        pytest.fail("the child ended before the point it is killed at:\n" + "".join(lines))
+    return "".join(lines)
+
+
+def hidden_entries(root: Path) -> list[str]:
+    """Every file or folder under ``root`` whose name starts with ``.`` (relative paths)."""
+    return sorted(p.relative_to(root).as_posix() for p in Path(root).rglob(".*"))
+
+
+# --------------------------------------------------------------------------- hostile headers
+def hostile_las(path: Path) -> Path:
+    """The 14 KB LAS of issue 25 whose header claims 1,069,128,089 VLRs (500 points)."""
+    import struct
+
+    import laspy
+    import numpy as np
+
+    h = laspy.LasHeader(point_format=3, version="1.2")
+    las = laspy.LasData(h)
+    las.x, las.y, las.z = np.arange(500.0), np.arange(500.0), np.arange(500.0)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    las.write(str(path))
+    raw = bytearray(Path(path).read_bytes())
+    struct.pack_into("<I", raw, 100, 1_069_128_089)  # number of VLRs
+    atomic_write_bytes(path, bytes(raw))
+    return Path(path)
+
+
+def hostile_ply(path: Path) -> Path:
+    """A binary PLY of 300 vertices whose header claims 10^12 of them."""
+    import numpy as np
+    from plyfile import PlyData, PlyElement
+
+    v = np.zeros(300, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
+    v["x"] = np.arange(300)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    PlyData([PlyElement.describe(v, "vertex")], text=False).write(str(path))
+    raw = Path(path).read_bytes().replace(b"element vertex 300\n", b"element vertex %d\n" % 10**12)
+    atomic_write_bytes(path, raw)
+    return Path(path)
+
+
+def hostile_pcd(path: Path) -> Path:
+    """A binary PCD of 300 points whose header claims 2e9 (WIDTH and POINTS)."""
+    import numpy as np
+
+    head = (
+        "# .PCD v0.7\nVERSION 0.7\nFIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\n"
+        "WIDTH 2000000000\nHEIGHT 1\nVIEWPOINT 0 0 0 1 0 0 0\nPOINTS 2000000000\nDATA binary\n"
+    )
+    body = np.arange(900, dtype="<f4").tobytes()
+    atomic_write_bytes(path, head.encode() + body)
+    return Path(path)
