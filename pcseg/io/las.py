@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from pcseg.io.atomic import atomic_save_with
-from pcseg.io.point_file import PointFile, PointFileError
+from pcseg.io.point_file import PointFile, PointFileError, reason
 
 LAZ_HINT = "install the LAZ backend: pip install 'laspy[lazrs]' (or pip install lazrs)"
 
@@ -42,7 +42,7 @@ def check_las_header(path: str | Path) -> None:
         with open(path, "rb") as fh:
             head = fh.read(375)
     except OSError as e:
-        raise PointFileError(f"{path}: not a readable LAS file: {e}") from e
+        raise PointFileError(f"{path}: not a readable LAS file: {reason(e)}") from e
 
     def bad(field: str, claimed: int, allows: str) -> PointFileError:
         return PointFileError(
@@ -117,12 +117,12 @@ def read_las(path: str | Path) -> PointFile:
     try:
         las = laspy.read(str(path))
     except laspy.errors.LaspyException as e:
-        msg = str(e)
+        msg = reason(e)
         if "LazBackend" in msg or "laz" in msg.lower():
             raise PointFileError(f"{path}: cannot decompress LAZ ({msg}); {LAZ_HINT}") from e
         raise PointFileError(f"{path}: not a readable LAS file: {msg}") from e
     except Exception as e:
-        raise PointFileError(f"{path}: not a readable LAS file: {e}") from e
+        raise PointFileError(f"{path}: not a readable LAS file: {reason(e)}") from e
     names = list(las.point_format.dimension_names)
     cols = {n: np.asarray(las[n]) for n in names}
     xyz = np.stack(

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from pcseg.io.atomic import atomic_save_with
-from pcseg.io.point_file import PointFile, PointFileError, flat_columns, xyz_from
+from pcseg.io.point_file import PointFile, PointFileError, flat_columns, reason, xyz_from
 
 
 def read_npy(path: str | Path) -> PointFile:
@@ -18,7 +18,7 @@ def read_npy(path: str | Path) -> PointFile:
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as e:
-        raise PointFileError(f"{path}: not a readable .npy file: {e}") from e
+        raise PointFileError(f"{path}: not a readable .npy file: {reason(e)}") from e
     if arr.dtype.names is None:
         raise PointFileError(
             f"{path}: .npy must be a structured array with named columns "
@@ -35,7 +35,7 @@ def read_npz(path: str | Path) -> PointFile:
         with np.load(path, allow_pickle=False) as z:
             cols = {k: z[k] for k in z.files}
     except Exception as e:
-        raise PointFileError(f"{path}: not a readable .npz file: {e}") from e
+        raise PointFileError(f"{path}: not a readable .npz file: {reason(e)}") from e
     if "xyz" in cols and not all(a in cols for a in "xyz"):
         xyz = np.asarray(cols["xyz"])
         if xyz.ndim != 2 or xyz.shape[1] != 3:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from pcseg.io.atomic import atomic_save_with
-from pcseg.io.point_file import PointFile, PointFileError, count_lines
+from pcseg.io.point_file import PointFile, PointFileError, count_lines, reason
 
 #: a PCD header longer than this is not a header
 PCD_MAX_HEADER_BYTES = 1 << 16
@@ -29,7 +29,7 @@ def _pcd_header(path: Path) -> tuple[dict[str, list[str]], int, int]:
         with open(path, "rb") as fh:
             head = fh.read(PCD_MAX_HEADER_BYTES)
     except OSError as e:
-        raise PointFileError(f"{path}: not a readable PCD file: {e}") from e
+        raise PointFileError(f"{path}: not a readable PCD file: {reason(e)}") from e
     keys: dict[str, list[str]] = {}
     pos = 0
     while "DATA" not in keys:
@@ -132,7 +132,7 @@ def read_pcd(path: str | Path) -> PointFile:
     try:
         pcd = o3d.t.io.read_point_cloud(str(path))
     except Exception as e:
-        raise PointFileError(f"{path}: not a readable PCD file: {e}") from e
+        raise PointFileError(f"{path}: not a readable PCD file: {reason(e)}") from e
     cols: dict[str, np.ndarray] = {}
     for k in pcd.point:
         v = pcd.point[k].numpy()

@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 
 from pcseg.io.atomic import atomic_save_with
-from pcseg.io.point_file import PointFile, PointFileError, count_lines, flat_columns, xyz_from
+from pcseg.io.point_file import (
+    PointFile,
+    PointFileError,
+    count_lines,
+    flat_columns,
+    reason,
+    xyz_from,
+)
 
 #: PLY scalar property types (both spellings of the PLY format) -> numpy type codes
 PLY_TYPES: dict[str, str] = {
@@ -58,7 +65,7 @@ def read_ply_header(path: str | Path) -> PlyHeader:
         with open(path, "rb") as fh:
             head = fh.read(PLY_MAX_HEADER_BYTES)
     except OSError as e:
-        raise PointFileError(f"{path}: not a readable PLY file: {e}") from e
+        raise PointFileError(f"{path}: not a readable PLY file: {reason(e)}") from e
     end = head.find(b"end_header")
     nl = head.find(b"\n", end) if end >= 0 else -1
     if not head.startswith(b"ply") or nl < 0:
@@ -140,7 +147,7 @@ def read_ply(path: str | Path) -> PointFile:
     try:
         ply = PlyData.read(str(path))
     except Exception as e:
-        raise PointFileError(f"{path}: not a readable PLY file: {e}") from e
+        raise PointFileError(f"{path}: not a readable PLY file: {reason(e)}") from e
     if "vertex" not in [el.name for el in ply.elements]:
         raise PointFileError(
             f"{path}: PLY has no 'vertex' element (elements: {[el.name for el in ply.elements]})"

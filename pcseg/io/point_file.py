@@ -91,6 +91,12 @@ def list_point_files(root: str | Path) -> list[Path]:
     return out
 
 
+def reason(e: BaseException) -> str:
+    """The text of ``e`` for a failure message, never empty (its type when it has none:
+    some libraries raise with an empty message)."""
+    return " ".join(str(e).split()) or type(e).__name__
+
+
 def count_lines(path: Path, start: int, enough: int) -> int:
     """Lines from byte ``start`` of ``path`` (a last line without its newline counts),
     counted in 1 MiB blocks until ``enough`` are seen (a valid file is read once, a

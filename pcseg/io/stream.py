@@ -17,7 +17,7 @@ import numpy as np
 from pcseg.io import las
 from pcseg.io.atomic import atomic_save_with
 from pcseg.io.ply import PLY_TYPES, check_ply_header, read_ply_header
-from pcseg.io.point_file import PointFileError, file_format
+from pcseg.io.point_file import PointFileError, file_format, reason
 
 #: formats read and written chunk by chunk by :func:`iter_chunks` / :func:`write_streamed`
 #: (the out-of-core path of ``pcseg predict``); the others are read whole
@@ -105,7 +105,7 @@ def stream_count(path: str | Path) -> int:
             with laspy.open(str(path)) as r:
                 return int(r.header.point_count)
         except Exception as e:
-            raise PointFileError(f"{path}: not a readable LAS file: {e}") from e
+            raise PointFileError(f"{path}: not a readable LAS file: {reason(e)}") from e
     if fmt in ("npy", "ply"):
         return int(_record_layout(path)[1])
     raise PointFileError(f"{path}: format {fmt!r} is not streamed (only {STREAM_FORMATS})")
@@ -135,7 +135,7 @@ def _npy_layout(path: Path) -> tuple[np.dtype, int, int]:
     try:
         m = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as e:
-        raise PointFileError(f"{path}: not a readable .npy file: {e}") from e
+        raise PointFileError(f"{path}: not a readable .npy file: {reason(e)}") from e
     if m.dtype.names is None or m.ndim != 1:
         raise PointFileError(
             f"{path}: .npy must be a structured array with named columns "

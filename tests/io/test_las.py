@@ -201,3 +201,17 @@ def test_sane_header_passes_the_check(tmp_path):
     not_las.write_bytes(b"hello")
     with pytest.raises(PointFileError, match="not a readable LAS file: 5 bytes"):
         las_io.read_las(not_las)
+
+
+def test_a_laspy_error_without_text_still_gives_a_reason(tmp_path, monkeypatch):
+    import laspy
+
+    path, _, _ = _patched(tmp_path, "ok.las", "1.2", {})
+
+    def empty(*a, **k):
+        raise laspy.errors.LaspyException("")
+
+    monkeypatch.setattr(laspy, "read", empty)
+    with pytest.raises(PointFileError) as e:
+        las_io.read_las(path)
+    assert str(e.value) == f"{path}: not a readable LAS file: LaspyException"

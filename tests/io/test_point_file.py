@@ -25,3 +25,11 @@ def test_listing_skips_hidden_and_temporary_names(tmp_path):
     (tmp_path / "folder.las").mkdir()  # a folder with a point suffix is no file
     got = [p.relative_to(tmp_path).as_posix() for p in list_point_files(tmp_path)]
     assert got == sorted(keep)
+
+
+def test_a_failure_reason_is_never_empty():
+    from pcseg.io.point_file import reason
+
+    assert reason(ValueError("bad\n  header")) == "bad header"
+    assert reason(ValueError("")) == "ValueError"
+    assert reason(OSError()) == "OSError"
