@@ -12,9 +12,40 @@ from pcseg.io.atomic import atomic_save_with
 from pcseg.io.point_file import PointFile, PointFileError, flat_columns, reason, xyz_from
 
 
-def read_npy(path: str | Path) -> PointFile:
-    """A structured ``.npy`` (named columns incl. x, y, z)."""
+def check_npy_header(path: str | Path) -> tuple[np.dtype, tuple[int, ...]]:
+    """(dtype, shape) from the header of the ``.npy`` ``path``, checked against its size
+    before numpy allocates the array (a header claiming 10^10 rows would otherwise reserve
+    them); :class:`PointFileError` naming the file, the shape claimed and what the bytes
+    after the header hold."""
     path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read(fh)
+            offset = fh.tell()
+    except Exception as e:
+        raise PointFileError(f"{path}: not a readable .npy file: {reason(e)}") from e
+    size = path.stat().st_size
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if need > size - offset:
+        raise PointFileError(
+            f"{path}: damaged .npy header: shape {shape} of {dtype.itemsize}-byte records "
+            f"needs {need:,} bytes, but {size - offset:,} follow the header "
+            f"(file size {size:,} bytes)"
+        )
+    return dtype, shape
+
+
+def read_npy(path: str | Path) -> PointFile:
+    """A structured ``.npy`` (named columns incl. x, y, z; the header checked first:
+    :func:`check_npy_header`)."""
+    path = Path(path)
+    check_npy_header(path)
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as e:
