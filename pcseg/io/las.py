@@ -140,20 +140,31 @@ def _extra_dim_type(v: np.ndarray) -> np.dtype:
     return np.dtype(v.dtype)
 
 
+def without_copc(header: Any) -> Any:
+    """``header`` (a laspy ``LasHeader``, changed in place) without the COPC VLR and
+    EVLR (user id ``copc``): laspy cannot write them, and a labelled copy is a plain LAZ
+    (its points are not in COPC's octree order once rewritten)."""
+    header.vlrs = type(header.vlrs)([v for v in header.vlrs if v.user_id != "copc"])
+    if getattr(header, "evlrs", None):
+        header.evlrs = type(header.evlrs)([v for v in header.evlrs if v.user_id != "copc"])
+    return header
+
+
 def write_las(
     pf: PointFile, out: Path, extra: dict[str, np.ndarray], classification: np.ndarray | None = None
 ) -> None:
     """The input LAS again — header, VLRs, integer X/Y/Z records and every dimension
     unchanged — with ``classification`` set (when given) and the fields of ``extra`` as extra
-    dimensions (replaced when they exist). From another format: a LAS 1.4 file, point format
-    6 (7 with RGB), scale 1 mm, offset = the floor of the minimum."""
+    dimensions (replaced when they exist); a COPC file becomes a plain LAZ
+    (:func:`without_copc`). From another format: a LAS 1.4 file, point format 6 (7 with
+    RGB), scale 1 mm, offset = the floor of the minimum."""
     import laspy
 
     las = pf.native.get("las")
     if las is None:
         las = _new_las(pf)
     else:
-        las = laspy.LasData(copy.deepcopy(las.header), points=las.points.copy())
+        las = laspy.LasData(without_copc(copy.deepcopy(las.header)), points=las.points.copy())
     have = set(las.point_format.dimension_names)
     for k, v in extra.items():
         if k not in have:

@@ -240,7 +240,7 @@ def _write_las_streamed(
     if out.suffix.lower() == ".laz" and not las.laz_backend_available():
         raise PointFileError(f"{out}: writing LAZ needs a LAZ backend; {las.LAZ_HINT}")
     with laspy.open(str(src)) as r:
-        header = copy.deepcopy(r.header)
+        header = las.without_copc(copy.deepcopy(r.header))
     have = set(header.point_format.dimension_names)
     new = [
         laspy.ExtraBytesParams(name=k, type=np.dtype(t))
