@@ -23,7 +23,8 @@
 
 Files: every file under ``--raw`` whose suffix :mod:`pcseg.io` reads (PLY,
 LAS/LAZ, PCD, NPY/NPZ, TXT/CSV, KITTI ``.bin``). Scene id = the path relative to ``--raw``
-without its suffix, ``/`` written ``__`` (``tiles/a.las`` -> ``tiles__a``).
+without its suffix, ``/`` written ``__`` (``tiles/a.las`` -> ``tiles__a``); one stem in two
+formats in one folder keeps the format (``t.las``, ``t.ply`` -> ``t_las``, ``t_ply``).
 
 Units (:func:`file_units`): a LAS file's horizontal and vertical units come from its OGC WKT
 VLR or GeoTIFF keys (:func:`pcseg.io.las.las_crs`; ``UNIT["foot",0.3048]``, US survey
