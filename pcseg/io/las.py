@@ -142,8 +142,8 @@ def _extra_dim_type(v: np.ndarray) -> np.dtype:
 
 def without_copc(header: Any) -> Any:
     """``header`` (a laspy ``LasHeader``, changed in place) without the COPC VLR and
-    EVLR (user id ``copc``): laspy cannot write them, and a labelled copy is a plain LAZ
-    (its points are not in COPC's octree order once rewritten)."""
+    EVLR (user id ``copc``): laspy cannot write them, so the labelled copy of ``a.copc.laz``
+    is a plain LAZ under the same name (every point and other VLR kept, no COPC octree)."""
     header.vlrs = type(header.vlrs)([v for v in header.vlrs if v.user_id != "copc"])
     if getattr(header, "evlrs", None):
         header.evlrs = type(header.evlrs)([v for v in header.evlrs if v.user_id != "copc"])

@@ -72,14 +72,11 @@ def output_path(pf: PointFile, out_dir: Path, fmt: str = "same", stem: str | Non
 def output_names(src: str | Path, fmt: str = "same", stem: str | None = None) -> list[str]:
     """The names :func:`write_points` gives the labelled copy of the file ``src`` (format
     from its suffix), the main file first: ``<stem><suffix>`` (LAS/LAZ and TXT keep their
-    own suffix under ``fmt='same'``; a ``.copc`` stem loses it: the copy is no COPC file),
-    plus for a KITTI ``.bin`` its ``<stem>.label`` and the ``<stem>.<field>.npy`` of the
-    predicted fields."""
+    own suffix under ``fmt='same'``), plus for a KITTI ``.bin`` its ``<stem>.label`` and the
+    ``<stem>.<field>.npy`` of the predicted fields."""
     src = Path(src)
     stem = stem or src.stem
     target = file_format(src) if fmt == "same" else fmt
-    if stem.lower().endswith(".copc") and target == "las":  # written as a plain LAZ / LAS
-        stem = stem[: -len(".copc")]
     if fmt != "same" and fmt not in OUTPUT_FORMATS:
         raise ValueError(f"output format must be 'same' or one of {OUTPUT_FORMATS}, got {fmt!r}")
     keep = fmt == "same" and target in ("las", "txt")

@@ -153,27 +153,12 @@ def iter_chunks(path: str | Path, chunk_points: int) -> Iterator[PointChunk]:
     path = Path(path)
     fmt = file_format(path)
     if fmt == "las":
-        import laspy
-
         if path.suffix.lower() == ".laz" and not las.laz_backend_available():
             raise PointFileError(
                 f"{path}: LAZ file but no LAZ backend is installed; {las.LAZ_HINT}"
             )
         las.check_las_header(path)
-        with laspy.open(str(path)) as r:
-            names = list(r.header.point_format.dimension_names)
-            start = 0
-            for rec in r.chunk_iterator(chunk_points):
-                xyz = np.stack(
-                    [
-                        np.asarray(rec.x, dtype=np.float64),
-                        np.asarray(rec.y, dtype=np.float64),
-                        np.asarray(rec.z, dtype=np.float64),
-                    ],
-                    axis=1,
-                )
-                yield PointChunk(start, xyz, names, rec)
-                start += len(xyz)
+        yield from _las_chunks(path, chunk_points)
         return
     if fmt not in ("npy", "ply"):
         raise PointFileError(f"{path}: format {fmt!r} is not streamed (only {STREAM_FORMATS})")
@@ -196,6 +181,40 @@ def iter_chunks(path: str | Path, chunk_points: int) -> Iterator[PointChunk]:
                 )
             xyz = np.stack([arr[a].astype(np.float64) for a in "xyz"], axis=1)
             yield PointChunk(start, xyz, names, arr)
+
+
+def _las_chunks(path: Path, chunk_points: int) -> Iterator[PointChunk]:
+    """The LAS/LAZ branch of :func:`iter_chunks`: a chunk laspy / lazrs cannot read (a
+    truncated LAZ) is a :class:`PointFileError` naming the file and the first point lost."""
+    import laspy
+
+    try:
+        reader = laspy.open(str(path))
+    except Exception as e:
+        raise PointFileError(f"{path}: not a readable LAS file: {reason(e)}") from e
+    with reader as r:
+        names = list(r.header.point_format.dimension_names)
+        chunks, start = r.chunk_iterator(chunk_points), 0
+        while True:
+            try:
+                rec = next(chunks)
+            except StopIteration:
+                return
+            except Exception as e:
+                raise PointFileError(
+                    f"{path}: not a readable LAS file (truncated or damaged from point "
+                    f"{start:,} on): {reason(e)}"
+                ) from e
+            xyz = np.stack(
+                [
+                    np.asarray(rec.x, dtype=np.float64),
+                    np.asarray(rec.y, dtype=np.float64),
+                    np.asarray(rec.z, dtype=np.float64),
+                ],
+                axis=1,
+            )
+            yield PointChunk(start, xyz, names, rec)
+            start += len(xyz)
 
 
 #: ``fill(chunk) -> (extra fields, classification codes or None)`` of :func:`write_streamed`

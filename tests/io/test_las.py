@@ -218,8 +218,8 @@ def test_a_laspy_error_without_text_still_gives_a_reason(tmp_path, monkeypatch):
 
 
 def test_a_copc_file_is_written_back_as_a_plain_laz(tmp_path):
-    """laspy reads COPC but cannot write its VLRs: the labelled copy drops them (and the
-    ``.copc`` of its name), every point and other VLR kept."""
+    """laspy reads COPC but cannot write its VLRs: the labelled copy (same name) drops them,
+    every point and other VLR kept."""
     import laspy
     from laspy.copc import CopcInfoVlr
     from laspy.vlrs.known import WktCoordinateSystemVlr
@@ -231,7 +231,7 @@ def test_a_copc_file_is_written_back_as_a_plain_laz(tmp_path):
     pf.native["las"].header.vlrs.append(CopcInfoVlr())
     pf.native["las"].header.vlrs.append(WktCoordinateSystemVlr('LOCAL_CS["x"]'))
     out = output_path(pf, tmp_path / "out")
-    assert out.name == "tile.laz"
+    assert out.name == "tile.copc.laz"
     write_points(pf, out, {"pred_class": np.ones(400, np.uint8)})
     back = laspy.read(str(out))
     assert [v.user_id for v in back.header.vlrs] == ["LASF_Projection", "LASF_Spec"]  # + extra dims
