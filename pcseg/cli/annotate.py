@@ -21,13 +21,14 @@ and open http://localhost:8080. Every change is saved atomically to
 ``import:annotate`` -> folder ``import_annotate``) and reopened next time (before
 ``--start``). Train on it with ``pcseg train CONFIG --set data.root=PROCESSED
 data.label_spec=import:annotate``. The brush starts at 3 median point spacings of the scene
-(``--brush-radius`` to choose). Exit status: 0 ok, 2 bad input (message names the file) or
+(``--brush-radius`` to choose). Exit status: 0 ok, 2 bad input (one line naming the file) or
 viser missing.
 """
 
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 from pcseg.config_files import resolve_config_path
@@ -111,7 +112,10 @@ def run(args: argparse.Namespace) -> int:
     viser (ViserMissing) end as one line and exit status 2 from ``pcseg.cli.main``."""
     from pcseg.annotate.session import open_session
     from pcseg.annotate.web import WebAnnotator
+    from pcseg.inference.files import report_removed
+    from pcseg.io.atomic import remove_stale_temporaries
 
+    started = time.time()
     session = open_session(
         args.scene,
         args.classes,
@@ -121,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
         work=args.work,
         start=args.start,
     )
+    folder = session.label_path.parent  # a label save killed mid-write left its temporary
+    report_removed(remove_stale_temporaries(folder, started), folder)
     app = WebAnnotator(
         session,
         host=args.host,

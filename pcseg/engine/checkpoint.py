@@ -86,10 +86,20 @@ def preserve_rng() -> Iterator[None]:
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
-    """Write ``state`` (plus the format tag) to ``path`` atomically with torch.save."""
+    """Write ``state`` (plus the format tag) to ``path`` atomically with torch.save. A full
+    disk is a :class:`pcseg.io.atomic.DiskFullError` naming the file and the space left,
+    and the previous checkpoint under that name is kept: torch writes through a Python file
+    object, whose ``OSError(ENOSPC)`` reaches :func:`pcseg.io.atomic.atomic_path` (as the
+    context of the zip writer's own error; given a path, torch says only ``RuntimeError:
+    ... unexpected pos``)."""
     payload = dict(state)
     payload["format"] = CHECKPOINT_FORMAT
-    atomic_save_with(path, lambda p: torch.save(payload, p))
+
+    def write(p: Path) -> None:
+        with open(p, "wb") as fh:
+            torch.save(payload, fh)
+
+    atomic_save_with(path, write)
 
 
 class CheckpointError(ValueError):

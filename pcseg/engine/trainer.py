@@ -79,7 +79,7 @@ from pcseg.engine.setup import (
     torch_globals,
 )
 from pcseg.engine.summary import build_summary, format_summary
-from pcseg.io.atomic import atomic_write_json
+from pcseg.io.atomic import atomic_write_json, remove_stale_temporaries
 from pcseg.methods.common import labelled_class_counts
 from pcseg.metrics import ConfusionMatrix, json_safe
 from pcseg.models.inputs import network_input
@@ -335,6 +335,13 @@ class Trainer:
             return None
         cfg = self.cfg
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        stale = remove_stale_temporaries(self.run_dir, time.time(), recursive=True)
+        if stale:
+            names = ", ".join(str(p.relative_to(self.run_dir)) for p in stale[:5])
+            print(
+                f"[train] note: removed {len(stale)} leftover temporary file(s) of an "
+                f"interrupted run from {self.run_dir}: {names}{' ...' if len(stale) > 5 else ''}"
+            )
         save_config(cfg, self.run_dir / "config.yaml")
         from torch.utils.tensorboard import SummaryWriter
 

@@ -29,7 +29,7 @@ from pcseg.inference.streamed import DEFAULT_CHUNK_POINTS, predict_file_streamed
 from pcseg.inference.tiling import DEFAULT_VOXEL_BUDGET
 from pcseg.io.atomic import atomic_write_json, remove_stale_temporaries
 from pcseg.io.point_file import PointFile, PointFileError, file_format, list_point_files
-from pcseg.io.points import OUTPUT_FORMATS
+from pcseg.io.points import OUTPUT_FORMATS, output_names
 from pcseg.io.stream import STREAM_FORMATS, iter_chunks, ply_stream_layout, stream_count
 from pcseg.readers.custom import check_feature_fields
 
@@ -39,14 +39,40 @@ STREAM_MODES = ("auto", "always", "never")
 def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
     """Files of ``inputs`` (a folder: every supported file under it, sorted, hidden files
     and folders and temporaries skipped: :func:`pcseg.io.point_file.list_point_files`)."""
-    files: list[Path] = []
+    return [f for f, _ in plan_outputs(inputs)]
+
+
+def plan_outputs(inputs: Sequence[str | Path], fmt: str = "same") -> list[tuple[Path, Path]]:
+    """(file, output subfolder relative to ``--out``) of every file of ``inputs``: a file
+    of a folder keeps its subfolder under that folder (``tiles/a/t.las`` of the input
+    ``tiles`` -> ``a``), a file given by name goes to ``--out`` itself. Files listed twice
+    are predicted once. :class:`PredictError` naming both inputs where two would write one
+    output file (:func:`pcseg.io.points.output_names` under ``fmt``): ``a/t.las`` and
+    ``b/t.las`` given by name, or ``t.las`` and ``t.ply`` under ``--format las``; files of
+    one stem in other folders or formats are otherwise predicted side by side."""
+    plan: dict[Path, Path] = {}
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files.extend(list_point_files(p))
+            for f in list_point_files(p):
+                plan.setdefault(f, f.parent.relative_to(p))
         else:
-            files.append(p)
-    return list(dict.fromkeys(files))
+            plan.setdefault(p, Path())
+    writers: dict[Path, Path] = {}
+    for f, sub in plan.items():
+        try:
+            names = output_names(f, fmt)
+        except ValueError:
+            continue  # not a point file: its own line says so when it is predicted
+        for name in names:
+            first = writers.setdefault(sub / name, f)
+            if first != f:
+                raise PredictError(
+                    f"{first} and {f} would both be written as {sub / name} in --out; "
+                    "pass their folder (its subfolders are kept under --out), rename one "
+                    "or predict them into different --out folders"
+                )
+    return list(plan.items())
 
 
 def use_stream(
@@ -160,18 +186,6 @@ def report_removed(removed: Sequence[Path], out_dir: Path) -> None:
 def rank_world() -> tuple[int, int]:
     """(rank, world size) from torchrun's environment (0, 1 without it)."""
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def check_stems(files: Sequence[Path]) -> None:
-    """PredictError when two input files would be written under one name (one stem)."""
-    stems: dict[str, Path] = {}
-    for f in files:
-        if f.stem in stems:
-            raise PredictError(
-                f"{stems[f.stem]} and {f} would both be written as {f.stem}.*; "
-                "predict them into different --out folders"
-            )
-        stems[f.stem] = f
 
 
 #: what every file entry of a folder's summary carries from the run that wrote it
@@ -294,28 +308,28 @@ def predict_files(
         raise PredictError(f"--stream must be one of {STREAM_MODES}, got {stream!r}")
     if chunk_points < 1:
         raise PredictError(f"--chunk-points must be >= 1, got {chunk_points}")
-    files = expand_inputs(inputs)
-    if not files:
+    plan = plan_outputs(inputs, fmt)
+    if not plan:
         raise PredictError(f"no input files in {list(map(str, inputs))}")
-    check_stems(files)
     rank, world = rank_world()
-    mine = files[rank::world]
+    mine = plan[rank::world]
     predictor = load_predictor(checkpoint, classes, device, precision)
-    check_feature_inputs(predictor, files)
+    check_feature_inputs(predictor, [f for f, _ in plan])
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
         raise PredictError(f"--out {out_dir} is an existing file, not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
-    report_removed(remove_stale_temporaries(out_dir, started), out_dir)
+    for sub in sorted({out_dir / sub for _, sub in mine}):
+        report_removed(remove_stale_temporaries(sub, started), sub)
     done: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     t0 = time.perf_counter()
-    for i, f in enumerate(mine):
+    for i, (f, sub) in enumerate(mine):
         if progress:
             print(f"[predict] ({i + 1}/{len(mine)}) {f}", file=sys.stderr)
         try:
             args = (fmt, voxel_budget, overlap, progress, stream, chunk_points, policy)
-            r = predict_file(predictor, f, out_dir, *args)
+            r = predict_file(predictor, f, out_dir / sub, *args)
         except Exception as e:  # noqa: BLE001 - one bad file must not stop the others
             failed.append(
                 {

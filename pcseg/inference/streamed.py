@@ -75,6 +75,7 @@ from pcseg.inference.las_codes import (
 from pcseg.inference.predictor import Predictor
 from pcseg.inference.tiling import MAX_SPAN, make_tiles, margin_voxels, run_tiles, tile_progress
 from pcseg.io.point_file import PointFile, PointFileError, file_format
+from pcseg.io.points import output_names
 from pcseg.io.stream import (
     STREAM_FORMATS,
     PointChunk,
@@ -100,6 +101,9 @@ DEFAULT_CHUNK_POINTS = 1_000_000
 
 #: side of the cells of the pass-1 point histogram, in voxels
 COARSE_CELL_VOXELS = 8
+#: most cells of the dense pass-1 histogram over a file's extent (int64: 128 MiB); a file
+#: whose points spread further (outlying points of a damaged file) is refused
+MAX_HISTOGRAM_CELLS = 1 << 24
 _RESULT = np.dtype([("i", "<i8"), ("pred", "<i2"), ("conf", "<f4")])
 
 
@@ -235,6 +239,22 @@ def scan(path: Path, predictor: Predictor, chunk_points: int) -> Scan:
 def _merge_counts(keys: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     u, inv = np.unique(keys, return_inverse=True)
     return u, np.bincount(inv.ravel(), weights=w, minlength=len(u)).astype(np.int64)
+
+
+def check_spread(path: Path, sc: Scan, voxel_size: float) -> None:
+    """:class:`PointFileError` naming the file and its extent when the dense histogram of
+    :func:`plan_grid` over its points would exceed :data:`MAX_HISTOGRAM_CELLS` (points
+    thousands of kilometres apart: outliers of a damaged file, or mixed CRSs)."""
+    shape = sc.cell_keys.max(axis=0) - sc.cell_keys.min(axis=0) + 1
+    cells = int(shape[0]) * int(shape[1])
+    if cells > MAX_HISTOGRAM_CELLS:
+        ext = sc.hi - sc.lo
+        raise PointFileError(
+            f"{path}: the points spread over {ext[0]:,.0f} x {ext[1]:,.0f} m, "
+            f"{cells:,} cells of {COARSE_CELL_VOXELS * voxel_size:g} m for the streamed path "
+            f"(at most {MAX_HISTOGRAM_CELLS:,}): outlying points or mixed coordinate systems? "
+            "Remove them, or predict it in memory (--stream never)"
+        )
 
 
 def plan_grid(
@@ -512,10 +532,11 @@ def predict_file_streamed(
         raise ValueError("chunk_points and voxel_budget must be >= 1")
     spec, k = predictor.spec, len(predictor.class_names)
     sc = scan(path, predictor, chunk_points)
+    check_spread(path, sc, predictor.voxel_size)
     origin = scene_origin(np.stack([sc.lo, sc.hi]))
     margin = margin_voxels(predictor.voxel_size, overlap)
     plan = plan_grid(sc, origin, predictor.voxel_size, margin, tile_points or chunk_points)
-    out = out_dir / f"{path.stem}{path.suffix.lower()}"
+    out = out_dir / output_names(path)[0]
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.stem}.stream.", dir=out_dir))
     try:

@@ -10,6 +10,7 @@ temporary file where the writing library picks the format from it, e.g. ``.laz``
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
@@ -22,17 +23,63 @@ from typing import Any
 
 import numpy as np
 
+#: the errors of a write that ran out of space (a full disk, a full quota)
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(RuntimeError):
+    """A write that ran out of space: the message names the file, what was written and the
+    space left; the file under the final name is unchanged (the temporary is removed)."""
+
+
+def ran_out_of_space(e: BaseException | None) -> bool:
+    """Whether ``e`` or an exception it was raised from / while handling is an ``OSError``
+    of a full disk or quota (a writer such as torch's zip writer may raise its own error
+    while cleaning up after the ``OSError(ENOSPC)``)."""
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, OSError) and e.errno in _NO_SPACE:
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _size(n: int) -> str:
+    return f"{n:,} bytes" if n < 2**20 else f"{n / 2**20:,.1f} MiB"
+
+
+def disk_full_message(path: Path, written: int) -> str:
+    """The one line of a :class:`DiskFullError` for ``path`` after ``written`` bytes."""
+    try:
+        usage = shutil.disk_usage(path.parent)
+        space = f"{_size(usage.free)} free of {_size(usage.total)} on its file system"
+    except OSError:
+        space = "free space unknown"
+    kept = f"the previous {path.name} is kept" if path.exists() else "nothing was written"
+    return (
+        f"no space left on the device writing {path} ({_size(written)} written before the "
+        f"disk was full, {space}); {kept}"
+    )
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary path (``.<name>.<random><suffix>``) next to ``path``; on success
     fsync it and rename it onto ``path``.
 
-    On an exception the temporary file is removed and ``path`` is left untouched.
+    On an exception the temporary file is removed and ``path`` is left untouched; a full
+    disk or quota (``ENOSPC`` / ``EDQUOT``) becomes a :class:`DiskFullError` naming the file
+    and the space left.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    except OSError as e:
+        if e.errno in _NO_SPACE:
+            raise DiskFullError(disk_full_message(path, 0)) from e
+        raise
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -41,9 +88,12 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = ".tmp") -> Iterator[
             os.fsync(f.fileno())
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp creates 0600; use the normal mode
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as e:
+        written = tmp_path.stat().st_size if tmp_path.exists() else 0
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if ran_out_of_space(e):
+            raise DiskFullError(disk_full_message(path, written)) from e
         raise
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from pcseg.io.atomic import atomic_save_with
-from pcseg.io.point_file import PointFile, PointFileError
+from pcseg.io.point_file import PointFile, PointFileError, reason
 
 LAZ_HINT = "install the LAZ backend: pip install 'laspy[lazrs]' (or pip install lazrs)"
 
@@ -42,7 +42,7 @@ def check_las_header(path: str | Path) -> None:
         with open(path, "rb") as fh:
             head = fh.read(375)
     except OSError as e:
-        raise PointFileError(f"{path}: not a readable LAS file: {e}") from e
+        raise PointFileError(f"{path}: not a readable LAS file: {reason(e)}") from e
 
     def bad(field: str, claimed: int, allows: str) -> PointFileError:
         return PointFileError(
@@ -117,12 +117,12 @@ def read_las(path: str | Path) -> PointFile:
     try:
         las = laspy.read(str(path))
     except laspy.errors.LaspyException as e:
-        msg = str(e)
+        msg = reason(e)
         if "LazBackend" in msg or "laz" in msg.lower():
             raise PointFileError(f"{path}: cannot decompress LAZ ({msg}); {LAZ_HINT}") from e
         raise PointFileError(f"{path}: not a readable LAS file: {msg}") from e
     except Exception as e:
-        raise PointFileError(f"{path}: not a readable LAS file: {e}") from e
+        raise PointFileError(f"{path}: not a readable LAS file: {reason(e)}") from e
     names = list(las.point_format.dimension_names)
     cols = {n: np.asarray(las[n]) for n in names}
     xyz = np.stack(
@@ -140,20 +140,31 @@ def _extra_dim_type(v: np.ndarray) -> np.dtype:
     return np.dtype(v.dtype)
 
 
+def without_copc(header: Any) -> Any:
+    """``header`` (a laspy ``LasHeader``, changed in place) without the COPC VLR and
+    EVLR (user id ``copc``): laspy cannot write them, so the labelled copy of ``a.copc.laz``
+    is a plain LAZ under the same name (every point and other VLR kept, no COPC octree)."""
+    header.vlrs = type(header.vlrs)([v for v in header.vlrs if v.user_id != "copc"])
+    if getattr(header, "evlrs", None):
+        header.evlrs = type(header.evlrs)([v for v in header.evlrs if v.user_id != "copc"])
+    return header
+
+
 def write_las(
     pf: PointFile, out: Path, extra: dict[str, np.ndarray], classification: np.ndarray | None = None
 ) -> None:
     """The input LAS again — header, VLRs, integer X/Y/Z records and every dimension
     unchanged — with ``classification`` set (when given) and the fields of ``extra`` as extra
-    dimensions (replaced when they exist). From another format: a LAS 1.4 file, point format
-    6 (7 with RGB), scale 1 mm, offset = the floor of the minimum."""
+    dimensions (replaced when they exist); a COPC file becomes a plain LAZ
+    (:func:`without_copc`). From another format: a LAS 1.4 file, point format 6 (7 with
+    RGB), scale 1 mm, offset = the floor of the minimum."""
     import laspy
 
     las = pf.native.get("las")
     if las is None:
         las = _new_las(pf)
     else:
-        las = laspy.LasData(copy.deepcopy(las.header), points=las.points.copy())
+        las = laspy.LasData(without_copc(copy.deepcopy(las.header)), points=las.points.copy())
     have = set(las.point_format.dimension_names)
     for k, v in extra.items():
         if k not in have:

@@ -9,16 +9,47 @@ from typing import Any
 import numpy as np
 
 from pcseg.io.atomic import atomic_save_with
-from pcseg.io.point_file import PointFile, PointFileError, flat_columns, xyz_from
+from pcseg.io.point_file import PointFile, PointFileError, flat_columns, reason, xyz_from
+
+
+def check_npy_header(path: str | Path) -> tuple[np.dtype, tuple[int, ...]]:
+    """(dtype, shape) from the header of the ``.npy`` ``path``, checked against its size
+    before numpy allocates the array (a header claiming 10^10 rows would otherwise reserve
+    them); :class:`PointFileError` naming the file, the shape claimed and what the bytes
+    after the header hold."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read(fh)
+            offset = fh.tell()
+    except Exception as e:
+        raise PointFileError(f"{path}: not a readable .npy file: {reason(e)}") from e
+    size = path.stat().st_size
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if need > size - offset:
+        raise PointFileError(
+            f"{path}: damaged .npy header: shape {shape} of {dtype.itemsize}-byte records "
+            f"needs {need:,} bytes, but {size - offset:,} follow the header "
+            f"(file size {size:,} bytes)"
+        )
+    return dtype, shape
 
 
 def read_npy(path: str | Path) -> PointFile:
-    """A structured ``.npy`` (named columns incl. x, y, z)."""
+    """A structured ``.npy`` (named columns incl. x, y, z; the header checked first:
+    :func:`check_npy_header`)."""
     path = Path(path)
+    check_npy_header(path)
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as e:
-        raise PointFileError(f"{path}: not a readable .npy file: {e}") from e
+        raise PointFileError(f"{path}: not a readable .npy file: {reason(e)}") from e
     if arr.dtype.names is None:
         raise PointFileError(
             f"{path}: .npy must be a structured array with named columns "
@@ -35,7 +66,7 @@ def read_npz(path: str | Path) -> PointFile:
         with np.load(path, allow_pickle=False) as z:
             cols = {k: z[k] for k in z.files}
     except Exception as e:
-        raise PointFileError(f"{path}: not a readable .npz file: {e}") from e
+        raise PointFileError(f"{path}: not a readable .npz file: {reason(e)}") from e
     if "xyz" in cols and not all(a in cols for a in "xyz"):
         xyz = np.asarray(cols["xyz"])
         if xyz.ndim != 2 or xyz.shape[1] != 3:

@@ -105,6 +105,28 @@ def list_point_files(root: str | Path) -> list[Path]:
     return sorted(out)
 
 
+def reason(e: BaseException) -> str:
+    """The text of ``e`` for a failure message, never empty (its type when it has none:
+    some libraries raise with an empty message)."""
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+def count_lines(path: Path, start: int, enough: int) -> int:
+    """Lines from byte ``start`` of ``path`` (a last line without its newline counts),
+    counted in 1 MiB blocks until ``enough`` are seen (a valid file is read once, a
+    hostile count stops at the end of the file)."""
+    lines, last = 0, b"\n"
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        while lines < enough:
+            block = fh.read(1 << 20)
+            if not block:
+                return lines + (last != b"\n")
+            lines += block.count(b"\n")
+            last = block[-1:]
+    return lines
+
+
 def xyz_from(path: Path, cols: dict[str, np.ndarray]) -> np.ndarray:
     """(N, 3) float64 of the ``x``, ``y``, ``z`` columns of ``cols``; PointFileError naming
     the missing ones and the fields the file has."""

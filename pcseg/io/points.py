@@ -2,8 +2,8 @@
 
 :func:`read_points` returns a :class:`~pcseg.io.point_file.PointFile`; :func:`write_points`
 writes it back (or converts it to one of :data:`OUTPUT_FORMATS`) with extra per-point fields,
-atomically; :func:`output_path` says where. The formats and their libraries are listed in
-:mod:`pcseg.io`.
+atomically; :func:`output_path` / :func:`output_names` say where. The formats and their
+libraries are listed in :mod:`pcseg.io`.
 """
 
 from __future__ import annotations
@@ -66,13 +66,24 @@ def read_points(path: str | Path, columns: Sequence[str] | None = None) -> Point
 
 def output_path(pf: PointFile, out_dir: Path, fmt: str = "same", stem: str | None = None) -> Path:
     """Where :func:`write_points` writes ``pf`` in ``out_dir``."""
-    stem = stem or pf.path.stem
-    if fmt == "same":
-        suffix = pf.path.suffix.lower() if pf.format in ("las", "txt") else OUTPUT_SUFFIX[pf.format]
-        return out_dir / f"{stem}{suffix}"
-    if fmt not in OUTPUT_FORMATS:
+    return out_dir / output_names(pf.path, fmt, stem)[0]
+
+
+def output_names(src: str | Path, fmt: str = "same", stem: str | None = None) -> list[str]:
+    """The names :func:`write_points` gives the labelled copy of the file ``src`` (format
+    from its suffix), the main file first: ``<stem><suffix>`` (LAS/LAZ and TXT keep their
+    own suffix under ``fmt='same'``), plus for a KITTI ``.bin`` its ``<stem>.label`` and the
+    ``<stem>.<field>.npy`` of the predicted fields."""
+    src = Path(src)
+    stem = stem or src.stem
+    target = file_format(src) if fmt == "same" else fmt
+    if fmt != "same" and fmt not in OUTPUT_FORMATS:
         raise ValueError(f"output format must be 'same' or one of {OUTPUT_FORMATS}, got {fmt!r}")
-    return out_dir / f"{stem}{OUTPUT_SUFFIX[fmt]}"
+    keep = fmt == "same" and target in ("las", "txt")
+    names = [f"{stem}{src.suffix.lower() if keep else OUTPUT_SUFFIX[target]}"]
+    if target == "bin":
+        names += [f"{stem}.label", f"{stem}.pred_class.npy", f"{stem}.confidence.npy"]
+    return names
 
 
 def write_points(

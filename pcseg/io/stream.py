@@ -16,26 +16,18 @@ import numpy as np
 
 from pcseg.io import las
 from pcseg.io.atomic import atomic_save_with
-from pcseg.io.point_file import PointFileError, file_format
+from pcseg.io.ply import PLY_TYPES, check_ply_header, read_ply_header
+from pcseg.io.point_file import PointFileError, file_format, reason
 
 #: formats read and written chunk by chunk by :func:`iter_chunks` / :func:`write_streamed`
 #: (the out-of-core path of ``pcseg predict``); the others are read whole
 STREAM_FORMATS = ("las", "npy", "ply")
 
-#: PLY scalar property types (both spellings of the PLY format) -> numpy type codes
-PLY_TYPES: dict[str, str] = {
-    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
-    "short": "i2", "int16": "i2", "ushort": "u2", "uint16": "u2",
-    "int": "i4", "int32": "i4", "uint": "u4", "uint32": "u4",
-    "float": "f4", "float32": "f4", "double": "f8", "float64": "f8",
-}  # fmt: skip
 #: the PLY type name written for a numpy type code (the sized spelling)
 PLY_TYPE_NAMES: dict[str, str] = {
     "i1": "int8", "u1": "uint8", "i2": "int16", "u2": "uint16",
     "i4": "int32", "u4": "uint32", "f4": "float32", "f8": "float64",
 }  # fmt: skip
-#: a PLY header longer than this is not a header
-PLY_MAX_HEADER_BYTES = 1 << 20
 
 
 @dataclass
@@ -57,21 +49,16 @@ def ply_stream_layout(path: str | Path) -> PlyLayout | None:
     """The :class:`PlyLayout` of ``path`` when its vertices can be read chunk by chunk at
     offsets (binary, the vertex element first, scalar properties only), else None (ASCII,
     another element first, a list vertex property: read whole). Reads only the header;
-    :class:`PointFileError` for a file that is not a PLY."""
-    path = Path(path)
-    with open(path, "rb") as fh:
-        head = fh.read(PLY_MAX_HEADER_BYTES)
-    end = head.find(b"end_header")
-    nl = head.find(b"\n", end) if end >= 0 else -1
-    if not head.startswith(b"ply") or nl < 0:
-        raise PointFileError(f"{path}: not a readable PLY file (no 'ply' ... 'end_header')")
-    lines = head[: nl + 1].decode("ascii", errors="replace").splitlines()
-    fmt = next((ln.split() for ln in lines if ln.startswith("format ")), [])
-    order = {"binary_little_endian": "<", "binary_big_endian": ">"}.get(
-        fmt[1] if len(fmt) > 1 else ""
-    )
+    :class:`PointFileError` for a file that is not a PLY or whose element counts do not fit
+    its size (:func:`pcseg.io.ply.check_ply_header`)."""
+    header = read_ply_header(path)
+    if header.format == "ascii":
+        return None
+    header = check_ply_header(path)  # the counts against the file size
+    lines = header.lines
+    order = {"binary_little_endian": "<", "binary_big_endian": ">"}[header.format]
     elements = [i for i, ln in enumerate(lines) if ln.startswith("element ")]
-    if order is None or not elements or lines[elements[0]].split()[1:2] != ["vertex"]:
+    if not elements or lines[elements[0]].split()[1:2] != ["vertex"]:
         return None
     first = elements[0]
     last = elements[1] if len(elements) > 1 else len(lines) - 1
@@ -83,11 +70,8 @@ def ply_stream_layout(path: str | Path) -> PlyLayout | None:
         if tok[0] != "property" or len(tok) != 3 or tok[1] not in PLY_TYPES:
             return None  # a list property (or one this reader does not know): read whole
         descr.append((tok[2], order + PLY_TYPES[tok[1]]))
-    try:
-        rows = int(lines[first].split()[2])
-    except (IndexError, ValueError):
-        raise PointFileError(f"{path}: bad PLY header line {lines[first]!r}") from None
-    return PlyLayout(lines, np.dtype(descr), rows, nl + 1, props, order)
+    rows = header.elements[0].count
+    return PlyLayout(lines, np.dtype(descr), rows, header.data_offset, props, order)
 
 
 @dataclass
@@ -121,7 +105,7 @@ def stream_count(path: str | Path) -> int:
             with laspy.open(str(path)) as r:
                 return int(r.header.point_count)
         except Exception as e:
-            raise PointFileError(f"{path}: not a readable LAS file: {e}") from e
+            raise PointFileError(f"{path}: not a readable LAS file: {reason(e)}") from e
     if fmt in ("npy", "ply"):
         return int(_record_layout(path)[1])
     raise PointFileError(f"{path}: format {fmt!r} is not streamed (only {STREAM_FORMATS})")
@@ -151,7 +135,7 @@ def _npy_layout(path: Path) -> tuple[np.dtype, int, int]:
     try:
         m = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as e:
-        raise PointFileError(f"{path}: not a readable .npy file: {e}") from e
+        raise PointFileError(f"{path}: not a readable .npy file: {reason(e)}") from e
     if m.dtype.names is None or m.ndim != 1:
         raise PointFileError(
             f"{path}: .npy must be a structured array with named columns "
@@ -169,27 +153,12 @@ def iter_chunks(path: str | Path, chunk_points: int) -> Iterator[PointChunk]:
     path = Path(path)
     fmt = file_format(path)
     if fmt == "las":
-        import laspy
-
         if path.suffix.lower() == ".laz" and not las.laz_backend_available():
             raise PointFileError(
                 f"{path}: LAZ file but no LAZ backend is installed; {las.LAZ_HINT}"
             )
         las.check_las_header(path)
-        with laspy.open(str(path)) as r:
-            names = list(r.header.point_format.dimension_names)
-            start = 0
-            for rec in r.chunk_iterator(chunk_points):
-                xyz = np.stack(
-                    [
-                        np.asarray(rec.x, dtype=np.float64),
-                        np.asarray(rec.y, dtype=np.float64),
-                        np.asarray(rec.z, dtype=np.float64),
-                    ],
-                    axis=1,
-                )
-                yield PointChunk(start, xyz, names, rec)
-                start += len(xyz)
+        yield from _las_chunks(path, chunk_points)
         return
     if fmt not in ("npy", "ply"):
         raise PointFileError(f"{path}: format {fmt!r} is not streamed (only {STREAM_FORMATS})")
@@ -212,6 +181,40 @@ def iter_chunks(path: str | Path, chunk_points: int) -> Iterator[PointChunk]:
                 )
             xyz = np.stack([arr[a].astype(np.float64) for a in "xyz"], axis=1)
             yield PointChunk(start, xyz, names, arr)
+
+
+def _las_chunks(path: Path, chunk_points: int) -> Iterator[PointChunk]:
+    """The LAS/LAZ branch of :func:`iter_chunks`: a chunk laspy / lazrs cannot read (a
+    truncated LAZ) is a :class:`PointFileError` naming the file and the first point lost."""
+    import laspy
+
+    try:
+        reader = laspy.open(str(path))
+    except Exception as e:
+        raise PointFileError(f"{path}: not a readable LAS file: {reason(e)}") from e
+    with reader as r:
+        names = list(r.header.point_format.dimension_names)
+        chunks, start = r.chunk_iterator(chunk_points), 0
+        while True:
+            try:
+                rec = next(chunks)
+            except StopIteration:
+                return
+            except Exception as e:
+                raise PointFileError(
+                    f"{path}: not a readable LAS file (truncated or damaged from point "
+                    f"{start:,} on): {reason(e)}"
+                ) from e
+            xyz = np.stack(
+                [
+                    np.asarray(rec.x, dtype=np.float64),
+                    np.asarray(rec.y, dtype=np.float64),
+                    np.asarray(rec.z, dtype=np.float64),
+                ],
+                axis=1,
+            )
+            yield PointChunk(start, xyz, names, rec)
+            start += len(xyz)
 
 
 #: ``fill(chunk) -> (extra fields, classification codes or None)`` of :func:`write_streamed`
@@ -256,7 +259,7 @@ def _write_las_streamed(
     if out.suffix.lower() == ".laz" and not las.laz_backend_available():
         raise PointFileError(f"{out}: writing LAZ needs a LAZ backend; {las.LAZ_HINT}")
     with laspy.open(str(src)) as r:
-        header = copy.deepcopy(r.header)
+        header = las.without_copc(copy.deepcopy(r.header))
     have = set(header.point_format.dimension_names)
     new = [
         laspy.ExtraBytesParams(name=k, type=np.dtype(t))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from pcseg.io.atomic import atomic_save_with
-from pcseg.io.point_file import PointFile, PointFileError, flat_columns, xyz_from
+from pcseg.io.point_file import PointFile, PointFileError, flat_columns, reason, xyz_from
 
 
 def _split(line: str, delim: str | None) -> list[str]:
@@ -43,7 +43,7 @@ def read_txt(path: str | Path, columns: Sequence[str] | None = None) -> PointFil
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
-        raise PointFileError(f"{path}: not a readable text file: {e}") from e
+        raise PointFileError(f"{path}: not a readable text file: {reason(e)}") from e
     numbered = [(i + 1, ln) for i, ln in enumerate(text.splitlines()) if ln.strip()]
     lines = [ln for _, ln in numbered]
     if not lines:

@@ -23,7 +23,8 @@
 
 Files: every file under ``--raw`` whose suffix :mod:`pcseg.io` reads (PLY,
 LAS/LAZ, PCD, NPY/NPZ, TXT/CSV, KITTI ``.bin``). Scene id = the path relative to ``--raw``
-without its suffix, ``/`` written ``__`` (``tiles/a.las`` -> ``tiles__a``).
+without its suffix, ``/`` written ``__`` (``tiles/a.las`` -> ``tiles__a``); one stem in two
+formats in one folder keeps the format (``t.las``, ``t.ply`` -> ``t_las``, ``t_ply``).
 
 Units (:func:`file_units`): a LAS file's horizontal and vertical units come from its OGC WKT
 VLR or GeoTIFF keys (:func:`pcseg.io.las.las_crs`; ``UNIT["foot",0.3048]``, US survey
@@ -64,6 +65,7 @@ from __future__ import annotations
 import fnmatch
 import sys
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -85,10 +87,12 @@ from pcseg.io.point_file import PointFile, PointFileError, list_point_files
 from pcseg.io.points import read_points
 from pcseg.readers.common import (
     NORM_PERCENTILES,
+    DataWarning,
     FeatureNormalisation,
     GroundAccumulator,
     GroundSurface,
     ReaderOptions,
+    SplitError,
     check_points,
     fit_normalisation,
     isolated_voxel_share,
@@ -106,6 +110,11 @@ HEIGHT_ABOVE_GROUND = "height_above_ground"
 FIT_SAMPLE_POINTS = 200_000
 #: share of occupied voxels without a neighbour above which prepare warns
 ISOLATED_VOXEL_WARN = 0.5
+#: a file whose extent holds fewer voxels than this at voxel_size is warned about
+MIN_FILE_VOXELS = 100
+#: x/y extent (units) and point spacing (units) or LAS scale below which coordinates in
+#: metres look like longitude / latitude degrees
+DEGREES_EXTENT, DEGREES_SPACING, DEGREES_SCALE = 2.0, 1e-4, 1e-6
 
 
 class ClassesError(ValueError):
@@ -693,7 +702,9 @@ def to_scene(
 ) -> Scene:
     """The :class:`Scene` of one file (units to metres, origin shift, features, labels; see
     the module docstring). ``inputs``: the fitted normalisation (None: the per-file
-    :func:`legacy_point_features`).
+    :func:`legacy_point_features`). ``check_range``: refuse an extent the voxel keys cannot
+    hold (:func:`check_extent`) and warn (:class:`DataWarning`) about coordinates that look
+    like degrees (:func:`degrees_warning`) or an absurd voxel size (:func:`density_warning`).
 
     ``nonfinite``: points with NaN/inf coordinates ``'refuse'`` the file (the error names
     it), or ``'drop'``: they are left out (their count in ``extra['dropped_nonfinite']``).
@@ -709,6 +720,9 @@ def to_scene(
     xyz_m = pf.xyz * units.factors
     if check_range:
         check_extent(pf, spec.voxel_size, xyz_m)
+        for note in (degrees_warning(pf, units), density_warning(pf.path, xyz_m, spec.voxel_size)):
+            if note:
+                warnings.warn(DataWarning(note), stacklevel=2)
     origin = scene_origin(xyz_m)
     coords = (xyz_m - origin).astype(np.float32)
     ground = file_ground(pf, xyz_m) if needs_ground(spec) else None
@@ -741,22 +755,32 @@ def to_scene(
 
 # ----------------------------------------------------------------------------- the reader
 def scene_id(raw: Path, path: Path) -> str:
-    """``tiles/a.las`` under ``raw`` -> ``tiles__a``."""
+    """``tiles/a.las`` under ``raw`` -> ``tiles__a`` (see :func:`list_files` for two files
+    of one stem in one folder)."""
     rel = path.relative_to(raw).with_suffix("")
     return "__".join(rel.parts)
 
 
 def list_files(raw: Path) -> dict[str, Path]:
-    """{scene id: file} of every supported file under ``raw`` (ValueError on two files with
-    the same id, e.g. ``a.las`` and ``a.ply``)."""
+    """{scene id: file} of every supported file under ``raw``: the id is the relative path
+    without the suffix (:func:`scene_id`: ``a/tile.las`` and ``b/tile.las`` are ``a__tile``
+    and ``b__tile``); files of one stem in one folder (``tile.las`` and ``tile.ply``) take
+    their format too (``tile_las``, ``tile_ply``). :class:`SplitError` naming both files
+    where two would still be one scene (``a__b.las`` and ``a/b.las``)."""
     raw = Path(raw)
     if not raw.is_dir():
         raise FileNotFoundError(f"raw folder {raw} does not exist")
+    files = list_point_files(raw)
+    ids = [scene_id(raw, p) for p in files]
+    shared = {i for i, n in Counter(ids).items() if n > 1}
     out: dict[str, Path] = {}
-    for p in list_point_files(raw):
-        sid = scene_id(raw, p)
+    for p, sid in zip(files, ids):
+        if sid in shared:
+            sid = f"{sid}_{p.suffix.lower().lstrip('.')}"
         if sid in out:
-            raise ValueError(f"{out[sid]} and {p} would both be scene {sid!r}; rename one")
+            raise SplitError(
+                f"{out[sid]} and {p} would both be scene {sid!r} (scenes/{sid}.npz); rename one"
+            )
         out[sid] = p
     return out
 
@@ -932,18 +956,67 @@ def classes_fingerprint(spec: ClassesSpec) -> dict[str, Any]:
     }
 
 
-def density_warning(density: dict[str, Any]) -> str | None:
-    """The prepare-time warning when most voxels have no neighbour at the voxel size
-    (:data:`ISOLATED_VOXEL_WARN`), with the median point spacing as a suggestion."""
-    share = float(density["isolated_voxel_share"])
-    if share <= ISOLATED_VOXEL_WARN:
+def _extent(xyz: np.ndarray, unit: str = "m") -> str:
+    ext = xyz.max(axis=0) - xyz.min(axis=0)
+    return " x ".join(f"{e:.3g}" for e in ext) + f" {unit}"
+
+
+def density_warning(
+    path: Path | str, xyz_m: np.ndarray, voxel_size: float, window: np.ndarray | None = None
+) -> str | None:
+    """The prepare-time warning for the file ``path`` (points ``xyz_m`` in metres) whose
+    voxel size is absurd: its extent holds fewer than :data:`MIN_FILE_VOXELS` voxels, or
+    more than :data:`ISOLATED_VOXEL_WARN` of its voxels have no neighbour in a 3x3x3 kernel
+    (:func:`~pcseg.readers.common.isolated_voxel_share` on a central window of the file,
+    ``window``). One line naming the file, its extent and its median point spacing, with a
+    voxel size that suits it; None when the voxel size is sound."""
+    window = _central_window(xyz_m, FIT_SAMPLE_POINTS) if window is None else window
+    ext = xyz_m.max(axis=0) - xyz_m.min(axis=0)
+    bound = int(np.prod(np.floor(ext / voxel_size) + 1))
+    share, _ = isolated_voxel_share(window, voxel_size)
+    if bound >= MIN_FILE_VOXELS and share <= ISOLATED_VOXEL_WARN:
         return None
-    sp = max(float(density["median_spacing_m"]), 1e-3)
+    sp = max(median_spacing(window), 1e-3)
+    what = (
+        f"its extent holds at most {bound} voxel(s) (the network sees almost nothing)"
+        if bound < MIN_FILE_VOXELS
+        else f"{100 * share:.1f}% of its voxels have no neighbour in a 3x3x3 kernel (the "
+        "network sees isolated points)"
+    )
     return (
-        f"voxel_size {density['voxel_size']} m: {100 * share:.1f}% of the voxels have no "
-        f"neighbour in a 3x3x3 kernel (the network sees isolated points); the median point "
-        f"spacing is {sp:.3g} m: a voxel_size of about {sp:.2g}-{2 * sp:.2g} m "
-        "suits it (coordinates are in metres whatever the file's unit)"
+        f"{path}: voxel_size {voxel_size} m: {what}; extent {_extent(xyz_m)}, median point "
+        f"spacing {sp:.3g} m: a voxel_size of about {sp:.2g}-{2 * sp:.2g} m suits it "
+        "(coordinates are in metres whatever the file's unit)"
+    )
+
+
+def degrees_warning(pf: PointFile, units: FileUnits) -> str | None:
+    """The prepare-time warning for a file whose coordinates look like longitude / latitude
+    degrees while its CRS or ``units:`` say metres (or nothing): x/y within +-180 / +-90
+    with an extent of at most :data:`DEGREES_EXTENT` units, and a LAS scale below
+    :data:`DEGREES_SCALE` or a median point spacing below :data:`DEGREES_SPACING` units. One
+    line naming the file, its extent and its median point spacing; None otherwise."""
+    xy = pf.xyz[:, :2]
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    in_range = np.all(np.abs(np.concatenate([lo, hi]).reshape(2, 2)) <= [180.0, 90.0])
+    if units.horizontal != 1.0 or not in_range or (hi - lo).max() > DEGREES_EXTENT:
+        return None
+    las = pf.native.get("las")
+    scale = float(np.max(las.header.scales[:2])) if las is not None else None
+    sp = median_spacing(_central_window(pf.xyz, FIT_SAMPLE_POINTS)[:, :2])
+    if (scale is None or scale >= DEGREES_SCALE) and sp >= DEGREES_SPACING:
+        return None
+    scale_note = f", LAS scale {scale:g}" if scale is not None else ""
+    said = (
+        "no CRS and no units: in CLASSES.yaml (metres assumed)"
+        if units.source == "default"
+        else f"the {units.source} saying metres"
+    )
+    return (
+        f"{pf.path}: the coordinates look like longitude / latitude degrees, not metres: "
+        f"x {lo[0]:.7g}..{hi[0]:.7g}, y {lo[1]:.7g}..{hi[1]:.7g}; extent "
+        f"{_extent(pf.xyz, 'units')}, median point spacing {sp:.3g} units{scale_note}, with "
+        f"{said}; reproject the file to a projected CRS in metres (e.g. UTM) first"
     )
 
 
@@ -967,10 +1040,18 @@ def prepare_custom(
     (key ``inputs``: :func:`fit_inputs`) by the run that makes the folder; a rerun that
     adds files keeps them, so every scene is normalised alike (``force`` fits them anew).
     Prints the files' units (and how height above ground was found); warns (and lists in
-    the summary) when most voxels have no neighbour at ``voxel_size`` and for every class
-    with no labelled point at all.
+    the summary) for every class with no labelled point at all, and per file
+    (:func:`to_scene`) for an absurd voxel size (:func:`density_warning`) and for
+    coordinates that look like degrees (:func:`degrees_warning`).
     """
-    from pcseg.readers.prepare import PrepareOptions, prepare_dataset, reusable_meta
+    from pcseg.readers.prepare import (
+        PrepareOptions,
+        check_out_folder,
+        prepare_dataset,
+        reusable_meta,
+    )
+
+    check_out_folder(Path(out))  # before the training files are read
 
     spec = load_classes(classes)
     if labels is None or not labels:
@@ -988,7 +1069,7 @@ def prepare_custom(
         **fields,
     )
     old = reusable_meta(opts)  # refuses a folder made otherwise before anything is read
-    inputs, density, dense = _run_inputs(opts, spec, old)
+    inputs, density = _run_inputs(opts, spec, old)
     opts.reader = CustomReader(spec, str(classes), inputs)
     opts.meta_extra = {
         "classes": spec.model_dump(mode="json"),
@@ -999,7 +1080,6 @@ def prepare_custom(
     summary = prepare_dataset(opts)
     summary["inputs"] = inputs.to_dict()
     summary["voxel_density"] = density
-    summary["warnings"] = [dense] if dense else []
     if spec.label_field:
         empty = [n for n, c in summary["class_histogram"].items() if c == 0]
         if empty:
@@ -1014,10 +1094,10 @@ def prepare_custom(
 
 def _run_inputs(
     opts: Any, spec: ClassesSpec, old: dict[str, Any] | None
-) -> tuple[TrainingInputs, dict[str, Any], str | None]:
-    """(inputs, voxel density, density warning) of a prepare run: those of ``old`` (the
+) -> tuple[TrainingInputs, dict[str, Any]]:
+    """(inputs, voxel density) of a prepare run: those of ``old`` (the
     folder's meta.json, same fingerprint) when it has them, else :func:`fit_inputs` on
-    the training files; the units / ground notes and the warning are printed."""
+    the training files; the units / ground notes are printed."""
     if old is not None and isinstance(old.get("inputs"), dict):
         inputs = TrainingInputs.from_dict(old["inputs"])
         density = dict(old.get("voxel_density") or {})
@@ -1026,14 +1106,11 @@ def _run_inputs(
             "kept so every scene is normalised alike (--force fits them anew)",
             file=sys.stderr,
         )
-        return inputs, density, None
+        return inputs, density
     nonfinite = opts.reader_options.nonfinite if opts.reader_options is not None else "refuse"
     inputs, density = fit_inputs(Path(opts.raw), spec, opts.reader, nonfinite)
     notes = [f"units: {u.describe()}; converted to metres" for u in inputs.units]
     notes += [f"height above ground: {m} ({n} file(s))" for m, n in inputs.ground]
     for line in notes:
         print(f"[prepare] {line}", file=sys.stderr)
-    dense = density_warning(density)
-    if dense:
-        print(f"warning: {dense}", file=sys.stderr)
-    return inputs, density, dense
+    return inputs, density

@@ -555,6 +555,12 @@ def drop_incomplete(
     return {**meta, "splits": splits}, sorted(dropped.values(), key=lambda d: d["scene"]), empty
 
 
+def check_out_folder(out: Path) -> None:
+    """:class:`PrepareError` when ``--out`` is an existing file (not a folder)."""
+    if out.exists() and not out.is_dir():
+        raise PrepareError(f"--out {out} is an existing file, not a folder")
+
+
 def prepare_dataset(opts: PrepareOptions) -> dict[str, Any]:
     """Convert ``opts.raw`` into the processed folder ``opts.out``; returns the summary (also
     printed and written to ``OUT/summary.json``). Raises :class:`PrepareError` when nothing
@@ -587,8 +593,7 @@ def prepare_dataset(opts: PrepareOptions) -> dict[str, Any]:
                 file=sys.stderr,
             )
 
-    if out.exists() and not out.is_dir():
-        raise PrepareError(f"--out {out} is an existing file, not a folder")
+    check_out_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     if processed.finish_wipe(out):
         print(f"note: finished the interrupted --force of an earlier run in {out}", file=sys.stderr)

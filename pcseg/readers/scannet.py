@@ -47,6 +47,7 @@ import numpy as np
 
 from pcseg.data.classes import SCANNET_NYU40_IDS
 from pcseg.data.scene import Scene
+from pcseg.io.ply import check_ply_header
 from pcseg.readers.common import (
     ReaderOptions,
     SplitError,
@@ -328,6 +329,7 @@ def read_mesh_vertices(
     """
     from plyfile import PlyData
 
+    check_ply_header(path)  # hostile element counts named before plyfile allocates
     try:
         ply = PlyData.read(str(path))
         v = ply["vertex"].data

@@ -108,3 +108,47 @@ def test_is_image_checkpoint(tmp_path):
         torch.save({"model": {}, "config": {"data": {"dataset": dataset}}}, path)
         assert is_image_checkpoint(path) is want
     assert is_image_checkpoint(tmp_path / "missing.pt") is False
+
+
+def _assert_same_weights(path, net):
+    from pcseg.engine.checkpoint import load_checkpoint
+
+    got = load_checkpoint(path)["model"]
+    assert all(_same(got[n], v) for n, v in net.state_dict().items())
+
+
+def test_disk_full_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    """A save that hits ENOSPC inside torch's writer: one DiskFullError naming the file and
+    the bytes written; the previous checkpoint under that name loads unchanged."""
+    from helpers.faults import no_space_after
+
+    from pcseg.engine import checkpoint as ckpt
+    from pcseg.io.atomic import DiskFullError
+
+    net = _net(5, 0)
+    path = _save(tmp_path, net, NAMES)
+    monkeypatch.setattr(ckpt.torch, "save", no_space_after(4096))
+    with pytest.raises(DiskFullError) as e:
+        save_checkpoint(path, {"model": _net(5, 1).state_dict(), "class_names": NAMES})
+    assert str(e.value).startswith(f"no space left on the device writing {path} (4,096 bytes")
+    assert str(e.value).endswith("the previous src.pt is kept") and "\n" not in str(e.value)
+    monkeypatch.undo()
+    _assert_same_weights(path, net)
+    assert [p.name for p in tmp_path.iterdir()] == ["src.pt"]
+
+
+def test_disk_full_on_a_real_tmpfs(tmp_path):
+    """The same through torch's real writer on a full tmpfs (skipped where none can be
+    mounted): the second copy does not fit next to the first."""
+    from helpers.faults import small_tmpfs
+
+    from pcseg.io.atomic import DiskFullError
+
+    net = _net(5, 0, planes=16)
+    probe = _save(tmp_path, net, NAMES).stat().st_size
+    with small_tmpfs(tmp_path / "mnt", f"{int(probe * 1.5) // 4096 * 4096 + 8192}") as mnt:
+        path = _save(mnt, net, NAMES)
+        with pytest.raises(DiskFullError, match=f"writing {path} .*the previous src.pt is kept"):
+            save_checkpoint(path, {"model": _net(5, 1, planes=16).state_dict(), "names": NAMES})
+        _assert_same_weights(path, net)
+        assert [p.name for p in mnt.iterdir()] == ["src.pt"]

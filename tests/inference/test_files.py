@@ -387,3 +387,60 @@ def test_merge_summaries_rules():
     assert merge_summaries(None, run)["files"][0]["input_path"] == "/in/y/t.las"
     with pytest.raises(TypeError):
         merge_summaries({"files": [1], "failures": []}, run)
+
+
+def _same_stems(root):
+    """``a/t.las``, ``b/t.las``, ``t.las`` and ``t.ply`` under ``root`` (one stem, other
+    folders and formats)."""
+    from pcseg.io.points import read_points, write_points
+
+    for i, rel in enumerate(["a/t.las", "b/t.las", "t.las"]):
+        write_synthetic_las(root / rel, 800, seed=i)
+    write_points(read_points(root / "t.las"), root / "t.ply", {}, fmt="ply")
+    return root
+
+
+def test_same_stem_inputs_are_predicted_side_by_side(tiny, tmp_path, monkeypatch):
+    from pcseg.inference import files as files_mod
+
+    monkeypatch.setattr(files_mod, "load_predictor", lambda *a, **k: tiny)
+    src = _same_stems(tmp_path / "in")
+    plan = files_mod.plan_outputs([src])
+    assert [(f.relative_to(src).as_posix(), s.as_posix()) for f, s in plan] == [
+        ("a/t.las", "a"),
+        ("b/t.las", "b"),
+        ("t.las", "."),
+        ("t.ply", "."),
+    ]
+    out = tmp_path / "out"
+    s = files_mod.predict_files("ckpt.pt", [src], out, voxel_budget=1500, progress=False)
+    assert not s["failures"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "a/t.las",
+        "b/t.las",
+        "predict_summary.json",
+        "t.las",
+        "t.ply",
+    ]
+    for r in s["files"]:  # each output is the labelled copy of its own input
+        assert Path(r["output"]).relative_to(out) == Path(r["file"]).relative_to(src)
+
+
+@pytest.mark.parametrize(
+    "given, fmt, clash",
+    [
+        (["a/t.las", "b/t.las"], "same", "t.las"),  # given by name: both to OUT/t.las
+        (["."], "las", "t.las"),  # t.las and t.ply both converted to OUT/t.las
+    ],
+)
+def test_only_colliding_outputs_are_refused_naming_both(tiny, tmp_path, capsys, given, fmt, clash):
+    src = _same_stems(tmp_path / "in")
+    argv = ["predict", *[str(src / g) for g in given], "--checkpoint", "ckpt.pt"]
+    assert main([*argv, "--format", fmt, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("pcseg: error: ")
+    first, second = (
+        (src / "a/t.las", src / "b/t.las") if fmt == "same" else (src / "t.las", src / "t.ply")
+    )
+    assert f"{first} and {second} would both be written as {clash} in --out" in err[0]
+    assert not (tmp_path / "out").exists()  # refused before anything is written

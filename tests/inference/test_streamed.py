@@ -138,3 +138,35 @@ def test_binary_ply_streamed_equals_in_memory(tiny, tmp_path):
         tiny, tmp_path / "a.ply", tmp_path / "o", voxel_budget=1500, chunk_points=2500
     )
     assert not ra["streamed"] and len(PlyData.read(ra["output"])["vertex"].data) == 9000
+
+
+def test_points_thousands_of_km_apart_are_refused_before_a_dense_grid(tiny, tmp_path):
+    """Two outliers 5,000 km off a 40 m tile (as in laspy's append-bug test file): the
+    streamed path names the file, its extent and the way out instead of allocating a
+    histogram of terabytes; the in-memory path labels it."""
+    import laspy
+
+    from pcseg.inference.streamed import COARSE_CELL_VOXELS, MAX_HISTOGRAM_CELLS
+    from pcseg.io.point_file import PointFileError
+
+    src = write_synthetic_las(tmp_path / "spread.las", 3000, seed=5)
+    las = laspy.read(str(src))
+    x, y = np.asarray(las.x), np.asarray(las.y)
+    x[:2], y[:2] = x[2] + 3_000_000.0, y[2] + 5_000_000.0
+    h = laspy.LasHeader(point_format=las.header.point_format, version=las.header.version)
+    h.scales, h.offsets = las.header.scales, las.header.offsets
+    out = laspy.LasData(h)
+    out.points = las.points
+    out.x, out.y = x, y
+    out.write(str(src))
+    ext = np.ptp(np.column_stack([x, y]), axis=0)
+    cell = COARSE_CELL_VOXELS * tiny.voxel_size
+    assert (ext[0] // cell) * (ext[1] // cell) > MAX_HISTOGRAM_CELLS
+    with pytest.raises(PointFileError) as e:
+        predict_file_streamed(tiny, src, tmp_path / "out", 1500, chunk_points=1000)
+    assert str(e.value).startswith(
+        f"{src}: the points spread over {ext[0]:,.0f} x {ext[1]:,.0f} m, "
+    )
+    assert "(--stream never)" in str(e.value) and not list((tmp_path / "out").glob(".*"))
+    r = predict_file(tiny, src, tmp_path / "mem", voxel_budget=1500, stream="never")
+    assert r["points"] == 3000

@@ -107,3 +107,46 @@ def test_stale_temporaries_removed_fresh_ones_and_user_files_kept(tmp_path):
     assert remove_stale_temporaries(tmp_path, start, recursive=True) == [old[2]]
     assert all(p.exists() for p in kept) and not any(p.exists() for p in old)
     assert remove_stale_temporaries(tmp_path / "missing", start) == []
+
+
+def test_disk_full_is_named_and_keeps_the_previous_file(tmp_path):
+    from helpers.faults import no_space_after
+
+    from pcseg.io.atomic import DiskFullError, atomic_save_with, atomic_write_bytes
+
+    path = tmp_path / "state.bin"
+    atomic_write_bytes(path, b"previous")
+
+    def save(p):
+        with open(p, "wb") as fh:
+            no_space_after(1000)(fh)
+
+    with pytest.raises(DiskFullError) as e:
+        atomic_save_with(path, save)
+    msg = str(e.value)
+    assert msg.startswith(f"no space left on the device writing {path} (1,000 bytes written ")
+    assert msg.endswith("; the previous state.bin is kept") and " free of " in msg
+    assert path.read_bytes() == b"previous" and [p.name for p in tmp_path.iterdir()] == [path.name]
+    with pytest.raises(DiskFullError, match="nothing was written"):
+        atomic_save_with(tmp_path / "new.bin", save)
+    assert not (tmp_path / "new.bin").exists()
+
+
+def test_a_real_full_tmpfs(tmp_path):
+    from helpers.faults import small_tmpfs
+
+    from pcseg.io.atomic import DiskFullError, atomic_write_bytes
+
+    with small_tmpfs(tmp_path / "mnt", "64k") as mnt:
+        path = mnt / "a.bin"
+        atomic_write_bytes(path, b"1" * 40_000)
+        # the new copy is written next to the old one before the rename: 80 KB > 64 KB
+        with pytest.raises(DiskFullError) as e:
+            atomic_write_bytes(path, b"2" * 40_000)
+        assert f"writing {path} (" in str(e.value)
+        assert "free of 65,536 bytes on its file system); the previous a.bin is kept" in str(
+            e.value
+        )
+        written = int(str(e.value).split(" (")[1].split(" bytes written")[0].replace(",", ""))
+        assert 0 < written < 40_000  # the rest of the 64 KB holds the first copy
+        assert path.read_bytes() == b"1" * 40_000 and [p.name for p in mnt.iterdir()] == ["a.bin"]

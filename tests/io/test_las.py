@@ -201,3 +201,39 @@ def test_sane_header_passes_the_check(tmp_path):
     not_las.write_bytes(b"hello")
     with pytest.raises(PointFileError, match="not a readable LAS file: 5 bytes"):
         las_io.read_las(not_las)
+
+
+def test_a_laspy_error_without_text_still_gives_a_reason(tmp_path, monkeypatch):
+    import laspy
+
+    path, _, _ = _patched(tmp_path, "ok.las", "1.2", {})
+
+    def empty(*a, **k):
+        raise laspy.errors.LaspyException("")
+
+    monkeypatch.setattr(laspy, "read", empty)
+    with pytest.raises(PointFileError) as e:
+        las_io.read_las(path)
+    assert str(e.value) == f"{path}: not a readable LAS file: LaspyException"
+
+
+def test_a_copc_file_is_written_back_as_a_plain_laz(tmp_path):
+    """laspy reads COPC but cannot write its VLRs: the labelled copy (same name) drops them,
+    every point and other VLR kept."""
+    import laspy
+    from laspy.copc import CopcInfoVlr
+    from laspy.vlrs.known import WktCoordinateSystemVlr
+
+    from pcseg.io.points import output_path, write_points
+
+    path, _, _ = _patched(tmp_path, "tile.copc.laz", "1.4", {})
+    pf = las_io.read_las(path)
+    pf.native["las"].header.vlrs.append(CopcInfoVlr())
+    pf.native["las"].header.vlrs.append(WktCoordinateSystemVlr('LOCAL_CS["x"]'))
+    out = output_path(pf, tmp_path / "out")
+    assert out.name == "tile.copc.laz"
+    write_points(pf, out, {"pred_class": np.ones(400, np.uint8)})
+    back = laspy.read(str(out))
+    assert [v.user_id for v in back.header.vlrs] == ["LASF_Projection", "LASF_Spec"]  # + extra dims
+    np.testing.assert_array_equal(back.X, pf.native["las"].X)
+    assert np.asarray(back.pred_class).tolist() == [1] * 400

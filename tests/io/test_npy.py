@@ -4,6 +4,7 @@ an (N, 3) ``xyz`` array and named columns."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from pcseg.io.points import read_points, write_points
 
@@ -40,3 +41,27 @@ def test_npz_xyz_array_and_columns(tmp_path):
         assert sorted(z.files) == ["intensity", "pred_class", "xyz"]
         np.testing.assert_array_equal(z["xyz"], xyz)
         np.testing.assert_array_equal(z["pred_class"], np.arange(N))
+
+
+def test_hostile_npy_shape_fails_before_numpy_allocates(tmp_path, monkeypatch):
+    from pcseg.io.point_file import PointFileError
+
+    a = np.zeros(100, dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4")])
+    path = tmp_path / "h.npy"
+    np.save(path, a)
+    raw = path.read_bytes()
+    hostile = raw.replace(b"'shape': (100,), }" + b" " * 7, b"'shape': (9999999999,), }")
+    assert hostile != raw and len(hostile) == len(raw)  # the header keeps its 128 bytes
+    path.write_bytes(hostile)
+    size = path.stat().st_size
+
+    def boom(*args, **kw):
+        raise AssertionError("numpy was asked to load a hostile header")
+
+    monkeypatch.setattr(np, "load", boom)
+    with pytest.raises(PointFileError) as e:
+        read_points(path)
+    assert str(e.value) == (
+        f"{path}: damaged .npy header: shape (9999999999,) of 12-byte records needs "
+        f"119,999,999,988 bytes, but 1,200 follow the header (file size {size:,} bytes)"
+    )

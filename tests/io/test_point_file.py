@@ -50,3 +50,11 @@ def test_listing_skips_processed_folders_below_the_root(tmp_path):
     # the processed folder itself as the root is listed (prepare reads WORK/raw, not WORK)
     inner = [p.name for p in list_point_files(tmp_path / "annotations" / "a")]
     assert sorted(inner) == ["a.las", "a.npy", "a.npz"]
+
+
+def test_a_failure_reason_is_never_empty():
+    from pcseg.io.point_file import reason
+
+    assert reason(ValueError("bad\n  header")) == "bad header"
+    assert reason(ValueError("")) == "ValueError"
+    assert reason(OSError()) == "OSError"

@@ -112,7 +112,9 @@ def test_truncated_or_foreign_ply_is_named(tmp_path):
     _mesh_ply(tmp_path / "m.ply", 1000)
     data = (tmp_path / "m.ply").read_bytes()
     (tmp_path / "cut.ply").write_bytes(data[: len(data) // 2])
-    with pytest.raises(PointFileError, match=r"cut\.ply: truncated: 1000 points declared"):
+    with pytest.raises(  # the header check sees it before a chunk is read
+        PointFileError, match=r"cut\.ply: damaged PLY header: element 'vertex' claims 1,000 rec"
+    ):
         list(stream.iter_chunks(tmp_path / "cut.ply", 400))
     (tmp_path / "no.ply").write_bytes(b"this is not a ply file\n")
     with pytest.raises(PointFileError, match=r"no\.ply: not a readable PLY"):
@@ -156,3 +158,21 @@ def test_streamed_las_checks_the_header_before_laspy(tmp_path, monkeypatch):
         stream.stream_count(path)
     with pytest.raises(PointFileError, match=r"hostile\.las: damaged LAS header"):
         next(stream.iter_chunks(path, 100))
+
+
+def test_a_truncated_laz_is_named_by_the_streaming_reader(tmp_path):
+    import laspy
+
+    h = laspy.LasHeader(point_format=3, version="1.2")
+    data = laspy.LasData(h)
+    rng = np.random.default_rng(0)
+    data.x, data.y, data.z = (rng.random(5000) * 100 for _ in range(3))
+    data.write(str(tmp_path / "full.laz"))
+    raw = (tmp_path / "full.laz").read_bytes()
+    (tmp_path / "cut.laz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(PointFileError) as e:
+        list(stream.iter_chunks(tmp_path / "cut.laz", 1000))
+    assert str(e.value).startswith(
+        f"{tmp_path / 'cut.laz'}: not a readable LAS file (truncated or damaged from point "
+    )
+    assert not str(e.value).rstrip().endswith(":")

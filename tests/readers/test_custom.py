@@ -345,7 +345,8 @@ def test_feet_converted_to_metres_and_sparse_voxels_warn(tmp_path, capsys):
     raw = tmp_path / "raw"
     path, _ = airborne_las(raw / "ft.las", 1500, side=40.0)
     s = prepare_custom(raw, _classes(tmp_path, ignore=[0, 1], voxel_size=0.1), tmp_path / "p")
-    err = capsys.readouterr().err
+    cap = capsys.readouterr()
+    err = cap.err
     assert s["failed"] == 0
     assert "x/y foot (0.3048 m), z foot (0.3048 m), from the LAS WKT" in err
     assert "NAD83 / Ohio North (ft)" in err
@@ -365,8 +366,10 @@ def test_feet_converted_to_metres_and_sparse_voxels_warn(tmp_path, capsys):
     dens = s["voxel_density"]
     assert abs(dens["median_spacing_m"] - want) < 1e-9
     assert dens["isolated_voxel_share"] > 0.9
-    assert s["warnings"] and f"{want:.3g} m" in s["warnings"][0]
-    assert "no neighbour in a 3x3x3 kernel" in err
+    assert len(s["warnings"]) == 1 and s["warnings"][0].startswith(f"ft: {path}: voxel_size 0.1")
+    assert f"median point spacing {want:.3g} m" in s["warnings"][0]
+    assert "of its voxels have no neighbour in a 3x3x3 kernel" in s["warnings"][0]
+    assert f"warning (ft): {path}: voxel_size 0.1 m: " in cap.out
     s2 = prepare_custom(raw, _classes(tmp_path, ignore=[0, 1], voxel_size=2.0), tmp_path / "p2")
     assert s2["warnings"] == [] and s2["voxel_density"]["isolated_voxel_share"] < 0.5
 
@@ -627,3 +630,82 @@ def test_empty_class_warning_is_one_plain_line(tmp_path):
     lines = [ln for ln in r.stderr.splitlines() if "have no labelled point" in ln]
     assert len(lines) == 1 and lines[0].startswith("warning: ") and "['water']" in lines[0]
     assert "UserWarning" not in r.stderr and "prepare_custom(" not in r.stderr
+
+
+def test_same_stem_files_are_distinct_scenes(tmp_path, capsys):
+    """One stem in other folders or formats: one scene each (the folder in the id, the
+    format where one folder holds both); only a true clash is refused, naming both files."""
+    from pcseg.io.points import read_points, write_points
+    from pcseg.readers.common import SplitError
+    from pcseg.readers.custom import list_files
+
+    raw = tmp_path / "raw"
+    for i, rel in enumerate(["a/tile.las", "b/tile.las", "tile.las"]):
+        write_synthetic_las(raw / rel, 600, seed=i)
+    write_points(read_points(raw / "tile.las"), raw / "tile.ply", {}, fmt="ply")
+    want = {"a__tile": "a/tile.las", "b__tile": "b/tile.las", "tile_las": "tile.las"}
+    want["tile_ply"] = "tile.ply"
+    assert {k: v.relative_to(raw).as_posix() for k, v in list_files(raw).items()} == want
+    classes = _classes(tmp_path)
+    s = prepare_custom(raw, classes, tmp_path / "proc")
+    assert s["failed"] == 0
+    assert sorted(processed.read_meta(tmp_path / "proc")["splits"]["train"]) == sorted(want)
+    for sid, rel in want.items():  # each scene holds its own file's points
+        n = len(read_points(raw / rel).xyz)
+        assert processed.read_scene(tmp_path / "proc", sid).num_points == n
+    write_synthetic_las(raw / "a__tile.las", 600, seed=9)  # a__tile as a/tile.las, both .las
+    with pytest.raises(SplitError) as e:
+        list_files(raw)
+    assert str(e.value) == (
+        f"{raw / 'a' / 'tile.las'} and {raw / 'a__tile.las'} would both be scene "
+        "'a__tile_las' (scenes/a__tile_las.npz); rename one"
+    )
+    capsys.readouterr()
+    argv = ["prepare", "custom", "--raw", str(raw), "--classes", str(classes), "--out"]
+    assert main([*argv, str(tmp_path / "p2")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"pcseg: error: {e.value}"]
+
+
+def _spacing(xyz):
+    from scipy.spatial.distance import cdist
+
+    d = cdist(xyz, xyz)
+    np.fill_diagonal(d, np.inf)
+    return float(np.median(d.min(axis=1)))
+
+
+def _extent(xyz, unit):
+    return "extent " + " x ".join(f"{e:.3g}" for e in np.ptp(xyz, axis=0)) + f" {unit}"
+
+
+def test_lonlat_degrees_and_absurd_voxel_size_warn_per_file(tmp_path):
+    """A file in degrees without a CRS, and voxel_size 1000 on a 40 m tile: one warning line
+    each naming the file, its extent and its median point spacing (checked against a
+    brute-force nearest neighbour); a tile in metres at a sound voxel size: none."""
+    import laspy
+    from helpers.faults import lonlat_las
+
+    raw = tmp_path / "raw"
+    deg = lonlat_las(raw / "deg.las", 1500, seed=2)
+    ok = write_synthetic_las(raw / "ok.las", 1500, seed=3)
+    s = prepare_custom(raw, _classes(tmp_path), tmp_path / "p")
+    warned = [w for w in s["warnings"] if "longitude / latitude" in w]
+    assert len(warned) == 1 and warned[0].startswith(f"deg: {deg}: the coordinates look like")
+    las = laspy.read(str(deg))
+    xyz = np.column_stack([las.x, las.y, las.z])
+    assert _extent(xyz, "units") in warned[0]
+    assert f"median point spacing {_spacing(xyz[:, :2]):.3g} units, LAS scale 1e-07" in warned[0]
+    assert "no CRS and no units: in CLASSES.yaml (metres assumed)" in warned[0]
+    assert not [w for w in s["warnings"] if str(ok) in w]
+    # voxel_size 1000: the 40 m tile is one voxel
+    (raw / "deg.las").unlink()
+    s = prepare_custom(raw, _classes(tmp_path, voxel_size=1000), tmp_path / "p2")
+    okl = laspy.read(str(ok))
+    xyz = np.column_stack([okl.x, okl.y, okl.z])
+    bound = int(np.prod(np.floor(np.ptp(xyz, axis=0) / 1000) + 1))
+    assert bound == 1 and s["warnings"] == [
+        f"ok: {ok}: voxel_size 1000.0 m: its extent holds at most 1 voxel(s) (the network sees "
+        f"almost nothing); {_extent(xyz, 'm')}, median point spacing {_spacing(xyz):.3g} m: a "
+        f"voxel_size of about {_spacing(xyz):.2g}-{2 * _spacing(xyz):.2g} m suits it "
+        "(coordinates are in metres whatever the file's unit)"
+    ]

@@ -410,3 +410,26 @@ def test_unlabelled_test_scene_has_no_labels(tmp_path):
     assert (scene.semantic == -1).all() and (scene.instance == -1).all()
     assert scene.num_points == len(syn.xyz) and not scene.extra["has_labels"]
     assert scene.extra["split_dir"] == "scans_test" and scene.extra["overlapping_segments"] == 0
+
+
+def test_hostile_mesh_header_is_named_before_plyfile_reads(tmp_path, monkeypatch):
+    import plyfile
+
+    from pcseg.io.point_file import PointFileError
+
+    _scene(tmp_path)
+    ply = tmp_path / "scans" / "scene0000_00" / "scene0000_00_vh_clean_2.ply"
+    raw = ply.read_bytes()
+    n = int(re.search(rb"element vertex (\d+)\n", raw)[1])
+    ply.write_bytes(raw.replace(b"element vertex %d\n" % n, b"element vertex 4000000000\n"))
+
+    def boom(*a, **k):
+        raise AssertionError("plyfile was asked to read a hostile header")
+
+    monkeypatch.setattr(plyfile.PlyData, "read", boom)
+    with pytest.raises(
+        PointFileError,
+        match=re.escape(str(ply)) + r": damaged PLY header: "
+        r"element 'vertex' claims 4,000,000,000 records",
+    ):
+        scannet.read_scene(tmp_path, "scene0000_00")
