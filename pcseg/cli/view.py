@@ -266,13 +266,20 @@ def _image_source(path: Path, spec: str | None) -> dict[str, Any] | None:
     data) or a processed image folder (meta.json of kind images); else None."""
     import json
 
-    from pcseg.config import is_image_data, load_config
+    import yaml
+
+    from pcseg.config import IMAGE_DATASETS, load_config
 
     if (path / "config.yaml").is_file():
+        try:  # only the data kind first: a point-cloud run's config need not be complete
+            raw = yaml.safe_load((path / "config.yaml").read_text()) or {}
+            dataset = (raw.get("data") or {}).get("dataset")
+        except (OSError, yaml.YAMLError, AttributeError):
+            return None
+        if dataset not in IMAGE_DATASETS:
+            return None
         cfg = load_config(path / "config.yaml")
-        if is_image_data(cfg.data):
-            return {"root": Path(cfg.data.root), "run": path, "spec": spec or cfg.data.label_spec}
-        return None
+        return {"root": Path(cfg.data.root), "run": path, "spec": spec or cfg.data.label_spec}
     meta = path / "meta.json"
     if meta.is_file():
         try:
