@@ -183,19 +183,22 @@ def test_pq_table_by_hand():
 #: None), ...]); each table is the formatter of `kind` over the merged selections, verbatim
 ERDA_STUDY_TABLES: dict[str, tuple[str, list[tuple[str, list[str] | None, list[str] | None]]]] = {
     "arms_test": ("test", [
-        ("budget_study.json", ["1%"], ["supervised", "erda"]),
+        ("budget_study.json", ["0.1%", "1%"], ["supervised", "erda"]),
         ("erda_study_arms.json", None, None),
         ("erda_study_fidelity.json", None, None),
+        ("erda_study_arms_0p1.json", None, None),
     ]),
     "arms_val": ("val", [
-        ("budget_study.json", ["1%"], ["supervised", "erda"]),
+        ("budget_study.json", ["0.1%", "1%"], ["supervised", "erda"]),
         ("erda_study_arms.json", None, None),
         ("erda_study_fidelity.json", None, None),
+        ("erda_study_arms_0p1.json", None, None),
     ]),
     "pq": ("pq", [
-        ("budget_study.json", ["1%"], ["supervised", "erda"]),
+        ("budget_study.json", ["0.1%", "1%"], ["supervised", "erda"]),
         ("erda_study_arms.json", None, None),
         ("erda_study_fidelity.json", None, None),
+        ("erda_study_arms_0p1.json", None, None),
     ]),
     "long": ("test", [
         ("budget_study.json", ["1%"], ["supervised"]),
@@ -204,18 +207,19 @@ ERDA_STUDY_TABLES: dict[str, tuple[str, list[tuple[str, list[str] | None, list[s
         ("erda_study_long_superpoints.json", None, None),
     ]),
     "superpoints_test": ("test", [
-        ("budget_study.json", ["1pt", "0.1%", "click", "1%", "full"], ["supervised", "erda"]),
+        ("budget_study.json", ["1pt", "0.1%", "click", "1%", "10%", "full"], ["supervised", "erda"]),
         ("superpoint_study_supervised.json", None, None),
         ("superpoint_study_erda.json", None, None),
     ]),
     "superpoints_val": ("val", [
-        ("budget_study.json", ["1pt", "0.1%", "click", "1%"], ["supervised", "erda"]),
+        ("budget_study.json", ["1pt", "0.1%", "click", "1%", "10%"], ["supervised", "erda"]),
         ("superpoint_study_supervised.json", None, None),
         ("superpoint_study_erda.json", None, None),
     ]),
     "kitti": ("test", [
-        ("kitti_budget_study.json", ["1pt", "0.1%", "1%"], ["supervised", "erda"]),
+        ("kitti_budget_study.json", ["1pt", "0.1%", "1%", "10%", "full"], ["supervised", "erda"]),
         ("kitti_superpoint_study.json", None, None),
+        ("kitti_click_study.json", None, None),
     ]),
 }  # fmt: skip
 
