@@ -207,7 +207,8 @@ ERDA_STUDY_TABLES: dict[str, tuple[str, list[tuple[str, list[str] | None, list[s
         ("erda_study_long_superpoints.json", None, None),
     ]),
     "superpoints_test": ("test", [
-        ("budget_study.json", ["1pt", "0.1%", "click", "1%", "10%", "full"], ["supervised", "erda"]),
+        ("budget_study.json", ["1pt", "0.1%", "click", "1%", "10%", "full"],
+         ["supervised", "erda"]),
         ("superpoint_study_supervised.json", None, None),
         ("superpoint_study_erda.json", None, None),
     ]),
