@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from helpers.classes import ASPRS
 
 from pcseg.benchmarks.predict import write_synthetic_las
 from pcseg.config import Config
@@ -17,14 +18,7 @@ def test_a_folder_with_old_scenes_and_a_new_features_list_is_refused(tmp_path):
     raw, out = tmp_path / "raw", tmp_path / "proc"
     write_synthetic_las(raw / "a.las", 2000, seed=0)
     classes = tmp_path / "c.yaml"
-    spec = {
-        "names": ["ground", "low_vegetation", "high_vegetation", "building"],
-        "label_field": "classification",
-        "map": {2: "ground", 3: "low_vegetation", 5: "high_vegetation", 6: "building"},
-        "ignore": [0, 1],
-        "features": ["intensity"],
-        "voxel_size": 0.5,
-    }
+    spec = ASPRS
     classes.write_text(yaml.safe_dump(spec))
     prepare_custom(raw, classes, out)
     cfg = Config()

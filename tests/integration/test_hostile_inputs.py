@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import yaml
 from helpers import faults
+from helpers.classes import ASPRS
 from helpers.paths import REPO
 
 from pcseg.benchmarks.predict import write_synthetic_las
@@ -33,14 +34,7 @@ from pcseg.io.point_file import list_point_files
 
 pytestmark = pytest.mark.integration
 
-CLASSES = {
-    "names": ["ground", "low_vegetation", "high_vegetation", "building"],
-    "label_field": "classification",
-    "map": {2: "ground", 3: "low_vegetation", 5: "high_vegetation", 6: "building"},
-    "ignore": [0, 1],
-    "features": ["intensity"],
-    "voxel_size": 0.5,
-}
+CLASSES = ASPRS
 
 
 def _classes(folder: Path, **over) -> Path:

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 import yaml
+from helpers.classes import ASPRS
 
 from pcseg.benchmarks.predict import write_synthetic_las
 from pcseg.cli.main import main
@@ -23,15 +24,6 @@ from pcseg.readers.custom import (
     load_classes,
     prepare_custom,
 )
-
-ASPRS = {
-    "names": ["ground", "low_vegetation", "high_vegetation", "building"],
-    "label_field": "classification",
-    "map": {2: "ground", 3: "low_vegetation", 5: "high_vegetation", 6: "building"},
-    "ignore": [0, 1],
-    "features": ["intensity"],
-    "voxel_size": 0.5,
-}
 
 
 def _classes(tmp_path, **over):
